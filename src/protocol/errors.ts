@@ -1,0 +1,81 @@
+/**
+ * Typed errors with stable codes. Every failure a user can cause or meet has a code here; the
+ * code is the contract (HTTP problem+json, CLI exit lines, SDK `catch`), the message is for people.
+ */
+export const ErrorCodes = {
+  // tensors and their encodings
+  TENSOR_INVALID: 'a tensor is malformed (dtype, shape or data disagree)',
+  TENSOR_DECODE: 'bytes or JSON could not be decoded into tensors',
+  // inputs checked against a model schema
+  INPUT_UNKNOWN: 'an input name the model does not declare',
+  INPUT_MISSING: 'an input the model declares was not given',
+  INPUT_DTYPE: 'an input has the wrong dtype',
+  INPUT_RANK: 'an input has the wrong rank',
+  INPUT_DIM: 'an input dimension does not match the schema',
+  INPUT_VALUE: 'an input value is not of the declared type (non-numeric, out of range)',
+  INPUT_TOO_LARGE: 'the inputs exceed the size limit',
+  // models, manifests and blobs
+  MANIFEST_INVALID: 'a model manifest does not match the manifest schema',
+  MODEL_INVALID: 'a model file could not be parsed or loaded',
+  MODEL_TOO_LARGE: 'a model file exceeds the size limit',
+  MODEL_NOT_FOUND: 'no model with this id or path',
+  BLOB_NOT_FOUND: 'no blob with this CID in the store',
+  BLOB_CORRUPT: 'a stored blob does not hash to its CID',
+  CID_INVALID: 'a string is not a valid CID of the expected kind',
+  // execution
+  RUN_TIMEOUT: 'a model run exceeded its time limit',
+  RUN_FAILED: 'the runtime failed while executing the model',
+  PROFILE_MISMATCH: 'the runtime profile differs from the one required',
+  // comparison, receipts, batches
+  POLICY_INVALID: 'a comparison policy is malformed or does not fit the outputs',
+  SIGNATURE_INVALID: 'a signature is malformed or does not recover to the expected signer',
+  MERKLE_INVALID: 'a Merkle tree or proof is malformed',
+  // the command line
+  USAGE: 'a command was called with missing or invalid arguments',
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export type GlassboxErrorOptions = {
+  /** The offending field, as a path (`inputs.x.shape[1]`), when the error is about one. */
+  field?: string;
+  /** Extra lines of context for people: what was expected, what was seen. */
+  metaMessages?: readonly string[];
+  /** Machine-readable facts about the failure. */
+  details?: Record<string, unknown>;
+  cause?: unknown;
+};
+
+/** The one error class of Glassbox; `code` says what happened, `field` where. */
+export class GlassboxError extends Error {
+  override name = 'GlassboxError';
+  readonly code: ErrorCode;
+  readonly shortMessage: string;
+  readonly field: string | undefined;
+  readonly metaMessages: readonly string[];
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, shortMessage: string, options: GlassboxErrorOptions = {}) {
+    const lines = [shortMessage, ...(options.metaMessages ?? [])];
+    super(lines.join('\n'), options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.shortMessage = shortMessage;
+    this.field = options.field;
+    this.metaMessages = options.metaMessages ?? [];
+    this.details = options.details ?? {};
+  }
+
+  /** The problem+json body (RFC 9457) that daemons answer with. */
+  toProblem(): { code: ErrorCode; message: string; field?: string; details?: Record<string, unknown> } {
+    return {
+      code: this.code,
+      message: this.shortMessage,
+      ...(this.field === undefined ? {} : { field: this.field }),
+      ...(Object.keys(this.details).length === 0 ? {} : { details: this.details }),
+    };
+  }
+}
+
+export function isGlassboxError(error: unknown, code?: ErrorCode): error is GlassboxError {
+  return error instanceof GlassboxError && (code === undefined || error.code === code);
+}

@@ -1,0 +1,159 @@
+import type { Hex } from 'viem';
+import { z } from 'zod';
+import { canonicalJsonBytes } from './canonical-json.js';
+import { rawCid, rawCidDigest, rawCidFromDigest } from './cid.js';
+import { GlassboxError } from './errors.js';
+import { DTYPES } from './tensor.js';
+
+/** A model id: the CIDv1 (raw, sha2-256) of its manifest's canonical JSON. */
+export type ModelId = string & { readonly __brand: 'ModelId' };
+
+export const MANIFEST_SCHEMA = 'glassbox.model/v1';
+
+/** Manifests stay one IPFS block, so the model id is always a raw CID and its digest is on chain. */
+export const MAX_MANIFEST_BYTES = 1024 * 1024;
+
+const name = z.string().min(1).max(256);
+
+/** A dimension: a fixed size, or a symbolic name (`batch`, `?`) that any size may fill. */
+export const dimSchema = z.union([z.number().int().nonnegative(), z.string().min(1).max(64)]);
+
+export const tensorSpecSchema = z.strictObject({
+  name,
+  dtype: z.enum(DTYPES),
+  shape: z.array(dimSchema).max(64),
+  /** Class names for a classifier's output, indexed like its last axis. */
+  labels: z.array(z.string()).optional(),
+});
+
+export const policySchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('exact') }),
+  z.strictObject({
+    kind: z.literal('tolerance'),
+    abs: z.number().finite().nonnegative(),
+    rel: z.number().finite().nonnegative(),
+  }),
+  z.strictObject({ kind: z.literal('argmax'), output: name }),
+]);
+
+export const modelFileSchema = z.strictObject({
+  path: z
+    .string()
+    .min(1)
+    .max(256)
+    .regex(/^[A-Za-z0-9._-][A-Za-z0-9._/-]*$/, 'a relative path of letters, digits, ".", "_", "-" and "/"')
+    .refine((p) => !p.split('/').includes('..'), 'must not contain ".."'),
+  cid: z.string().min(1),
+  size: z.number().int().nonnegative(),
+});
+
+export const manifestSchema = z
+  .strictObject({
+    schema: z.literal(MANIFEST_SCHEMA),
+    name,
+    version: z.string().min(1).max(64),
+    format: z.literal('onnx'),
+    /** The file the runtime loads; the other files are its companions (external data, vocab…). */
+    entry: z.string().min(1),
+    files: z.array(modelFileSchema).min(1),
+    inputs: z.array(tensorSpecSchema).min(1),
+    outputs: z.array(tensorSpecSchema).min(1),
+    policy: policySchema,
+    description: z.string().max(4096),
+    license: z.string().max(128),
+    /** The model id of the version this one supersedes. */
+    previous: z.string().optional(),
+  })
+  .superRefine((m, ctx) => {
+    if (!m.files.some((f) => f.path === m.entry))
+      ctx.addIssue({ code: 'custom', path: ['entry'], message: `"${m.entry}" is not one of the files` });
+    const unique = (list: { name?: string; path?: string }[], key: 'name' | 'path', at: string) => {
+      const seen = new Set<string>();
+      list.forEach((item, i) => {
+        const v = item[key]!;
+        if (seen.has(v)) ctx.addIssue({ code: 'custom', path: [at, i, key], message: `"${v}" is repeated` });
+        seen.add(v);
+      });
+    };
+    unique(m.files, 'path', 'files');
+    unique(m.inputs, 'name', 'inputs');
+    unique(m.outputs, 'name', 'outputs');
+    const policy = m.policy;
+    if (policy.kind === 'argmax' && !m.outputs.some((o) => o.name === policy.output))
+      ctx.addIssue({ code: 'custom', path: ['policy', 'output'], message: 'is not one of the outputs' });
+  });
+
+export type ModelManifest = z.infer<typeof manifestSchema>;
+export type TensorSpec = z.infer<typeof tensorSpecSchema>;
+export type Dim = z.infer<typeof dimSchema>;
+export type ModelFile = z.infer<typeof modelFileSchema>;
+
+/** Validates untrusted JSON as a manifest; the error names the first offending field. */
+export function parseManifest(json: unknown): ModelManifest {
+  const result = manifestSchema.safeParse(json);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const field = ['manifest', ...issue.path].map(String).join('.');
+  throw new GlassboxError('MANIFEST_INVALID', `${field}: ${issue.message}`, {
+    field,
+    metaMessages: result.error.issues
+      .slice(1, 5)
+      .map((i) => `also ${['manifest', ...i.path].join('.')}: ${i.message}`),
+  });
+}
+
+/** The canonical JSON (RFC 8785) bytes of a manifest: what its id hashes. */
+export function manifestBytes(manifest: ModelManifest): Uint8Array {
+  const bytes = canonicalJsonBytes(manifest);
+  if (bytes.length > MAX_MANIFEST_BYTES)
+    throw new GlassboxError(
+      'MANIFEST_INVALID',
+      `manifest is ${bytes.length} bytes, above ${MAX_MANIFEST_BYTES}`,
+    );
+  return bytes;
+}
+
+export function modelIdOf(manifest: ModelManifest): ModelId {
+  return rawCid(manifestBytes(manifest)).toString() as ModelId;
+}
+
+/** Reads manifest bytes fetched by id, refusing them unless they hash to that id. */
+export function manifestFromBytes(bytes: Uint8Array, expected?: ModelId): ModelManifest {
+  if (expected !== undefined && rawCid(bytes).toString() !== expected)
+    throw new GlassboxError('BLOB_CORRUPT', `manifest bytes do not hash to model id ${expected}`, {
+      details: { expected },
+    });
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (cause) {
+    throw new GlassboxError('MANIFEST_INVALID', 'manifest is not valid UTF-8 JSON', { cause });
+  }
+  return parseManifest(json);
+}
+
+/** The 32-byte digest under which a model is registered on chain. */
+export function modelDigest(id: ModelId | string): Hex {
+  return rawCidDigest(id, 'model id');
+}
+
+export function modelIdFromDigest(digest: Hex): ModelId {
+  return rawCidFromDigest(digest) as ModelId;
+}
+
+export function isModelId(value: string): value is ModelId {
+  try {
+    modelDigest(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A model with its files in memory, every file already checked against its CID. */
+export type ModelPackage = {
+  readonly id: ModelId;
+  readonly manifest: ModelManifest;
+  /** File bytes by their manifest path. */
+  readonly files: ReadonlyMap<string, Uint8Array>;
+};

@@ -1,0 +1,32 @@
+import { keccak256, type Hex } from 'viem';
+import { z } from 'zod';
+import { canonicalJsonBytes } from './canonical-json.js';
+
+/**
+ * Everything besides model and input that determines the output bits (DESIGN.md, Runtime
+ * profile). Measured: onnxruntime is bit-identical across runs and thread counts, but not across
+ * graph optimisation levels, nor between its native and wasm builds for float32; native kernels
+ * are chosen by CPU architecture. Thread counts are therefore not part of a profile, and
+ * everything else that can change numerics is. Its keccak256 is the `runtime` of a receipt.
+ */
+export const onnxProfileSchema = z.strictObject({
+  engine: z.enum(['onnxruntime-node', 'onnxruntime-web']),
+  engineVersion: z.string().regex(/^\d+\.\d+\.\d+/),
+  executionProvider: z.enum(['cpu', 'wasm']),
+  graphOptimizationLevel: z.enum(['disabled', 'basic', 'extended', 'all']),
+  /** CPU architecture (`x64`, `arm64`, `wasm32`): native float kernels differ between them. */
+  arch: z.string().min(1),
+  /** Session config entries that change numerics (e.g. `session.set_denormal_as_zero`). */
+  options: z.record(z.string(), z.string()),
+});
+
+/** A discriminated union on `engine`, so that LLM engines can join it later. */
+export const runtimeProfileSchema = onnxProfileSchema;
+
+export type RuntimeProfile = z.infer<typeof runtimeProfileSchema>;
+export type GraphOptimizationLevel = RuntimeProfile['graphOptimizationLevel'];
+
+/** The receipt's `runtime` field: keccak256 of the profile's canonical JSON. */
+export function runtimeHash(profile: RuntimeProfile): Hex {
+  return keccak256(canonicalJsonBytes(profile));
+}
