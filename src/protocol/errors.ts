@@ -29,6 +29,7 @@ export const ErrorCodes = {
   // comparison, receipts, batches
   POLICY_INVALID: 'a comparison policy is malformed or does not fit the outputs',
   SIGNATURE_INVALID: 'a signature is malformed or does not recover to the expected signer',
+  RECEIPT_INVALID: 'a receipt or voucher is malformed',
   MERKLE_INVALID: 'a Merkle tree or proof is malformed',
   // the command line
   USAGE: 'a command was called with missing or invalid arguments',

@@ -1,0 +1,68 @@
+import {
+  recoverTypedDataAddress,
+  type Address,
+  type Hex,
+  type LocalAccount,
+  type TypedDataDomain,
+} from 'viem';
+import { GlassboxError } from './errors.js';
+
+/**
+ * Payment is a cumulative voucher (DESIGN.md, Vouchers): the client signs the total it owes one
+ * provider so far; the provider redeems the latest whenever it likes and is paid only the increase
+ * over what it already redeemed, so replaying an old voucher pays nothing. EIP-712 under the
+ * domain `Glassbox` v1 whose verifying contract is the PaymentEscrow.
+ */
+export const VOUCHER_TYPES = {
+  Voucher: [
+    { name: 'client', type: 'address' },
+    { name: 'provider', type: 'address' },
+    { name: 'amount', type: 'uint256' },
+  ],
+} as const;
+
+export type Voucher = {
+  readonly client: Address;
+  readonly provider: Address;
+  /** Everything the client owes this provider so far, in token base units. */
+  readonly amount: bigint;
+};
+
+export type SignedVoucher = { readonly voucher: Voucher; readonly signature: Hex };
+
+export type VoucherDomain = { readonly chainId: number; readonly verifyingContract: Address };
+
+export function voucherDomain({ chainId, verifyingContract }: VoucherDomain): TypedDataDomain {
+  return { name: 'Glassbox', version: '1', chainId, verifyingContract };
+}
+
+export async function signVoucher(
+  account: LocalAccount,
+  voucher: Voucher,
+  domain: VoucherDomain,
+): Promise<SignedVoucher> {
+  const signature = await account.signTypedData({
+    domain: voucherDomain(domain),
+    types: VOUCHER_TYPES,
+    primaryType: 'Voucher',
+    message: voucher,
+  });
+  return { voucher, signature };
+}
+
+export async function recoverVoucherSigner(signed: SignedVoucher, domain: VoucherDomain): Promise<Address> {
+  try {
+    return await recoverTypedDataAddress({
+      domain: voucherDomain(domain),
+      types: VOUCHER_TYPES,
+      primaryType: 'Voucher',
+      message: signed.voucher,
+      signature: signed.signature,
+    });
+  } catch (cause) {
+    throw new GlassboxError('SIGNATURE_INVALID', 'the voucher signature is malformed', {
+      field: 'signature',
+      cause,
+    });
+  }
+}
