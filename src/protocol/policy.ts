@@ -111,8 +111,8 @@ function compareClose(
     const y = b[i]!;
     if (Object.is(x, y) || x === y || (Number.isNaN(x) && Number.isNaN(y))) continue;
     const diff = Math.abs(x - y);
-    // NaN on one side, or infinities of opposite sign, make `diff` NaN or Infinity: never within bounds.
-    if (!(diff <= abs + rel * Math.max(Math.abs(x), Math.abs(y))))
+    // Unequal values of which one is NaN or infinite are never close; `!(<=)` also catches NaN.
+    if (!Number.isFinite(diff) || !(diff <= abs + rel * Math.max(Math.abs(x), Math.abs(y))))
       return differ(
         `output "${name}" element ${i} is ${x} vs ${y}: |diff| ${diff} exceeds abs ${abs} + rel ${rel}`,
         name,
