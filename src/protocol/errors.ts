@@ -31,6 +31,13 @@ export const ErrorCodes = {
   SIGNATURE_INVALID: 'a signature is malformed or does not recover to the expected signer',
   RECEIPT_INVALID: 'a receipt or voucher is malformed',
   MERKLE_INVALID: 'a Merkle tree or proof is malformed',
+  // the chain
+  CHAIN_REVERTED: 'a contract call reverted; details.error names the custom error',
+  CHAIN_RPC: 'the chain RPC could not be reached or answered with an error',
+  CHAIN_ID_MISMATCH: 'the RPC serves a different chain id than the one expected',
+  CHAIN_DEPLOYMENT: 'a deployment (addresses file or contract code) is missing or invalid',
+  CHAIN_PARAMS_INVALID: 'deployment parameters are inconsistent or out of range',
+  CHAIN_ANVIL: 'the local anvil chain could not be found, started or stopped',
   // the command line
   USAGE: 'a command was called with missing or invalid arguments',
 } as const;

@@ -1,0 +1,376 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {ReceiptLib} from "./ReceiptLib.sol";
+import {ReceiptLedger} from "./ReceiptLedger.sol";
+import {ProviderRegistry} from "./ProviderRegistry.sol";
+import {ModelRegistry} from "./ModelRegistry.sol";
+
+/// @title DisputeManager
+/// @notice Two ways a provider loses stake:
+///  (a) equivocation: two receipts it signed for the same model, inputHash, paramsHash and
+///      runtime with different outputHash, on a model whose policy is exact. Proven by the
+///      receipts alone; slashed at once, the reporter rewarded.
+///  (b) a challenge: anyone posts `challengeBond` and a receipt (signed, or proven included in a
+///      batch the provider committed) claiming it is wrong, with a URI for its inputs. A committee
+///      of up to `committeeSize` active providers, drawn by stake-weighted randomness, re-executes
+///      and votes guilty/innocent by commit-reveal. The majority of revealed votes decides: a
+///      guilty provider loses `slashBps` of its stake, an innocent one receives part of the bond;
+///      the winner gets `rewardBps` of what the loser lost, the treasury the rest. A tie (or no
+///      votes at all) voids the challenge and refunds the bond. Members who don't reveal lose
+///      `nonRevealPenalty` to the treasury. Every stage has a deadline and anyone may resolve
+///      after the last one, so no dispute can stay stuck.
+///
+/// @dev Committee randomness and its limits. The seed is keccak256(prevrandao, the previous
+///      blockhash, the challenge id, the receipt hash, the challenger). This is NOT unbiasable:
+///      - on proof-of-stake Ethereum prevrandao of the next block is known one slot ahead, so a
+///        challenger can choose the block in which to open (and thus see its committee first);
+///      - a block proposer can bias it by one bit per slot it controls (withholding its block);
+///      - on many L2s and on devnets prevrandao is constant, zero or chosen by the sequencer;
+///      - a provider can split stake across accounts; weighting by stake keeps its share of
+///        committee seats proportional to stake, not to accounts.
+///      So a committee is only as honest as the stake-weighted majority of active providers, and
+///      an attacker holding a large share of stake (or controlling the sequencer) can capture a
+///      committee. Use this only where that is acceptable; a VRF or a commit-reveal beacon can
+///      replace `_seed` without changing anything else.
+contract DisputeManager is ReentrancyGuard {
+    using SafeERC20 for IERC20;
+
+    enum Status {
+        None,
+        Open,
+        Upheld,
+        Rejected,
+        Void
+    }
+
+    struct Params {
+        address treasury;
+        uint256 challengeBond;
+        uint16 committeeSize;
+        uint64 commitPeriod;
+        uint64 revealPeriod;
+        uint16 slashBps;
+        uint16 rewardBps;
+        uint256 nonRevealPenalty;
+    }
+
+    struct Challenge {
+        address challenger;
+        address provider;
+        Status status;
+        uint64 commitDeadline;
+        uint64 revealDeadline;
+        uint16 committed;
+        uint16 revealed;
+        uint16 guilty;
+        uint16 innocent;
+        bytes32 receiptHash;
+        uint256 bond;
+        address[] committee;
+    }
+
+    struct Vote {
+        bytes32 commitment;
+        bool revealed;
+        bool guilty;
+    }
+
+    uint256 private constant BPS = 10_000;
+
+    IERC20 public immutable token;
+    ProviderRegistry public immutable providers;
+    ModelRegistry public immutable models;
+    ReceiptLedger public immutable ledger;
+    address public immutable treasury;
+    uint256 public immutable challengeBond;
+    uint16 public immutable committeeSize;
+    /// @notice Seconds from opening a challenge to the end of the commit stage.
+    uint64 public immutable commitPeriod;
+    /// @notice Seconds from the end of the commit stage to the end of the reveal stage.
+    uint64 public immutable revealPeriod;
+    uint16 public immutable slashBps;
+    uint16 public immutable rewardBps;
+    uint256 public immutable nonRevealPenalty;
+
+    Challenge[] private _challenges;
+    mapping(uint256 id => mapping(address member => Vote)) private _votes;
+    /// @notice Challenge id + 1 for each receipt struct hash ever challenged (one challenge per receipt).
+    mapping(bytes32 receiptHash => uint256) public challengeOfReceipt;
+    /// @notice Equivocations already punished, keyed by (provider, model, input, params, runtime).
+    mapping(bytes32 key => bool) public equivocationReported;
+
+    event EquivocationSlashed(
+        address indexed provider,
+        address indexed reporter,
+        bytes32 indexed model,
+        bytes32 receiptA,
+        bytes32 receiptB,
+        uint256 slashed,
+        uint256 reward
+    );
+    event ChallengeOpened(
+        uint256 indexed id,
+        address indexed provider,
+        address indexed challenger,
+        bytes32 receiptHash,
+        string inputsUri,
+        address[] committee,
+        uint64 commitDeadline,
+        uint64 revealDeadline
+    );
+    event VoteCommitted(uint256 indexed id, address indexed member);
+    event VoteRevealed(uint256 indexed id, address indexed member, bool guilty);
+    event ChallengeResolved(uint256 indexed id, Status status, uint16 guilty, uint16 innocent, uint256 slashed, uint256 reward);
+    event NonRevealPenalised(uint256 indexed id, address indexed member, uint256 amount);
+
+    error InvalidParams();
+    error NotEquivocation();
+    error SameOutput();
+    error ModelNotExact(bytes32 model);
+    error InvalidReceiptSignature(address recovered, address provider);
+    error AlreadyReported();
+    error UnknownProvider(address provider);
+    error NotCommitted();
+    error AlreadyChallenged(bytes32 receiptHash, uint256 challengeId);
+    error SelfChallenge();
+    error NoEligibleVoters();
+    error UnknownChallenge(uint256 id);
+    error ChallengeNotOpen(uint256 id);
+    error NotCommitteeMember(address caller);
+    error CommitClosed(uint64 commitDeadline);
+    error AlreadyVoted();
+    error RevealNotOpen(uint64 commitDeadline);
+    error RevealClosed(uint64 revealDeadline);
+    error NoCommitment();
+    error AlreadyRevealed();
+    error CommitmentMismatch();
+    error TooEarly(uint64 revealDeadline);
+
+    constructor(IERC20 token_, ProviderRegistry providers_, ModelRegistry models_, ReceiptLedger ledger_, Params memory p) {
+        if (
+            p.treasury == address(0) || p.committeeSize == 0 || p.commitPeriod == 0 || p.revealPeriod == 0
+                || p.slashBps > BPS || p.rewardBps > BPS || p.challengeBond == 0
+        ) revert InvalidParams();
+        token = token_;
+        providers = providers_;
+        models = models_;
+        ledger = ledger_;
+        treasury = p.treasury;
+        challengeBond = p.challengeBond;
+        committeeSize = p.committeeSize;
+        commitPeriod = p.commitPeriod;
+        revealPeriod = p.revealPeriod;
+        slashBps = p.slashBps;
+        rewardBps = p.rewardBps;
+        nonRevealPenalty = p.nonRevealPenalty;
+    }
+
+    // ---- (a) equivocation ----
+
+    /// @notice Slashes a provider that signed two different outputs for one input of an exact model.
+    function reportEquivocation(
+        ReceiptLib.Receipt calldata a,
+        bytes calldata sigA,
+        ReceiptLib.Receipt calldata b,
+        bytes calldata sigB
+    ) external nonReentrant returns (uint256 slashed) {
+        if (
+            a.provider != b.provider || a.model != b.model || a.inputHash != b.inputHash
+                || a.paramsHash != b.paramsHash || a.runtime != b.runtime
+        ) revert NotEquivocation();
+        if (a.outputHash == b.outputHash) revert SameOutput();
+        if (!models.isExact(a.model)) revert ModelNotExact(a.model);
+        _checkSignature(a, sigA);
+        _checkSignature(b, sigB);
+        bytes32 key = keccak256(abi.encode(a.provider, a.model, a.inputHash, a.paramsHash, a.runtime));
+        if (equivocationReported[key]) revert AlreadyReported();
+        equivocationReported[key] = true;
+        uint256 reward;
+        (slashed, reward) = _slashAndSplit(a.provider, msg.sender);
+        emit EquivocationSlashed(a.provider, msg.sender, a.model, ReceiptLib.hash(a), ReceiptLib.hash(b), slashed, reward);
+    }
+
+    function _checkSignature(ReceiptLib.Receipt calldata r, bytes calldata sig) private view {
+        address signer = ledger.recoverSigner(r, sig);
+        if (!providers.isSigner(r.provider, signer)) revert InvalidReceiptSignature(signer, r.provider);
+    }
+
+    /// @dev Slashes `slashBps` of the provider's stake and unbonding stake; `rewardBps` of it goes
+    ///      to `winner` and the rest to the treasury.
+    function _slashAndSplit(address provider, address winner) private returns (uint256 slashed, uint256 reward) {
+        ProviderRegistry.Provider memory p = providers.getProvider(provider);
+        slashed = providers.slash(provider, ((p.stake + p.unbonding) * slashBps) / BPS);
+        reward = (slashed * rewardBps) / BPS;
+        if (reward != 0) token.safeTransfer(winner, reward);
+        if (slashed - reward != 0) token.safeTransfer(treasury, slashed - reward);
+    }
+
+    // ---- (b) challenges ----
+
+    /// @notice Challenges `receipt` as wrong. Evidence is either the provider's signature (when
+    ///         `signature` is non-empty) or a Merkle proof that it is in batch `batchId`, which the
+    ///         provider committed. Pulls `challengeBond` from the caller (approve first).
+    function openChallenge(
+        ReceiptLib.Receipt calldata receipt,
+        bytes calldata signature,
+        uint256 batchId,
+        bytes32[] calldata proof,
+        string calldata inputsUri
+    ) external nonReentrant returns (uint256 id) {
+        address provider = receipt.provider;
+        if (!providers.getProvider(provider).registered) revert UnknownProvider(provider);
+        if (provider == msg.sender) revert SelfChallenge();
+        if (signature.length != 0) _checkSignature(receipt, signature);
+        else if (!ledger.isCommitted(batchId, receipt, proof)) revert NotCommitted();
+        bytes32 receiptHash = ReceiptLib.hash(receipt);
+        uint256 prior = challengeOfReceipt[receiptHash];
+        if (prior != 0) revert AlreadyChallenged(receiptHash, prior - 1);
+
+        id = _challenges.length;
+        address[] memory committee = _drawCommittee(provider, _seed(id, receiptHash));
+        challengeOfReceipt[receiptHash] = id + 1;
+        Challenge storage c = _challenges.push();
+        c.challenger = msg.sender;
+        c.provider = provider;
+        c.status = Status.Open;
+        c.commitDeadline = uint64(block.timestamp) + commitPeriod;
+        c.revealDeadline = c.commitDeadline + revealPeriod;
+        c.receiptHash = receiptHash;
+        c.bond = challengeBond;
+        c.committee = committee;
+        token.safeTransferFrom(msg.sender, address(this), challengeBond);
+        emit ChallengeOpened(id, provider, msg.sender, receiptHash, inputsUri, committee, c.commitDeadline, c.revealDeadline);
+    }
+
+    /// @dev See the contract's NatSpec for what this randomness does and does not guarantee.
+    function _seed(uint256 id, bytes32 receiptHash) private view returns (bytes32) {
+        return keccak256(abi.encode(block.prevrandao, blockhash(block.number - 1), id, receiptHash, msg.sender));
+    }
+
+    /// @dev Stake-weighted sampling without replacement of up to `committeeSize` active
+    ///      providers other than the accused and the challenger. O(committeeSize x providers).
+    function _drawCommittee(address provider, bytes32 seed) private view returns (address[] memory committee) {
+        (address[] memory pool, uint256[] memory stakes) = providers.eligibleVoters(provider, msg.sender);
+        uint256 n = pool.length;
+        if (n == 0) revert NoEligibleVoters();
+        uint256 size = n < committeeSize ? n : committeeSize;
+        uint256 total;
+        for (uint256 i; i < n; ++i) total += stakes[i];
+        committee = new address[](size);
+        for (uint256 j; j < size; ++j) {
+            uint256 r = uint256(keccak256(abi.encode(seed, j))) % total;
+            uint256 i;
+            while (r >= stakes[i]) {
+                r -= stakes[i];
+                ++i;
+            }
+            committee[j] = pool[i];
+            total -= stakes[i];
+            stakes[i] = 0;
+        }
+    }
+
+    /// @notice The commitment a member submits: keccak256(abi.encode(id, member, guilty, salt)).
+    function voteCommitment(uint256 id, address member, bool guilty, bytes32 salt) public pure returns (bytes32) {
+        return keccak256(abi.encode(id, member, guilty, salt));
+    }
+
+    function commitVote(uint256 id, bytes32 commitment) external {
+        Challenge storage c = _open(id);
+        if (!_isMember(c, msg.sender)) revert NotCommitteeMember(msg.sender);
+        if (block.timestamp >= c.commitDeadline) revert CommitClosed(c.commitDeadline);
+        Vote storage v = _votes[id][msg.sender];
+        if (v.commitment != bytes32(0)) revert AlreadyVoted();
+        v.commitment = commitment;
+        ++c.committed;
+        emit VoteCommitted(id, msg.sender);
+    }
+
+    /// @notice Reveals a committed vote; open once every member committed or the commit stage ended.
+    function revealVote(uint256 id, bool guilty, bytes32 salt) external {
+        Challenge storage c = _open(id);
+        Vote storage v = _votes[id][msg.sender];
+        if (v.commitment == bytes32(0)) revert NoCommitment();
+        if (v.revealed) revert AlreadyRevealed();
+        if (block.timestamp < c.commitDeadline && c.committed < c.committee.length) revert RevealNotOpen(c.commitDeadline);
+        if (block.timestamp >= c.revealDeadline) revert RevealClosed(c.revealDeadline);
+        if (voteCommitment(id, msg.sender, guilty, salt) != v.commitment) revert CommitmentMismatch();
+        v.revealed = true;
+        v.guilty = guilty;
+        ++c.revealed;
+        if (guilty) ++c.guilty;
+        else ++c.innocent;
+        emit VoteRevealed(id, msg.sender, guilty);
+    }
+
+    /// @notice Settles a challenge once every member revealed or the reveal stage ended. Anyone may call.
+    function resolve(uint256 id) external nonReentrant returns (Status status) {
+        Challenge storage c = _open(id);
+        if (block.timestamp < c.revealDeadline && c.revealed < c.committee.length) revert TooEarly(c.revealDeadline);
+        uint256 slashed;
+        uint256 reward;
+        uint256 bond = c.bond;
+        if (c.guilty > c.innocent) {
+            status = Status.Upheld;
+            c.status = status;
+            (slashed, reward) = _slashAndSplit(c.provider, c.challenger);
+            token.safeTransfer(c.challenger, bond);
+        } else if (c.innocent > c.guilty) {
+            status = Status.Rejected;
+            c.status = status;
+            slashed = bond;
+            reward = (bond * rewardBps) / BPS;
+            if (reward != 0) token.safeTransfer(c.provider, reward);
+            if (bond - reward != 0) token.safeTransfer(treasury, bond - reward);
+        } else {
+            status = Status.Void;
+            c.status = status;
+            token.safeTransfer(c.challenger, bond);
+        }
+        _penaliseSilent(id, c);
+        emit ChallengeResolved(id, status, c.guilty, c.innocent, slashed, reward);
+    }
+
+    function _penaliseSilent(uint256 id, Challenge storage c) private {
+        if (nonRevealPenalty == 0) return;
+        uint256 n = c.committee.length;
+        for (uint256 i; i < n; ++i) {
+            address member = c.committee[i];
+            if (_votes[id][member].revealed) continue;
+            uint256 taken = providers.slash(member, nonRevealPenalty);
+            if (taken != 0) token.safeTransfer(treasury, taken);
+            emit NonRevealPenalised(id, member, taken);
+        }
+    }
+
+    function _open(uint256 id) private view returns (Challenge storage c) {
+        if (id >= _challenges.length) revert UnknownChallenge(id);
+        c = _challenges[id];
+        if (c.status != Status.Open) revert ChallengeNotOpen(id);
+    }
+
+    function _isMember(Challenge storage c, address account) private view returns (bool) {
+        uint256 n = c.committee.length;
+        for (uint256 i; i < n; ++i) if (c.committee[i] == account) return true;
+        return false;
+    }
+
+    // ---- views ----
+
+    function challengeCount() external view returns (uint256) {
+        return _challenges.length;
+    }
+
+    function getChallenge(uint256 id) external view returns (Challenge memory) {
+        if (id >= _challenges.length) revert UnknownChallenge(id);
+        return _challenges[id];
+    }
+
+    function getVote(uint256 id, address member) external view returns (Vote memory) {
+        return _votes[id][member];
+    }
+}

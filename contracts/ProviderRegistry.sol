@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {ModelRegistry} from "./ModelRegistry.sol";
+
+/// @title ProviderRegistry
+/// @notice Providers: staked ERC-20, an unbonding delay before stake leaves, an endpoint URL, a
+///         signing key (which may differ from the staking account) and offers (model -> price).
+///         A price decrease applies at once; an increase only after the notice period, so a quote
+///         can't jump mid-use. Only the DisputeManager can slash; stake that is unbonding is still
+///         slashable, so the unbonding delay must outlast the challenge window and a dispute.
+contract ProviderRegistry is ReentrancyGuard {
+    using SafeERC20 for IERC20;
+
+    struct Provider {
+        uint256 stake;
+        uint256 unbonding;
+        uint64 unbondingEnds;
+        address signer;
+        bool registered;
+        bool paused;
+        string endpoint;
+    }
+
+    struct Offer {
+        uint128 price;
+        uint128 pendingPrice;
+        uint64 pendingAt;
+        bool active;
+    }
+
+    IERC20 public immutable token;
+    ModelRegistry public immutable models;
+    uint256 public immutable minStake;
+    /// @notice Seconds between requesting an unstake and being able to withdraw it.
+    uint64 public immutable unbondingDelay;
+    /// @notice Seconds before a price increase takes effect.
+    uint64 public immutable priceNoticePeriod;
+    address public immutable deployer;
+    address public disputeManager;
+
+    mapping(address account => Provider) private _providers;
+    mapping(address account => mapping(bytes32 model => Offer)) private _offers;
+    /// @notice The provider each signing key belongs to; keys stay bound after rotation, so a
+    ///         receipt signed with a retired key still binds its provider.
+    mapping(address key => address provider) public providerOfSigner;
+    address[] private _accounts;
+
+    event ProviderRegistered(address indexed provider, address indexed signer, string endpoint, uint256 stake);
+    event StakeAdded(address indexed provider, uint256 amount, uint256 stake);
+    event UnstakeRequested(address indexed provider, uint256 amount, uint256 unbonding, uint64 unbondingEnds);
+    event Withdrawn(address indexed provider, uint256 amount);
+    event EndpointChanged(address indexed provider, string endpoint);
+    event SignerChanged(address indexed provider, address indexed signer);
+    /// @notice `effectiveAt` (seconds) is now for a decrease or a new offer, later for an increase.
+    event OfferSet(address indexed provider, bytes32 indexed model, uint256 price, uint64 effectiveAt);
+    event OfferRemoved(address indexed provider, bytes32 indexed model);
+    event Paused(address indexed provider);
+    event Resumed(address indexed provider);
+    event Slashed(address indexed provider, uint256 amount);
+    event DisputeManagerSet(address disputeManager);
+
+    error NotDeployer();
+    error AlreadyWired();
+    error NotDisputeManager(address caller);
+    error AlreadyRegistered(address provider);
+    error NotRegistered(address provider);
+    error StakeBelowMinimum(uint256 stake, uint256 minimum);
+    error ZeroAmount();
+    error ZeroAddress();
+    error EmptyEndpoint();
+    error SignerTaken(address key, address provider);
+    error InsufficientStake(uint256 requested, uint256 stake);
+    error NothingToWithdraw();
+    error UnbondingNotOver(uint64 unbondingEnds);
+    error UnknownModel(bytes32 model);
+    error ModelIsDeprecated(bytes32 model);
+    error PriceTooHigh(uint256 price);
+    error NoOffer(bytes32 model);
+    error AlreadyPaused();
+    error NotPaused();
+
+    modifier onlyRegistered() {
+        if (!_providers[msg.sender].registered) revert NotRegistered(msg.sender);
+        _;
+    }
+
+    constructor(
+        IERC20 token_,
+        ModelRegistry models_,
+        uint256 minStake_,
+        uint64 unbondingDelay_,
+        uint64 priceNoticePeriod_
+    ) {
+        if (address(token_) == address(0) || address(models_) == address(0)) revert ZeroAddress();
+        if (minStake_ == 0) revert ZeroAmount();
+        token = token_;
+        models = models_;
+        minStake = minStake_;
+        unbondingDelay = unbondingDelay_;
+        priceNoticePeriod = priceNoticePeriod_;
+        deployer = msg.sender;
+    }
+
+    /// @notice Wires the DisputeManager, once, by the deployer (the two contracts reference each other).
+    function setDisputeManager(address disputeManager_) external {
+        if (msg.sender != deployer) revert NotDeployer();
+        if (disputeManager != address(0)) revert AlreadyWired();
+        if (disputeManager_ == address(0)) revert ZeroAddress();
+        disputeManager = disputeManager_;
+        emit DisputeManagerSet(disputeManager_);
+    }
+
+    // ---- stake ----
+
+    /// @notice Registers the caller as a provider with `amount` stake (pulled; approve first).
+    function register(string calldata endpoint, address signer, uint256 amount) external nonReentrant {
+        Provider storage p = _providers[msg.sender];
+        if (p.registered) revert AlreadyRegistered(msg.sender);
+        if (bytes(endpoint).length == 0) revert EmptyEndpoint();
+        if (amount < minStake) revert StakeBelowMinimum(amount, minStake);
+        _bindSigner(signer);
+        p.registered = true;
+        p.signer = signer;
+        p.endpoint = endpoint;
+        p.stake = amount;
+        _accounts.push(msg.sender);
+        token.safeTransferFrom(msg.sender, address(this), amount);
+        emit ProviderRegistered(msg.sender, signer, endpoint, amount);
+    }
+
+    function addStake(uint256 amount) external nonReentrant onlyRegistered {
+        if (amount == 0) revert ZeroAmount();
+        Provider storage p = _providers[msg.sender];
+        uint256 stake = p.stake + amount;
+        if (stake < minStake) revert StakeBelowMinimum(stake, minStake);
+        p.stake = stake;
+        token.safeTransferFrom(msg.sender, address(this), amount);
+        emit StakeAdded(msg.sender, amount, stake);
+    }
+
+    /// @notice Starts unbonding `amount`; what stays staked must be zero or at least the minimum.
+    ///         Each request restarts the delay for everything unbonding.
+    function requestUnstake(uint256 amount) external onlyRegistered {
+        if (amount == 0) revert ZeroAmount();
+        Provider storage p = _providers[msg.sender];
+        if (amount > p.stake) revert InsufficientStake(amount, p.stake);
+        uint256 rest = p.stake - amount;
+        if (rest != 0 && rest < minStake) revert StakeBelowMinimum(rest, minStake);
+        p.stake = rest;
+        p.unbonding += amount;
+        p.unbondingEnds = uint64(block.timestamp) + unbondingDelay;
+        emit UnstakeRequested(msg.sender, amount, p.unbonding, p.unbondingEnds);
+    }
+
+    /// @notice Withdraws everything unbonding once the delay is over.
+    function withdraw() external nonReentrant onlyRegistered {
+        Provider storage p = _providers[msg.sender];
+        uint256 amount = p.unbonding;
+        if (amount == 0) revert NothingToWithdraw();
+        if (block.timestamp < p.unbondingEnds) revert UnbondingNotOver(p.unbondingEnds);
+        p.unbonding = 0;
+        token.safeTransfer(msg.sender, amount);
+        emit Withdrawn(msg.sender, amount);
+    }
+
+    // ---- identity ----
+
+    function setEndpoint(string calldata endpoint) external onlyRegistered {
+        if (bytes(endpoint).length == 0) revert EmptyEndpoint();
+        _providers[msg.sender].endpoint = endpoint;
+        emit EndpointChanged(msg.sender, endpoint);
+    }
+
+    /// @notice Rotates the signing key. The old key stays bound to this provider.
+    function setSigner(address signer) external onlyRegistered {
+        _bindSigner(signer);
+        _providers[msg.sender].signer = signer;
+        emit SignerChanged(msg.sender, signer);
+    }
+
+    function _bindSigner(address key) private {
+        if (key == address(0)) revert ZeroAddress();
+        address owner = providerOfSigner[key];
+        if (owner != address(0) && owner != msg.sender) revert SignerTaken(key, owner);
+        providerOfSigner[key] = msg.sender;
+    }
+
+    // ---- offers ----
+
+    /// @notice Offers `model` at `price` (token base units per inference). A new offer or a
+    ///         decrease applies now; an increase applies after `priceNoticePeriod`.
+    function setOffer(bytes32 model, uint256 price) external onlyRegistered {
+        if (!models.exists(model)) revert UnknownModel(model);
+        if (models.isDeprecated(model)) revert ModelIsDeprecated(model);
+        if (price > type(uint128).max) revert PriceTooHigh(price);
+        Offer storage o = _offers[msg.sender][model];
+        _settle(o);
+        if (!o.active || price <= o.price) {
+            o.price = uint128(price);
+            o.pendingPrice = 0;
+            o.pendingAt = 0;
+            o.active = true;
+            emit OfferSet(msg.sender, model, price, uint64(block.timestamp));
+        } else {
+            uint64 effectiveAt = uint64(block.timestamp) + priceNoticePeriod;
+            o.pendingPrice = uint128(price);
+            o.pendingAt = effectiveAt;
+            emit OfferSet(msg.sender, model, price, effectiveAt);
+        }
+    }
+
+    function removeOffer(bytes32 model) external onlyRegistered {
+        Offer storage o = _offers[msg.sender][model];
+        if (!o.active) revert NoOffer(model);
+        delete _offers[msg.sender][model];
+        emit OfferRemoved(msg.sender, model);
+    }
+
+    function _settle(Offer storage o) private {
+        if (o.pendingAt != 0 && block.timestamp >= o.pendingAt) {
+            o.price = o.pendingPrice;
+            o.pendingPrice = 0;
+            o.pendingAt = 0;
+        }
+    }
+
+    /// @notice The price in force now, and whether the offer exists.
+    function priceOf(address provider, bytes32 model) external view returns (bool active, uint256 price) {
+        Offer memory o = _offers[provider][model];
+        if (o.pendingAt != 0 && block.timestamp >= o.pendingAt) return (o.active, o.pendingPrice);
+        return (o.active, o.price);
+    }
+
+    function getOffer(address provider, bytes32 model) external view returns (Offer memory) {
+        return _offers[provider][model];
+    }
+
+    // ---- availability ----
+
+    function pause() external onlyRegistered {
+        Provider storage p = _providers[msg.sender];
+        if (p.paused) revert AlreadyPaused();
+        p.paused = true;
+        emit Paused(msg.sender);
+    }
+
+    function resume() external onlyRegistered {
+        Provider storage p = _providers[msg.sender];
+        if (!p.paused) revert NotPaused();
+        p.paused = false;
+        emit Resumed(msg.sender);
+    }
+
+    // ---- slashing ----
+
+    /// @notice Takes up to `amount` from the provider's stake, then from what is unbonding, and
+    ///         sends it to the DisputeManager. Returns what was taken.
+    function slash(address provider, uint256 amount) external nonReentrant returns (uint256 taken) {
+        if (msg.sender != disputeManager) revert NotDisputeManager(msg.sender);
+        Provider storage p = _providers[provider];
+        uint256 fromStake = amount < p.stake ? amount : p.stake;
+        p.stake -= fromStake;
+        uint256 fromUnbonding = amount - fromStake;
+        if (fromUnbonding > p.unbonding) fromUnbonding = p.unbonding;
+        p.unbonding -= fromUnbonding;
+        taken = fromStake + fromUnbonding;
+        if (taken != 0) token.safeTransfer(msg.sender, taken);
+        emit Slashed(provider, taken);
+    }
+
+    // ---- views ----
+
+    function getProvider(address provider) external view returns (Provider memory) {
+        return _providers[provider];
+    }
+
+    function providerCount() external view returns (uint256) {
+        return _accounts.length;
+    }
+
+    function providerAt(uint256 index) external view returns (address) {
+        return _accounts[index];
+    }
+
+    /// @notice Whether `key` is (or was) a signing key of `provider`.
+    function isSigner(address provider, address key) external view returns (bool) {
+        return provider != address(0) && providerOfSigner[key] == provider;
+    }
+
+    /// @notice Registered, not paused, and staked at least the minimum.
+    function isActive(address provider) public view returns (bool) {
+        Provider storage p = _providers[provider];
+        return p.registered && !p.paused && p.stake >= minStake;
+    }
+
+    /// @notice Active providers other than `a` and `b`, with their stakes: the committee pool.
+    function eligibleVoters(address a, address b) external view returns (address[] memory accounts, uint256[] memory stakes) {
+        uint256 n = _accounts.length;
+        accounts = new address[](n);
+        stakes = new uint256[](n);
+        uint256 k;
+        for (uint256 i; i < n; ++i) {
+            address acc = _accounts[i];
+            if (acc == a || acc == b || !isActive(acc)) continue;
+            accounts[k] = acc;
+            stakes[k] = _providers[acc].stake;
+            ++k;
+        }
+        assembly ("memory-safe") {
+            mstore(accounts, k)
+            mstore(stakes, k)
+        }
+    }
+}
