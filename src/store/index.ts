@@ -1,0 +1,4 @@
+/** Content-addressed blobs and model packages: a filesystem backend now, IPFS later. */
+export * from './blob-store.js';
+export * from './fs-store.js';
+export * from './memory-store.js';
