@@ -2,3 +2,4 @@
 export * from './blob-store.js';
 export * from './fs-store.js';
 export * from './memory-store.js';
+export * from './onnx-schema.js';
