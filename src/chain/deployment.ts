@@ -1,0 +1,330 @@
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { getAddress, isAddress, type Abi, type Account, type Address, type Hex } from 'viem';
+import { z } from 'zod';
+import { GlassboxError } from '../protocol/errors.js';
+import {
+  DevTokenAbi,
+  DevTokenBytecode,
+  DisputeManagerAbi,
+  DisputeManagerBytecode,
+  ModelRegistryAbi,
+  ModelRegistryBytecode,
+  PaymentEscrowAbi,
+  PaymentEscrowBytecode,
+  ProviderRegistryAbi,
+  ProviderRegistryBytecode,
+  ReceiptLedgerAbi,
+  ReceiptLedgerBytecode,
+} from './artifacts/index.js';
+import { accountOf, assertChainId, connect, msToSeconds, send, type ChainConnection } from './client.js';
+import { toChainError } from './errors.js';
+
+/** Everything set at deployment (and readable on chain afterwards). Amounts in base units, times in ms. */
+export type ChainParams = {
+  /** Least stake a provider must keep. */
+  readonly minStake: bigint;
+  /** From requesting an unstake to withdrawing it; must outlast a whole dispute. */
+  readonly unbondingDelayMs: number;
+  /** Before a price increase takes effect. */
+  readonly priceNoticeMs: number;
+  /** From a client's withdrawal request to the withdrawal. */
+  readonly withdrawalDelayMs: number;
+  /** What a challenger posts. */
+  readonly challengeBond: bigint;
+  /** Committee members drawn per challenge (fewer when fewer are eligible). */
+  readonly committeeSize: number;
+  readonly commitPeriodMs: number;
+  readonly revealPeriodMs: number;
+  /** Fraction of a losing provider's stake slashed, in basis points. */
+  readonly slashBps: number;
+  /** Fraction of the loser's loss paid to the winner (rest to the treasury), in basis points. */
+  readonly rewardBps: number;
+  /** Slashed from a committee member that doesn't reveal. */
+  readonly nonRevealPenalty: bigint;
+};
+
+const E18 = 10n ** 18n;
+const DAY = 86_400_000;
+
+export const DEFAULT_PARAMS: ChainParams = {
+  minStake: 100n * E18,
+  unbondingDelayMs: 7 * DAY,
+  priceNoticeMs: DAY,
+  withdrawalDelayMs: DAY,
+  challengeBond: 10n * E18,
+  committeeSize: 5,
+  commitPeriodMs: DAY,
+  revealPeriodMs: DAY,
+  slashBps: 5000,
+  rewardBps: 5000,
+  nonRevealPenalty: 1n * E18,
+};
+
+export type Contracts = {
+  readonly token: Address;
+  readonly modelRegistry: Address;
+  readonly providerRegistry: Address;
+  readonly paymentEscrow: Address;
+  readonly receiptLedger: Address;
+  readonly disputeManager: Address;
+};
+
+export type Deployment = {
+  readonly chainId: number;
+  readonly deployer: Address;
+  readonly treasury: Address;
+  /** The block of the first deployment transaction: where event readers start. */
+  readonly startBlock: bigint;
+  /** True when the token is the devnet DevToken we deployed (it has a public mint). */
+  readonly devToken: boolean;
+  readonly contracts: Contracts;
+  readonly params: ChainParams;
+};
+
+export function validateParams(p: ChainParams): void {
+  const bad = (field: string, why: string) => {
+    throw new GlassboxError('CHAIN_PARAMS_INVALID', `${field} ${why}`, { field });
+  };
+  for (const f of [
+    'unbondingDelayMs',
+    'priceNoticeMs',
+    'withdrawalDelayMs',
+    'commitPeriodMs',
+    'revealPeriodMs',
+  ] as const)
+    if (!Number.isSafeInteger(p[f]) || p[f] < 0) bad(f, 'must be a non-negative integer of ms');
+  if (p.commitPeriodMs < 1000) bad('commitPeriodMs', 'must be at least one second');
+  if (p.revealPeriodMs < 1000) bad('revealPeriodMs', 'must be at least one second');
+  if (p.minStake <= 0n) bad('minStake', 'must be positive');
+  if (p.challengeBond <= 0n) bad('challengeBond', 'must be positive');
+  if (p.nonRevealPenalty < 0n) bad('nonRevealPenalty', 'must not be negative');
+  if (!Number.isInteger(p.committeeSize) || p.committeeSize < 1 || p.committeeSize > 255)
+    bad('committeeSize', 'must be an integer from 1 to 255');
+  for (const f of ['slashBps', 'rewardBps'] as const)
+    if (!Number.isInteger(p[f]) || p[f] < 0 || p[f] > 10_000) bad(f, 'must be an integer from 0 to 10000');
+  if (p.unbondingDelayMs <= p.commitPeriodMs + p.revealPeriodMs)
+    bad(
+      'unbondingDelayMs',
+      'must exceed commitPeriodMs + revealPeriodMs, or stake could leave before a dispute ends',
+    );
+}
+
+export type DeployParameters = {
+  readonly rpcUrl: string;
+  readonly chainId: number;
+  /** The deployer: a private key (0x-hex) or a viem account. */
+  readonly account: Hex | Account;
+  readonly params?: Partial<ChainParams>;
+  /** Where slashed stake and forfeited bonds go (default: the deployer). */
+  readonly treasury?: Address;
+  /** An existing ERC-20 to use; without it a DevToken (public mint) is deployed. */
+  readonly token?: Address;
+  readonly pollingIntervalMs?: number;
+  /** Called after each step, for progress output. */
+  readonly onStep?: (step: string, address: Address) => void;
+};
+
+/**
+ * Deploys every contract in order and wires them together. Works against any EVM RPC: it only
+ * needs the URL, the chain id (checked against the RPC) and a funded key.
+ */
+export async function deployGlassbox(parameters: DeployParameters): Promise<Deployment> {
+  const params: ChainParams = { ...DEFAULT_PARAMS, ...parameters.params };
+  validateParams(params);
+  const connection = connect({
+    rpcUrl: parameters.rpcUrl,
+    chainId: parameters.chainId,
+    account: parameters.account,
+    pollingIntervalMs: parameters.pollingIntervalMs ?? 1000,
+  });
+  await assertChainId(connection, parameters.chainId);
+  const deployer = accountOf(connection).address;
+  const treasury = parameters.treasury ?? deployer;
+  let startBlock: bigint | undefined;
+
+  const deploy = async (
+    name: string,
+    abi: Abi,
+    bytecode: Hex,
+    args: readonly unknown[],
+  ): Promise<Address> => {
+    try {
+      const hash = await connection.walletClient!.deployContract({ abi, bytecode, args } as never);
+      const receipt = await connection.publicClient.waitForTransactionReceipt({ hash });
+      if (receipt.status !== 'success' || !receipt.contractAddress)
+        throw new GlassboxError('CHAIN_DEPLOYMENT', `deploying ${name} failed (tx ${hash})`);
+      startBlock ??= receipt.blockNumber;
+      const address = getAddress(receipt.contractAddress);
+      parameters.onStep?.(name, address);
+      return address;
+    } catch (error) {
+      throw toChainError(error, `deploy ${name}`);
+    }
+  };
+
+  const devToken = parameters.token === undefined;
+  const token = parameters.token ?? (await deploy('DevToken', DevTokenAbi, DevTokenBytecode, []));
+  const modelRegistry = await deploy('ModelRegistry', ModelRegistryAbi, ModelRegistryBytecode, []);
+  const providerRegistry = await deploy('ProviderRegistry', ProviderRegistryAbi, ProviderRegistryBytecode, [
+    token,
+    modelRegistry,
+    params.minStake,
+    msToSeconds(params.unbondingDelayMs),
+    msToSeconds(params.priceNoticeMs),
+  ]);
+  const paymentEscrow = await deploy('PaymentEscrow', PaymentEscrowAbi, PaymentEscrowBytecode, [
+    token,
+    msToSeconds(params.withdrawalDelayMs),
+  ]);
+  const receiptLedger = await deploy('ReceiptLedger', ReceiptLedgerAbi, ReceiptLedgerBytecode, [
+    providerRegistry,
+  ]);
+  const disputeManager = await deploy('DisputeManager', DisputeManagerAbi, DisputeManagerBytecode, [
+    token,
+    providerRegistry,
+    modelRegistry,
+    receiptLedger,
+    {
+      treasury,
+      challengeBond: params.challengeBond,
+      committeeSize: params.committeeSize,
+      commitPeriod: msToSeconds(params.commitPeriodMs),
+      revealPeriod: msToSeconds(params.revealPeriodMs),
+      slashBps: params.slashBps,
+      rewardBps: params.rewardBps,
+      nonRevealPenalty: params.nonRevealPenalty,
+    },
+  ]);
+  await send(connection, {
+    address: providerRegistry,
+    abi: ProviderRegistryAbi,
+    functionName: 'setDisputeManager',
+    args: [disputeManager],
+  });
+  parameters.onStep?.('wired', disputeManager);
+  return {
+    chainId: parameters.chainId,
+    deployer,
+    treasury,
+    startBlock: startBlock ?? 0n,
+    devToken,
+    contracts: { token, modelRegistry, providerRegistry, paymentEscrow, receiptLedger, disputeManager },
+    params,
+  };
+}
+
+// ---- the addresses file ----
+
+export const DEPLOYMENT_SCHEMA = 'glassbox.deployment/v1';
+
+const address = z
+  .string()
+  .refine((v) => isAddress(v, { strict: false }), 'is not an address')
+  .transform((v) => getAddress(v));
+const big = z
+  .string()
+  .regex(/^\d+$/, 'is not a decimal integer string')
+  .transform((v) => BigInt(v));
+const ms = z.number().int().nonnegative();
+
+const deploymentSchema = z.strictObject({
+  schema: z.literal(DEPLOYMENT_SCHEMA),
+  chainId: z.number().int().positive(),
+  deployer: address,
+  treasury: address,
+  startBlock: big,
+  devToken: z.boolean(),
+  contracts: z.strictObject({
+    token: address,
+    modelRegistry: address,
+    providerRegistry: address,
+    paymentEscrow: address,
+    receiptLedger: address,
+    disputeManager: address,
+  }),
+  params: z.strictObject({
+    minStake: big,
+    unbondingDelayMs: ms,
+    priceNoticeMs: ms,
+    withdrawalDelayMs: ms,
+    challengeBond: big,
+    committeeSize: z.number().int(),
+    commitPeriodMs: ms,
+    revealPeriodMs: ms,
+    slashBps: z.number().int(),
+    rewardBps: z.number().int(),
+    nonRevealPenalty: big,
+  }),
+});
+
+export type DeploymentJson = z.input<typeof deploymentSchema>;
+
+export function deploymentToJson(d: Deployment): DeploymentJson {
+  const p = d.params;
+  return {
+    schema: DEPLOYMENT_SCHEMA,
+    chainId: d.chainId,
+    deployer: d.deployer,
+    treasury: d.treasury,
+    startBlock: d.startBlock.toString(),
+    devToken: d.devToken,
+    contracts: { ...d.contracts },
+    params: {
+      ...p,
+      minStake: p.minStake.toString(),
+      challengeBond: p.challengeBond.toString(),
+      nonRevealPenalty: p.nonRevealPenalty.toString(),
+    },
+  };
+}
+
+export function deploymentFromJson(json: unknown): Deployment {
+  const result = deploymentSchema.safeParse(json);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const field = issue.path.map(String).join('.');
+    throw new GlassboxError('CHAIN_DEPLOYMENT', `deployment ${field}: ${issue.message}`, { field });
+  }
+  const { schema: _schema, ...d } = result.data;
+  return d;
+}
+
+/** Writes the addresses file (JSON; bigints as decimal strings). */
+export async function writeDeployment(path: string, deployment: Deployment): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, JSON.stringify(deploymentToJson(deployment), null, 2) + '\n');
+}
+
+export async function readDeployment(path: string): Promise<Deployment> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new GlassboxError('CHAIN_DEPLOYMENT', `no deployment file at ${path}`, { cause, field: 'path' });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new GlassboxError('CHAIN_DEPLOYMENT', `${path} is not JSON`, { cause });
+  }
+  return deploymentFromJson(json);
+}
+
+/** Checks that every contract of a deployment has code on the connected chain of the right id. */
+export async function verifyDeployment(connection: ChainConnection, deployment: Deployment): Promise<void> {
+  await assertChainId(connection, deployment.chainId);
+  for (const [name, addr] of Object.entries(deployment.contracts)) {
+    let code: Hex | undefined;
+    try {
+      code = await connection.publicClient.getCode({ address: addr });
+    } catch (error) {
+      throw toChainError(error, 'eth_getCode');
+    }
+    if (!code || code === '0x')
+      throw new GlassboxError('CHAIN_DEPLOYMENT', `no contract code for ${name} at ${addr}`, {
+        field: `contracts.${name}`,
+      });
+  }
+}

@@ -1,0 +1,111 @@
+import type { Address, Hex } from 'viem';
+import type { GlassboxClient } from './client.js';
+import { ABIS, type ContractName } from './contracts.js';
+import { toChainError } from './errors.js';
+
+export type ChainEvent<T = Record<string, unknown>> = {
+  readonly eventName: string;
+  readonly args: T;
+  readonly blockNumber: bigint;
+  readonly transactionHash: Hex;
+  readonly logIndex: number;
+};
+
+export type GetEventsParameters = {
+  readonly contract: ContractName;
+  /** One event name, or every event of the contract when omitted. */
+  readonly eventName?: string;
+  /** Filters on indexed arguments, e.g. `{ provider: '0x…' }`. */
+  readonly args?: Record<string, unknown>;
+  /** Default: the deployment's start block. */
+  readonly fromBlock?: bigint;
+  readonly toBlock?: bigint;
+};
+
+/** Decoded events of one of the Glassbox contracts, oldest first. */
+export async function getEvents<T = Record<string, unknown>>(
+  client: GlassboxClient,
+  params: GetEventsParameters,
+): Promise<ChainEvent<T>[]> {
+  try {
+    const logs = await client.publicClient.getContractEvents({
+      address: client.deployment.contracts[params.contract],
+      abi: ABIS[params.contract],
+      eventName: params.eventName,
+      args: params.args,
+      fromBlock: params.fromBlock ?? client.deployment.startBlock,
+      toBlock: params.toBlock ?? 'latest',
+    } as never);
+    return (
+      logs as unknown as {
+        eventName: string;
+        args: T;
+        blockNumber: bigint;
+        transactionHash: Hex;
+        logIndex: number;
+      }[]
+    ).map((l) => ({
+      eventName: l.eventName,
+      args: l.args,
+      blockNumber: l.blockNumber,
+      transactionHash: l.transactionHash,
+      logIndex: l.logIndex,
+    }));
+  } catch (error) {
+    throw toChainError(error, `getEvents(${params.contract})`);
+  }
+}
+
+export type BatchCommitted = { batchId: bigint; provider: Address; root: Hex; count: bigint; uri: string };
+
+export function getBatchCommits(
+  client: GlassboxClient,
+  params: { provider?: Address; fromBlock?: bigint } = {},
+): Promise<ChainEvent<BatchCommitted>[]> {
+  return getEvents<BatchCommitted>(client, {
+    contract: 'receiptLedger',
+    eventName: 'BatchCommitted',
+    args: params.provider ? { provider: params.provider } : undefined,
+    fromBlock: params.fromBlock,
+  });
+}
+
+export type ChallengeOpened = {
+  id: bigint;
+  provider: Address;
+  challenger: Address;
+  receiptHash: Hex;
+  inputsUri: string;
+  committee: readonly Address[];
+  commitDeadline: bigint;
+  revealDeadline: bigint;
+};
+
+/** Opened challenges (the node's committee voter watches these for its own address). */
+export function getChallengesOpened(
+  client: GlassboxClient,
+  params: { fromBlock?: bigint } = {},
+): Promise<ChainEvent<ChallengeOpened>[]> {
+  return getEvents<ChallengeOpened>(client, {
+    contract: 'disputeManager',
+    eventName: 'ChallengeOpened',
+    fromBlock: params.fromBlock,
+  });
+}
+
+export type OfferSet = { provider: Address; model: Hex; price: bigint; effectiveAt: bigint };
+
+export function getOfferEvents(
+  client: GlassboxClient,
+  params: { provider?: Address; model?: Hex; fromBlock?: bigint } = {},
+): Promise<ChainEvent<OfferSet>[]> {
+  const args: Record<string, unknown> = {};
+  if (params.provider) args.provider = params.provider;
+  if (params.model) args.model = params.model;
+  return getEvents<OfferSet>(client, {
+    contract: 'providerRegistry',
+    eventName: 'OfferSet',
+    args,
+    fromBlock: params.fromBlock,
+  });
+}

@@ -1,0 +1,149 @@
+import type { Address } from 'viem';
+import { secondsToMs, type GlassboxClient, type TxResult } from './client.js';
+import { readFrom, sendTo, toModelDigest, type ModelRef } from './contracts.js';
+import { ensureAllowance } from './token.js';
+
+export type RegisterProviderParameters = {
+  readonly endpoint: string;
+  /** The key that signs receipts; may differ from the staking account. */
+  readonly signer: Address;
+  readonly stake: bigint;
+};
+
+/** Registers the account as a provider, approving the stake first if needed. */
+export async function registerProvider(
+  client: GlassboxClient,
+  params: RegisterProviderParameters,
+): Promise<TxResult> {
+  await ensureAllowance(client, 'providerRegistry', params.stake);
+  return sendTo(client, 'providerRegistry', 'register', [params.endpoint, params.signer, params.stake]);
+}
+
+export async function addStake(client: GlassboxClient, amount: bigint): Promise<TxResult> {
+  await ensureAllowance(client, 'providerRegistry', amount);
+  return sendTo(client, 'providerRegistry', 'addStake', [amount]);
+}
+
+export function requestUnstake(client: GlassboxClient, amount: bigint): Promise<TxResult> {
+  return sendTo(client, 'providerRegistry', 'requestUnstake', [amount]);
+}
+
+/** Withdraws all unbonded stake once the unbonding delay is over. */
+export function withdrawStake(client: GlassboxClient): Promise<TxResult> {
+  return sendTo(client, 'providerRegistry', 'withdraw');
+}
+
+export function setEndpoint(client: GlassboxClient, endpoint: string): Promise<TxResult> {
+  return sendTo(client, 'providerRegistry', 'setEndpoint', [endpoint]);
+}
+
+export function setSigner(client: GlassboxClient, signer: Address): Promise<TxResult> {
+  return sendTo(client, 'providerRegistry', 'setSigner', [signer]);
+}
+
+/** Offers a model at `price` per inference: at once if new or lower, after the notice period if higher. */
+export function setOffer(
+  client: GlassboxClient,
+  params: { model: ModelRef; price: bigint },
+): Promise<TxResult> {
+  return sendTo(client, 'providerRegistry', 'setOffer', [toModelDigest(params.model), params.price]);
+}
+
+export function removeOffer(client: GlassboxClient, model: ModelRef): Promise<TxResult> {
+  return sendTo(client, 'providerRegistry', 'removeOffer', [toModelDigest(model)]);
+}
+
+export function pauseProvider(client: GlassboxClient): Promise<TxResult> {
+  return sendTo(client, 'providerRegistry', 'pause');
+}
+
+export function resumeProvider(client: GlassboxClient): Promise<TxResult> {
+  return sendTo(client, 'providerRegistry', 'resume');
+}
+
+export type ProviderInfo = {
+  readonly address: Address;
+  readonly registered: boolean;
+  readonly paused: boolean;
+  readonly stake: bigint;
+  readonly unbonding: bigint;
+  /** When the unbonding stake can be withdrawn (ms since the epoch; 0 if none requested). */
+  readonly unbondingEndsMs: number;
+  readonly signer: Address;
+  readonly endpoint: string;
+  /** Registered, not paused and staked at least the minimum. */
+  readonly active: boolean;
+};
+
+export async function getProvider(client: GlassboxClient, provider: Address): Promise<ProviderInfo> {
+  const [p, active] = await Promise.all([
+    readFrom<{
+      stake: bigint;
+      unbonding: bigint;
+      unbondingEnds: bigint;
+      signer: Address;
+      registered: boolean;
+      paused: boolean;
+      endpoint: string;
+    }>(client, 'providerRegistry', 'getProvider', [provider]),
+    readFrom<boolean>(client, 'providerRegistry', 'isActive', [provider]),
+  ]);
+  return {
+    address: provider,
+    registered: p.registered,
+    paused: p.paused,
+    stake: p.stake,
+    unbonding: p.unbonding,
+    unbondingEndsMs: secondsToMs(p.unbondingEnds),
+    signer: p.signer,
+    endpoint: p.endpoint,
+    active,
+  };
+}
+
+/** Every provider ever registered, in registration order. */
+export async function listProviders(client: GlassboxClient): Promise<ProviderInfo[]> {
+  const count = await readFrom<bigint>(client, 'providerRegistry', 'providerCount');
+  const addresses = await Promise.all(
+    Array.from({ length: Number(count) }, (_, i) =>
+      readFrom<Address>(client, 'providerRegistry', 'providerAt', [BigInt(i)]),
+    ),
+  );
+  return Promise.all(addresses.map((a) => getProvider(client, a)));
+}
+
+export type OfferInfo = {
+  readonly active: boolean;
+  /** The price in force now. */
+  readonly price: bigint;
+  /** An announced increase and when it takes effect (ms), if any. */
+  readonly pending: { readonly price: bigint; readonly effectiveAtMs: number } | undefined;
+};
+
+export async function getOffer(
+  client: GlassboxClient,
+  params: { provider: Address; model: ModelRef },
+): Promise<OfferInfo> {
+  const model = toModelDigest(params.model);
+  const [[active, price], raw, block] = await Promise.all([
+    readFrom<readonly [boolean, bigint]>(client, 'providerRegistry', 'priceOf', [params.provider, model]),
+    readFrom<{ pendingPrice: bigint; pendingAt: bigint }>(client, 'providerRegistry', 'getOffer', [
+      params.provider,
+      model,
+    ]),
+    client.publicClient.getBlock({ blockTag: 'latest' }),
+  ]);
+  const pending =
+    raw.pendingAt > block.timestamp
+      ? { price: raw.pendingPrice, effectiveAtMs: secondsToMs(raw.pendingAt) }
+      : undefined;
+  return { active, price, pending };
+}
+
+/** Whether `key` is (or was) a signing key of `provider`. */
+export function isProviderSigner(
+  client: GlassboxClient,
+  params: { provider: Address; key: Address },
+): Promise<boolean> {
+  return readFrom<boolean>(client, 'providerRegistry', 'isSigner', [params.provider, params.key]);
+}

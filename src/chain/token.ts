@@ -1,0 +1,41 @@
+import type { Address } from 'viem';
+import { accountOf, type GlassboxClient, type TxResult } from './client.js';
+import { readFrom, sendTo, type ContractName } from './contracts.js';
+
+/** Mints devnet tokens (DevToken only: anyone may mint). */
+export function mintDevTokens(
+  client: GlassboxClient,
+  params: { to: Address; amount: bigint },
+): Promise<TxResult> {
+  return sendTo(client, 'token', 'mint', [params.to, params.amount]);
+}
+
+export function getTokenBalance(client: GlassboxClient, account: Address): Promise<bigint> {
+  return readFrom<bigint>(client, 'token', 'balanceOf', [account]);
+}
+
+export function getAllowance(
+  client: GlassboxClient,
+  params: { owner: Address; spender: Address },
+): Promise<bigint> {
+  return readFrom<bigint>(client, 'token', 'allowance', [params.owner, params.spender]);
+}
+
+export function approveToken(
+  client: GlassboxClient,
+  params: { spender: Address; amount: bigint },
+): Promise<TxResult> {
+  return sendTo(client, 'token', 'approve', [params.spender, params.amount]);
+}
+
+/** Approves `contract` to pull `amount` from the account unless it already may. */
+export async function ensureAllowance(
+  client: GlassboxClient,
+  contract: ContractName,
+  amount: bigint,
+): Promise<TxResult | undefined> {
+  const spender = client.deployment.contracts[contract];
+  const owner = accountOf(client).address;
+  if ((await getAllowance(client, { owner, spender })) >= amount) return undefined;
+  return approveToken(client, { spender, amount });
+}

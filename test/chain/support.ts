@@ -1,0 +1,151 @@
+import { keccak256, toHex, type Address, type Hex } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
+import { expect } from 'vitest';
+import {
+  connect,
+  deployGlassbox,
+  mintDevTokens,
+  registerModel,
+  startAnvil,
+  withAccount,
+  type Anvil,
+  type ChainParams,
+  type Deployment,
+  type GlassboxClient,
+} from '../../src/chain/index.js';
+import { isGlassboxError } from '../../src/protocol/errors.js';
+import { modelIdFromDigest } from '../../src/protocol/manifest.js';
+import type { Receipt } from '../../src/protocol/receipt.js';
+
+export const E18 = 10n ** 18n;
+
+/** Short, whole-second delays so tests can jump over them with evm_increaseTime. */
+export const TEST_PARAMS: Partial<ChainParams> = {
+  minStake: 100n * E18,
+  unbondingDelayMs: 10_000_000,
+  priceNoticeMs: 3_600_000,
+  withdrawalDelayMs: 86_400_000,
+  challengeBond: 10n * E18,
+  committeeSize: 3,
+  commitPeriodMs: 600_000,
+  revealPeriodMs: 600_000,
+  slashBps: 5000,
+  rewardBps: 5000,
+  nonRevealPenalty: 1n * E18,
+};
+
+export type TestChain = {
+  readonly anvil: Anvil;
+  readonly deployment: Deployment;
+  /** Client acting as dev account `i` (0 is the deployer and treasury). */
+  as(i: number): GlassboxClient;
+  address(i: number): Address;
+  key(i: number): Hex;
+  rpc<T = unknown>(method: string, params?: unknown[]): Promise<T>;
+  /** Moves chain time forward by `ms` and mines a block. */
+  increaseTime(ms: number): Promise<void>;
+  /** Back to the state right after deployment and funding. */
+  reset(): Promise<void>;
+  stop(): Promise<void>;
+};
+
+/** Starts anvil on a free port, deploys, mints 10,000 tokens to accounts 1..n-1, and snapshots. */
+export async function startTestChain(
+  params: Partial<ChainParams> = TEST_PARAMS,
+  accounts = 12,
+): Promise<TestChain> {
+  const anvil = await startAnvil({ accounts });
+  try {
+    const deployment = await deployGlassbox({
+      rpcUrl: anvil.rpcUrl,
+      chainId: anvil.chainId,
+      account: anvil.accounts[0]!.privateKey,
+      params,
+      pollingIntervalMs: 5,
+    });
+    const base: GlassboxClient = {
+      ...connect({ rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, pollingIntervalMs: 5 }),
+      deployment,
+    };
+    const clients = anvil.accounts.map((a) => withAccount(base, a.privateKey));
+    for (let i = 1; i < anvil.accounts.length; i++)
+      await mintDevTokens(clients[0]!, { to: anvil.accounts[i]!.address, amount: 10_000n * E18 });
+    const rpc = async <T>(method: string, p: unknown[] = []): Promise<T> => {
+      const res = await fetch(anvil.rpcUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: p }),
+      });
+      const body = (await res.json()) as { result?: T; error?: { message: string } };
+      if (body.error) throw new Error(`${method}: ${body.error.message}`);
+      return body.result as T;
+    };
+    let snapshot = await rpc<string>('evm_snapshot');
+    return {
+      anvil,
+      deployment,
+      as: (i) => clients[i]!,
+      address: (i) => anvil.accounts[i]!.address,
+      key: (i) => anvil.accounts[i]!.privateKey,
+      rpc,
+      increaseTime: async (ms) => {
+        await rpc('evm_increaseTime', [Math.ceil(ms / 1000)]);
+        await rpc('evm_mine');
+      },
+      reset: async () => {
+        await rpc('evm_revert', [snapshot]);
+        snapshot = await rpc<string>('evm_snapshot');
+      },
+      stop: () => anvil.stop(),
+    };
+  } catch (error) {
+    await anvil.stop();
+    throw error;
+  }
+}
+
+/** Expects `promise` to reject with CHAIN_REVERTED naming custom error `name`. */
+export async function expectRevert(promise: Promise<unknown>, name: string): Promise<void> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error, `expected a revert with ${name}`).toBeDefined();
+  if (!isGlassboxError(error, 'CHAIN_REVERTED')) throw error;
+  expect(error.details.error).toBe(name);
+}
+
+export const h = (label: string): Hex => keccak256(toHex(label));
+
+/** A fresh model id (a CIDv1 over a digest derived from `label`). */
+export const modelOf = (label: string): string => modelIdFromDigest(h(`model:${label}`));
+
+export async function registerTestModel(
+  chain: TestChain,
+  label: string,
+  exact = true,
+  owner = 0,
+): Promise<string> {
+  const model = modelOf(label);
+  await registerModel(chain.as(owner), { model, exact, metadata: JSON.stringify({ name: label }) });
+  return model;
+}
+
+export function signerAddress(key: Hex): Address {
+  return privateKeyToAccount(key).address;
+}
+
+export function makeReceipt(over: Partial<Receipt> & { provider: Address; model: Hex }): Receipt {
+  return {
+    requestId: h(`req:${Math.random()}`),
+    client: '0x000000000000000000000000000000000000c11e',
+    inputHash: h('input'),
+    outputHash: h('output'),
+    paramsHash: `0x${'0'.repeat(64)}`,
+    runtime: h('runtime'),
+    traceRoot: `0x${'0'.repeat(64)}`,
+    price: 1000n,
+    timestamp: 1_700_000_000_000n,
+    ...over,
+  };
+}
