@@ -3,3 +3,4 @@ export * from './blob-store.js';
 export * from './fs-store.js';
 export * from './memory-store.js';
 export * from './onnx-schema.js';
+export * from './package.js';
