@@ -99,6 +99,15 @@ export function devAccounts(count: number, mnemonic = ANVIL_MNEMONIC): DevAccoun
   });
 }
 
+async function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen(port, host, () => server.close(() => resolve(true)));
+  });
+}
+
 async function rpcReady(rpcUrl: string): Promise<boolean> {
   try {
     const res = await fetch(rpcUrl, {
@@ -118,6 +127,8 @@ async function startOnce(binary: string, options: AnvilOptions, port: number): P
   const chainId = options.chainId ?? 31337;
   const count = options.accounts ?? 10;
   const mnemonic = options.mnemonic ?? ANVIL_MNEMONIC;
+  if (!(await portFree(host, port)))
+    throw new GlassboxError('CHAIN_ANVIL', `port ${port} on ${host} is already in use`, { details: { port } });
   const args = ['--host', host, '--port', String(port), '--chain-id', String(chainId)];
   args.push('--accounts', String(count), '--mnemonic', mnemonic, '--silent');
   if (options.stateFile) args.push('--state', options.stateFile);
@@ -138,7 +149,7 @@ async function startOnce(binary: string, options: AnvilOptions, port: number): P
   });
   const rpcUrl = `http://${host}:${port}`;
   const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
-  while (!(await rpcReady(rpcUrl))) {
+  while (exited !== undefined || !(await rpcReady(rpcUrl))) {
     if (exited !== undefined || Date.now() > deadline) {
       if (exited === undefined) child.kill('SIGKILL');
       throw new GlassboxError('CHAIN_ANVIL', `anvil did not start on ${rpcUrl}`, {
