@@ -128,7 +128,9 @@ async function startOnce(binary: string, options: AnvilOptions, port: number): P
   const count = options.accounts ?? 10;
   const mnemonic = options.mnemonic ?? ANVIL_MNEMONIC;
   if (!(await portFree(host, port)))
-    throw new GlassboxError('CHAIN_ANVIL', `port ${port} on ${host} is already in use`, { details: { port } });
+    throw new GlassboxError('CHAIN_ANVIL', `port ${port} on ${host} is already in use`, {
+      details: { port },
+    });
   const args = ['--host', host, '--port', String(port), '--chain-id', String(chainId)];
   args.push('--accounts', String(count), '--mnemonic', mnemonic, '--silent');
   if (options.stateFile) args.push('--state', options.stateFile);

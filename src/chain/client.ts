@@ -125,7 +125,15 @@ export async function send(connection: ChainConnection, call: Call): Promise<TxR
       args: call.args ?? [],
       account,
     } as never);
-    const hash = await connection.walletClient!.writeContract(request as never);
+    // Gas can depend on the block (committee draws use prevrandao), so leave a margin over the
+    // estimate; only what is used is paid.
+    const estimate = await connection.publicClient.estimateContractGas({
+      ...call,
+      args: call.args ?? [],
+      account,
+    } as never);
+    const gas = (estimate * 5n) / 4n + 20_000n;
+    const hash = await connection.walletClient!.writeContract({ ...(request as object), gas } as never);
     const receipt = await connection.publicClient.waitForTransactionReceipt({ hash });
     if (receipt.status !== 'success')
       throw new GlassboxError('CHAIN_REVERTED', `${what} reverted on chain (tx ${hash})`, {
