@@ -22,7 +22,7 @@ export const tensorSpecSchema = z.strictObject({
   name,
   dtype: z.enum(DTYPES),
   shape: z.array(dimSchema).max(64),
-  /** Class names for a classifier's output, indexed like its last axis. */
+  /** Class names of a classifier's output: indexed by a float output's last axis, or by an integer output's values. */
   labels: z.array(z.string()).optional(),
 });
 
