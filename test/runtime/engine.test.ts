@@ -1,0 +1,241 @@
+import * as ortWeb from 'onnxruntime-web';
+import { afterAll, describe, expect, it } from 'vitest';
+import { hashTensors } from '../../src/protocol/encoding.js';
+import { inputsFromJson } from '../../src/protocol/inputs.js';
+import type { ModelPackage } from '../../src/protocol/manifest.js';
+import { verifyTraceProof, traceTree } from '../../src/protocol/merkle.js';
+import { ZERO_HASH } from '../../src/protocol/receipt.js';
+import { runtimeHash } from '../../src/protocol/runtime-profile.js';
+import type { Tensor, TensorMap } from '../../src/protocol/tensor.js';
+import { createOnnxEngine, firstDivergence, type Engine } from '../../src/runtime/index.js';
+import { EXAMPLES, examplePackage, exampleSamples } from '../support/examples.js';
+
+const engines: Engine[] = [];
+function engine(options: Parameters<typeof createOnnxEngine>[0] = {}): Engine {
+  const e = createOnnxEngine(options);
+  engines.push(e);
+  return e;
+}
+afterAll(async () => {
+  await Promise.all(engines.map((e) => e.close()));
+});
+
+/** onnxruntime-web's (wasm) outputs for the same package and inputs, as Glassbox tensors. */
+async function runOnWeb(pkg: ModelPackage, inputs: TensorMap): Promise<TensorMap> {
+  ortWeb.env.wasm.numThreads = 1;
+  const session = await ortWeb.InferenceSession.create(pkg.files.get(pkg.manifest.entry)!);
+  const feeds = Object.fromEntries(
+    Object.entries(inputs).map(([k, t]) => [k, new ortWeb.Tensor(t.dtype, t.data as never, [...t.shape])]),
+  );
+  const raw = await session.run(feeds);
+  await session.release();
+  return Object.fromEntries(
+    pkg.manifest.outputs.map((o) => {
+      const t = raw[o.name]!;
+      return [o.name, { dtype: t.type, shape: t.dims.map(Number), data: t.data } as Tensor];
+    }),
+  );
+}
+
+describe.each(EXAMPLES)('%s', (name) => {
+  it('gives a single outputHash over 100 runs, on 1 and on 2 threads', async () => {
+    const pkg = await examplePackage(name);
+    const inputs = exampleSamples(pkg, name);
+    const one = engine({ intraOpNumThreads: 1 });
+    const two = engine({ intraOpNumThreads: 2 });
+    expect(two.runtimeHash).toBe(one.runtimeHash); // threads are not part of the profile
+    const hashes = new Set<string>();
+    for (let i = 0; i < 100; i++) {
+      hashes.add((await one.run(pkg, inputs)).outputHash);
+      hashes.add((await two.run(pkg, inputs)).outputHash);
+    }
+    expect(hashes.size).toBe(1);
+    if (name === 'iris-int8') {
+      // Integer graphs are bit-exact across engines: wasm gives the very same outputHash.
+      expect(hashTensors(await runOnWeb(pkg, inputs))).toBe([...hashes][0]);
+    }
+  });
+
+  it('traces every intermediate tensor without changing the outputs', async () => {
+    const pkg = await examplePackage(name);
+    const inputs = exampleSamples(pkg, name);
+    const e = engine();
+    const plain = await e.run(pkg, inputs);
+    const traced = await e.run(pkg, inputs, { trace: true });
+    const again = await e.run(pkg, inputs, { trace: true });
+    expect(plain.traceRoot).toBe(ZERO_HASH);
+    expect(traced.outputHash).toBe(plain.outputHash);
+    expect(traced.traceRoot).toBe(again.traceRoot);
+    const steps = traced.trace!.steps;
+    expect(steps.length).toBeGreaterThan(pkg.manifest.outputs.length);
+    for (const output of pkg.manifest.outputs) {
+      const step = steps.find((s) => s.output === output.name)!;
+      expect(step.hash).toBe(hashTensors({ [output.name]: traced.outputs[output.name]! }));
+    }
+    const tree = traceTree(steps.map((s) => s.hash));
+    expect(tree.root).toBe(traced.traceRoot);
+    steps.forEach((s) =>
+      expect(verifyTraceProof(traced.traceRoot, s.index, s.hash, tree.proof(s.index))).toBe(true),
+    );
+    expect(firstDivergence(steps, again.trace!.steps)).toBeUndefined();
+  });
+});
+
+describe('trace bisection', () => {
+  it('finds the first operator at which two executions diverge', async () => {
+    const pkg = await examplePackage('cnn');
+    const inputs = exampleSamples(pkg, 'cnn');
+    const basic = await engine({ graphOptimizationLevel: 'basic' }).run(pkg, inputs, { trace: true });
+    const steps = basic.trace!.steps;
+    // A provider that tampers with one intermediate tensor: everything before it still matches.
+    const tampered = steps.map((s, i) => (i >= 3 ? { ...s, hash: ZERO_HASH } : s));
+    expect(firstDivergence(steps, tampered)).toEqual(steps[3]);
+    expect(firstDivergence(steps, steps.slice(0, 2))).toEqual(steps[2]);
+  });
+});
+
+describe('runtime profile', () => {
+  it('names the engine, its exact version and every setting that changes bits', () => {
+    const e = engine({ graphOptimizationLevel: 'all' });
+    expect(e.profile).toEqual({
+      engine: 'onnxruntime-node',
+      engineVersion: '1.30.0',
+      executionProvider: 'cpu',
+      graphOptimizationLevel: 'all',
+      arch: process.arch,
+      options: {},
+    });
+    expect(e.runtimeHash).toBe(runtimeHash(e.profile));
+    expect(engine().runtimeHash).not.toBe(e.runtimeHash);
+  });
+});
+
+describe('refusing bad inputs, naming the field', () => {
+  const iris = () => examplePackage('iris');
+  const features = (shape: number[], data: number[]): Tensor => ({
+    dtype: 'float32',
+    shape,
+    data: Float32Array.from(data),
+  });
+
+  it('an unknown input name', async () => {
+    const pkg = await iris();
+    await expect(
+      engine().run(pkg, { features: features([1, 4], [1, 2, 3, 4]), extra: features([1], [1]) }),
+    ).rejects.toMatchObject({
+      code: 'INPUT_UNKNOWN',
+      field: 'inputs.extra',
+    });
+    expect(() => inputsFromJson(pkg.manifest.inputs, { feature: [[1, 2, 3, 4]] })).toThrow(
+      expect.objectContaining({ code: 'INPUT_UNKNOWN', field: 'inputs.feature' }),
+    );
+  });
+
+  it('a missing input', async () => {
+    await expect(engine().run(await iris(), {})).rejects.toMatchObject({
+      code: 'INPUT_MISSING',
+      field: 'inputs.features',
+    });
+  });
+
+  it('a wrong dtype', async () => {
+    const wrong: Tensor = { dtype: 'float64', shape: [1, 4], data: Float64Array.of(1, 2, 3, 4) };
+    await expect(engine().run(await iris(), { features: wrong })).rejects.toMatchObject({
+      code: 'INPUT_DTYPE',
+      field: 'inputs.features.dtype',
+    });
+  });
+
+  it('a wrong rank', async () => {
+    await expect(engine().run(await iris(), { features: features([4], [1, 2, 3, 4]) })).rejects.toMatchObject(
+      {
+        code: 'INPUT_RANK',
+        field: 'inputs.features.shape',
+      },
+    );
+  });
+
+  it('a wrong dim', async () => {
+    await expect(
+      engine().run(await iris(), { features: features([1, 5], [1, 2, 3, 4, 5]) }),
+    ).rejects.toMatchObject({
+      code: 'INPUT_DIM',
+      field: 'inputs.features.shape[1]',
+    });
+  });
+
+  it('a non-numeric value', async () => {
+    const pkg = await iris();
+    expect(() => inputsFromJson(pkg.manifest.inputs, { features: [[5.1, 'wide', 1.4, 0.2]] })).toThrow(
+      expect.objectContaining({ code: 'INPUT_VALUE', field: 'inputs.features.data[1]' }),
+    );
+    const int8 = await examplePackage('iris-int8');
+    expect(() => inputsFromJson(int8.manifest.inputs, { features: [[51, 35, 14.5, 2]] })).toThrow(
+      expect.objectContaining({ code: 'INPUT_VALUE', field: 'inputs.features.data[2]' }),
+    );
+  });
+
+  it('an oversized input', async () => {
+    const big = features([1000, 4], new Array(4000).fill(1));
+    await expect(
+      engine({ limits: { maxInputBytes: 1024 } }).run(await iris(), { features: big }),
+    ).rejects.toMatchObject({
+      code: 'INPUT_TOO_LARGE',
+      field: 'inputs.features',
+    });
+  });
+
+  it('a corrupted ONNX file', async () => {
+    const pkg = await iris();
+    const bytes = pkg.files.get('model.onnx')!.slice();
+    bytes.fill(0xff, 10, 200);
+    const corrupted: ModelPackage = { ...pkg, files: new Map([['model.onnx', bytes]]) };
+    await expect(engine().run(corrupted, { features: features([1, 4], [1, 2, 3, 4]) })).rejects.toMatchObject(
+      {
+        code: 'MODEL_INVALID',
+      },
+    );
+  });
+
+  it('a model over the size limit', async () => {
+    const pkg = await examplePackage('cnn');
+    await expect(
+      engine({ limits: { maxModelBytes: 4096 } }).run(pkg, exampleSamples(pkg, 'cnn')),
+    ).rejects.toMatchObject({
+      code: 'MODEL_TOO_LARGE',
+      field: 'model',
+    });
+  });
+
+  it('a run past its time limit', async () => {
+    const pkg = await examplePackage('cnn');
+    const image: Tensor = {
+      dtype: 'float32',
+      shape: [512, 1, 28, 28],
+      data: new Float32Array(512 * 784).fill(0.5),
+    };
+    await expect(engine().run(pkg, { image }, { timeoutMs: 1 })).rejects.toMatchObject({
+      code: 'RUN_TIMEOUT',
+    });
+  });
+
+  it('keeps serving after every refusal', async () => {
+    const pkg = await iris();
+    const e = engine();
+    await expect(e.run(pkg, {})).rejects.toThrow();
+    const result = await e.run(pkg, { features: features([1, 4], [5.1, 3.5, 1.4, 0.2]) });
+    expect(result.outputs.label!.data).toEqual(BigInt64Array.of(0n));
+  });
+});
+
+describe('sessions', () => {
+  it('are cached per model and released least recently used first, without changing results', async () => {
+    const e = engine({ maxSessions: 1 });
+    const packages = await Promise.all(EXAMPLES.map(examplePackage));
+    const first = await Promise.all(packages.map((p, i) => e.run(p, exampleSamples(p, EXAMPLES[i]!))));
+    for (let round = 0; round < 3; round++) {
+      for (const [i, p] of packages.entries())
+        expect((await e.run(p, exampleSamples(p, EXAMPLES[i]!))).outputHash).toBe(first[i]!.outputHash);
+    }
+  });
+});

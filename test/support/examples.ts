@@ -1,0 +1,27 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_OUT_DIR, type ExampleModelName } from '../../examples/models/build.mjs';
+import { inputsFromJson } from '../../src/protocol/inputs.js';
+import type { ModelPackage } from '../../src/protocol/manifest.js';
+import type { TensorMap } from '../../src/protocol/tensor.js';
+import { createMemoryStore, loadModel, packModelFolder } from '../../src/store/index.js';
+
+export const EXAMPLES: readonly ExampleModelName[] = ['iris', 'iris-int8', 'cnn'];
+
+export function exampleDir(name: ExampleModelName): string {
+  return join(DEFAULT_OUT_DIR, name);
+}
+
+/** An example model packed the way `glassbox model pack` packs it (built by test/setup/models.ts). */
+export async function examplePackage(name: ExampleModelName): Promise<ModelPackage> {
+  const store = createMemoryStore();
+  const { id } = await packModelFolder(store, exampleDir(name));
+  return loadModel(store, id);
+}
+
+export function exampleSamples(pkg: ModelPackage, name: ExampleModelName): TensorMap {
+  return inputsFromJson(
+    pkg.manifest.inputs,
+    JSON.parse(readFileSync(join(exampleDir(name), 'samples.json'), 'utf8')),
+  );
+}
