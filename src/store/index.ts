@@ -4,3 +4,4 @@ export * from './fs-store.js';
 export * from './memory-store.js';
 export * from './onnx-schema.js';
 export * from './package.js';
+export * from './package-folder.js';

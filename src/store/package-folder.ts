@@ -1,0 +1,63 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { GlassboxError, policySchema } from '../protocol/index.js';
+import type { BlobStore } from './blob-store.js';
+import { packModelFile, type PackModelFileParameters, type PackModelReturnType } from './package.js';
+
+/** A model folder: `model.onnx`, and its pack options in `model.json`. */
+export const MODEL_FOLDER_ENTRY = 'model.onnx';
+export const MODEL_FOLDER_OPTIONS = 'model.json';
+
+const folderOptionsSchema = z.strictObject({
+  name: z.string().min(1).optional(),
+  version: z.string().min(1).optional(),
+  description: z.string().optional(),
+  license: z.string().optional(),
+  policy: policySchema.optional(),
+  labels: z.record(z.string(), z.array(z.string())).optional(),
+  /** Companion files, relative to the folder. */
+  extraFiles: z.array(z.string()).optional(),
+  previous: z.string().optional(),
+});
+
+/**
+ * Packs a model folder; `overrides` (e.g. command-line flags) win over `model.json`. A folder
+ * without `model.json` packs `model.onnx` with the defaults of `packModelFile`.
+ */
+export async function packModelFolder(
+  store: BlobStore,
+  dir: string,
+  overrides: PackModelFileParameters = {},
+): Promise<PackModelReturnType> {
+  const options = await readFolderOptions(join(dir, MODEL_FOLDER_OPTIONS));
+  return packModelFile(store, join(dir, MODEL_FOLDER_ENTRY), {
+    ...options,
+    ...(options.extraFiles ? { extraFiles: options.extraFiles.map((f) => join(dir, f)) } : {}),
+    ...overrides,
+  });
+}
+
+async function readFolderOptions(path: string): Promise<z.infer<typeof folderOptionsSchema>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw error;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new GlassboxError('MANIFEST_INVALID', `${path} is not valid JSON`, {
+      field: MODEL_FOLDER_OPTIONS,
+      cause,
+    });
+  }
+  const result = folderOptionsSchema.safeParse(json);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const field = [MODEL_FOLDER_OPTIONS, ...issue.path.map(String)].join('.');
+  throw new GlassboxError('MANIFEST_INVALID', `${field}: ${issue.message}`, { field });
+}
