@@ -1,0 +1,60 @@
+import type { Command } from 'commander';
+import { parsePolicy } from '../args.js';
+import { printFields, toJson } from '../io.js';
+import { commonOptions, globals } from '../options.js';
+import type { Context } from '../program.js';
+import { describeDims, openStore, packFromPath, resolveManifest } from '../models.js';
+
+export function registerModelCommands(program: Command, ctx: Context): void {
+  const model = program.command('model').description('pack and inspect content-addressed model packages');
+
+  commonOptions(model.command('pack'))
+    .description('store an .onnx file (or a folder with model.onnx and model.json) as a model package')
+    .argument('<path>', 'an .onnx file, or a folder holding model.onnx and its pack options in model.json')
+    .option('--name <name>', 'model name (default: the file name)')
+    .option('--version <version>', 'model version', undefined)
+    .option('--policy <policy>', 'comparison policy: exact | tolerance[:ABS[:REL]] | argmax:OUTPUT')
+    .option('--description <text>', 'what the model does')
+    .option('--license <spdx>', 'the license of the weights')
+    .action(async (path: string, options: PackFlags, command: Command) => {
+      const { json, store } = globals(command);
+      const packed = await packFromPath(openStore(store), path, {
+        ...(options.name === undefined ? {} : { name: options.name }),
+        ...(options.version === undefined ? {} : { version: options.version }),
+        ...(options.policy === undefined ? {} : { policy: parsePolicy(options.policy) }),
+        ...(options.description === undefined ? {} : { description: options.description }),
+        ...(options.license === undefined ? {} : { license: options.license }),
+      });
+      if (json) return ctx.io.out(toJson(packed));
+      ctx.io.out(packed.id);
+      ctx.io.out(JSON.stringify(packed.manifest, null, 2));
+    });
+
+  commonOptions(model.command('inspect'))
+    .description("show a model's schema, policy and files")
+    .argument('<model>', 'a model id in the store, an .onnx file or a model folder')
+    .action(async (ref: string, _options: unknown, command: Command) => {
+      const { json, store } = globals(command);
+      const { id, manifest } = await resolveManifest(openStore(store), ref);
+      if (json) return ctx.io.out(toJson({ id, manifest }));
+      printFields(ctx.io, [
+        ['id', id],
+        ['name', `${manifest.name} ${manifest.version}`],
+        ['format', manifest.format],
+        ['policy', JSON.stringify(manifest.policy)],
+        ['license', manifest.license || '(none)'],
+        ...manifest.inputs.map((t): [string, string] => [
+          `input ${t.name}`,
+          `${t.dtype}[${describeDims(t.shape)}]`,
+        ]),
+        ...manifest.outputs.map((t): [string, string] => [
+          `output ${t.name}`,
+          `${t.dtype}[${describeDims(t.shape)}]${t.labels ? ` labels ${t.labels.join(', ')}` : ''}`,
+        ]),
+        ...manifest.files.map((f): [string, string] => [`file ${f.path}`, `${f.cid} (${f.size} bytes)`]),
+      ]);
+      if (manifest.description) ctx.io.out(`\n${manifest.description}`);
+    });
+}
+
+type PackFlags = { name?: string; version?: string; policy?: string; description?: string; license?: string };

@@ -1,0 +1,72 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { ErrorCodes, GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
+
+/** Where a command writes; tests pass their own to capture output. */
+export type Io = { out(line: string): void; err(line: string): void };
+
+export const processIo: Io = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+};
+
+/** Options every command shares. */
+export type GlobalOptions = { store: string; json: boolean };
+
+export function defaultStoreDir(): string {
+  return (
+    process.env.GLASSBOX_STORE ?? join(process.env.GLASSBOX_HOME ?? join(homedir(), '.glassbox'), 'store')
+  );
+}
+
+/** JSON for machines: bigint as decimal strings, typed arrays as plain arrays. */
+export function toJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (typeof v === 'bigint') return v.toString();
+    if (ArrayBuffer.isView(v) && !(v instanceof DataView))
+      return Array.from(v as unknown as ArrayLike<unknown>, (x) =>
+        typeof x === 'bigint' ? x.toString() : x,
+      );
+    return v;
+  });
+}
+
+/** Aligned `key  value` lines for people. */
+export function printFields(io: Io, fields: [string, string][]): void {
+  const width = Math.max(...fields.map(([k]) => k.length));
+  for (const [key, value] of fields) io.out(`${key.padEnd(width)}  ${value}`);
+}
+
+const HINTS: Partial<Record<ErrorCode, string>> = {
+  INPUT_UNKNOWN: "see the model's inputs with `glassbox model inspect <model>`",
+  INPUT_MISSING: "see the model's inputs with `glassbox model inspect <model>`",
+  INPUT_DTYPE: "see the model's input dtypes with `glassbox model inspect <model>`",
+  INPUT_RANK: "see the model's input shapes with `glassbox model inspect <model>`",
+  INPUT_DIM: "see the model's input shapes with `glassbox model inspect <model>`",
+  INPUT_VALUE: 'inputs are JSON numbers (int64 as decimal strings; NaN, Infinity and -0 as strings)',
+  MODEL_NOT_FOUND:
+    'pack the model first with `glassbox model pack <file.onnx>`, or pass the .onnx file itself',
+  BLOB_CORRUPT: 'the store holds a damaged file: delete it and pack or fetch the model again',
+  MODEL_INVALID: 'check that the file is an ONNX model (opset <= 21) that onnxruntime can load',
+  MODEL_TOO_LARGE: 'raise the limit with --max-model-bytes if you trust the model',
+  INPUT_TOO_LARGE: 'raise the limit with --max-input-bytes',
+  RUN_TIMEOUT: 'raise the limit with --timeout (ms)',
+  USAGE: 'run the command with --help',
+};
+
+/** One line saying what went wrong, and one saying what to do; returns the exit code. */
+export function reportError(io: Io, error: unknown): number {
+  if (isGlassboxError(error)) {
+    io.err(`error: ${error.shortMessage} [${error.code}]`);
+    for (const line of error.metaMessages) io.err(`  ${line}`);
+    io.err(`hint: ${HINTS[error.code] ?? ErrorCodes[error.code]}`);
+    return 1;
+  }
+  io.err(`error: ${error instanceof Error ? error.message : String(error)}`);
+  io.err('hint: this is a bug in glassbox; please report it with the command you ran');
+  return 2;
+}
+
+export function usageError(message: string, cause?: unknown): GlassboxError {
+  return new GlassboxError('USAGE', message, { cause });
+}

@@ -1,0 +1,37 @@
+import { Command, CommanderError } from 'commander';
+import { registerModelCommands } from './commands/model.js';
+import { registerRunCommand } from './commands/run.js';
+import { registerDemoCommand } from './commands/demo.js';
+import { reportError, type Io } from './io.js';
+
+/** What each command receives: where to write. */
+export type Context = { io: Io };
+
+export function createProgram(io: Io): Command {
+  const program = new Command('glassbox')
+    .description('Verifiable AI inference: content-addressed models, pinned runtimes, signed receipts.')
+    .version(process.env.npm_package_version ?? '0.1.0')
+    // Program options only before a command, so that `model pack --version 2` is the model's version.
+    .enablePositionalOptions()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)');
+  const ctx: Context = { io };
+  registerModelCommands(program, ctx);
+  registerRunCommand(program, ctx);
+  registerDemoCommand(program, ctx);
+  return program;
+}
+
+/** Runs the CLI on `argv` (without `node` and the script) and returns the exit code. */
+export async function runCli(argv: readonly string[], io: Io): Promise<number> {
+  const program = createProgram(io);
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (error) {
+    // Commander has already printed its own usage errors; help and --version exit 0.
+    if (error instanceof CommanderError) return error.exitCode;
+    return reportError(io, error);
+  }
+}

@@ -1,0 +1,142 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../src/cli/program.js';
+import { exampleDir } from '../support/examples.js';
+
+const store = mkdtempSync(join(tmpdir(), 'glassbox-cli-'));
+afterAll(() => rmSync(store, { recursive: true, force: true }));
+
+/** Runs the CLI in this process against a temporary store, capturing what it prints. */
+async function glassbox(...argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runCli([...argv, '--store', store], {
+    out: (l) => out.push(l),
+    err: (l) => err.push(l),
+  });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+const CID = /^bafkrei[a-z2-7]{52}$/;
+
+describe('glassbox model pack', () => {
+  it('prints the model id and manifest, and packing twice gives the same id', async () => {
+    const first = await glassbox('model', 'pack', exampleDir('iris'));
+    expect(first.code).toBe(0);
+    const [id, ...manifest] = first.out.split('\n');
+    expect(id).toMatch(CID);
+    expect(JSON.parse(manifest.join('\n'))).toMatchObject({
+      name: 'iris',
+      inputs: [{ name: 'features', shape: ['batch', 4] }],
+    });
+    const again = await glassbox('model', 'pack', exampleDir('iris'));
+    expect(again.out.split('\n')[0]).toBe(id);
+  });
+
+  it('packs a bare .onnx file with flags, which change the id', async () => {
+    const file = join(exampleDir('iris'), 'model.onnx');
+    const plain = JSON.parse((await glassbox('model', 'pack', file, '--json')).out);
+    expect(plain.manifest).toMatchObject({ name: 'model', version: '1', policy: { kind: 'exact' } });
+    const named = JSON.parse(
+      (
+        await glassbox(
+          'model',
+          'pack',
+          file,
+          '--name',
+          'iris-argmax',
+          '--version',
+          '2',
+          '--policy',
+          'argmax:probabilities',
+          '--json',
+        )
+      ).out,
+    );
+    expect(named.manifest).toMatchObject({
+      name: 'iris-argmax',
+      version: '2',
+      policy: { kind: 'argmax', output: 'probabilities' },
+    });
+    expect(named.id).not.toBe(plain.id);
+  });
+
+  it('refuses a malformed policy with a usage error and a hint', async () => {
+    const result = await glassbox('model', 'pack', exampleDir('iris'), '--policy', 'roughly');
+    expect(result.code).toBe(1);
+    expect(result.err).toMatch(
+      /^error: --policy roughly is not exact, tolerance\[:ABS\[:REL\]\] or argmax:OUTPUT \[USAGE\]\nhint: /,
+    );
+  });
+});
+
+describe('glassbox model inspect', () => {
+  it('shows the schema, policy and files of a stored model', async () => {
+    const id = (await glassbox('model', 'pack', exampleDir('iris-int8'))).out.split('\n')[0]!;
+    const result = await glassbox('model', 'inspect', id);
+    expect(result.out).toMatch(/input features\s+uint8\[batch,4\]/);
+    expect(result.out).toMatch(/output logits\s+int32\[batch,3\] labels setosa, versicolor, virginica/);
+    expect(result.out).toMatch(/policy\s+\{"kind":"exact"\}/);
+    expect(result.out).toMatch(/file model\.onnx\s+bafkrei\S+ \(\d+ bytes\)/);
+  });
+
+  it('describes a file without storing it', async () => {
+    const result = JSON.parse((await glassbox('model', 'inspect', exampleDir('cnn'), '--json')).out);
+    expect(result.manifest.inputs).toEqual([
+      { name: 'image', dtype: 'float32', shape: ['batch', 1, 28, 28] },
+    ]);
+    expect((await glassbox('model', 'inspect', result.id)).code).toBe(1);
+  });
+});
+
+describe('glassbox run', () => {
+  it('prints the class of a real Iris sample, the outputHash and the runtime hash', async () => {
+    const id = (await glassbox('model', 'pack', exampleDir('iris'))).out.split('\n')[0]!;
+    // Fisher's first flower, an Iris setosa, and a virginica.
+    const result = await glassbox(
+      'run',
+      id,
+      '--input',
+      '{"features": [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]]}',
+    );
+    expect(result.code).toBe(0);
+    expect(result.out).toMatch(/^class\s+setosa, virginica$/m);
+    expect(result.out).toMatch(/^outputHash\s+0x[0-9a-f]{64}$/m);
+    expect(result.out).toMatch(
+      /^runtime\s+0x[0-9a-f]{64} \(onnxruntime-node 1\.30\.0, cpu, optimisation basic, /m,
+    );
+  });
+
+  it('runs a file directly, reads inputs from a file, and gives the same hashes every time', async () => {
+    const samples = join(exampleDir('iris-int8'), 'samples.json');
+    const runs = await Promise.all(
+      [1, 2, 3].map(() => glassbox('run', exampleDir('iris-int8'), '--input', samples, '--trace', '--json')),
+    );
+    const parsed = runs.map((r) => JSON.parse(r.out));
+    expect(new Set(parsed.map((p) => p.outputHash)).size).toBe(1);
+    expect(parsed[0].traceRoot).toMatch(/^0x[0-9a-f]{64}$/);
+    expect(parsed[0].outputs.label).toEqual({ dtype: 'int64', shape: [3], data: ['0', '1', '2'] });
+  });
+
+  it('names the offending field of a bad input, hints, and exits non-zero', async () => {
+    const dir = exampleDir('iris');
+    const wrongDim = await glassbox('run', dir, '--input', '{"features": [[5.1, 3.5, 1.4]]}');
+    expect(wrongDim.code).toBe(1);
+    expect(wrongDim.err).toMatch(
+      /^error: inputs\.features\.shape\[1\] is 3, but the model takes 4 \[INPUT_DIM\]\nhint: /,
+    );
+    const notNumber = await glassbox('run', dir, '--input', '{"features": [[5.1, "x", 1.4, 0.2]]}');
+    expect(notNumber.err).toMatch(/inputs\.features\.data\[1\] is "x": not a number \[INPUT_VALUE\]/);
+    const badJson = await glassbox('run', dir, '--input', '{"features": ');
+    expect(badJson.err).toMatch(/--input value is not valid JSON.*\[USAGE\]/);
+    const missing = await glassbox(
+      'run',
+      'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku',
+      '--input',
+      '{}',
+    );
+    expect(missing.err).toMatch(/is not in the store \[MODEL_NOT_FOUND\]\nhint: pack the model first/);
+  });
+});
