@@ -44,8 +44,10 @@ export type TestChain = {
   rpc<T = unknown>(method: string, params?: unknown[]): Promise<T>;
   /** Moves chain time forward by `ms` and mines a block. */
   increaseTime(ms: number): Promise<void>;
-  /** Back to the state right after deployment and funding. */
+  /** Back to the state right after deployment and funding (or the last `rebase`). */
   reset(): Promise<void>;
+  /** Makes the current state the one `reset` returns to. */
+  rebase(): Promise<void>;
   stop(): Promise<void>;
 };
 
@@ -94,6 +96,9 @@ export async function startTestChain(
       },
       reset: async () => {
         await rpc('evm_revert', [snapshot]);
+        snapshot = await rpc<string>('evm_snapshot');
+      },
+      rebase: async () => {
         snapshot = await rpc<string>('evm_snapshot');
       },
       stop: () => anvil.stop(),
