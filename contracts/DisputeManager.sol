@@ -222,7 +222,7 @@ contract DisputeManager is ReentrancyGuard {
         string calldata inputsUri
     ) external nonReentrant returns (uint256 id) {
         address provider = receipt.provider;
-        if (!providers.getProvider(provider).registered) revert UnknownProvider(provider);
+        if (!providers.isRegistered(provider)) revert UnknownProvider(provider);
         if (provider == msg.sender) revert SelfChallenge();
         if (signature.length != 0) _checkSignature(receipt, signature);
         else if (!ledger.isCommitted(batchId, receipt, proof)) revert NotCommitted();

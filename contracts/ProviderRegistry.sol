@@ -278,6 +278,10 @@ contract ProviderRegistry is ReentrancyGuard {
         return _providers[provider];
     }
 
+    function isRegistered(address provider) external view returns (bool) {
+        return _providers[provider].registered;
+    }
+
     function providerCount() external view returns (uint256) {
         return _accounts.length;
     }

@@ -43,7 +43,7 @@ contract ReceiptLedger is EIP712 {
 
     /// @notice Commits a batch of `count` receipts under `root`; returns its id.
     function commitBatch(bytes32 root, uint48 count, string calldata uri) external returns (uint256 batchId) {
-        if (!providers.getProvider(msg.sender).registered) revert NotRegistered(msg.sender);
+        if (!providers.isRegistered(msg.sender)) revert NotRegistered(msg.sender);
         if (root == bytes32(0)) revert ZeroRoot();
         if (count == 0) revert ZeroCount();
         batchId = _batches.length;

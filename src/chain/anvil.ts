@@ -45,7 +45,11 @@ export type Anvil = {
 const PLATFORM: Record<string, string> = { linux: 'linux', darwin: 'darwin', win32: 'win32' };
 const ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64' };
 
-/** Finds the anvil binary: explicit path, $GLASSBOX_ANVIL, the npm platform package, then PATH. */
+/**
+ * Finds the anvil binary: explicit path, $GLASSBOX_ANVIL, the npm platform package, then PATH.
+ * Only the linux-amd64 package is an (optional) dependency: the registry serves no other platform's,
+ * and a lock file naming missing packages breaks `npm ci`. Elsewhere, install Foundry's anvil.
+ */
 export function resolveAnvilBinary(explicit?: string): string {
   const exe = process.platform === 'win32' ? 'anvil.exe' : 'anvil';
   const candidates: string[] = [];
@@ -62,18 +66,11 @@ export function resolveAnvilBinary(explicit?: string): string {
       // the platform package is optional; fall through
     }
   }
-  try {
-    // the wrapper's postinstall downloads into its own dist/ when no platform package exists
-    const wrapper = dirname(require.resolve('@foundry-rs/anvil/package.json'));
-    candidates.push(join(wrapper, 'dist', exe), join(wrapper, '..', 'dist', exe));
-  } catch {
-    // not installed
-  }
   for (const dir of (process.env.PATH ?? '').split(delimiter)) if (dir) candidates.push(join(dir, exe));
   const found = candidates.find((c) => existsSync(c));
   if (!found)
     throw new GlassboxError('CHAIN_ANVIL', 'anvil was not found', {
-      metaMessages: ['install @foundry-rs/anvil, or set GLASSBOX_ANVIL to the binary'],
+      metaMessages: ['install Foundry (anvil on PATH), or set GLASSBOX_ANVIL to the binary'],
     });
   return found;
 }

@@ -1,3 +1,4 @@
+export * from './artifacts/index.js';
 export * from './anvil.js';
 export * from './client.js';
 export * from './contracts.js';

@@ -1,0 +1,217 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { privateKeyToAccount } from 'viem/accounts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import {
+  addStake,
+  commitBatch,
+  commitVote,
+  connect,
+  deployGlassbox,
+  deposit,
+  ensureAllowance,
+  mintDevTokens,
+  openChallenge,
+  redeemVoucher,
+  registerModel,
+  registerProvider,
+  reportEquivocation,
+  resolveChallenge,
+  revealVote,
+  sendTo,
+  setOffer,
+  startAnvil,
+  withAccount,
+  DEFAULT_PARAMS,
+  SOLC_VERSION,
+  type Anvil,
+  type GlassboxClient,
+} from '../src/chain/index.js';
+import { batchTree } from '../src/protocol/merkle.js';
+import { modelDigest, modelIdFromDigest } from '../src/protocol/manifest.js';
+import { receiptHash, signReceipt, type Receipt } from '../src/protocol/receipt.js';
+import { signVoucher } from '../src/protocol/voucher.js';
+import { keccak256, toHex, type Hex } from 'viem';
+
+/*
+ * Gas of each chain action, measured on anvil with the default deployment parameters
+ * (committee of 5), and the amortised gas per inference of committing a batch root.
+ * Writes bench/results/gas.json and bench/results/gas.md.
+ */
+
+const h = (s: string): Hex => keccak256(toHex(s));
+const E18 = 10n ** 18n;
+let anvil: Anvil;
+let clients: GlassboxClient[];
+
+beforeAll(async () => {
+  anvil = await startAnvil({ accounts: 12 });
+  const deployment = await deployGlassbox({
+    rpcUrl: anvil.rpcUrl,
+    chainId: anvil.chainId,
+    account: anvil.accounts[0]!.privateKey,
+    pollingIntervalMs: 5,
+  });
+  const base = {
+    ...connect({ rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, pollingIntervalMs: 5 }),
+    deployment,
+  };
+  clients = anvil.accounts.map((a) => withAccount(base, a.privateKey));
+  for (let i = 1; i < anvil.accounts.length; i++)
+    await mintDevTokens(clients[0]!, { to: anvil.accounts[i]!.address, amount: 100_000n * E18 });
+});
+afterAll(async () => {
+  await anvil?.stop();
+});
+
+it('records the gas of every action and the amortised cost per inference', async () => {
+  const gas: Record<string, number> = {};
+  const addr = (i: number) => anvil.accounts[i]!.address;
+  const minStake = DEFAULT_PARAMS.minStake;
+  const model = modelIdFromDigest(h('bench-model'));
+
+  gas['register model'] = Number(
+    (await registerModel(clients[0]!, { model, exact: true, metadata: '{"name":"bench"}' })).gasUsed,
+  );
+
+  // providers 1..7; provider 1 is measured, 2..7 make a committee pool
+  await ensureAllowance(clients[1]!, 'providerRegistry', 10n * minStake);
+  gas['register provider'] = Number(
+    (
+      await sendTo(clients[1]!, 'providerRegistry', 'register', [
+        'https://provider-1.example:8443',
+        addr(1),
+        2n * minStake,
+      ])
+    ).gasUsed,
+  );
+  gas['stake (add)'] = Number(
+    (await sendTo(clients[1]!, 'providerRegistry', 'addStake', [minStake])).gasUsed,
+  );
+  gas['set offer (new)'] = Number((await setOffer(clients[1]!, { model, price: 1000n })).gasUsed);
+  gas['set offer (increase, pending)'] = Number(
+    (await setOffer(clients[1]!, { model, price: 2000n })).gasUsed,
+  );
+  for (let i = 2; i <= 7; i++)
+    await registerProvider(clients[i]!, {
+      endpoint: `https://p${i}.example`,
+      signer: addr(i),
+      stake: minStake + BigInt(i) * E18,
+    });
+  void addStake;
+
+  // vouchers
+  await deposit(clients[9]!, 1000n * E18);
+  const escrowDomain = {
+    chainId: anvil.chainId,
+    verifyingContract: clients[0]!.deployment.contracts.paymentEscrow,
+  };
+  const voucher = (amount: bigint) =>
+    signVoucher(
+      privateKeyToAccount(anvil.accounts[9]!.privateKey),
+      { client: addr(9), provider: addr(1), amount },
+      escrowDomain,
+    );
+  gas['redeem voucher (first)'] = Number((await redeemVoucher(clients[1]!, await voucher(5n * E18))).gasUsed);
+  gas['redeem voucher (later)'] = Number((await redeemVoucher(clients[1]!, await voucher(9n * E18))).gasUsed);
+
+  // batches
+  const receiptDomain = {
+    chainId: anvil.chainId,
+    verifyingContract: clients[0]!.deployment.contracts.receiptLedger,
+  };
+  const receipt = (i: number, over: Partial<Receipt> = {}): Receipt => ({
+    requestId: h(`req${i}`),
+    provider: addr(1),
+    client: addr(9),
+    model: modelDigest(model),
+    inputHash: h(`in${i}`),
+    outputHash: h(`out${i}`),
+    paramsHash: `0x${'0'.repeat(64)}`,
+    runtime: h('runtime'),
+    traceRoot: `0x${'0'.repeat(64)}`,
+    price: 1000n,
+    timestamp: 1_700_000_000_000n + BigInt(i),
+    ...over,
+  });
+  const warm = batchTree([receiptHash(receipt(0))]);
+  await commitBatch(clients[1]!, { root: warm.root, count: 1, uri: 'warm-up' }); // not the ledger's first batch
+  const uri = 'ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi';
+  const perInference: { receipts: number; gas: number; gasPerInference: number }[] = [];
+  for (const n of [1, 100, 1000]) {
+    const tree = batchTree(Array.from({ length: n }, (_, i) => receiptHash(receipt(n * 10_000 + i))));
+    const used = Number((await commitBatch(clients[1]!, { root: tree.root, count: n, uri })).gasUsed);
+    perInference.push({ receipts: n, gas: used, gasPerInference: Math.round((used / n) * 10) / 10 });
+    if (n === 1) gas['commit batch'] = used;
+  }
+
+  // equivocation
+  const signer = privateKeyToAccount(anvil.accounts[1]!.privateKey);
+  const a = await signReceipt(signer, receipt(1, { outputHash: h('x') }), receiptDomain);
+  const b = await signReceipt(signer, receipt(1, { outputHash: h('y') }), receiptDomain);
+  gas['equivocation slash'] = Number((await reportEquivocation(clients[10]!, { a, b })).gasUsed);
+
+  // a whole challenge: open, 5 commits, 5 reveals, resolve
+  const signed = await signReceipt(signer, receipt(2), receiptDomain);
+  await ensureAllowance(clients[10]!, 'disputeManager', DEFAULT_PARAMS.challengeBond);
+  const opened = await openChallenge(clients[10]!, { ...signed, inputsUri: 'ipfs://inputs' });
+  let total = opened.gasUsed;
+  gas['challenge: open (draws committee)'] = Number(opened.gasUsed);
+  const byAddress = (m: string) => clients[anvil.accounts.findIndex((x) => x.address === m)]!;
+  let commits = 0n;
+  let reveals = 0n;
+  for (const m of opened.committee)
+    commits += (await commitVote(byAddress(m), { challengeId: opened.challengeId, guilty: true, salt: h(m) }))
+      .gasUsed;
+  for (const m of opened.committee)
+    reveals += (await revealVote(byAddress(m), { challengeId: opened.challengeId, guilty: true, salt: h(m) }))
+      .gasUsed;
+  const resolved = await resolveChallenge(clients[11]!, opened.challengeId);
+  expect(resolved.status).toBe('upheld');
+  total += commits + reveals + resolved.gasUsed;
+  gas['challenge: commit vote (each)'] = Number(commits) / opened.committee.length;
+  gas['challenge: reveal vote (each)'] = Number(reveals) / opened.committee.length;
+  gas['challenge: resolve (slash + split)'] = Number(resolved.gasUsed);
+  gas[`whole challenge (committee of ${opened.committee.length})`] = Number(total);
+
+  const at1000 = perInference.find((p) => p.receipts === 1000)!.gasPerInference;
+  expect(at1000).toBeLessThanOrEqual(1000);
+
+  const results = {
+    measuredAt: new Date().toISOString(),
+    chain: 'anvil (@foundry-rs/anvil), automine, cancun',
+    solc: SOLC_VERSION,
+    optimizer: { runs: 200 },
+    params: { committeeSize: DEFAULT_PARAMS.committeeSize },
+    gas,
+    batchCommit: perInference,
+    target: { gasPerInferenceAt1000: 1000, met: at1000 <= 1000 },
+    reference: 'Ritual Infernet: about 94,000 gas per delivered result',
+  };
+  const lines = [
+    '# Gas (measured by `npm run bench`)',
+    '',
+    `solc ${SOLC_VERSION}, optimizer 200 runs, evm cancun; anvil; default parameters (committee of ${DEFAULT_PARAMS.committeeSize}).`,
+    '',
+    '| action | gas |',
+    '|---|---:|',
+    ...Object.entries(gas).map(([k, v]) => `| ${k} | ${Math.round(v).toLocaleString('en-US')} |`),
+    '',
+    '## Batch commits: amortised gas per inference',
+    '',
+    '| receipts per batch | commit gas | gas per inference |',
+    '|---:|---:|---:|',
+    ...perInference.map(
+      (p) =>
+        `| ${p.receipts} | ${p.gas.toLocaleString('en-US')} | ${p.gasPerInference.toLocaleString('en-US')} |`,
+    ),
+    '',
+    `Target: <= 1,000 gas per inference at 1000 per batch: ${at1000 <= 1000 ? 'met' : 'NOT met'} (${at1000}). Ritual Infernet pays about 94,000 gas per delivered result.`,
+    '',
+  ];
+  const dir = join(import.meta.dirname, 'results');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'gas.json'), JSON.stringify(results, null, 2) + '\n');
+  await writeFile(join(dir, 'gas.md'), lines.join('\n'));
+  console.log(lines.join('\n'));
+});
