@@ -38,7 +38,15 @@ function resolveImport(path) {
 const solcVersion = require('solc/package.json').version;
 const ozVersion = require('@openzeppelin/contracts/package.json').version;
 const hash = createHash('sha256')
-  .update(JSON.stringify({ sources, settings, solcVersion, ozVersion, script: readFileSync(fileURLToPath(import.meta.url), 'utf8') }))
+  .update(
+    JSON.stringify({
+      sources,
+      settings,
+      solcVersion,
+      ozVersion,
+      script: readFileSync(fileURLToPath(import.meta.url), 'utf8'),
+    }),
+  )
   .digest('hex');
 
 if (existsSync(hashFile) && readFileSync(hashFile, 'utf8') === hash && !process.argv.includes('--force')) {
