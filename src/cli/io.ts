@@ -13,10 +13,13 @@ export const processIo: Io = {
 /** Options every command shares. */
 export type GlobalOptions = { store: string; json: boolean };
 
+/** Where Glassbox keeps its files: $GLASSBOX_HOME, else ~/.glassbox. */
+export function glassboxHome(): string {
+  return process.env.GLASSBOX_HOME ?? join(homedir(), '.glassbox');
+}
+
 export function defaultStoreDir(): string {
-  return (
-    process.env.GLASSBOX_STORE ?? join(process.env.GLASSBOX_HOME ?? join(homedir(), '.glassbox'), 'store')
-  );
+  return process.env.GLASSBOX_STORE ?? join(glassboxHome(), 'store');
 }
 
 /** JSON for machines: bigint as decimal strings, typed arrays as plain arrays. */

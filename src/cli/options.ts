@@ -1,16 +1,19 @@
 import { Option, type Command } from 'commander';
 import { defaultStoreDir, type GlobalOptions } from './io.js';
 
-/** `--store` and `--json`, the same on every command (after the command name, Foundry-style). */
+/** `--json`, the same on every command that prints data (after the command name, Foundry-style). */
+export function jsonOption(command: Command): Command {
+  return command.option('--json', 'print one JSON document for machines', false);
+}
+
+/** `--json` and `--store`, for the commands that use models. */
 export function commonOptions(command: Command): Command {
-  return command
-    .addOption(
-      new Option('--store <dir>', 'the model store').default(
-        defaultStoreDir(),
-        '$GLASSBOX_STORE or ~/.glassbox/store',
-      ),
-    )
-    .option('--json', 'print one JSON document for machines', false);
+  return jsonOption(command).addOption(
+    new Option('--store <dir>', 'the model store').default(
+      defaultStoreDir(),
+      '$GLASSBOX_STORE or ~/.glassbox/store',
+    ),
+  );
 }
 
 export function globals(command: Command): GlobalOptions {

@@ -1,13 +1,22 @@
 import { Command, CommanderError } from 'commander';
 import { registerModelCommands } from './commands/model.js';
 import { registerRunCommand } from './commands/run.js';
+import { registerChainCommands } from './commands/chain.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { reportError, type Io } from './io.js';
 
-/** What each command receives: where to write. */
-export type Context = { io: Io };
+/** What each command receives: where to write, and (for long-running commands) when to stop. */
+export type Context = { io: Io; untilStopped: Promise<void> };
 
-export function createProgram(io: Io): Command {
+/** Resolves on the first SIGINT or SIGTERM. */
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
+export function createProgram(io: Io, untilStopped: () => Promise<void> = untilSignal): Command {
   const program = new Command('glassbox')
     .description('Verifiable AI inference: content-addressed models, pinned runtimes, signed receipts.')
     .version(process.env.npm_package_version ?? '0.1.0')
@@ -16,16 +25,28 @@ export function createProgram(io: Io): Command {
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)');
-  const ctx: Context = { io };
+  let stopped: Promise<void> | undefined;
+  const ctx: Context = {
+    io,
+    // Listening for signals only once a long-running command asks, so that short ones exit as usual.
+    get untilStopped() {
+      return (stopped ??= untilStopped());
+    },
+  };
   registerModelCommands(program, ctx);
   registerRunCommand(program, ctx);
   registerDemoCommand(program, ctx);
+  registerChainCommands(program, ctx);
   return program;
 }
 
 /** Runs the CLI on `argv` (without `node` and the script) and returns the exit code. */
-export async function runCli(argv: readonly string[], io: Io): Promise<number> {
-  const program = createProgram(io);
+export async function runCli(
+  argv: readonly string[],
+  io: Io,
+  untilStopped?: () => Promise<void>,
+): Promise<number> {
+  const program = createProgram(io, untilStopped);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return 0;
