@@ -38,6 +38,14 @@ export const ErrorCodes = {
   CHAIN_DEPLOYMENT: 'a deployment (addresses file or contract code) is missing or invalid',
   CHAIN_PARAMS_INVALID: 'deployment parameters are inconsistent or out of range',
   CHAIN_ANVIL: 'the local anvil chain could not be found, started or stopped',
+  // the provider API
+  REQUEST_INVALID: 'a request to a provider is malformed',
+  PAYMENT_REQUIRED: 'the provider needs a voucher covering what it is owed before it serves more',
+  PRICE_TOO_HIGH: "the provider's price for the model exceeds the client's maxPrice",
+  RATE_LIMITED: 'too many requests from this client; retry later',
+  NOT_FOUND: 'no such resource on this provider',
+  PROVIDER_UNAVAILABLE: 'no provider could answer (all failed, timed out or were excluded)',
+  VERIFICATION_FAILED: 'an answer failed verification (signature, signer, hashes, price or runtime)',
   // the command line
   USAGE: 'a command was called with missing or invalid arguments',
 } as const;

@@ -10,3 +10,4 @@ export * from './receipt.js';
 export * from './runtime-profile.js';
 export * from './tensor.js';
 export * from './voucher.js';
+export * from './api.js';
