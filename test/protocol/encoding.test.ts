@@ -91,6 +91,27 @@ describe('hash sensitivity', () => {
     );
   });
 
+  it('changes when the dtype code changes, whatever the tensor', () => {
+    fc.assert(
+      fc.property(nameArb, tensorArb, fc.integer({ min: 0, max: 255 }), (name, t, code) => {
+        const bytes = encodeTensors({ [name]: t });
+        const at = 4 + new TextEncoder().encode(name).length;
+        fc.pre(bytes[at] !== code);
+        const changed = bytes.slice();
+        changed[at] = code;
+        let decoded: TensorMap;
+        try {
+          decoded = decodeTensors(changed); // another width, or no dtype at all, no longer decodes
+        } catch (error) {
+          expect(isGlassboxError(error, 'TENSOR_DECODE')).toBe(true);
+          return;
+        }
+        expect(hashTensors(decoded)).not.toBe(hashTensors({ [name]: t }));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('changes when the dtype changes, even over the same bytes', () => {
     const data = Uint8Array.of(1, 0, 1, 1);
     const asUint8: Tensor = { dtype: 'uint8', shape: [4], data };

@@ -37,9 +37,16 @@ const nearPairArb = tensorMapArb.chain((a) =>
 );
 
 describe('agree', () => {
-  it('is symmetric for every policy', () => {
+  it('is symmetric for every policy, argmax over each output included', () => {
+    const withArgmax = nearPairArb.chain(([a, b]) => {
+      const argmax = Object.keys(a).map((output) => ({ kind: 'argmax', output }) as const);
+      return fc.tuple(
+        fc.oneof(policyArb, ...argmax.map((p) => fc.constant(p))),
+        fc.constant([a, b] as const),
+      );
+    });
     fc.assert(
-      fc.property(policyArb, nearPairArb, (policy, [a, b]) => {
+      fc.property(withArgmax, ([policy, [a, b]]) => {
         expect(agree(policy, a, b).agree).toBe(agree(policy, b, a).agree);
       }),
       { numRuns: 500 },
