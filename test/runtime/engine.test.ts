@@ -193,6 +193,7 @@ describe('refusing bad inputs, naming the field', () => {
     await expect(engine().run(corrupted, { features: features([1, 4], [1, 2, 3, 4]) })).rejects.toMatchObject(
       {
         code: 'MODEL_INVALID',
+        field: 'files.model.onnx',
       },
     );
   });

@@ -93,7 +93,7 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
       throw new GlassboxError(
         'MODEL_INVALID',
         `onnxruntime cannot load model ${pkg.id}: ${firstLine(cause)}`,
-        { cause },
+        { field: `files.${pkg.manifest.entry}`, cause },
       );
     }
   }
