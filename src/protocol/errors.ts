@@ -45,6 +45,9 @@ export const ErrorCodes = {
   RATE_LIMITED: 'too many requests from this client; retry later',
   NOT_FOUND: 'no such resource on this provider',
   PROVIDER_UNAVAILABLE: 'no provider could answer (all failed, timed out or were excluded)',
+  PROVIDER_TIMEOUT: 'a provider did not answer within the time limit',
+  PROVIDER_ERROR: 'a provider answered with an error status or a body that does not follow the API',
+  QUORUM_NO_MAJORITY: 'the providers of a quorum disagreed and no answer has a majority',
   VERIFICATION_FAILED: 'an answer failed verification (signature, signer, hashes, price or runtime)',
   // the command line
   USAGE: 'a command was called with missing or invalid arguments',

@@ -1,0 +1,57 @@
+/**
+ * The Glassbox client library (DESIGN.md, src/sdk): discovery from the chain, routing with price
+ * caps, health, hedging and failover, quorum under the model's comparison policy, verification of
+ * every receipt, evidence for disputes, and payment by cumulative vouchers. viem-style: a plain
+ * client object, and actions that take it first. It speaks src/protocol/api.ts to any provider.
+ */
+export { createClient, closeClient, type Client, type CreateClientParameters } from './client.js';
+export {
+  discoverProviders,
+  invalidateDiscovery,
+  type DiscoverProvidersParameters,
+  type ProviderCandidate,
+} from './discovery.js';
+export { providerHealth, latencyP95, type ProviderHealth, type ProviderHealthReport } from './health.js';
+export { rankProviders, type RankProvidersParameters } from './select.js';
+export {
+  verifyReceipt,
+  getProviderModels,
+  type Check,
+  type CheckName,
+  type ReceiptReport,
+  type VerifyReceiptParameters,
+} from './verify.js';
+export {
+  infer,
+  type InferErrorType,
+  type InferMode,
+  type InferParameters,
+  type InferReturnType,
+  type RejectedAttempt,
+  type VerificationReport,
+} from './infer.js';
+export {
+  submitEvidence,
+  type Disagreement,
+  type Equivocation,
+  type Evidence,
+  type SubmitEvidenceParameters,
+  type SubmitEvidenceReturnType,
+} from './evidence.js';
+export {
+  charged,
+  settle,
+  currentVoucher,
+  type ChargedReturnType,
+  type SettleParameters,
+  type SettleResult,
+} from './payments.js';
+export { getManifest } from './manifests.js';
+export {
+  getModels,
+  postInfer,
+  postVoucher,
+  getBlob,
+  type ProviderModels,
+  type ProviderRef,
+} from './transport.js';

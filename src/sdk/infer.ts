@@ -1,0 +1,577 @@
+import { toHex, type Address, type Hex } from 'viem';
+import { tensorsFromJson, tensorsToJson, type JsonTensor } from '../protocol/encoding.js';
+import { GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
+import { checkInputs, inputsFromJson } from '../protocol/inputs.js';
+import type { ModelManifest } from '../protocol/manifest.js';
+import { agree, type ComparisonPolicy } from '../protocol/policy.js';
+import type { SignedReceipt } from '../protocol/receipt.js';
+import { isDType, type TensorMap } from '../protocol/tensor.js';
+import { voucherToJson } from '../protocol/api.js';
+import type { Client } from './client.js';
+import { discoverProviders, type ProviderCandidate } from './discovery.js';
+import { rememberAnswer, type Disagreement, type Equivocation, type Evidence } from './evidence.js';
+import { hedgeBudgetMs, recordFailure, recordSuccess } from './health.js';
+import { getManifest, getPackage } from './manifests.js';
+import { currentVoucher, recordCharge, settle } from './payments.js';
+import { rankProviders } from './select.js';
+import { postInfer } from './transport.js';
+import { getProviderModels, verifyReceipt, type Check, type ReceiptReport } from './verify.js';
+
+export type InferMode = 'receipt' | 'local' | { readonly quorum: number };
+
+export type InferParameters = {
+  /** The model id (CIDv1 of its manifest). */
+  readonly model: string;
+  /** Tensors, or JSON: per input a `{dtype, shape, data}` or nested arrays (dtype from the schema). */
+  readonly inputs: TensorMap | Readonly<Record<string, unknown>>;
+  /** Default 'receipt'. */
+  readonly mode?: InferMode;
+  /** The most the client pays one provider for this answer, in base units. */
+  readonly maxPrice: bigint;
+  /** The whole call's time limit (default: the client's timeoutMs). */
+  readonly timeoutMs?: number;
+  /** One provider's time limit before failing over (default: half of timeoutMs). */
+  readonly attemptTimeoutMs?: number;
+  /** Ask for an execution trace (its root goes into the receipt). */
+  readonly trace?: boolean;
+  /** Overrides the client's hedging for this call (`false`: no hedged requests). */
+  readonly hedgeAfterMs?: number | false;
+  /** Providers not to use. */
+  readonly exclude?: readonly Address[];
+  readonly signal?: AbortSignal;
+};
+
+/** Why an attempt did not count: a provider that failed, timed out or failed verification. */
+export type RejectedAttempt = {
+  readonly provider: Address;
+  readonly code: ErrorCode;
+  readonly message: string;
+  /** The failed checks, when the answer came back but failed verification. */
+  readonly report?: ReceiptReport;
+};
+
+export type VerificationReport = {
+  /** Always true on a returned answer: a failed check is never returned. */
+  readonly ok: boolean;
+  readonly mode: 'receipt' | 'local' | 'quorum';
+  /** One entry per verified receipt, with every check. */
+  readonly receipts: readonly ReceiptReport[];
+  /** Attempts that did not count (failover). */
+  readonly rejected: readonly RejectedAttempt[];
+  /** Whether a hedged request was sent. */
+  readonly hedged: boolean;
+  /** Quorum only: the answers grouped by agreement under the model's policy. */
+  readonly quorum?: {
+    readonly k: number;
+    readonly policy: ComparisonPolicy;
+    readonly groups: readonly { readonly providers: readonly Address[]; readonly outputHash: Hex }[];
+    readonly majority: number;
+  };
+};
+
+export type InferReturnType = {
+  readonly outputs: TensorMap;
+  /** The receipts behind the returned outputs (quorum: the majority's). */
+  readonly receipts: readonly SignedReceipt[];
+  readonly providers: readonly Address[];
+  readonly report: VerificationReport;
+  /** Present when answers conflicted (quorum disagreement, or a provider equivocating). */
+  readonly evidence?: Evidence;
+};
+
+export type InferErrorType = GlassboxError;
+
+type Answer = {
+  readonly provider: ProviderCandidate;
+  readonly receipt: SignedReceipt;
+  readonly outputs: TensorMap;
+  readonly outputsJson: Record<string, JsonTensor>;
+  readonly report: ReceiptReport;
+  readonly equivocation: Equivocation | undefined;
+};
+
+type Context = {
+  readonly client: Client;
+  readonly params: InferParameters;
+  readonly manifest: ModelManifest;
+  readonly inputs: TensorMap;
+  readonly inputsJson: Record<string, JsonTensor>;
+  readonly local: boolean;
+  readonly deadline: AbortSignal;
+  readonly attemptTimeoutMs: number;
+};
+
+/**
+ * Runs a model on the network and returns a verified answer. Discovers providers offering the
+ * model on chain, drops those priced above `maxPrice`, orders the rest by health, latency and
+ * stake, and asks them: one (receipt), one plus local re-execution (local), or k distinct ones
+ * compared under the model's policy (quorum). Every answer is verified (verifyReceipt); a failure,
+ * timeout or failed check fails over to the next provider, and a slow one is hedged. Pays by
+ * cumulative voucher for each verified receipt received.
+ *
+ * Throws PRICE_TOO_HIGH (every offer is above maxPrice), PROVIDER_UNAVAILABLE (nobody answered),
+ * VERIFICATION_FAILED (answers came back, none verified), QUORUM_NO_MAJORITY, or input errors.
+ */
+export async function infer(client: Client, params: InferParameters): Promise<InferReturnType> {
+  const mode = params.mode ?? 'receipt';
+  const timeoutMs = params.timeoutMs ?? client.options.timeoutMs;
+  const deadline = params.signal
+    ? AbortSignal.any([params.signal, AbortSignal.timeout(timeoutMs)])
+    : AbortSignal.timeout(timeoutMs);
+  const candidates = await discoverProviders(client, { model: params.model });
+  const ranked = rankProviders({
+    candidates,
+    maxPrice: params.maxPrice,
+    health: client.state.health,
+    exclude: new Set(params.exclude ?? []),
+  });
+  if (ranked.length === 0) throw noProviders(params, candidates);
+  const manifest = await getManifest(client, params.model, ranked);
+  const inputs = isTensorMap(params.inputs) ? params.inputs : inputsFromJson(manifest.inputs, params.inputs);
+  checkInputs(manifest.inputs, inputs);
+  const ctx: Context = {
+    client,
+    params,
+    manifest,
+    inputs,
+    inputsJson: tensorsToJson(inputs),
+    local: mode === 'local',
+    deadline,
+    attemptTimeoutMs: params.attemptTimeoutMs ?? Math.max(1, Math.floor(timeoutMs / 2)),
+  };
+  if (typeof mode === 'object') return quorum(ctx, ranked, mode.quorum);
+  const hedge = params.hedgeAfterMs === undefined ? undefined : params.hedgeAfterMs;
+  const { answer, rejected, hedged } = await firstVerified(ctx, ranked, hedge);
+  const evidence = answer.equivocation ? equivocationEvidence(ctx, [answer.equivocation]) : undefined;
+  return {
+    outputs: answer.outputs,
+    receipts: [answer.receipt],
+    providers: [answer.provider.address],
+    report: { ok: true, mode: ctx.local ? 'local' : 'receipt', receipts: [answer.report], rejected, hedged },
+    ...(evidence ? { evidence } : {}),
+  };
+}
+
+function isTensorMap(value: InferParameters['inputs']): value is TensorMap {
+  return Object.values(value).every((t) => {
+    if (typeof t !== 'object' || t === null || Array.isArray(t)) return false;
+    const { dtype, shape, data } = t as Record<string, unknown>;
+    return (
+      isDType(dtype) &&
+      Array.isArray(shape) &&
+      (ArrayBuffer.isView(data) || (dtype === 'string' && Array.isArray(data)))
+    );
+  });
+}
+
+function noProviders(params: InferParameters, candidates: readonly ProviderCandidate[]): GlassboxError {
+  const affordable = candidates.filter((c) => c.active && c.price <= params.maxPrice);
+  if (candidates.length > 0 && affordable.length === 0) {
+    const cheapest = candidates.reduce((a, b) => (b.price < a.price ? b : a));
+    return new GlassboxError(
+      'PRICE_TOO_HIGH',
+      `every provider of model ${params.model} charges more than maxPrice ${params.maxPrice}`,
+      {
+        field: 'maxPrice',
+        metaMessages: [`the cheapest offer is ${cheapest.price} (${cheapest.address})`],
+        details: {
+          model: params.model,
+          maxPrice: params.maxPrice.toString(),
+          cheapest: cheapest.price.toString(),
+        },
+      },
+    );
+  }
+  return new GlassboxError('PROVIDER_UNAVAILABLE', `no active provider offers model ${params.model}`, {
+    details: { model: params.model, offers: candidates.length },
+  });
+}
+
+const randomRequestId = (): Hex => toHex(crypto.getRandomValues(new Uint8Array(32)));
+
+/** One provider, one request: send, settle-and-retry once on 402, decode, verify, pay. */
+async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortSignal): Promise<Answer> {
+  const { client, params } = ctx;
+  const requestId = randomRequestId();
+  const opts = { signal, timeoutMs: ctx.attemptTimeoutMs };
+  const quoteCap = provider.price < params.maxPrice ? provider.price : params.maxPrice;
+  const modelsPromise = client.options.runtimes ? undefined : getProviderModels(client, provider, opts);
+  const send = async () => {
+    const voucher = await currentVoucher(client, provider);
+    return postInfer(
+      client,
+      provider,
+      {
+        requestId,
+        model: params.model,
+        client: client.address,
+        maxPrice: quoteCap.toString(),
+        ...(params.trace ? { trace: true } : {}),
+        ...(voucher ? { voucher: voucherToJson(voucher) } : {}),
+        inputs: ctx.inputsJson,
+      },
+      opts,
+    );
+  };
+  const started = performance.now();
+  let wire;
+  try {
+    try {
+      wire = await send();
+    } catch (error) {
+      if (!isGlassboxError(error, 'PAYMENT_REQUIRED')) throw error;
+      // Pay-after with credit: the provider wants what it is owed before serving more.
+      const [result] = await settle(client, {
+        providers: [provider.address],
+        timeoutMs: ctx.attemptTimeoutMs,
+      });
+      if (!result?.delivered) throw error;
+      wire = await send();
+    }
+  } catch (error) {
+    if (!signal.aborted)
+      recordFailure(client, provider.address, isGlassboxError(error) ? error.code : String(error));
+    throw error;
+  }
+  const latencyMs = performance.now() - started;
+  let outputs: TensorMap | undefined;
+  let decodeProblem: string | undefined;
+  try {
+    outputs = tensorsFromJson(wire.outputs, 'outputs');
+  } catch (error) {
+    decodeProblem = isGlassboxError(error) ? error.shortMessage : String(error);
+  }
+  const models = modelsPromise ? await modelsPromise.catch(() => undefined) : undefined;
+  const base = await verifyReceipt(client, {
+    receipt: wire.receipt,
+    model: params.model,
+    requestId,
+    provider: provider.address,
+    maxPrice: params.maxPrice,
+    inputs: ctx.inputs,
+    ...(outputs ? { outputs, outputSpecs: ctx.manifest.outputs } : {}),
+    ...(params.trace ? { trace: true } : {}),
+    quote: provider,
+    ...(models ? { models } : {}),
+  });
+  const extra: Check[] = [];
+  if (decodeProblem)
+    extra.push({ check: 'outputs', ok: false, detail: `outputs do not decode: ${decodeProblem}` });
+  if (ctx.local && base.ok && outputs) extra.push(await localCheck(ctx, provider, outputs));
+  const report: ReceiptReport = extra.length
+    ? { ...base, ok: base.ok && extra.every((c) => c.ok), checks: [...base.checks, ...extra] }
+    : base;
+  if (!report.ok || !outputs) {
+    recordFailure(client, provider.address, 'VERIFICATION_FAILED');
+    const failed = report.checks.filter((c) => !c.ok);
+    throw new GlassboxError(
+      'VERIFICATION_FAILED',
+      `the answer of ${provider.address} failed verification: ${failed.map((c) => c.check).join(', ')}`,
+      {
+        metaMessages: failed.map((c) => `${c.check}: ${c.detail}`),
+        details: { provider: provider.address, report },
+      },
+    );
+  }
+  recordSuccess(client, provider.address, latencyMs);
+  recordCharge(client, provider, wire.receipt.receipt.price);
+  const equivocation = rememberAnswer(client, wire.receipt);
+  return {
+    provider,
+    receipt: wire.receipt,
+    outputs,
+    outputsJson: wire.outputs as Record<string, JsonTensor>,
+    report,
+    equivocation,
+  };
+}
+
+/** Mode 'local': re-execute under our own runtime and compare under the model's policy. */
+async function localCheck(ctx: Context, provider: ProviderCandidate, outputs: TensorMap): Promise<Check> {
+  try {
+    const pkg = await getPackage(ctx.client, ctx.params.model, ctx.manifest, provider);
+    ctx.client.state.engine ??= import('../runtime/index.js').then((m) => m.createOnnxEngine());
+    const engine = await ctx.client.state.engine;
+    const mine = await engine.run(pkg, ctx.inputs);
+    const result = agree(ctx.manifest.policy, mine.outputs, outputs);
+    const same = mine.runtime === engine.runtimeHash ? ' (same runtime profile)' : '';
+    return result.agree
+      ? {
+          check: 'local',
+          ok: true,
+          detail: `local re-execution agrees under ${ctx.manifest.policy.kind}${same}`,
+        }
+      : { check: 'local', ok: false, detail: `local re-execution disagrees: ${result.reason}` };
+  } catch (error) {
+    return {
+      check: 'local',
+      ok: false,
+      detail: `local re-execution failed: ${isGlassboxError(error) ? error.shortMessage : String(error)}`,
+    };
+  }
+}
+
+function rejection(provider: Address, error: unknown): RejectedAttempt {
+  if (isGlassboxError(error))
+    return {
+      provider,
+      code: error.code,
+      message: error.shortMessage,
+      ...(error.details.report ? { report: error.details.report as ReceiptReport } : {}),
+    };
+  return { provider, code: 'PROVIDER_ERROR', message: String(error) };
+}
+
+/** Nothing verified: VERIFICATION_FAILED if any answer came back and failed, else PROVIDER_UNAVAILABLE. */
+function exhausted(ctx: Context, rejected: readonly RejectedAttempt[], what: string): GlassboxError {
+  const failedVerification = rejected.some((r) => r.code === 'VERIFICATION_FAILED');
+  const code: ErrorCode = failedVerification ? 'VERIFICATION_FAILED' : 'PROVIDER_UNAVAILABLE';
+  const timedOut = ctx.deadline.aborted ? ' before the time limit' : '';
+  return new GlassboxError(
+    code,
+    failedVerification
+      ? `no answer for model ${ctx.params.model} verified${timedOut} (${what})`
+      : `no provider of model ${ctx.params.model} answered${timedOut} (${what})`,
+    {
+      metaMessages: rejected.map((r) => `${r.provider}: ${r.code}: ${r.message}`),
+      details: { model: ctx.params.model, rejected },
+    },
+  );
+}
+
+/**
+ * Failover and hedging: ask the first provider; when it fails, ask the next at once; when it is
+ * slower than its hedge budget, ask the next as well (at most two in flight). The first verified
+ * answer wins and the others are aborted.
+ */
+function firstVerified(
+  ctx: Context,
+  ranked: readonly ProviderCandidate[],
+  hedgeOverride: number | false | undefined,
+): Promise<{ answer: Answer; rejected: RejectedAttempt[]; hedged: boolean }> {
+  return new Promise((resolve, reject) => {
+    const rejected: RejectedAttempt[] = [];
+    const inFlight = new Map<Address, AbortController>();
+    let next = 0;
+    let done = false;
+    let hedged = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const finish = () => {
+      done = true;
+      clearTimeout(timer);
+      ctx.deadline.removeEventListener('abort', onDeadline);
+      for (const ac of inFlight.values()) ac.abort();
+    };
+    const onDeadline = () => {
+      if (done) return;
+      finish();
+      reject(exhausted(ctx, rejected, 'time limit reached'));
+    };
+    ctx.deadline.addEventListener('abort', onDeadline, { once: true });
+    const budget = (provider: Address) => {
+      if (hedgeOverride === false) return undefined;
+      return hedgeOverride ?? hedgeBudgetMs(ctx.client, provider);
+    };
+    const launch = () => {
+      if (done) return;
+      if (next >= ranked.length) {
+        if (inFlight.size === 0) {
+          finish();
+          reject(exhausted(ctx, rejected, `${ranked.length} provider(s) tried`));
+        }
+        return;
+      }
+      const provider = ranked[next++]!;
+      const ac = new AbortController();
+      inFlight.set(provider.address, ac);
+      clearTimeout(timer);
+      const wait = budget(provider.address);
+      if (wait !== undefined)
+        timer = setTimeout(() => {
+          if (done || inFlight.size >= 2 || next >= ranked.length) return;
+          hedged = true;
+          launch();
+        }, wait);
+      attempt(ctx, provider, AbortSignal.any([ac.signal, ctx.deadline])).then(
+        (answer) => {
+          inFlight.delete(provider.address);
+          if (done) return;
+          finish();
+          resolve({ answer, rejected, hedged });
+        },
+        (error: unknown) => {
+          inFlight.delete(provider.address);
+          if (done) return;
+          rejected.push(rejection(provider.address, error));
+          launch();
+        },
+      );
+    };
+    if (ctx.deadline.aborted) onDeadline();
+    else launch();
+  });
+}
+
+/** k distinct providers, each answer verified; a failed one is replaced by the next provider. */
+function collectQuorum(
+  ctx: Context,
+  ranked: readonly ProviderCandidate[],
+  k: number,
+): Promise<{ answers: Answer[]; rejected: RejectedAttempt[] }> {
+  return new Promise((resolve) => {
+    const answers: Answer[] = [];
+    const rejected: RejectedAttempt[] = [];
+    const inFlight = new Map<Address, AbortController>();
+    let next = 0;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      ctx.deadline.removeEventListener('abort', finish);
+      for (const ac of inFlight.values()) ac.abort();
+      resolve({ answers, rejected });
+    };
+    ctx.deadline.addEventListener('abort', finish, { once: true });
+    const launch = () => {
+      if (done) return;
+      if (answers.length + inFlight.size >= k) return;
+      if (next >= ranked.length) {
+        if (inFlight.size === 0) finish();
+        return;
+      }
+      const provider = ranked[next++]!;
+      const ac = new AbortController();
+      inFlight.set(provider.address, ac);
+      attempt(ctx, provider, AbortSignal.any([ac.signal, ctx.deadline])).then(
+        (answer) => {
+          inFlight.delete(provider.address);
+          if (done) return;
+          answers.push(answer);
+          if (answers.length >= k) finish();
+        },
+        (error: unknown) => {
+          inFlight.delete(provider.address);
+          if (done) return;
+          rejected.push(rejection(provider.address, error));
+          launch();
+        },
+      );
+    };
+    if (ctx.deadline.aborted) finish();
+    for (let i = 0; i < k; i++) launch();
+  });
+}
+
+async function quorum(
+  ctx: Context,
+  ranked: readonly ProviderCandidate[],
+  k: number,
+): Promise<InferReturnType> {
+  if (!Number.isInteger(k) || k < 1)
+    throw new GlassboxError('USAGE', `quorum must be a whole number >= 1, not ${k}`, {
+      field: 'mode.quorum',
+    });
+  if (ranked.length < k)
+    throw new GlassboxError(
+      'PROVIDER_UNAVAILABLE',
+      `quorum ${k} needs ${k} distinct providers of model ${ctx.params.model} within maxPrice; ${ranked.length} offer it`,
+      { field: 'mode.quorum', details: { model: ctx.params.model, available: ranked.length, k } },
+    );
+  const { answers, rejected } = await collectQuorum(ctx, ranked, k);
+  if (answers.length < k) throw exhausted(ctx, rejected, `${answers.length} of ${k} answers verified`);
+  const policy = ctx.manifest.policy;
+  // Group by agreement with each group's first answer (under `exact` this is grouping by bits).
+  const groups: Answer[][] = [];
+  for (const a of answers) {
+    const g = groups.find((group) => agree(policy, group[0]!.outputs, a.outputs).agree);
+    if (g) g.push(a);
+    else groups.push([a]);
+  }
+  groups.sort((a, b) => b.length - a.length);
+  const top = groups[0]!;
+  const hasMajority = top.length * 2 > k;
+  const equivocations = answers.flatMap((a) => (a.equivocation ? [a.equivocation] : []));
+  const evidence =
+    groups.length > 1 || equivocations.length > 0
+      ? buildEvidence(ctx, hasMajority ? top : [], groups, equivocations)
+      : undefined;
+  const report: VerificationReport = {
+    ok: hasMajority,
+    mode: 'quorum',
+    receipts: answers.map((a) => a.report),
+    rejected,
+    hedged: false,
+    quorum: {
+      k,
+      policy,
+      groups: groups.map((g) => ({
+        providers: g.map((a) => a.provider.address),
+        outputHash: g[0]!.receipt.receipt.outputHash,
+      })),
+      majority: top.length,
+    },
+  };
+  if (!hasMajority)
+    throw new GlassboxError(
+      'QUORUM_NO_MAJORITY',
+      `the ${k} providers of model ${ctx.params.model} gave ${groups.length} different answers; none has a majority`,
+      {
+        metaMessages: groups.map((g, i) => `answer ${i + 1}: ${g.map((a) => a.provider.address).join(', ')}`),
+        details: { report, evidence },
+      },
+    );
+  return {
+    outputs: top[0]!.outputs,
+    receipts: top.map((a) => a.receipt),
+    providers: top.map((a) => a.provider.address),
+    report,
+    ...(evidence ? { evidence } : {}),
+  };
+}
+
+function buildEvidence(
+  ctx: Context,
+  majority: readonly Answer[],
+  groups: readonly Answer[][],
+  equivocations: readonly Equivocation[],
+): Evidence {
+  const policy = ctx.manifest.policy;
+  const against = majority[0];
+  const disagreements: Disagreement[] = [];
+  for (const group of groups) {
+    if (group === majority) continue;
+    for (const a of group) {
+      const reference = against ?? groups.find((g) => g !== group)![0]!;
+      const result = agree(policy, reference.outputs, a.outputs);
+      disagreements.push({
+        provider: a.provider.address,
+        receipt: a.receipt,
+        outputs: a.outputsJson,
+        reason: result.agree ? 'agrees' : result.reason,
+        ...(against ? { against: against.receipt } : {}),
+        inputsUri: `${a.provider.endpoint.replace(/\/+$/, '')}/v1/receipts/${a.receipt.receipt.requestId}`,
+      });
+    }
+  }
+  return {
+    model: ctx.params.model,
+    policy,
+    inputHash: (majority[0] ?? groups[0]![0]!).receipt.receipt.inputHash,
+    inputs: ctx.inputsJson,
+    majority: majority.map((a) => a.receipt),
+    disagreements,
+    equivocations,
+  };
+}
+
+function equivocationEvidence(ctx: Context, equivocations: readonly Equivocation[]): Evidence {
+  return {
+    model: ctx.params.model,
+    policy: ctx.manifest.policy,
+    inputHash: equivocations[0]!.b.receipt.inputHash,
+    inputs: ctx.inputsJson,
+    majority: [],
+    disagreements: [],
+    equivocations,
+  };
+}

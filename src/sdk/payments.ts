@@ -1,0 +1,122 @@
+import { getAddress, type Address } from 'viem';
+import { isGlassboxError } from '../protocol/errors.js';
+import { signVoucher, type SignedVoucher } from '../protocol/voucher.js';
+import type { Client } from './client.js';
+import { postVoucher, type ProviderRef } from './transport.js';
+
+/*
+ * Payment by cumulative vouchers (DESIGN.md, Vouchers; api.ts, pay-after with bounded credit). The
+ * amount a client owes a provider is the sum of the prices of the receipts it received from that
+ * provider and verified; the latest voucher for that total rides along with every request, and
+ * `settle` hands it over explicitly. So what a provider can redeem equals what the client was
+ * charged, to the base unit, and a client never pays for an answer it did not receive and verify.
+ */
+
+export type PaymentAccount = {
+  /** Sum of the prices of the verified receipts received from this provider. */
+  charged: bigint;
+  receipts: number;
+  /** The latest signed voucher (for `charged` once signed). */
+  latest: SignedVoucher | undefined;
+  /** The amount the provider last acknowledged (POST /v1/vouchers). */
+  acknowledged: bigint;
+  endpoint: string;
+};
+
+function account(client: Client, provider: ProviderRef): PaymentAccount {
+  const key = getAddress(provider.address);
+  let a = client.state.payments.get(key);
+  if (!a) {
+    a = { charged: 0n, receipts: 0, latest: undefined, acknowledged: 0n, endpoint: provider.endpoint };
+    client.state.payments.set(key, a);
+  }
+  a.endpoint = provider.endpoint;
+  return a;
+}
+
+/** Adds a verified receipt's price to what the client owes `provider`. */
+export function recordCharge(client: Client, provider: ProviderRef, price: bigint): void {
+  const a = account(client, provider);
+  a.charged += price;
+  a.receipts++;
+}
+
+/** The voucher for everything owed to `provider` so far (undefined while nothing is owed). */
+export async function currentVoucher(
+  client: Client,
+  provider: ProviderRef,
+): Promise<SignedVoucher | undefined> {
+  const a = account(client, provider);
+  if (a.charged === 0n) return undefined;
+  if (a.latest && a.latest.voucher.amount === a.charged) return a.latest;
+  const amount = a.charged;
+  const signed = await signVoucher(
+    client.account,
+    { client: client.address, provider: getAddress(provider.address), amount },
+    { chainId: client.chainId, verifyingContract: client.deployment.contracts.paymentEscrow },
+  );
+  // Concurrent requests may sign in any order; keep the largest.
+  if (!a.latest || a.latest.voucher.amount < amount) a.latest = signed;
+  return a.latest;
+}
+
+export type ChargedReturnType = Record<Address, { readonly charged: bigint; readonly receipts: number }>;
+
+/** What this client owes each provider: the sums of the verified receipts' prices. */
+export function charged(client: Client): ChargedReturnType {
+  const out: ChargedReturnType = {};
+  for (const [provider, a] of client.state.payments)
+    out[provider] = { charged: a.charged, receipts: a.receipts };
+  return out;
+}
+
+export type SettleParameters = {
+  /** Only these providers (default: every provider owed anything). */
+  readonly providers?: readonly Address[];
+  readonly timeoutMs?: number;
+};
+
+export type SettleResult = {
+  readonly provider: Address;
+  readonly amount: bigint;
+  readonly voucher: SignedVoucher;
+  /** True when the provider acknowledged it; false with `error` when it could not be reached. */
+  readonly delivered: boolean;
+  readonly error?: string;
+};
+
+/**
+ * Sends each provider the voucher for everything owed so far (POST /v1/vouchers). A provider that
+ * cannot be reached keeps its voucher: it rides along with the next request, and `settle` can be
+ * called again. Returns the vouchers, which a provider could also be handed out of band.
+ */
+export async function settle(client: Client, params: SettleParameters = {}): Promise<SettleResult[]> {
+  const wanted = params.providers?.map((p) => getAddress(p));
+  const targets = [...client.state.payments.entries()].filter(
+    ([p, a]) => a.charged > 0n && (wanted === undefined || wanted.includes(p)),
+  );
+  return Promise.all(
+    targets.map(async ([provider, a]): Promise<SettleResult> => {
+      const ref = { address: provider, endpoint: a.endpoint };
+      const voucher = (await currentVoucher(client, ref))!;
+      try {
+        await postVoucher(
+          client,
+          ref,
+          voucher,
+          params.timeoutMs === undefined ? {} : { timeoutMs: params.timeoutMs },
+        );
+        if (voucher.voucher.amount > a.acknowledged) a.acknowledged = voucher.voucher.amount;
+        return { provider, amount: voucher.voucher.amount, voucher, delivered: true };
+      } catch (error) {
+        return {
+          provider,
+          amount: voucher.voucher.amount,
+          voucher,
+          delivered: false,
+          error: isGlassboxError(error) ? error.shortMessage : String(error),
+        };
+      }
+    }),
+  );
+}

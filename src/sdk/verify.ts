@@ -1,0 +1,299 @@
+import { getAddress, isAddressEqual, type Address, type Hex } from 'viem';
+import { isProviderSigner, getOffer, getProvider } from '../chain/providers.js';
+import { hashTensors } from '../protocol/encoding.js';
+import { isGlassboxError } from '../protocol/errors.js';
+import { modelDigest, type TensorSpec } from '../protocol/manifest.js';
+import { recoverReceiptSigner, ZERO_HASH, type SignedReceipt } from '../protocol/receipt.js';
+import type { TensorMap } from '../protocol/tensor.js';
+import type { Client } from './client.js';
+import type { ProviderCandidate } from './discovery.js';
+import { getModels, type ProviderModels } from './transport.js';
+
+/** The checks a receipt goes through; each has a stable name. */
+export type CheckName =
+  | 'signature'
+  | 'signer'
+  | 'provider'
+  | 'model'
+  | 'request'
+  | 'client'
+  | 'inputHash'
+  | 'outputHash'
+  | 'params'
+  | 'price'
+  | 'runtime'
+  | 'outputs'
+  | 'trace'
+  | 'local';
+
+export type Check = { readonly check: CheckName; readonly ok: boolean; readonly detail: string };
+
+/** Every check of one receipt; `ok` when all passed. */
+export type ReceiptReport = {
+  readonly provider: Address;
+  readonly requestId: Hex;
+  readonly ok: boolean;
+  readonly checks: readonly Check[];
+};
+
+export type VerifyReceiptParameters = {
+  readonly receipt: SignedReceipt;
+  /** The model id (CID) that was asked for. */
+  readonly model: string;
+  /** The request id that was sent. */
+  readonly requestId: Hex;
+  /** The provider that was asked (default: the receipt's own `provider`). */
+  readonly provider?: Address;
+  /** The client's cap; the receipt's price must be at most this and at most the quote. */
+  readonly maxPrice?: bigint;
+  /** The inputs sent; their hash must be the receipt's inputHash. */
+  readonly inputs?: TensorMap;
+  /** The outputs received; their hash must be the receipt's outputHash. */
+  readonly outputs?: TensorMap;
+  /** The model's output schema: the outputs must be exactly these names and dtypes. */
+  readonly outputSpecs?: readonly TensorSpec[];
+  /** Whether a trace was asked for (then traceRoot must not be zero). */
+  readonly trace?: boolean;
+  /** The provider as discovered (stake, active, effective price); read from the chain if absent. */
+  readonly quote?: ProviderCandidate;
+  /** What the provider publishes at /v1/models; fetched if absent and no runtime allow-list is set. */
+  readonly models?: ProviderModels;
+};
+
+const short = (h: string) => (h.length > 14 ? `${h.slice(0, 10)}…${h.slice(-4)}` : h);
+
+/**
+ * Verifies a signed receipt against what was asked and what came back, and against the chain:
+ * signature, the signer is a key the provider registered, the provider is registered, active and
+ * staked, the model id, request id and client match, inputHash and outputHash recomputed, no
+ * params, price within the quote and the cap, runtime profile known. Never throws for a bad
+ * receipt: every failure is a check with `ok: false` and the reason.
+ */
+export async function verifyReceipt(client: Client, params: VerifyReceiptParameters): Promise<ReceiptReport> {
+  const r = params.receipt.receipt;
+  const checks: Check[] = [];
+  const push = (check: CheckName, ok: boolean, detail: string) => checks.push({ check, ok, detail });
+  const expectedProvider = getAddress(params.provider ?? r.provider);
+
+  // signature and signer
+  let signer: Address | undefined;
+  try {
+    signer = await recoverReceiptSigner(params.receipt, {
+      chainId: client.chainId,
+      verifyingContract: client.deployment.contracts.receiptLedger,
+    });
+    push('signature', true, `recovers to ${signer}`);
+  } catch (error) {
+    push('signature', false, isGlassboxError(error) ? error.shortMessage : String(error));
+  }
+  if (signer !== undefined) {
+    const key = `${r.provider.toLowerCase()}:${signer.toLowerCase()}`;
+    let registered = client.state.signers.has(key);
+    let detail: string;
+    if (!registered) {
+      try {
+        registered = await isProviderSigner(client.chain, { provider: r.provider, key: signer });
+        // A key stays bound to its provider after rotation, so a yes is final and can be cached.
+        if (registered) client.state.signers.add(key);
+        detail = registered
+          ? `${signer} is a signing key of ${r.provider}`
+          : `${signer} is not a signing key registered by ${r.provider}`;
+      } catch (error) {
+        detail = `could not check the signing key on chain: ${isGlassboxError(error) ? error.shortMessage : String(error)}`;
+      }
+    } else detail = `${signer} is a signing key of ${r.provider}`;
+    push('signer', registered, detail);
+  } else push('signer', false, 'no signer: the signature does not recover');
+
+  // provider: the one asked, registered, active and staked
+  let quote = params.quote;
+  if (!isAddressEqual(r.provider, expectedProvider)) {
+    push('provider', false, `the receipt names provider ${r.provider}, but ${expectedProvider} was asked`);
+  } else {
+    if (!quote) quote = await readQuote(client, expectedProvider, params.model).catch(() => undefined);
+    if (!quote) push('provider', false, `could not read provider ${expectedProvider} from the chain`);
+    else if (!quote.registered) push('provider', false, `${expectedProvider} is not a registered provider`);
+    else if (!quote.active)
+      push('provider', false, `${expectedProvider} is not active (paused, or staked below the minimum)`);
+    else push('provider', true, `${expectedProvider} is registered and active with stake ${quote.stake}`);
+  }
+
+  // model, request, client, params
+  let digest: Hex | undefined;
+  try {
+    digest = modelDigest(params.model);
+  } catch {
+    digest = undefined;
+  }
+  push(
+    'model',
+    digest !== undefined && r.model.toLowerCase() === digest.toLowerCase(),
+    digest === undefined
+      ? `${params.model} is not a model id`
+      : r.model.toLowerCase() === digest.toLowerCase()
+        ? `model digest ${short(digest)}`
+        : `receipt model ${short(r.model)} is not ${params.model} (${short(digest)})`,
+  );
+  push(
+    'request',
+    r.requestId.toLowerCase() === params.requestId.toLowerCase(),
+    r.requestId.toLowerCase() === params.requestId.toLowerCase()
+      ? `request id ${short(r.requestId)}`
+      : `receipt request id ${short(r.requestId)} is not the one sent (${short(params.requestId)})`,
+  );
+  push(
+    'client',
+    isAddressEqual(r.client, client.address),
+    isAddressEqual(r.client, client.address)
+      ? `client ${client.address}`
+      : `receipt client ${r.client} is not this client (${client.address})`,
+  );
+  push(
+    'params',
+    r.paramsHash === ZERO_HASH,
+    r.paramsHash === ZERO_HASH
+      ? 'no parameters'
+      : `paramsHash ${short(r.paramsHash)} is not zero, but the request had no parameters`,
+  );
+
+  // hashes recomputed
+  if (params.inputs) {
+    const h = hashTensors(params.inputs);
+    push(
+      'inputHash',
+      h === r.inputHash,
+      h === r.inputHash
+        ? `inputHash ${short(h)} recomputed from the inputs sent`
+        : `receipt inputHash ${short(r.inputHash)} is not the hash of the inputs sent (${short(h)})`,
+    );
+  }
+  if (params.outputs) {
+    const h = hashTensors(params.outputs);
+    push(
+      'outputHash',
+      h === r.outputHash,
+      h === r.outputHash
+        ? `outputHash ${short(h)} recomputed from the outputs received`
+        : `receipt outputHash ${short(r.outputHash)} is not the hash of the outputs received (${short(h)})`,
+    );
+    if (params.outputSpecs) {
+      const problem = outputsProblem(params.outputSpecs, params.outputs);
+      push('outputs', problem === undefined, problem ?? 'outputs match the model output schema');
+    }
+  }
+
+  // price
+  const priceProblems: string[] = [];
+  if (params.maxPrice !== undefined && r.price > params.maxPrice)
+    priceProblems.push(`price ${r.price} is above maxPrice ${params.maxPrice}`);
+  if (quote && r.price > quote.price)
+    priceProblems.push(`price ${r.price} is above the provider's effective offer ${quote.price}`);
+  if (!quote) priceProblems.push('no quote to compare the price with');
+  push(
+    'price',
+    priceProblems.length === 0,
+    priceProblems.length === 0
+      ? `price ${r.price} <= quote ${quote?.price}${params.maxPrice === undefined ? '' : ` and <= maxPrice ${params.maxPrice}`}`
+      : priceProblems.join('; '),
+  );
+
+  // runtime profile
+  push('runtime', ...(await runtimeCheck(client, r.runtime, expectedProvider, quote, params.models)));
+
+  if (params.trace)
+    push(
+      'trace',
+      r.traceRoot !== ZERO_HASH,
+      r.traceRoot !== ZERO_HASH
+        ? `trace root ${short(r.traceRoot)}`
+        : 'a trace was asked for but traceRoot is zero',
+    );
+  return { provider: expectedProvider, requestId: r.requestId, ok: checks.every((c) => c.ok), checks };
+}
+
+async function runtimeCheck(
+  client: Client,
+  runtime: Hex,
+  provider: Address,
+  quote: ProviderCandidate | undefined,
+  models: ProviderModels | undefined,
+): Promise<[boolean, string]> {
+  const allow = client.options.runtimes;
+  if (allow) {
+    const ok = allow.some((h) => h.toLowerCase() === runtime.toLowerCase());
+    return [
+      ok,
+      ok
+        ? `runtime ${short(runtime)} is in the allow-list`
+        : `runtime ${short(runtime)} is not in the allow-list`,
+    ];
+  }
+  if (!models && quote) models = await getProviderModels(client, quote).catch(() => undefined);
+  if (!models) return [false, `could not read the runtime profile of ${provider} (/v1/models)`];
+  if (models.profileProblem)
+    return [false, `the provider's published profile is unusable: ${models.profileProblem}`];
+  if (models.runtime.toLowerCase() !== runtime.toLowerCase())
+    return [
+      false,
+      `runtime ${short(runtime)} is not the profile the provider publishes (${short(models.runtime)})`,
+    ];
+  const p = models.profile!;
+  return [
+    true,
+    `runtime ${short(runtime)} = ${p.engine} ${p.engineVersion} ${p.executionProvider} ${p.graphOptimizationLevel} ${p.arch}`,
+  ];
+}
+
+function outputsProblem(specs: readonly TensorSpec[], outputs: TensorMap): string | undefined {
+  const names = Object.keys(outputs).sort();
+  const declared = specs.map((s) => s.name).sort();
+  if (names.join('\0') !== declared.join('\0'))
+    return `outputs are [${names.join(', ')}], but the model declares [${declared.join(', ')}]`;
+  for (const spec of specs) {
+    const t = outputs[spec.name]!;
+    if (t.dtype !== spec.dtype)
+      return `output ${spec.name} is ${t.dtype}, but the model declares ${spec.dtype}`;
+    if (t.shape.length !== spec.shape.length)
+      return `output ${spec.name} has rank ${t.shape.length}, but the model declares ${spec.shape.length}`;
+    const bad = spec.shape.findIndex((d, i) => typeof d === 'number' && d !== t.shape[i]);
+    if (bad >= 0)
+      return `output ${spec.name} dim ${bad} is ${t.shape[bad]}, but the model declares ${spec.shape[bad]}`;
+  }
+  return undefined;
+}
+
+/** A provider's /v1/models, cached for the discovery TTL. */
+export function getProviderModels(
+  client: Client,
+  provider: { address: Address; endpoint: string },
+  options: { signal?: AbortSignal; timeoutMs?: number } = {},
+): Promise<ProviderModels> {
+  const now = Date.now();
+  const cached = client.state.models.get(provider.address);
+  if (cached && now - cached.at < client.options.discoveryTtlMs) return cached.value;
+  const value = getModels(client, provider, options);
+  client.state.models.set(provider.address, { at: now, value });
+  value.catch(() => {
+    if (client.state.models.get(provider.address)?.value === value)
+      client.state.models.delete(provider.address);
+  });
+  return value;
+}
+
+async function readQuote(client: Client, provider: Address, model: string): Promise<ProviderCandidate> {
+  const [info, offer] = await Promise.all([
+    getProvider(client.chain, provider),
+    getOffer(client.chain, { provider, model }),
+  ]);
+  return {
+    address: provider,
+    endpoint: info.endpoint,
+    signer: info.signer,
+    stake: info.stake,
+    registered: info.registered,
+    paused: info.paused,
+    active: info.active && offer.active,
+    price: offer.price,
+    pending: offer.pending,
+  };
+}
