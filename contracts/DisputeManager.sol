@@ -213,7 +213,8 @@ contract DisputeManager is ReentrancyGuard {
 
     /// @notice Challenges `receipt` as wrong. Evidence is either the provider's signature (when
     ///         `signature` is non-empty) or a Merkle proof that it is in batch `batchId`, which the
-    ///         provider committed. Pulls `challengeBond` from the caller (approve first).
+    ///         provider committed. Pulls `challengeBond` from the caller (approve first). Until the
+    ///         challenge is resolved the provider can't withdraw any stake, unbonding included.
     function openChallenge(
         ReceiptLib.Receipt calldata receipt,
         bytes calldata signature,
@@ -242,6 +243,7 @@ contract DisputeManager is ReentrancyGuard {
         c.receiptHash = receiptHash;
         c.bond = challengeBond;
         c.committee = committee;
+        providers.lockStake(provider);
         token.safeTransferFrom(msg.sender, address(this), challengeBond);
         emit ChallengeOpened(id, provider, msg.sender, receiptHash, inputsUri, committee, c.commitDeadline, c.revealDeadline);
     }
@@ -314,6 +316,7 @@ contract DisputeManager is ReentrancyGuard {
         uint256 slashed;
         uint256 reward;
         uint256 bond = c.bond;
+        providers.unlockStake(c.provider);
         if (c.guilty > c.innocent) {
             status = Status.Upheld;
             c.status = status;

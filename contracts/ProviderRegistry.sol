@@ -12,6 +12,8 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 ///         A price decrease applies at once; an increase only after the notice period, so a quote
 ///         can't jump mid-use. Only the DisputeManager can slash; stake that is unbonding is still
 ///         slashable, so the unbonding delay must outlast the challenge window and a dispute.
+///         While a challenge against a provider is open, the DisputeManager holds a lock on it and
+///         nothing (staked or unbonding) can be withdrawn, however long the dispute takes.
 contract ProviderRegistry is ReentrancyGuard {
     using SafeERC20 for IERC20;
 
@@ -48,6 +50,9 @@ contract ProviderRegistry is ReentrancyGuard {
     ///         receipt signed with a retired key still binds its provider.
     mapping(address key => address provider) public providerOfSigner;
     address[] private _accounts;
+    /// @notice Open challenges against each provider. While non-zero, `withdraw` reverts
+    ///         `StakeLocked`: a provider can't pull its stake out from under a pending verdict.
+    mapping(address provider => uint256 count) public openChallenges;
 
     event ProviderRegistered(address indexed provider, address indexed signer, string endpoint, uint256 stake);
     event StakeAdded(address indexed provider, uint256 amount, uint256 stake);
@@ -82,6 +87,7 @@ contract ProviderRegistry is ReentrancyGuard {
     error NoOffer(bytes32 model);
     error AlreadyPaused();
     error NotPaused();
+    error StakeLocked(uint256 openChallenges);
 
     modifier onlyRegistered() {
         if (!_providers[msg.sender].registered) revert NotRegistered(msg.sender);
@@ -156,12 +162,15 @@ contract ProviderRegistry is ReentrancyGuard {
         emit UnstakeRequested(msg.sender, amount, p.unbonding, p.unbondingEnds);
     }
 
-    /// @notice Withdraws everything unbonding once the delay is over.
+    /// @notice Withdraws everything unbonding once the delay is over and no challenge against
+    ///         the caller is open.
     function withdraw() external nonReentrant onlyRegistered {
         Provider storage p = _providers[msg.sender];
         uint256 amount = p.unbonding;
         if (amount == 0) revert NothingToWithdraw();
         if (block.timestamp < p.unbondingEnds) revert UnbondingNotOver(p.unbondingEnds);
+        uint256 open = openChallenges[msg.sender];
+        if (open != 0) revert StakeLocked(open);
         p.unbonding = 0;
         token.safeTransfer(msg.sender, amount);
         emit Withdrawn(msg.sender, amount);
@@ -256,6 +265,18 @@ contract ProviderRegistry is ReentrancyGuard {
     }
 
     // ---- slashing ----
+
+    /// @notice Counts one more open challenge against `provider`, freezing withdrawals (DisputeManager only).
+    function lockStake(address provider) external {
+        if (msg.sender != disputeManager) revert NotDisputeManager(msg.sender);
+        ++openChallenges[provider];
+    }
+
+    /// @notice Counts one challenge against `provider` as settled (DisputeManager only).
+    function unlockStake(address provider) external {
+        if (msg.sender != disputeManager) revert NotDisputeManager(msg.sender);
+        --openChallenges[provider];
+    }
 
     /// @notice Takes up to `amount` from the provider's stake, then from what is unbonding, and
     ///         sends it to the DisputeManager. Returns what was taken.

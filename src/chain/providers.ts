@@ -28,7 +28,7 @@ export function requestUnstake(client: GlassboxClient, amount: bigint): Promise<
   return sendTo(client, 'providerRegistry', 'requestUnstake', [amount]);
 }
 
-/** Withdraws all unbonded stake once the unbonding delay is over. */
+/** Withdraws all unbonded stake once the unbonding delay is over and no challenge against it is open. */
 export function withdrawStake(client: GlassboxClient): Promise<TxResult> {
   return sendTo(client, 'providerRegistry', 'withdraw');
 }
@@ -73,10 +73,12 @@ export type ProviderInfo = {
   readonly endpoint: string;
   /** Registered, not paused and staked at least the minimum. */
   readonly active: boolean;
+  /** Open challenges against this provider; while non-zero nothing can be withdrawn. */
+  readonly openChallenges: number;
 };
 
 export async function getProvider(client: GlassboxClient, provider: Address): Promise<ProviderInfo> {
-  const [p, active] = await Promise.all([
+  const [p, active, openChallenges] = await Promise.all([
     readFrom<{
       stake: bigint;
       unbonding: bigint;
@@ -87,6 +89,7 @@ export async function getProvider(client: GlassboxClient, provider: Address): Pr
       endpoint: string;
     }>(client, 'providerRegistry', 'getProvider', [provider]),
     readFrom<boolean>(client, 'providerRegistry', 'isActive', [provider]),
+    readFrom<bigint>(client, 'providerRegistry', 'openChallenges', [provider]),
   ]);
   return {
     address: provider,
@@ -98,6 +101,7 @@ export async function getProvider(client: GlassboxClient, provider: Address): Pr
     signer: p.signer,
     endpoint: p.endpoint,
     active,
+    openChallenges: Number(openChallenges),
   };
 }
 

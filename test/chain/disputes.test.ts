@@ -10,7 +10,10 @@ import {
   getProvider,
   getTokenBalance,
   getVote,
+  addStake,
   openChallenge,
+  requestUnstake,
+  withdrawStake,
   readFrom,
   registerModel,
   registerProvider,
@@ -109,6 +112,17 @@ describe('DisputeManager: equivocation', () => {
     await expectRevert(reportEquivocation(chain.as(REPORTER), { a, b }), 'AlreadyReported');
     const c = await sign(receipt({ outputHash: h('out-c') }));
     await expectRevert(reportEquivocation(chain.as(REPORTER), { a, b: c }), 'AlreadyReported');
+  });
+
+  it('slashes unbonding stake too, once the staked part is gone', async () => {
+    await addStake(chain.as(ACCUSED), 50n * E18);
+    await requestUnstake(chain.as(ACCUSED), 150n * E18); // staked 100, unbonding 150
+    const a = await sign(receipt({ outputHash: h('out-a') }));
+    const b = await sign(receipt({ outputHash: h('out-b') }));
+    expect((await reportEquivocation(chain.as(REPORTER), { a, b })).slashed).toBe(125n * E18);
+    const p = await getProvider(chain.as(0), chain.address(ACCUSED));
+    expect(p.stake).toBe(0n);
+    expect(p.unbonding).toBe(125n * E18); // 100 from stake, 25 from unbonding
   });
 
   it('binds receipts signed with a retired key', async () => {
@@ -356,6 +370,39 @@ describe('DisputeManager: challenges', () => {
     expect(await stakeOf(m1)).toBe(stakes[1]);
     expect(await stakeOf(m2)).toBe(stakes[2]! - PENALTY); // never revealed
     await expectRevert(vote(challengeId, m2, true, 'reveal'), 'ChallengeNotOpen');
+  });
+
+  it('locks the stake while a challenge is open: an unbonding provider cannot withdraw ahead of the verdict', async () => {
+    await requestUnstake(chain.as(ACCUSED), 200n * E18); // a full exit: all 200 unbonding
+    await chain.increaseTime(TEST_PARAMS.unbondingDelayMs! - 100_000); // 100 s before unbonding ends
+    const { challengeId, committee } = await openSigned();
+    expect((await getProvider(chain.as(0), chain.address(ACCUSED))).openChallenges).toBe(1);
+    await chain.increaseTime(200_000); // unbonding over, challenge still open
+    await expectRevert(withdrawStake(chain.as(ACCUSED)), 'StakeLocked');
+    for (const m of committee) await vote(challengeId, m, true, 'commit');
+    for (const m of committee) await vote(challengeId, m, true, 'reveal');
+    const { status, slashed } = await resolveChallenge(chain.as(0), challengeId);
+    expect(status).toBe('upheld');
+    expect(slashed).toBe(100n * E18); // half of what was unbonding
+    const p = await getProvider(chain.as(0), chain.address(ACCUSED));
+    expect(p.openChallenges).toBe(0);
+    expect(p.unbonding).toBe(100n * E18);
+    const before = await bal(ACCUSED);
+    await withdrawStake(chain.as(ACCUSED)); // the lock is gone with the verdict
+    expect(await bal(ACCUSED)).toBe(before + 100n * E18);
+  });
+
+  it('counts overlapping challenges: the lock lasts until the last one is resolved', async () => {
+    await requestUnstake(chain.as(ACCUSED), 200n * E18);
+    const first = await openSigned();
+    const second = await openSigned();
+    expect((await getProvider(chain.as(0), chain.address(ACCUSED))).openChallenges).toBe(2);
+    await chain.increaseTime(TEST_PARAMS.unbondingDelayMs!);
+    await resolveChallenge(chain.as(0), first.challengeId); // void: nobody voted
+    await expectRevert(withdrawStake(chain.as(ACCUSED)), 'StakeLocked');
+    await resolveChallenge(chain.as(0), second.challengeId);
+    await withdrawStake(chain.as(ACCUSED));
+    expect(await stakeOf(ACCUSED)).toBe(0n);
   });
 
   it('refuses a reveal after the reveal deadline', async () => {
