@@ -66,7 +66,7 @@ export type ChargedReturnType = Record<Address, { readonly charged: bigint; read
 export function charged(client: Client): ChargedReturnType {
   const out: ChargedReturnType = {};
   for (const [provider, a] of client.state.payments)
-    out[provider] = { charged: a.charged, receipts: a.receipts };
+    if (a.receipts > 0) out[provider] = { charged: a.charged, receipts: a.receipts };
   return out;
 }
 

@@ -31,6 +31,8 @@ export type Network = {
     models?: ModelPackage[];
   }): Promise<TestProvider>;
   client(over?: Partial<CreateClientParameters>, account?: number): Promise<Client>;
+  /** Stops the providers started since the last reset and reverts the chain to just after setup. */
+  reset(): Promise<void>;
   stop(): Promise<void>;
 };
 
@@ -47,6 +49,7 @@ export async function startNetwork(): Promise<Network> {
   const models = { iris: await pack('iris'), 'iris-int8': await pack('iris-int8') };
   const providers: TestProvider[] = [];
   for (const i of [CLIENT_ACCOUNT, CLIENT_ACCOUNT + 1]) await deposit(chain.as(i), 1000n * E18);
+  await chain.rebase();
   return {
     chain,
     store,
@@ -76,6 +79,10 @@ export async function startNetwork(): Promise<Network> {
         discoveryTtlMs: 60_000,
         ...over,
       }),
+    reset: async () => {
+      await Promise.all(providers.splice(0).map((p) => p.stop()));
+      await chain.reset();
+    },
     stop: async () => {
       await Promise.all(providers.map((p) => p.stop()));
       await engine.close();

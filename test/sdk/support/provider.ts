@@ -94,8 +94,9 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
   let paymentRequests = 0;
   let requests = 0;
   let counter = 0;
+  let stopped = false;
 
-  const app: FastifyInstance = Fastify({ bodyLimit: 8 * 1024 * 1024 });
+  const app: FastifyInstance = Fastify({ bodyLimit: 8 * 1024 * 1024, forceCloseConnections: true });
   app.setErrorHandler((error, _request, reply) => {
     if (isGlassboxError(error)) {
       const status =
@@ -216,6 +217,8 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
     requests: () => requests,
     redeem: async () => (latest ? (await redeemVoucher(params.chain, latest)).paid : 0n),
     stop: async () => {
+      if (stopped) return;
+      stopped = true;
       await app.close();
       if (!params.engine) await engine.close();
     },
