@@ -75,6 +75,8 @@ contract DisputeManager is ReentrancyGuard {
 
     struct Vote {
         bytes32 commitment;
+        /// @dev Tracked on its own: "has committed" never depends on the commitment's value.
+        bool committed;
         bool revealed;
         bool guilty;
     }
@@ -146,6 +148,7 @@ contract DisputeManager is ReentrancyGuard {
     error RevealNotOpen(uint64 commitDeadline);
     error RevealClosed(uint64 revealDeadline);
     error NoCommitment();
+    error ZeroCommitment();
     error AlreadyRevealed();
     error CommitmentMismatch();
     error TooEarly(uint64 revealDeadline);
@@ -281,13 +284,16 @@ contract DisputeManager is ReentrancyGuard {
         return keccak256(abi.encode(id, member, guilty, salt));
     }
 
+    /// @notice Commits a hidden vote, once per member; a zero commitment is refused.
     function commitVote(uint256 id, bytes32 commitment) external {
         Challenge storage c = _open(id);
         if (!_isMember(c, msg.sender)) revert NotCommitteeMember(msg.sender);
         if (block.timestamp >= c.commitDeadline) revert CommitClosed(c.commitDeadline);
+        if (commitment == bytes32(0)) revert ZeroCommitment();
         Vote storage v = _votes[id][msg.sender];
-        if (v.commitment != bytes32(0)) revert AlreadyVoted();
+        if (v.committed) revert AlreadyVoted();
         v.commitment = commitment;
+        v.committed = true;
         ++c.committed;
         emit VoteCommitted(id, msg.sender);
     }
@@ -296,7 +302,7 @@ contract DisputeManager is ReentrancyGuard {
     function revealVote(uint256 id, bool guilty, bytes32 salt) external {
         Challenge storage c = _open(id);
         Vote storage v = _votes[id][msg.sender];
-        if (v.commitment == bytes32(0)) revert NoCommitment();
+        if (!v.committed) revert NoCommitment();
         if (v.revealed) revert AlreadyRevealed();
         if (block.timestamp < c.commitDeadline && c.committed < c.committee.length) revert RevealNotOpen(c.commitDeadline);
         if (block.timestamp >= c.revealDeadline) revert RevealClosed(c.revealDeadline);

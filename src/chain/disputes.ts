@@ -149,6 +149,6 @@ export function getChallengeCount(client: GlassboxClient): Promise<bigint> {
 export function getVote(
   client: GlassboxClient,
   params: { challengeId: bigint; member: Address },
-): Promise<{ commitment: Hex; revealed: boolean; guilty: boolean }> {
+): Promise<{ commitment: Hex; committed: boolean; revealed: boolean; guilty: boolean }> {
   return readFrom(client, 'disputeManager', 'getVote', [params.challengeId, params.member]);
 }

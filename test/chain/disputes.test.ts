@@ -20,6 +20,7 @@ import {
   reportEquivocation,
   resolveChallenge,
   revealVote,
+  sendTo,
   setSigner,
   voteCommitment,
   type GlassboxClient,
@@ -335,6 +336,7 @@ describe('DisputeManager: challenges', () => {
         guilty: true,
         salt: h(`salt-${m0}-${challengeId}`),
       }),
+      committed: true,
       revealed: true,
       guilty: true,
     });
@@ -347,6 +349,28 @@ describe('DisputeManager: challenges', () => {
       ]),
     ).toBe(v.commitment);
     await expectRevert(resolveChallenge(chain.as(0), challengeId), 'TooEarly');
+  });
+
+  it('refuses a zero commitment, so one member cannot fill the commit count and open reveals early', async () => {
+    const { challengeId, committee } = await openSigned();
+    const [m0, m1] = committee as [Address, Address, Address];
+    const zero = `0x${'0'.repeat(64)}` as Hex;
+    for (let i = 0; i < 3; i++)
+      await expectRevert(
+        sendTo(asAddr(m0), 'disputeManager', 'commitVote', [challengeId, zero]),
+        'ZeroCommitment',
+      );
+    expect((await getChallenge(chain.as(0), challengeId)).committed).toBe(0);
+    expect((await getVote(chain.as(0), { challengeId, member: m0 })).committed).toBe(false);
+    await vote(challengeId, m0, true, 'commit');
+    await expectRevert(
+      sendTo(asAddr(m0), 'disputeManager', 'commitVote', [challengeId, zero]),
+      'ZeroCommitment',
+    );
+    await expectRevert(vote(challengeId, m0, true, 'commit'), 'AlreadyVoted');
+    await vote(challengeId, m1, true, 'commit');
+    expect((await getChallenge(chain.as(0), challengeId)).committed).toBe(2);
+    await expectRevert(vote(challengeId, m0, true, 'reveal'), 'RevealNotOpen'); // one member still to commit
   });
 
   it('every stage times out: late commits and reveals are refused, and a tie voids the challenge', async () => {
