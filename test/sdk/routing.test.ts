@@ -6,6 +6,7 @@ import { isGlassboxError } from '../../src/protocol/errors.js';
 import {
   charged,
   closeClient,
+  discoverProviders,
   infer,
   providerHealth,
   rankProviders,
@@ -197,12 +198,21 @@ describe('failover and hedging', () => {
 
   it('hedges on the measured p95 when no fixed budget is set', async () => {
     const first = await net.startProvider({ account: 1, price: 1000n, stake: 10n * MIN_STAKE });
-    const second = await net.startProvider({ account: 2, price: 1000n });
+    // The second is measured slower (a higher latency band), so the first goes first.
+    const second = await net.startProvider({ account: 2, price: 1000n, faults: { delayMs: 60 } });
     const c = await newClient({ minHedgeAfterMs: 50 });
     for (let i = 0; i < 3; i++) await run(c, { exclude: [second.address] });
     for (let i = 0; i < 3; i++) await run(c, { exclude: [first.address] });
-    // Both measured fast; the one with more stake goes first. Now it slows down.
+    expect(
+      rankProviders({
+        candidates: await discoverProviders(c, { model: net.models['iris-int8'].id }),
+        maxPrice: 5000n,
+        health: c.state.health,
+      })[0]!.address,
+    ).toBe(first.address);
+    // Now the first slows down: past its p95 budget the second is asked too and wins.
     first.faults.delayMs = 1000;
+    second.faults.delayMs = 0;
     const started = performance.now();
     const result = await run(c);
     expect(performance.now() - started).toBeLessThan(800);
