@@ -27,11 +27,14 @@ contract ProviderRegistry is ReentrancyGuard {
         string endpoint;
     }
 
+    /// @dev `price` is the price in force; after `removeOffer` it keeps the last price that was
+    ///      in force (`listed` stays true), so re-adding the offer can't skip the notice period.
     struct Offer {
         uint128 price;
         uint128 pendingPrice;
         uint64 pendingAt;
         bool active;
+        bool listed;
     }
 
     IERC20 public immutable token;
@@ -200,19 +203,23 @@ contract ProviderRegistry is ReentrancyGuard {
 
     // ---- offers ----
 
-    /// @notice Offers `model` at `price` (token base units per inference). A new offer or a
-    ///         decrease applies now; an increase applies after `priceNoticePeriod`.
+    /// @notice Offers `model` at `price` (token base units per inference). A first offer or a
+    ///         decrease applies now; an increase applies after `priceNoticePeriod`. An offer that
+    ///         was removed and is set again counts as an increase over the last price in force
+    ///         before its removal: it comes back at that price, the higher one pending, so
+    ///         remove-then-re-add can't skip the notice.
     function setOffer(bytes32 model, uint256 price) external onlyRegistered {
         if (!models.exists(model)) revert UnknownModel(model);
         if (models.isDeprecated(model)) revert ModelIsDeprecated(model);
         if (price > type(uint128).max) revert PriceTooHigh(price);
         Offer storage o = _offers[msg.sender][model];
         _settle(o);
-        if (!o.active || price <= o.price) {
+        o.active = true;
+        if (!o.listed || price <= o.price) {
             o.price = uint128(price);
             o.pendingPrice = 0;
             o.pendingAt = 0;
-            o.active = true;
+            o.listed = true;
             emit OfferSet(msg.sender, model, price, uint64(block.timestamp));
         } else {
             uint64 effectiveAt = uint64(block.timestamp) + priceNoticePeriod;
@@ -222,10 +229,14 @@ contract ProviderRegistry is ReentrancyGuard {
         }
     }
 
+    /// @notice Withdraws the offer; a pending increase is dropped, the price in force remembered.
     function removeOffer(bytes32 model) external onlyRegistered {
         Offer storage o = _offers[msg.sender][model];
         if (!o.active) revert NoOffer(model);
-        delete _offers[msg.sender][model];
+        _settle(o);
+        o.active = false;
+        o.pendingPrice = 0;
+        o.pendingAt = 0;
         emit OfferRemoved(msg.sender, model);
     }
 
@@ -237,9 +248,10 @@ contract ProviderRegistry is ReentrancyGuard {
         }
     }
 
-    /// @notice The price in force now, and whether the offer exists.
+    /// @notice The price in force now, and whether the offer exists (price 0 when it does not).
     function priceOf(address provider, bytes32 model) external view returns (bool active, uint256 price) {
         Offer memory o = _offers[provider][model];
+        if (!o.active) return (false, 0);
         if (o.pendingAt != 0 && block.timestamp >= o.pendingAt) return (o.active, o.pendingPrice);
         return (o.active, o.price);
     }

@@ -201,6 +201,42 @@ describe('ProviderRegistry: offers', () => {
     await expectRevert(removeOffer(chain.as(1), model), 'NoOffer');
   });
 
+  it('a removed offer re-added at a higher price still waits the notice period', async () => {
+    const model = await registerTestModel(chain, 'm');
+    await register(1);
+    const p = chain.address(1);
+    await setOffer(chain.as(1), { model, price: 100n });
+    await removeOffer(chain.as(1), model);
+    expect(await getOffer(chain.as(0), { provider: p, model })).toEqual({
+      active: false,
+      price: 0n,
+      pending: undefined,
+    });
+    await setOffer(chain.as(1), { model, price: 10_000n });
+    const back = await getOffer(chain.as(0), { provider: p, model });
+    expect(back.active).toBe(true);
+    expect(back.price).toBe(100n); // the last price in force, not the new one
+    expect(back.pending?.price).toBe(10_000n);
+    await chain.increaseTime(TEST_PARAMS.priceNoticeMs! - 60_000);
+    expect((await getOffer(chain.as(0), { provider: p, model })).price).toBe(100n);
+    await chain.increaseTime(60_000);
+    expect((await getOffer(chain.as(0), { provider: p, model })).price).toBe(10_000n);
+    // removing while an increase is pending drops it; the price remembered is the one in force
+    await setOffer(chain.as(1), { model, price: 20_000n });
+    await removeOffer(chain.as(1), model);
+    await chain.increaseTime(TEST_PARAMS.priceNoticeMs!);
+    await setOffer(chain.as(1), { model, price: 20_000n });
+    expect((await getOffer(chain.as(0), { provider: p, model })).price).toBe(10_000n);
+    // re-adding at or below the last price applies at once
+    await removeOffer(chain.as(1), model);
+    await setOffer(chain.as(1), { model, price: 50n });
+    expect(await getOffer(chain.as(0), { provider: p, model })).toEqual({
+      active: true,
+      price: 50n,
+      pending: undefined,
+    });
+  });
+
   it('refuses unknown and deprecated models, prices over uint128, and non-providers', async () => {
     const model = await registerTestModel(chain, 'm');
     await expectRevert(setOffer(chain.as(1), { model, price: 1n }), 'NotRegistered');
