@@ -180,7 +180,7 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
     const inputs = inputsFromJson(pkg.manifest.inputs, body.inputs);
     const result = await engine.run(pkg, inputs, { trace: body.trace === true });
     const outputs = faults.perturb
-      ? perturb(result.outputs, faults.perturb === 'random' ? ++counter : 1)
+      ? perturb(result.outputs, faults.perturb === 'random' ? 1000 + ++counter : 1)
       : result.outputs;
     if (faults.delayMs) await new Promise((r) => setTimeout(r, faults.delayMs));
     const receipt: Receipt = {
