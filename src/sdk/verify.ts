@@ -34,6 +34,8 @@ export type ReceiptReport = {
   readonly requestId: Hex;
   readonly ok: boolean;
   readonly checks: readonly Check[];
+  /** The receipt checked. */
+  readonly receipt: SignedReceipt;
 };
 
 export type VerifyReceiptParameters = {
@@ -208,7 +210,13 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
         ? `trace root ${short(r.traceRoot)}`
         : 'a trace was asked for but traceRoot is zero',
     );
-  return { provider: expectedProvider, requestId: r.requestId, ok: checks.every((c) => c.ok), checks };
+  return {
+    provider: expectedProvider,
+    requestId: r.requestId,
+    ok: checks.every((c) => c.ok),
+    checks,
+    receipt: params.receipt,
+  };
 }
 
 async function runtimeCheck(

@@ -43,6 +43,8 @@ export type Faults = {
   chargePrice?: bigint;
   /** Delivered but unpaid amount above which it answers 402 (default: unlimited). */
   creditLimit?: bigint;
+  /** Take vouchers only from POST /v1/vouchers, not from /v1/infer requests. */
+  ignoreAttachedVouchers?: boolean;
 };
 
 export type TestProvider = {
@@ -165,7 +167,7 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
     const body = parseWire(inferRequestSchema, request.body, 'request');
     const pkg = models.get(body.model);
     if (!pkg) throw new GlassboxError('MODEL_NOT_FOUND', `model ${body.model} is not served here`);
-    if (body.voucher) await acceptVoucher(body.voucher);
+    if (body.voucher && !faults.ignoreAttachedVouchers) await acceptVoucher(body.voucher);
     const price =
       faults.chargePrice ?? (await getOffer(params.chain, { provider: address, model: body.model })).price;
     if (faults.chargePrice === undefined && price > BigInt(body.maxPrice))
