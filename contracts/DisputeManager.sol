@@ -20,7 +20,8 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 ///      and votes guilty/innocent by commit-reveal. The majority of revealed votes decides: a
 ///      guilty provider loses `slashBps` of its stake, an innocent one receives part of the bond;
 ///      the winner gets `rewardBps` of what the loser lost, the treasury the rest. A tie (or no
-///      votes at all) voids the challenge and refunds the bond. Members who don't reveal lose
+///      votes at all) voids the challenge and refunds the bond; the receipt may then be
+///      challenged again. Members who don't reveal lose
 ///      `nonRevealPenalty` to the treasury. Every stage has a deadline and anyone may resolve
 ///      after the last one, so no dispute can stay stuck.
 ///
@@ -100,7 +101,9 @@ contract DisputeManager is ReentrancyGuard {
 
     Challenge[] private _challenges;
     mapping(uint256 id => mapping(address member => Vote)) private _votes;
-    /// @notice Challenge id + 1 for each receipt struct hash ever challenged (one challenge per receipt).
+    /// @notice Challenge id + 1 of the latest challenge of each receipt struct hash. A receipt is
+    ///         challenged once, unless that challenge was voided (a tie or no votes): then it may
+    ///         be challenged again, so a void verdict never makes a receipt immune.
     mapping(bytes32 receiptHash => uint256) public challengeOfReceipt;
     /// @notice Equivocations already punished, keyed by (provider, model, input, params, runtime).
     mapping(bytes32 key => bool) public equivocationReported;
@@ -232,7 +235,7 @@ contract DisputeManager is ReentrancyGuard {
         else if (!ledger.isCommitted(batchId, receipt, proof)) revert NotCommitted();
         bytes32 receiptHash = ReceiptLib.hash(receipt);
         uint256 prior = challengeOfReceipt[receiptHash];
-        if (prior != 0) revert AlreadyChallenged(receiptHash, prior - 1);
+        if (prior != 0 && _challenges[prior - 1].status != Status.Void) revert AlreadyChallenged(receiptHash, prior - 1);
 
         id = _challenges.length;
         address[] memory committee = _drawCommittee(provider, _seed(id, receiptHash));

@@ -429,6 +429,30 @@ describe('DisputeManager: challenges', () => {
     expect(await stakeOf(ACCUSED)).toBe(0n);
   });
 
+  it('a voided challenge lets the receipt be challenged again; a decided one does not', async () => {
+    const signed = await sign(receipt());
+    const hash = receiptHash(signed.receipt);
+    const first = await openChallenge(chain.as(CHALLENGER), { ...signed, inputsUri: 'x' });
+    await expectRevert(
+      openChallenge(chain.as(REPORTER), { ...signed, inputsUri: 'x' }),
+      'AlreadyChallenged', // still open
+    );
+    await chain.increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
+    expect((await resolveChallenge(chain.as(0), first.challengeId)).status).toBe('void');
+    const second = await openChallenge(chain.as(REPORTER), { ...signed, inputsUri: 'x' });
+    expect(second.challengeId).toBe(first.challengeId + 1n);
+    expect(await readFrom(chain.as(0), 'disputeManager', 'challengeOfReceipt', [hash])).toBe(
+      second.challengeId + 1n,
+    );
+    for (const m of second.committee) await vote(second.challengeId, m, false, 'commit');
+    for (const m of second.committee) await vote(second.challengeId, m, false, 'reveal');
+    expect((await resolveChallenge(chain.as(0), second.challengeId)).status).toBe('rejected');
+    await expectRevert(
+      openChallenge(chain.as(CHALLENGER), { ...signed, inputsUri: 'x' }),
+      'AlreadyChallenged',
+    );
+  });
+
   it('refuses a reveal after the reveal deadline', async () => {
     const { challengeId, committee } = await openSigned();
     for (const m of committee) await vote(challengeId, m, true, 'commit');
