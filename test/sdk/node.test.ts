@@ -1,0 +1,89 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getRedeemed } from '../../src/chain/index.js';
+import { charged, closeClient, infer, settle, type Client } from '../../src/sdk/index.js';
+import { exampleDir, exampleSamples } from '../support/examples.js';
+import { MIN_STAKE, startNetwork, type Network } from './support/network.js';
+
+/*
+ * The SDK against the real provider node (src/node), once it exists: the SDK never imports the
+ * node, so this test loads it by path and is skipped where it is absent.
+ */
+const NODE = join(import.meta.dirname, '../../src/node/node.ts');
+
+type StartedNode = { address: string; url: string; stop(): Promise<void>; redeemVouchers(): Promise<bigint> };
+type StartNode = (config: unknown, options?: unknown) => Promise<StartedNode>;
+
+describe.skipIf(!existsSync(NODE))('the SDK against src/node', () => {
+  let net: Network;
+  let client: Client;
+  const nodes: StartedNode[] = [];
+  const dirs: string[] = [];
+  beforeAll(async () => {
+    const { startNode } = (await import(/* @vite-ignore */ NODE)) as { startNode: StartNode };
+    net = await startNetwork();
+    for (const [i, perturb] of [
+      [1, 0],
+      [2, 0],
+      [3, 1],
+    ] as const) {
+      const dataDir = mkdtempSync(join(tmpdir(), 'glassbox-sdk-node-'));
+      dirs.push(dataDir);
+      nodes.push(
+        await startNode({
+          chain: {
+            rpcUrl: net.chain.anvil.rpcUrl,
+            chainId: net.chain.anvil.chainId,
+            deployment: net.chain.deployment,
+            pollingIntervalMs: 5,
+          },
+          keys: { stakingKey: net.chain.key(i) },
+          dataDir,
+          models: [{ model: exampleDir('iris-int8'), price: '1000' }],
+          stake: (MIN_STAKE * BigInt(i === 3 ? 3 : 1)).toString(),
+          creditLimit: '5000',
+          logLevel: 'silent',
+          ...(perturb ? { fault: { perturb } } : {}),
+        }),
+      );
+    }
+    client = await net.client();
+  });
+  afterAll(async () => {
+    if (client) await closeClient(client);
+    await Promise.all(nodes.map((n) => n.stop()));
+    await net?.stop();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('receipt mode, quorum 3 with evidence, and payments that redeem to what was charged', async () => {
+    const pkg = net.models['iris-int8'];
+    const inputs = exampleSamples(pkg, 'iris-int8');
+    const local = await net.engine.run(pkg, inputs);
+    const one = await infer(client, {
+      model: pkg.id,
+      inputs,
+      maxPrice: 5000n,
+      exclude: [nodes[2]!.address as `0x${string}`],
+    });
+    expect(one.report.ok).toBe(true);
+    expect(one.receipts[0]!.receipt.outputHash).toBe(local.outputHash);
+
+    const q = await infer(client, { model: pkg.id, inputs, maxPrice: 5000n, mode: { quorum: 3 } });
+    expect(q.receipts.every((r) => r.receipt.outputHash === local.outputHash)).toBe(true);
+    expect(q.evidence?.disagreements.map((d) => d.provider)).toEqual([nodes[2]!.address]);
+
+    const owed = charged(client);
+    const settled = await settle(client);
+    expect(settled.every((s) => s.delivered)).toBe(true);
+    for (const n of nodes) {
+      await n.redeemVouchers();
+      const total = owed[n.address as `0x${string}`]?.charged ?? 0n;
+      expect(
+        await getRedeemed(client.chain, { client: client.address, provider: n.address as `0x${string}` }),
+      ).toBe(total);
+    }
+  });
+});
