@@ -178,6 +178,12 @@ contract DisputeManager is ReentrancyGuard {
     // ---- (a) equivocation ----
 
     /// @notice Slashes a provider that signed two different outputs for one input of an exact model.
+    /// @dev "Exact" is ModelRegistry's flag, the registrant's claim about the manifest (which this
+    ///      contract can't read): on a model flagged exact whose outputs are not bit-reproducible,
+    ///      honest providers are slashable, so providers check the manifest before offering it.
+    ///      A provider reporting itself (from another account) recovers only `rewardBps` of the
+    ///      slash and loses the rest to the treasury, as does one challenging its own receipt;
+    ///      with `rewardBps` < 100% that is always a losing move.
     function reportEquivocation(
         ReceiptLib.Receipt calldata a,
         bytes calldata sigA,

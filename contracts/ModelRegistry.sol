@@ -6,6 +6,11 @@ pragma solidity ^0.8.24;
 ///         owner, the manifest CID, free-form metadata, whether its comparison policy is `exact`
 ///         (which makes two different outputs for one input provable equivocation), the
 ///         previous version it replaces, and whether it is deprecated.
+/// @dev The `exact` flag and `manifestCid` are the registrant's claims: a contract can't read a
+///      manifest, so nothing here checks that `manifestCid` hashes to `id` or that the manifest's
+///      policy really is `exact`, and whoever registers an id first sets them for good.
+///      DisputeManager's equivocation slashing trusts the flag; a provider must check a model's
+///      manifest against it before offering the model (see docs/chain.md).
 contract ModelRegistry {
     struct Model {
         address owner;

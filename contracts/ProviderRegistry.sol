@@ -335,6 +335,9 @@ contract ProviderRegistry is ReentrancyGuard {
     }
 
     /// @notice Active providers other than `a` and `b`, with their stakes: the committee pool.
+    /// @dev Scans every provider ever registered (the list never shrinks): gas grows linearly
+    ///      with the registry, about two cold storage reads per provider. Fine for hundreds; a
+    ///      registry of thousands needs an index of active providers or a sortition tree.
     function eligibleVoters(address a, address b) external view returns (address[] memory accounts, uint256[] memory stakes) {
         uint256 n = _accounts.length;
         accounts = new address[](n);
