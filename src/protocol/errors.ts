@@ -43,12 +43,18 @@ export const ErrorCodes = {
   PAYMENT_REQUIRED: 'the provider needs a voucher covering what it is owed before it serves more',
   PRICE_TOO_HIGH: "the provider's price for the model exceeds the client's maxPrice",
   RATE_LIMITED: 'too many requests from this client; retry later',
+  REQUEST_TOO_LARGE: "the request body exceeds the provider's size limit",
+  VOUCHER_INVALID: 'a voucher is for another client, provider or contract, or is not backed by a deposit',
+  REQUEST_CONFLICT: 'a request id was already used for a different request',
   NOT_FOUND: 'no such resource on this provider',
   PROVIDER_UNAVAILABLE: 'no provider could answer (all failed, timed out or were excluded)',
   PROVIDER_TIMEOUT: 'a provider did not answer within the time limit',
   PROVIDER_ERROR: 'a provider answered with an error status or a body that does not follow the API',
   QUORUM_NO_MAJORITY: 'the providers of a quorum disagreed and no answer has a majority',
   VERIFICATION_FAILED: 'an answer failed verification (signature, signer, hashes, price or runtime)',
+  // the provider node
+  CONFIG_INVALID: 'a node configuration does not match the config schema; field names the offender',
+  NODE_UNAVAILABLE: 'the provider is starting up or shutting down; retry later or elsewhere',
   // the command line
   USAGE: 'a command was called with missing or invalid arguments',
 } as const;

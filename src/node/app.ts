@@ -1,0 +1,96 @@
+import rateLimit from '@fastify/rate-limit';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+} from 'fastify';
+import type { Logger } from 'pino';
+import { BINARY_TYPE, REQUEST_HEADER } from '../protocol/api.js';
+import { GlassboxError } from '../protocol/errors.js';
+import type { NodeContext } from './context.js';
+import { errorHandler, notFoundHandler } from './problem.js';
+import { batchesRoute } from './routes/batches.js';
+import { blobsRoute } from './routes/blobs.js';
+import { healthRoutes } from './routes/health.js';
+import { inferRoute } from './routes/infer.js';
+import { modelsRoute } from './routes/models.js';
+import { receiptsRoute } from './routes/receipts.js';
+import { vouchersRoute } from './routes/vouchers.js';
+
+export type AppOptions = {
+  readonly log: Logger;
+  readonly bodyLimitBytes: number;
+  readonly rateLimitPerMinute: number;
+};
+
+/** The node's HTTP API: every route, problem+json errors, body and rate limits, metrics. */
+export async function buildApp(ctx: NodeContext, options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: options.log as FastifyBaseLogger,
+    bodyLimit: options.bodyLimitBytes,
+    // One line per request at info would dominate the log; errors and refusals are logged instead.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  app.addContentTypeParser(
+    BINARY_TYPE,
+    { parseAs: 'buffer', bodyLimit: options.bodyLimitBytes },
+    (_r, body, done) => done(null, body),
+  );
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    ctx.metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    ctx.metrics.latency.observe({ route }, reply.elapsedTime / 1000);
+  });
+
+  await app.register(rateLimit, {
+    global: true,
+    max: options.rateLimitPerMinute,
+    timeWindow: 60_000,
+    // After the body is parsed, so the key can be the client's address rather than its IP.
+    hook: 'preHandler',
+    keyGenerator: clientKey,
+    errorResponseBuilder: (_request, context) =>
+      new GlassboxError(
+        'RATE_LIMITED',
+        `rate limit of ${context.max} requests a minute exceeded; retry in ${context.after}`,
+        {
+          details: { retryAfterMs: context.ttl },
+        },
+      ),
+  });
+
+  inferRoute(app, ctx);
+  vouchersRoute(app, ctx);
+  modelsRoute(app, ctx);
+  receiptsRoute(app, ctx);
+  batchesRoute(app, ctx);
+  blobsRoute(app, ctx);
+  healthRoutes(app, ctx);
+  return app;
+}
+
+/** The rate-limit key: the client address the request names (JSON body or binary header), else the IP. */
+function clientKey(request: FastifyRequest): string {
+  const body = request.body as { client?: unknown; voucher?: { voucher?: { client?: unknown } } } | undefined;
+  let client: unknown =
+    body && typeof body === 'object' && !Buffer.isBuffer(body)
+      ? (body.client ?? body.voucher?.voucher?.client)
+      : undefined;
+  const header = request.headers[REQUEST_HEADER];
+  if (client === undefined && typeof header === 'string') {
+    try {
+      client = (JSON.parse(header) as { client?: unknown }).client;
+    } catch {
+      client = undefined;
+    }
+  }
+  return typeof client === 'string' && /^0x[0-9a-fA-F]{40}$/.test(client)
+    ? `client:${client.toLowerCase()}`
+    : `ip:${request.ip}`;
+}

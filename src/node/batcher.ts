@@ -1,0 +1,118 @@
+import type { Logger } from 'pino';
+import type { Hex } from 'viem';
+import { commitBatch, type GlassboxClient } from '../chain/index.js';
+import { batchTree } from '../protocol/merkle.js';
+import type { NodeDb } from './db.js';
+import type { NodeMetrics } from './metrics.js';
+import type { Serial } from './serial.js';
+
+/*
+ * The batch committer (DESIGN.md, Batches): every `maxReceipts` receipts, or once the oldest open
+ * receipt is `maxAgeMs` old, it builds the Merkle tree over their struct hashes (`batchTree`),
+ * records the batch and each receipt's proof, then commits the root on chain with the URI where
+ * the batch is served. The batch is recorded before the transaction, so a crash in between leaves a
+ * pending batch that the next start commits (at worst the same root lands twice; never a receipt
+ * without a batch).
+ */
+
+export type Batcher = {
+  /** A receipt was persisted: commit soon if a batch is full. */
+  notify(): void;
+  /** Commits every open receipt (and any pending batch) now. */
+  flush(): Promise<void>;
+  /** Stops the timer and commits what is open. */
+  stop(): Promise<void>;
+};
+
+export type BatcherParameters = {
+  readonly db: NodeDb;
+  readonly chain: GlassboxClient;
+  readonly serial: Serial;
+  /** Batch URIs are `<baseUrl>/v1/batches/<root>`. */
+  readonly baseUrl: () => string;
+  readonly maxReceipts: number;
+  readonly maxAgeMs: number;
+  readonly metrics: NodeMetrics;
+  readonly log: Logger;
+};
+
+export function createBatcher(p: BatcherParameters): Batcher {
+  let running: Promise<void> | undefined;
+  let again = false;
+  let stopped = false;
+
+  async function commitPending(): Promise<void> {
+    for (const batch of p.db.pendingBatches()) {
+      const tx = await p.serial(() =>
+        commitBatch(p.chain, { root: batch.root, count: batch.count, uri: batch.uri }),
+      );
+      p.db.markCommitted(batch.root, { batchId: tx.batchId, txHash: tx.hash, committedAt: Date.now() });
+      p.metrics.batches.inc();
+      p.metrics.batchedReceipts.inc(batch.count);
+      p.log.info(
+        { root: batch.root, batchId: tx.batchId.toString(), count: batch.count, tx: tx.hash },
+        'batch committed',
+      );
+    }
+  }
+
+  function cut(force: boolean): boolean {
+    const open = p.db.countOpen();
+    p.metrics.openReceipts.set(open);
+    if (open === 0) return false;
+    const oldest = p.db.oldestOpenAt() ?? Date.now();
+    if (!force && open < p.maxReceipts && Date.now() - oldest < p.maxAgeMs) return false;
+    const receipts = p.db.openReceipts(p.maxReceipts);
+    const tree = batchTree(receipts.map((r) => r.leaf));
+    const root = tree.root.toLowerCase() as Hex;
+    p.db.createBatch({
+      root,
+      uri: `${p.baseUrl()}/v1/batches/${root}`,
+      createdAt: Date.now(),
+      leaves: receipts.map((r, i) => ({ seq: r.seq, proof: tree.proof(i) })),
+    });
+    return true;
+  }
+
+  async function work(force: boolean): Promise<void> {
+    do {
+      again = false;
+      await commitPending();
+      while (cut(force)) await commitPending();
+    } while (again);
+  }
+
+  function run(force: boolean): Promise<void> {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = work(force).finally(() => {
+      running = undefined;
+    });
+    return running;
+  }
+
+  const tick = Math.max(10, Math.min(1000, Math.floor(p.maxAgeMs / 4)));
+  const timer = setInterval(() => {
+    run(false).catch((error: unknown) => p.log.error({ err: error }, 'batch commit failed; will retry'));
+  }, tick);
+  timer.unref();
+
+  return {
+    notify() {
+      if (stopped || p.db.countOpen() < p.maxReceipts) return;
+      run(false).catch((error: unknown) => p.log.error({ err: error }, 'batch commit failed; will retry'));
+    },
+    async flush() {
+      if (running) await running.catch(() => undefined);
+      await run(true);
+    },
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      if (running) await running.catch(() => undefined);
+      await run(true);
+    },
+  };
+}

@@ -1,0 +1,159 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { isHex } from 'viem';
+import { z } from 'zod';
+import { GlassboxError } from '../protocol/errors.js';
+
+/*
+ * The provider node's configuration: what `glassbox node start --config <file>` reads. Every field
+ * is validated here, at the boundary; an error names the offending field (`models.0.price`).
+ * Amounts are decimal strings of token base units (JSON has no bigints); times are ms.
+ */
+
+const privateKey = z
+  .string()
+  .refine((v) => isHex(v, { strict: true }) && v.length === 66, 'is not a 32-byte 0x-hex private key');
+const amount = z
+  .union([z.string().regex(/^\d{1,78}$/, 'is not a decimal amount of base units'), z.bigint()])
+  .transform((v) => BigInt(v))
+  .refine((v) => v >= 0n && v < 2n ** 256n, 'is outside the uint256 range');
+const ms = z.number().int().nonnegative();
+
+export const nodeConfigSchema = z.strictObject({
+  chain: z
+    .strictObject({
+      rpcUrl: z.url(),
+      chainId: z.number().int().positive(),
+      /** Path of the deployment (addresses) file written by `glassbox chain deploy`. */
+      deploymentFile: z.string().min(1).optional(),
+      /** The deployment itself (a Deployment object or its JSON form), instead of a file. */
+      deployment: z.unknown().optional(),
+      /** viem's receipt polling interval; ~5 ms on anvil. */
+      pollingIntervalMs: ms.optional(),
+    })
+    .refine((c) => (c.deploymentFile === undefined) !== (c.deployment === undefined), {
+      message: 'needs exactly one of deploymentFile and deployment',
+      path: ['deploymentFile'],
+    }),
+  keys: z.strictObject({
+    /** The provider's staking account: registers, stakes, offers, commits batches, redeems. */
+    stakingKey: privateKey,
+    /** Signs receipts; may differ from the staking key (default: the staking key). */
+    signingKey: privateKey.optional(),
+  }),
+  listen: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      /** 0 picks a free port. */
+      port: z.number().int().min(0).max(65535).default(0),
+      /** The URL registered on chain and used in batch URIs (default: http://host:port). */
+      publicUrl: z.url().optional(),
+    })
+    .prefault({}),
+  /** SQLite database and the blob store live here. */
+  dataDir: z.string().min(1),
+  models: z
+    .array(
+      z.strictObject({
+        /** A model id (CID) in the store or at a peer, or a model folder to pack. */
+        model: z.string().min(1),
+        /** The offered price per inference, in base units. */
+        price: amount,
+      }),
+    )
+    .min(1),
+  /** Stake to register with, or to top up to. */
+  stake: amount,
+  batch: z
+    .strictObject({
+      maxReceipts: z.number().int().min(1).max(100_000).default(256),
+      maxAgeMs: ms.min(10).default(10_000),
+    })
+    .prefault({}),
+  /** The most a client may owe (delivered minus paid) before it must send a voucher. */
+  creditLimit: amount.default(0n),
+  /** How often to redeem vouchers on chain (0: only on stop). */
+  redeemIntervalMs: ms.default(60_000),
+  rateLimit: z
+    .strictObject({
+      perMinute: z.number().int().min(1).default(6000),
+    })
+    .prefault({}),
+  bodyLimitBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(32 * 1024 * 1024),
+  /** How long committed receipts and their inputs are kept for verifiers, then pruned. */
+  challengeWindowMs: ms.default(7 * 24 * 3_600_000),
+  /** Other nodes' URLs to fetch model blobs from (GET /v1/blobs/:cid). */
+  peers: z.array(z.url()).default([]),
+  /** Time limit of one model run. */
+  runTimeoutMs: z.number().int().min(1).default(30_000),
+  /** How long a read of the on-chain price is reused. */
+  priceCacheMs: ms.default(2_000),
+  /** pino level; 'silent' for tests. */
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * FAULT SWITCH, for tests only: a cheating provider. With probability `perturb` per answer it
+   * changes the first output element (+1e-3 for floats, +1 for integers) before hashing and signing.
+   */
+  fault: z
+    .strictObject({
+      perturb: z.number().min(0).max(1),
+    })
+    .optional(),
+});
+
+export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
+export type NodeConfig = z.output<typeof nodeConfigSchema>;
+
+/** Validates a config; CONFIG_INVALID names the first offending field. */
+export function parseNodeConfig(input: unknown): NodeConfig {
+  const result = nodeConfigSchema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const field = issue.path.map(String).join('.') || 'config';
+  throw new GlassboxError('CONFIG_INVALID', `config ${field}: ${issue.message}`, {
+    field,
+    metaMessages: result.error.issues.slice(1, 4).map((i) => `also: ${i.path.join('.')}: ${i.message}`),
+  });
+}
+
+/**
+ * Reads a config file (JSON). Relative paths in it (dataDir, deploymentFile, model folders) are
+ * resolved against the file's directory.
+ */
+export async function loadNodeConfig(path: string): Promise<NodeConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new GlassboxError('CONFIG_INVALID', `cannot read config file ${path}`, { field: 'path', cause });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new GlassboxError('CONFIG_INVALID', `config file ${path} is not JSON`, { field: 'path', cause });
+  }
+  const config = parseNodeConfig(json);
+  const base = dirname(resolve(path));
+  const at = (p: string) => resolve(base, p);
+  return {
+    ...config,
+    dataDir: at(config.dataDir),
+    chain: {
+      ...config.chain,
+      ...(config.chain.deploymentFile === undefined
+        ? {}
+        : { deploymentFile: at(config.chain.deploymentFile) }),
+    },
+    models: config.models.map((m) => (looksLikePath(m.model) ? { ...m, model: at(m.model) } : m)),
+  };
+}
+
+/** A model reference that names a folder rather than an id. */
+export function looksLikePath(model: string): boolean {
+  return model.includes('/') || model.includes('\\') || model.startsWith('.');
+}

@@ -1,0 +1,27 @@
+import type { Address } from 'viem';
+import type { ModelPackage } from '../protocol/manifest.js';
+import type { Engine } from '../runtime/engine.js';
+import type { BlobStore } from '../store/index.js';
+import type { NodeDb } from './db.js';
+import type { InferService } from './infer.js';
+import type { NodeMetrics } from './metrics.js';
+import type { Payments } from './payments.js';
+import type { PriceBook } from './prices.js';
+
+/** What the HTTP routes need of the node: plain data and the services, no HTTP in it. */
+export type NodeContext = {
+  readonly provider: Address;
+  readonly signer: Address;
+  readonly chainId: number;
+  readonly engine: Engine;
+  readonly models: ReadonlyMap<string, ModelPackage>;
+  readonly store: BlobStore;
+  readonly db: NodeDb;
+  readonly prices: PriceBook;
+  readonly payments: Payments;
+  readonly service: InferService;
+  readonly metrics: NodeMetrics;
+  /** 'starting' until the chain setup is done, 'stopping' once stop() began. */
+  state(): 'starting' | 'ready' | 'stopping';
+  readonly startedAt: number;
+};

@@ -1,0 +1,352 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Address, Hex } from 'viem';
+import type { SignedReceiptJson } from '../protocol/receipt.js';
+import type { SignedVoucher } from '../protocol/voucher.js';
+
+/*
+ * The node's durable state, in one SQLite file (WAL, synchronous=FULL: a committed transaction
+ * survives power loss). better-sqlite3 is synchronous, so each call here is atomic with respect to
+ * the event loop; `recordAnswer` writes a receipt, its inputs and outputs and the client's account
+ * in one transaction, and the HTTP answer leaves only after it returns.
+ *
+ * Amounts are stored as decimal TEXT (uint256 does not fit SQLite integers).
+ */
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS receipts (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  request_id TEXT NOT NULL UNIQUE,
+  client TEXT NOT NULL,
+  model TEXT NOT NULL,
+  input_hash TEXT NOT NULL,
+  leaf TEXT NOT NULL,
+  receipt TEXT NOT NULL,
+  price TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  inputs BLOB,
+  outputs BLOB,
+  batch_root TEXT,
+  batch_index INTEGER,
+  proof TEXT
+);
+CREATE INDEX IF NOT EXISTS receipts_open ON receipts(seq) WHERE batch_root IS NULL;
+CREATE INDEX IF NOT EXISTS receipts_batch ON receipts(batch_root, batch_index);
+CREATE INDEX IF NOT EXISTS receipts_created ON receipts(created_at);
+CREATE TABLE IF NOT EXISTS batches (
+  root TEXT PRIMARY KEY,
+  count INTEGER NOT NULL,
+  uri TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  batch_id TEXT,
+  tx_hash TEXT,
+  committed_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS clients (
+  client TEXT PRIMARY KEY,
+  delivered TEXT NOT NULL DEFAULT '0',
+  voucher_amount TEXT,
+  voucher_signature TEXT,
+  redeemed TEXT NOT NULL DEFAULT '0'
+);
+`;
+
+export type ReceiptRow = {
+  readonly seq: number;
+  readonly requestId: Hex;
+  readonly client: Address;
+  readonly model: string;
+  readonly inputHash: Hex;
+  readonly leaf: Hex;
+  readonly receipt: SignedReceiptJson;
+  readonly price: bigint;
+  readonly createdAt: number;
+  readonly inputs: Uint8Array | undefined;
+  readonly outputs: Uint8Array | undefined;
+  readonly batch: { readonly root: Hex; readonly index: number; readonly proof: Hex[] } | undefined;
+};
+
+export type BatchRow = {
+  readonly root: Hex;
+  readonly count: number;
+  readonly uri: string;
+  readonly createdAt: number;
+  /** Set once the commit transaction is mined. */
+  readonly batchId: bigint | undefined;
+  readonly txHash: Hex | undefined;
+  readonly committedAt: number | undefined;
+};
+
+export type ClientAccount = {
+  readonly client: Address;
+  /** The sum of the prices of every receipt this client was answered with. */
+  readonly delivered: bigint;
+  /** The best (highest) voucher it has sent. */
+  readonly voucher: SignedVoucher | undefined;
+  /** What has been redeemed of it on chain. */
+  readonly redeemed: bigint;
+};
+
+export type NewAnswer = {
+  readonly requestId: Hex;
+  readonly client: Address;
+  readonly model: string;
+  readonly inputHash: Hex;
+  readonly leaf: Hex;
+  readonly receipt: SignedReceiptJson;
+  readonly price: bigint;
+  readonly createdAt: number;
+  readonly inputs: Uint8Array;
+  readonly outputs: Uint8Array;
+};
+
+export type NodeDb = {
+  /** Persists an answer and charges its client, atomically and durably. */
+  recordAnswer(answer: NewAnswer): void;
+  getReceipt(requestId: string): ReceiptRow | undefined;
+  /** The oldest receipts not yet in a batch. */
+  openReceipts(limit: number): ReceiptRow[];
+  countOpen(): number;
+  oldestOpenAt(): number | undefined;
+  /** Assigns receipts (in order) to a new, not yet committed batch. */
+  createBatch(batch: {
+    root: Hex;
+    uri: string;
+    createdAt: number;
+    leaves: { seq: number; proof: Hex[] }[];
+  }): void;
+  markCommitted(root: Hex, commit: { batchId: bigint; txHash: Hex; committedAt: number }): void;
+  getBatch(root: string): BatchRow | undefined;
+  pendingBatches(): BatchRow[];
+  batchReceipts(root: string): ReceiptRow[];
+  getAccount(client: Address): ClientAccount;
+  /** Keeps `voucher` if it is higher than the one held; returns the account after. */
+  offerVoucher(voucher: SignedVoucher): ClientAccount;
+  /** Accounts whose best voucher is above what was redeemed. */
+  unredeemed(): ClientAccount[];
+  setRedeemed(client: Address, redeemed: bigint): void;
+  /** Deletes committed receipts (and their inputs) created before `before`; returns how many. */
+  prune(before: number): number;
+  close(): void;
+};
+
+type RawReceipt = {
+  seq: number;
+  request_id: string;
+  client: string;
+  model: string;
+  input_hash: string;
+  leaf: string;
+  receipt: string;
+  price: string;
+  created_at: number;
+  inputs: Buffer | null;
+  outputs: Buffer | null;
+  batch_root: string | null;
+  batch_index: number | null;
+  proof: string | null;
+};
+
+type RawBatch = {
+  root: string;
+  count: number;
+  uri: string;
+  created_at: number;
+  batch_id: string | null;
+  tx_hash: string | null;
+  committed_at: number | null;
+};
+
+type RawClient = {
+  client: string;
+  delivered: string;
+  voucher_amount: string | null;
+  voucher_signature: string | null;
+  redeemed: string;
+};
+
+function toReceipt(r: RawReceipt): ReceiptRow {
+  return {
+    seq: r.seq,
+    requestId: r.request_id as Hex,
+    client: r.client as Address,
+    model: r.model,
+    inputHash: r.input_hash as Hex,
+    leaf: r.leaf as Hex,
+    receipt: JSON.parse(r.receipt) as SignedReceiptJson,
+    price: BigInt(r.price),
+    createdAt: r.created_at,
+    inputs: r.inputs === null ? undefined : new Uint8Array(r.inputs),
+    outputs: r.outputs === null ? undefined : new Uint8Array(r.outputs),
+    batch:
+      r.batch_root === null
+        ? undefined
+        : { root: r.batch_root as Hex, index: r.batch_index!, proof: JSON.parse(r.proof!) as Hex[] },
+  };
+}
+
+function toBatch(b: RawBatch): BatchRow {
+  return {
+    root: b.root as Hex,
+    count: b.count,
+    uri: b.uri,
+    createdAt: b.created_at,
+    batchId: b.batch_id === null ? undefined : BigInt(b.batch_id),
+    txHash: (b.tx_hash ?? undefined) as Hex | undefined,
+    committedAt: b.committed_at ?? undefined,
+  };
+}
+
+function toAccount(client: Address, c: RawClient | undefined): ClientAccount {
+  if (!c) return { client, delivered: 0n, voucher: undefined, redeemed: 0n };
+  return {
+    client,
+    delivered: BigInt(c.delivered),
+    voucher:
+      c.voucher_amount === null
+        ? undefined
+        : {
+            voucher: { client, provider: '0x' as Address, amount: BigInt(c.voucher_amount) },
+            signature: c.voucher_signature as Hex,
+          },
+    redeemed: BigInt(c.redeemed),
+  };
+}
+
+/** Opens (creating if needed) the node database at `path`. Clients are keyed by checksummed address. */
+export function openNodeDb(path: string, provider: Address): NodeDb {
+  mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  db.exec(SCHEMA);
+
+  const s = {
+    insertReceipt: db.prepare(
+      `INSERT INTO receipts (request_id, client, model, input_hash, leaf, receipt, price, created_at, inputs, outputs)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    getClient: db.prepare<[string], RawClient>('SELECT * FROM clients WHERE client = ?'),
+    upsertDelivered: db.prepare(
+      `INSERT INTO clients (client, delivered) VALUES (?, ?)
+       ON CONFLICT(client) DO UPDATE SET delivered = excluded.delivered`,
+    ),
+    upsertVoucher: db.prepare(
+      `INSERT INTO clients (client, voucher_amount, voucher_signature) VALUES (?, ?, ?)
+       ON CONFLICT(client) DO UPDATE SET voucher_amount = excluded.voucher_amount,
+         voucher_signature = excluded.voucher_signature`,
+    ),
+    setRedeemed: db.prepare('UPDATE clients SET redeemed = ? WHERE client = ?'),
+    allClients: db.prepare<[], RawClient>('SELECT * FROM clients WHERE voucher_amount IS NOT NULL'),
+    getReceipt: db.prepare<[string], RawReceipt>('SELECT * FROM receipts WHERE request_id = ?'),
+    openReceipts: db.prepare<[number], RawReceipt>(
+      'SELECT * FROM receipts WHERE batch_root IS NULL ORDER BY seq LIMIT ?',
+    ),
+    countOpen: db.prepare<[], { n: number; oldest: number | null }>(
+      'SELECT count(*) AS n, min(created_at) AS oldest FROM receipts WHERE batch_root IS NULL',
+    ),
+    assign: db.prepare(
+      'UPDATE receipts SET batch_root = ?, batch_index = ?, proof = ? WHERE seq = ? AND batch_root IS NULL',
+    ),
+    insertBatch: db.prepare('INSERT INTO batches (root, count, uri, created_at) VALUES (?, ?, ?, ?)'),
+    markCommitted: db.prepare(
+      'UPDATE batches SET batch_id = ?, tx_hash = ?, committed_at = ? WHERE root = ?',
+    ),
+    getBatch: db.prepare<[string], RawBatch>('SELECT * FROM batches WHERE root = ?'),
+    pendingBatches: db.prepare<[], RawBatch>(
+      'SELECT * FROM batches WHERE batch_id IS NULL ORDER BY created_at',
+    ),
+    batchReceipts: db.prepare<[string], RawReceipt>(
+      'SELECT * FROM receipts WHERE batch_root = ? ORDER BY batch_index',
+    ),
+    pruneReceipts: db.prepare(
+      `DELETE FROM receipts WHERE created_at < ? AND batch_root IN
+         (SELECT root FROM batches WHERE batch_id IS NOT NULL)`,
+    ),
+    pruneBatches: db.prepare(
+      `DELETE FROM batches WHERE batch_id IS NOT NULL AND committed_at < ?
+         AND NOT EXISTS (SELECT 1 FROM receipts WHERE batch_root = batches.root)`,
+    ),
+  };
+
+  const account = (client: Address): ClientAccount => {
+    const a = toAccount(client, s.getClient.get(client));
+    return a.voucher ? { ...a, voucher: { ...a.voucher, voucher: { ...a.voucher.voucher, provider } } } : a;
+  };
+
+  const recordAnswer = db.transaction((a: NewAnswer) => {
+    s.insertReceipt.run(
+      a.requestId.toLowerCase(),
+      a.client,
+      a.model,
+      a.inputHash,
+      a.leaf,
+      JSON.stringify(a.receipt),
+      a.price.toString(),
+      a.createdAt,
+      Buffer.from(a.inputs.buffer, a.inputs.byteOffset, a.inputs.byteLength),
+      Buffer.from(a.outputs.buffer, a.outputs.byteOffset, a.outputs.byteLength),
+    );
+    const delivered = account(a.client).delivered + a.price;
+    s.upsertDelivered.run(a.client, delivered.toString());
+  });
+
+  const createBatch = db.transaction(
+    (b: { root: Hex; uri: string; createdAt: number; leaves: { seq: number; proof: Hex[] }[] }) => {
+      s.insertBatch.run(b.root, b.leaves.length, b.uri, b.createdAt);
+      b.leaves.forEach((leaf, index) => {
+        const changed = s.assign.run(b.root, index, JSON.stringify(leaf.proof), leaf.seq).changes;
+        if (changed !== 1) throw new Error(`receipt ${leaf.seq} is already in a batch`);
+      });
+    },
+  );
+
+  const offerVoucher = db.transaction((signed: SignedVoucher): ClientAccount => {
+    const client = signed.voucher.client;
+    const current = account(client);
+    if (current.voucher && current.voucher.voucher.amount >= signed.voucher.amount) return current;
+    s.upsertVoucher.run(client, signed.voucher.amount.toString(), signed.signature);
+    return account(client);
+  });
+
+  const prune = db.transaction((before: number): number => {
+    const n = s.pruneReceipts.run(before).changes;
+    s.pruneBatches.run(before);
+    return n;
+  });
+
+  return {
+    recordAnswer: (a) => recordAnswer(a),
+    getReceipt: (id) => {
+      const r = s.getReceipt.get(id.toLowerCase());
+      return r && toReceipt(r);
+    },
+    openReceipts: (limit) => s.openReceipts.all(limit).map(toReceipt),
+    countOpen: () => s.countOpen.get()!.n,
+    oldestOpenAt: () => s.countOpen.get()!.oldest ?? undefined,
+    createBatch: (b) => createBatch(b),
+    markCommitted: (root, c) => {
+      s.markCommitted.run(c.batchId.toString(), c.txHash, c.committedAt, root);
+    },
+    getBatch: (root) => {
+      const b = s.getBatch.get(root.toLowerCase());
+      return b && toBatch(b);
+    },
+    pendingBatches: () => s.pendingBatches.all().map(toBatch),
+    batchReceipts: (root) => s.batchReceipts.all(root.toLowerCase()).map(toReceipt),
+    getAccount: account,
+    offerVoucher: (v) => offerVoucher(v),
+    unredeemed: () =>
+      s.allClients
+        .all()
+        .map((c) => account(c.client as Address))
+        .filter((a) => a.voucher !== undefined && a.voucher.voucher.amount > a.redeemed),
+    setRedeemed: (client, redeemed) => {
+      s.setRedeemed.run(redeemed.toString(), client);
+    },
+    prune: (before) => prune(before),
+    close: () => db.close(),
+  };
+}

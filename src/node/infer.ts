@@ -1,0 +1,168 @@
+import type { Logger } from 'pino';
+import { getAddress, type Address, type Hex, type LocalAccount } from 'viem';
+import type { InferHead } from '../protocol/api.js';
+import { decodeTensors, encodeTensors, hashTensors } from '../protocol/encoding.js';
+import { GlassboxError } from '../protocol/errors.js';
+import { modelDigest, type ModelPackage } from '../protocol/manifest.js';
+import {
+  receiptHash,
+  signReceipt,
+  signedReceiptToJson,
+  ZERO_HASH,
+  type Receipt,
+  type ReceiptDomain,
+  type SignedReceiptJson,
+} from '../protocol/receipt.js';
+import type { TensorMap } from '../protocol/tensor.js';
+import type { Engine } from '../runtime/engine.js';
+import type { NodeDb } from './db.js';
+import { perturbOutputs } from './fault.js';
+import type { NodeMetrics } from './metrics.js';
+import type { Payments } from './payments.js';
+import type { PriceBook } from './prices.js';
+
+/*
+ * One inference, transport aside (JSON and binary routes both end here): check the model, the
+ * voucher, the price and the client's credit; run; sign a receipt; persist it with the inputs and
+ * outputs; answer. The receipt is in the database (WAL, synchronous=FULL) before this returns, so
+ * an answer a client saw is never lost by a crash.
+ *
+ * onnxruntime-node runs a session synchronously on the main thread: while a model runs, the event
+ * loop waits. The example models run in well under a millisecond; large models would need a worker
+ * pool (one onnxruntime instance per worker process) to keep /health and /metrics responsive.
+ */
+
+export type InferAnswer = {
+  readonly outputs: TensorMap;
+  readonly receipt: SignedReceiptJson;
+  /** True when this request id was answered before and the stored answer is returned again. */
+  readonly replayed: boolean;
+};
+
+export type InferService = {
+  infer(head: InferHead, inputs: (pkg: ModelPackage) => TensorMap): Promise<InferAnswer>;
+};
+
+export type InferServiceParameters = {
+  readonly db: NodeDb;
+  readonly engine: Engine;
+  readonly models: ReadonlyMap<string, ModelPackage>;
+  readonly prices: PriceBook;
+  readonly payments: Payments;
+  readonly signer: LocalAccount;
+  readonly provider: Address;
+  readonly domain: ReceiptDomain;
+  readonly metrics: NodeMetrics;
+  readonly log: Logger;
+  readonly runTimeoutMs: number;
+  /** The fault switch: the probability of perturbing an answer (tests only). */
+  readonly perturb?: number;
+  /** Called after each persisted receipt (the batch committer listens). */
+  readonly onReceipt?: () => void;
+};
+
+export function createInferService(p: InferServiceParameters): InferService {
+  async function infer(head: InferHead, readInputs: (pkg: ModelPackage) => TensorMap): Promise<InferAnswer> {
+    const pkg = p.models.get(head.model);
+    if (!pkg)
+      throw new GlassboxError('NOT_FOUND', `model ${head.model} is not served by this provider`, {
+        field: 'model',
+        details: { served: [...p.models.keys()] },
+      });
+    const client = getAddress(head.client);
+    const requestId = head.requestId.toLowerCase() as Hex;
+    if (head.voucher) await p.payments.acceptVoucher(head.voucher, client);
+    const inputs = readInputs(pkg);
+
+    const previous = p.db.getReceipt(requestId);
+    if (previous) return replay(previous, client, pkg, inputs);
+
+    const price = await p.prices.price(pkg.id);
+    if (price > BigInt(head.maxPrice))
+      throw new GlassboxError(
+        'PRICE_TOO_HIGH',
+        `the price for ${pkg.id} is ${price}, above maxPrice ${head.maxPrice}`,
+        {
+          field: 'maxPrice',
+          details: { price: price.toString(), maxPrice: head.maxPrice },
+        },
+      );
+    const release = await p.payments.reserve(client, price);
+    try {
+      const result = await p.engine.run(pkg, inputs, {
+        trace: head.trace === true,
+        timeoutMs: p.runTimeoutMs,
+      });
+      p.metrics.inference.observe({ model: pkg.id }, result.durationMs / 1000);
+      let outputs = result.outputs;
+      let outputHash = result.outputHash;
+      if (p.perturb !== undefined && p.perturb > 0 && Math.random() < p.perturb) {
+        outputs = perturbOutputs(outputs);
+        outputHash = hashTensors(outputs);
+        p.log.warn({ requestId }, 'fault switch: perturbed the outputs of this answer');
+      }
+      const receipt: Receipt = {
+        requestId,
+        provider: p.provider,
+        client,
+        model: modelDigest(pkg.id),
+        inputHash: result.inputHash,
+        outputHash,
+        paramsHash: ZERO_HASH,
+        runtime: result.runtime,
+        traceRoot: result.traceRoot,
+        price,
+        timestamp: BigInt(Date.now()),
+      };
+      const signed = signedReceiptToJson(await signReceipt(p.signer, receipt, p.domain));
+      try {
+        p.db.recordAnswer({
+          requestId,
+          client,
+          model: pkg.id,
+          inputHash: result.inputHash,
+          leaf: receiptHash(receipt),
+          receipt: signed,
+          price,
+          createdAt: Date.now(),
+          inputs: encodeTensors(inputs),
+          outputs: encodeTensors(outputs),
+        });
+      } catch (error) {
+        // Two requests with one id raced: the other was stored first.
+        if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+          const stored = p.db.getReceipt(requestId);
+          if (stored) return replay(stored, client, pkg, inputs);
+        }
+        throw error;
+      }
+      p.metrics.receipts.inc({ model: pkg.id });
+      p.onReceipt?.();
+      return { outputs, receipt: signed, replayed: false };
+    } finally {
+      release();
+    }
+  }
+
+  /** A retried request id: the same request gets the same answer (no new charge); another is refused. */
+  function replay(
+    stored: NonNullable<ReturnType<NodeDb['getReceipt']>>,
+    client: Address,
+    pkg: ModelPackage,
+    inputs: TensorMap,
+  ): InferAnswer {
+    const same =
+      stored.client === client && stored.model === pkg.id && stored.inputHash === hashTensors(inputs);
+    if (!same || stored.outputs === undefined)
+      throw new GlassboxError(
+        'REQUEST_CONFLICT',
+        same
+          ? `request ${stored.requestId} was answered and its outputs pruned; use a new request id`
+          : `request id ${stored.requestId} was already used for another request; use a new one`,
+        { field: 'requestId' },
+      );
+    return { outputs: decodeTensors(stored.outputs), receipt: stored.receipt, replayed: true };
+  }
+
+  return { infer };
+}

@@ -1,0 +1,264 @@
+import type { FastifyInstance } from 'fastify';
+import { join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { getAddress, type Address, type Hex } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
+import {
+  connect,
+  deploymentFromJson,
+  readDeployment,
+  verifyDeployment,
+  type Deployment,
+  type GlassboxClient,
+} from '../chain/index.js';
+import type { ModelPackage } from '../protocol/manifest.js';
+import { createOnnxEngine } from '../runtime/index.js';
+import { createFsStore } from '../store/index.js';
+import { buildApp } from './app.js';
+import { createBatcher, type Batcher } from './batcher.js';
+import { parseNodeConfig, type NodeConfig, type NodeConfigInput } from './config.js';
+import type { NodeContext } from './context.js';
+import { openNodeDb, type NodeDb } from './db.js';
+import { createInferService } from './infer.js';
+import { createNodeMetrics } from './metrics.js';
+import { resolveModel } from './models.js';
+import { ensureModelRegistered, ensureOffer, ensureProvider, type ChainAction } from './onchain.js';
+import { createPayments } from './payments.js';
+import { createPriceBook } from './prices.js';
+import { createRedeemer, type Redeemer } from './redeemer.js';
+import { createSerial } from './serial.js';
+
+/*
+ * The provider node (DESIGN.md, src/node): `createNode` opens the database and store, loads the
+ * models and builds the HTTP app; `start` listens, makes the chain agree (registration, stake,
+ * models, offers), then serves and runs the batch committer, the voucher redeemer and the pruner.
+ * `stop` stops accepting, lets requests in flight finish, commits the open batch, redeems
+ * vouchers and closes the database.
+ */
+
+export type GlassboxNode = {
+  /** The staking (provider) address: the `provider` of every receipt. */
+  readonly address: Address;
+  /** The address of the key that signs receipts. */
+  readonly signer: Address;
+  readonly config: NodeConfig;
+  readonly chain: GlassboxClient;
+  readonly models: ReadonlyMap<string, ModelPackage>;
+  readonly db: NodeDb;
+  readonly app: FastifyInstance;
+  readonly log: Logger;
+  /** The URL it serves at (after start). */
+  readonly url: string;
+  /** The chain transactions start sent (empty on a restart with nothing to change). */
+  readonly actions: readonly ChainAction[];
+  start(): Promise<GlassboxNode>;
+  /** Commits every open receipt now. */
+  flushBatches(): Promise<void>;
+  /** Redeems every voucher with something left to pay; returns what was paid now. */
+  redeemVouchers(): Promise<bigint>;
+  /** Deletes committed receipts older than the challenge window; returns how many. */
+  prune(now?: number): number;
+  stop(): Promise<void>;
+};
+
+export type CreateNodeOptions = {
+  /** A logger to use instead of pino JSON on stderr at `config.logLevel`. */
+  readonly log?: Logger;
+};
+
+export async function createNode(
+  input: NodeConfigInput | NodeConfig,
+  options: CreateNodeOptions = {},
+): Promise<GlassboxNode> {
+  const config = parseNodeConfig(input);
+  const log =
+    options.log ??
+    pino(
+      { level: config.logLevel, base: { service: 'glassbox-node' } },
+      pino.destination({ fd: 2, sync: false }),
+    );
+  const deployment = await loadDeployment(config);
+  const chain: GlassboxClient = {
+    ...connect({
+      rpcUrl: config.chain.rpcUrl,
+      chainId: config.chain.chainId,
+      account: config.keys.stakingKey as Hex,
+      ...(config.chain.pollingIntervalMs === undefined
+        ? {}
+        : { pollingIntervalMs: config.chain.pollingIntervalMs }),
+    }),
+    deployment,
+  };
+  await verifyDeployment(chain, deployment);
+  const address = getAddress(chain.walletClient!.account.address);
+  const signer = privateKeyToAccount((config.keys.signingKey ?? config.keys.stakingKey) as Hex);
+
+  const store = createFsStore(join(config.dataDir, 'store'));
+  const models = new Map<string, ModelPackage>();
+  const offers: { pkg: ModelPackage; price: bigint }[] = [];
+  for (const entry of config.models) {
+    const pkg = await resolveModel(entry.model, { store, peers: config.peers });
+    models.set(pkg.id, pkg);
+    offers.push({ pkg, price: entry.price });
+  }
+  const db = openNodeDb(join(config.dataDir, 'node.sqlite'), address);
+  const engine = createOnnxEngine({ limits: { timeoutMs: config.runTimeoutMs } });
+  const metrics = createNodeMetrics();
+  const prices = createPriceBook(chain, address, config.priceCacheMs);
+  const payments = createPayments({
+    db,
+    chain,
+    provider: address,
+    domain: { chainId: chain.chainId, verifyingContract: deployment.contracts.paymentEscrow },
+    creditLimit: config.creditLimit,
+  });
+  const serial = createSerial();
+  let url = '';
+  let state: 'created' | 'starting' | 'ready' | 'stopping' = 'created';
+  let batcher: Batcher | undefined;
+  let redeemer: Redeemer | undefined;
+  let pruner: NodeJS.Timeout | undefined;
+  const actions: ChainAction[] = [];
+
+  const service = createInferService({
+    db,
+    engine,
+    models,
+    prices,
+    payments,
+    signer,
+    provider: address,
+    domain: { chainId: chain.chainId, verifyingContract: deployment.contracts.receiptLedger },
+    metrics,
+    log,
+    runTimeoutMs: config.runTimeoutMs,
+    ...(config.fault ? { perturb: config.fault.perturb } : {}),
+    onReceipt: () => batcher?.notify(),
+  });
+  const ctx: NodeContext = {
+    provider: address,
+    signer: signer.address,
+    chainId: chain.chainId,
+    engine,
+    models,
+    store,
+    db,
+    prices,
+    payments,
+    service,
+    metrics,
+    state: () => (state === 'created' ? 'starting' : state),
+    startedAt: Date.now(),
+  };
+  const app = await buildApp(ctx, {
+    log,
+    bodyLimitBytes: config.bodyLimitBytes,
+    rateLimitPerMinute: config.rateLimit.perMinute,
+  });
+
+  const prune = (now = Date.now()): number => {
+    const n = db.prune(now - config.challengeWindowMs);
+    if (n > 0) log.info({ pruned: n }, 'pruned receipts past the challenge window');
+    return n;
+  };
+
+  const node: GlassboxNode = {
+    address,
+    signer: signer.address,
+    config,
+    chain,
+    models,
+    db,
+    app,
+    log,
+    get url() {
+      return url;
+    },
+    actions,
+    async start() {
+      if (state !== 'created') throw new Error('the node was already started');
+      state = 'starting';
+      try {
+        await app.listen({ host: config.listen.host, port: config.listen.port });
+        const { port } = app.server.address() as { port: number };
+        const host = ['0.0.0.0', '::'].includes(config.listen.host) ? '127.0.0.1' : config.listen.host;
+        url = (
+          config.listen.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+        ).replace(/\/+$/, '');
+        actions.push(
+          ...(await ensureProvider(chain, { endpoint: url, signer: signer.address, stake: config.stake })),
+        );
+        for (const { pkg, price } of offers) {
+          actions.push(...(await serial(() => ensureModelRegistered(chain, pkg))));
+          actions.push(...(await serial(() => ensureOffer(chain, { model: pkg.id, price }))));
+        }
+        prices.forget();
+        batcher = createBatcher({
+          db,
+          chain,
+          serial,
+          baseUrl: () => url,
+          maxReceipts: config.batch.maxReceipts,
+          maxAgeMs: config.batch.maxAgeMs,
+          metrics,
+          log,
+        });
+        redeemer = createRedeemer({ db, chain, serial, intervalMs: config.redeemIntervalMs, metrics, log });
+        pruner = setInterval(() => prune(), Math.max(1000, Math.min(config.challengeWindowMs, 60_000)));
+        pruner.unref();
+        state = 'ready';
+        log.info(
+          { url, provider: address, signer: signer.address, models: [...models.keys()], actions },
+          'node ready',
+        );
+        return node;
+      } catch (error) {
+        state = 'stopping';
+        await app.close().catch(() => undefined);
+        await engine.close().catch(() => undefined);
+        db.close();
+        throw error;
+      }
+    },
+    flushBatches: async () => batcher?.flush(),
+    redeemVouchers: async () => (redeemer ? redeemer.redeemAll() : 0n),
+    prune,
+    async stop() {
+      if (state === 'stopping') return;
+      const wasReady = state === 'ready';
+      state = 'stopping';
+      await app.close(); // stops accepting; requests in flight finish first
+      if (pruner) clearInterval(pruner);
+      try {
+        if (wasReady) {
+          await batcher?.stop();
+          await redeemer?.stop();
+        }
+      } catch (error) {
+        log.error({ err: error }, 'could not commit or redeem on stop; the next start will');
+      } finally {
+        await engine.close();
+        db.close();
+        log.info({ provider: address }, 'node stopped');
+        log.flush?.();
+      }
+    },
+  };
+  return node;
+}
+
+/** Creates and starts a node: the one call `glassbox node start` makes. */
+export async function startNode(
+  input: NodeConfigInput | NodeConfig,
+  options: CreateNodeOptions = {},
+): Promise<GlassboxNode> {
+  return (await createNode(input, options)).start();
+}
+
+async function loadDeployment(config: NodeConfig): Promise<Deployment> {
+  if (config.chain.deploymentFile !== undefined) return readDeployment(config.chain.deploymentFile);
+  const d = config.chain.deployment as Record<string, unknown>;
+  return typeof d === 'object' && d !== null && typeof d.schema === 'string'
+    ? deploymentFromJson(d)
+    : (d as unknown as Deployment);
+}

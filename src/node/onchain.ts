@@ -1,0 +1,82 @@
+import type { Address } from 'viem';
+import {
+  addStake,
+  getModel,
+  getOffer,
+  getProvider,
+  registerModel,
+  registerProvider,
+  setEndpoint,
+  setOffer,
+  setSigner,
+  type GlassboxClient,
+} from '../chain/index.js';
+import type { ModelPackage } from '../protocol/manifest.js';
+
+/*
+ * What a node makes true on chain before it serves: registered with its endpoint and signing key,
+ * staked at least `stake`, each model registered on the ModelRegistry and offered at its price.
+ * Each step reads first and writes only what differs, so a restart sends no transaction.
+ */
+
+export type EnsureProviderParameters = {
+  readonly endpoint: string;
+  readonly signer: Address;
+  readonly stake: bigint;
+};
+
+export type ChainAction = { readonly action: string; readonly detail?: string };
+
+export async function ensureProvider(
+  client: GlassboxClient,
+  params: EnsureProviderParameters,
+): Promise<ChainAction[]> {
+  const address = client.walletClient!.account.address;
+  const info = await getProvider(client, address);
+  if (!info.registered) {
+    await registerProvider(client, params);
+    return [{ action: 'registerProvider', detail: params.endpoint }];
+  }
+  const done: ChainAction[] = [];
+  if (info.endpoint !== params.endpoint) {
+    await setEndpoint(client, params.endpoint);
+    done.push({ action: 'setEndpoint', detail: params.endpoint });
+  }
+  if (info.signer.toLowerCase() !== params.signer.toLowerCase()) {
+    await setSigner(client, params.signer);
+    done.push({ action: 'setSigner', detail: params.signer });
+  }
+  if (info.stake < params.stake) {
+    await addStake(client, params.stake - info.stake);
+    done.push({ action: 'addStake', detail: (params.stake - info.stake).toString() });
+  }
+  return done;
+}
+
+/** Registers the model on the ModelRegistry (owned by this node's account) if nobody has. */
+export async function ensureModelRegistered(
+  client: GlassboxClient,
+  pkg: ModelPackage,
+): Promise<ChainAction[]> {
+  if (await getModel(client, pkg.id)) return [];
+  const { name, version } = pkg.manifest;
+  await registerModel(client, {
+    model: pkg.id,
+    exact: pkg.manifest.policy.kind === 'exact',
+    metadata: JSON.stringify({ name, version }),
+  });
+  return [{ action: 'registerModel', detail: pkg.id }];
+}
+
+/** Offers `model` at `price` unless that price is already in force or announced. */
+export async function ensureOffer(
+  client: GlassboxClient,
+  params: { model: string; price: bigint },
+): Promise<ChainAction[]> {
+  const provider = client.walletClient!.account.address;
+  const offer = await getOffer(client, { provider, model: params.model });
+  const announced = offer.pending?.price === params.price;
+  if (offer.active && (announced || (offer.price === params.price && offer.pending === undefined))) return [];
+  await setOffer(client, params);
+  return [{ action: 'setOffer', detail: `${params.model} ${params.price}` }];
+}

@@ -1,0 +1,92 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
+
+/*
+ * Every error the node answers is problem+json `{code, message, field?, details?}` (DESIGN.md,
+ * Conventions). The status comes from the code; the code is the contract, the status a courtesy.
+ */
+
+export const PROBLEM_TYPE = 'application/problem+json';
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  PAYMENT_REQUIRED: 402,
+  NOT_FOUND: 404,
+  MODEL_NOT_FOUND: 404,
+  BLOB_NOT_FOUND: 404,
+  PRICE_TOO_HIGH: 409,
+  REQUEST_CONFLICT: 409,
+  REQUEST_TOO_LARGE: 413,
+  INPUT_TOO_LARGE: 413,
+  // The inputs passed the schema but the runtime could not run them: the request's fault as far as
+  // we can tell (a provider-side failure would be a bug or exhaustion, and clients fail over anyway).
+  RUN_FAILED: 422,
+  RATE_LIMITED: 429,
+  BLOB_CORRUPT: 500,
+  CHAIN_RPC: 502,
+  CHAIN_REVERTED: 502,
+  NODE_UNAVAILABLE: 503,
+  RUN_TIMEOUT: 504,
+};
+
+export function statusOf(code: ErrorCode): number {
+  return STATUS[code] ?? 400;
+}
+
+/** Maps what fastify and its plugins throw to our codes. */
+export function toGlassboxError(error: unknown): GlassboxError {
+  if (isGlassboxError(error)) return error;
+  const e = error as Partial<FastifyError> & { message?: string };
+  const status = typeof e.statusCode === 'number' ? e.statusCode : 500;
+  if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || status === 413)
+    return new GlassboxError('REQUEST_TOO_LARGE', e.message ?? 'the request body is too large', {
+      field: 'body',
+    });
+  if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || status === 415)
+    return new GlassboxError(
+      'REQUEST_INVALID',
+      'unsupported content-type: send application/json or application/octet-stream',
+      { field: 'content-type' },
+    );
+  if (e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || e.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH')
+    return new GlassboxError('REQUEST_INVALID', e.message ?? 'bad body', { field: 'body' });
+  if (error instanceof SyntaxError || e.code === 'FST_ERR_CTP_INVALID_JSON_BODY')
+    return new GlassboxError('REQUEST_INVALID', `the body is not valid JSON: ${e.message ?? ''}`, {
+      field: 'body',
+    });
+  if (e.validation !== undefined) {
+    const first = e.validation[0];
+    const path = (first?.instancePath ?? '').replace(/^\//, '').replaceAll('/', '.');
+    const field = [e.validationContext ?? 'request', ...(path ? [path] : [])].join('.');
+    return new GlassboxError('REQUEST_INVALID', `${field}: ${first?.message ?? e.message}`, { field });
+  }
+  if (status === 429) return new GlassboxError('RATE_LIMITED', e.message ?? 'rate limited');
+  if (status >= 400 && status < 500)
+    return new GlassboxError('REQUEST_INVALID', e.message ?? 'bad request', { details: { status } });
+  return new GlassboxError('RUN_FAILED', 'internal error', { cause: error, details: { status: 500 } });
+}
+
+export function sendProblem(reply: FastifyReply, error: GlassboxError): FastifyReply {
+  const status = error.details.status === 500 ? 500 : statusOf(error.code);
+  const problem = error.toProblem();
+  if (problem.details && 'status' in problem.details) {
+    const { status: _status, ...rest } = problem.details;
+    if (Object.keys(rest).length === 0) delete problem.details;
+    else problem.details = rest;
+  }
+  return reply.status(status).type(PROBLEM_TYPE).send(problem);
+}
+
+export function errorHandler(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const problem = toGlassboxError(error);
+  if (reply.statusCode >= 500 || problem.details.status === 500 || statusOf(problem.code) >= 500)
+    request.log.error({ err: error }, 'request failed');
+  else request.log.info({ code: problem.code, field: problem.field }, 'request refused');
+  return sendProblem(reply, problem);
+}
+
+export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return sendProblem(
+    reply,
+    new GlassboxError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`),
+  );
+}

@@ -1,0 +1,75 @@
+import type { Logger } from 'pino';
+import { getRedeemed, redeemVoucher, type GlassboxClient } from '../chain/index.js';
+import { isGlassboxError } from '../protocol/errors.js';
+import type { NodeDb } from './db.js';
+import type { NodeMetrics } from './metrics.js';
+import type { Serial } from './serial.js';
+
+/*
+ * The voucher redeemer: for each client whose best voucher is above what was redeemed, redeem it
+ * on chain (the escrow pays the increase, capped by the client's deposit) and record what the
+ * chain says was redeemed in total. Periodically, and once more when the node stops.
+ */
+
+export type Redeemer = {
+  /** Redeems every voucher with something left to pay; returns the total paid now. */
+  redeemAll(): Promise<bigint>;
+  stop(): Promise<void>;
+};
+
+export type RedeemerParameters = {
+  readonly db: NodeDb;
+  readonly chain: GlassboxClient;
+  readonly serial: Serial;
+  readonly intervalMs: number;
+  readonly metrics: NodeMetrics;
+  readonly log: Logger;
+};
+
+export function createRedeemer(p: RedeemerParameters): Redeemer {
+  const provider = p.chain.walletClient!.account.address;
+  let running: Promise<bigint> | undefined;
+
+  async function work(): Promise<bigint> {
+    let total = 0n;
+    for (const account of p.db.unredeemed()) {
+      const voucher = account.voucher!;
+      try {
+        const { paid, hash } = await p.serial(() => redeemVoucher(p.chain, voucher));
+        total += paid;
+        p.metrics.redeemed.inc(Number(paid));
+        p.log.info({ client: account.client, paid: paid.toString(), tx: hash }, 'voucher redeemed');
+      } catch (error) {
+        const name = isGlassboxError(error, 'CHAIN_REVERTED') ? String(error.details.error) : undefined;
+        if (name !== 'VoucherAlreadyRedeemed' && name !== 'InsufficientDeposit') throw error;
+        p.log.warn({ client: account.client, reason: name }, 'voucher not redeemable now');
+      }
+      p.db.setRedeemed(account.client, await getRedeemed(p.chain, { client: account.client, provider }));
+    }
+    return total;
+  }
+
+  function redeemAll(): Promise<bigint> {
+    running ??= work().finally(() => {
+      running = undefined;
+    });
+    return running;
+  }
+
+  const timer =
+    p.intervalMs > 0
+      ? setInterval(() => {
+          redeemAll().catch((error: unknown) => p.log.error({ err: error }, 'voucher redemption failed'));
+        }, p.intervalMs)
+      : undefined;
+  timer?.unref();
+
+  return {
+    redeemAll,
+    async stop() {
+      if (timer) clearInterval(timer);
+      if (running) await running.catch(() => undefined);
+      await redeemAll();
+    },
+  };
+}

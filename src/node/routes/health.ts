@@ -1,0 +1,21 @@
+import type { FastifyInstance } from 'fastify';
+import type { NodeContext } from '../context.js';
+
+/** GET /health: 200 while serving, 503 while starting or stopping; GET /metrics: Prometheus text. */
+export function healthRoutes(app: FastifyInstance, ctx: NodeContext): void {
+  app.get('/health', { config: { rateLimit: false } }, async (_request, reply) => {
+    const state = ctx.state();
+    return reply.status(state === 'ready' ? 200 : 503).send({
+      ok: state === 'ready',
+      state,
+      provider: ctx.provider,
+      models: ctx.models.size,
+      openReceipts: ctx.db.countOpen(),
+      uptimeMs: Date.now() - ctx.startedAt,
+    });
+  });
+  app.get('/metrics', { config: { rateLimit: false } }, async (_request, reply) => {
+    ctx.metrics.openReceipts.set(ctx.db.countOpen());
+    return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
+  });
+}

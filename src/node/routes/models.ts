@@ -1,0 +1,38 @@
+import type { FastifyInstance } from 'fastify';
+import type { ModelsResponse, ServedModel } from '../../protocol/api.js';
+import { isGlassboxError } from '../../protocol/errors.js';
+import type { NodeContext } from '../context.js';
+
+/** GET /v1/models: what this provider serves, at its effective on-chain prices, under which runtime. */
+export function modelsRoute(app: FastifyInstance, ctx: NodeContext): void {
+  app.get('/v1/models', async (): Promise<ModelsResponse> => {
+    const models: ServedModel[] = [];
+    for (const pkg of ctx.models.values()) {
+      let price: bigint;
+      try {
+        price = await ctx.prices.price(pkg.id);
+      } catch (error) {
+        if (isGlassboxError(error, 'NOT_FOUND')) continue; // not offered (yet): not served
+        throw error;
+      }
+      const m = pkg.manifest;
+      models.push({
+        id: pkg.id,
+        name: m.name,
+        version: m.version,
+        inputs: m.inputs,
+        outputs: m.outputs,
+        policy: m.policy,
+        price: price.toString(),
+      });
+    }
+    return {
+      provider: ctx.provider,
+      signer: ctx.signer,
+      chainId: ctx.chainId,
+      runtime: ctx.engine.runtimeHash,
+      profile: ctx.engine.profile,
+      models,
+    };
+  });
+}

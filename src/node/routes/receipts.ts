@@ -1,0 +1,38 @@
+import type { FastifyInstance } from 'fastify';
+import type { StoredReceipt } from '../../protocol/api.js';
+import { GlassboxError } from '../../protocol/errors.js';
+import type { NodeContext } from '../context.js';
+import type { ReceiptRow } from '../db.js';
+
+const params = {
+  type: 'object',
+  properties: { id: { type: 'string', pattern: '^0x[0-9a-fA-F]{64}$' } },
+  required: ['id'],
+} as const;
+
+/** GET /v1/receipts/:id: a receipt by request id, with its batch proof once committed and its inputs. */
+export function receiptsRoute(app: FastifyInstance, ctx: NodeContext): void {
+  app.get<{ Params: { id: string } }>('/v1/receipts/:id', { schema: { params } }, async (request) => {
+    const row = ctx.db.getReceipt(request.params.id);
+    if (!row)
+      throw new GlassboxError(
+        'NOT_FOUND',
+        `no receipt for request ${request.params.id} (never answered, or pruned)`,
+        {
+          field: 'id',
+        },
+      );
+    return storedReceipt(row, ctx);
+  });
+}
+
+export function storedReceipt(row: ReceiptRow, ctx: NodeContext): StoredReceipt {
+  const batch = row.batch && ctx.db.getBatch(row.batch.root);
+  return {
+    receipt: row.receipt,
+    ...(row.batch && batch?.batchId !== undefined
+      ? { batch: { root: row.batch.root, proof: row.batch.proof, id: batch.batchId.toString() } }
+      : {}),
+    ...(row.inputs ? { inputs: Buffer.from(row.inputs).toString('base64') } : {}),
+  };
+}

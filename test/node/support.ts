@@ -1,0 +1,138 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { keccak256, toHex, type Address, type Hex } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
+import { deposit } from '../../src/chain/index.js';
+import { startNode, type GlassboxNode, type NodeConfigInput } from '../../src/node/index.js';
+import { BINARY_TYPE, REQUEST_HEADER, voucherToJson, type InferRequest } from '../../src/protocol/api.js';
+import type { ModelPackage } from '../../src/protocol/manifest.js';
+import { signVoucher, type SignedVoucher } from '../../src/protocol/voucher.js';
+import { E18, startTestChain, TEST_PARAMS, type TestChain } from '../chain/support.js';
+import { exampleDir } from '../support/examples.js';
+
+export { E18, startTestChain, TEST_PARAMS, type TestChain };
+
+/** Account roles on the test chain: providers 1..4, clients 6..9. */
+export const PROVIDER = [1, 2, 3, 4] as const;
+export const CLIENT = [6, 7, 8, 9] as const;
+
+export const PRICE = 1_000_000n;
+
+let counter = 0;
+export const requestId = (): Hex => keccak256(toHex(`request:${process.pid}:${Date.now()}:${counter++}`));
+
+export async function tempDir(prefix = 'glassbox-node-'): Promise<{ dir: string; remove(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** A node config for provider account `i` on the test chain, serving example models. */
+export function nodeConfig(
+  chain: TestChain,
+  i: number,
+  dataDir: string,
+  over: Partial<NodeConfigInput> = {},
+): NodeConfigInput {
+  return {
+    chain: {
+      rpcUrl: chain.anvil.rpcUrl,
+      chainId: chain.anvil.chainId,
+      deployment: chain.deployment,
+      pollingIntervalMs: 5,
+    },
+    keys: { stakingKey: chain.key(i), signingKey: keccak256(toHex(`signer:${i}`)) },
+    dataDir,
+    models: [
+      { model: exampleDir('iris'), price: PRICE.toString() },
+      { model: exampleDir('iris-int8'), price: PRICE.toString() },
+    ],
+    stake: (200n * E18).toString(),
+    creditLimit: (100n * PRICE).toString(),
+    redeemIntervalMs: 0,
+    logLevel: 'silent',
+    ...over,
+  };
+}
+
+export async function startTestNode(
+  chain: TestChain,
+  i: number,
+  dataDir: string,
+  over: Partial<NodeConfigInput> = {},
+): Promise<GlassboxNode> {
+  return startNode(nodeConfig(chain, i, dataDir, over));
+}
+
+export const IRIS_INPUTS = {
+  features: { dtype: 'float32', shape: [2, 4], data: [4.7, 3.2, 1.3, 0.2, 6.3, 3.3, 6, 2.5] },
+} as const;
+export const INT8_INPUTS = {
+  features: { dtype: 'uint8', shape: [2, 4], data: [47, 32, 13, 2, 63, 33, 60, 25] },
+} as const;
+
+/** A JSON infer request for an example model (iris or iris-int8: the inputs follow its dtype). */
+export function inferBody(
+  pkg: ModelPackage,
+  client: Address,
+  over: Partial<InferRequest> & Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    requestId: requestId(),
+    model: pkg.id,
+    client,
+    maxPrice: (10n * PRICE).toString(),
+    inputs: pkg.manifest.inputs[0]!.dtype === 'uint8' ? INT8_INPUTS : IRIS_INPUTS,
+    ...over,
+  };
+}
+
+export async function post(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
+export async function postBinary(
+  url: string,
+  head: unknown,
+  bytes: Uint8Array,
+  accept = BINARY_TYPE,
+): Promise<Response> {
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': BINARY_TYPE, accept, [REQUEST_HEADER]: JSON.stringify(head) },
+    body: bytes,
+  });
+}
+
+/** A client: its key, and cumulative vouchers to a provider. */
+export function testClient(chain: TestChain, i: number) {
+  const key = chain.key(i);
+  const account = privateKeyToAccount(key);
+  const domain = {
+    chainId: chain.anvil.chainId,
+    verifyingContract: chain.deployment.contracts.paymentEscrow,
+  };
+  return {
+    address: account.address,
+    key,
+    async voucher(provider: Address, amount: bigint): Promise<SignedVoucher> {
+      return signVoucher(account, { client: account.address, provider, amount }, domain);
+    },
+    async voucherJson(provider: Address, amount: bigint) {
+      return voucherToJson(await this.voucher(provider, amount));
+    },
+    deposit: (amount: bigint) => deposit(chain.as(i), amount),
+  };
+}
+
+export async function stopAll(nodes: (GlassboxNode | undefined)[]): Promise<void> {
+  await Promise.all(nodes.map((n) => n?.stop().catch(() => undefined)));
+}
