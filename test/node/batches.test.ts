@@ -60,7 +60,7 @@ async function waitFor(check: () => Promise<boolean>, ms = 10_000): Promise<void
 describe('provider node: batches', () => {
   it('commits a batch every N receipts; the batch endpoint serves receipts, proofs and inputs that verify', async () => {
     const before = await getBatchCount(chain.as(0));
-    const answers = [];
+    const answers: InferResponse[] = [];
     for (let i = 0; i < 4; i++) answers.push(await answer(i));
     await waitFor(async () => (await getBatchCount(chain.as(0))) > before);
 
