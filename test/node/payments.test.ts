@@ -1,0 +1,148 @@
+import { getAddress } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getRedeemed, getTokenBalance } from '../../src/chain/index.js';
+import type { GlassboxNode } from '../../src/node/index.js';
+import { voucherToJson, type VoucherAccepted } from '../../src/protocol/api.js';
+import { signVoucher } from '../../src/protocol/voucher.js';
+import {
+  CLIENT,
+  inferBody,
+  post,
+  PRICE,
+  PROVIDER,
+  startTestChain,
+  startTestNode,
+  tempDir,
+  testClient,
+  type TestChain,
+} from './support.js';
+
+let chain: TestChain;
+let node: GlassboxNode;
+let dataDir: { dir: string; remove(): Promise<void> };
+
+beforeAll(async () => {
+  chain = await startTestChain();
+  dataDir = await tempDir();
+  node = await startTestNode(chain, PROVIDER[2], dataDir.dir, { creditLimit: (2n * PRICE).toString() });
+});
+
+afterAll(async () => {
+  await node?.stop();
+  await chain?.stop();
+  await dataDir?.remove();
+});
+
+type Problem = { code: string; message: string; field?: string; details?: Record<string, string> };
+
+const model = () => [...node.models.values()][1]!; // iris-int8
+
+async function infer(client: `0x${string}`, over: Record<string, unknown> = {}) {
+  const res = await post(`${node.url}/v1/infer`, inferBody(model(), client, over));
+  return { status: res.status, type: res.headers.get('content-type'), body: (await res.json()) as Problem };
+}
+
+describe('provider node: payment', () => {
+  it('serves within the credit limit without a voucher, then answers 402 with what is owed', async () => {
+    const c = testClient(chain, CLIENT[0]);
+    await c.deposit(100n * PRICE);
+    expect((await infer(c.address)).status).toBe(200);
+    expect((await infer(c.address)).status).toBe(200);
+    const refused = await infer(c.address);
+    expect(refused.status).toBe(402);
+    expect(refused.type).toContain('application/problem+json');
+    expect(refused.body.code).toBe('PAYMENT_REQUIRED');
+    expect(refused.body.details?.owed).toBe((2n * PRICE).toString());
+
+    // A voucher for what was delivered opens the credit again.
+    const ok = await infer(c.address, { voucher: await c.voucherJson(node.address, 2n * PRICE) });
+    expect(ok.status).toBe(200);
+    // A stale (lower) voucher is ignored, not an error: requests race.
+    expect((await infer(c.address, { voucher: await c.voucherJson(node.address, PRICE) })).status).toBe(200);
+    expect((await infer(c.address)).status).toBe(402);
+
+    // POST /v1/vouchers reports what is paid and owed.
+    const res = await post(`${node.url}/v1/vouchers`, await c.voucherJson(node.address, 4n * PRICE));
+    expect(res.status).toBe(200);
+    expect((await res.json()) as VoucherAccepted).toEqual({ amount: (4n * PRICE).toString(), owed: '0' });
+  });
+
+  it('refuses a forged voucher, one for another provider, another client, or another chain', async () => {
+    const c = testClient(chain, CLIENT[1]);
+    await c.deposit(100n * PRICE);
+    const mallory = privateKeyToAccount(chain.key(CLIENT[2]));
+    const domain = {
+      chainId: chain.anvil.chainId,
+      verifyingContract: chain.deployment.contracts.paymentEscrow,
+    };
+    const forged = voucherToJson(
+      await signVoucher(mallory, { client: c.address, provider: node.address, amount: 10n * PRICE }, domain),
+    );
+    let r = await infer(c.address, { voucher: forged });
+    expect(r.status).toBe(400);
+    expect(r.body).toMatchObject({ code: 'SIGNATURE_INVALID', field: 'voucher.signature' });
+
+    const other = await c.voucherJson(getAddress(chain.address(PROVIDER[3])), 10n * PRICE);
+    r = await infer(c.address, { voucher: other });
+    expect(r.status).toBe(400);
+    expect(r.body).toMatchObject({ code: 'VOUCHER_INVALID', field: 'voucher.voucher.provider' });
+
+    const notMine = await testClient(chain, CLIENT[2]).voucherJson(node.address, 10n * PRICE);
+    r = await infer(c.address, { voucher: notMine });
+    expect(r.body).toMatchObject({ code: 'VOUCHER_INVALID', field: 'voucher.voucher.client' });
+
+    const otherChain = voucherToJson(
+      await signVoucher(
+        privateKeyToAccount(c.key),
+        { client: c.address, provider: node.address, amount: 10n * PRICE },
+        { ...domain, chainId: domain.chainId + 1 },
+      ),
+    );
+    r = await infer(c.address, { voucher: otherChain });
+    expect(r.body.code).toBe('SIGNATURE_INVALID');
+
+    const garbage = {
+      voucher: { client: c.address, provider: node.address, amount: '1' },
+      signature: '0x1234',
+    };
+    r = await infer(c.address, { voucher: garbage });
+    expect(r.status).toBe(400);
+    expect(r.body.code).toBe('SIGNATURE_INVALID');
+    // None of these bought credit, and the node still serves.
+    expect((await infer(c.address)).status).toBe(200);
+  });
+
+  it('an unfunded voucher buys no credit', async () => {
+    const c = testClient(chain, CLIENT[3]); // never deposits
+    expect((await infer(c.address)).status).toBe(200);
+    expect((await infer(c.address)).status).toBe(200);
+    const r = await infer(c.address, { voucher: await c.voucherJson(node.address, 1000n * PRICE) });
+    expect(r.status).toBe(402);
+    expect(r.body.details?.paid).toBe('0');
+  });
+
+  it('refuses a request whose maxPrice is below the price', async () => {
+    const c = testClient(chain, CLIENT[1]);
+    const r = await infer(c.address, { maxPrice: (PRICE - 1n).toString() });
+    expect(r.status).toBe(409);
+    expect(r.body).toMatchObject({ code: 'PRICE_TOO_HIGH', field: 'maxPrice' });
+  });
+
+  it('redeems exactly the best voucher of each client on chain', async () => {
+    const c = testClient(chain, CLIENT[0]);
+    const balance = await getTokenBalance(chain.as(0), node.address);
+    const paid = await node.redeemVouchers();
+    // CLIENT[0]'s best voucher is 4 prices; CLIENT[3]'s is unfunded (nothing to pay); CLIENT[1] sent none valid.
+    expect(paid).toBe(4n * PRICE);
+    expect(await getRedeemed(chain.as(0), { client: c.address, provider: node.address })).toBe(4n * PRICE);
+    expect((await getTokenBalance(chain.as(0), node.address)) - balance).toBe(4n * PRICE);
+    // Nothing new: nothing sent.
+    expect(await node.redeemVouchers()).toBe(0n);
+    // A higher voucher later pays only the difference, also on stop.
+    await post(`${node.url}/v1/vouchers`, await c.voucherJson(node.address, 5n * PRICE));
+    await node.stop();
+    expect(await getRedeemed(chain.as(0), { client: c.address, provider: node.address })).toBe(5n * PRICE);
+    node = await startTestNode(chain, PROVIDER[2], dataDir.dir, { creditLimit: (2n * PRICE).toString() });
+  });
+});
