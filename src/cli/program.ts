@@ -3,6 +3,8 @@ import { registerModelCommands } from './commands/model.js';
 import { registerRunCommand } from './commands/run.js';
 import { registerChainCommands } from './commands/chain.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerDevnetCommand } from './commands/devnet.js';
+import { registerNodeCommands } from './commands/node.js';
 import { reportError, type Io } from './io.js';
 
 /** What each command receives: where to write, and (for long-running commands) when to stop. */
@@ -37,6 +39,8 @@ export function createProgram(io: Io, untilStopped: () => Promise<void> = untilS
   registerRunCommand(program, ctx);
   registerDemoCommand(program, ctx);
   registerChainCommands(program, ctx);
+  registerNodeCommands(program, ctx);
+  registerDevnetCommand(program, ctx);
   return program;
 }
 

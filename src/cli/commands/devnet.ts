@@ -1,0 +1,60 @@
+import type { Command } from 'commander';
+import { startDevnet, type Devnet } from '../../devnet/index.js';
+import { parsePositiveInt } from '../args.js';
+import { printFields, toJson } from '../io.js';
+import { jsonOption } from '../options.js';
+import type { Context } from '../program.js';
+
+type DevnetFlags = { providers: string; dir?: string; json: boolean };
+
+export function registerDevnetCommand(program: Command, ctx: Context): void {
+  jsonOption(program.command('devnet'))
+    .description(
+      'start a local network: anvil, the contracts, funded accounts, the example models and N provider nodes',
+    )
+    .option('--providers <n>', 'how many provider nodes', '3')
+    .option('--dir <dir>', 'where the devnet keeps its files (default: a new temporary folder)')
+    .action(async (flags: DevnetFlags) => {
+      const devnet = await startDevnet({
+        providers: parsePositiveInt(flags.providers, '--providers'),
+        ...(flags.dir === undefined ? {} : { dir: flags.dir }),
+        log: flags.json ? undefined : (line) => ctx.io.err(line),
+      });
+      try {
+        if (flags.json) ctx.io.out(toJson(describeDevnet(devnet)));
+        else {
+          printFields(ctx.io, [
+            ['rpc url', devnet.rpcUrl],
+            ['chain id', String(devnet.chainId)],
+            ['addresses', devnet.deploymentFile],
+            [
+              'client key',
+              `${devnet.client.privateKey} (${devnet.client.address}, funded, deposit in escrow)`,
+            ],
+            ...devnet.providers.map((p): [string, string] => [
+              `provider ${p.index}`,
+              `${p.url} ${p.address}`,
+            ]),
+            ...devnet.models.map((m): [string, string] => [`model ${m.name}`, m.id]),
+          ]);
+          ctx.io.out('The devnet is up; Ctrl-C stops it.');
+        }
+        await ctx.untilStopped;
+      } finally {
+        await devnet.stop();
+      }
+    });
+}
+
+/** The one JSON line `glassbox devnet --json` prints: everything a client needs to connect. */
+export function describeDevnet(devnet: Devnet) {
+  return {
+    rpcUrl: devnet.rpcUrl,
+    chainId: devnet.chainId,
+    deploymentFile: devnet.deploymentFile,
+    contracts: devnet.deployment.contracts,
+    providers: devnet.providers.map((p) => ({ url: p.url, address: p.address, signer: p.signer })),
+    models: Object.fromEntries(devnet.models.map((m) => [m.name, m.id])),
+    client: devnet.client,
+  };
+}

@@ -1,0 +1,250 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { Address, Hex } from 'viem';
+import { mnemonicToAccount } from 'viem/accounts';
+import {
+  ANVIL_MNEMONIC,
+  connect,
+  deployGlassbox,
+  deposit,
+  getModel,
+  mintDevTokens,
+  registerModel,
+  startAnvil,
+  withAccount,
+  writeDeployment,
+  type Anvil,
+  type ChainParams,
+  type Deployment,
+  type GlassboxClient,
+} from '../chain/index.js';
+import { GlassboxError } from '../protocol/errors.js';
+import type { ModelId } from '../protocol/manifest.js';
+import { createFsStore, packModelFolder } from '../store/index.js';
+
+/*
+ * The local network in one call: anvil, the contracts, funded accounts, the example models
+ * registered on chain, and N provider nodes, each its own process (`glassbox node start`), on
+ * loopback ports. What `glassbox devnet` and `npm start` run, and what the end-to-end tests use.
+ */
+
+const E18 = 10n ** 18n;
+
+/** Short delays, so that a demo can see notice periods and withdrawals pass. */
+export const DEVNET_PARAMS: Partial<ChainParams> = {
+  minStake: 100n * E18,
+  unbondingDelayMs: 30 * 60_000,
+  priceNoticeMs: 5 * 60_000,
+  withdrawalDelayMs: 5 * 60_000,
+  challengeBond: 10n * E18,
+  committeeSize: 3,
+  commitPeriodMs: 2 * 60_000,
+  revealPeriodMs: 2 * 60_000,
+};
+
+/** The built CLI: devnet providers run it as separate processes (also when this file runs from src/). */
+const CLI_MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+/** The example models' folders, built by `npm run models`. */
+const EXAMPLES = fileURLToPath(new URL('../../examples/models/build/', import.meta.url));
+
+export type DevnetProviderOptions = {
+  /** Per-model price in base units (default 1e15 = 0.001 token). */
+  readonly price?: bigint;
+  /** Test-only fault switch: perturb this share of answers. */
+  readonly perturb?: number;
+};
+
+export type DevnetOptions = {
+  readonly providers?: number;
+  /** Per-provider settings, by index. */
+  readonly provider?: (index: number) => DevnetProviderOptions;
+  /** Model folders to publish (default: the example models). */
+  readonly models?: readonly string[];
+  /** Where the devnet keeps its files (default: a new temporary folder). */
+  readonly dir?: string;
+  readonly params?: Partial<ChainParams>;
+  /** Extra node config fields for every provider (batch sizes, credit, log level…). */
+  readonly nodeConfig?: Record<string, unknown>;
+  /** Progress lines for people. */
+  readonly log?: (line: string) => void;
+};
+
+export type DevnetProvider = {
+  readonly index: number;
+  readonly address: Address;
+  readonly signer: Address;
+  readonly configFile: string;
+  url: string;
+  process: ChildProcess;
+  /** Stops the process with `signal` (SIGKILL to simulate a crash) and waits for it to exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts the process again with the same config and data. */
+  restart(): Promise<void>;
+};
+
+export type Devnet = {
+  readonly anvil: Anvil;
+  readonly rpcUrl: string;
+  readonly chainId: number;
+  readonly deployment: Deployment;
+  readonly deploymentFile: string;
+  readonly dir: string;
+  /** A funded client with a deposit in the escrow. */
+  readonly client: { readonly address: Address; readonly privateKey: Hex };
+  readonly models: readonly { readonly name: string; readonly id: ModelId; readonly folder: string }[];
+  readonly providers: readonly DevnetProvider[];
+  stop(): Promise<void>;
+};
+
+/** Dev account `i` of anvil's mnemonic, as a key. */
+function devKey(index: number): { address: Address; privateKey: Hex } {
+  const account = mnemonicToAccount(ANVIL_MNEMONIC, { addressIndex: index });
+  return {
+    address: account.address,
+    privateKey: `0x${Buffer.from(account.getHdKey().privateKey!).toString('hex')}`,
+  };
+}
+
+export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> {
+  const count = options.providers ?? 3;
+  const log = options.log ?? (() => undefined);
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'glassbox-devnet-')));
+  await mkdir(dir, { recursive: true });
+  // Accounts: 0 deploys and publishes models, 1..count stake as providers, the next is the client;
+  // signing keys come from indices 100+, so that they differ from the staking accounts.
+  const anvil = await startAnvil({ accounts: count + 2 });
+  const providers: DevnetProvider[] = [];
+  try {
+    const deployer = anvil.accounts[0]!;
+    const deployment = await deployGlassbox({
+      rpcUrl: anvil.rpcUrl,
+      chainId: anvil.chainId,
+      account: deployer.privateKey,
+      params: { ...DEVNET_PARAMS, ...options.params },
+      pollingIntervalMs: 10,
+    });
+    const deploymentFile = join(dir, 'deployment.json');
+    await writeDeployment(deploymentFile, deployment);
+    log(`chain    ${anvil.rpcUrl} (chain id ${anvil.chainId}), contracts deployed`);
+
+    const connection = connect({ rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, pollingIntervalMs: 10 });
+    const as = (key: Hex): GlassboxClient => withAccount({ ...connection, deployment }, key);
+    const owner = as(deployer.privateKey);
+    const client = anvil.accounts[count + 1]!;
+    for (const account of [...anvil.accounts.slice(1, count + 1), client])
+      await mintDevTokens(owner, { to: account.address, amount: 10_000n * E18 });
+    await deposit(as(client.privateKey), 1_000n * E18);
+
+    const store = createFsStore(join(dir, 'store'));
+    const models = [];
+    for (const folder of options.models ?? ['iris', 'iris-int8', 'cnn'].map((m) => join(EXAMPLES, m))) {
+      const { id, manifest } = await packModelFolder(store, folder);
+      if (!(await getModel(owner, id)))
+        await registerModel(owner, {
+          model: id,
+          exact: manifest.policy.kind === 'exact',
+          metadata: JSON.stringify({ name: manifest.name, version: manifest.version }),
+        });
+      models.push({ name: manifest.name, id, folder });
+      log(`model    ${manifest.name} ${manifest.version} ${id}`);
+    }
+
+    for (let i = 0; i < count; i++) {
+      const staking = anvil.accounts[i + 1]!;
+      const signing = devKey(100 + i);
+      const settings = options.provider?.(i) ?? {};
+      const dataDir = join(dir, `provider-${i}`);
+      await mkdir(dataDir, { recursive: true });
+      const configFile = join(dataDir, 'config.json');
+      const config = {
+        chain: { rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, deploymentFile, pollingIntervalMs: 10 },
+        keys: { stakingKey: staking.privateKey, signingKey: signing.privateKey },
+        dataDir,
+        // Each node packs the folders into its own store: the same files give the same ids.
+        models: models.map((m) => ({ model: m.folder, price: (settings.price ?? 10n ** 15n).toString() })),
+        stake: (1_000n * E18).toString(),
+        peers: [],
+        logLevel: 'warn',
+        ...options.nodeConfig,
+        ...(settings.perturb === undefined ? {} : { fault: { perturb: settings.perturb } }),
+      };
+      await writeFile(configFile, JSON.stringify(config, null, 2));
+      providers.push(await spawnProvider(i, staking.address, signing.address, configFile));
+      log(`provider ${i} ${providers[i]!.url} staking ${staking.address} signing ${signing.address}`);
+    }
+
+    return {
+      anvil,
+      rpcUrl: anvil.rpcUrl,
+      chainId: anvil.chainId,
+      deployment,
+      deploymentFile,
+      dir,
+      client,
+      models,
+      providers,
+      stop: async () => {
+        await Promise.all(providers.map((p) => p.kill('SIGTERM')));
+        await anvil.stop();
+      },
+    };
+  } catch (error) {
+    await Promise.all(providers.map((p) => p.kill('SIGKILL')));
+    await anvil.stop();
+    throw error;
+  }
+}
+
+/** Starts `glassbox node start --config <file>` and waits for its ready line: {"ready": true, "url": ...}. */
+async function spawnProvider(
+  index: number,
+  address: Address,
+  signer: Address,
+  configFile: string,
+): Promise<DevnetProvider> {
+  const provider: DevnetProvider = {
+    index,
+    address,
+    signer,
+    configFile,
+    url: '',
+    process: undefined as unknown as ChildProcess,
+    kill: async (signal = 'SIGTERM') => {
+      const child = provider.process;
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill(signal);
+      await exited;
+    },
+    restart: async () => {
+      await provider.kill('SIGTERM');
+      await launch();
+    },
+  };
+  const launch = async () => {
+    const child = spawn(process.execPath, [CLI_MAIN, 'node', 'start', '--config', configFile, '--json'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    provider.process = child;
+    provider.url = await new Promise<string>((resolve, reject) => {
+      const lines = createInterface({ input: child.stdout! });
+      const fail = (why: string) =>
+        reject(new GlassboxError('PROVIDER_UNAVAILABLE', `provider ${index} did not start: ${why}`));
+      child.once('exit', (code, signal) => fail(`exited with ${signal ?? code}`));
+      lines.on('line', (line) => {
+        try {
+          const event = JSON.parse(line) as { ready?: boolean; url?: string };
+          if (event.ready && event.url) resolve(event.url);
+        } catch {
+          // not a JSON line: the node's own output, ignored
+        }
+      });
+    });
+  };
+  await launch();
+  return provider;
+}
