@@ -46,14 +46,21 @@ const PLATFORM: Record<string, string> = { linux: 'linux', darwin: 'darwin', win
 const ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64' };
 
 /**
- * Finds the anvil binary: explicit path, $GLASSBOX_ANVIL, the npm platform package, then PATH.
+ * Finds the anvil binary: an explicit path (used as given: missing is an error, never a silent
+ * fallback to another anvil), else $GLASSBOX_ANVIL, the npm platform package, then PATH.
  * Only the linux-amd64 package is an (optional) dependency: the registry serves no other platform's,
  * and a lock file naming missing packages breaks `npm ci`. Elsewhere, install Foundry's anvil.
  */
 export function resolveAnvilBinary(explicit?: string): string {
   const exe = process.platform === 'win32' ? 'anvil.exe' : 'anvil';
+  if (explicit) {
+    if (existsSync(explicit)) return explicit;
+    throw new GlassboxError('CHAIN_ANVIL', `anvil was not found at ${explicit}`, {
+      metaMessages: ['give the path of an anvil binary, or leave it out to use the one from npm or PATH'],
+      details: { binary: explicit },
+    });
+  }
   const candidates: string[] = [];
-  if (explicit) candidates.push(explicit);
   if (process.env.GLASSBOX_ANVIL) candidates.push(process.env.GLASSBOX_ANVIL);
   const require = createRequire(import.meta.url);
   const platform = PLATFORM[process.platform];

@@ -1,4 +1,5 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,12 +64,49 @@ describe('anvil', () => {
     await second.stop();
   });
 
-  it('fails with CHAIN_ANVIL when the port is taken or the binary is missing', async () => {
+  it('fails with CHAIN_ANVIL when the port is taken', async () => {
     const held = await startAnvil();
     const error = await startAnvil({ port: held.port, startTimeoutMs: 3000 }).catch((e: unknown) => e);
     expect(isGlassboxError(error, 'CHAIN_ANVIL')).toBe(true);
+    expect((error as Error).message).toContain(String(held.port));
     await held.stop();
-    expect(resolveAnvilBinary('/nonexistent/anvil')).not.toBe('/nonexistent/anvil'); // falls back
-    expect(await freePort()).toBeGreaterThan(0);
+  });
+
+  it('fails with CHAIN_ANVIL when the binary is missing', async () => {
+    const path = process.env.PATH;
+    const env = process.env.GLASSBOX_ANVIL;
+    process.env.PATH = '';
+    delete process.env.GLASSBOX_ANVIL;
+    try {
+      const error = await startAnvil({ binary: '/nonexistent/anvil' }).then(
+        async (started) => (await started.stop(), undefined), // never leave a stray anvil behind
+        (e: unknown) => e,
+      );
+      expect(isGlassboxError(error, 'CHAIN_ANVIL')).toBe(true);
+      expect((error as Error).message).toContain('/nonexistent/anvil');
+      expect(() => resolveAnvilBinary('/nonexistent/anvil')).toThrow(/not found/);
+    } finally {
+      process.env.PATH = path;
+      if (env !== undefined) process.env.GLASSBOX_ANVIL = env;
+    }
+  });
+
+  it('fails with CHAIN_ANVIL when the binary exists but does not start', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'glassbox-anvil-'));
+    const fake = join(dir, 'anvil');
+    await writeFile(fake, '#!/bin/sh\nexit 3\n', { mode: 0o755 });
+    const error = await startAnvil({ binary: fake, startTimeoutMs: 3000 }).catch((e: unknown) => e);
+    expect(isGlassboxError(error, 'CHAIN_ANVIL')).toBe(true);
+    expect((error as Error).message).toMatch(/did not start/);
+  });
+
+  it('freePort returns a port that can be bound', async () => {
+    const port = await freePort();
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+    await new Promise((resolve) => server.close(resolve));
   });
 });
