@@ -2,6 +2,8 @@ import type { Address, Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
+  ABIS,
+  eventsOf,
   commitBatch,
   commitVote,
   getChallenge,
@@ -451,6 +453,58 @@ describe('DisputeManager: challenges', () => {
       openChallenge(chain.as(CHALLENGER), { ...signed, inputsUri: 'x' }),
       'AlreadyChallenged',
     );
+  });
+
+  it('refuses votes on unknown or settled challenges', async () => {
+    const salt = h('s');
+    await expectRevert(commitVote(chain.as(2), { challengeId: 7n, guilty: true, salt }), 'UnknownChallenge');
+    await expectRevert(revealVote(chain.as(2), { challengeId: 7n, guilty: true, salt }), 'UnknownChallenge');
+    const { challengeId, committee } = await openSigned();
+    await chain.increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
+    await resolveChallenge(chain.as(0), challengeId);
+    await expectRevert(
+      commitVote(asAddr(committee[0]!), { challengeId, guilty: true, salt }),
+      'ChallengeNotOpen',
+    );
+  });
+
+  it('penalises a member who committed but never revealed, and only that member', async () => {
+    const { challengeId, committee } = await openSigned();
+    const [m0, m1, m2] = committee as [Address, Address, Address];
+    const stakes = await Promise.all(committee.map(stakeOf));
+    const treasury = await bal(0);
+    for (const m of committee) await vote(challengeId, m, true, 'commit');
+    await vote(challengeId, m0, true, 'reveal');
+    await vote(challengeId, m1, true, 'reveal'); // m2 committed, then went silent
+    await chain.increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
+    const { status, receipt: tx } = await resolveChallenge(chain.as(0), challengeId);
+    expect(status).toBe('upheld');
+    expect(await stakeOf(m0)).toBe(stakes[0]);
+    expect(await stakeOf(m1)).toBe(stakes[1]);
+    expect(await stakeOf(m2)).toBe(stakes[2]! - PENALTY);
+    const penalties = eventsOf<{ member: Address; amount: bigint }>(
+      ABIS.disputeManager,
+      'NonRevealPenalised',
+      tx.logs,
+    );
+    expect(penalties.map((e) => [e.member, e.amount])).toEqual([[m2, PENALTY]]);
+    expect(await bal(0)).toBe(treasury + 50n * E18 + PENALTY); // half the slash, and the penalty
+  });
+
+  it('draws committee seats by stake: one large stake among small ones sits on nearly every committee', async () => {
+    const BIG = 2;
+    await addStake(chain.as(BIG), 9000n * E18); // ~9,100 against ~100 for each of six others
+    for (const v of [7, 8])
+      await registerProvider(chain.as(v), { endpoint: `http://v${v}`, signer: chain.address(v), stake: MIN });
+    const seats = new Map<Address, number>();
+    const ROUNDS = 10;
+    for (let i = 0; i < ROUNDS; i++) {
+      const { committee } = await openSigned();
+      expect(new Set(committee).size).toBe(3);
+      for (const m of committee) seats.set(m, (seats.get(m) ?? 0) + 1);
+    }
+    // uniform draws would seat it in 3 of 7 committees; by stake, it misses one in ~7,000
+    expect(seats.get(chain.address(BIG))).toBeGreaterThanOrEqual(ROUNDS - 1);
   });
 
   it('refuses a reveal after the reveal deadline', async () => {

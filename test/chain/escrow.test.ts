@@ -111,6 +111,12 @@ describe('PaymentEscrow', () => {
       redeemVoucher(chain.as(PROVIDER), { ...v, signature: '0x1234' }),
       'ECDSAInvalidSignatureLength',
     );
+    // well-formed 65 bytes (r = 0, s = 1, v = 27, s in the lower half) that ecrecover maps to nobody
+    const nobody = `0x${'00'.repeat(32)}${'00'.repeat(31)}01${'1b'}` as const;
+    await expectRevert(
+      redeemVoucher(chain.as(PROVIDER), { ...v, signature: nobody }),
+      'ECDSAInvalidSignature',
+    );
     expect(await getDeposit(chain.as(0), chain.address(CLIENT))).toBe(100n * E18);
   });
 

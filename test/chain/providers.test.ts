@@ -8,6 +8,7 @@ import {
   isProviderSigner,
   listProviders,
   pauseProvider,
+  readFrom,
   registerProvider,
   removeOffer,
   requestUnstake,
@@ -105,6 +106,31 @@ describe('ProviderRegistry: stake', () => {
     expect((await getProvider(chain.as(0), chain.address(1))).active).toBe(false);
   });
 
+  it('after a full exit, adding stake must reach the minimum again', async () => {
+    await register(1);
+    await requestUnstake(chain.as(1), MIN);
+    await expectRevert(addStake(chain.as(1), MIN - 1n), 'StakeBelowMinimum');
+    await addStake(chain.as(1), MIN);
+    const p = await getProvider(chain.as(0), chain.address(1));
+    expect(p).toMatchObject({ stake: MIN, unbonding: MIN, active: true });
+  });
+
+  it('refuses every provider action from an account that never registered', async () => {
+    await expectRevert(requestUnstake(chain.as(4), E18), 'NotRegistered');
+    await expectRevert(withdrawStake(chain.as(4)), 'NotRegistered');
+    await expectRevert(setEndpoint(chain.as(4), 'http://x'), 'NotRegistered');
+    await expectRevert(resumeProvider(chain.as(4)), 'NotRegistered');
+  });
+
+  it('slashing and the stake lock are callable by nobody but the DisputeManager', async () => {
+    await register(1);
+    for (const fn of ['lockStake', 'unlockStake'])
+      await expectRevert(
+        sendTo(chain.as(1), 'providerRegistry', fn, [chain.address(1)]),
+        'NotDisputeManager',
+      );
+  });
+
   it('slashing is callable by nobody but the DisputeManager', async () => {
     await register(1);
     for (const i of [0, 1, 2])
@@ -155,6 +181,30 @@ describe('ProviderRegistry: identity and availability', () => {
     await resumeProvider(chain.as(1));
     expect((await getProvider(chain.as(0), chain.address(1))).active).toBe(true);
     await expectRevert(pauseProvider(chain.as(2)), 'NotRegistered');
+  });
+});
+
+describe('ProviderRegistry: the committee pool', () => {
+  it('eligibleVoters leaves out the two excluded accounts, paused providers and those under the minimum', async () => {
+    for (const i of [1, 2, 3, 4, 5]) await register(i, MIN + BigInt(i) * E18);
+    await pauseProvider(chain.as(3));
+    await requestUnstake(chain.as(4), MIN + 4n * E18); // a full exit: staked 0
+    const [accounts, stakes] = await readFrom<readonly [readonly string[], readonly bigint[]]>(
+      chain.as(0),
+      'providerRegistry',
+      'eligibleVoters',
+      [chain.address(1), chain.address(9)],
+    );
+    expect(accounts).toEqual([chain.address(2), chain.address(5)]);
+    expect(stakes).toEqual([MIN + 2n * E18, MIN + 5n * E18]);
+    await resumeProvider(chain.as(3));
+    const [again] = await readFrom<readonly [readonly string[], readonly bigint[]]>(
+      chain.as(0),
+      'providerRegistry',
+      'eligibleVoters',
+      [chain.address(1), chain.address(2)],
+    );
+    expect(again).toEqual([chain.address(3), chain.address(5)]);
   });
 });
 
