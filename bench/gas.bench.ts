@@ -40,12 +40,14 @@ import { keccak256, toHex, type Hex } from 'viem';
  */
 
 const h = (s: string): Hex => keccak256(toHex(s));
+/** Providers registered after the main measurements, to see how opening a challenge scales. */
+const EXTRA_PROVIDERS = 40;
 const E18 = 10n ** 18n;
 let anvil: Anvil;
 let clients: GlassboxClient[];
 
 beforeAll(async () => {
-  anvil = await startAnvil({ accounts: 12 });
+  anvil = await startAnvil({ accounts: 12 + EXTRA_PROVIDERS });
   const deployment = await deployGlassbox({
     rpcUrl: anvil.rpcUrl,
     chainId: anvil.chainId,
@@ -173,6 +175,22 @@ it('records the gas of every action and the amortised cost per inference', async
   gas['challenge: reveal vote (each)'] = Number(reveals) / opened.committee.length;
   gas['challenge: resolve (slash + split)'] = Number(resolved.gasUsed);
   gas[`whole challenge (committee of ${opened.committee.length})`] = Number(total);
+
+  // opening a challenge scans every registered provider (eligibleVoters): how it grows
+  const openWith = async (n: number) => {
+    const r = await signReceipt(signer, receipt(1000 + n), receiptDomain);
+    return Number((await openChallenge(clients[10]!, { ...r, inputsUri: 'ipfs://inputs' })).gasUsed);
+  };
+  const before = await openWith(0);
+  for (let i = 12; i < 12 + EXTRA_PROVIDERS; i++)
+    await registerProvider(clients[i]!, {
+      endpoint: `https://p${i}.example`,
+      signer: addr(i),
+      stake: minStake,
+    });
+  const after = await openWith(EXTRA_PROVIDERS);
+  gas[`challenge: open, ${7 + EXTRA_PROVIDERS} providers registered`] = after;
+  gas['challenge: open, extra gas per registered provider'] = Math.round((after - before) / EXTRA_PROVIDERS);
 
   const at1000 = perInference.find((p) => p.receipts === 1000)!.gasPerInference;
   expect(at1000).toBeLessThanOrEqual(1000);
