@@ -11,6 +11,7 @@ import {
   setSigner,
   type GlassboxClient,
 } from '../chain/index.js';
+import { isGlassboxError } from '../protocol/errors.js';
 import type { ModelPackage } from '../protocol/manifest.js';
 
 /*
@@ -60,11 +61,17 @@ export async function ensureModelRegistered(
 ): Promise<ChainAction[]> {
   if (await getModel(client, pkg.id)) return [];
   const { name, version } = pkg.manifest;
-  await registerModel(client, {
-    model: pkg.id,
-    exact: pkg.manifest.policy.kind === 'exact',
-    metadata: JSON.stringify({ name, version }),
-  });
+  try {
+    await registerModel(client, {
+      model: pkg.id,
+      exact: pkg.manifest.policy.kind === 'exact',
+      metadata: JSON.stringify({ name, version }),
+    });
+  } catch (error) {
+    // Another node starting at the same time registered it first: what we wanted.
+    if (isGlassboxError(error, 'CHAIN_REVERTED') && (await getModel(client, pkg.id))) return [];
+    throw error;
+  }
   return [{ action: 'registerModel', detail: pkg.id }];
 }
 
