@@ -5,7 +5,7 @@ import { keccak256, toHex, type Address, type Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { deposit } from '../../src/chain/index.js';
 import { startNode, type GlassboxNode, type NodeConfigInput } from '../../src/node/index.js';
-import { BINARY_TYPE, REQUEST_HEADER, voucherToJson, type InferRequest } from '../../src/protocol/api.js';
+import { BINARY_TYPE, REQUEST_HEADER, voucherToJson } from '../../src/protocol/api.js';
 import type { ModelPackage } from '../../src/protocol/manifest.js';
 import { signVoucher, type SignedVoucher } from '../../src/protocol/voucher.js';
 import { E18, startTestChain, TEST_PARAMS, type TestChain } from '../chain/support.js';
@@ -75,7 +75,7 @@ export const INT8_INPUTS = {
 export function inferBody(
   pkg: ModelPackage,
   client: Address,
-  over: Partial<InferRequest> & Record<string, unknown> = {},
+  over: Record<string, unknown> = {},
 ): Record<string, unknown> {
   return {
     requestId: requestId(),
