@@ -4,6 +4,8 @@ import { registerRunCommand } from './commands/run.js';
 import { registerChainCommands } from './commands/chain.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerDevnetCommand } from './commands/devnet.js';
+import { registerInferCommand } from './commands/infer.js';
+import { registerNetworkCommands } from './commands/network.js';
 import { registerNodeCommands } from './commands/node.js';
 import { reportError, type Io } from './io.js';
 
@@ -35,12 +37,14 @@ export function createProgram(io: Io, untilStopped: () => Promise<void> = untilS
       return (stopped ??= untilStopped());
     },
   };
-  registerModelCommands(program, ctx);
+  const model = registerModelCommands(program, ctx);
   registerRunCommand(program, ctx);
   registerDemoCommand(program, ctx);
   registerChainCommands(program, ctx);
   registerNodeCommands(program, ctx);
   registerDevnetCommand(program, ctx);
+  registerInferCommand(program, ctx);
+  registerNetworkCommands(program, model, ctx);
   return program;
 }
 

@@ -157,6 +157,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       const staking = anvil.accounts[i + 1]!;
       const signing = devKey(100 + i);
       const settings = options.provider?.(i) ?? {};
+      const price = settings.price ?? 10n ** 15n;
       const dataDir = join(dir, `provider-${i}`);
       await mkdir(dataDir, { recursive: true });
       const configFile = join(dataDir, 'config.json');
@@ -165,7 +166,9 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
         keys: { stakingKey: staking.privateKey, signingKey: signing.privateKey },
         dataDir,
         // Each node packs the folders into its own store: the same files give the same ids.
-        models: models.map((m) => ({ model: m.folder, price: (settings.price ?? 10n ** 15n).toString() })),
+        models: models.map((m) => ({ model: m.folder, price: price.toString() })),
+        // Pay-after: a client may owe up to 100 answers before it must send a voucher.
+        creditLimit: (price * 100n).toString(),
         stake: (1_000n * E18).toString(),
         peers: [],
         logLevel: 'warn',

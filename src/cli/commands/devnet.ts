@@ -1,6 +1,8 @@
+import { rm } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { startDevnet, type Devnet } from '../../devnet/index.js';
 import { parsePositiveInt } from '../args.js';
+import { devnetProfilePath, writeDevnetProfile } from '../connection.js';
 import { printFields, toJson } from '../io.js';
 import { jsonOption } from '../options.js';
 import type { Context } from '../program.js';
@@ -19,6 +21,13 @@ export function registerDevnetCommand(program: Command, ctx: Context): void {
         providers: parsePositiveInt(flags.providers, '--providers'),
         ...(flags.dir === undefined ? {} : { dir: flags.dir }),
         log: flags.json ? undefined : (line) => ctx.io.err(line),
+      });
+      // Commands run without chain flags talk to this devnet until it stops.
+      await writeDevnetProfile({
+        rpcUrl: devnet.rpcUrl,
+        chainId: devnet.chainId,
+        deploymentFile: devnet.deploymentFile,
+        privateKey: devnet.client.privateKey,
       });
       try {
         if (flags.json) ctx.io.out(toJson(describeDevnet(devnet)));
@@ -41,6 +50,7 @@ export function registerDevnetCommand(program: Command, ctx: Context): void {
         }
         await ctx.untilStopped;
       } finally {
+        await rm(devnetProfilePath(), { force: true });
         await devnet.stop();
       }
     });

@@ -5,8 +5,10 @@ import { commonOptions, globals } from '../options.js';
 import type { Context } from '../program.js';
 import { describeDims, openStore, packFromPath, resolveManifest } from '../models.js';
 
-export function registerModelCommands(program: Command, ctx: Context): void {
-  const model = program.command('model').description('pack and inspect content-addressed model packages');
+export function registerModelCommands(program: Command, ctx: Context): Command {
+  const model = program
+    .command('model')
+    .description('pack, inspect and publish content-addressed model packages');
 
   commonOptions(model.command('pack'))
     .description('store an .onnx file (or a folder with model.onnx and model.json) as a model package')
@@ -55,6 +57,7 @@ export function registerModelCommands(program: Command, ctx: Context): void {
       ]);
       if (manifest.description) ctx.io.out(`\n${manifest.description}`);
     });
+  return model;
 }
 
 type PackFlags = { name?: string; version?: string; policy?: string; description?: string; license?: string };

@@ -1,0 +1,78 @@
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Command } from 'commander';
+import { isHex, type Hex } from 'viem';
+import { createClient, type Client } from '../sdk/index.js';
+import { parsePositiveInt } from './args.js';
+import { glassboxHome, usageError } from './io.js';
+
+/*
+ * How commands reach a chain: --rpc-url, --chain-id, --deployment and --private-key, each falling
+ * back to $GLASSBOX_RPC_URL, $GLASSBOX_CHAIN_ID, $GLASSBOX_DEPLOYMENT, $GLASSBOX_PRIVATE_KEY, and
+ * then to the profile `glassbox devnet` writes (~/.glassbox/devnet.json), so that the commands
+ * work against a running devnet without flags.
+ */
+
+export type ConnectionFlags = { rpcUrl?: string; chainId?: string; deployment?: string; privateKey?: string };
+
+export type Connection = { rpcUrl: string; chainId: number; deploymentFile: string; privateKey?: Hex };
+
+export function devnetProfilePath(): string {
+  return join(glassboxHome(), 'devnet.json');
+}
+
+export async function writeDevnetProfile(connection: Required<Connection>): Promise<void> {
+  await mkdir(dirname(devnetProfilePath()), { recursive: true });
+  await writeFile(devnetProfilePath(), JSON.stringify(connection, null, 2) + '\n');
+}
+
+export function connectionOptions(command: Command): Command {
+  return command
+    .option(
+      '--rpc-url <url>',
+      'JSON-RPC endpoint of the chain ($GLASSBOX_RPC_URL; default: the running devnet)',
+    )
+    .option('--chain-id <id>', 'chain id ($GLASSBOX_CHAIN_ID)')
+    .option('--deployment <file>', 'the addresses file of `glassbox chain deploy` ($GLASSBOX_DEPLOYMENT)')
+    .option('--private-key <key>', 'the account to act as ($GLASSBOX_PRIVATE_KEY)');
+}
+
+export async function resolveConnection(flags: ConnectionFlags): Promise<Connection> {
+  const profile = await readFile(devnetProfilePath(), 'utf8').then(
+    (text) => JSON.parse(text) as Partial<Connection>,
+    () => ({}) as Partial<Connection>,
+  );
+  const env = process.env;
+  const rpcUrl = flags.rpcUrl ?? env.GLASSBOX_RPC_URL ?? profile.rpcUrl;
+  const chainId = flags.chainId ?? env.GLASSBOX_CHAIN_ID ?? profile.chainId?.toString();
+  const deploymentFile = flags.deployment ?? env.GLASSBOX_DEPLOYMENT ?? profile.deploymentFile;
+  const privateKey = flags.privateKey ?? env.GLASSBOX_PRIVATE_KEY ?? profile.privateKey;
+  if (!rpcUrl || !chainId || !deploymentFile)
+    throw usageError(
+      'no chain to talk to: pass --rpc-url, --chain-id and --deployment, or start `glassbox devnet`',
+    );
+  if (privateKey !== undefined && !(isHex(privateKey) && privateKey.length === 66))
+    throw usageError('--private-key is not a 32-byte 0x-hex key');
+  return {
+    rpcUrl,
+    chainId: parsePositiveInt(chainId, '--chain-id'),
+    deploymentFile,
+    ...(privateKey ? { privateKey } : {}),
+  };
+}
+
+/** A client of the network acting as the connection's account. */
+export async function openClient(
+  connection: Connection,
+  extra: { store?: Parameters<typeof createClient>[0]['store'] } = {},
+): Promise<Client> {
+  if (!connection.privateKey)
+    throw usageError('this command acts on chain: pass --private-key or set $GLASSBOX_PRIVATE_KEY');
+  return createClient({
+    rpcUrl: connection.rpcUrl,
+    chainId: connection.chainId,
+    deploymentFile: connection.deploymentFile,
+    account: connection.privateKey,
+    ...extra,
+  });
+}
