@@ -11,6 +11,7 @@ import { loadModel } from '../../store/index.js';
 import { printFields } from '../io.js';
 import { openStore, packFromPath } from '../models.js';
 import { commonOptions, globals } from '../options.js';
+import { runNetworkDemo } from './network-demo.js';
 import type { Context } from '../program.js';
 
 /** The example model builder ships beside src/ and dist/ alike: three folders up from this file. */
@@ -23,9 +24,15 @@ type ExampleBuilder = {
 export function registerDemoCommand(program: Command, ctx: Context): void {
   commonOptions(program.command('demo'))
     .description(
-      'the local demo: build the sample models, pack them, run them and show what makes a result checkable',
+      'what npm start runs: a local network, a published model, verified answers, batches on chain and payment',
     )
-    .action(async (_options: unknown, command: Command) => {
+    .option(
+      '--local',
+      'only the offline part: pack the sample models, run them, show the hashes that make a result checkable',
+      false,
+    )
+    .action(async (options: { local: boolean }, command: Command) => {
+      if (!options.local) return runNetworkDemo(ctx);
       const { io } = ctx;
       const storeDir = globals(command).store;
       const store = openStore(storeDir);
