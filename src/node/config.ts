@@ -92,6 +92,11 @@ export const nodeConfigSchema = z.strictObject({
   runTimeoutMs: z.number().int().min(1).default(30_000),
   /** How long a read of the on-chain price is reused. */
   priceCacheMs: ms.default(2_000),
+  /**
+   * How long stop() waits for requests in flight before it closes every connection (a client may
+   * hold a connection open without sending a request).
+   */
+  shutdownGraceMs: ms.default(10_000),
   /** pino level; 'silent' for tests. */
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /**
@@ -113,7 +118,10 @@ export function parseNodeConfig(input: unknown): NodeConfig {
   const result = nodeConfigSchema.safeParse(input);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
-  const field = issue.path.map(String).join('.') || 'config';
+  const path = issue.path.map(String);
+  // An unknown key (a typo) is named itself, not its parent object.
+  if (issue.code === 'unrecognized_keys' && issue.keys[0] !== undefined) path.push(issue.keys[0]);
+  const field = path.join('.') || 'config';
   throw new GlassboxError('CONFIG_INVALID', `config ${field}: ${issue.message}`, {
     field,
     metaMessages: result.error.issues.slice(1, 4).map((i) => `also: ${i.path.join('.')}: ${i.message}`),

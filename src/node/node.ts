@@ -227,7 +227,10 @@ export async function createNode(
       if (state === 'stopping') return;
       const wasReady = state === 'ready';
       state = 'stopping';
-      await app.close(); // stops accepting; requests in flight finish first
+      // Stops accepting; requests in flight finish first, within the grace period.
+      const grace = setTimeout(() => app.server.closeAllConnections(), config.shutdownGraceMs);
+      await app.close();
+      clearTimeout(grace);
       if (pruner) clearInterval(pruner);
       try {
         if (wasReady) {

@@ -50,6 +50,7 @@ export function nodeConfig(
     stake: (200n * E18).toString(),
     creditLimit: (100n * PRICE).toString(),
     redeemIntervalMs: 0,
+    shutdownGraceMs: 1000,
     logLevel: 'silent',
     ...over,
   };
