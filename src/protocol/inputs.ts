@@ -1,7 +1,7 @@
-import { tensorFromElements, tensorFromJson } from './encoding.js';
+import { MAX_RANK, tensorFromElements, tensorFromJson } from './encoding.js';
 import { GlassboxError } from './errors.js';
 import type { TensorSpec } from './manifest.js';
-import { dataByteLength, type Tensor, type TensorMap } from './tensor.js';
+import { assertTensor, dataByteLength, type Tensor, type TensorMap } from './tensor.js';
 
 /*
  * Inputs checked against a model's schema (its manifest's `inputs`), before anything runs. Every
@@ -10,6 +10,13 @@ import { dataByteLength, type Tensor, type TensorMap } from './tensor.js';
 
 export type InputLimits = { readonly maxInputBytes?: number };
 
+/**
+ * Refuses inputs that do not fit the schema: an unknown name (INPUT_UNKNOWN), a missing one
+ * (INPUT_MISSING), a malformed tensor (TENSOR_INVALID), a wrong dtype (INPUT_DTYPE), rank
+ * (INPUT_RANK) or fixed dim (INPUT_DIM), a symbolic dim bound to two sizes (INPUT_DIM: the same
+ * name must take the same size in every input; `?` is free), or more data than the limit
+ * (INPUT_TOO_LARGE, counting all inputs together).
+ */
 export function checkInputs(specs: readonly TensorSpec[], inputs: TensorMap, limits: InputLimits = {}): void {
   const declared = new Map(specs.map((s) => [s.name, s]));
   for (const name of Object.keys(inputs)) {
@@ -26,8 +33,9 @@ export function checkInputs(specs: readonly TensorSpec[], inputs: TensorMap, lim
   let total = 0;
   for (const spec of specs) {
     const field = `inputs.${spec.name}`;
-    const value = inputs[spec.name];
+    const value = Object.hasOwn(inputs, spec.name) ? inputs[spec.name] : undefined;
     if (value === undefined) throw new GlassboxError('INPUT_MISSING', `${field} is missing`, { field });
+    assertTensor(value, field);
     if (value.dtype !== spec.dtype)
       throw new GlassboxError(
         'INPUT_DTYPE',
@@ -104,7 +112,11 @@ export function inputsFromJson(specs: readonly TensorSpec[], json: unknown): Rec
 /** Shape and row-major elements of nested arrays; a scalar is rank 0. Ragged arrays are refused. */
 function flattenNested(value: unknown, field: string): { shape: number[]; elements: unknown[] } {
   const shape: number[] = [];
-  for (let level: unknown = value; Array.isArray(level); level = level[0]) shape.push(level.length);
+  for (let level: unknown = value; Array.isArray(level); level = level[0]) {
+    shape.push(level.length);
+    if (shape.length > MAX_RANK)
+      throw new GlassboxError('INPUT_RANK', `${field} is nested deeper than ${MAX_RANK} levels`, { field });
+  }
   const elements: unknown[] = [];
   const walk = (node: unknown, depth: number, path: string) => {
     if (depth === shape.length) {
