@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -249,5 +249,11 @@ async function spawnProvider(
     });
   };
   await launch();
+  // Restarts keep the address: pin the port the node picked in its config.
+  const config = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
+  await writeFile(
+    configFile,
+    JSON.stringify({ ...config, listen: { port: Number(new URL(provider.url).port) } }, null, 2),
+  );
   return provider;
 }
