@@ -56,6 +56,8 @@ export type DevnetProviderOptions = {
   readonly price?: bigint;
   /** Test-only fault switch: perturb this share of answers. */
   readonly perturb?: number;
+  /** Test-only fault switch: answer this much later. */
+  readonly delayMs?: number;
 };
 
 export type DevnetOptions = {
@@ -173,7 +175,9 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
         peers: [],
         logLevel: 'warn',
         ...options.nodeConfig,
-        ...(settings.perturb === undefined ? {} : { fault: { perturb: settings.perturb } }),
+        ...(settings.perturb === undefined && settings.delayMs === undefined
+          ? {}
+          : { fault: { perturb: settings.perturb ?? 0, delayMs: settings.delayMs ?? 0 } }),
       };
       await writeFile(configFile, JSON.stringify(config, null, 2));
       providers.push(await spawnProvider(i, staking.address, signing.address, configFile));

@@ -101,11 +101,14 @@ export const nodeConfigSchema = z.strictObject({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /**
    * FAULT SWITCH, for tests only: a cheating provider. With probability `perturb` per answer it
-   * changes the first output element (+1e-3 for floats, +1 for integers) before hashing and signing.
+   * changes the first output element (+1e-3 for floats, +1 for integers) before hashing and signing;
+   * with `delayMs` it answers that much later (a slow provider, for hedging).
    */
   fault: z
     .strictObject({
-      perturb: z.number().min(0).max(1),
+      perturb: z.number().min(0).max(1).default(0),
+      /** A slow provider: wait this long before answering. */
+      delayMs: ms.default(0),
     })
     .optional(),
 });

@@ -57,6 +57,8 @@ export type InferServiceParameters = {
   readonly runTimeoutMs: number;
   /** The fault switch: the probability of perturbing an answer (tests only). */
   readonly perturb?: number;
+  /** The fault switch: answer this much later (a slow provider; tests and benchmarks only). */
+  readonly delayMs?: number;
   /** Called after each persisted receipt (the batch committer listens). */
   readonly onReceipt?: () => void;
 };
@@ -101,6 +103,7 @@ export function createInferService(p: InferServiceParameters): InferService {
         outputHash = hashTensors(outputs);
         p.log.warn({ requestId }, 'fault switch: perturbed the outputs of this answer');
       }
+      if (p.delayMs) await new Promise((resolve) => setTimeout(resolve, p.delayMs));
       const receipt: Receipt = {
         requestId,
         provider: p.provider,

@@ -132,7 +132,7 @@ export async function createNode(
     metrics,
     log,
     runTimeoutMs: config.runTimeoutMs,
-    ...(config.fault ? { perturb: config.fault.perturb } : {}),
+    ...(config.fault ? { perturb: config.fault.perturb, delayMs: config.fault.delayMs } : {}),
     onReceipt: () => batcher?.notify(),
   });
   const ctx: NodeContext = {
