@@ -2,6 +2,9 @@ import type { Hex } from 'viem';
 import type { ModelPackage } from '../protocol/manifest.js';
 import type { RuntimeProfile } from '../protocol/runtime-profile.js';
 import type { TensorMap } from '../protocol/tensor.js';
+import type { Trace } from './trace.js';
+
+export type { Divergence, Trace, TraceStep } from './trace.js';
 
 /**
  * An engine runs model packages under one pinned runtime profile. ONNX is the first engine; LLM
@@ -11,34 +14,25 @@ export type Engine = {
   readonly profile: RuntimeProfile;
   /** keccak256 of the profile: the `runtime` of every receipt this engine's results go into. */
   readonly runtimeHash: Hex;
+  /**
+   * Checks the inputs against the manifest's schema (names, dtypes, shapes, total size), runs the
+   * model and hashes inputs and declared outputs. Refusals are GlassboxErrors naming the field.
+   */
   run(pkg: ModelPackage, inputs: TensorMap, options?: RunOptions): Promise<RunResult>;
   /** Releases cached sessions; runs in flight finish first. */
   close(): Promise<void>;
 };
 
 export type RunOptions = {
-  /** Also hash every intermediate tensor, for bisecting disagreements later. */
+  /**
+   * Also hash every intermediate tensor, for bisecting disagreements later. A traced run is an
+   * execution of its own: it may differ in the last bits from an untraced one under the same
+   * profile (an exposed intermediate blocks the fusions that would consume it), and its outputs are
+   * the ones reported. Re-execute a receipt traced iff its traceRoot is non-zero.
+   */
   readonly trace?: boolean;
   /** Overrides the engine's per-run time limit. */
   readonly timeoutMs?: number;
-};
-
-/** One intermediate tensor of a traced run, in graph (node) order. */
-export type TraceStep = {
-  readonly index: number;
-  /** The node's name, or `<op>#<position>` when the graph leaves it unnamed. */
-  readonly node: string;
-  readonly op: string;
-  /** The tensor's name in the graph. */
-  readonly output: string;
-  /** keccak256 of the canonical encoding of `{[output]: tensor}`. */
-  readonly hash: Hex;
-};
-
-export type Trace = {
-  /** Merkle root over the steps (see `traceTree`): the receipt's `traceRoot`. */
-  readonly root: Hex;
-  readonly steps: readonly TraceStep[];
 };
 
 export type RunResult = {
@@ -46,11 +40,12 @@ export type RunResult = {
   readonly outputs: TensorMap;
   readonly inputHash: Hex;
   readonly outputHash: Hex;
+  /** The engine's runtime hash. */
   readonly runtime: Hex;
   /** The trace's root, or the zero hash when the run was not traced. */
   readonly traceRoot: Hex;
   readonly trace?: Trace;
-  /** Wall time of the model run itself, in ms. */
+  /** Wall time of the model run itself (not loading it), in ms. */
   readonly durationMs: number;
 };
 
@@ -59,7 +54,7 @@ export type RuntimeLimits = {
   readonly maxModelBytes: number;
   /** The largest total input data a run accepts. */
   readonly maxInputBytes: number;
-  /** How long one run may take. */
+  /** How long one run may take (loading a model is not counted). */
   readonly timeoutMs: number;
 };
 

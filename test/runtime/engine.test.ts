@@ -1,13 +1,12 @@
+import ort from 'onnxruntime-node';
 import * as ortWeb from 'onnxruntime-web';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { hashTensors } from '../../src/protocol/encoding.js';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
 import type { ModelPackage } from '../../src/protocol/manifest.js';
-import { verifyTraceProof, traceTree } from '../../src/protocol/merkle.js';
-import { ZERO_HASH } from '../../src/protocol/receipt.js';
 import { runtimeHash } from '../../src/protocol/runtime-profile.js';
 import type { Tensor, TensorMap } from '../../src/protocol/tensor.js';
-import { createOnnxEngine, firstDivergence, type Engine } from '../../src/runtime/index.js';
+import { createOnnxEngine, type Engine } from '../../src/runtime/index.js';
 import { EXAMPLES, examplePackage, exampleSamples } from '../support/examples.js';
 
 const engines: Engine[] = [];
@@ -54,43 +53,6 @@ describe.each(EXAMPLES)('%s', (name) => {
       // Integer graphs are bit-exact across engines: wasm gives the very same outputHash.
       expect(hashTensors(await runOnWeb(pkg, inputs))).toBe([...hashes][0]);
     }
-  });
-
-  it('traces every intermediate tensor without changing the outputs', async () => {
-    const pkg = await examplePackage(name);
-    const inputs = exampleSamples(pkg, name);
-    const e = engine();
-    const plain = await e.run(pkg, inputs);
-    const traced = await e.run(pkg, inputs, { trace: true });
-    const again = await e.run(pkg, inputs, { trace: true });
-    expect(plain.traceRoot).toBe(ZERO_HASH);
-    expect(traced.outputHash).toBe(plain.outputHash);
-    expect(traced.traceRoot).toBe(again.traceRoot);
-    const steps = traced.trace!.steps;
-    expect(steps.length).toBeGreaterThan(pkg.manifest.outputs.length);
-    for (const output of pkg.manifest.outputs) {
-      const step = steps.find((s) => s.output === output.name)!;
-      expect(step.hash).toBe(hashTensors({ [output.name]: traced.outputs[output.name]! }));
-    }
-    const tree = traceTree(steps.map((s) => s.hash));
-    expect(tree.root).toBe(traced.traceRoot);
-    steps.forEach((s) =>
-      expect(verifyTraceProof(traced.traceRoot, s.index, s.hash, tree.proof(s.index))).toBe(true),
-    );
-    expect(firstDivergence(steps, again.trace!.steps)).toBeUndefined();
-  });
-});
-
-describe('trace bisection', () => {
-  it('finds the first operator at which two executions diverge', async () => {
-    const pkg = await examplePackage('cnn');
-    const inputs = exampleSamples(pkg, 'cnn');
-    const basic = await engine({ graphOptimizationLevel: 'basic' }).run(pkg, inputs, { trace: true });
-    const steps = basic.trace!.steps;
-    // A provider that tampers with one intermediate tensor: everything before it still matches.
-    const tampered = steps.map((s, i) => (i >= 3 ? { ...s, hash: ZERO_HASH } : s));
-    expect(firstDivergence(steps, tampered)).toEqual(steps[3]);
-    expect(firstDivergence(steps, steps.slice(0, 2))).toEqual(steps[2]);
   });
 });
 
@@ -190,12 +152,18 @@ describe('refusing bad inputs, naming the field', () => {
     const bytes = pkg.files.get('model.onnx')!.slice();
     bytes.fill(0xff, 10, 200);
     const corrupted: ModelPackage = { ...pkg, files: new Map([['model.onnx', bytes]]) };
-    await expect(engine().run(corrupted, { features: features([1, 4], [1, 2, 3, 4]) })).rejects.toMatchObject(
-      {
-        code: 'MODEL_INVALID',
-        field: 'files.model.onnx',
-      },
-    );
+    const input = { features: features([1, 4], [1, 2, 3, 4]) };
+    const error = await engine()
+      .run(corrupted, input)
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'MODEL_INVALID', field: 'files.model.onnx' });
+    // onnxruntime's own message is kept as the cause.
+    expect((error as Error).cause).toBeInstanceOf(Error);
+    expect(String((error as Error).cause)).toMatch(/protobuf|parsing|Load model/i);
+    await expect(engine().run(corrupted, input, { trace: true })).rejects.toMatchObject({
+      code: 'MODEL_INVALID',
+      field: 'files.model.onnx',
+    });
   });
 
   it('a model over the size limit', async () => {
@@ -215,9 +183,16 @@ describe('refusing bad inputs, naming the field', () => {
       shape: [512, 1, 28, 28],
       data: new Float32Array(512 * 784).fill(0.5),
     };
-    await expect(engine().run(pkg, { image }, { timeoutMs: 1 })).rejects.toMatchObject({
+    const e = engine();
+    await e.run(pkg, { image }); // loading the model is not part of a run's time
+    await expect(e.run(pkg, { image }, { timeoutMs: 1 })).rejects.toMatchObject({
+      code: 'RUN_TIMEOUT',
+      details: { timeoutMs: 1 },
+    });
+    await expect(engine({ limits: { timeoutMs: 1 } }).run(pkg, { image })).rejects.toMatchObject({
       code: 'RUN_TIMEOUT',
     });
+    expect((await e.run(pkg, { image })).outputs.probabilities!.shape).toEqual([512, 10]);
   });
 
   it('keeps serving after every refusal', async () => {
@@ -230,13 +205,68 @@ describe('refusing bad inputs, naming the field', () => {
 });
 
 describe('sessions', () => {
-  it('are cached per model and released least recently used first, without changing results', async () => {
-    const e = engine({ maxSessions: 1 });
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('are created once per model (and once more for tracing), then reused', async () => {
+    const create = vi.spyOn(ort.InferenceSession, 'create');
+    const e = engine();
+    const pkg = await examplePackage('iris');
+    const inputs = exampleSamples(pkg, 'iris');
+    // Concurrent first runs share one session being created.
+    const first = await Promise.all(Array.from({ length: 10 }, () => e.run(pkg, inputs)));
+    for (let i = 0; i < 20; i++) await e.run(pkg, inputs);
+    expect(create).toHaveBeenCalledTimes(1);
+    await e.run(pkg, inputs, { trace: true });
+    await e.run(pkg, inputs, { trace: true });
+    expect(create).toHaveBeenCalledTimes(2);
+    expect(new Set(first.map((r) => r.outputHash)).size).toBe(1);
+  });
+
+  it('are released least recently used first, and by close, without changing results', async () => {
+    const create = vi.spyOn(ort.InferenceSession, 'create');
+    const release = vi.spyOn(
+      (ort.InferenceSession as unknown as { prototype: ort.InferenceSession }).prototype,
+      'release',
+    );
+    const e = engine({ maxSessions: 2 });
     const packages = await Promise.all(EXAMPLES.map(examplePackage));
-    const first = await Promise.all(packages.map((p, i) => e.run(p, exampleSamples(p, EXAMPLES[i]!))));
-    for (let round = 0; round < 3; round++) {
-      for (const [i, p] of packages.entries())
-        expect((await e.run(p, exampleSamples(p, EXAMPLES[i]!))).outputHash).toBe(first[i]!.outputHash);
-    }
+    const run = (i: number) => e.run(packages[i]!, exampleSamples(packages[i]!, EXAMPLES[i]!));
+    const hashes = [];
+    for (const i of [0, 1, 2]) hashes.push((await run(i)).outputHash); // iris evicted by cnn
+    expect(create).toHaveBeenCalledTimes(3);
+    await run(2);
+    await run(1);
+    expect(create).toHaveBeenCalledTimes(3); // both still cached
+    expect((await run(0)).outputHash).toBe(hashes[0]); // iris again: loaded anew, evicting cnn (used before iris-int8)
+    expect(create).toHaveBeenCalledTimes(4);
+    await vi.waitFor(() => expect(release).toHaveBeenCalledTimes(2));
+    await e.close();
+    await vi.waitFor(() => expect(release).toHaveBeenCalledTimes(4));
+    expect((await run(2)).outputHash).toBe(hashes[2]); // a closed engine loads again on demand
+    expect(create).toHaveBeenCalledTimes(5);
+  });
+
+  it('are not kept when loading fails, so a fixed package loads on the next run', async () => {
+    const pkg = await examplePackage('iris');
+    const broken: ModelPackage = { ...pkg, files: new Map([['model.onnx', new Uint8Array(64).fill(7)]]) };
+    const e = engine();
+    await expect(e.run(broken, exampleSamples(pkg, 'iris'))).rejects.toMatchObject({ code: 'MODEL_INVALID' });
+    expect((await e.run(pkg, exampleSamples(pkg, 'iris'))).outputs.label).toBeDefined();
+  });
+});
+
+describe('models whose manifest does not describe the graph', () => {
+  it('are refused at load, naming the manifest field', async () => {
+    const pkg = await examplePackage('iris');
+    const manifest = {
+      ...pkg.manifest,
+      outputs: [{ ...pkg.manifest.outputs[0]!, name: 'scores' }, pkg.manifest.outputs[1]!],
+    };
+    await expect(engine().run({ ...pkg, manifest }, exampleSamples(pkg, 'iris'))).rejects.toMatchObject({
+      code: 'MODEL_INVALID',
+      field: 'manifest.outputs[0].name',
+    });
   });
 });

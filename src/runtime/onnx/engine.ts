@@ -1,7 +1,7 @@
 import { arch } from 'node:process';
 import ort from 'onnxruntime-node';
 import { hashTensors } from '../../protocol/encoding.js';
-import { GlassboxError } from '../../protocol/errors.js';
+import { GlassboxError, isGlassboxError } from '../../protocol/errors.js';
 import { checkInputs } from '../../protocol/inputs.js';
 import type { ModelPackage } from '../../protocol/manifest.js';
 import { ZERO_HASH } from '../../protocol/receipt.js';
@@ -18,14 +18,22 @@ import {
   type RunResult,
   type RuntimeLimits,
 } from '../engine.js';
+import { withTimeout } from '../timeout.js';
+import { traceOf, type Trace } from '../trace.js';
 import { fromOrt, toOrt } from './tensors.js';
-import { buildTrace, exposeIntermediates, type TracePoint } from './trace.js';
+import { exposeIntermediates, traceLeaf, tracePoints, type TracePoint } from './trace.js';
 
 export type OnnxEngineOptions = {
   /**
-   * Part of the profile, because it changes output bits. Default `basic`: constant folding and
-   * redundant-node elimination only. `extended`/`all` add fusions and CPU-specific layouts (NCHWc
-   * blocks sized by the vector width), which makes float results depend more on the machine.
+   * Part of the profile, because it changes output bits. Default `basic`: constant folding,
+   * redundant-node elimination and the fusions that fold constants into weights. Measured on the
+   * example CNN: `disabled`, `basic` and `extended` give the same bits, `all` different ones. `all`
+   * adds CPU-specific layouts (NCHWc blocks sized by the machine's vector width: 8 floats with
+   * AVX2, 16 with AVX-512), so its float results depend on the vector width, which the profile's
+   * `arch` does not record: two x64 providers with one profile could disagree. (Some float kernels
+   * are chosen by CPU features at every level, e.g. exp in Softmax.) `all` is faster on that CNN
+   * (one thread: 0.78 vs 1.23 ms for a batch of 64, 7.2 vs 9.6 ms for 512), but a run's cost is
+   * dominated by hashing its inputs anyway (keccak256 in JS, ~13 MB/s).
    */
   readonly graphOptimizationLevel?: GraphOptimizationLevel;
   /** onnxruntime session config entries that change numerics; part of the profile. */
@@ -33,12 +41,20 @@ export type OnnxEngineOptions = {
   /** Not part of the profile: onnxruntime is bit-identical across thread counts (tested). */
   readonly intraOpNumThreads?: number;
   readonly limits?: Partial<RuntimeLimits>;
-  /** How many models' sessions stay loaded (least recently used are released first). */
+  /** How many sessions stay loaded (least recently used are released first); traced ones count. */
   readonly maxSessions?: number;
 };
 
 /** A loaded session; released once it is evicted and no run is using it. */
-type Loaded = { session: ort.InferenceSession; points?: TracePoint[]; active: number; evicted: boolean };
+type Loaded = {
+  readonly session: ort.InferenceSession;
+  /** What a run fetches: the declared outputs, then (traced sessions) every traced intermediate. */
+  readonly fetches: readonly string[];
+  /** The traced intermediates, in graph order; absent for an untraced session. */
+  readonly points?: readonly TracePoint[];
+  active: number;
+  evicted: boolean;
+};
 
 function releaseWhenIdle(loaded: Loaded): void {
   if (loaded.evicted && loaded.active === 0) void loaded.session.release().catch(() => undefined);
@@ -54,8 +70,9 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
     arch,
     options: { ...options.options },
   };
+  const hash = runtimeHash(profile);
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
-  const maxSessions = options.maxSessions ?? 16;
+  const maxSessions = Math.max(1, options.maxSessions ?? 16);
   // Keyed by model id (plus `#trace`); a Map iterates in insertion order, so the first key is the LRU.
   const sessions = new Map<string, Promise<Loaded>>();
 
@@ -69,9 +86,10 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
   };
 
   async function load(pkg: ModelPackage, trace: boolean): Promise<Loaded> {
-    const entry = pkg.files.get(pkg.manifest.entry);
+    const { manifest } = pkg;
+    const entry = pkg.files.get(manifest.entry);
     if (!entry)
-      throw new GlassboxError('MODEL_INVALID', `the package has no file ${pkg.manifest.entry}`, {
+      throw new GlassboxError('MODEL_INVALID', `the package has no file ${manifest.entry}`, {
         field: 'manifest.entry',
       });
     let size = 0;
@@ -80,21 +98,45 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
       throw new GlassboxError(
         'MODEL_TOO_LARGE',
         `model ${pkg.id} is ${size} bytes, above the limit of ${limits.maxModelBytes}`,
-        {
-          field: 'model',
-          details: { size, limit: limits.maxModelBytes },
-        },
+        { field: 'model', details: { size, limit: limits.maxModelBytes } },
       );
-    const traced = trace ? exposeIntermediates(entry) : undefined;
+    const field = `files.${manifest.entry}`;
+    const exposed = trace ? withField(field, () => exposeIntermediates(entry)) : undefined;
+    let session: ort.InferenceSession;
     try {
-      const session = await ort.InferenceSession.create(traced?.bytes ?? entry, sessionOptions);
-      return { session, active: 0, evicted: false, ...(traced ? { points: traced.points } : {}) };
+      session = await ort.InferenceSession.create(exposed?.bytes ?? entry, sessionOptions);
     } catch (cause) {
       throw new GlassboxError(
         'MODEL_INVALID',
         `onnxruntime cannot load model ${pkg.id}: ${firstLine(cause)}`,
-        { field: `files.${pkg.manifest.entry}`, cause },
+        {
+          field,
+          cause,
+        },
       );
+    }
+    try {
+      // The manifest must describe this graph; a mismatch would otherwise surface mid-run.
+      manifest.inputs.forEach((spec, i) => {
+        if (!session.inputNames.includes(spec.name))
+          throw new GlassboxError('MODEL_INVALID', `the graph has no input ${spec.name}`, {
+            field: `manifest.inputs[${i}].name`,
+          });
+      });
+      manifest.outputs.forEach((spec, i) => {
+        if (!session.outputNames.includes(spec.name))
+          throw new GlassboxError('MODEL_INVALID', `the graph has no output ${spec.name}`, {
+            field: `manifest.outputs[${i}].name`,
+          });
+      });
+      const declared = manifest.outputs.map((o) => o.name);
+      if (!exposed) return { session, fetches: declared, active: 0, evicted: false };
+      const points = withField(field, () => tracePoints(exposed.points, session.outputMetadata));
+      const fetches = [...new Set([...declared, ...points.map((p) => p.output)])];
+      return { session, fetches, points, active: 0, evicted: false };
+    } catch (error) {
+      await session.release().catch(() => undefined);
+      throw error;
     }
   }
 
@@ -104,8 +146,12 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
     if (loaded) {
       sessions.delete(key); // re-insert: now the most recently used
     } else {
-      loaded = load(pkg, trace);
-      loaded.catch(() => sessions.delete(key));
+      const loading = load(pkg, trace);
+      // A model that failed to load is not remembered: the next run tries again.
+      loading.catch(() => {
+        if (sessions.get(key) === loading) sessions.delete(key);
+      });
+      loaded = loading;
     }
     sessions.set(key, loaded);
     while (sessions.size > maxSessions) {
@@ -123,48 +169,49 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
 
   async function run(pkg: ModelPackage, inputs: TensorMap, runOptions: RunOptions = {}): Promise<RunResult> {
     checkInputs(pkg.manifest.inputs, inputs, limits);
-    const trace = runOptions.trace ?? false;
-    const loaded = await session(pkg, trace);
+    const loaded = await session(pkg, runOptions.trace ?? false);
     const feeds: Record<string, ort.Tensor> = {};
     for (const spec of pkg.manifest.inputs) feeds[spec.name] = toOrt(inputs[spec.name]!);
-    const started = performance.now();
     loaded.active++;
-    const work = loaded.session.run(feeds).finally(() => {
+    const work = loaded.session.run(feeds, [...loaded.fetches]).finally(() => {
       loaded.active--;
       releaseWhenIdle(loaded);
     });
     let raw: ort.InferenceSession.ReturnType;
+    let durationMs: number;
     try {
-      raw = await work;
+      ({ value: raw, durationMs } = await withTimeout(
+        work,
+        runOptions.timeoutMs ?? limits.timeoutMs,
+        `model ${pkg.id}`,
+      ));
     } catch (cause) {
+      if (isGlassboxError(cause, 'RUN_TIMEOUT')) throw cause;
       throw new GlassboxError(
         'RUN_FAILED',
         `onnxruntime failed running model ${pkg.id}: ${firstLine(cause)}`,
-        { cause },
+        {
+          cause,
+        },
       );
     }
-    const durationMs = performance.now() - started;
-    checkDuration(durationMs, runOptions.timeoutMs ?? limits.timeoutMs, pkg.id);
-    const points = loaded.points;
-    const produced: Record<string, Tensor> = {};
-    for (const [name, value] of Object.entries(raw)) produced[name] = fromOrt(value, name);
     const outputs: Record<string, Tensor> = {};
     for (const spec of pkg.manifest.outputs) {
-      const value = produced[spec.name];
+      const value = raw[spec.name];
       if (!value)
         throw new GlassboxError('RUN_FAILED', `the model produced no output ${spec.name}`, {
-          field: spec.name,
+          field: `outputs.${spec.name}`,
         });
-      outputs[spec.name] = value;
+      outputs[spec.name] = fromOrt(value, `outputs.${spec.name}`);
     }
-    const traced = points ? buildTrace(points, produced) : undefined;
+    const trace = loaded.points ? traceRun(loaded.points, raw) : undefined;
     return {
       outputs,
       inputHash: hashTensors(inputs),
       outputHash: hashTensors(outputs),
       runtime: hash,
-      traceRoot: traced?.root ?? ZERO_HASH,
-      ...(traced ? { trace: traced } : {}),
+      traceRoot: trace?.root ?? ZERO_HASH,
+      ...(trace ? { trace } : {}),
       durationMs,
     };
   }
@@ -180,25 +227,29 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
     }
   }
 
-  const hash = runtimeHash(profile);
   return { profile, runtimeHash: hash, run, close };
 }
 
-/**
- * Enforces the per-run time limit. onnxruntime-node runs a session synchronously on the calling
- * thread (inside a setImmediate), so no timer can fire during a run and nothing can abort it: the
- * limit is checked when the run returns, and a late result is refused, never reported. Preempting a
- * run needs it on another thread or process, which is where a serving node puts its engines.
- */
-function checkDuration(durationMs: number, timeoutMs: number, model: string): void {
-  if (durationMs > timeoutMs)
-    throw new GlassboxError(
-      'RUN_TIMEOUT',
-      `model ${model} ran ${durationMs.toFixed(1)} ms, longer than the limit of ${timeoutMs} ms`,
-      {
-        details: { durationMs, timeoutMs },
-      },
-    );
+/** Hashes each traced tensor, in graph order, and builds the Merkle tree over them. */
+function traceRun(points: readonly TracePoint[], raw: ort.InferenceSession.ReturnType): Trace {
+  return traceOf(
+    points.map((point) => {
+      const value = raw[point.output];
+      if (!value) throw new GlassboxError('RUN_FAILED', `the traced run did not produce ${point.output}`);
+      return { ...point, hash: traceLeaf(point.output, value) };
+    }),
+  );
+}
+
+/** Runs `f`, pointing a MODEL_INVALID it throws at the model file. */
+function withField<T>(field: string, f: () => T): T {
+  try {
+    return f();
+  } catch (error) {
+    if (isGlassboxError(error, 'MODEL_INVALID') && error.field === undefined)
+      throw new GlassboxError('MODEL_INVALID', error.shortMessage, { field, cause: error.cause });
+    throw error;
+  }
 }
 
 function firstLine(error: unknown): string {

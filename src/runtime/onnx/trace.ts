@@ -1,9 +1,10 @@
 import onnxProto from 'onnx-proto';
+import type ort from 'onnxruntime-node';
+import { keccak256, type Hex } from 'viem';
 import { hashTensors } from '../../protocol/encoding.js';
 import { GlassboxError } from '../../protocol/errors.js';
-import { traceTree } from '../../protocol/merkle.js';
-import type { TensorMap } from '../../protocol/tensor.js';
-import type { Trace, TraceStep } from '../engine.js';
+import { isDType, type Tensor } from '../../protocol/tensor.js';
+import type { TraceStep } from '../trace.js';
 
 const { onnx } = onnxProto;
 
@@ -12,10 +13,21 @@ export type TracePoint = Omit<TraceStep, 'hash'>;
 
 /**
  * The model rewritten so that every node output of its top-level graph is also a graph output, and
- * the list of those outputs in node order. onnxruntime accepts untyped graph outputs and infers
- * them. Measured on the example models at every optimisation level: exposing the intermediates
- * leaves the final outputs' bits unchanged (a test keeps it so); a traced run is nevertheless the
- * run whose outputs are reported, so the trace and the outputHash always come from one execution.
+ * those outputs in node order (ONNX requires nodes to be topologically sorted, so every node's
+ * inputs come before it).
+ *
+ * Type information: the added outputs carry only a name, no type. onnxruntime needs none: it infers
+ * the type of every node output itself when it resolves the graph (ONNX's inference functions are
+ * built in) and reports it in the session's output metadata, which `tracePoints` reads to leave out
+ * the values that are not tensors (sequences, maps), because onnxruntime-node cannot return them.
+ *
+ * Numerics: a graph output cannot be fused away, so exposing every intermediate blocks the fusions
+ * that would have consumed one (Conv+Mul, Conv+BatchNormalization and the like fold constants into
+ * weights at `basic` and above). A traced run therefore executes a different graph than an untraced
+ * one, and its outputs may differ in the last bits (measured; see test/runtime/trace.test.ts).
+ * The engine reports a traced run's own outputs, so outputs, outputHash and trace always come from
+ * one execution; a verifier re-executes a receipt traced iff its traceRoot is non-zero.
+ *
  * Nodes inside subgraphs (If, Loop, Scan bodies) are not traced.
  */
 export function exposeIntermediates(modelBytes: Uint8Array): { bytes: Uint8Array; points: TracePoint[] } {
@@ -36,33 +48,73 @@ export function exposeIntermediates(modelBytes: Uint8Array): { bytes: Uint8Array
     for (const output of node.output ?? []) {
       if (!output) continue; // an omitted optional output
       points.push({ index: points.length, node: name, op, output });
-      if (!outputs.has(output)) graphOutputs.push(onnx.ValueInfoProto.create({ name: output }));
+      if (!outputs.has(output)) {
+        graphOutputs.push(onnx.ValueInfoProto.create({ name: output }));
+        outputs.add(output);
+      }
     }
   });
   return { bytes: onnx.ModelProto.encode(model).finish(), points };
 }
 
-/** Hashes each traced tensor and builds the Merkle tree over them. */
-export function buildTrace(points: readonly TracePoint[], tensors: TensorMap): Trace {
-  const steps = points.map((point) => {
-    const value = tensors[point.output];
-    if (!value) throw new GlassboxError('RUN_FAILED', `the traced run did not produce ${point.output}`);
-    return { ...point, hash: hashTensors({ [point.output]: value }) };
-  });
-  if (steps.length === 0) throw new GlassboxError('MODEL_INVALID', 'the graph has no nodes to trace');
-  return { root: traceTree(steps.map((s) => s.hash)).root, steps };
+/**
+ * The points a traced session can return: the tensor-valued ones, renumbered. Which values are
+ * tensors follows from the model and the pinned onnxruntime version alone, so every execution under
+ * one profile traces the same steps.
+ */
+export function tracePoints(
+  points: readonly TracePoint[],
+  metadata: readonly ort.InferenceSession.ValueMetadata[],
+): TracePoint[] {
+  const tensors = new Set(metadata.filter((m) => m.isTensor).map((m) => m.name));
+  const kept = points.filter((p) => tensors.has(p.output)).map((p, index) => ({ ...p, index }));
+  if (kept.length === 0) throw new GlassboxError('MODEL_INVALID', 'the graph has no tensor values to trace');
+  return kept;
 }
 
 /**
- * The first step at which two traces of the same model and input disagree: where a verifier's
- * re-execution and a provider's part ways. `undefined` when they agree throughout.
+ * ONNX type codes of the tensor types a model may compute internally that Glassbox tensors do not
+ * carry. A trace hashes them with the same layout as the canonical encoding (DESIGN.md), their
+ * ONNX code as the dtype byte and their little-endian element bytes as the data (4-bit types: the
+ * packed bytes onnxruntime holds).
  */
-export function firstDivergence(a: readonly TraceStep[], b: readonly TraceStep[]): TraceStep | undefined {
-  const length = Math.max(a.length, b.length);
-  for (let i = 0; i < length; i++) {
-    const x = a[i];
-    const y = b[i];
-    if (!x || !y || x.output !== y.output || x.hash !== y.hash) return x ?? y;
+const EXTRA_CODES: Readonly<Record<string, number>> = {
+  uint16: 4,
+  float16: 10,
+  uint32: 12,
+  uint64: 13,
+  uint4: 21,
+  int4: 22,
+};
+
+/** A trace step's hash: keccak256 of the canonical encoding of `{[name]: tensor}`. */
+export function traceLeaf(name: string, value: ort.Tensor): Hex {
+  const dtype = value.type;
+  const shape = value.dims.map(Number);
+  if (isDType(dtype)) return hashTensors({ [name]: { dtype, shape, data: value.data } as Tensor });
+  const code = EXTRA_CODES[dtype];
+  if (code === undefined)
+    throw new GlassboxError(
+      'RUN_FAILED',
+      `intermediate ${name} has dtype ${dtype}, which a trace cannot hash`,
+      {
+        field: name,
+      },
+    );
+  const data = value.data as ArrayBufferView;
+  const nameBytes = new TextEncoder().encode(name);
+  const out = new Uint8Array(4 + nameBytes.length + 1 + 4 + 8 * shape.length + data.byteLength);
+  const view = new DataView(out.buffer);
+  let at = 0;
+  view.setUint32(at, nameBytes.length, true);
+  out.set(nameBytes, (at += 4));
+  view.setUint8((at += nameBytes.length), code);
+  view.setUint32((at += 1), shape.length, true);
+  at += 4;
+  for (const dim of shape) {
+    view.setBigUint64(at, BigInt(dim), true);
+    at += 8;
   }
-  return undefined;
+  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), at);
+  return keccak256(out);
 }
