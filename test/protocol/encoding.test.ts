@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { keccak256 } from 'viem';
 import { describe, expect, it } from 'vitest';
 import {
   decodeTensors,
@@ -55,6 +56,21 @@ describe('canonical binary encoding', () => {
     const t: Tensor = { dtype: 'uint8', shape: [], data: Uint8Array.of(1) };
     const bytes = encodeTensors({ '\u{FF61}': t, '\u{1F600}': t });
     expect(new TextDecoder().decode(bytes.subarray(4, 7))).toBe('\u{FF61}');
+  });
+});
+
+describe('hashTensors', () => {
+  it('is keccak256 of the canonical encoding', () => {
+    fc.assert(
+      fc.property(tensorMapArb, (tensors) => {
+        expect(hashTensors(tensors)).toBe(keccak256(encodeTensors(tensors)));
+      }),
+      { numRuns: 300 },
+    );
+    const big = {
+      x: { dtype: 'uint8', shape: [3 << 20], data: new Uint8Array(3 << 20).map((_, i) => i * 7) },
+    } as const;
+    expect(hashTensors(big)).toBe(keccak256(encodeTensors(big)));
   });
 });
 
