@@ -40,12 +40,19 @@ export function quantizeFeatures(row) {
 }
 
 /**
- * Symmetric int8: w ≈ round(w / scale) · scale with the largest |w| at ±127.
+ * Symmetric int8 with the largest |w| at ±63, not ±127: x64 CPUs without VNNI multiply uint8 by
+ * int8 with pmaddubsw, which adds two products in a saturating int16; 2 · 255 · 63 = 32130 still
+ * fits, so the integer results are the same on every CPU, for every uint8 input.
+ */
+const WEIGHT_MAX = 63;
+
+/**
+ * w ≈ round(w / scale) · scale.
  * @param {number[][]} w
  * @returns {{ q: number[][], scale: number }}
  */
 function quantizeWeights(w) {
-  const scale = Math.max(...w.flat().map(Math.abs)) / 127;
+  const scale = Math.max(...w.flat().map(Math.abs)) / WEIGHT_MAX;
   return { q: w.map((row) => row.map((v) => Math.round(v / scale))), scale };
 }
 
@@ -156,7 +163,7 @@ export function irisInt8Model(trained) {
         `Iris species (${classes.join(', ')}), integer-only so the outputs are bit-exact on any machine and engine. ` +
         `Input features [batch, 4], uint8: sepal length, sepal width, petal length, petal width in millimetres, ` +
         `i.e. round(cm * 10) clamped to 0..255 (lossless for Iris, measured to 0.1 cm). ` +
-        `The iris model's MLP with int8 weights and int32 biases (MatMulInteger, Add, Relu, Div by 2^${mlp.shift}, ` +
+        `The iris model's MLP with 7-bit int8 weights (|w| <= 63, so no CPU's int16 pair sums saturate) and int32 biases (MatMulInteger, Add, Relu, Div by 2^${mlp.shift}, ` +
         `Clip, Cast to uint8); logits are int32, about float logits / ${(1 / mlp.logitScale).toPrecision(6)}; ` +
         `label is their argmax.`,
       license: 'Apache-2.0',
