@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { getAddress, isAddress, type Abi, type Account, type Address, type Hex } from 'viem';
 import { z } from 'zod';
 import { GlassboxError } from '../protocol/errors.js';
+import { parseWith } from '../protocol/validate.js';
 import {
   DevTokenAbi,
   DevTokenBytecode,
@@ -280,13 +281,10 @@ export function deploymentToJson(d: Deployment): DeploymentJson {
 }
 
 export function deploymentFromJson(json: unknown): Deployment {
-  const result = deploymentSchema.safeParse(json);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    const field = issue.path.map(String).join('.');
-    throw new GlassboxError('CHAIN_DEPLOYMENT', `deployment ${field}: ${issue.message}`, { field });
-  }
-  const { schema: _schema, ...d } = result.data;
+  const { schema: _schema, ...d } = parseWith(deploymentSchema, json, {
+    code: 'CHAIN_DEPLOYMENT',
+    label: 'deployment',
+  });
   return d;
 }
 

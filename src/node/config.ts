@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { isHex } from 'viem';
 import { z } from 'zod';
 import { GlassboxError } from '../protocol/errors.js';
+import { parseWith } from '../protocol/validate.js';
 
 /*
  * The provider node's configuration: what `glassbox node start --config <file>` reads. Every field
@@ -118,17 +119,7 @@ export type NodeConfig = z.output<typeof nodeConfigSchema>;
 
 /** Validates a config; CONFIG_INVALID names the first offending field. */
 export function parseNodeConfig(input: unknown): NodeConfig {
-  const result = nodeConfigSchema.safeParse(input);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const path = issue.path.map(String);
-  // An unknown key (a typo) is named itself, not its parent object.
-  if (issue.code === 'unrecognized_keys' && issue.keys[0] !== undefined) path.push(issue.keys[0]);
-  const field = path.join('.') || 'config';
-  throw new GlassboxError('CONFIG_INVALID', `config ${field}: ${issue.message}`, {
-    field,
-    metaMessages: result.error.issues.slice(1, 4).map((i) => `also: ${i.path.join('.')}: ${i.message}`),
-  });
+  return parseWith(nodeConfigSchema, input, { code: 'CONFIG_INVALID', label: 'config' });
 }
 
 /**

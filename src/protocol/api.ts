@@ -1,7 +1,7 @@
 import { isAddress, isHex, type Address, type Hex } from 'viem';
 import { z } from 'zod';
 import type { JsonTensor } from './encoding.js';
-import { GlassboxError } from './errors.js';
+import { parseWith } from './validate.js';
 import { signedReceiptJsonSchema, type SignedReceiptJson } from './receipt.js';
 import type { SignedVoucher } from './voucher.js';
 
@@ -117,11 +117,7 @@ export type BatchResponse = {
 
 /** Validates an untrusted body against a schema, naming the first offending field. */
 export function parseWire<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const field = [what, ...issue.path.map(String)].join('.');
-  throw new GlassboxError('REQUEST_INVALID', `${field}: ${issue.message}`, { field });
+  return parseWith(schema, value, { code: 'REQUEST_INVALID', root: what });
 }
 
 export function voucherToJson({ voucher, signature }: SignedVoucher): SignedVoucherJson {

@@ -11,3 +11,4 @@ export * from './runtime-profile.js';
 export * from './tensor.js';
 export * from './voucher.js';
 export * from './api.js';
+export * from './validate.js';

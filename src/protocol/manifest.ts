@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { canonicalJsonBytes } from './canonical-json.js';
 import { rawCid, rawCidDigest, rawCidFromDigest } from './cid.js';
 import { GlassboxError } from './errors.js';
+import { parseWith } from './validate.js';
 import { DTYPES } from './tensor.js';
 
 /** A model id: the CIDv1 (raw, sha2-256) of its manifest's canonical JSON. */
@@ -90,16 +91,7 @@ export type ModelFile = z.infer<typeof modelFileSchema>;
 
 /** Validates untrusted JSON as a manifest; the error names the first offending field. */
 export function parseManifest(json: unknown): ModelManifest {
-  const result = manifestSchema.safeParse(json);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const field = ['manifest', ...issue.path].map(String).join('.');
-  throw new GlassboxError('MANIFEST_INVALID', `${field}: ${issue.message}`, {
-    field,
-    metaMessages: result.error.issues
-      .slice(1, 5)
-      .map((i) => `also ${['manifest', ...i.path].join('.')}: ${i.message}`),
-  });
+  return parseWith(manifestSchema, json, { code: 'MANIFEST_INVALID', root: 'manifest' });
 }
 
 /** The canonical JSON (RFC 8785) bytes of a manifest: what its id hashes. */

@@ -11,6 +11,7 @@ import {
 } from 'viem';
 import { z } from 'zod';
 import { GlassboxError } from './errors.js';
+import { parseWith } from './validate.js';
 
 /**
  * The receipt a provider signs for every answer (DESIGN.md, Receipt): EIP-712 typed data under
@@ -151,12 +152,6 @@ export function signedReceiptToJson({ receipt, signature }: SignedReceipt): Sign
 }
 
 export function signedReceiptFromJson(json: unknown): SignedReceipt {
-  const result = signedReceiptJsonSchema.safeParse(json);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    const field = issue.path.map(String).join('.');
-    throw new GlassboxError('RECEIPT_INVALID', `receipt ${field}: ${issue.message}`, { field });
-  }
-  const { receipt, signature } = result.data;
+  const { receipt, signature } = parseWith(signedReceiptJsonSchema, json, { code: 'RECEIPT_INVALID' });
   return { receipt: receipt as Receipt, signature: signature as Hex };
 }

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { GlassboxError, policySchema } from '../protocol/index.js';
+import { GlassboxError, parseWith, policySchema } from '../protocol/index.js';
 import type { BlobStore } from './blob-store.js';
 import { packModelFile, type PackModelFileParameters, type PackModelReturnType } from './package.js';
 
@@ -55,9 +55,5 @@ async function readFolderOptions(path: string): Promise<z.infer<typeof folderOpt
       cause,
     });
   }
-  const result = folderOptionsSchema.safeParse(json);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const field = [MODEL_FOLDER_OPTIONS, ...issue.path.map(String)].join('.');
-  throw new GlassboxError('MANIFEST_INVALID', `${field}: ${issue.message}`, { field });
+  return parseWith(folderOptionsSchema, json, { code: 'MANIFEST_INVALID', root: MODEL_FOLDER_OPTIONS });
 }

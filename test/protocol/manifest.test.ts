@@ -56,7 +56,7 @@ describe('model manifests', () => {
       [{ ...manifest, entry: 'other.onnx' }, 'manifest.entry'],
       [{ ...manifest, policy: { kind: 'argmax', output: 'z' } }, 'manifest.policy.output'],
       [{ ...manifest, files: [{ ...manifest.files[0], path: '../etc/passwd' }] }, 'manifest.files.0.path'],
-      [{ ...manifest, extra: 1 }, 'manifest'],
+      [{ ...manifest, extra: 1 }, 'manifest.extra'],
     ];
     for (const [json, field] of cases)
       expect(() => parseManifest(json)).toThrow(expect.objectContaining({ code: 'MANIFEST_INVALID', field }));
