@@ -1,28 +1,20 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getRedeemed } from '../../src/chain/index.js';
+import { startNode, type GlassboxNode } from '../../src/node/index.js';
 import { charged, closeClient, infer, settle, type Client } from '../../src/sdk/index.js';
 import { exampleDir, exampleSamples } from '../support/examples.js';
 import { MIN_STAKE, startNetwork, type Network } from './support/network.js';
 
-/*
- * The SDK against the real provider node (src/node), once it exists: the SDK never imports the
- * node, so this test loads it by path and is skipped where it is absent.
- */
-const NODE = join(import.meta.dirname, '../../src/node/node.ts');
-
-type StartedNode = { address: string; url: string; stop(): Promise<void>; redeemVouchers(): Promise<bigint> };
-type StartNode = (config: unknown, options?: unknown) => Promise<StartedNode>;
-
-describe.skipIf(!existsSync(NODE))('the SDK against src/node', () => {
+/* The SDK against the real provider node (src/node). The SDK never imports the node; its tests may. */
+describe('the SDK against src/node', () => {
   let net: Network;
   let client: Client;
-  const nodes: StartedNode[] = [];
+  const nodes: GlassboxNode[] = [];
   const dirs: string[] = [];
   beforeAll(async () => {
-    const { startNode } = (await import(/* @vite-ignore */ NODE)) as { startNode: StartNode };
     net = await startNetwork();
     for (const [i, perturb] of [
       [1, 0],
