@@ -1,0 +1,125 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../src/cli/program.js';
+import { startDevnet, type Devnet } from '../../src/devnet/index.js';
+import { exampleDir } from '../support/examples.js';
+
+/* The network commands of the CLI, against a devnet of two provider processes. */
+let devnet: Devnet;
+const dir = mkdtempSync(join(tmpdir(), 'glassbox-cli-e2e-'));
+
+beforeAll(async () => {
+  devnet = await startDevnet({
+    providers: 2,
+    models: [exampleDir('iris')],
+    nodeConfig: { logLevel: 'error' },
+  });
+}, 120_000);
+afterAll(async () => {
+  await devnet?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function glassbox(...argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const connection = [
+    '--rpc-url',
+    devnet.rpcUrl,
+    '--chain-id',
+    String(devnet.chainId),
+    '--deployment',
+    devnet.deploymentFile,
+    '--private-key',
+    devnet.client.privateKey,
+  ];
+  const exitCode = process.exitCode;
+  const code = await runCli([...argv, ...connection], { out: (l) => out.push(l), err: (l) => err.push(l) });
+  const failed = process.exitCode;
+  process.exitCode = exitCode; // `verify` reports a failed check through the exit code
+  return { code: code || (failed as number) || 0, out: out.join('\n'), err: err.join('\n') };
+}
+
+describe('glassbox over a devnet', () => {
+  it('infer prints the class and the verification report, and saves what verify checks again', async () => {
+    const iris = devnet.models[0]!.id;
+    const saved = join(dir, 'answer.json');
+    const result = await glassbox(
+      'infer',
+      iris,
+      '--input',
+      '{"features": [[6.3, 3.3, 6.0, 2.5]]}',
+      '--quorum',
+      '2',
+      '--save',
+      saved,
+    );
+    expect(result.code).toBe(0);
+    expect(result.out).toMatch(/^label\s+int64\[1\] \["2"\]$/m);
+    expect(result.out.match(/: verified \(price/g)).toHaveLength(2);
+    expect(result.out).not.toMatch(/FAIL/);
+
+    const verified = await glassbox('verify', saved);
+    expect(verified.code).toBe(0);
+    expect(verified.out.match(/: verified/g)).toHaveLength(2);
+
+    // One changed byte: the signature no longer recovers to the provider's key, the hash no longer matches.
+    const json = JSON.parse(readFileSync(saved, 'utf8'));
+    const hash: string = json.receipts[0].receipt.outputHash;
+    json.receipts[0].receipt.outputHash = hash.slice(0, -1) + (hash.endsWith('0') ? '1' : '0');
+    writeFileSync(saved, JSON.stringify(json));
+    const tampered = await glassbox('verify', saved);
+    expect(tampered.code).toBe(1);
+    expect(tampered.out).toMatch(/FAIL signer\s+0x[0-9a-fA-F]{40} is not a signing key registered by/);
+    expect(tampered.out).toMatch(
+      /FAIL outputHash\s+receipt outputHash .* is not the hash of the outputs received/,
+    );
+  });
+
+  it('providers lists stake, price in force and health', async () => {
+    const result = await glassbox('providers', devnet.models[0]!.id, '--json');
+    const rows = JSON.parse(result.out) as {
+      address: string;
+      price: string;
+      healthy: boolean;
+      stake: string;
+    }[];
+    expect(rows.map((r) => r.address).sort()).toEqual(devnet.providers.map((p) => p.address).sort());
+    for (const r of rows) {
+      expect(r.healthy).toBe(true);
+      expect(r.price).toBe('1000000000000000');
+      expect(r.stake).toBe((1000n * 10n ** 18n).toString());
+    }
+  });
+
+  it('model push registers a new model once, and says so the second time', async () => {
+    const store = join(dir, 'store');
+    const first = JSON.parse(
+      (await glassbox('model', 'push', exampleDir('cnn'), '--store', store, '--json')).out,
+    );
+    expect(first).toMatchObject({ registered: true, manifest: { name: 'cnn' } });
+    const again = await glassbox('model', 'push', exampleDir('cnn'), '--store', store);
+    expect(again.out).toMatch(/on chain\s+already registered by 0x/);
+  });
+
+  it('refuses to act without a chain, with a hint', async () => {
+    const home = process.env.GLASSBOX_HOME;
+    process.env.GLASSBOX_HOME = dir; // no devnet profile there
+    try {
+      const err: string[] = [];
+      const code = await runCli(['infer', devnet.models[0]!.id, '--input', '{}'], {
+        out: () => undefined,
+        err: (l) => err.push(l),
+      });
+      expect(code).toBe(1);
+      expect(err.join('\n')).toMatch(
+        /^error: no chain to talk to: pass --rpc-url, --chain-id and --deployment, or start `glassbox devnet` \[USAGE\]/,
+      );
+    } finally {
+      if (home === undefined) delete process.env.GLASSBOX_HOME;
+      else process.env.GLASSBOX_HOME = home;
+    }
+  });
+});
