@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { formatUnits } from 'viem';
 import { getModel, listProviders, registerModel } from '../../chain/index.js';
 import { tensorsFromJson } from '../../protocol/encoding.js';
+import { GlassboxError } from '../../protocol/errors.js';
 import { modelIdFromDigest } from '../../protocol/manifest.js';
 import { signedReceiptFromJson } from '../../protocol/receipt.js';
 import { closeClient, discoverProviders, verifyReceipt } from '../../sdk/index.js';
@@ -52,7 +53,15 @@ export function registerNetworkCommands(program: Command, model: Command, ctx: C
             rejected: [],
             hedged: false,
           });
-        if (!reports.every((r) => r.ok)) process.exitCode = 1;
+        const failed = reports.filter((r) => !r.ok).length;
+        if (failed > 0)
+          throw new GlassboxError(
+            'VERIFICATION_FAILED',
+            `${failed} of ${reports.length} receipt(s) failed verification`,
+            {
+              details: { failed: reports.filter((r) => !r.ok).map((r) => r.requestId) },
+            },
+          );
       } finally {
         await closeClient(client);
       }
