@@ -1,0 +1,611 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import ort from 'onnxruntime-node';
+import { keccak256, toHex, type Address } from 'viem';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildBenchModels, type BenchModelSpec } from '../examples/models/bench-models.mjs';
+import { startDevnet, type Devnet } from '../src/devnet/index.js';
+import { openNodeDb } from '../src/node/db.js';
+import { encodeTensors, hashTensors } from '../src/protocol/encoding.js';
+import { inputsFromJson } from '../src/protocol/inputs.js';
+import { modelDigest, type ModelPackage } from '../src/protocol/manifest.js';
+import {
+  receiptHash,
+  recoverReceiptSigner,
+  signReceipt,
+  signedReceiptToJson,
+  ZERO_HASH,
+  type Receipt,
+} from '../src/protocol/receipt.js';
+import { recoverVoucherSigner, signVoucher } from '../src/protocol/voucher.js';
+import type { TensorMap } from '../src/protocol/tensor.js';
+import { createOnnxEngine, type Engine } from '../src/runtime/index.js';
+import {
+  closeClient,
+  createClient,
+  discoverProviders,
+  getProviderModels,
+  infer,
+  verifyReceipt,
+  type Client,
+  type InferReturnType,
+} from '../src/sdk/index.js';
+import { createMemoryStore, loadModel, packModelFolder } from '../src/store/index.js';
+import { examplePackage, exampleSamples } from '../test/support/examples.js';
+import {
+  fmt,
+  figure,
+  figureRow,
+  FIGURE_HEADER,
+  interleaved,
+  machine,
+  median,
+  pause,
+  stats,
+  throughput,
+  writeResults,
+  type Figure,
+  type Stats,
+} from './lib.js';
+
+/*
+ * What the verified path costs against running the model directly (issue 6). One file, in order:
+ *   5. devnet start (anvil, contracts, 3 provider processes, example models) to first verified answer;
+ *   1. per model size (0.05, 1, 20 ms): direct onnxruntime-node in this process vs sdk.infer in
+ *      receipt mode to ONE provider process of a devnet on loopback (the other two excluded);
+ *      latency interleaved per request, throughput at concurrency 1, 8, 64 in interleaved blocks;
+ *      the engine's own run (input checks + hashing, no network) is timed alongside;
+ *   2. quorum 3 vs receipt mode (any one of the three), latency, interleaved;
+ *   3. the client's cost to verify a receipt; the provider's cost to sign and persist one;
+ *   6. trace capture: engine.run with vs without trace, interleaved, per model size.
+ * (4, gas per inference, comes from gas.bench.ts; summary.bench.ts puts everything together.)
+ * Records every figure with its target and whether it is met; asserts no target.
+ * Writes bench/results/overhead.json and overhead.md.
+ */
+
+const MAX_PRICE = 10n ** 16n;
+const E15 = 10n ** 15n;
+const LATENCY_ROUNDS: Record<string, number> = { 'bench-tiny': 400, 'bench-1ms': 300, 'bench-20ms': 60 };
+const QUORUM_ROUNDS: Record<string, number> = { 'bench-tiny': 150, 'bench-1ms': 150, 'bench-20ms': 40 };
+const TRACE_ROUNDS: Record<string, number> = { 'bench-tiny': 400, 'bench-1ms': 300, 'bench-20ms': 40 };
+const CONCURRENCY = [1, 8, 64] as const;
+const BLOCK_MS: Record<string, number> = { 'bench-tiny': 500, 'bench-1ms': 600, 'bench-20ms': 1200 };
+const BLOCKS = 3;
+/** Idle between interleaved calls and blocks (see `interleaved`). */
+const GAP_MS = 3;
+
+type BenchModel = {
+  readonly spec: BenchModelSpec;
+  readonly dir: string;
+  readonly pkg: ModelPackage;
+  readonly inputs: TensorMap;
+  readonly session: ort.InferenceSession;
+  readonly feeds: Record<string, ort.Tensor>;
+};
+
+const figures: Figure[] = [];
+const detail: Record<string, unknown> = {};
+const md: string[] = [];
+const measuredAt = new Date().toISOString();
+const machineAtStart = machine();
+let models: BenchModel[] = [];
+let engine: Engine;
+
+beforeAll(async () => {
+  engine = createOnnxEngine();
+  // The same session options as the engine's default profile (graph optimisation `basic`,
+  // sequential, one inter-op thread, onnxruntime's default intra-op threads).
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: engine.profile.graphOptimizationLevel,
+    executionMode: 'sequential',
+    interOpNumThreads: 1,
+  };
+  models = [];
+  for (const { spec, dir } of buildBenchModels()) {
+    const store = createMemoryStore();
+    const { id } = await packModelFolder(store, dir);
+    const pkg = await loadModel(store, id);
+    const inputs = inputsFromJson(
+      pkg.manifest.inputs,
+      JSON.parse(readFileSync(join(dir, 'samples.json'), 'utf8')),
+    );
+    const session = await ort.InferenceSession.create(pkg.files.get(pkg.manifest.entry)!, options);
+    const x = inputs.x!;
+    const feeds = { x: new ort.Tensor('float32', x.data as Float32Array, [...x.shape]) };
+    models.push({ spec, dir, pkg, inputs, session, feeds });
+  }
+});
+
+afterAll(async () => {
+  for (const m of models) await m.session.release();
+  await engine?.close();
+  const results = {
+    measuredAt,
+    machine: machineAtStart,
+    onnxruntime: ort.env.versions,
+    runtimeProfile: engine?.profile,
+    figures,
+    ...detail,
+  };
+  await writeResults(
+    'overhead',
+    results,
+    [
+      '# Verification overhead (measured by `npm run bench`)',
+      '',
+      `${machineAtStart.cpu}, ${machineAtStart.cores} cores, Node ${machineAtStart.node}; load average at start ${machineAtStart.loadAverage.join(', ')}.`,
+      '',
+      ...FIGURE_HEADER,
+      ...figures.map(figureRow),
+      '',
+      ...md,
+    ].join('\n'),
+  );
+});
+
+const direct = (m: BenchModel) => () => m.session.run(m.feeds);
+const engineRun = (m: BenchModel) => () => engine.run(m.pkg, m.inputs);
+
+it('5. devnet start to first verified inference', async () => {
+  const started = performance.now();
+  const devnet = await startDevnet({ nodeConfig: { logLevel: 'error' } });
+  const up = performance.now();
+  let client: Client | undefined;
+  try {
+    client = await createClient({
+      rpcUrl: devnet.rpcUrl,
+      chainId: devnet.chainId,
+      deployment: devnet.deployment,
+      account: devnet.client.privateKey,
+      pollingIntervalMs: 20,
+    });
+    const pkg = await examplePackage('iris-int8');
+    const result = await infer(client, {
+      model: pkg.id,
+      inputs: exampleSamples(pkg, 'iris-int8'),
+      maxPrice: MAX_PRICE,
+    });
+    expect(result.report.ok).toBe(true);
+    const total = performance.now() - started;
+    detail.devnetStart = { startDevnetMs: up - started, totalMs: total };
+    figures.push(
+      figure(
+        '5',
+        'devnet start to first verified inference',
+        total / 1000,
+        's',
+        undefined,
+        `startDevnet() (anvil, contracts, 3 example models, 3 provider processes) ${fmt((up - started) / 1000)} s, then createClient + infer(iris-int8)`,
+      ),
+    );
+    md.push(
+      `## 5. Devnet start to first verified inference`,
+      '',
+      `startDevnet() with its defaults (anvil, contracts, the 3 example models, 3 provider processes): ${fmt((up - started) / 1000)} s; then createClient and one receipt-mode infer of iris-int8: ${fmt((total - (up - started)) / 1000)} s; total ${fmt(total / 1000)} s.`,
+      '',
+    );
+  } finally {
+    if (client) await closeClient(client);
+    await devnet.stop();
+    await rm(devnet.dir, { recursive: true, force: true });
+  }
+}, 180_000);
+
+describe('the verified path on a devnet', () => {
+  let devnet: Devnet;
+  let client: Client;
+  const ids = new Map<string, string>();
+  let others: Address[] = [];
+  const lastResult = new Map<string, InferReturnType>();
+
+  beforeAll(async () => {
+    devnet = await startDevnet({
+      providers: 3,
+      models: models.map((m) => m.dir),
+      nodeConfig: {
+        logLevel: 'error',
+        // The bench sends thousands of requests a minute from one client.
+        rateLimit: { perMinute: 100_000_000 },
+        creditLimit: (E15 * 100_000n).toString(),
+      },
+    });
+    for (const m of devnet.models) ids.set(m.name, m.id);
+    others = devnet.providers.slice(1).map((p) => p.address);
+    client = await createClient({
+      rpcUrl: devnet.rpcUrl,
+      chainId: devnet.chainId,
+      deployment: devnet.deployment,
+      account: devnet.client.privateKey,
+      pollingIntervalMs: 20,
+    });
+  }, 180_000);
+
+  afterAll(async () => {
+    if (client) await closeClient(client);
+    await devnet?.stop();
+    if (devnet) await rm(devnet.dir, { recursive: true, force: true });
+  });
+
+  const verified = (m: BenchModel, exclude: readonly Address[]) => async () => {
+    const result = await infer(client, {
+      model: ids.get(m.spec.name)!,
+      inputs: m.inputs,
+      maxPrice: MAX_PRICE,
+      exclude,
+    });
+    if (!result.report.ok) throw new Error('an answer did not verify');
+    lastResult.set(m.spec.name, result);
+    return result;
+  };
+  const quorum3 = (m: BenchModel) => async () => {
+    const result = await infer(client, {
+      model: ids.get(m.spec.name)!,
+      inputs: m.inputs,
+      maxPrice: MAX_PRICE,
+      mode: { quorum: 3 },
+    });
+    if (!result.report.ok || result.report.quorum?.majority !== 3) throw new Error('quorum did not agree');
+    return result;
+  };
+
+  it('1. direct onnxruntime-node vs verified (receipt mode, one provider process): latency', async () => {
+    const rows: string[] = [];
+    const out: Record<string, Record<string, Stats>> = {};
+    for (const m of models) {
+      const one = verified(m, others);
+      for (let i = 0; i < 20; i++) await Promise.all([direct(m)(), engineRun(m)(), one()]); // warm-up
+      const [d, e, v] = await interleaved(
+        LATENCY_ROUNDS[m.spec.name]!,
+        [direct(m), engineRun(m), one],
+        GAP_MS,
+      );
+      const sd = stats(d!);
+      const se = stats(e!);
+      const sv = stats(v!);
+      out[m.spec.name] = { direct: sd, engine: se, verified: sv };
+      rows.push(
+        `| ${m.spec.name} | ${fmt(sd.p50)} / ${fmt(sd.p99)} | ${fmt(se.p50)} / ${fmt(se.p99)} | ${fmt(sv.p50)} / ${fmt(sv.p99)} | ${fmt(sv.p50 - sd.p50)} | ${(sv.p50 / sd.p50).toFixed(2)}x |`,
+      );
+      figures.push(
+        figure('1', `${m.spec.name}: direct run p50`, sd.p50, 'ms', undefined, `p99 ${fmt(sd.p99)} ms`),
+      );
+      figures.push(
+        figure('1', `${m.spec.name}: verified p50`, sv.p50, 'ms', undefined, `p99 ${fmt(sv.p99)} ms`),
+      );
+      if (m.spec.name === 'bench-20ms')
+        figures.push(
+          figure('1', `${m.spec.name}: verified p50 / direct p50`, sv.p50 / sd.p50, 'x', {
+            op: '<=',
+            value: 1.05,
+          }),
+        );
+      else figures.push(figure('1', `${m.spec.name}: verified p50 / direct p50`, sv.p50 / sd.p50, 'x'));
+      figures.push(
+        figure(
+          '1',
+          `${m.spec.name}: added p50 latency (verified - direct)`,
+          sv.p50 - sd.p50,
+          'ms',
+          m.spec.name === 'bench-1ms' ? { op: '<=', value: 1 } : undefined,
+        ),
+      );
+    }
+    detail.latency = out;
+    md.push(
+      '## 1. Direct vs verified latency',
+      '',
+      "Direct: `InferenceSession.run` of onnxruntime-node in this process (the engine profile's session options). Engine: `engine.run` in this process (input checks, run, input and output hashing; no network). Verified: `sdk.infer` in receipt mode to one provider process of the devnet on loopback (the other two excluded): JSON over HTTP, voucher, run, receipt signed and stored (SQLite WAL, synchronous=FULL), receipt verified by the client. The three interleaved, one request at a time.",
+      '',
+      '| model | direct p50 / p99 ms | engine p50 / p99 ms | verified p50 / p99 ms | added p50 ms | verified / direct |',
+      '|---|---:|---:|---:|---:|---:|',
+      ...rows,
+      '',
+    );
+  }, 300_000);
+
+  it('1. direct vs verified: throughput at concurrency 1, 8, 64', async () => {
+    const rows: string[] = [];
+    const out: Record<string, Record<number, { direct: number[]; verified: number[] }>> = {};
+    for (const m of models) {
+      out[m.spec.name] = {};
+      for (const c of CONCURRENCY) {
+        const a: number[] = [];
+        const b: number[] = [];
+        for (let k = 0; k < BLOCKS; k++) {
+          await pause(50);
+          a.push(await throughput(direct(m), c, BLOCK_MS[m.spec.name]!));
+          await pause(50);
+          b.push(await throughput(verified(m, others), c, BLOCK_MS[m.spec.name]!));
+        }
+        out[m.spec.name]![c] = { direct: a, verified: b };
+        const ratio = median(b) / median(a);
+        rows.push(
+          `| ${m.spec.name} | ${c} | ${fmt(median(a))} | ${fmt(median(b))} | ${(ratio * 100).toFixed(0)}% |`,
+        );
+        figures.push(
+          figure(
+            '1',
+            `${m.spec.name}: throughput at concurrency ${c}, verified / direct`,
+            ratio,
+            'x',
+            c === 8 ? { op: '>=', value: 0.8 } : undefined,
+            `${fmt(median(b))} vs ${fmt(median(a))} per s`,
+          ),
+        );
+      }
+    }
+    detail.throughput = out;
+    md.push(
+      '## 1. Direct vs verified throughput',
+      '',
+      `Completed requests per second with c callers in a loop, ${BLOCKS} blocks each of direct and verified, alternating; medians.`,
+      '',
+      '| model | concurrency | direct /s | verified /s | verified / direct |',
+      '|---|---:|---:|---:|---:|',
+      ...rows,
+      '',
+    );
+  }, 300_000);
+
+  it('2. quorum 3 vs receipt mode: latency', async () => {
+    const rows: string[] = [];
+    const out: Record<string, Record<string, Stats>> = {};
+    for (const m of models) {
+      const receipt = verified(m, []);
+      const q = quorum3(m);
+      for (let i = 0; i < 10; i++) await Promise.all([receipt(), q()]);
+      const [r, k] = await interleaved(QUORUM_ROUNDS[m.spec.name]!, [receipt, q], GAP_MS);
+      const sr = stats(r!);
+      const sk = stats(k!);
+      out[m.spec.name] = { receipt: sr, quorum3: sk };
+      rows.push(
+        `| ${m.spec.name} | ${fmt(sr.p50)} / ${fmt(sr.p99)} | ${fmt(sk.p50)} / ${fmt(sk.p99)} | ${(sk.p50 / sr.p50).toFixed(2)}x |`,
+      );
+      figures.push(
+        figure(
+          '2',
+          `${m.spec.name}: quorum 3 p50 / receipt p50`,
+          sk.p50 / sr.p50,
+          'x',
+          { op: '<=', value: 1.3 },
+          `${fmt(sk.p50)} vs ${fmt(sr.p50)} ms`,
+        ),
+      );
+    }
+    detail.quorum = out;
+    md.push(
+      '## 2. Quorum 3 vs receipt mode',
+      '',
+      'Receipt mode: any one of the 3 provider processes (the SDK picks). Quorum 3: all three, each answer verified, compared under the model policy. Interleaved, one request at a time.',
+      '',
+      '| model | receipt p50 / p99 ms | quorum 3 p50 / p99 ms | quorum / receipt |',
+      '|---|---:|---:|---:|',
+      ...rows,
+      '',
+    );
+  }, 300_000);
+
+  it('3. client cost to verify a receipt; provider cost to sign and persist one', async () => {
+    const m = models[0]!;
+    const result = lastResult.get(m.spec.name) ?? (await verified(m, others)());
+    const signed = result.receipts[0]!;
+    const provider = result.providers[0]!;
+    const model = ids.get(m.spec.name)!;
+    const [quote] = (await discoverProviders(client, { model })).filter((c) => c.address === provider);
+    const providerModels = await getProviderModels(client, quote!);
+    const domain = { chainId: client.chainId, verifyingContract: client.deployment.contracts.receiptLedger };
+    const params = {
+      receipt: signed,
+      model,
+      requestId: signed.receipt.requestId,
+      provider,
+      maxPrice: MAX_PRICE,
+      inputs: m.inputs,
+      outputs: result.outputs,
+      outputSpecs: m.pkg.manifest.outputs,
+      quote: quote!,
+      models: providerModels,
+    };
+    const first = await verifyReceipt(client, params); // caches the on-chain signer check
+    expect(first.ok).toBe(true);
+    const ROUNDS = 1000;
+    for (let i = 0; i < 50; i++) await verifyReceipt(client, params);
+    const [full, recover, hashIn, hashOut] = await interleaved(ROUNDS, [
+      () => verifyReceipt(client, params),
+      () => recoverReceiptSigner(signed, domain),
+      async () => hashTensors(m.inputs),
+      async () => hashTensors(result.outputs),
+    ]);
+
+    // Provider side: what src/node/infer.ts does after the run, against a fresh database.
+    const dir = await mkdtemp(join(tmpdir(), 'glassbox-bench-db-'));
+    const signer = privateKeyToAccount(generatePrivateKey());
+    const clientAccount = privateKeyToAccount(generatePrivateKey());
+    const db = openNodeDb(join(dir, 'node.sqlite'), signer.address);
+    const inputsBytes = encodeTensors(m.inputs);
+    const outputsBytes = encodeTensors(result.outputs);
+    const inputHash = hashTensors(m.inputs);
+    const outputHash = hashTensors(result.outputs);
+    let n = 0;
+    const newReceipt = (): Receipt => ({
+      requestId: keccak256(toHex(`bench-${n++}`)),
+      provider: signer.address,
+      client: clientAccount.address,
+      model: modelDigest(model),
+      inputHash,
+      outputHash,
+      paramsHash: ZERO_HASH,
+      runtime: engine.runtimeHash,
+      traceRoot: ZERO_HASH,
+      price: E15,
+      timestamp: BigInt(Date.now()),
+    });
+    const PROVIDER_ROUNDS = 300;
+    const voucherDomain = {
+      chainId: client.chainId,
+      verifyingContract: client.deployment.contracts.paymentEscrow,
+    };
+    let voucherAmount = 0n;
+    const voucher = await signVoucher(
+      clientAccount,
+      { client: clientAccount.address, provider: signer.address, amount: E15 },
+      voucherDomain,
+    );
+    const signTimes: number[] = [];
+    const persistTimes: number[] = [];
+    const totalTimes: number[] = [];
+    try {
+      for (let i = 0; i < PROVIDER_ROUNDS + 20; i++) {
+        const receipt = newReceipt();
+        const t0 = performance.now();
+        const s = await signReceipt(signer, receipt, domain);
+        const t1 = performance.now();
+        db.recordAnswer({
+          requestId: receipt.requestId,
+          client: clientAccount.address,
+          model,
+          inputHash,
+          leaf: receiptHash(receipt),
+          receipt: signedReceiptToJson(s),
+          price: E15,
+          createdAt: Date.now(),
+          inputs: inputsBytes,
+          outputs: outputsBytes,
+        });
+        const t2 = performance.now();
+        if (i >= 20) {
+          signTimes.push(t1 - t0);
+          persistTimes.push(t2 - t1);
+          totalTimes.push(t2 - t0);
+        }
+      }
+    } finally {
+      db.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+    // Payment by voucher, per request: the client signs, the provider recovers.
+    const [voucherSign, voucherRecover] = await interleaved(PROVIDER_ROUNDS, [
+      () =>
+        signVoucher(
+          clientAccount,
+          { client: clientAccount.address, provider: signer.address, amount: (voucherAmount += E15) },
+          voucherDomain,
+        ),
+      () => recoverVoucherSigner(voucher, voucherDomain),
+    ]);
+
+    const s = {
+      verifyReceiptLocal: stats(full!),
+      recoverReceiptSigner: stats(recover!),
+      hashInputs: stats(hashIn!),
+      hashOutputs: stats(hashOut!),
+      providerSignReceipt: stats(signTimes),
+      providerPersistReceipt: stats(persistTimes),
+      providerSignAndPersist: stats(totalTimes),
+      clientSignVoucher: stats(voucherSign!),
+      providerRecoverVoucher: stats(voucherRecover!),
+    };
+    detail.receiptCosts = s;
+    figures.push(
+      figure(
+        '3',
+        'client: verifyReceipt, local parts, p50',
+        s.verifyReceiptLocal.p50,
+        'ms',
+        { op: '<=', value: 0.5 },
+        'signature recovery, input and output hashes, schema, price and runtime checks; the on-chain signer check is cached after the first call and the quote and /v1/models are passed in (no RPC)',
+      ),
+      figure('3', 'client: recoverReceiptSigner p50', s.recoverReceiptSigner.p50, 'ms'),
+      figure(
+        '3',
+        'client: hashTensors(inputs) + hashTensors(outputs) p50',
+        s.hashInputs.p50 + s.hashOutputs.p50,
+        'ms',
+      ),
+      figure('3', 'provider: signReceipt p50', s.providerSignReceipt.p50, 'ms'),
+      figure(
+        '3',
+        'provider: persist receipt p50 (SQLite WAL, synchronous=FULL)',
+        s.providerPersistReceipt.p50,
+        'ms',
+      ),
+      figure(
+        '3',
+        'provider: sign + persist per request p50',
+        s.providerSignAndPersist.p50,
+        'ms',
+        undefined,
+        `p99 ${fmt(s.providerSignAndPersist.p99)} ms`,
+      ),
+      figure('3', 'client: signVoucher per request p50', s.clientSignVoucher.p50, 'ms'),
+      figure('3', 'provider: recoverVoucherSigner per request p50', s.providerRecoverVoucher.p50, 'ms'),
+    );
+    const row = (name: string, x: Stats) => `| ${name} | ${fmt(x.p50)} | ${fmt(x.p99)} |`;
+    md.push(
+      '## 3. Receipt costs',
+      '',
+      `One receipt of ${m.spec.name} (inputs [1, 64], outputs [1, 10] float32). verifyReceipt's local parts: the signer check against the chain is cached after the first call, and the quote and the provider's /v1/models are passed in, as infer does after discovery; no RPC is timed. Provider: signReceipt then NodeDb.recordAnswer (src/node/db.ts: one transaction, receipt + inputs + outputs + the client's account, WAL, synchronous=FULL) into a fresh database in ${tmpdir()}.`,
+      '',
+      '| cost | p50 ms | p99 ms |',
+      '|---|---:|---:|',
+      row('client: verifyReceipt (local parts)', s.verifyReceiptLocal),
+      row('client: recoverReceiptSigner', s.recoverReceiptSigner),
+      row('client: hashTensors(inputs)', s.hashInputs),
+      row('client: hashTensors(outputs)', s.hashOutputs),
+      row('client: signVoucher (every request pays)', s.clientSignVoucher),
+      row('provider: recoverVoucherSigner', s.providerRecoverVoucher),
+      row('provider: signReceipt', s.providerSignReceipt),
+      row('provider: recordAnswer (SQLite, fsync)', s.providerPersistReceipt),
+      row('provider: sign + persist', s.providerSignAndPersist),
+      '',
+    );
+  }, 300_000);
+});
+
+it('6. trace capture overhead: engine.run with vs without trace', async () => {
+  const rows: string[] = [];
+  const out: Record<string, Record<string, Stats>> = {};
+  for (const m of models) {
+    const plain = () => engine.run(m.pkg, m.inputs);
+    const traced = async () => {
+      const r = await engine.run(m.pkg, m.inputs, { trace: true });
+      if (r.traceRoot === ZERO_HASH) throw new Error('a traced run has no trace root');
+      return r;
+    };
+    for (let i = 0; i < 10; i++) await Promise.all([plain(), traced()]);
+    const [p, t] = await interleaved(TRACE_ROUNDS[m.spec.name]!, [plain, traced], GAP_MS);
+    const sp = stats(p!);
+    const st = stats(t!);
+    const traceSteps = (await traced()).trace?.steps.length ?? 0;
+    out[m.spec.name] = { untraced: sp, traced: st };
+    const overhead = st.p50 / sp.p50 - 1;
+    rows.push(
+      `| ${m.spec.name} | ${traceSteps} | ${fmt(sp.p50)} / ${fmt(sp.p99)} | ${fmt(st.p50)} / ${fmt(st.p99)} | ${(overhead * 100).toFixed(0)}% |`,
+    );
+    figures.push(
+      figure(
+        '6',
+        `${m.spec.name}: trace overhead (traced p50 / untraced p50 - 1)`,
+        overhead * 100,
+        '%',
+        { op: '<=', value: 25 },
+        `${traceSteps} traced tensors; ${fmt(st.p50)} vs ${fmt(sp.p50)} ms`,
+      ),
+    );
+  }
+  detail.trace = out;
+  md.push(
+    '## 6. Trace capture overhead',
+    '',
+    'engine.run in this process, with and without `trace: true` (every intermediate tensor exposed as an output and hashed into a Merkle root), interleaved.',
+    '',
+    '| model | traced tensors | untraced p50 / p99 ms | traced p50 / p99 ms | overhead |',
+    '|---|---:|---:|---:|---:|',
+    ...rows,
+    '',
+  );
+}, 300_000);

@@ -1,0 +1,126 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect, it } from 'vitest';
+import {
+  fmt,
+  figure,
+  figureRow,
+  FIGURE_HEADER,
+  machine,
+  RESULTS_DIR,
+  writeResults,
+  type Figure,
+  type Machine,
+} from './lib.js';
+
+/*
+ * The last benchmark of `npm run bench` (bench/vitest.config.ts runs the files one at a time, in
+ * a fixed order): reads what gas, hedging and overhead wrote in this run, prints one Markdown table
+ * of every figure with its target, and writes bench/results/latest.json and latest.md. Fails when
+ * a result is missing or was not written by this run (an error), never because a target is missed.
+ */
+
+/** Results older than this did not come from this run (the whole command takes under 10 minutes). */
+const FRESH_MS = 20 * 60_000;
+
+type Gas = {
+  measuredAt: string;
+  batchCommit: { receipts: number; gas: number; gasPerInference: number }[];
+  gas: Record<string, number>;
+};
+type Hedging = {
+  measuredAt?: string;
+  p50Ratio: number;
+  target: number;
+  allProviders: { p50: number };
+  fastProvidersOnly: { p50: number };
+};
+type Overhead = { measuredAt: string; machine: Machine; figures: Figure[] };
+
+async function fresh<T extends { measuredAt?: string }>(name: string): Promise<T> {
+  const json = JSON.parse(await readFile(join(RESULTS_DIR, `${name}.json`), 'utf8')) as T;
+  const at = json.measuredAt === undefined ? NaN : Date.parse(json.measuredAt);
+  if (!(Date.now() - at < FRESH_MS))
+    throw new Error(`bench/results/${name}.json was not written by this run (measuredAt ${json.measuredAt})`);
+  return json;
+}
+
+it('puts every figure in one table: bench/results/latest.json and latest.md', async () => {
+  const overhead = await fresh<Overhead>('overhead');
+  const gas = await fresh<Gas>('gas');
+  const hedging = await fresh<Hedging>('hedging');
+
+  const perInference = (n: number) => {
+    const row = gas.batchCommit.find((b) => b.receipts === n);
+    if (!row) throw new Error(`gas.json has no batch of ${n}`);
+    return row.gasPerInference;
+  };
+  const gasFigures: Figure[] = [
+    figure(
+      '4',
+      'gas per inference, batches of 1000 receipts',
+      perInference(1000),
+      'gas',
+      { op: '<=', value: 1000 },
+      'commitBatch gas / receipts; from gas.bench.ts',
+    ),
+    figure('4', 'gas per inference, batches of 100 receipts', perInference(100), 'gas'),
+    figure(
+      '4',
+      'gas per inference, batches of 256 (the node default)',
+      gas.gas['commit batch']! / 256,
+      'gas',
+      undefined,
+      'commit batch gas / 256',
+    ),
+    figure(
+      '4',
+      'redeem voucher (later), per redemption',
+      gas.gas['redeem voucher (later)']!,
+      'gas',
+      undefined,
+      'one per redemption, not per inference',
+    ),
+  ];
+  const hedgingFigure = figure(
+    'hedging',
+    'client p50 with a 250 ms-late provider / without',
+    hedging.p50Ratio,
+    'x',
+    { op: '<=', value: hedging.target },
+    `${fmt(hedging.allProviders.p50)} vs ${fmt(hedging.fastProvidersOnly.p50)} ms`,
+  );
+  const order = ['1', '2', '3', '4', '5', '6', 'hedging'];
+  const figures = [...overhead.figures, ...gasFigures, hedgingFigure].sort(
+    (a, b) => order.indexOf(a.section) - order.indexOf(b.section),
+  );
+  const targets = figures.filter((f) => f.met !== null);
+  const met = targets.filter((f) => f.met).length;
+  const now = machine();
+  const m = overhead.machine;
+  const table = [
+    `# Glassbox benchmarks: \`npm run bench\``,
+    '',
+    `${m.cpu}, ${m.cores} cores, ${m.platform}, Node ${m.node}; load average ${m.loadAverage.join(', ')} at the start of overhead.bench.ts, ${now.loadAverage.join(', ')} at the end. ${met} of ${targets.length} targets met.`,
+    '',
+    ...FIGURE_HEADER,
+    ...figures.map(figureRow),
+    '',
+    'Sections: 1 direct onnxruntime-node vs sdk.infer in receipt mode (one provider process on loopback); 2 quorum 3 vs receipt mode; 3 receipt verification and signing costs; 4 gas; 5 devnet start; 6 trace capture. Details: overhead.md, gas.md, hedging.md.',
+    '',
+  ].join('\n');
+  await writeResults(
+    'latest',
+    {
+      measuredAt: new Date().toISOString(),
+      command: 'npm run bench',
+      machine: { ...m, loadAverageAtEnd: now.loadAverage },
+      targets: { met, total: targets.length },
+      figures,
+      sources: { overhead: overhead.measuredAt, gas: gas.measuredAt, hedging: hedging.measuredAt },
+    },
+    table,
+  );
+  console.log(`\n${table}`);
+  expect(figures.length).toBeGreaterThan(0);
+});
