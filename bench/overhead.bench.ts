@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBenchModels, type BenchModelSpec } from '../examples/models/bench-models.mjs';
 import { startDevnet, type Devnet } from '../src/devnet/index.js';
 import { openNodeDb } from '../src/node/db.js';
-import { encodeTensors, hashTensors } from '../src/protocol/encoding.js';
+import { encodeTensors, hashTensors, tensorsToJson } from '../src/protocol/encoding.js';
 import { inputsFromJson } from '../src/protocol/inputs.js';
 import { modelDigest, type ModelPackage } from '../src/protocol/manifest.js';
 import {
@@ -22,7 +24,7 @@ import {
 } from '../src/protocol/receipt.js';
 import { recoverVoucherSigner, signVoucher } from '../src/protocol/voucher.js';
 import type { TensorMap } from '../src/protocol/tensor.js';
-import { createOnnxEngine, type Engine } from '../src/runtime/index.js';
+import { createOnnxEngine, traceOf, type Engine } from '../src/runtime/index.js';
 import {
   closeClient,
   createClient,
@@ -148,6 +150,35 @@ afterAll(async () => {
 });
 
 const direct = (m: BenchModel) => () => m.session.run(m.feeds);
+
+/** A bare node:http server in its own process that echoes what it is sent: the transport floor. */
+const ECHO_SERVER = `
+const http = require('node:http');
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => { res.setHeader('content-type', 'application/json'); res.end(Buffer.concat(chunks)); });
+});
+server.listen(0, '127.0.0.1', () => console.log(server.address().port));
+`;
+
+/** p50 of a JSON POST round trip through fetch to another process on loopback, and back. */
+async function httpFloor(body: string, rounds: number): Promise<Stats> {
+  const child = spawn(process.execPath, ['-e', ECHO_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+    const url = `http://127.0.0.1:${Number(line.toString().trim())}/`;
+    const post = async () => {
+      const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+      return JSON.parse(await res.text()) as unknown;
+    };
+    for (let i = 0; i < 50; i++) await post();
+    const [times] = await interleaved(rounds, [post], GAP_MS);
+    return stats(times!);
+  } finally {
+    child.kill();
+  }
+}
 const engineRun = (m: BenchModel) => () => engine.run(m.pkg, m.inputs);
 
 it('5. devnet start to first verified inference', async () => {
@@ -498,7 +529,18 @@ describe('the verified path on a devnet', () => {
       () => recoverVoucherSigner(voucher, voucherDomain),
     ]);
 
+    // What one request and its answer weigh on the wire, echoed by a bare server in another process.
+    const wireBody = JSON.stringify(
+      {
+        request: { requestId: signed.receipt.requestId, model, inputs: tensorsToJson(m.inputs), voucher },
+        answer: { outputs: tensorsToJson(result.outputs), receipt: signedReceiptToJson(signed) },
+      },
+      (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v),
+    );
+    const transport = await httpFloor(wireBody, 500);
+
     const s = {
+      httpJsonRoundTrip: transport,
       verifyReceiptLocal: stats(full!),
       recoverReceiptSigner: stats(recover!),
       hashInputs: stats(hashIn!),
@@ -510,6 +552,12 @@ describe('the verified path on a devnet', () => {
       providerRecoverVoucher: stats(voucherRecover!),
     };
     detail.receiptCosts = s;
+    const perRequest =
+      s.clientSignVoucher.p50 +
+      s.providerRecoverVoucher.p50 +
+      s.providerSignReceipt.p50 +
+      s.providerPersistReceipt.p50 +
+      s.verifyReceiptLocal.p50;
     figures.push(
       figure(
         '3',
@@ -543,6 +591,22 @@ describe('the verified path on a devnet', () => {
       ),
       figure('3', 'client: signVoucher per request p50', s.clientSignVoucher.p50, 'ms'),
       figure('3', 'provider: recoverVoucherSigner per request p50', s.providerRecoverVoucher.p50, 'ms'),
+      figure(
+        '3',
+        'per request: signatures + hashes + receipt insert, summed p50s',
+        perRequest,
+        'ms',
+        undefined,
+        "client signVoucher + provider recoverVoucherSigner + signReceipt + recordAnswer + client verifyReceipt: the verified path's fixed cost before transport",
+      ),
+      figure(
+        '3',
+        'transport floor: JSON POST round trip to another process (bare node:http echo)',
+        s.httpJsonRoundTrip.p50,
+        'ms',
+        undefined,
+        `${wireBody.length} bytes each way`,
+      ),
     );
     const row = (name: string, x: Stats) => `| ${name} | ${fmt(x.p50)} | ${fmt(x.p99)} |`;
     md.push(
@@ -561,6 +625,12 @@ describe('the verified path on a devnet', () => {
       row('provider: signReceipt', s.providerSignReceipt),
       row('provider: recordAnswer (SQLite, fsync)', s.providerPersistReceipt),
       row('provider: sign + persist', s.providerSignAndPersist),
+      row(
+        `transport: JSON POST round trip to a bare echo server in another process (${wireBody.length} bytes)`,
+        s.httpJsonRoundTrip,
+      ),
+      '',
+      `Summed p50s of the per-request signature, hashing and insert work (client signVoucher, provider recoverVoucherSigner, signReceipt, recordAnswer, client verifyReceipt): ${fmt(perRequest)} ms, all on the main threads (pure-JS secp256k1 in viem/noble; better-sqlite3 is synchronous).`,
       '',
     );
   }, 300_000);
@@ -569,6 +639,7 @@ describe('the verified path on a devnet', () => {
 it('6. trace capture overhead: engine.run with vs without trace', async () => {
   const rows: string[] = [];
   const out: Record<string, Record<string, Stats>> = {};
+  const traceBreakdown: Record<string, unknown> = {};
   for (const m of models) {
     const plain = () => engine.run(m.pkg, m.inputs);
     const traced = async () => {
@@ -580,11 +651,53 @@ it('6. trace capture overhead: engine.run with vs without trace', async () => {
     const [p, t] = await interleaved(TRACE_ROUNDS[m.spec.name]!, [plain, traced], GAP_MS);
     const sp = stats(p!);
     const st = stats(t!);
-    const traceSteps = (await traced()).trace?.steps.length ?? 0;
+    // Where a traced run's time goes: onnxruntime's own run (durationMs, every intermediate fetched
+    // as an output), and the Merkle tree over the steps (traceOf); the rest is hashing each
+    // intermediate and copying it out of onnxruntime.
+    const ortPlain: number[] = [];
+    const ortTraced: number[] = [];
+    const merkle: number[] = [];
+    let traceSteps = 0;
+    for (let i = 0; i < Math.min(20, TRACE_ROUNDS[m.spec.name]!); i++) {
+      await pause(GAP_MS);
+      ortPlain.push((await plain()).durationMs);
+      await pause(GAP_MS);
+      const r = await traced();
+      ortTraced.push(r.durationMs);
+      const steps = r.trace!.steps;
+      traceSteps = steps.length;
+      const started = performance.now();
+      if (traceOf(steps).root !== r.traceRoot) throw new Error("traceOf does not give the run's root");
+      merkle.push(performance.now() - started);
+    }
+    const breakdown = {
+      ortRunUntracedP50: median(ortPlain),
+      ortRunTracedP50: median(ortTraced),
+      merkleTreeP50: median(merkle),
+    };
     out[m.spec.name] = { untraced: sp, traced: st };
+    traceBreakdown[m.spec.name] = breakdown;
     const overhead = st.p50 / sp.p50 - 1;
     rows.push(
-      `| ${m.spec.name} | ${traceSteps} | ${fmt(sp.p50)} / ${fmt(sp.p99)} | ${fmt(st.p50)} / ${fmt(st.p99)} | ${(overhead * 100).toFixed(0)}% |`,
+      `| ${m.spec.name} | ${traceSteps} | ${fmt(sp.p50)} / ${fmt(sp.p99)} | ${fmt(st.p50)} / ${fmt(st.p99)} | ${(overhead * 100).toFixed(0)}% | ${fmt(breakdown.ortRunUntracedP50)} / ${fmt(breakdown.ortRunTracedP50)} | ${fmt(breakdown.merkleTreeP50)} |`,
+    );
+    figures.push(
+      figure(
+        '6',
+        `${m.spec.name}: traced run, Merkle tree over the steps (traceOf) p50`,
+        breakdown.merkleTreeP50,
+        'ms',
+        undefined,
+        `${traceSteps} leaves`,
+      ),
+      figure(
+        '6',
+        `${m.spec.name}: traced run, onnxruntime run itself p50`,
+        breakdown.ortRunTracedP50,
+        'ms',
+        undefined,
+        `untraced ${fmt(breakdown.ortRunUntracedP50)} ms`,
+      ),
     );
     figures.push(
       figure(
@@ -598,13 +711,14 @@ it('6. trace capture overhead: engine.run with vs without trace', async () => {
     );
   }
   detail.trace = out;
+  detail.traceBreakdown = traceBreakdown;
   md.push(
     '## 6. Trace capture overhead',
     '',
     'engine.run in this process, with and without `trace: true` (every intermediate tensor exposed as an output and hashed into a Merkle root), interleaved.',
     '',
-    '| model | traced tensors | untraced p50 / p99 ms | traced p50 / p99 ms | overhead |',
-    '|---|---:|---:|---:|---:|',
+    '| model | traced tensors | untraced p50 / p99 ms | traced p50 / p99 ms | overhead | onnxruntime run untraced / traced p50 ms | Merkle tree (traceOf) p50 ms |',
+    '|---|---:|---:|---:|---:|---:|---:|',
     ...rows,
     '',
   );
