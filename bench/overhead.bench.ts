@@ -8,7 +8,6 @@ import ort from 'onnxruntime-node';
 import { keccak256, toHex, type Address } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fastTraceRoot } from './fast-merkle.js';
 import { buildBenchModels, type BenchModelSpec } from '../examples/models/bench-models.mjs';
 import { startDevnet, type Devnet } from '../src/devnet/index.js';
 import { openNodeDb } from '../src/node/db.js';
@@ -658,7 +657,6 @@ it('6. trace capture overhead: engine.run with vs without trace', async () => {
     const ortPlain: number[] = [];
     const ortTraced: number[] = [];
     const merkle: number[] = [];
-    const fastMerkle: number[] = [];
     let traceSteps = 0;
     for (let i = 0; i < Math.min(20, TRACE_ROUNDS[m.spec.name]!); i++) {
       await pause(GAP_MS);
@@ -671,25 +669,17 @@ it('6. trace capture overhead: engine.run with vs without trace', async () => {
       const started = performance.now();
       if (traceOf(steps).root !== r.traceRoot) throw new Error("traceOf does not give the run's root");
       merkle.push(performance.now() - started);
-      const hashes = steps.map((step) => step.hash);
-      const fastStarted = performance.now();
-      if (fastTraceRoot(hashes) !== r.traceRoot)
-        throw new Error("fastTraceRoot does not give the run's root");
-      fastMerkle.push(performance.now() - fastStarted);
     }
     const breakdown = {
       ortRunUntracedP50: median(ortPlain),
       ortRunTracedP50: median(ortTraced),
       merkleTreeP50: median(merkle),
-      sameRootWithWasmKeccakP50: median(fastMerkle),
     };
     out[m.spec.name] = { untraced: sp, traced: st };
     traceBreakdown[m.spec.name] = breakdown;
-    // A projection, not a measurement: the traced p50 with traceOf's time replaced by the faster root's.
-    const projected = (st.p50 - breakdown.merkleTreeP50 + breakdown.sameRootWithWasmKeccakP50) / sp.p50 - 1;
     const overhead = st.p50 / sp.p50 - 1;
     rows.push(
-      `| ${m.spec.name} | ${traceSteps} | ${fmt(sp.p50)} / ${fmt(sp.p99)} | ${fmt(st.p50)} / ${fmt(st.p99)} | ${(overhead * 100).toFixed(0)}% | ${fmt(breakdown.ortRunUntracedP50)} / ${fmt(breakdown.ortRunTracedP50)} | ${fmt(breakdown.merkleTreeP50)} | ${fmt(breakdown.sameRootWithWasmKeccakP50)} |`,
+      `| ${m.spec.name} | ${traceSteps} | ${fmt(sp.p50)} / ${fmt(sp.p99)} | ${fmt(st.p50)} / ${fmt(st.p99)} | ${(overhead * 100).toFixed(0)}% | ${fmt(breakdown.ortRunUntracedP50)} / ${fmt(breakdown.ortRunTracedP50)} | ${fmt(breakdown.merkleTreeP50)} |`,
     );
     figures.push(
       figure(
@@ -698,7 +688,7 @@ it('6. trace capture overhead: engine.run with vs without trace', async () => {
         breakdown.merkleTreeP50,
         'ms',
         undefined,
-        `${traceSteps} leaves; the same root with hash-wasm keccak on raw bytes: ${fmt(breakdown.sameRootWithWasmKeccakP50)} ms`,
+        `${traceSteps} leaves`,
       ),
       figure(
         '6',
@@ -707,16 +697,6 @@ it('6. trace capture overhead: engine.run with vs without trace', async () => {
         'ms',
         undefined,
         `untraced ${fmt(breakdown.ortRunUntracedP50)} ms`,
-      ),
-    );
-    figures.push(
-      figure(
-        '6',
-        `${m.spec.name}: trace overhead projected with the faster Merkle root (estimate)`,
-        projected * 100,
-        '%',
-        undefined,
-        'traced p50 - traceOf p50 + fast-merkle p50, over untraced p50',
       ),
     );
     figures.push(
@@ -737,8 +717,8 @@ it('6. trace capture overhead: engine.run with vs without trace', async () => {
     '',
     'engine.run in this process, with and without `trace: true` (every intermediate tensor exposed as an output and hashed into a Merkle root), interleaved.',
     '',
-    '| model | traced tensors | untraced p50 / p99 ms | traced p50 / p99 ms | overhead | onnxruntime run untraced / traced p50 ms | Merkle tree (traceOf) p50 ms | same root, hash-wasm keccak on raw bytes (bench/fast-merkle.ts) p50 ms |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| model | traced tensors | untraced p50 / p99 ms | traced p50 / p99 ms | overhead | onnxruntime run untraced / traced p50 ms | Merkle tree (traceOf) p50 ms |',
+    '|---|---:|---:|---:|---:|---:|---:|',
     ...rows,
     '',
   );

@@ -15,3 +15,10 @@ export function keccak256Stream(feed: (update: (part: Uint8Array) => void) => vo
   feed((part) => hasher.update(part));
   return `0x${hasher.digest('hex')}`;
 }
+
+/** keccak256 of the concatenated parts, as bytes (for Merkle nodes, where hex would only be converted back). */
+export function keccak256Bytes(...parts: Uint8Array[]): Uint8Array {
+  hasher.init();
+  for (const part of parts) hasher.update(part);
+  return hasher.digest('binary');
+}

@@ -1,6 +1,6 @@
 import type { Hex } from 'viem';
 import { GlassboxError } from '../protocol/errors.js';
-import { traceTree } from '../protocol/merkle.js';
+import { traceRoot } from '../protocol/merkle.js';
 
 /*
  * Execution traces, independent of any engine (no native code here, so a verifier or a browser can
@@ -37,7 +37,7 @@ export function traceOf(steps: readonly TraceStep[]): Trace {
         field: `trace.steps[${i}].index`,
       });
   });
-  return { root: traceTree(steps.map((s) => s.hash)).root, steps };
+  return { root: traceRoot(steps.map((s) => s.hash)), steps };
 }
 
 /** Where two traces part ways: the step in each (absent where one trace is shorter). */

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import {
   batchLeaf,
   batchTree,
+  traceRoot,
   traceTree,
   verifyBatchProof,
   verifyTraceProof,
@@ -62,6 +63,16 @@ describe('batch trees', () => {
 });
 
 describe('trace trees', () => {
+  it("have traceRoot's root, which is OpenZeppelin's for every size", () => {
+    fc.assert(
+      fc.property(fc.array(hashArb, { minLength: 1, maxLength: 70 }), (hashes) => {
+        expect(traceRoot(hashes)).toBe(traceTree(hashes).root);
+      }),
+      { numRuns: 200 },
+    );
+    expect(() => traceRoot([])).toThrow(expect.objectContaining({ code: 'MERKLE_INVALID' }));
+  });
+
   it('bind each hash to its position', () => {
     fc.assert(
       fc.property(fc.array(hashArb, { minLength: 2, maxLength: 20 }), (hashes) => {
