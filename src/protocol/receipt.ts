@@ -7,9 +7,9 @@ import {
   type Address,
   type Hex,
   type LocalAccount,
-  type TypedDataDomain,
 } from 'viem';
 import { z } from 'zod';
+import { glassboxDomain, type GlassboxDomain } from './domain.js';
 import { GlassboxError } from './errors.js';
 import { parseWith } from './validate.js';
 
@@ -60,11 +60,10 @@ export type SignedReceipt = { readonly receipt: Receipt; readonly signature: Hex
 
 export const ZERO_HASH: Hex = `0x${'0'.repeat(64)}`;
 
-export type ReceiptDomain = { readonly chainId: number; readonly verifyingContract: Address };
+export type ReceiptDomain = GlassboxDomain;
 
-export function receiptDomain({ chainId, verifyingContract }: ReceiptDomain): TypedDataDomain {
-  return { name: 'Glassbox', version: '1', chainId, verifyingContract };
-}
+/** The domain of receipts: verifying contract = the ReceiptLedger. */
+export const receiptDomain = glassboxDomain;
 
 /** The EIP-712 struct hash: the leaf content of batches. */
 export function receiptHash(receipt: Receipt): Hex {

@@ -1,10 +1,5 @@
-import {
-  recoverTypedDataAddress,
-  type Address,
-  type Hex,
-  type LocalAccount,
-  type TypedDataDomain,
-} from 'viem';
+import { recoverTypedDataAddress, type Address, type Hex, type LocalAccount } from 'viem';
+import { glassboxDomain, type GlassboxDomain } from './domain.js';
 import { GlassboxError } from './errors.js';
 
 /**
@@ -30,11 +25,10 @@ export type Voucher = {
 
 export type SignedVoucher = { readonly voucher: Voucher; readonly signature: Hex };
 
-export type VoucherDomain = { readonly chainId: number; readonly verifyingContract: Address };
+export type VoucherDomain = GlassboxDomain;
 
-export function voucherDomain({ chainId, verifyingContract }: VoucherDomain): TypedDataDomain {
-  return { name: 'Glassbox', version: '1', chainId, verifyingContract };
-}
+/** The domain of vouchers: verifying contract = the PaymentEscrow. */
+export const voucherDomain = glassboxDomain;
 
 export async function signVoucher(
   account: LocalAccount,

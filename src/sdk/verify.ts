@@ -159,25 +159,20 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
   );
 
   // hashes recomputed
-  if (params.inputs) {
-    const h = hashTensors(params.inputs);
+  const hashCheck = (check: 'inputHash' | 'outputHash', tensors: TensorMap, what: string) => {
+    const h = hashTensors(tensors);
+    const claimed = r[check];
     push(
-      'inputHash',
-      h === r.inputHash,
-      h === r.inputHash
-        ? `inputHash ${short(h)} recomputed from the inputs sent`
-        : `receipt inputHash ${short(r.inputHash)} is not the hash of the inputs sent (${short(h)})`,
+      check,
+      h === claimed,
+      h === claimed
+        ? `${check} ${short(h)} recomputed from the ${what}`
+        : `receipt ${check} ${short(claimed)} is not the hash of the ${what} (${short(h)})`,
     );
-  }
+  };
+  if (params.inputs) hashCheck('inputHash', params.inputs, 'inputs sent');
   if (params.outputs) {
-    const h = hashTensors(params.outputs);
-    push(
-      'outputHash',
-      h === r.outputHash,
-      h === r.outputHash
-        ? `outputHash ${short(h)} recomputed from the outputs received`
-        : `receipt outputHash ${short(r.outputHash)} is not the hash of the outputs received (${short(h)})`,
-    );
+    hashCheck('outputHash', params.outputs, 'outputs received');
     if (params.outputSpecs) {
       const problem = outputsProblem(params.outputSpecs, params.outputs);
       push('outputs', problem === undefined, problem ?? 'outputs match the model output schema');
