@@ -1,37 +1,20 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { getRedeemed } from '../../src/chain/index.js';
 import { recoverVoucherSigner } from '../../src/protocol/voucher.js';
-import { charged, closeClient, infer, settle, type Client } from '../../src/sdk/index.js';
+import { charged, infer, settle } from '../../src/sdk/index.js';
 import { exampleSamples } from '../support/examples.js';
-import { MIN_STAKE, startNetwork, type Network } from './support/network.js';
+import { MIN_STAKE, useNetwork } from './support/network.js';
 
-let net: Network;
-const clients: Client[] = [];
-beforeAll(async () => {
-  net = await startNetwork();
-});
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => closeClient(c)));
-  await net.reset();
-});
-afterAll(async () => {
-  await net?.stop();
-});
-
-const newClient = async () => {
-  const c = await net.client();
-  clients.push(c);
-  return c;
-};
+const { net: network, newClient } = useNetwork();
 
 describe('payments', () => {
   it('charges the sum of the verified receipts received, and providers redeem exactly that', async () => {
     const providers = [
-      await net.startProvider({ account: 1, price: 1000n, stake: 3n * MIN_STAKE }),
-      await net.startProvider({ account: 2, price: 1500n, stake: 2n * MIN_STAKE }),
-      await net.startProvider({ account: 3, price: 2000n }),
+      await network().startProvider({ account: 1, price: 1000n, stake: 3n * MIN_STAKE }),
+      await network().startProvider({ account: 2, price: 1500n, stake: 2n * MIN_STAKE }),
+      await network().startProvider({ account: 3, price: 2000n }),
       // Overcharges: its answers fail verification and are never paid.
-      await net.startProvider({
+      await network().startProvider({
         account: 4,
         price: 1000n,
         stake: 4n * MIN_STAKE,
@@ -39,8 +22,8 @@ describe('payments', () => {
       }),
     ];
     const c = await newClient();
-    const int8 = net.models['iris-int8'];
-    const iris = net.models.iris;
+    const int8 = network().models['iris-int8'];
+    const iris = network().models.iris;
     const received = new Map<string, bigint>();
     const results = [];
     for (let i = 0; i < 4; i++)
@@ -100,13 +83,13 @@ describe('payments', () => {
   });
 
   it('on 402 PAYMENT_REQUIRED settles and retries once', async () => {
-    const p = await net.startProvider({
+    const p = await network().startProvider({
       account: 1,
       price: 1000n,
       faults: { creditLimit: 2000n, ignoreAttachedVouchers: true },
     });
     const c = await newClient();
-    const int8 = net.models['iris-int8'];
+    const int8 = network().models['iris-int8'];
     for (let i = 0; i < 5; i++)
       await infer(c, { model: int8.id, inputs: exampleSamples(int8, 'iris-int8'), maxPrice: 5000n });
     expect(p.paymentRequests()).toBeGreaterThan(0);

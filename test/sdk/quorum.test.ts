@@ -1,37 +1,20 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { getProvider } from '../../src/chain/index.js';
 import { isGlassboxError } from '../../src/protocol/errors.js';
-import { closeClient, infer, submitEvidence, type Client, type Evidence } from '../../src/sdk/index.js';
+import { infer, submitEvidence, type Client, type Evidence } from '../../src/sdk/index.js';
 import { exampleSamples } from '../support/examples.js';
-import { MIN_STAKE, startNetwork, type Network } from './support/network.js';
+import { MIN_STAKE, useNetwork } from './support/network.js';
 
-let net: Network;
-const clients: Client[] = [];
-beforeAll(async () => {
-  net = await startNetwork();
-});
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => closeClient(c)));
-  await net.reset();
-});
-afterAll(async () => {
-  await net?.stop();
-});
-
-const newClient = async () => {
-  const c = await net.client();
-  clients.push(c);
-  return c;
-};
-const pkg = () => net.models['iris-int8'];
+const { net: network, newClient } = useNetwork();
+const pkg = () => network().models['iris-int8'];
 const run = (c: Client, over: Partial<Parameters<typeof infer>[1]> = {}) =>
   infer(c, { model: pkg().id, inputs: exampleSamples(pkg(), 'iris-int8'), maxPrice: 5000n, ...over });
 
 describe('quorum', () => {
   it('returns the honest majority of 3 with evidence against the provider that perturbs', async () => {
-    const a = await net.startProvider({ account: 1, price: 1000n });
-    const b = await net.startProvider({ account: 2, price: 1000n });
-    const liar = await net.startProvider({
+    const a = await network().startProvider({ account: 1, price: 1000n });
+    const b = await network().startProvider({ account: 2, price: 1000n });
+    const liar = await network().startProvider({
       account: 3,
       price: 1000n,
       stake: 5n * MIN_STAKE,
@@ -39,7 +22,7 @@ describe('quorum', () => {
     });
     const c = await newClient();
     const result = await run(c, { mode: { quorum: 3 } });
-    const local = await net.engine.run(pkg(), exampleSamples(pkg(), 'iris-int8'));
+    const local = await network().engine.run(pkg(), exampleSamples(pkg(), 'iris-int8'));
     expect(result.receipts.every((r) => r.receipt.outputHash === local.outputHash)).toBe(true);
     expect(result.outputs.label!.data).toEqual(local.outputs.label!.data);
     expect([...result.providers].sort()).toEqual([a.address, b.address].sort());
@@ -70,9 +53,9 @@ describe('quorum', () => {
   });
 
   it('replaces a provider that is down and still gets 3 answers', async () => {
-    const down = await net.startProvider({ account: 1, price: 1000n, stake: 5n * MIN_STAKE });
+    const down = await network().startProvider({ account: 1, price: 1000n, stake: 5n * MIN_STAKE });
     await down.stop();
-    for (const account of [2, 3, 4]) await net.startProvider({ account, price: 1000n });
+    for (const account of [2, 3, 4]) await network().startProvider({ account, price: 1000n });
     const result = await run(await newClient(), { mode: { quorum: 3 } });
     expect(result.providers).toHaveLength(3);
     expect(result.providers).not.toContain(down.address);
@@ -83,9 +66,9 @@ describe('quorum', () => {
   });
 
   it('refuses an answer without a majority (QUORUM_NO_MAJORITY, with the evidence)', async () => {
-    await net.startProvider({ account: 1, price: 1000n });
-    await net.startProvider({ account: 2, price: 1000n, faults: { perturb: 'fixed' } });
-    await net.startProvider({ account: 3, price: 1000n, faults: { perturb: 'random' } });
+    await network().startProvider({ account: 1, price: 1000n });
+    await network().startProvider({ account: 2, price: 1000n, faults: { perturb: 'fixed' } });
+    await network().startProvider({ account: 3, price: 1000n, faults: { perturb: 'random' } });
     const error = await run(await newClient(), { mode: { quorum: 3 } }).catch((e: unknown) => e);
     expect(isGlassboxError(error, 'QUORUM_NO_MAJORITY')).toBe(true);
     const evidence = (error as { details: { evidence: Evidence } }).details.evidence;
@@ -94,8 +77,8 @@ describe('quorum', () => {
   });
 
   it('needs k providers within maxPrice', async () => {
-    await net.startProvider({ account: 1, price: 1000n });
-    await net.startProvider({ account: 2, price: 9000n });
+    await network().startProvider({ account: 1, price: 1000n });
+    await network().startProvider({ account: 2, price: 9000n });
     const error = await run(await newClient(), { mode: { quorum: 2 } }).catch((e: unknown) => e);
     expect(isGlassboxError(error, 'PROVIDER_UNAVAILABLE')).toBe(true);
   });
@@ -103,7 +86,7 @@ describe('quorum', () => {
 
 describe('equivocation', () => {
   it('catches one provider answering the same input two ways, and submitting it slashes the provider', async () => {
-    const liar = await net.startProvider({ account: 1, price: 1000n, faults: { perturb: 'random' } });
+    const liar = await network().startProvider({ account: 1, price: 1000n, faults: { perturb: 'random' } });
     const c = await newClient();
     const first = await run(c);
     expect(first.evidence).toBeUndefined();
@@ -130,8 +113,8 @@ describe('equivocation', () => {
   });
 
   it('does not submit an equivocation on a model that is not exact on chain', async () => {
-    const iris = net.models.iris;
-    await net.startProvider({ account: 1, price: 1000n, faults: { perturb: 'random' } });
+    const iris = network().models.iris;
+    await network().startProvider({ account: 1, price: 1000n, faults: { perturb: 'random' } });
     const c = await newClient();
     const go = () => infer(c, { model: iris.id, inputs: exampleSamples(iris, 'iris'), maxPrice: 5000n });
     await go();

@@ -1,11 +1,10 @@
 import fc from 'fast-check';
 import { getAddress, type Address } from 'viem';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { setOffer } from '../../src/chain/index.js';
 import { isGlassboxError } from '../../src/protocol/errors.js';
 import {
   charged,
-  closeClient,
   discoverProviders,
   infer,
   providerHealth,
@@ -15,35 +14,18 @@ import {
   type ProviderHealth,
 } from '../../src/sdk/index.js';
 import { exampleSamples } from '../support/examples.js';
-import { MIN_STAKE, startNetwork, type Network } from './support/network.js';
+import { MIN_STAKE, useNetwork } from './support/network.js';
 
-let net: Network;
-const clients: Client[] = [];
-beforeAll(async () => {
-  net = await startNetwork();
-});
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => closeClient(c)));
-  await net.reset();
-});
-afterAll(async () => {
-  await net?.stop();
-});
-
-const newClient = async (over = {}) => {
-  const c = await net.client(over);
-  clients.push(c);
-  return c;
-};
+const { net: network, newClient } = useNetwork();
 const run = (c: Client, over: Partial<Parameters<typeof infer>[1]> = {}) => {
-  const pkg = net.models['iris-int8'];
+  const pkg = network().models['iris-int8'];
   return infer(c, { model: pkg.id, inputs: exampleSamples(pkg, 'iris-int8'), maxPrice: 5000n, ...over });
 };
 
 describe('selection', () => {
   it('never picks a provider priced above maxPrice, even with more stake', async () => {
-    const pricey = await net.startProvider({ account: 1, price: 3000n, stake: 10n * MIN_STAKE });
-    const cheap = await net.startProvider({ account: 2, price: 1000n });
+    const pricey = await network().startProvider({ account: 1, price: 3000n, stake: 10n * MIN_STAKE });
+    const cheap = await network().startProvider({ account: 2, price: 1000n });
     const c = await newClient();
     for (let i = 0; i < 4; i++) {
       const result = await run(c, { maxPrice: 2000n });
@@ -113,9 +95,9 @@ describe('selection', () => {
 
 describe('prices', () => {
   it('does not charge a pending price increase inside its notice period', async () => {
-    const p = await net.startProvider({ account: 1, price: 1000n });
-    const pkg = net.models['iris-int8'];
-    await setOffer(net.chain.as(1), { model: pkg.id, price: 4000n });
+    const p = await network().startProvider({ account: 1, price: 1000n });
+    const pkg = network().models['iris-int8'];
+    await setOffer(network().chain.as(1), { model: pkg.id, price: 4000n });
     const c = await newClient();
     const result = await run(c, { maxPrice: 5000n });
     expect(result.receipts[0]!.receipt.price).toBe(1000n);
@@ -129,7 +111,7 @@ describe('prices', () => {
     p.faults.chargePrice = undefined;
 
     // After the notice period the new price is in force (and is what is charged).
-    await net.chain.increaseTime(net.chain.deployment.params.priceNoticeMs + 1000);
+    await network().chain.increaseTime(network().chain.deployment.params.priceNoticeMs + 1000);
     const later = await newClient();
     expect((await run(later, { maxPrice: 5000n })).receipts[0]!.receipt.price).toBe(4000n);
     expect(
@@ -140,8 +122,8 @@ describe('prices', () => {
 
 describe('failover and hedging', () => {
   it('fails over when a provider is down (connection refused) and cools it down', async () => {
-    const down = await net.startProvider({ account: 1, price: 1000n, stake: 10n * MIN_STAKE });
-    const up = await net.startProvider({ account: 2, price: 1000n });
+    const down = await network().startProvider({ account: 1, price: 1000n, stake: 10n * MIN_STAKE });
+    const up = await network().startProvider({ account: 2, price: 1000n });
     await down.stop();
     const c = await newClient();
     const result = await run(c, { hedgeAfterMs: false });
@@ -160,13 +142,13 @@ describe('failover and hedging', () => {
   });
 
   it('fails over when a provider times out', async () => {
-    const slow = await net.startProvider({
+    const slow = await network().startProvider({
       account: 1,
       price: 1000n,
       stake: 10n * MIN_STAKE,
       faults: { delayMs: 1000 },
     });
-    const fast = await net.startProvider({ account: 2, price: 1000n });
+    const fast = await network().startProvider({ account: 2, price: 1000n });
     const c = await newClient();
     const result = await run(c, { hedgeAfterMs: false, attemptTimeoutMs: 200 });
     expect(result.providers).toEqual([fast.address]);
@@ -178,13 +160,13 @@ describe('failover and hedging', () => {
   });
 
   it('hedges to the next provider once the latency budget passes, taking the faster answer', async () => {
-    const slow = await net.startProvider({
+    const slow = await network().startProvider({
       account: 1,
       price: 1000n,
       stake: 10n * MIN_STAKE,
       faults: { delayMs: 1500 },
     });
-    const fast = await net.startProvider({ account: 2, price: 1000n });
+    const fast = await network().startProvider({ account: 2, price: 1000n });
     const c = await newClient({ hedgeAfterMs: 100 });
     const started = performance.now();
     const result = await run(c);
@@ -197,15 +179,15 @@ describe('failover and hedging', () => {
   });
 
   it('hedges on the measured p95 when no fixed budget is set', async () => {
-    const first = await net.startProvider({ account: 1, price: 1000n, stake: 10n * MIN_STAKE });
+    const first = await network().startProvider({ account: 1, price: 1000n, stake: 10n * MIN_STAKE });
     // The second is measured slower (a higher latency band), so the first goes first.
-    const second = await net.startProvider({ account: 2, price: 1000n, faults: { delayMs: 60 } });
+    const second = await network().startProvider({ account: 2, price: 1000n, faults: { delayMs: 60 } });
     const c = await newClient({ minHedgeAfterMs: 50 });
     for (let i = 0; i < 3; i++) await run(c, { exclude: [second.address] });
     for (let i = 0; i < 3; i++) await run(c, { exclude: [first.address] });
     expect(
       rankProviders({
-        candidates: await discoverProviders(c, { model: net.models['iris-int8'].id }),
+        candidates: await discoverProviders(c, { model: network().models['iris-int8'].id }),
         maxPrice: 5000n,
         health: c.state.health,
       })[0]!.address,

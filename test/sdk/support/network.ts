@@ -2,7 +2,13 @@ import type { Hex } from 'viem';
 import { deposit, registerModel } from '../../../src/chain/index.js';
 import type { ModelPackage } from '../../../src/protocol/manifest.js';
 import { createOnnxEngine, type Engine } from '../../../src/runtime/index.js';
-import { createClient, type Client, type CreateClientParameters } from '../../../src/sdk/index.js';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import {
+  closeClient,
+  createClient,
+  type Client,
+  type CreateClientParameters,
+} from '../../../src/sdk/index.js';
 import { createMemoryStore, loadModel, packModelFolder, type BlobStore } from '../../../src/store/index.js';
 import { E18, startTestChain, TEST_PARAMS, type TestChain } from '../../chain/support.js';
 import { exampleDir } from '../../support/examples.js';
@@ -87,6 +93,36 @@ export async function startNetwork(): Promise<Network> {
       await Promise.all(providers.map((p) => p.stop()));
       await engine.close();
       await chain.stop();
+    },
+  };
+}
+
+/**
+ * Registers the hooks most SDK test files share: one network for the file, reset to its snapshot
+ * and with the clients it handed out closed after each test. `net()` is valid inside tests.
+ */
+export function useNetwork(): {
+  net: () => Network;
+  newClient: (over?: Parameters<Network['client']>[0]) => Promise<Client>;
+} {
+  let network: Network | undefined;
+  const clients: Client[] = [];
+  beforeAll(async () => {
+    network = await startNetwork();
+  });
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => closeClient(c)));
+    await network!.reset();
+  });
+  afterAll(async () => {
+    await network?.stop();
+  });
+  return {
+    net: () => network!,
+    newClient: async (over) => {
+      const c = await network!.client(over);
+      clients.push(c);
+      return c;
     },
   };
 }
