@@ -2,8 +2,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, it } from 'vitest';
-import { startDevnet, type Devnet } from '../src/devnet/index.js';
-import { closeClient, createClient, infer, type Client } from '../src/sdk/index.js';
+import { devnetClient, startDevnet, type Devnet } from '../src/devnet/index.js';
+import { closeClient, infer, type Client } from '../src/sdk/index.js';
 import { exampleDir, examplePackage, exampleSamples } from '../test/support/examples.js';
 
 /*
@@ -26,13 +26,7 @@ beforeAll(async () => {
     provider: (i) => (i === SLOW ? { delayMs: DELAY_MS } : {}),
     nodeConfig: { logLevel: 'error' },
   });
-  client = await createClient({
-    rpcUrl: devnet.rpcUrl,
-    chainId: devnet.chainId,
-    deployment: devnet.deployment,
-    account: devnet.client.privateKey,
-    pollingIntervalMs: 20,
-  });
+  client = await devnetClient(devnet);
 }, 120_000);
 
 afterAll(async () => {

@@ -9,7 +9,7 @@ import { keccak256, toHex, type Address } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBenchModels, type BenchModelSpec } from '../examples/models/bench-models.mjs';
-import { startDevnet, type Devnet } from '../src/devnet/index.js';
+import { devnetClient, startDevnet, type Devnet } from '../src/devnet/index.js';
 import { openNodeDb } from '../src/node/db.js';
 import { encodeTensors, hashTensors, tensorsToJson } from '../src/protocol/encoding.js';
 import { inputsFromJson } from '../src/protocol/inputs.js';
@@ -27,7 +27,6 @@ import type { TensorMap } from '../src/protocol/tensor.js';
 import { createOnnxEngine, traceOf, type Engine } from '../src/runtime/index.js';
 import {
   closeClient,
-  createClient,
   discoverProviders,
   getProviderModels,
   infer,
@@ -187,13 +186,7 @@ it('5. devnet start to first verified inference', async () => {
   const up = performance.now();
   let client: Client | undefined;
   try {
-    client = await createClient({
-      rpcUrl: devnet.rpcUrl,
-      chainId: devnet.chainId,
-      deployment: devnet.deployment,
-      account: devnet.client.privateKey,
-      pollingIntervalMs: 20,
-    });
+    client = await devnetClient(devnet);
     const pkg = await examplePackage('iris-int8');
     const result = await infer(client, {
       model: pkg.id,
@@ -246,13 +239,7 @@ describe('the verified path on a devnet', () => {
     });
     for (const m of devnet.models) ids.set(m.name, m.id);
     others = devnet.providers.slice(1).map((p) => p.address);
-    client = await createClient({
-      rpcUrl: devnet.rpcUrl,
-      chainId: devnet.chainId,
-      deployment: devnet.deployment,
-      account: devnet.client.privateKey,
-      pollingIntervalMs: 20,
-    });
+    client = await devnetClient(devnet);
   }, 180_000);
 
   afterAll(async () => {

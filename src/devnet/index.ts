@@ -24,6 +24,7 @@ import {
 } from '../chain/index.js';
 import { GlassboxError } from '../protocol/errors.js';
 import type { ModelId } from '../protocol/manifest.js';
+import { createClient, type Client, type CreateClientParameters } from '../sdk/index.js';
 import { createFsStore, packModelFolder } from '../store/index.js';
 
 /*
@@ -260,4 +261,19 @@ async function spawnProvider(
     JSON.stringify({ ...config, listen: { port: Number(new URL(provider.url).port) } }, null, 2),
   );
   return provider;
+}
+
+/** A client of the devnet acting as its funded client account (overrides: SDK options). */
+export function devnetClient(
+  devnet: Devnet,
+  overrides: Partial<CreateClientParameters> = {},
+): Promise<Client> {
+  return createClient({
+    rpcUrl: devnet.rpcUrl,
+    chainId: devnet.chainId,
+    deployment: devnet.deployment,
+    account: devnet.client.privateKey,
+    pollingIntervalMs: 20,
+    ...overrides,
+  });
 }

@@ -1,13 +1,12 @@
 import type { Address, Hex } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, getProvider, getRedeemed, setOffer, withAccount } from '../../src/chain/index.js';
-import { startDevnet, type Devnet } from '../../src/devnet/index.js';
+import { devnetClient, startDevnet, type Devnet } from '../../src/devnet/index.js';
 import { signedReceiptFromJson, type SignedReceipt } from '../../src/protocol/receipt.js';
 import { createOnnxEngine } from '../../src/runtime/index.js';
 import {
   charged,
   closeClient,
-  createClient,
   infer,
   settle,
   submitEvidence,
@@ -37,14 +36,7 @@ beforeAll(async () => {
     provider: (i) => (i === CHEATER ? { perturb: 0.5 } : i === EXPENSIVE ? { price: PRICE * 100n } : {}),
     nodeConfig: { batch: { maxReceipts: 50, maxAgeMs: 500 }, redeemIntervalMs: 500, logLevel: 'error' },
   });
-  client = await createClient({
-    rpcUrl: devnet.rpcUrl,
-    chainId: devnet.chainId,
-    deployment: devnet.deployment,
-    account: devnet.client.privateKey,
-    pollingIntervalMs: 20,
-    discoveryTtlMs: 200,
-  });
+  client = await devnetClient(devnet, { discoveryTtlMs: 200 });
 }, 120_000);
 
 afterAll(async () => {

@@ -1,8 +1,8 @@
 import { rm } from 'node:fs/promises';
 import { formatUnits } from 'viem';
 import { getBatchCommits, getModel, getRedeemed } from '../../chain/index.js';
-import { startDevnet } from '../../devnet/index.js';
-import { closeClient, charged, createClient, infer, settle, type InferReturnType } from '../../sdk/index.js';
+import { devnetClient, startDevnet } from '../../devnet/index.js';
+import { closeClient, charged, infer, settle, type InferReturnType } from '../../sdk/index.js';
 import { devnetProfilePath, writeDevnetProfile } from '../connection.js';
 import { printFields } from '../io.js';
 import type { Context } from '../program.js';
@@ -25,13 +25,7 @@ export async function runNetworkDemo(ctx: Context): Promise<void> {
     deploymentFile: devnet.deploymentFile,
     privateKey: devnet.client.privateKey,
   });
-  const client = await createClient({
-    rpcUrl: devnet.rpcUrl,
-    chainId: devnet.chainId,
-    deployment: devnet.deployment,
-    account: devnet.client.privateKey,
-    pollingIntervalMs: 50,
-  });
+  const client = await devnetClient(devnet, { pollingIntervalMs: 50 });
   try {
     const iris = devnet.models.find((m) => m.name === 'iris')!;
     const record = await getModel(client.chain, iris.id);
