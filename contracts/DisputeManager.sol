@@ -4,13 +4,15 @@ pragma solidity ^0.8.24;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {ReceiptLib} from "./ReceiptLib.sol";
 import {ReceiptLedger} from "./ReceiptLedger.sol";
 import {ProviderRegistry} from "./ProviderRegistry.sol";
 import {ModelRegistry} from "./ModelRegistry.sol";
+import {PaymentEscrow} from "./PaymentEscrow.sol";
 
 /// @title DisputeManager
-/// @notice Two ways a provider loses stake:
+/// @notice Three ways a provider loses stake:
 ///  (a) equivocation: two receipts it signed for the same model, inputHash, paramsHash and
 ///      runtime with different outputHash, on a model whose policy is exact. Proven by the
 ///      receipts alone; slashed at once, the reporter rewarded.
@@ -23,7 +25,16 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 ///      votes at all) voids the challenge and refunds the bond; the receipt may then be
 ///      challenged again. Members who don't reveal lose
 ///      `nonRevealPenalty` to the treasury. Every stage has a deadline and anyone may resolve
-///      after the last one, so no dispute can stay stuck.
+///      after the last one, so no dispute can stay stuck. When both executions were traced, the
+///      challenger names the first step at which they part (`openTracedChallenge`), proven
+///      against the receipt's traceRoot and its own, so members need only re-run up to it.
+///  (c) unavailability: anyone posts the bond and names a receipt hash in a batch the provider
+///      committed (`challengeAvailability`); the provider must publish that receipt and its
+///      inputs on chain (`answerAvailability`) within `answerPeriod`, or be slashed as in (b).
+///      A provider that hides the data of its batches can't be checked, so hiding is punished
+///      like cheating.
+///  Every conviction is also reported to the PaymentEscrow, which refunds the provider's held
+///  payments to its clients.
 ///
 /// @dev Committee randomness and its limits. The seed is keccak256(prevrandao, the previous
 ///      blockhash, the challenge id, the receipt hash, the challenger). This is NOT unbiasable:
@@ -39,6 +50,11 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 ///      replace `_seed` without changing anything else.
 contract DisputeManager is ReentrancyGuard {
     using SafeERC20 for IERC20;
+
+    enum Kind {
+        Wrong,
+        Unavailable
+    }
 
     enum Status {
         None,
@@ -57,12 +73,33 @@ contract DisputeManager is ReentrancyGuard {
         uint16 slashBps;
         uint16 rewardBps;
         uint256 nonRevealPenalty;
+        uint64 answerPeriod;
+    }
+
+    /// @notice The first step at which the provider's traced execution and the challenger's part:
+    ///         leaf `step` of each trace (OpenZeppelin standard leaf of (uint256 step, bytes32
+    ///         hash)), proven against the receipt's traceRoot and the challenger's root, and,
+    ///         past step 0, the hash at `step - 1` that both traces share.
+    struct Divergence {
+        uint64 step;
+        bytes32 providerHash;
+        bytes32[] providerProof;
+        bytes32 challengerRoot;
+        bytes32 challengerHash;
+        bytes32[] challengerProof;
+        bytes32 priorHash;
+        bytes32[] priorProviderProof;
+        bytes32[] priorChallengerProof;
     }
 
     struct Challenge {
         address challenger;
         address provider;
+        Kind kind;
         Status status;
+        /// @dev True when a Divergence was proven: `step` and the two hashes below are set.
+        bool traced;
+        uint64 step;
         uint64 commitDeadline;
         uint64 revealDeadline;
         uint16 committed;
@@ -71,6 +108,8 @@ contract DisputeManager is ReentrancyGuard {
         uint16 innocent;
         bytes32 receiptHash;
         uint256 bond;
+        bytes32 providerStepHash;
+        bytes32 challengerStepHash;
         address[] committee;
     }
 
@@ -88,6 +127,7 @@ contract DisputeManager is ReentrancyGuard {
     ProviderRegistry public immutable providers;
     ModelRegistry public immutable models;
     ReceiptLedger public immutable ledger;
+    PaymentEscrow public immutable escrow;
     address public immutable treasury;
     uint256 public immutable challengeBond;
     uint16 public immutable committeeSize;
@@ -98,6 +138,8 @@ contract DisputeManager is ReentrancyGuard {
     uint16 public immutable slashBps;
     uint16 public immutable rewardBps;
     uint256 public immutable nonRevealPenalty;
+    /// @notice Seconds a provider has to publish the data named by an availability challenge.
+    uint64 public immutable answerPeriod;
 
     Challenge[] private _challenges;
     mapping(uint256 id => mapping(address member => Vote)) private _votes;
@@ -105,6 +147,8 @@ contract DisputeManager is ReentrancyGuard {
     ///         challenged once, unless that challenge was voided (a tie or no votes): then it may
     ///         be challenged again, so a void verdict never makes a receipt immune.
     mapping(bytes32 receiptHash => uint256) public challengeOfReceipt;
+    /// @notice Challenge id + 1 of the latest availability challenge of each receipt struct hash.
+    mapping(bytes32 receiptHash => uint256) public availabilityChallengeOf;
     /// @notice Equivocations already punished, keyed by (provider, model, input, params, runtime).
     mapping(bytes32 key => bool) public equivocationReported;
 
@@ -127,6 +171,19 @@ contract DisputeManager is ReentrancyGuard {
         uint64 commitDeadline,
         uint64 revealDeadline
     );
+    /// @notice The challenged receipt, for committee members to re-execute (inputs: `inputsUri`).
+    event ChallengedReceipt(uint256 indexed id, ReceiptLib.Receipt receipt);
+    event DivergenceProven(uint256 indexed id, uint64 step, bytes32 providerHash, bytes32 challengerHash, bytes32 challengerRoot);
+    event AvailabilityChallenged(
+        uint256 indexed id,
+        address indexed provider,
+        address indexed challenger,
+        uint256 batchId,
+        bytes32 receiptHash,
+        uint64 answerDeadline
+    );
+    /// @notice The withheld data, now public: the receipt and the canonical encoding of its inputs.
+    event AvailabilityAnswered(uint256 indexed id, ReceiptLib.Receipt receipt, bytes inputs);
     event VoteCommitted(uint256 indexed id, address indexed member);
     event VoteRevealed(uint256 indexed id, address indexed member, bool guilty);
     event ChallengeResolved(uint256 indexed id, Status status, uint16 guilty, uint16 innocent, uint256 slashed, uint256 reward);
@@ -155,16 +212,32 @@ contract DisputeManager is ReentrancyGuard {
     error AlreadyRevealed();
     error CommitmentMismatch();
     error TooEarly(uint64 revealDeadline);
+    error NoTrace();
+    error NoDivergence();
+    error InvalidTraceProof(uint64 step);
+    error NotAvailabilityChallenge(uint256 id);
+    error NotWrongChallenge(uint256 id);
+    error AnswerClosed(uint64 answerDeadline);
+    error ReceiptMismatch(bytes32 receiptHash);
+    error InputsMismatch(bytes32 inputHash);
 
-    constructor(IERC20 token_, ProviderRegistry providers_, ModelRegistry models_, ReceiptLedger ledger_, Params memory p) {
+    constructor(
+        IERC20 token_,
+        ProviderRegistry providers_,
+        ModelRegistry models_,
+        ReceiptLedger ledger_,
+        PaymentEscrow escrow_,
+        Params memory p
+    ) {
         if (
             p.treasury == address(0) || p.committeeSize == 0 || p.commitPeriod == 0 || p.revealPeriod == 0
-                || p.slashBps > BPS || p.rewardBps > BPS || p.challengeBond == 0
+                || p.slashBps > BPS || p.rewardBps > BPS || p.challengeBond == 0 || p.answerPeriod == 0
         ) revert InvalidParams();
         token = token_;
         providers = providers_;
         models = models_;
         ledger = ledger_;
+        escrow = escrow_;
         treasury = p.treasury;
         challengeBond = p.challengeBond;
         committeeSize = p.committeeSize;
@@ -173,6 +246,7 @@ contract DisputeManager is ReentrancyGuard {
         slashBps = p.slashBps;
         rewardBps = p.rewardBps;
         nonRevealPenalty = p.nonRevealPenalty;
+        answerPeriod = p.answerPeriod;
     }
 
     // ---- (a) equivocation ----
@@ -211,9 +285,11 @@ contract DisputeManager is ReentrancyGuard {
         if (!providers.isSigner(r.provider, signer)) revert InvalidReceiptSignature(signer, r.provider);
     }
 
-    /// @dev Slashes `slashBps` of the provider's stake and unbonding stake; `rewardBps` of it goes
-    ///      to `winner` and the rest to the treasury.
+    /// @dev Convicts the provider (its held payments go back to its clients) and slashes
+    ///      `slashBps` of its stake and unbonding stake; `rewardBps` of that goes to `winner`, the
+    ///      rest to the treasury.
     function _slashAndSplit(address provider, address winner) private returns (uint256 slashed, uint256 reward) {
+        escrow.convict(provider);
         ProviderRegistry.Provider memory p = providers.getProvider(provider);
         slashed = providers.slash(provider, ((p.stake + p.unbonding) * slashBps) / BPS);
         reward = (slashed * rewardBps) / BPS;
@@ -234,6 +310,57 @@ contract DisputeManager is ReentrancyGuard {
         bytes32[] calldata proof,
         string calldata inputsUri
     ) external nonReentrant returns (uint256 id) {
+        id = _openChallenge(receipt, signature, batchId, proof, inputsUri);
+    }
+
+    /// @notice `openChallenge`, naming the first step at which the provider's trace (the
+    ///         receipt's traceRoot) and the challenger's re-execution part, with Merkle proofs of
+    ///         both hashes at that step and of the hash both share at the step before.
+    function openTracedChallenge(
+        ReceiptLib.Receipt calldata receipt,
+        bytes calldata signature,
+        uint256 batchId,
+        bytes32[] calldata proof,
+        string calldata inputsUri,
+        Divergence calldata divergence
+    ) external nonReentrant returns (uint256 id) {
+        _checkDivergence(receipt.traceRoot, divergence);
+        id = _openChallenge(receipt, signature, batchId, proof, inputsUri);
+        Challenge storage c = _challenges[id];
+        c.traced = true;
+        c.step = divergence.step;
+        c.providerStepHash = divergence.providerHash;
+        c.challengerStepHash = divergence.challengerHash;
+        emit DivergenceProven(id, divergence.step, divergence.providerHash, divergence.challengerHash, divergence.challengerRoot);
+    }
+
+    function _checkDivergence(bytes32 traceRoot, Divergence calldata d) private pure {
+        if (traceRoot == bytes32(0)) revert NoTrace();
+        if (d.providerHash == d.challengerHash) revert NoDivergence();
+        if (
+            !MerkleProof.verifyCalldata(d.providerProof, traceRoot, _traceLeaf(d.step, d.providerHash))
+                || !MerkleProof.verifyCalldata(d.challengerProof, d.challengerRoot, _traceLeaf(d.step, d.challengerHash))
+        ) revert InvalidTraceProof(d.step);
+        if (d.step == 0) return;
+        bytes32 prior = _traceLeaf(d.step - 1, d.priorHash);
+        if (
+            !MerkleProof.verifyCalldata(d.priorProviderProof, traceRoot, prior)
+                || !MerkleProof.verifyCalldata(d.priorChallengerProof, d.challengerRoot, prior)
+        ) revert InvalidTraceProof(d.step - 1);
+    }
+
+    /// @dev A trace leaf, as src/protocol/merkle.ts `traceTree` builds it.
+    function _traceLeaf(uint256 step, bytes32 tensorHash) private pure returns (bytes32) {
+        return keccak256(bytes.concat(keccak256(abi.encode(step, tensorHash))));
+    }
+
+    function _openChallenge(
+        ReceiptLib.Receipt calldata receipt,
+        bytes calldata signature,
+        uint256 batchId,
+        bytes32[] calldata proof,
+        string calldata inputsUri
+    ) private returns (uint256 id) {
         address provider = receipt.provider;
         if (!providers.isRegistered(provider)) revert UnknownProvider(provider);
         if (provider == msg.sender) revert SelfChallenge();
@@ -246,18 +373,72 @@ contract DisputeManager is ReentrancyGuard {
         id = _challenges.length;
         address[] memory committee = _drawCommittee(provider, _seed(id, receiptHash));
         challengeOfReceipt[receiptHash] = id + 1;
-        Challenge storage c = _challenges.push();
+        Challenge storage c = _push(provider, Kind.Wrong, receiptHash, commitPeriod);
+        c.revealDeadline = c.commitDeadline + revealPeriod;
+        c.committee = committee;
+        emit ChallengeOpened(id, provider, msg.sender, receiptHash, inputsUri, committee, c.commitDeadline, c.revealDeadline);
+        emit ChallengedReceipt(id, receipt);
+    }
+
+    /// @dev Appends a challenge by the caller, locks the provider's stake and takes the bond.
+    function _push(address provider, Kind kind, bytes32 receiptHash, uint64 period) private returns (Challenge storage c) {
+        c = _challenges.push();
         c.challenger = msg.sender;
         c.provider = provider;
+        c.kind = kind;
         c.status = Status.Open;
-        c.commitDeadline = uint64(block.timestamp) + commitPeriod;
-        c.revealDeadline = c.commitDeadline + revealPeriod;
+        c.commitDeadline = uint64(block.timestamp) + period;
+        c.revealDeadline = c.commitDeadline;
         c.receiptHash = receiptHash;
         c.bond = challengeBond;
-        c.committee = committee;
         providers.lockStake(provider);
         token.safeTransferFrom(msg.sender, address(this), challengeBond);
-        emit ChallengeOpened(id, provider, msg.sender, receiptHash, inputsUri, committee, c.commitDeadline, c.revealDeadline);
+    }
+
+    /// @notice Claims that `provider` does not serve the receipt with struct hash `receiptHash`,
+    ///         proven to be in its batch `batchId`. Pulls `challengeBond`. Unless someone
+    ///         publishes the receipt and its inputs (`answerAvailability`) within `answerPeriod`,
+    ///         `resolve` upholds the challenge and slashes the provider.
+    function challengeAvailability(address provider, uint256 batchId, bytes32 receiptHash, bytes32[] calldata proof)
+        external
+        nonReentrant
+        returns (uint256 id)
+    {
+        if (!providers.isRegistered(provider)) revert UnknownProvider(provider);
+        if (provider == msg.sender) revert SelfChallenge();
+        if (ledger.getBatch(batchId).provider != provider || !ledger.verifyInclusion(batchId, receiptHash, proof)) {
+            revert NotCommitted();
+        }
+        uint256 prior = availabilityChallengeOf[receiptHash];
+        if (prior != 0 && _challenges[prior - 1].status == Status.Open) revert AlreadyChallenged(receiptHash, prior - 1);
+        id = _challenges.length;
+        availabilityChallengeOf[receiptHash] = id + 1;
+        Challenge storage c = _push(provider, Kind.Unavailable, receiptHash, answerPeriod);
+        emit AvailabilityChallenged(id, provider, msg.sender, batchId, receiptHash, c.commitDeadline);
+    }
+
+    /// @notice Publishes the receipt an availability challenge names and the canonical encoding
+    ///         of its inputs, which settles the challenge for the provider (anyone may answer:
+    ///         data is data). The challenger loses its bond as in a rejected challenge.
+    function answerAvailability(uint256 id, ReceiptLib.Receipt calldata receipt, bytes calldata inputs) external nonReentrant {
+        Challenge storage c = _open(id);
+        if (c.kind != Kind.Unavailable) revert NotAvailabilityChallenge(id);
+        if (block.timestamp >= c.commitDeadline) revert AnswerClosed(c.commitDeadline);
+        if (ReceiptLib.hash(receipt) != c.receiptHash) revert ReceiptMismatch(c.receiptHash);
+        if (keccak256(inputs) != receipt.inputHash) revert InputsMismatch(receipt.inputHash);
+        emit AvailabilityAnswered(id, receipt, inputs);
+        providers.unlockStake(c.provider);
+        (uint256 kept, uint256 reward) = _reject(c);
+        emit ChallengeResolved(id, Status.Rejected, 0, 0, kept, reward);
+    }
+
+    /// @dev The provider was right: it gets `rewardBps` of the bond, the treasury the rest.
+    function _reject(Challenge storage c) private returns (uint256 bond, uint256 reward) {
+        c.status = Status.Rejected;
+        bond = c.bond;
+        reward = (bond * rewardBps) / BPS;
+        if (reward != 0) token.safeTransfer(c.provider, reward);
+        if (bond - reward != 0) token.safeTransfer(treasury, bond - reward);
     }
 
     /// @dev See the contract's NatSpec for what this randomness does and does not guarantee.
@@ -295,7 +476,7 @@ contract DisputeManager is ReentrancyGuard {
 
     /// @notice Commits a hidden vote, once per member; a zero commitment is refused.
     function commitVote(uint256 id, bytes32 commitment) external {
-        Challenge storage c = _open(id);
+        Challenge storage c = _openWrong(id);
         if (!_isMember(c, msg.sender)) revert NotCommitteeMember(msg.sender);
         if (block.timestamp >= c.commitDeadline) revert CommitClosed(c.commitDeadline);
         if (commitment == bytes32(0)) revert ZeroCommitment();
@@ -309,7 +490,7 @@ contract DisputeManager is ReentrancyGuard {
 
     /// @notice Reveals a committed vote; open once every member committed or the commit stage ended.
     function revealVote(uint256 id, bool guilty, bytes32 salt) external {
-        Challenge storage c = _open(id);
+        Challenge storage c = _openWrong(id);
         Vote storage v = _votes[id][msg.sender];
         if (!v.committed) revert NoCommitment();
         if (v.revealed) revert AlreadyRevealed();
@@ -324,30 +505,29 @@ contract DisputeManager is ReentrancyGuard {
         emit VoteRevealed(id, msg.sender, guilty);
     }
 
-    /// @notice Settles a challenge once every member revealed or the reveal stage ended. Anyone may call.
+    /// @notice Settles a challenge once every member revealed or the reveal stage ended; an
+    ///         availability challenge nobody answered, once its answer period ended. Anyone may call.
     function resolve(uint256 id) external nonReentrant returns (Status status) {
         Challenge storage c = _open(id);
-        if (block.timestamp < c.revealDeadline && c.revealed < c.committee.length) revert TooEarly(c.revealDeadline);
+        bool unanswered = c.kind == Kind.Unavailable;
+        if (block.timestamp < c.revealDeadline && (unanswered || c.revealed < c.committee.length)) {
+            revert TooEarly(c.revealDeadline);
+        }
         uint256 slashed;
         uint256 reward;
-        uint256 bond = c.bond;
         providers.unlockStake(c.provider);
-        if (c.guilty > c.innocent) {
+        if (unanswered || c.guilty > c.innocent) {
             status = Status.Upheld;
             c.status = status;
             (slashed, reward) = _slashAndSplit(c.provider, c.challenger);
-            token.safeTransfer(c.challenger, bond);
+            token.safeTransfer(c.challenger, c.bond);
         } else if (c.innocent > c.guilty) {
             status = Status.Rejected;
-            c.status = status;
-            slashed = bond;
-            reward = (bond * rewardBps) / BPS;
-            if (reward != 0) token.safeTransfer(c.provider, reward);
-            if (bond - reward != 0) token.safeTransfer(treasury, bond - reward);
+            (slashed, reward) = _reject(c);
         } else {
             status = Status.Void;
             c.status = status;
-            token.safeTransfer(c.challenger, bond);
+            token.safeTransfer(c.challenger, c.bond);
         }
         _penaliseSilent(id, c);
         emit ChallengeResolved(id, status, c.guilty, c.innocent, slashed, reward);
@@ -369,6 +549,11 @@ contract DisputeManager is ReentrancyGuard {
         if (id >= _challenges.length) revert UnknownChallenge(id);
         c = _challenges[id];
         if (c.status != Status.Open) revert ChallengeNotOpen(id);
+    }
+
+    function _openWrong(uint256 id) private view returns (Challenge storage c) {
+        c = _open(id);
+        if (c.kind != Kind.Wrong) revert NotWrongChallenge(id);
     }
 
     function _isMember(Challenge storage c, address account) private view returns (bool) {

@@ -13,6 +13,16 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 ///         what they already redeemed, so a replayed or older voucher pays nothing. A client
 ///         withdraws unspent funds only after `withdrawalDelay`, during which providers can still
 ///         redeem: a withdrawal racing a redemption gets what is left.
+///
+///         Payment is held, so clients don't pay for wrong answers: a redemption moves the money
+///         out of the client's deposit into the channel's hold, and the provider receives it
+///         `holdPeriod` later (at its next redemption, or by `release`). If the provider is
+///         convicted (a challenge upheld: a wrong or withheld answer) before the hold ends, the
+///         held money goes back to the client's deposit, and so does the first redemption of each
+///         channel after the conviction, since a cumulative voucher can't tell which answers it
+///         paid for came before the conviction. A channel holds one sum: redeeming while a hold
+///         runs adds to it and restarts it, so a provider is paid steadily by redeeming at most
+///         once per hold period.
 contract PaymentEscrow is EIP712, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
@@ -29,18 +39,39 @@ contract PaymentEscrow is EIP712, ReentrancyGuard {
         uint64 unlocksAt;
     }
 
+    /// @dev The money of one redemption, waiting out `holdPeriod`.
+    struct Hold {
+        uint256 amount;
+        uint64 since;
+    }
+
     IERC20 public immutable token;
     /// @notice Seconds between requesting a withdrawal and being able to complete it.
     uint64 public immutable withdrawalDelay;
+    /// @notice Seconds a redemption is held before the provider receives it; must outlast the
+    ///         challenge window and a dispute, or a cheater is paid before it is caught.
+    uint64 public immutable holdPeriod;
+    address public immutable deployer;
+    address public disputeManager;
 
     mapping(address client => uint256) public deposits;
     mapping(address client => mapping(address provider => uint256)) public redeemed;
+    mapping(address client => mapping(address provider => Hold)) public holds;
+    /// @notice When each channel last redeemed: a conviction after it voids the next redemption.
+    mapping(address client => mapping(address provider => uint64)) public lastRedeemedAt;
+    /// @notice The time of the provider's latest conviction (zero: never convicted).
+    mapping(address provider => uint64) public convictedAt;
     mapping(address client => Withdrawal) public withdrawals;
 
     event Deposited(address indexed client, uint256 amount, uint256 balance);
-    event Redeemed(address indexed client, address indexed provider, uint256 paid, uint256 cumulative);
+    /// @notice `paid` went into the hold, or straight back to the client when `refunded`.
+    event Redeemed(address indexed client, address indexed provider, uint256 paid, uint256 cumulative, bool refunded);
     event WithdrawalRequested(address indexed client, uint256 amount, uint64 unlocksAt);
     event Withdrawn(address indexed client, uint256 amount);
+    event Released(address indexed client, address indexed provider, uint256 amount);
+    event Refunded(address indexed client, address indexed provider, uint256 amount);
+    event Convicted(address indexed provider, uint64 timestamp);
+    event DisputeManagerSet(address disputeManager);
 
     error ZeroAmount();
     error ZeroAddress();
@@ -50,11 +81,32 @@ contract PaymentEscrow is EIP712, ReentrancyGuard {
     error InsufficientDeposit(uint256 balance);
     error NoWithdrawalPending();
     error WithdrawalLocked(uint64 unlocksAt);
+    error NotDeployer();
+    error AlreadyWired();
+    error NotDisputeManager(address caller);
 
-    constructor(IERC20 token_, uint64 withdrawalDelay_) EIP712("Glassbox", "1") {
+    constructor(IERC20 token_, uint64 withdrawalDelay_, uint64 holdPeriod_) EIP712("Glassbox", "1") {
         if (address(token_) == address(0)) revert ZeroAddress();
         token = token_;
         withdrawalDelay = withdrawalDelay_;
+        holdPeriod = holdPeriod_;
+        deployer = msg.sender;
+    }
+
+    /// @notice Wires the DisputeManager, once, by the deployer: the only caller of `convict`.
+    function setDisputeManager(address disputeManager_) external {
+        if (msg.sender != deployer) revert NotDeployer();
+        if (disputeManager != address(0)) revert AlreadyWired();
+        if (disputeManager_ == address(0)) revert ZeroAddress();
+        disputeManager = disputeManager_;
+        emit DisputeManagerSet(disputeManager_);
+    }
+
+    /// @notice Records that `provider` was caught (DisputeManager only): what it holds is refunded.
+    function convict(address provider) external {
+        if (msg.sender != disputeManager) revert NotDisputeManager(msg.sender);
+        convictedAt[provider] = uint64(block.timestamp);
+        emit Convicted(provider, uint64(block.timestamp));
     }
 
     /// @notice Deposits `amount` (pulled; approve first) to the caller's balance.
@@ -66,22 +118,52 @@ contract PaymentEscrow is EIP712, ReentrancyGuard {
         emit Deposited(msg.sender, amount, balance);
     }
 
-    /// @notice Pays the voucher's provider (the caller) the increase over what it redeemed,
-    ///         capped by the client's balance; the rest stays redeemable after a top-up.
+    /// @notice Takes the increase over what the voucher's provider (the caller) redeemed, capped
+    ///         by the client's balance (the rest stays redeemable after a top-up), into the
+    ///         channel's hold, after releasing a finished hold; an unfinished one is added to and
+    ///         restarts. After a conviction the first redemption is refunded instead.
     function redeem(Voucher calldata voucher, bytes calldata signature) external nonReentrant returns (uint256 paid) {
-        if (msg.sender != voucher.provider) revert NotVoucherProvider(msg.sender, voucher.provider);
+        address client = voucher.client;
+        address provider = voucher.provider;
+        if (msg.sender != provider) revert NotVoucherProvider(msg.sender, provider);
         address signer = ECDSA.recover(voucherDigest(voucher), signature);
-        if (signer != voucher.client) revert InvalidVoucherSignature(signer, voucher.client);
-        uint256 done = redeemed[voucher.client][voucher.provider];
+        if (signer != client) revert InvalidVoucherSignature(signer, client);
+        uint256 done = redeemed[client][provider];
         if (voucher.amount <= done) revert VoucherAlreadyRedeemed(voucher.amount, done);
-        uint256 balance = deposits[voucher.client];
+        _release(client, provider);
+        Hold storage hold = holds[client][provider];
+        uint256 balance = deposits[client];
         if (balance == 0) revert InsufficientDeposit(0);
         paid = voucher.amount - done;
         if (paid > balance) paid = balance;
-        deposits[voucher.client] = balance - paid;
-        redeemed[voucher.client][voucher.provider] = done + paid;
-        token.safeTransfer(voucher.provider, paid);
-        emit Redeemed(voucher.client, voucher.provider, paid, done + paid);
+        redeemed[client][provider] = done + paid;
+        bool forfeited = convictedAt[provider] > lastRedeemedAt[client][provider];
+        lastRedeemedAt[client][provider] = uint64(block.timestamp);
+        emit Redeemed(client, provider, paid, done + paid, forfeited);
+        if (forfeited) return 0;
+        deposits[client] = balance - paid;
+        hold.amount += paid;
+        hold.since = uint64(block.timestamp);
+    }
+
+    /// @notice Settles the channel's hold: pays the provider once `holdPeriod` is over, or refunds
+    ///         the client at once if the provider was convicted since the hold began. Anyone may call.
+    function release(address client, address provider) external nonReentrant {
+        _release(client, provider);
+    }
+
+    function _release(address client, address provider) private {
+        Hold memory hold = holds[client][provider];
+        if (hold.amount == 0) return;
+        if (convictedAt[provider] >= hold.since) {
+            delete holds[client][provider];
+            deposits[client] += hold.amount;
+            emit Refunded(client, provider, hold.amount);
+        } else if (block.timestamp >= hold.since + holdPeriod) {
+            delete holds[client][provider];
+            token.safeTransfer(provider, hold.amount);
+            emit Released(client, provider, hold.amount);
+        }
     }
 
     /// @notice Starts (or replaces) a withdrawal of `amount`; the delay restarts.

@@ -24,6 +24,9 @@ contract ProviderRegistry is ReentrancyGuard {
         address signer;
         bool registered;
         bool paused;
+        /// @dev Opted in to committee duty (`setVoter`): only voters are drawn onto committees,
+        ///      so a provider that doesn't run a committee member is never penalised for silence.
+        bool voter;
         string endpoint;
     }
 
@@ -69,6 +72,7 @@ contract ProviderRegistry is ReentrancyGuard {
     event Paused(address indexed provider);
     event Resumed(address indexed provider);
     event Slashed(address indexed provider, uint256 amount);
+    event VoterSet(address indexed provider, bool voter);
     event DisputeManagerSet(address disputeManager);
 
     error NotDeployer();
@@ -199,6 +203,14 @@ contract ProviderRegistry is ReentrancyGuard {
         address owner = providerOfSigner[key];
         if (owner != address(0) && owner != msg.sender) revert SignerTaken(key, owner);
         providerOfSigner[key] = msg.sender;
+    }
+
+    /// @notice Opts in to (or out of) committee duty. A voter is drawn onto committees in
+    ///         proportion to its stake and must re-execute, commit and reveal in time, or lose
+    ///         `nonRevealPenalty`; opting out applies to committees drawn afterwards.
+    function setVoter(bool voter) external onlyRegistered {
+        _providers[msg.sender].voter = voter;
+        emit VoterSet(msg.sender, voter);
     }
 
     // ---- offers ----
@@ -334,7 +346,7 @@ contract ProviderRegistry is ReentrancyGuard {
         return p.registered && !p.paused && p.stake >= minStake;
     }
 
-    /// @notice Active providers other than `a` and `b`, with their stakes: the committee pool.
+    /// @notice Active voters other than `a` and `b`, with their stakes: the committee pool.
     /// @dev Scans every provider ever registered (the list never shrinks): gas grows linearly
     ///      with the registry, about two cold storage reads per provider. Fine for hundreds; a
     ///      registry of thousands needs an index of active providers or a sortition tree.
@@ -345,7 +357,7 @@ contract ProviderRegistry is ReentrancyGuard {
         uint256 k;
         for (uint256 i; i < n; ++i) {
             address acc = _accounts[i];
-            if (acc == a || acc == b || !isActive(acc)) continue;
+            if (acc == a || acc == b || !_providers[acc].voter || !isActive(acc)) continue;
             accounts[k] = acc;
             stakes[k] = _providers[acc].stake;
             ++k;

@@ -43,6 +43,13 @@ export type ChainParams = {
   readonly rewardBps: number;
   /** Slashed from a committee member that doesn't reveal. */
   readonly nonRevealPenalty: bigint;
+  /** How long a provider has to publish data named by an availability challenge. */
+  readonly answerPeriodMs: number;
+  /**
+   * How long a redeemed payment is held before the provider receives it; a conviction in that
+   * time refunds it to the client. Must outlast the challenge window plus a dispute.
+   */
+  readonly paymentHoldMs: number;
 };
 
 const E18 = 10n ** 18n;
@@ -60,6 +67,8 @@ export const DEFAULT_PARAMS: ChainParams = {
   slashBps: 5000,
   rewardBps: 5000,
   nonRevealPenalty: 1n * E18,
+  answerPeriodMs: DAY,
+  paymentHoldMs: 3 * DAY,
 };
 
 export type Contracts = {
@@ -93,10 +102,13 @@ export function validateParams(p: ChainParams): void {
     'withdrawalDelayMs',
     'commitPeriodMs',
     'revealPeriodMs',
+    'answerPeriodMs',
+    'paymentHoldMs',
   ] as const)
     if (!Number.isSafeInteger(p[f]) || p[f] < 0) bad(f, 'must be a non-negative integer of ms');
   if (p.commitPeriodMs < 1000) bad('commitPeriodMs', 'must be at least one second');
   if (p.revealPeriodMs < 1000) bad('revealPeriodMs', 'must be at least one second');
+  if (p.answerPeriodMs < 1000) bad('answerPeriodMs', 'must be at least one second');
   if (p.minStake <= 0n) bad('minStake', 'must be positive');
   if (p.challengeBond <= 0n) bad('challengeBond', 'must be positive');
   if (p.nonRevealPenalty < 0n) bad('nonRevealPenalty', 'must not be negative');
@@ -177,6 +189,7 @@ export async function deployGlassbox(parameters: DeployParameters): Promise<Depl
   const paymentEscrow = await deploy('PaymentEscrow', PaymentEscrowAbi, PaymentEscrowBytecode, [
     token,
     msToSeconds(params.withdrawalDelayMs),
+    msToSeconds(params.paymentHoldMs),
   ]);
   const receiptLedger = await deploy('ReceiptLedger', ReceiptLedgerAbi, ReceiptLedgerBytecode, [
     providerRegistry,
@@ -186,6 +199,7 @@ export async function deployGlassbox(parameters: DeployParameters): Promise<Depl
     providerRegistry,
     modelRegistry,
     receiptLedger,
+    paymentEscrow,
     {
       treasury,
       challengeBond: params.challengeBond,
@@ -195,14 +209,14 @@ export async function deployGlassbox(parameters: DeployParameters): Promise<Depl
       slashBps: params.slashBps,
       rewardBps: params.rewardBps,
       nonRevealPenalty: params.nonRevealPenalty,
+      answerPeriod: msToSeconds(params.answerPeriodMs),
     },
   ]);
-  await send(connection, {
-    address: providerRegistry,
-    abi: ProviderRegistryAbi,
-    functionName: 'setDisputeManager',
-    args: [disputeManager],
-  });
+  for (const [address, abi] of [
+    [providerRegistry, ProviderRegistryAbi],
+    [paymentEscrow, PaymentEscrowAbi],
+  ] as const)
+    await send(connection, { address, abi, functionName: 'setDisputeManager', args: [disputeManager] });
   parameters.onStep?.('wired', disputeManager);
   return {
     chainId: parameters.chainId,
@@ -256,6 +270,8 @@ const deploymentSchema = z.strictObject({
     slashBps: z.number().int(),
     rewardBps: z.number().int(),
     nonRevealPenalty: big,
+    answerPeriodMs: ms,
+    paymentHoldMs: ms,
   }),
 });
 

@@ -1,4 +1,4 @@
-import { encodeAbiParameters, keccak256, type Address, type Hex } from 'viem';
+import { bytesToHex, encodeAbiParameters, keccak256, type Address, type Hex } from 'viem';
 import type { Receipt, SignedReceipt } from '../protocol/receipt.js';
 import { accountOf, eventsOf, secondsToMs, type GlassboxClient, type TxResult } from './client.js';
 import { ABIS, readFrom, sendTo } from './contracts.js';
@@ -24,6 +24,23 @@ export async function reportEquivocation(
   return { ...tx, slashed: event?.slashed ?? 0n, reward: event?.reward ?? 0n };
 }
 
+/**
+ * The first step at which the provider's traced run and the challenger's part, with proofs:
+ * `providerHash` against the receipt's traceRoot, `challengerHash` against `challengerRoot`,
+ * and past step 0 the hash both traces share at `step - 1` (DisputeManager.Divergence).
+ */
+export type DivergenceProof = {
+  readonly step: number;
+  readonly providerHash: Hex;
+  readonly providerProof: readonly Hex[];
+  readonly challengerRoot: Hex;
+  readonly challengerHash: Hex;
+  readonly challengerProof: readonly Hex[];
+  readonly priorHash: Hex;
+  readonly priorProviderProof: readonly Hex[];
+  readonly priorChallengerProof: readonly Hex[];
+};
+
 export type OpenChallengeParameters = {
   readonly receipt: Receipt;
   /** The provider's signature over the receipt; or, instead, a batch inclusion proof. */
@@ -32,6 +49,8 @@ export type OpenChallengeParameters = {
   readonly proof?: readonly Hex[];
   /** Where the committee can fetch the receipt's inputs. */
   readonly inputsUri: string;
+  /** Trace bisection: the first divergent step, when both runs were traced. */
+  readonly divergence?: DivergenceProof;
 };
 
 /** Opens a challenge (approving the bond first if needed); returns its id and committee. */
@@ -40,19 +59,60 @@ export async function openChallenge(
   params: OpenChallengeParameters,
 ): Promise<TxResult & { challengeId: bigint; committee: readonly Address[] }> {
   await ensureAllowance(client, 'disputeManager', client.deployment.params.challengeBond);
-  const tx = await sendTo(client, 'disputeManager', 'openChallenge', [
+  const args = [
     params.receipt,
     params.signature ?? '0x',
     params.batchId ?? 0n,
     params.proof ?? [],
     params.inputsUri,
-  ]);
+  ] as const;
+  const tx = params.divergence
+    ? await sendTo(client, 'disputeManager', 'openTracedChallenge', [
+        ...args,
+        { ...params.divergence, step: BigInt(params.divergence.step) },
+      ])
+    : await sendTo(client, 'disputeManager', 'openChallenge', args);
   const [event] = eventsOf<{ id: bigint; committee: readonly Address[] }>(
     ABIS.disputeManager,
     'ChallengeOpened',
     tx.receipt.logs,
   );
   return { ...tx, challengeId: event!.id, committee: event!.committee };
+}
+
+/**
+ * Challenges a provider to publish a committed receipt (by struct hash, with its inclusion proof
+ * in batch `batchId`) and its inputs within the answer period; unanswered, it is slashed.
+ */
+export async function challengeAvailability(
+  client: GlassboxClient,
+  params: { provider: Address; batchId: bigint; receiptHash: Hex; proof: readonly Hex[] },
+): Promise<TxResult & { challengeId: bigint; answerDeadlineMs: number }> {
+  await ensureAllowance(client, 'disputeManager', client.deployment.params.challengeBond);
+  const tx = await sendTo(client, 'disputeManager', 'challengeAvailability', [
+    params.provider,
+    params.batchId,
+    params.receiptHash,
+    params.proof,
+  ]);
+  const [event] = eventsOf<{ id: bigint; answerDeadline: bigint }>(
+    ABIS.disputeManager,
+    'AvailabilityChallenged',
+    tx.receipt.logs,
+  );
+  return { ...tx, challengeId: event!.id, answerDeadlineMs: secondsToMs(event!.answerDeadline) };
+}
+
+/** Publishes the receipt and inputs an availability challenge names, settling it for the provider. */
+export function answerAvailability(
+  client: GlassboxClient,
+  params: { challengeId: bigint; receipt: Receipt; inputs: Uint8Array },
+): Promise<TxResult> {
+  return sendTo(client, 'disputeManager', 'answerAvailability', [
+    params.challengeId,
+    params.receipt,
+    bytesToHex(params.inputs),
+  ]);
 }
 
 /** The commitment a member submits (matches DisputeManager.voteCommitment). */
@@ -102,11 +162,19 @@ export async function resolveChallenge(
   return { ...tx, status: CHALLENGE_STATUS[event!.status]!, slashed: event!.slashed, reward: event!.reward };
 }
 
+export const CHALLENGE_KIND = ['wrong', 'unavailable'] as const;
+export type ChallengeKind = (typeof CHALLENGE_KIND)[number];
+
 export type ChallengeInfo = {
   readonly challengeId: bigint;
   readonly challenger: Address;
   readonly provider: Address;
+  /** `wrong`: a committee votes; `unavailable`: the provider must publish the data in time. */
+  readonly kind: ChallengeKind;
   readonly status: ChallengeStatus;
+  /** The first divergent trace step, when the challenge proved one. */
+  readonly divergence: { step: number; providerHash: Hex; challengerHash: Hex } | undefined;
+  /** For `unavailable`, commit and reveal deadlines are both the answer deadline. */
   readonly commitDeadlineMs: number;
   readonly revealDeadlineMs: number;
   readonly committed: number;
@@ -122,7 +190,12 @@ export async function getChallenge(client: GlassboxClient, challengeId: bigint):
   const c = await readFrom<{
     challenger: Address;
     provider: Address;
+    kind: number;
     status: number;
+    traced: boolean;
+    step: bigint;
+    providerStepHash: Hex;
+    challengerStepHash: Hex;
     commitDeadline: bigint;
     revealDeadline: bigint;
     committed: number;
@@ -133,9 +206,14 @@ export async function getChallenge(client: GlassboxClient, challengeId: bigint):
     bond: bigint;
     committee: readonly Address[];
   }>(client, 'disputeManager', 'getChallenge', [challengeId]);
+  const { kind, traced, step, providerStepHash, challengerStepHash, ...rest } = c;
   return {
-    ...c,
+    ...rest,
     challengeId,
+    kind: CHALLENGE_KIND[kind]!,
+    divergence: traced
+      ? { step: Number(step), providerHash: providerStepHash, challengerHash: challengerStepHash }
+      : undefined,
     status: CHALLENGE_STATUS[c.status]!,
     commitDeadlineMs: secondsToMs(c.commitDeadline),
     revealDeadlineMs: secondsToMs(c.revealDeadline),

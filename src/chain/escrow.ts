@@ -12,15 +12,66 @@ export async function deposit(client: GlassboxClient, amount: bigint): Promise<T
 
 /**
  * Redeems a cumulative voucher (the account must be the voucher's provider). `paid` is the
- * increase over what was already redeemed, capped by the client's deposit.
+ * increase over what was already redeemed, capped by the client's deposit; it is held for the
+ * escrow's hold period, and `refunded` is true when a conviction sent it back to the client
+ * instead. The channel's earlier hold settles first: `released` is what it paid the provider now,
+ * `returned` what a conviction gave back to the client.
  */
 export async function redeemVoucher(
   client: GlassboxClient,
   signed: SignedVoucher,
-): Promise<TxResult & { paid: bigint }> {
+): Promise<TxResult & { paid: bigint; refunded: boolean; released: bigint; returned: bigint }> {
   const tx = await sendTo(client, 'paymentEscrow', 'redeem', [signed.voucher, signed.signature]);
-  const [event] = eventsOf<{ paid: bigint }>(ABIS.paymentEscrow, 'Redeemed', tx.receipt.logs);
-  return { ...tx, paid: event?.paid ?? 0n };
+  const [event] = eventsOf<{ paid: bigint; refunded: boolean }>(
+    ABIS.paymentEscrow,
+    'Redeemed',
+    tx.receipt.logs,
+  );
+  return {
+    ...tx,
+    paid: event?.paid ?? 0n,
+    refunded: event?.refunded ?? false,
+    released: sumOf(tx, 'Released'),
+    returned: sumOf(tx, 'Refunded'),
+  };
+}
+
+export type Hold = { readonly amount: bigint; readonly sinceMs: number; readonly endsAtMs: number };
+
+/** The channel's payment on hold (undefined when none). */
+export async function getHold(
+  client: GlassboxClient,
+  params: { client: Address; provider: Address },
+): Promise<Hold | undefined> {
+  const [[amount, since], period] = await Promise.all([
+    readFrom<readonly [bigint, bigint]>(client, 'paymentEscrow', 'holds', [params.client, params.provider]),
+    readFrom<bigint>(client, 'paymentEscrow', 'holdPeriod'),
+  ]);
+  return amount === 0n
+    ? undefined
+    : { amount, sinceMs: secondsToMs(since), endsAtMs: secondsToMs(since + period) };
+}
+
+/** Settles a channel's hold: pays the provider after the hold period, or refunds a convicted one's. */
+export async function releaseHold(
+  client: GlassboxClient,
+  params: { client: Address; provider: Address },
+): Promise<TxResult & { released: bigint; refunded: bigint }> {
+  const tx = await sendTo(client, 'paymentEscrow', 'release', [params.client, params.provider]);
+  return { ...tx, released: sumOf(tx, 'Released'), refunded: sumOf(tx, 'Refunded') };
+}
+
+/** The total `amount` of the escrow's `name` events in a transaction. */
+function sumOf(tx: TxResult, name: 'Released' | 'Refunded'): bigint {
+  return eventsOf<{ amount: bigint }>(ABIS.paymentEscrow, name, tx.receipt.logs).reduce(
+    (t, e) => t + e.amount,
+    0n,
+  );
+}
+
+/** When the provider was last convicted (ms; 0 if never): its held payments go back to clients. */
+export async function getConvictedAt(client: GlassboxClient, provider: Address): Promise<number> {
+  return secondsToMs(await readFrom<bigint>(client, 'paymentEscrow', 'convictedAt', [provider]));
 }
 
 /** Starts (or replaces) a withdrawal; it can complete after the withdrawal delay. */

@@ -19,6 +19,8 @@ export async function readChainParams(client: GlassboxClient): Promise<ChainPara
     slashBps,
     rewardBps,
     penalty,
+    answer,
+    hold,
     treasury,
   ] = await Promise.all([
     pr('minStake'),
@@ -32,6 +34,8 @@ export async function readChainParams(client: GlassboxClient): Promise<ChainPara
     dm<number>('slashBps'),
     dm<number>('rewardBps'),
     dm<bigint>('nonRevealPenalty'),
+    dm<bigint>('answerPeriod'),
+    readFrom<bigint>(client, 'paymentEscrow', 'holdPeriod'),
     dm<Address>('treasury'),
   ]);
   return {
@@ -46,6 +50,8 @@ export async function readChainParams(client: GlassboxClient): Promise<ChainPara
     slashBps: Number(slashBps),
     rewardBps: Number(rewardBps),
     nonRevealPenalty: penalty,
+    answerPeriodMs: secondsToMs(answer),
+    paymentHoldMs: secondsToMs(hold),
     treasury,
   };
 }

@@ -61,10 +61,17 @@ export function resumeProvider(client: GlassboxClient): Promise<TxResult> {
   return sendTo(client, 'providerRegistry', 'resume');
 }
 
+/** Opts the account in to (or out of) committee duty: only voters are drawn onto committees. */
+export function setVoter(client: GlassboxClient, voter: boolean): Promise<TxResult> {
+  return sendTo(client, 'providerRegistry', 'setVoter', [voter]);
+}
+
 export type ProviderInfo = {
   readonly address: Address;
   readonly registered: boolean;
   readonly paused: boolean;
+  /** Opted in to committee duty. */
+  readonly voter: boolean;
   readonly stake: bigint;
   readonly unbonding: bigint;
   /** When the unbonding stake can be withdrawn (ms since the epoch; 0 if none requested). */
@@ -86,6 +93,7 @@ export async function getProvider(client: GlassboxClient, provider: Address): Pr
       signer: Address;
       registered: boolean;
       paused: boolean;
+      voter: boolean;
       endpoint: string;
     }>(client, 'providerRegistry', 'getProvider', [provider]),
     readFrom<boolean>(client, 'providerRegistry', 'isActive', [provider]),
@@ -95,6 +103,7 @@ export async function getProvider(client: GlassboxClient, provider: Address): Pr
     address: provider,
     registered: p.registered,
     paused: p.paused,
+    voter: p.voter,
     stake: p.stake,
     unbonding: p.unbonding,
     unbondingEndsMs: secondsToMs(p.unbondingEnds),

@@ -45,6 +45,8 @@ export const DEVNET_PARAMS: Partial<ChainParams> = {
   committeeSize: 3,
   commitPeriodMs: 2 * 60_000,
   revealPeriodMs: 2 * 60_000,
+  answerPeriodMs: 60_000,
+  paymentHoldMs: 10 * 60_000,
 };
 
 /** The built CLI: devnet providers run it as separate processes (also when this file runs from src/). */

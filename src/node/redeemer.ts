@@ -7,8 +7,9 @@ import type { Serial } from './serial.js';
 
 /*
  * The voucher redeemer: for each client whose best voucher is above what was redeemed, redeem it
- * on chain (the escrow pays the increase, capped by the client's deposit) and record what the
- * chain says was redeemed in total. Periodically, and once more when the node stops.
+ * on chain (the escrow takes the increase, capped by the client's deposit, into a hold that pays
+ * out after the hold period, at the next redemption) and record what the chain says was redeemed
+ * in total. Periodically, and once more when the node stops.
  */
 
 export type Redeemer = {
@@ -35,10 +36,20 @@ export function createRedeemer(p: RedeemerParameters): Redeemer {
     for (const account of p.db.unredeemed()) {
       const voucher = account.voucher!;
       try {
-        const { paid, hash } = await p.serial(() => redeemVoucher(p.chain, voucher));
-        total += paid;
-        p.metrics.redeemed.inc(Number(paid));
-        p.log.info({ client: account.client, paid: paid.toString(), tx: hash }, 'voucher redeemed');
+        const { paid, refunded, released, hash } = await p.serial(() => redeemVoucher(p.chain, voucher));
+        if (refunded) {
+          p.log.warn(
+            { client: account.client, amount: paid.toString(), tx: hash },
+            'voucher refunded: convicted',
+          );
+        } else {
+          total += paid;
+          p.metrics.redeemed.inc(Number(paid));
+          p.log.info(
+            { client: account.client, paid: paid.toString(), released: released.toString(), tx: hash },
+            'voucher redeemed (held by the escrow for its hold period)',
+          );
+        }
       } catch (error) {
         const name = isGlassboxError(error, 'CHAIN_REVERTED') ? String(error.details.error) : undefined;
         if (name !== 'VoucherAlreadyRedeemed' && name !== 'InsufficientDeposit') throw error;

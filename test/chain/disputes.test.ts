@@ -36,6 +36,7 @@ import {
   h,
   makeReceipt,
   modelOf,
+  registerVoter,
   startTestChain,
   TEST_PARAMS,
   type TestChain,
@@ -94,7 +95,7 @@ beforeEach(async () => {
     stake: 200n * E18,
   });
   for (const v of VOTERS)
-    await registerProvider(chain.as(v), {
+    await registerVoter(chain.as(v), {
       endpoint: `http://v${v}`,
       signer: chain.address(v),
       stake: MIN + BigInt(v) * E18,
@@ -300,7 +301,7 @@ describe('DisputeManager: challenges', () => {
       signer: privateKeyToAccount(signingKey).address,
       stake: 200n * E18,
     });
-    await registerProvider(chain.as(2), { endpoint: 'http://v2', signer: chain.address(2), stake: MIN });
+    await registerVoter(chain.as(2), { endpoint: 'http://v2', signer: chain.address(2), stake: MIN });
     const signed = await sign(receipt());
     // the only other provider is the challenger itself
     await expectRevert(openChallenge(chain.as(2), { ...signed, inputsUri: 'x' }), 'NoEligibleVoters');
@@ -495,7 +496,7 @@ describe('DisputeManager: challenges', () => {
     const BIG = 2;
     await addStake(chain.as(BIG), 9000n * E18); // ~9,100 against ~100 for each of six others
     for (const v of [7, 8])
-      await registerProvider(chain.as(v), { endpoint: `http://v${v}`, signer: chain.address(v), stake: MIN });
+      await registerVoter(chain.as(v), { endpoint: `http://v${v}`, signer: chain.address(v), stake: MIN });
     const seats = new Map<Address, number>();
     const ROUNDS = 10;
     for (let i = 0; i < ROUNDS; i++) {

@@ -2,17 +2,35 @@ import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   deposit,
+  getConvictedAt,
   getDeposit,
+  getHold,
   getRedeemed,
   getTokenBalance,
   getWithdrawal,
   readFrom,
   redeemVoucher,
+  registerModel,
+  registerProvider,
+  releaseHold,
+  reportEquivocation,
   requestWithdrawal,
+  sendTo,
   withdrawDeposit,
 } from '../../src/chain/index.js';
+import { modelDigest } from '../../src/protocol/manifest.js';
+import { signReceipt } from '../../src/protocol/receipt.js';
 import { signVoucher, type SignedVoucher } from '../../src/protocol/voucher.js';
-import { E18, expectRevert, startTestChain, TEST_PARAMS, type TestChain } from './support.js';
+import {
+  E18,
+  expectRevert,
+  h,
+  makeReceipt,
+  modelOf,
+  startTestChain,
+  TEST_PARAMS,
+  type TestChain,
+} from './support.js';
 
 let chain: TestChain;
 beforeAll(async () => {
@@ -27,6 +45,7 @@ beforeEach(async () => {
 
 const CLIENT = 5;
 const PROVIDER = 1;
+const channel = () => ({ client: chain.address(CLIENT), provider: chain.address(PROVIDER) });
 
 function voucher(
   amount: bigint,
@@ -49,7 +68,14 @@ describe('PaymentEscrow', () => {
     const before = await getTokenBalance(chain.as(0), chain.address(PROVIDER));
     expect((await redeemVoucher(chain.as(PROVIDER), await voucher(3n * E18))).paid).toBe(3n * E18);
     expect((await redeemVoucher(chain.as(PROVIDER), await voucher(10n * E18))).paid).toBe(7n * E18);
+    // held, not paid: the second redemption joined the hold and restarted it
+    expect(await getTokenBalance(chain.as(0), chain.address(PROVIDER))).toBe(before);
+    expect((await getHold(chain.as(0), channel()))!.amount).toBe(10n * E18);
+    expect((await releaseHold(chain.as(CLIENT), channel())).released).toBe(0n); // too early: nothing
+    await chain.increaseTime(TEST_PARAMS.paymentHoldMs!);
+    expect((await releaseHold(chain.as(CLIENT), channel())).released).toBe(10n * E18); // anyone may release
     expect(await getTokenBalance(chain.as(0), chain.address(PROVIDER))).toBe(before + 10n * E18);
+    expect(await getHold(chain.as(0), channel())).toBeUndefined();
     expect(
       await getRedeemed(chain.as(0), { client: chain.address(CLIENT), provider: chain.address(PROVIDER) }),
     ).toBe(10n * E18);
@@ -154,5 +180,69 @@ describe('PaymentEscrow', () => {
     await redeemVoucher(chain.as(PROVIDER), await voucher(2n * E18));
     await chain.increaseTime(TEST_PARAMS.withdrawalDelayMs!);
     await expectRevert(withdrawDeposit(chain.as(CLIENT)), 'InsufficientDeposit');
+  });
+});
+
+describe('PaymentEscrow: held payments and convictions', () => {
+  /** Convicts PROVIDER for real: an equivocation on an exact model, reported by account 9. */
+  async function convict(): Promise<void> {
+    const model = modelDigest(modelOf(`exact${Math.random()}`));
+    await registerModel(chain.as(0), { model, exact: true });
+    const p = await getProviderRegistered();
+    const sign = (out: string) =>
+      signReceipt(
+        privateKeyToAccount(chain.key(PROVIDER)),
+        makeReceipt({ provider: p, model, requestId: h('r'), outputHash: h(out) }),
+        { chainId: chain.anvil.chainId, verifyingContract: chain.deployment.contracts.receiptLedger },
+      );
+    await reportEquivocation(chain.as(9), { a: await sign('a'), b: await sign('b') });
+  }
+  async function getProviderRegistered() {
+    await registerProvider(chain.as(PROVIDER), {
+      endpoint: 'http://p',
+      signer: chain.address(PROVIDER),
+      stake: TEST_PARAMS.minStake!,
+    });
+    return chain.address(PROVIDER);
+  }
+
+  it('a conviction during the hold refunds the held payment to the client; the provider gets nothing', async () => {
+    await deposit(chain.as(CLIENT), 100n * E18);
+    const before = await getTokenBalance(chain.as(0), chain.address(PROVIDER));
+    await redeemVoucher(chain.as(PROVIDER), await voucher(30n * E18));
+    expect(await getDeposit(chain.as(0), chain.address(CLIENT))).toBe(70n * E18);
+    await convict();
+    expect(await getConvictedAt(chain.as(0), chain.address(PROVIDER))).toBeGreaterThan(0);
+    await chain.increaseTime(TEST_PARAMS.paymentHoldMs!);
+    const settled = await releaseHold(chain.as(CLIENT), channel());
+    expect([settled.released, settled.refunded]).toEqual([0n, 30n * E18]);
+    expect(await getDeposit(chain.as(0), chain.address(CLIENT))).toBe(100n * E18);
+    // the provider's balance only lost the stake it registered with (slashed and locked), no payment came in
+    expect(await getTokenBalance(chain.as(0), chain.address(PROVIDER))).toBe(before - TEST_PARAMS.minStake!);
+  });
+
+  it('after a conviction the next redemption of each channel is refunded; later ones are paid again', async () => {
+    await deposit(chain.as(CLIENT), 100n * E18);
+    await convict(); // before any redemption: the vouchers so far paid for pre-conviction answers
+    const first = await redeemVoucher(chain.as(PROVIDER), await voucher(20n * E18));
+    expect([first.paid, first.refunded]).toEqual([20n * E18, true]);
+    expect(await getDeposit(chain.as(0), chain.address(CLIENT))).toBe(100n * E18);
+    expect(await getHold(chain.as(0), channel())).toBeUndefined();
+    await expectRevert(redeemVoucher(chain.as(PROVIDER), await voucher(20n * E18)), 'VoucherAlreadyRedeemed');
+    await chain.increaseTime(1000);
+    const second = await redeemVoucher(chain.as(PROVIDER), await voucher(25n * E18));
+    expect([second.paid, second.refunded]).toEqual([5n * E18, false]);
+    expect(await getDeposit(chain.as(0), chain.address(CLIENT))).toBe(95n * E18);
+  });
+
+  it('convict is callable by nobody but the DisputeManager, and wiring happens once', async () => {
+    await expectRevert(
+      sendTo(chain.as(0), 'paymentEscrow', 'convict', [chain.address(PROVIDER)]),
+      'NotDisputeManager',
+    );
+    await expectRevert(
+      sendTo(chain.as(0), 'paymentEscrow', 'setDisputeManager', [chain.address(3)]),
+      'AlreadyWired',
+    );
   });
 });

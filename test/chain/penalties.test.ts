@@ -14,7 +14,15 @@ import {
 } from '../../src/chain/index.js';
 import { modelDigest } from '../../src/protocol/manifest.js';
 import { signReceipt } from '../../src/protocol/receipt.js';
-import { E18, makeReceipt, modelOf, startTestChain, TEST_PARAMS, type TestChain } from './support.js';
+import {
+  E18,
+  makeReceipt,
+  modelOf,
+  registerVoter,
+  startTestChain,
+  TEST_PARAMS,
+  type TestChain,
+} from './support.js';
 
 /* A deployment whose non-reveal penalty (150) exceeds what a member has staked (~100). */
 const PENALTY = 150n * E18;
@@ -36,7 +44,7 @@ describe('DisputeManager: a non-reveal penalty larger than the stake', () => {
       stake: 200n * E18,
     });
     for (const v of [2, 3, 4])
-      await registerProvider(chain.as(v), {
+      await registerVoter(chain.as(v), {
         endpoint: `http://v${v}`,
         signer: chain.address(v),
         stake: 100n * E18 + BigInt(v) * E18,

@@ -8,13 +8,13 @@ import {
   deposit,
   getChallenge,
   getDeposit,
+  getHold,
   getProvider,
   getTokenBalance,
   openChallenge,
   readFrom,
   redeemVoucher,
   registerModel,
-  registerProvider,
   reportEquivocation,
   requestUnstake,
   requestWithdrawal,
@@ -27,7 +27,16 @@ import { isGlassboxError } from '../../src/protocol/errors.js';
 import { modelDigest } from '../../src/protocol/manifest.js';
 import { signReceipt } from '../../src/protocol/receipt.js';
 import { signVoucher } from '../../src/protocol/voucher.js';
-import { E18, h, makeReceipt, modelOf, startTestChain, TEST_PARAMS, type TestChain } from './support.js';
+import {
+  E18,
+  h,
+  makeReceipt,
+  modelOf,
+  registerVoter,
+  startTestChain,
+  TEST_PARAMS,
+  type TestChain,
+} from './support.js';
 
 /*
  * Random sequences of deposits, redemptions, withdrawals, staking, unstaking, time jumps,
@@ -54,7 +63,7 @@ beforeAll(async () => {
   model = modelDigest(modelOf('prop'));
   await registerModel(chain.as(0), { model, exact: true });
   for (const p of PROVIDERS)
-    await registerProvider(chain.as(p), {
+    await registerVoter(chain.as(p), {
       endpoint: `http://p${p}`,
       signer: chain.address(p),
       stake: 2n * MIN,
@@ -148,7 +157,9 @@ describe('chain invariants over random action sequences', () => {
                 { chainId: chain.anvil.chainId, verifyingContract: chain.deployment.contracts.paymentEscrow },
               );
               const r = await attempt(() => redeemVoucher(chain.as(a.provider), signed));
-              if (r) deposits.set(a.client, deposits.get(a.client)! - r.paid);
+              // held unless a conviction refunded it; an earlier hold may have come back too
+              if (r)
+                deposits.set(a.client, deposits.get(a.client)! - (r.refunded ? 0n : r.paid) + r.returned);
               break;
             }
             case 'requestWithdrawal':
@@ -286,8 +297,11 @@ async function checkInvariants(staked: Map<number, bigint>, deposits: Map<number
     expect(d).toBe(deposits.get(c));
     expect(d >= 0n).toBe(true);
     held += d;
+    for (const p of PROVIDERS)
+      held +=
+        (await getHold(chain.as(0), { client: chain.address(c), provider: chain.address(p) }))?.amount ?? 0n;
   }
-  expect(await bal(paymentEscrow)).toBe(held);
+  expect(await bal(paymentEscrow)).toBe(held); // deposits and payments on hold, nothing else
 
   const count = await readFrom<bigint>(chain.as(0), 'disputeManager', 'challengeCount');
   let bonds = 0n;

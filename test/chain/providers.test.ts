@@ -10,6 +10,7 @@ import {
   pauseProvider,
   readFrom,
   registerProvider,
+  setVoter,
   removeOffer,
   requestUnstake,
   resumeProvider,
@@ -185,8 +186,9 @@ describe('ProviderRegistry: identity and availability', () => {
 });
 
 describe('ProviderRegistry: the committee pool', () => {
-  it('eligibleVoters leaves out the two excluded accounts, paused providers and those under the minimum', async () => {
-    for (const i of [1, 2, 3, 4, 5]) await register(i, MIN + BigInt(i) * E18);
+  it('eligibleVoters leaves out the two excluded accounts, non-voters, paused providers and those under the minimum', async () => {
+    for (const i of [1, 2, 3, 4, 5, 6]) await register(i, MIN + BigInt(i) * E18);
+    for (const i of [1, 2, 3, 4, 5]) await setVoter(chain.as(i), true); // 6 stays out of committee duty
     await pauseProvider(chain.as(3));
     await requestUnstake(chain.as(4), MIN + 4n * E18); // a full exit: staked 0
     const [accounts, stakes] = await readFrom<readonly [readonly string[], readonly bigint[]]>(

@@ -6,6 +6,8 @@ import {
   deployGlassbox,
   mintDevTokens,
   registerModel,
+  registerProvider,
+  setVoter,
   startAnvil,
   withAccount,
   type Anvil,
@@ -32,6 +34,8 @@ export const TEST_PARAMS: Partial<ChainParams> = {
   slashBps: 5000,
   rewardBps: 5000,
   nonRevealPenalty: 1n * E18,
+  answerPeriodMs: 600_000,
+  paymentHoldMs: 3_600_000,
 };
 
 export type TestChain = {
@@ -153,4 +157,13 @@ export function makeReceipt(over: Partial<Receipt> & { provider: Address; model:
     timestamp: 1_700_000_000_000n,
     ...over,
   };
+}
+
+/** Registers the account as a provider that opted in to committee duty. */
+export async function registerVoter(
+  client: GlassboxClient,
+  params: Parameters<typeof registerProvider>[1],
+): Promise<void> {
+  await registerProvider(client, params);
+  await setVoter(client, true);
 }

@@ -1,0 +1,210 @@
+import { keccak256, type Hex } from 'viem';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  answerAvailability,
+  challengeAvailability,
+  commitBatch,
+  commitVote,
+  getChallenge,
+  getConvictedAt,
+  getProvider,
+  getTokenBalance,
+  openChallenge,
+  registerModel,
+  registerProvider,
+  resolveChallenge,
+  type DivergenceProof,
+} from '../../src/chain/index.js';
+import { batchTree, traceRoot, traceTree } from '../../src/protocol/merkle.js';
+import { modelDigest } from '../../src/protocol/manifest.js';
+import { receiptHash, type Receipt } from '../../src/protocol/receipt.js';
+import {
+  E18,
+  expectRevert,
+  h,
+  makeReceipt,
+  modelOf,
+  registerVoter,
+  startTestChain,
+  TEST_PARAMS,
+  type TestChain,
+} from './support.js';
+
+/*
+ * The two kinds of challenge beyond a plain "this receipt is wrong": availability (publish the
+ * data of a committed receipt in time, or be slashed) and trace bisection (a challenge that proves
+ * the first step at which the provider's traced run and the challenger's part).
+ */
+
+let chain: TestChain;
+beforeAll(async () => {
+  chain = await startTestChain(TEST_PARAMS, 10);
+});
+afterAll(async () => {
+  await chain?.stop();
+});
+
+const PROVIDER = 1;
+const CHALLENGER = 8;
+const BOND = TEST_PARAMS.challengeBond!;
+let model: Hex;
+
+beforeEach(async () => {
+  await chain.reset();
+  model = modelDigest(modelOf('exact'));
+  await registerModel(chain.as(0), { model, exact: true });
+  await registerProvider(chain.as(PROVIDER), {
+    endpoint: 'http://p',
+    signer: chain.address(PROVIDER),
+    stake: 200n * E18,
+  });
+  for (const v of [2, 3, 4])
+    await registerVoter(chain.as(v), {
+      endpoint: `http://v${v}`,
+      signer: chain.address(v),
+      stake: 100n * E18,
+    });
+});
+
+const inputs = new TextEncoder().encode('the canonical encoding of some inputs');
+
+/** Commits a batch of three receipts by the provider; the first has `inputs` as its inputs. */
+async function committed(over: Partial<Receipt> = {}) {
+  const receipts = [0, 1, 2].map((i) =>
+    makeReceipt({
+      provider: chain.address(PROVIDER),
+      model,
+      inputHash: keccak256(inputs),
+      ...over,
+      requestId: h(`r${i}`),
+    }),
+  );
+  const tree = batchTree(receipts.map(receiptHash));
+  const { batchId } = await commitBatch(chain.as(PROVIDER), { root: tree.root, count: 3, uri: 'http://p' });
+  return { receipt: receipts[0]!, batchId, proof: tree.proof(0) };
+}
+
+describe('DisputeManager: availability', () => {
+  it('an unanswered availability challenge slashes the provider after the answer period', async () => {
+    const { receipt, batchId, proof } = await committed();
+    const challengerBefore = await getTokenBalance(chain.as(0), chain.address(CHALLENGER));
+    const { challengeId } = await challengeAvailability(chain.as(CHALLENGER), {
+      provider: chain.address(PROVIDER),
+      batchId,
+      receiptHash: receiptHash(receipt),
+      proof,
+    });
+    const c = await getChallenge(chain.as(0), challengeId);
+    expect([c.kind, c.status, c.committee]).toEqual(['unavailable', 'open', []]);
+    expect((await getProvider(chain.as(0), chain.address(PROVIDER))).openChallenges).toBe(1);
+    await expectRevert(resolveChallenge(chain.as(0), challengeId), 'TooEarly');
+    await expectRevert(
+      commitVote(chain.as(2), { challengeId, guilty: true, salt: h('s') }),
+      'NotWrongChallenge',
+    );
+    await chain.increaseTime(TEST_PARAMS.answerPeriodMs!);
+    await expectRevert(
+      answerAvailability(chain.as(PROVIDER), { challengeId, receipt, inputs }),
+      'AnswerClosed',
+    );
+    const res = await resolveChallenge(chain.as(0), challengeId);
+    expect([res.status, res.slashed, res.reward]).toEqual(['upheld', 100n * E18, 50n * E18]);
+    expect(await getTokenBalance(chain.as(0), chain.address(CHALLENGER))).toBe(challengerBefore + 50n * E18);
+    expect(await getConvictedAt(chain.as(0), chain.address(PROVIDER))).toBeGreaterThan(0);
+  });
+
+  it('publishing the receipt and its inputs settles it for the provider, and the challenger loses its bond', async () => {
+    const { receipt, batchId, proof } = await committed();
+    const { challengeId } = await challengeAvailability(chain.as(CHALLENGER), {
+      provider: chain.address(PROVIDER),
+      batchId,
+      receiptHash: receiptHash(receipt),
+      proof,
+    });
+    await expectRevert(
+      answerAvailability(chain.as(PROVIDER), { challengeId, receipt, inputs: new Uint8Array([1, 2]) }),
+      'InputsMismatch',
+    );
+    await expectRevert(
+      answerAvailability(chain.as(PROVIDER), { challengeId, receipt: { ...receipt, price: 1n }, inputs }),
+      'ReceiptMismatch',
+    );
+    const providerBefore = await getTokenBalance(chain.as(0), chain.address(PROVIDER));
+    await answerAvailability(chain.as(PROVIDER), { challengeId, receipt, inputs });
+    expect((await getChallenge(chain.as(0), challengeId)).status).toBe('rejected');
+    expect(await getTokenBalance(chain.as(0), chain.address(PROVIDER))).toBe(providerBefore + BOND / 2n);
+    expect((await getProvider(chain.as(0), chain.address(PROVIDER))).openChallenges).toBe(0);
+    expect(await getConvictedAt(chain.as(0), chain.address(PROVIDER))).toBe(0);
+  });
+
+  it('refuses a receipt the provider never committed, and a second open challenge of one receipt', async () => {
+    const { receipt, batchId, proof } = await committed();
+    const base = { provider: chain.address(PROVIDER), batchId, receiptHash: receiptHash(receipt), proof };
+    await expectRevert(
+      challengeAvailability(chain.as(CHALLENGER), { ...base, receiptHash: h('other') }),
+      'NotCommitted',
+    );
+    await expectRevert(
+      challengeAvailability(chain.as(CHALLENGER), { ...base, provider: chain.address(2) }),
+      'NotCommitted',
+    );
+    await expectRevert(challengeAvailability(chain.as(PROVIDER), base), 'SelfChallenge');
+    await challengeAvailability(chain.as(CHALLENGER), base);
+    await expectRevert(challengeAvailability(chain.as(CHALLENGER), base), 'AlreadyChallenged');
+  });
+});
+
+describe('DisputeManager: trace bisection', () => {
+  // the provider's trace and the challenger's agree on steps 0-2 and part at step 3
+  const ours = [h('s0'), h('s1'), h('s2'), h('s3-right'), h('s4-right')];
+  const theirs = [h('s0'), h('s1'), h('s2'), h('s3-wrong'), h('s4-wrong')];
+
+  function divergence(step: number, over: Partial<DivergenceProof> = {}): DivergenceProof {
+    const t = traceTree(theirs);
+    const o = traceTree(ours);
+    return {
+      step,
+      providerHash: theirs[step]!,
+      providerProof: t.proof(step),
+      challengerRoot: o.root,
+      challengerHash: ours[step]!,
+      challengerProof: o.proof(step),
+      priorHash: step > 0 ? theirs[step - 1]! : h('none'),
+      priorProviderProof: step > 0 ? t.proof(step - 1) : [],
+      priorChallengerProof: step > 0 ? o.proof(step - 1) : [],
+      ...over,
+    };
+  }
+
+  it('records the first divergent step with both hashes, proven against the two trace roots', async () => {
+    const { receipt, batchId, proof } = await committed({ traceRoot: traceRoot(theirs) });
+    const { challengeId } = await openChallenge(chain.as(CHALLENGER), {
+      receipt,
+      batchId,
+      proof,
+      inputsUri: 'http://challenger/evidence',
+      divergence: divergence(3),
+    });
+    const c = await getChallenge(chain.as(0), challengeId);
+    expect(c.kind).toBe('wrong');
+    expect(c.divergence).toEqual({ step: 3, providerHash: theirs[3], challengerHash: ours[3] });
+    expect(c.committee).toHaveLength(3);
+  });
+
+  it('refuses proofs that do not hold, a step where both agree, and an untraced receipt', async () => {
+    const { receipt, batchId, proof } = await committed({ traceRoot: traceRoot(theirs) });
+    const open = (d: DivergenceProof, r: Receipt = receipt) =>
+      openChallenge(chain.as(CHALLENGER), { receipt: r, batchId, proof, inputsUri: 'x', divergence: d });
+    await expectRevert(open(divergence(3, { providerHash: h('made up') })), 'InvalidTraceProof');
+    await expectRevert(open(divergence(3, { challengerRoot: h('other root') })), 'InvalidTraceProof');
+    // the step before must be shared: claiming step 4 while step 3 differs fails its prior proof
+    await expectRevert(open(divergence(4, { priorHash: theirs[3]! })), 'InvalidTraceProof');
+    await expectRevert(open(divergence(2, { challengerHash: theirs[2]! })), 'NoDivergence');
+    const untraced = await committed();
+    await expectRevert(
+      openChallenge(chain.as(CHALLENGER), { ...untraced, inputsUri: 'x', divergence: divergence(3) }),
+      'NoTrace',
+    );
+    expect(await open(divergence(3))).toMatchObject({ challengeId: 0n });
+  });
+});
