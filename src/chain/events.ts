@@ -1,4 +1,5 @@
 import type { Address, Hex } from 'viem';
+import type { Receipt } from '../protocol/receipt.js';
 import type { GlassboxClient } from './client.js';
 import { ABIS, type ContractName } from './contracts.js';
 import { toChainError } from './errors.js';
@@ -106,6 +107,62 @@ export function getOfferEvents(
     contract: 'providerRegistry',
     eventName: 'OfferSet',
     args,
+    fromBlock: params.fromBlock,
+  });
+}
+
+/** The receipt of each challenge, as its ChallengedReceipt event carries it (committee members re-execute it). */
+export async function getChallengedReceipt(
+  client: GlassboxClient,
+  challengeId: bigint,
+): Promise<Receipt | undefined> {
+  const [event] = await getEvents<{ id: bigint; receipt: Receipt }>(client, {
+    contract: 'disputeManager',
+    eventName: 'ChallengedReceipt',
+    args: { id: challengeId },
+  });
+  return event?.args.receipt;
+}
+
+export type AvailabilityChallenged = {
+  id: bigint;
+  provider: Address;
+  challenger: Address;
+  batchId: bigint;
+  receiptHash: Hex;
+  answerDeadline: bigint;
+};
+
+/** Availability challenges (a provider's node answers those against it). */
+export function getAvailabilityChallenges(
+  client: GlassboxClient,
+  params: { provider?: Address; fromBlock?: bigint } = {},
+): Promise<ChainEvent<AvailabilityChallenged>[]> {
+  return getEvents<AvailabilityChallenged>(client, {
+    contract: 'disputeManager',
+    eventName: 'AvailabilityChallenged',
+    args: params.provider ? { provider: params.provider } : undefined,
+    fromBlock: params.fromBlock,
+  });
+}
+
+export type ChallengeResolved = {
+  id: bigint;
+  status: number;
+  guilty: number;
+  innocent: number;
+  slashed: bigint;
+  reward: bigint;
+};
+
+/** Settled challenges, with what was slashed (or what bond was lost) and the winner's reward. */
+export function getChallengesResolved(
+  client: GlassboxClient,
+  params: { fromBlock?: bigint } = {},
+): Promise<ChainEvent<ChallengeResolved>[]> {
+  return getEvents<ChallengeResolved>(client, {
+    contract: 'disputeManager',
+    eventName: 'ChallengeResolved',
     fromBlock: params.fromBlock,
   });
 }

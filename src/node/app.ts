@@ -16,6 +16,7 @@ import { healthRoutes } from './routes/health.js';
 import { inferRoute } from './routes/infer.js';
 import { modelsRoute } from './routes/models.js';
 import { receiptsRoute } from './routes/receipts.js';
+import { rolesRoutes } from './routes/roles.js';
 import { vouchersRoute } from './routes/vouchers.js';
 
 export type AppOptions = {
@@ -71,6 +72,7 @@ export async function buildApp(ctx: NodeContext, options: AppOptions): Promise<F
   receiptsRoute(app, ctx);
   batchesRoute(app, ctx);
   blobsRoute(app, ctx);
+  rolesRoutes(app, ctx);
   healthRoutes(app, ctx);
   return app;
 }

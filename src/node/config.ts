@@ -20,7 +20,17 @@ const amount = z
   .refine((v) => v >= 0n && v < 2n ** 256n, 'is outside the uint256 range');
 const ms = z.number().int().nonnegative();
 
+/** What a node does: serve inferences, sample and check others' batches, sit on committees. */
+export const NODE_ROLES = ['provider', 'verifier', 'committee'] as const;
+export type NodeRole = (typeof NODE_ROLES)[number];
+
 export const nodeConfigSchema = z.strictObject({
+  /**
+   * `provider` registers, stakes, offers its models and answers; `verifier` samples committed
+   * batches, re-executes and challenges mismatches (it posts bonds, no stake needed);
+   * `committee` stakes, opts in to committee duty and votes on challenges. Any combination.
+   */
+  roles: z.array(z.enum(NODE_ROLES)).min(1).default(['provider']),
   chain: z
     .strictObject({
       rpcUrl: z.url(),
@@ -63,8 +73,21 @@ export const nodeConfigSchema = z.strictObject({
       }),
     )
     .min(1),
-  /** Stake to register with, or to top up to. */
-  stake: amount,
+  /** Stake to register with, or to top up to (providers and committee members). */
+  stake: amount.default(0n),
+  verifier: z
+    .strictObject({
+      /**
+       * The probability of re-executing each committed receipt. Default: from the chain's
+       * parameters (src/protocol/economics.ts, docs/economics.md).
+       */
+      sampleRate: z.number().min(0).max(1).optional(),
+      /** How long a provider has to serve a sampled receipt's data before it is challenged. */
+      dataDeadlineMs: ms.default(20_000),
+      /** How often to look for new batches, challenges and deadlines. */
+      pollIntervalMs: ms.min(10).default(1_000),
+    })
+    .prefault({}),
   batch: z
     .strictObject({
       maxReceipts: z.number().int().min(1).max(100_000).default(256),
@@ -103,13 +126,16 @@ export const nodeConfigSchema = z.strictObject({
   /**
    * FAULT SWITCH, for tests only: a cheating provider. With probability `perturb` per answer it
    * changes the first output element (+1e-3 for floats, +1 for integers) before hashing and signing;
-   * with `delayMs` it answers that much later (a slow provider, for hedging).
+   * with `delayMs` it answers that much later (a slow provider, for hedging); with `withhold` it
+   * keeps the data of its batches to itself.
    */
   fault: z
     .strictObject({
       perturb: z.number().min(0).max(1).default(0),
       /** A slow provider: wait this long before answering. */
       delayMs: ms.default(0),
+      /** A provider that hides its data: serve no inputs of committed receipts, answer no challenge. */
+      withhold: z.boolean().default(false),
     })
     .optional(),
 });

@@ -1,4 +1,6 @@
 import type { Address } from 'viem';
+import type { NodeRole } from './config.js';
+import type { VerifierRole } from './verifier/index.js';
 import type { ModelPackage } from '../protocol/manifest.js';
 import type { Engine } from '../runtime/engine.js';
 import type { BlobStore } from '../store/index.js';
@@ -24,4 +26,9 @@ export type NodeContext = {
   /** 'starting' until the chain setup is done, 'stopping' once stop() began. */
   state(): 'starting' | 'ready' | 'stopping';
   readonly startedAt: number;
+  /** The `withhold` fault: serve no inputs, outputs or traces of receipts (tests only). */
+  readonly withhold: boolean;
+  /** The verifier and committee roles, when the node has them. */
+  verifier(): VerifierRole | undefined;
+  readonly roles: readonly NodeRole[];
 };

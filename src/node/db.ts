@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS receipts (
   created_at INTEGER NOT NULL,
   inputs BLOB,
   outputs BLOB,
+  trace TEXT,
   batch_root TEXT,
   batch_index INTEGER,
   proof TEXT
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS receipts (
 CREATE INDEX IF NOT EXISTS receipts_open ON receipts(seq) WHERE batch_root IS NULL;
 CREATE INDEX IF NOT EXISTS receipts_batch ON receipts(batch_root, batch_index);
 CREATE INDEX IF NOT EXISTS receipts_created ON receipts(created_at);
+CREATE INDEX IF NOT EXISTS receipts_leaf ON receipts(leaf);
 CREATE TABLE IF NOT EXISTS batches (
   root TEXT PRIMARY KEY,
   count INTEGER NOT NULL,
@@ -64,6 +66,8 @@ export type ReceiptRow = {
   readonly createdAt: number;
   readonly inputs: Uint8Array | undefined;
   readonly outputs: Uint8Array | undefined;
+  /** The hash of each traced step, for a traced run (bisection evidence). */
+  readonly trace: readonly Hex[] | undefined;
   readonly batch: { readonly root: Hex; readonly index: number; readonly proof: Hex[] } | undefined;
 };
 
@@ -99,12 +103,15 @@ export type NewAnswer = {
   readonly createdAt: number;
   readonly inputs: Uint8Array;
   readonly outputs: Uint8Array;
+  readonly trace?: readonly Hex[];
 };
 
 export type NodeDb = {
   /** Persists an answer and charges its client, atomically and durably. */
   recordAnswer(answer: NewAnswer): void;
   getReceipt(requestId: string): ReceiptRow | undefined;
+  /** A receipt by its struct hash (its batch leaf content). */
+  getReceiptByHash(receiptHash: string): ReceiptRow | undefined;
   /** The oldest receipts not yet in a batch. */
   openReceipts(limit: number): ReceiptRow[];
   countOpen(): number;
@@ -143,6 +150,7 @@ type RawReceipt = {
   created_at: number;
   inputs: Buffer | null;
   outputs: Buffer | null;
+  trace: string | null;
   batch_root: string | null;
   batch_index: number | null;
   proof: string | null;
@@ -179,6 +187,7 @@ function toReceipt(r: RawReceipt): ReceiptRow {
     createdAt: r.created_at,
     inputs: r.inputs === null ? undefined : new Uint8Array(r.inputs),
     outputs: r.outputs === null ? undefined : new Uint8Array(r.outputs),
+    trace: r.trace === null ? undefined : (JSON.parse(r.trace) as Hex[]),
     batch:
       r.batch_root === null
         ? undefined
@@ -222,11 +231,14 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
   db.exec(SCHEMA);
+  // Databases from before traces were kept: add the column (SQLite has no ADD COLUMN IF NOT EXISTS).
+  const columns = db.prepare<[], { name: string }>('PRAGMA table_info(receipts)').all();
+  if (!columns.some((c) => c.name === 'trace')) db.exec('ALTER TABLE receipts ADD COLUMN trace TEXT');
 
   const s = {
     insertReceipt: db.prepare(
-      `INSERT INTO receipts (request_id, client, model, input_hash, leaf, receipt, price, created_at, inputs, outputs)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO receipts (request_id, client, model, input_hash, leaf, receipt, price, created_at, inputs, outputs, trace)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     getClient: db.prepare<[string], RawClient>('SELECT * FROM clients WHERE client = ?'),
     upsertDelivered: db.prepare(
@@ -241,6 +253,7 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
     setRedeemed: db.prepare('UPDATE clients SET redeemed = ? WHERE client = ?'),
     allClients: db.prepare<[], RawClient>('SELECT * FROM clients WHERE voucher_amount IS NOT NULL'),
     getReceipt: db.prepare<[string], RawReceipt>('SELECT * FROM receipts WHERE request_id = ?'),
+    getReceiptByLeaf: db.prepare<[string], RawReceipt>('SELECT * FROM receipts WHERE leaf = ?'),
     openReceipts: db.prepare<[number], RawReceipt>(
       'SELECT * FROM receipts WHERE batch_root IS NULL ORDER BY seq LIMIT ?',
     ),
@@ -288,6 +301,7 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
       a.createdAt,
       Buffer.from(a.inputs.buffer, a.inputs.byteOffset, a.inputs.byteLength),
       Buffer.from(a.outputs.buffer, a.outputs.byteOffset, a.outputs.byteLength),
+      a.trace ? JSON.stringify(a.trace) : null,
     );
     const delivered = account(a.client).delivered + a.price;
     s.upsertDelivered.run(a.client, delivered.toString());
@@ -321,6 +335,10 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
     recordAnswer: (a) => recordAnswer(a),
     getReceipt: (id) => {
       const r = s.getReceipt.get(id.toLowerCase());
+      return r && toReceipt(r);
+    },
+    getReceiptByHash: (hash) => {
+      const r = s.getReceiptByLeaf.get(hash.toLowerCase());
       return r && toReceipt(r);
     },
     openReceipts: (limit) => s.openReceipts.all(limit).map(toReceipt),

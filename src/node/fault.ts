@@ -1,13 +1,31 @@
+import { hashTensors } from '../protocol/encoding.js';
 import type { Tensor, TensorMap } from '../protocol/tensor.js';
+import { traceOf, type Trace } from '../runtime/trace.js';
 
 /*
  * The FAULT SWITCH (config `fault.perturb`), for tests of the network's defences only: a provider
  * that lies. It changes the first element of the first numeric output (in canonical name order):
  * +1e-3 for floats, +1 for integers and bools flip, before the outputs are hashed and signed, so the
  * receipt is a valid signature over a wrong answer: exactly what quorum and disputes must catch.
+ * A traced answer gets a trace that agrees with the lie (the output's step re-hashed), as a cheater
+ * would sign, so that bisection finds the step that produced the wrong output.
  */
 
-export function perturbOutputs(outputs: TensorMap): TensorMap {
+export function perturbAnswer(
+  outputs: TensorMap,
+  trace: Trace | undefined,
+): { outputs: TensorMap; trace?: Trace } {
+  const perturbed = perturbOutputs(outputs);
+  if (!trace) return { outputs: perturbed };
+  const steps = trace.steps.map((step) =>
+    perturbed[step.output] !== undefined && perturbed[step.output] !== outputs[step.output]
+      ? { ...step, hash: hashTensors({ [step.output]: perturbed[step.output]! }) }
+      : step,
+  );
+  return { outputs: perturbed, trace: traceOf(steps) };
+}
+
+function perturbOutputs(outputs: TensorMap): TensorMap {
   const names = Object.keys(outputs).sort();
   const name = names.find((n) => outputs[n]!.dtype !== 'string' && outputs[n]!.data.length > 0);
   if (name === undefined) return outputs;

@@ -16,7 +16,7 @@ import {
 import type { TensorMap } from '../protocol/tensor.js';
 import type { Engine } from '../runtime/engine.js';
 import type { NodeDb } from './db.js';
-import { perturbOutputs } from './fault.js';
+import { perturbAnswer } from './fault.js';
 import type { NodeMetrics } from './metrics.js';
 import type { Payments } from './payments.js';
 import type { PriceBook } from './prices.js';
@@ -96,10 +96,9 @@ export function createInferService(p: InferServiceParameters): InferService {
         timeoutMs: p.runTimeoutMs,
       });
       p.metrics.inference.observe({ model: pkg.id }, result.durationMs / 1000);
-      let outputs = result.outputs;
-      let outputHash = result.outputHash;
+      let { outputs, outputHash, trace } = result;
       if (p.perturb !== undefined && p.perturb > 0 && Math.random() < p.perturb) {
-        outputs = perturbOutputs(outputs);
+        ({ outputs, trace } = perturbAnswer(outputs, trace));
         outputHash = hashTensors(outputs);
         p.log.warn({ requestId }, 'fault switch: perturbed the outputs of this answer');
       }
@@ -113,7 +112,7 @@ export function createInferService(p: InferServiceParameters): InferService {
         outputHash,
         paramsHash: ZERO_HASH,
         runtime: result.runtime,
-        traceRoot: result.traceRoot,
+        traceRoot: trace?.root ?? result.traceRoot,
         price,
         timestamp: BigInt(Date.now()),
       };
@@ -130,6 +129,7 @@ export function createInferService(p: InferServiceParameters): InferService {
           createdAt: Date.now(),
           inputs: encodeTensors(inputs),
           outputs: encodeTensors(outputs),
+          ...(trace ? { trace: trace.steps.map((step) => step.hash) } : {}),
         });
       } catch (error) {
         // Two requests with one id raced: the other was stored first.

@@ -27,6 +27,8 @@ import { createPayments } from './payments.js';
 import { createPriceBook } from './prices.js';
 import { createRedeemer, type Redeemer } from './redeemer.js';
 import { createSerial } from './serial.js';
+import { createVerifierRole, defaultSampleRate, type VerifierRole } from './verifier/index.js';
+import { openVerifierStore } from './verifier/store.js';
 
 /*
  * The provider node (DESIGN.md, src/node): `createNode` opens the database and store, loads the
@@ -54,6 +56,8 @@ export type GlassboxNode = {
   start(): Promise<GlassboxNode>;
   /** Commits every open receipt now. */
   flushBatches(): Promise<void>;
+  /** Runs one pass of the verifier, committee and availability work now. */
+  tickRoles(): Promise<void>;
   /** Redeems every voucher with something left to pay; returns what was paid now. */
   redeemVouchers(): Promise<bigint>;
   /** Deletes committed receipts older than the challenge window; returns how many. */
@@ -118,7 +122,10 @@ export async function createNode(
   let batcher: Batcher | undefined;
   let redeemer: Redeemer | undefined;
   let pruner: NodeJS.Timeout | undefined;
+  let verifier: VerifierRole | undefined;
   const actions: ChainAction[] = [];
+  const has = (role: (typeof config.roles)[number]) => config.roles.includes(role);
+  const withhold = config.fault?.withhold ?? false;
 
   const service = createInferService({
     db,
@@ -149,6 +156,9 @@ export async function createNode(
     metrics,
     state: () => (state === 'created' ? 'starting' : state),
     startedAt: Date.now(),
+    withhold,
+    roles: config.roles,
+    verifier: () => verifier,
   };
   const app = await buildApp(ctx, {
     log,
@@ -185,10 +195,16 @@ export async function createNode(
         url = (
           config.listen.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`
         ).replace(/\/+$/, '');
-        actions.push(
-          ...(await ensureProvider(chain, { endpoint: url, signer: signer.address, stake: config.stake })),
-        );
-        for (const { pkg, price } of offers) {
+        if (has('provider') || has('committee'))
+          actions.push(
+            ...(await ensureProvider(chain, {
+              endpoint: url,
+              signer: signer.address,
+              stake: config.stake,
+              voter: has('committee'),
+            })),
+          );
+        for (const { pkg, price } of has('provider') ? offers : []) {
           actions.push(...(await serial(() => ensureModelRegistered(chain, pkg))));
           actions.push(...(await serial(() => ensureOffer(chain, { model: pkg.id, price }))));
         }
@@ -204,6 +220,26 @@ export async function createNode(
           log,
         });
         redeemer = createRedeemer({ db, chain, serial, intervalMs: config.redeemIntervalMs, metrics, log });
+        verifier = createVerifierRole({
+          roles: config.roles,
+          chain,
+          engine,
+          models,
+          db,
+          store: openVerifierStore(join(config.dataDir, 'roles.sqlite')),
+          serial,
+          log,
+          url: () => url,
+          sampleRate:
+            config.verifier.sampleRate ??
+            (await defaultSampleRate(
+              chain,
+              offers.map((o) => o.price),
+            )),
+          dataDeadlineMs: config.verifier.dataDeadlineMs,
+          pollIntervalMs: config.verifier.pollIntervalMs,
+          withhold,
+        });
         pruner = setInterval(() => prune(), Math.max(1000, Math.min(config.challengeWindowMs, 60_000)));
         pruner.unref();
         state = 'ready';
@@ -221,6 +257,7 @@ export async function createNode(
       }
     },
     flushBatches: async () => batcher?.flush(),
+    tickRoles: async () => verifier?.tick(),
     redeemVouchers: async () => (redeemer ? redeemer.redeemAll() : 0n),
     prune,
     async stop() {
@@ -234,6 +271,7 @@ export async function createNode(
       if (pruner) clearInterval(pruner);
       try {
         if (wasReady) {
+          await verifier?.stop();
           await batcher?.stop();
           await redeemer?.stop();
         }

@@ -9,6 +9,7 @@ import {
   setEndpoint,
   setOffer,
   setSigner,
+  setVoter,
   type GlassboxClient,
 } from '../chain/index.js';
 import { isGlassboxError } from '../protocol/errors.js';
@@ -24,6 +25,8 @@ export type EnsureProviderParameters = {
   readonly endpoint: string;
   readonly signer: Address;
   readonly stake: bigint;
+  /** Opt in to committee duty (the `committee` role). */
+  readonly voter?: boolean;
 };
 
 export type ChainAction = { readonly action: string; readonly detail?: string };
@@ -34,22 +37,27 @@ export async function ensureProvider(
 ): Promise<ChainAction[]> {
   const address = client.walletClient!.account.address;
   const info = await getProvider(client, address);
+  const done: ChainAction[] = [];
   if (!info.registered) {
     await registerProvider(client, params);
-    return [{ action: 'registerProvider', detail: params.endpoint }];
+    done.push({ action: 'registerProvider', detail: params.endpoint });
   }
-  const done: ChainAction[] = [];
-  if (info.endpoint !== params.endpoint) {
+  if (info.registered && info.endpoint !== params.endpoint) {
     await setEndpoint(client, params.endpoint);
     done.push({ action: 'setEndpoint', detail: params.endpoint });
   }
-  if (info.signer.toLowerCase() !== params.signer.toLowerCase()) {
+  if (info.registered && info.signer.toLowerCase() !== params.signer.toLowerCase()) {
     await setSigner(client, params.signer);
     done.push({ action: 'setSigner', detail: params.signer });
   }
-  if (info.stake < params.stake) {
+  if (info.registered && info.stake < params.stake) {
     await addStake(client, params.stake - info.stake);
     done.push({ action: 'addStake', detail: (params.stake - info.stake).toString() });
+  }
+  const voter = params.voter ?? false;
+  if (voter !== info.voter) {
+    await setVoter(client, voter);
+    done.push({ action: 'setVoter', detail: String(voter) });
   }
   return done;
 }

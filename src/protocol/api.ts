@@ -15,6 +15,8 @@ import type { SignedVoucher } from './voucher.js';
  *   GET  /v1/models         -> ModelsResponse
  *   GET  /v1/receipts/:id   -> StoredReceipt (a request id)
  *   GET  /v1/batches/:root  -> BatchResponse
+ *   GET  /v1/evidence/:hash -> Evidence (a verifier's, for the committee of its challenge)
+ *   GET  /v1/status         -> NodeStatus (roles, and what the verifier and committee member did)
  *   GET  /v1/blobs/:cid     -> the blob's bytes
  *   GET  /health, GET /metrics (Prometheus)
  *
@@ -107,6 +109,19 @@ export type StoredReceipt = {
   readonly batch?: { readonly root: Hex; readonly proof: readonly Hex[]; readonly id?: string };
   /** The inputs behind it (canonical encoding, base64), kept for the challenge window. */
   readonly inputs?: string;
+  /** The outputs it answered with (canonical encoding, base64): for policies other than exact. */
+  readonly outputs?: string;
+  /** A traced run's step hashes (their Merkle root is the receipt's traceRoot), for bisection. */
+  readonly trace?: readonly Hex[];
+};
+
+/** What a challenger serves its committee: the receipt and the data to re-execute it. */
+export type EvidenceResponse = {
+  readonly receipt: SignedReceiptJson;
+  /** Canonical encoding of the inputs, base64; their keccak256 is the receipt's inputHash. */
+  readonly inputs: string;
+  /** The provider's outputs (canonical encoding, base64), when the challenger has them. */
+  readonly outputs?: string;
 };
 
 export type BatchResponse = {

@@ -26,13 +26,21 @@ export function receiptsRoute(app: FastifyInstance, ctx: NodeContext): void {
   });
 }
 
+/** A receipt with what a verifier needs; a node with the `withhold` fault keeps the data back. */
 export function storedReceipt(row: ReceiptRow, ctx: NodeContext): StoredReceipt {
   const batch = row.batch && ctx.db.getBatch(row.batch.root);
+  const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
   return {
     receipt: row.receipt,
     ...(row.batch && batch?.batchId !== undefined
       ? { batch: { root: row.batch.root, proof: row.batch.proof, id: batch.batchId.toString() } }
       : {}),
-    ...(row.inputs ? { inputs: Buffer.from(row.inputs).toString('base64') } : {}),
+    ...(ctx.withhold
+      ? {}
+      : {
+          ...(row.inputs ? { inputs: base64(row.inputs) } : {}),
+          ...(row.outputs ? { outputs: base64(row.outputs) } : {}),
+          ...(row.trace ? { trace: row.trace } : {}),
+        }),
   };
 }

@@ -1,0 +1,125 @@
+import { encodeAbiParameters, hexToBigInt, keccak256, type Address, type Hex } from 'viem';
+import type { DivergenceProof } from '../../chain/index.js';
+import { decodeTensors, hashTensors } from '../../protocol/encoding.js';
+import { modelDigest, type ModelPackage } from '../../protocol/manifest.js';
+import { traceTree } from '../../protocol/merkle.js';
+import { agree } from '../../protocol/policy.js';
+import { ZERO_HASH, type Receipt } from '../../protocol/receipt.js';
+import type { Engine } from '../../runtime/engine.js';
+
+/*
+ * The verifier's core rules, free of loops and I/O so they are easy to test: which receipts a
+ * verifier samples, and what re-executing one says about it.
+ */
+
+/**
+ * Whether `verifier` samples the receipt: keccak256(blockHash, receiptHash, verifier) read as a
+ * number below p * 2^256. `blockHash` is the hash of the block after the batch's commit block,
+ * which did not exist when the provider signed and committed, so the provider cannot tell which
+ * receipts will be checked; mixing in the verifier's address makes verifiers sample independently.
+ */
+export function isSampled(params: {
+  blockHash: Hex;
+  receiptHash: Hex;
+  verifier: Address;
+  p: number;
+}): boolean {
+  if (params.p >= 1) return true;
+  if (params.p <= 0) return false;
+  const draw = hexToBigInt(
+    keccak256(
+      encodeAbiParameters(
+        [{ type: 'bytes32' }, { type: 'bytes32' }, { type: 'address' }],
+        [params.blockHash, params.receiptHash, params.verifier],
+      ),
+    ),
+  );
+  const SCALE = 1n << 53n; // p to 53 bits of precision: plenty for a sampling rate
+  return draw < ((1n << 256n) * BigInt(Math.floor(params.p * Number(SCALE)))) / SCALE;
+}
+
+/** What re-executing a receipt found. */
+export type Recheck =
+  | { readonly kind: 'match'; readonly computeMs: number }
+  | {
+      readonly kind: 'mismatch';
+      readonly computeMs: number;
+      readonly detail: string;
+      /** The first divergent step, when both runs were traced and the provider served its trace. */
+      readonly divergence?: DivergenceProof;
+    }
+  | { readonly kind: 'skipped'; readonly detail: string };
+
+export function modelByDigest(
+  models: ReadonlyMap<string, ModelPackage>,
+  digest: Hex,
+): ModelPackage | undefined {
+  for (const pkg of models.values()) if (modelDigest(pkg.id) === digest.toLowerCase()) return pkg;
+  return undefined;
+}
+
+/**
+ * Re-executes `receipt` on `inputs` (whose hash the caller checked) under our engine and compares
+ * under the model's policy: bit equality of the outputs' hash for `exact`, the policy on the
+ * provider's `outputs` otherwise. A traced receipt is re-executed traced, and with the provider's
+ * `trace` (step hashes) the first divergent step is proven against both roots.
+ */
+export async function recheck(params: {
+  receipt: Receipt;
+  inputs: Uint8Array;
+  outputs?: Uint8Array;
+  trace?: readonly Hex[];
+  engine: Engine;
+  models: ReadonlyMap<string, ModelPackage>;
+}): Promise<Recheck> {
+  const { receipt, engine } = params;
+  const pkg = modelByDigest(params.models, receipt.model);
+  if (!pkg) return { kind: 'skipped', detail: `model ${receipt.model} is not loaded here` };
+  if (receipt.runtime !== engine.runtimeHash)
+    return {
+      kind: 'skipped',
+      detail: `runtime ${receipt.runtime} differs from ours (${engine.runtimeHash})`,
+    };
+  const traced = receipt.traceRoot !== ZERO_HASH;
+  const run = await engine.run(pkg, decodeTensors(params.inputs), { trace: traced });
+  const computeMs = run.durationMs;
+  if (run.outputHash === receipt.outputHash) return { kind: 'match', computeMs };
+  if (pkg.manifest.policy.kind !== 'exact') {
+    if (!params.outputs || hashTensors(decodeTensors(params.outputs)) !== receipt.outputHash)
+      return { kind: 'skipped', detail: 'the provider did not serve outputs matching its outputHash' };
+    const verdict = agree(pkg.manifest.policy, run.outputs, decodeTensors(params.outputs));
+    if (verdict.agree) return { kind: 'match', computeMs };
+  }
+  const detail = `re-execution gives outputHash ${run.outputHash}, the receipt says ${receipt.outputHash}`;
+  const divergence =
+    traced && run.trace && params.trace
+      ? proveDivergence(
+          params.trace,
+          run.trace.steps.map((s) => s.hash),
+        )
+      : undefined;
+  return { kind: 'mismatch', computeMs, detail, ...(divergence ? { divergence } : {}) };
+}
+
+/**
+ * The first step at which the provider's trace (`theirs`) and ours part, with the Merkle proofs
+ * DisputeManager.openTracedChallenge checks. Undefined when they agree throughout or differ in
+ * length before parting (then the plain challenge stands).
+ */
+export function proveDivergence(theirs: readonly Hex[], ours: readonly Hex[]): DivergenceProof | undefined {
+  const step = theirs.findIndex((hash, i) => i < ours.length && hash !== ours[i]);
+  if (step < 0) return undefined;
+  const t = traceTree(theirs);
+  const o = traceTree(ours);
+  return {
+    step,
+    providerHash: theirs[step]!,
+    providerProof: t.proof(step),
+    challengerRoot: o.root,
+    challengerHash: ours[step]!,
+    challengerProof: o.proof(step),
+    priorHash: step > 0 ? theirs[step - 1]! : ZERO_HASH,
+    priorProviderProof: step > 0 ? t.proof(step - 1) : [],
+    priorChallengerProof: step > 0 ? o.proof(step - 1) : [],
+  };
+}

@@ -1,0 +1,537 @@
+import type { Logger } from 'pino';
+import { getAddress, keccak256, type Address, type Hex } from 'viem';
+import {
+  answerAvailability,
+  challengeAvailability,
+  commitVote,
+  getAvailabilityChallenges,
+  getChallenge,
+  getChallengedReceipt,
+  getEvents,
+  getProvider,
+  getVote,
+  openChallenge,
+  readChainParams,
+  resolveChallenge,
+  revealVote,
+  type ChallengeInfo,
+  type ChallengeOpened,
+  type GlassboxClient,
+} from '../../chain/index.js';
+import type { BatchResponse, EvidenceResponse } from '../../protocol/api.js';
+import { decodeTensors } from '../../protocol/encoding.js';
+import { DEFAULT_SAMPLING, samplingPlan } from '../../protocol/economics.js';
+import { isGlassboxError } from '../../protocol/errors.js';
+import type { ModelPackage } from '../../protocol/manifest.js';
+import { batchTree } from '../../protocol/merkle.js';
+import { receiptHash, signedReceiptFromJson, type Receipt } from '../../protocol/receipt.js';
+import type { Engine } from '../../runtime/engine.js';
+import type { NodeRole } from '../config.js';
+import type { NodeDb } from '../db.js';
+import type { Serial } from '../serial.js';
+import { isSampled, modelByDigest, recheck } from './check.js';
+import type { Duty, OpenedChallenge, Sample, SampleOutcome, VerifierStore } from './store.js';
+
+/*
+ * The roles beside answering requests (DESIGN.md: "verifiers sample committed receipts, fetch the
+ * inputs, re-execute, challenge on mismatch; disputes: a stake-weighted random committee
+ * re-executes and votes"). One loop, every `pollIntervalMs`, does whatever the node's roles ask:
+ *
+ * - verifier: read new BatchCommitted events; once the block after a commit exists, fetch the
+ *   batch from its provider, check it against the committed root, sample each receipt (see
+ *   `isSampled`), re-execute the sampled ones and challenge a mismatch (naming the first divergent
+ *   trace step when it can). A sampled receipt whose inputs the provider has not served within
+ *   `dataDeadlineMs` gets an availability challenge. It settles its challenges when they are due.
+ * - committee: read ChallengeOpened events naming this node; re-execute the challenged receipt
+ *   from the challenger's evidence, then commit, reveal and resolve in time. The vote and its salt
+ *   are stored before the commit is sent, and each step checks the chain first, so a member
+ *   restarted at any point carries on where it stopped.
+ * - provider: answer availability challenges against it by publishing the receipt and inputs.
+ *
+ * All state is in the role store (SQLite); the chain is the source of truth for what was done.
+ */
+
+export type VerifierRoleParameters = {
+  readonly roles: readonly NodeRole[];
+  readonly chain: GlassboxClient;
+  readonly engine: Engine;
+  readonly models: ReadonlyMap<string, ModelPackage>;
+  readonly db: NodeDb;
+  readonly store: VerifierStore;
+  readonly serial: Serial;
+  readonly log: Logger;
+  /** This node's URL, where it serves challenge evidence. */
+  readonly url: () => string;
+  readonly sampleRate: number;
+  readonly dataDeadlineMs: number;
+  readonly pollIntervalMs: number;
+  /** The `withhold` fault: never answer availability challenges (tests only). */
+  readonly withhold: boolean;
+};
+
+export type VerifierStatus = {
+  readonly roles: readonly NodeRole[];
+  readonly address: Address;
+  readonly verifier?: {
+    readonly sampleRate: number;
+    readonly batchesSeen: number;
+    readonly sampled: number;
+    readonly outcomes: Readonly<Record<SampleOutcome, number>>;
+    /** Time spent re-executing, ms. */
+    readonly computeMs: number;
+    readonly challenges: readonly (Omit<OpenedChallenge, 'challengeId'> & { challengeId: string })[];
+    readonly samples: readonly (Omit<Sample, 'batchId' | 'challengeId'> & {
+      batchId: string;
+      challengeId?: string;
+    })[];
+  };
+  readonly committee?: {
+    readonly duties: readonly {
+      challengeId: string;
+      guilty?: boolean;
+      detail?: string;
+      computeMs: number;
+      committed: boolean;
+      revealed: boolean;
+      settled: boolean;
+    }[];
+  };
+};
+
+export type VerifierRole = {
+  /** One pass of every role's work (the loop calls it; tests may too). */
+  tick(): Promise<void>;
+  status(): VerifierStatus;
+  evidence(receiptHash: string): EvidenceResponse | undefined;
+  stop(): Promise<void>;
+};
+
+export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
+  const me = getAddress(p.chain.walletClient!.account.address);
+  const { store, log } = p;
+  const has = (role: NodeRole) => p.roles.includes(role);
+  const base64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
+  const unbase64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
+  const tx = <T>(f: () => Promise<T>) => p.serial(f);
+
+  /** Events of `eventName` since the cursor `name`, advancing it past the latest block. */
+  async function newEvents<T>(name: string, eventName: string, contract: 'receiptLedger' | 'disputeManager') {
+    const latest = await p.chain.publicClient.getBlockNumber();
+    const from = store.cursor(name) ?? p.chain.deployment.startBlock;
+    if (latest < from) return [];
+    const events = await getEvents<T>(p.chain, { contract, eventName, fromBlock: from, toBlock: latest });
+    store.setCursor(name, latest + 1n);
+    return events;
+  }
+
+  // ---- verifier ----
+
+  async function scanBatches(): Promise<void> {
+    const events = await newEvents<{ batchId: bigint; provider: Address; root: Hex; count: bigint }>(
+      'batches',
+      'BatchCommitted',
+      'receiptLedger',
+    );
+    for (const e of events)
+      if (getAddress(e.args.provider) !== me)
+        store.addBatch(
+          {
+            ...e.args,
+            provider: getAddress(e.args.provider),
+            count: Number(e.args.count),
+            block: e.blockNumber,
+          },
+          Date.now(),
+        );
+  }
+
+  async function fetchBatch(provider: Address, root: Hex): Promise<BatchResponse | undefined> {
+    try {
+      const { endpoint } = await getProvider(p.chain, provider);
+      const response = await fetch(`${endpoint}/v1/batches/${root}`, { signal: AbortSignal.timeout(5_000) });
+      return response.ok ? ((await response.json()) as BatchResponse) : undefined;
+    } catch {
+      return undefined; // unreachable: the deadline decides
+    }
+  }
+
+  async function checkBatches(): Promise<void> {
+    const latest = await p.chain.publicClient.getBlockNumber();
+    for (const batch of store.pendingBatches()) {
+      if (latest <= batch.block) continue; // the block whose hash decides the sample is not there yet
+      const late = Date.now() - batch.seenAt > p.dataDeadlineMs;
+      const { hash: blockHash } = await p.chain.publicClient.getBlock({ blockNumber: batch.block + 1n });
+      const listing = await fetchBatch(batch.provider, batch.root);
+      const receipts = listing?.receipts.map((r) => ({ ...r, signed: signedReceiptFromJson(r.receipt) }));
+      const tree = receipts?.length
+        ? batchTree(receipts.map((r) => receiptHash(r.signed.receipt)))
+        : undefined;
+      if (!receipts || tree?.root !== batch.root || receipts.length !== batch.count) {
+        if (late) {
+          // Without the receipts there is nothing to name on chain; DESIGN: see docs/verification.md.
+          log.warn(
+            { batchId: batch.batchId.toString(), provider: batch.provider },
+            'batch not served; gave up',
+          );
+          store.finishBatch(batch.batchId);
+        }
+        continue;
+      }
+      let waiting = false;
+      for (const [index, r] of receipts.entries()) {
+        const hash = receiptHash(r.signed.receipt);
+        if (!isSampled({ blockHash: blockHash!, receiptHash: hash, verifier: me, p: p.sampleRate })) continue;
+        if (store.getSample(hash)) continue;
+        const inputs = r.inputs === undefined ? undefined : unbase64(r.inputs);
+        const record = (outcome: SampleOutcome, detail: string, extra: Partial<Sample> = {}) =>
+          store.putSample({
+            receiptHash: hash,
+            batchId: batch.batchId,
+            provider: batch.provider,
+            outcome,
+            detail,
+            computeMs: 0,
+            challengeId: undefined,
+            at: Date.now(),
+            ...extra,
+          });
+        if (!inputs || keccak256(inputs) !== r.signed.receipt.inputHash) {
+          if (!late) {
+            waiting = true;
+            continue;
+          }
+          const { challengeId } = await tx(() =>
+            challengeAvailability(p.chain, {
+              provider: batch.provider,
+              batchId: batch.batchId,
+              receiptHash: hash,
+              proof: tree.proof(index),
+            }),
+          );
+          store.addChallenge({
+            challengeId,
+            kind: 'unavailable',
+            receiptHash: hash,
+            provider: batch.provider,
+            openedAt: Date.now(),
+            step: undefined,
+          });
+          record('unavailable', 'inputs not served in time', { challengeId });
+          log.warn(
+            { challengeId: challengeId.toString(), provider: batch.provider },
+            'challenged: data withheld',
+          );
+          continue;
+        }
+        const outputs = r.outputs === undefined ? undefined : unbase64(r.outputs);
+        const found = await recheck({
+          receipt: r.signed.receipt,
+          inputs,
+          ...(outputs ? { outputs } : {}),
+          ...(r.trace ? { trace: r.trace } : {}),
+          engine: p.engine,
+          models: p.models,
+        });
+        if (found.kind === 'skipped') {
+          record('skipped', found.detail);
+          continue;
+        }
+        if (found.kind === 'match') {
+          record('match', 'outputs agree', { computeMs: found.computeMs });
+          continue;
+        }
+        store.putEvidence(hash, { receipt: r.receipt, inputs, outputs });
+        const { challengeId } = await tx(() =>
+          openChallenge(p.chain, {
+            receipt: r.signed.receipt,
+            batchId: batch.batchId,
+            proof: tree.proof(index),
+            inputsUri: `${p.url()}/v1/evidence/${hash}`,
+            ...(found.divergence ? { divergence: found.divergence } : {}),
+          }),
+        );
+        store.addChallenge({
+          challengeId,
+          kind: 'wrong',
+          receiptHash: hash,
+          provider: batch.provider,
+          openedAt: Date.now(),
+          step: found.divergence?.step,
+        });
+        record('mismatch', found.detail, { computeMs: found.computeMs, challengeId });
+        log.warn(
+          { challengeId: challengeId.toString(), provider: batch.provider, step: found.divergence?.step },
+          'challenged: wrong answer',
+        );
+      }
+      if (!waiting) store.finishBatch(batch.batchId);
+    }
+  }
+
+  /** Resolves a challenge once it is due; true once it is settled on chain. */
+  async function settle(info: ChallengeInfo): Promise<boolean> {
+    if (info.status !== 'open') return true;
+    const due =
+      Date.now() >= info.revealDeadlineMs + 1000 ||
+      (info.kind === 'wrong' && info.revealed === info.committee.length);
+    if (!due) return false;
+    try {
+      const { status } = await tx(() => resolveChallenge(p.chain, info.challengeId));
+      log.info({ challengeId: info.challengeId.toString(), status }, 'challenge resolved');
+      return true;
+    } catch (error) {
+      if (isGlassboxError(error, 'CHAIN_REVERTED') && /ChallengeNotOpen/.test(String(error.details.error)))
+        return true;
+      throw error;
+    }
+  }
+
+  async function settleOwn(): Promise<void> {
+    for (const c of store.challenges())
+      if (!c.settled && (await settle(await getChallenge(p.chain, c.challengeId))))
+        store.settleChallenge(c.challengeId);
+  }
+
+  // ---- committee ----
+
+  async function scanDuties(): Promise<void> {
+    const events = await newEvents<ChallengeOpened>('challenges', 'ChallengeOpened', 'disputeManager');
+    for (const e of events) if (e.args.committee.some((m) => getAddress(m) === me)) store.addDuty(e.args.id);
+  }
+
+  /** Re-executes the challenged receipt from the challenger's evidence and decides a vote. */
+  async function judge(info: ChallengeInfo): Promise<{ guilty: boolean; detail: string; computeMs: number }> {
+    const receipt = await getChallengedReceipt(p.chain, info.challengeId);
+    const [opened] = await getEvents<ChallengeOpened>(p.chain, {
+      contract: 'disputeManager',
+      eventName: 'ChallengeOpened',
+      args: { id: info.challengeId },
+    });
+    if (!receipt || !opened) return { guilty: false, detail: 'no challenged receipt on chain', computeMs: 0 };
+    const evidence = await fetchEvidence(opened.args.inputsUri, receipt);
+    if (!evidence) return { guilty: false, detail: 'the challenger served no valid evidence', computeMs: 0 };
+    if (info.divergence) return judgeStep(receipt, evidence.inputs, info.divergence);
+    const found = await recheck({
+      receipt,
+      inputs: evidence.inputs,
+      ...(evidence.outputs ? { outputs: evidence.outputs } : {}),
+      engine: p.engine,
+      models: p.models,
+    });
+    if (found.kind === 'skipped')
+      return { guilty: false, detail: `cannot judge: ${found.detail}`, computeMs: 0 };
+    return found.kind === 'match'
+      ? { guilty: false, detail: 'our re-execution agrees with the receipt', computeMs: found.computeMs }
+      : { guilty: true, detail: found.detail, computeMs: found.computeMs };
+  }
+
+  /** Judges a bisected challenge on the one step it names: whose hash does our run give there? */
+  async function judgeStep(
+    receipt: Receipt,
+    inputs: Uint8Array,
+    d: NonNullable<ChallengeInfo['divergence']>,
+  ): Promise<{ guilty: boolean; detail: string; computeMs: number }> {
+    const pkg = modelByDigest(p.models, receipt.model);
+    if (!pkg || receipt.runtime !== p.engine.runtimeHash)
+      return { guilty: false, detail: 'cannot judge: model or runtime not available here', computeMs: 0 };
+    const run = await p.engine.run(pkg, decodeTensors(inputs), { trace: true });
+    const ours = run.trace?.steps[d.step]?.hash;
+    const guilty = ours !== d.providerHash;
+    return {
+      guilty,
+      detail: `step ${d.step}: ours ${ours}, provider ${d.providerHash}, challenger ${d.challengerHash}`,
+      computeMs: run.durationMs,
+    };
+  }
+
+  async function fetchEvidence(
+    uri: string,
+    receipt: Receipt,
+  ): Promise<{ inputs: Uint8Array; outputs?: Uint8Array } | undefined> {
+    try {
+      const response = await fetch(uri, { signal: AbortSignal.timeout(5_000) });
+      if (!response.ok) return undefined;
+      const body = (await response.json()) as EvidenceResponse;
+      const inputs = unbase64(body.inputs);
+      if (keccak256(inputs) !== receipt.inputHash) return undefined;
+      return { inputs, ...(body.outputs ? { outputs: unbase64(body.outputs) } : {}) };
+    } catch {
+      return undefined;
+    }
+  }
+
+  async function performDuty(duty: Duty): Promise<void> {
+    const info = await getChallenge(p.chain, duty.challengeId);
+    const id = duty.challengeId;
+    if (info.status !== 'open') return void store.markDuty(id, { settled: true });
+    const now = Date.now();
+    let vote = duty.vote;
+    if (!vote && now < info.commitDeadlineMs) {
+      const decided = await judge(info);
+      vote = { ...decided, salt: randomSalt() };
+      store.decide(id, { ...vote, computeMs: decided.computeMs }); // before the commit: a restart reveals this
+      log.info(
+        { challengeId: id.toString(), guilty: vote.guilty, detail: vote.detail },
+        'committee vote decided',
+      );
+    }
+    if (!vote) return; // too late to commit: nothing to reveal either
+    const onChain = () => getVote(p.chain, { challengeId: id, member: me });
+    if (!duty.committed) {
+      if (!(await onChain()).committed) {
+        if (now >= info.commitDeadlineMs) return;
+        await tx(() => commitVote(p.chain, { challengeId: id, guilty: vote.guilty, salt: vote.salt }));
+      }
+      store.markDuty(id, { committed: true });
+      return; // reveal on a later pass, once the chain says reveals are open
+    }
+    const revealOpen = now >= info.commitDeadlineMs || info.committed === info.committee.length;
+    if (!duty.revealed && revealOpen && now < info.revealDeadlineMs) {
+      if (!(await onChain()).revealed)
+        await tx(() => revealVote(p.chain, { challengeId: id, guilty: vote.guilty, salt: vote.salt }));
+      store.markDuty(id, { revealed: true });
+      log.info({ challengeId: id.toString(), guilty: vote.guilty }, 'committee vote revealed');
+      return;
+    }
+    if (await settle(info)) store.markDuty(id, { settled: true });
+  }
+
+  async function performDuties(): Promise<void> {
+    for (const duty of store.duties()) if (!duty.settled) await performDuty(duty);
+  }
+
+  // ---- provider: availability ----
+
+  async function answerChallenges(): Promise<void> {
+    const from = store.cursor('availability') ?? p.chain.deployment.startBlock;
+    const latest = await p.chain.publicClient.getBlockNumber();
+    if (latest < from) return;
+    const events = await getAvailabilityChallenges(p.chain, { provider: me, fromBlock: from });
+    for (const e of events) {
+      if (p.withhold) continue;
+      const row = p.db.getReceiptByHash(e.args.receiptHash);
+      if (!row?.inputs) {
+        log.error(
+          { challengeId: e.args.id.toString() },
+          'availability challenge for a receipt we do not have',
+        );
+        continue;
+      }
+      const info = await getChallenge(p.chain, e.args.id);
+      if (info.status !== 'open') continue;
+      await tx(() =>
+        answerAvailability(p.chain, {
+          challengeId: e.args.id,
+          receipt: signedReceiptFromJson(row.receipt).receipt,
+          inputs: row.inputs!,
+        }),
+      );
+      log.info({ challengeId: e.args.id.toString() }, 'availability challenge answered on chain');
+    }
+    store.setCursor('availability', latest + 1n);
+  }
+
+  async function tick(): Promise<void> {
+    if (has('provider')) await answerChallenges();
+    if (has('verifier')) {
+      await scanBatches();
+      await checkBatches();
+      await settleOwn();
+    }
+    if (has('committee')) {
+      await scanDuties();
+      await performDuties();
+    }
+  }
+
+  let running: Promise<void> | undefined;
+  const loop = setInterval(() => {
+    running ??= tick()
+      .catch((error: unknown) => log.error({ err: error }, 'verifier pass failed; retrying'))
+      .finally(() => {
+        running = undefined;
+      });
+  }, p.pollIntervalMs);
+  loop.unref();
+
+  return {
+    tick: () => (running ??= tick().finally(() => (running = undefined))),
+    status: () => status(p, me),
+    evidence(hash) {
+      const e = store.getEvidence(hash);
+      return (
+        e && {
+          receipt: e.receipt,
+          inputs: base64(e.inputs),
+          ...(e.outputs ? { outputs: base64(e.outputs) } : {}),
+        }
+      );
+    },
+    async stop() {
+      clearInterval(loop);
+      await running?.catch(() => undefined);
+      store.close();
+    },
+  };
+}
+
+/**
+ * The sampling rate when the config sets none: samplingPlan (src/protocol/economics.ts) with the
+ * chain's minimum stake and slash, two verifiers, and catching a provider that gives 100 wrong
+ * answers in a window with probability 0.999. A rational provider prices above its compute cost,
+ * so the highest price this node knows bounds what faking an answer saves.
+ */
+export async function defaultSampleRate(chain: GlassboxClient, prices: readonly bigint[]): Promise<number> {
+  const params = await readChainParams(chain);
+  return samplingPlan({
+    ...DEFAULT_SAMPLING,
+    computeCost: prices.reduce((a, b) => (a > b ? a : b), 0n),
+    stake: params.minStake,
+    slashBps: params.slashBps,
+  }).p;
+}
+
+function randomSalt(): Hex {
+  return `0x${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('hex')}`;
+}
+
+function status(p: VerifierRoleParameters, me: Address): VerifierStatus {
+  const samples = p.store.samples();
+  const outcomes: Record<SampleOutcome, number> = { match: 0, mismatch: 0, unavailable: 0, skipped: 0 };
+  for (const s of samples) outcomes[s.outcome]++;
+  return {
+    roles: p.roles,
+    address: me,
+    ...(p.roles.includes('verifier')
+      ? {
+          verifier: {
+            sampleRate: p.sampleRate,
+            batchesSeen: p.store.batchCount(),
+            sampled: samples.length,
+            outcomes,
+            computeMs: samples.reduce((t, s) => t + s.computeMs, 0),
+            challenges: p.store.challenges().map((c) => ({ ...c, challengeId: c.challengeId.toString() })),
+            samples: samples.map(({ batchId, challengeId, ...s }) => ({
+              ...s,
+              batchId: batchId.toString(),
+              ...(challengeId === undefined ? {} : { challengeId: challengeId.toString() }),
+            })),
+          },
+        }
+      : {}),
+    ...(p.roles.includes('committee')
+      ? {
+          committee: {
+            duties: p.store.duties().map((d) => ({
+              challengeId: d.challengeId.toString(),
+              ...(d.vote ? { guilty: d.vote.guilty, detail: d.vote.detail } : {}),
+              computeMs: d.computeMs,
+              committed: d.committed,
+              revealed: d.revealed,
+              settled: d.settled,
+            })),
+          },
+        }
+      : {}),
+  };
+}
