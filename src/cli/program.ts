@@ -7,6 +7,7 @@ import { registerDevnetCommand } from './commands/devnet.js';
 import { registerInferCommand } from './commands/infer.js';
 import { registerNetworkCommands } from './commands/network.js';
 import { registerNodeCommands } from './commands/node.js';
+import { registerDisputeCommands } from './commands/disputes.js';
 import { reportError, type Io } from './io.js';
 
 /** What each command receives: where to write, and (for long-running commands) when to stop. */
@@ -41,7 +42,8 @@ export function createProgram(io: Io, untilStopped: () => Promise<void> = untilS
   registerRunCommand(program, ctx);
   registerDemoCommand(program, ctx);
   registerChainCommands(program, ctx);
-  registerNodeCommands(program, ctx);
+  const node = registerNodeCommands(program, ctx);
+  registerDisputeCommands(program, node, ctx);
   registerDevnetCommand(program, ctx);
   registerInferCommand(program, ctx);
   registerNetworkCommands(program, model, ctx);

@@ -61,10 +61,18 @@ export type DevnetProviderOptions = {
   readonly perturb?: number;
   /** Test-only fault switch: answer this much later. */
   readonly delayMs?: number;
+  /** Test-only fault switch: keep the data of committed batches back. */
+  readonly withhold?: boolean;
 };
 
 export type DevnetOptions = {
   readonly providers?: number;
+  /** Verifier nodes (`--role verifier`): sample, re-execute and challenge. */
+  readonly verifiers?: number;
+  /** Staked committee nodes (`--role committee`): drawn onto committees to vote. */
+  readonly committee?: number;
+  /** Extra node config for verifier and committee nodes (e.g. `verifier.sampleRate`). */
+  readonly roleConfig?: Record<string, unknown>;
   /** Per-provider settings, by index. */
   readonly provider?: (index: number) => DevnetProviderOptions;
   /** Model folders to publish (default: the example models). */
@@ -102,6 +110,8 @@ export type Devnet = {
   readonly client: { readonly address: Address; readonly privateKey: Hex };
   readonly models: readonly { readonly name: string; readonly id: ModelId; readonly folder: string }[];
   readonly providers: readonly DevnetProvider[];
+  readonly verifiers: readonly DevnetProvider[];
+  readonly committee: readonly DevnetProvider[];
   stop(): Promise<void>;
 };
 
@@ -121,8 +131,14 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
   await mkdir(dir, { recursive: true });
   // Accounts: 0 deploys and publishes models, 1..count stake as providers, the next is the client;
   // signing keys come from indices 100+, so that they differ from the staking accounts.
-  const anvil = await startAnvil({ accounts: count + 2 });
+  const verifierCount = options.verifiers ?? 0;
+  const committeeCount = options.committee ?? 0;
+  const nodes = count + verifierCount + committeeCount;
+  const anvil = await startAnvil({ accounts: nodes + 2 });
   const providers: DevnetProvider[] = [];
+  const verifiers: DevnetProvider[] = [];
+  const committee: DevnetProvider[] = [];
+  const all = () => [...providers, ...verifiers, ...committee];
   try {
     const deployer = anvil.accounts[0]!;
     const deployment = await deployGlassbox({
@@ -139,13 +155,13 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
     const connection = connect({ rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, pollingIntervalMs: 10 });
     const as = (key: Hex): GlassboxClient => withAccount({ ...connection, deployment }, key);
     const owner = as(deployer.privateKey);
-    const client = anvil.accounts[count + 1]!;
-    for (const account of [...anvil.accounts.slice(1, count + 1), client])
+    const client = anvil.accounts[nodes + 1]!;
+    for (const account of [...anvil.accounts.slice(1, nodes + 1), client])
       await mintDevTokens(owner, { to: account.address, amount: 10_000n * E18 });
     await deposit(as(client.privateKey), 1_000n * E18);
 
     const store = createFsStore(join(dir, 'store'));
-    const models = [];
+    const models: { name: string; id: ModelId; folder: string }[] = [];
     for (const folder of options.models ?? ['iris', 'iris-int8', 'cnn'].map((m) => join(EXAMPLES, m))) {
       const { id, manifest } = await packModelFolder(store, folder);
       if (!(await getModel(owner, id)))
@@ -158,34 +174,62 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       log(`model    ${manifest.name} ${manifest.version} ${id}`);
     }
 
-    for (let i = 0; i < count; i++) {
-      const staking = anvil.accounts[i + 1]!;
-      const signing = devKey(100 + i);
-      const settings = options.provider?.(i) ?? {};
-      const price = settings.price ?? 10n ** 15n;
-      const dataDir = join(dir, `provider-${i}`);
+    const writeConfig = async (name: string, index: number, config: Record<string, unknown>) => {
+      const dataDir = join(dir, name);
       await mkdir(dataDir, { recursive: true });
       const configFile = join(dataDir, 'config.json');
-      const config = {
+      const staking = anvil.accounts[index + 1]!;
+      const signing = devKey(100 + index);
+      const full = {
         chain: { rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, deploymentFile, pollingIntervalMs: 10 },
         keys: { stakingKey: staking.privateKey, signingKey: signing.privateKey },
         dataDir,
+        peers: [],
+        logLevel: 'warn',
+        ...options.nodeConfig,
+        ...config,
+      };
+      await writeFile(configFile, JSON.stringify(full, null, 2));
+      return spawnProvider(index, staking.address, signing.address, configFile);
+    };
+
+    for (let i = 0; i < count; i++) {
+      const settings = options.provider?.(i) ?? {};
+      const price = settings.price ?? 10n ** 15n;
+      const fault =
+        settings.perturb === undefined && settings.delayMs === undefined && settings.withhold === undefined
+          ? {}
+          : {
+              fault: {
+                perturb: settings.perturb ?? 0,
+                delayMs: settings.delayMs ?? 0,
+                withhold: settings.withhold ?? false,
+              },
+            };
+      const node = await writeConfig(`provider-${i}`, i, {
         // Each node packs the folders into its own store: the same files give the same ids.
         models: models.map((m) => ({ model: m.folder, price: price.toString() })),
         // Pay-after: a client may owe up to 100 answers before it must send a voucher.
         creditLimit: (price * 100n).toString(),
         stake: (1_000n * E18).toString(),
-        peers: [],
-        logLevel: 'warn',
-        ...options.nodeConfig,
-        ...(settings.perturb === undefined && settings.delayMs === undefined
-          ? {}
-          : { fault: { perturb: settings.perturb ?? 0, delayMs: settings.delayMs ?? 0 } }),
-      };
-      await writeFile(configFile, JSON.stringify(config, null, 2));
-      providers.push(await spawnProvider(i, staking.address, signing.address, configFile));
-      log(`provider ${i} ${providers[i]!.url} staking ${staking.address} signing ${signing.address}`);
+        ...fault,
+      });
+      providers.push(node);
+      log(`provider ${i} ${node.url} staking ${node.address} signing ${node.signer}`);
     }
+    const roleNode = async (role: 'verifier' | 'committee', i: number, index: number) => {
+      const node = await writeConfig(`${role}-${i}`, index, {
+        roles: [role],
+        models: models.map((m) => ({ model: m.folder, price: (10n ** 15n).toString() })),
+        stake: role === 'committee' ? (1_000n * E18).toString() : '0',
+        ...options.roleConfig,
+      });
+      log(`${role.padEnd(8)} ${i} ${node.url} account ${node.address}`);
+      return node;
+    };
+    for (let i = 0; i < verifierCount; i++) verifiers.push(await roleNode('verifier', i, count + i));
+    for (let i = 0; i < committeeCount; i++)
+      committee.push(await roleNode('committee', i, count + verifierCount + i));
 
     return {
       anvil,
@@ -197,13 +241,15 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       client,
       models,
       providers,
+      verifiers,
+      committee,
       stop: async () => {
-        await Promise.all(providers.map((p) => p.kill('SIGTERM')));
+        await Promise.all(all().map((p) => p.kill('SIGTERM')));
         await anvil.stop();
       },
     };
   } catch (error) {
-    await Promise.all(providers.map((p) => p.kill('SIGKILL')));
+    await Promise.all(all().map((p) => p.kill('SIGKILL')));
     await anvil.stop();
     throw error;
   }

@@ -4,8 +4,10 @@ import { printFields, toJson } from '../io.js';
 import { jsonOption } from '../options.js';
 import type { Context } from '../program.js';
 
-export function registerNodeCommands(program: Command, ctx: Context): void {
-  const node = program.command('node').description('run a provider node');
+export function registerNodeCommands(program: Command, ctx: Context): Command {
+  const node = program
+    .command('node')
+    .description('run a node: provider, verifier and/or committee member (config `roles`)');
 
   jsonOption(node.command('start'))
     .description('start a provider node: register and stake where needed, serve the models, commit receipts')
@@ -38,4 +40,5 @@ export function registerNodeCommands(program: Command, ctx: Context): void {
         await started.stop();
       }
     });
+  return node;
 }

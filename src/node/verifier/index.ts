@@ -178,11 +178,20 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
         continue;
       }
       let waiting = false;
+      let withheld = false; // one availability challenge per batch is enough to slash
       for (const [index, r] of receipts.entries()) {
         const hash = receiptHash(r.signed.receipt);
-        if (!isSampled({ blockHash: blockHash!, receiptHash: hash, verifier: me, p: p.sampleRate })) continue;
-        if (store.getSample(hash)) continue;
         const inputs = r.inputs === undefined ? undefined : unbase64(r.inputs);
+        const served = inputs !== undefined && keccak256(inputs) === r.signed.receipt.inputHash;
+        // Availability is checked for every receipt (fetching is cheap); re-execution only for a sample.
+        const sampled = isSampled({
+          blockHash: blockHash!,
+          receiptHash: hash,
+          verifier: me,
+          p: p.sampleRate,
+        });
+        if ((served || withheld) && !sampled) continue;
+        if (store.getSample(hash)) continue;
         const record = (outcome: SampleOutcome, detail: string, extra: Partial<Sample> = {}) =>
           store.putSample({
             receiptHash: hash,
@@ -195,11 +204,12 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
             at: Date.now(),
             ...extra,
           });
-        if (!inputs || keccak256(inputs) !== r.signed.receipt.inputHash) {
+        if (!served) {
           if (!late) {
             waiting = true;
             continue;
           }
+          withheld = true;
           const { challengeId } = await tx(() =>
             challengeAvailability(p.chain, {
               provider: batch.provider,

@@ -1,0 +1,178 @@
+import type { Command } from 'commander';
+import { formatUnits } from 'viem';
+import {
+  getChallenge,
+  getChallengeCount,
+  getChallengesResolved,
+  getVote,
+  type ChallengeInfo,
+} from '../../chain/index.js';
+import { runCheatersScenario, scenarioTable } from '../../devnet/scenario.js';
+import type { VerifierStatus } from '../../node/verifier/index.js';
+import { GlassboxError } from '../../protocol/errors.js';
+import { connectionOptions, openClient, resolveConnection, type ConnectionFlags } from '../connection.js';
+import { printFields, toJson, usageError } from '../io.js';
+import { jsonOption } from '../options.js';
+import type { Context } from '../program.js';
+import { closeClient } from '../../sdk/index.js';
+
+/** `glassbox disputes`, `glassbox node status` and `glassbox scenario`: what keeps providers honest. */
+export function registerDisputeCommands(program: Command, node: Command, ctx: Context): void {
+  connectionOptions(jsonOption(program.command('disputes')))
+    .description('list challenges on chain: kind, status, committee and votes, outcome and amounts')
+    .action(async (flags: ConnectionFlags & { json: boolean }) => {
+      const client = await openClient(await resolveConnection(flags));
+      try {
+        const count = await getChallengeCount(client.chain);
+        const resolved = new Map(
+          (await getChallengesResolved(client.chain)).map((e) => [e.args.id, e.args] as const),
+        );
+        const rows = [];
+        for (let id = 0n; id < count; id++) {
+          const c = await getChallenge(client.chain, id);
+          const votes = await Promise.all(
+            c.committee.map(async (member) => ({
+              member,
+              ...(await getVote(client.chain, { challengeId: id, member })),
+            })),
+          );
+          rows.push({ ...c, votes, outcome: resolved.get(id) });
+        }
+        if (flags.json) return ctx.io.out(toJson(rows));
+        if (rows.length === 0) return ctx.io.out('no disputes');
+        for (const r of rows) printDispute(ctx, r);
+      } finally {
+        await closeClient(client);
+      }
+    });
+
+  jsonOption(node.command('status'))
+    .description(
+      "a running node's roles, and what its verifier sampled, checked and challenged and its committee duties",
+    )
+    .requiredOption('--url <url>', 'the node, e.g. http://127.0.0.1:8545')
+    .action(async (flags: { url: string; json: boolean }) => {
+      let status: VerifierStatus & { state?: string; uptimeMs?: number };
+      try {
+        const response = await fetch(`${flags.url.replace(/\/+$/, '')}/v1/status`, {
+          signal: AbortSignal.timeout(5000),
+        });
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        status = (await response.json()) as typeof status;
+      } catch (cause) {
+        throw new GlassboxError('PROVIDER_UNAVAILABLE', `no node status at ${flags.url}`, {
+          cause,
+          field: 'url',
+        });
+      }
+      if (flags.json) return ctx.io.out(toJson(status));
+      printFields(ctx.io, [
+        ['state', String(status.state)],
+        ['roles', status.roles.join(', ')],
+        ['address', status.address],
+      ]);
+      const v = status.verifier;
+      if (v)
+        printFields(ctx.io, [
+          ['sample rate', v.sampleRate.toFixed(4)],
+          ['batches seen', String(v.batchesSeen)],
+          [
+            'samples',
+            `${v.sampled}: ${Object.entries(v.outcomes)
+              .map(([k, n]) => `${n} ${k}`)
+              .join(', ')}`,
+          ],
+          ['re-execution time', `${v.computeMs.toFixed(1)} ms`],
+          [
+            'challenges',
+            v.challenges
+              .map(
+                (c) =>
+                  `#${c.challengeId} ${c.kind} ${c.provider}${c.step === undefined ? '' : ` step ${c.step}`}`,
+              )
+              .join('; ') || 'none',
+          ],
+        ]);
+      const duties = status.committee?.duties;
+      if (duties)
+        printFields(ctx.io, [
+          [
+            'committee duties',
+            duties
+              .map(
+                (d) =>
+                  `#${d.challengeId} ${d.guilty === undefined ? 'undecided' : d.guilty ? 'guilty' : 'innocent'}${d.revealed ? ' revealed' : d.committed ? ' committed' : ''}`,
+              )
+              .join('; ') || 'none',
+          ],
+        ]);
+    });
+
+  program
+    .command('scenario')
+    .description('run an acceptance scenario on a fresh devnet and print its table (cheaters: issue 5)')
+    .argument('<name>', 'the scenario: cheaters')
+    .option('--requests <n>', 'receipt-mode requests to the cheating provider', '500')
+    .action(async (name: string, flags: { requests: string }) => {
+      if (name !== 'cheaters') throw usageError(`unknown scenario ${name}; try: cheaters`);
+      const requests = Number(flags.requests);
+      if (!Number.isInteger(requests) || requests < 1)
+        throw usageError('--requests must be a positive integer');
+      const result = await runCheatersScenario({ requests, log: (line) => ctx.io.out(line) });
+      ctx.io.out(`\n${scenarioTable(result)}`);
+      const ok =
+        result.cheaterSlashed &&
+        result.withholderSlashed &&
+        result.rogueLostBond &&
+        result.restartedMemberRevealed &&
+        result.honestStakeLost === 0n &&
+        result.clientPaidCheater === 0n;
+      if (!ok) throw new GlassboxError('VERIFICATION_FAILED', 'the scenario did not hold; see the table');
+    });
+}
+
+function printDispute(
+  ctx: Context,
+  r: ChallengeInfo & {
+    votes: { member: string; committed: boolean; revealed: boolean; guilty: boolean }[];
+    outcome?: { slashed: bigint; reward: bigint };
+  },
+): void {
+  const amount = (v: bigint) => formatUnits(v, 18);
+  printFields(ctx.io, [
+    ['challenge', `#${r.challengeId} ${r.kind} against ${r.provider}, by ${r.challenger}`],
+    ['status', r.status],
+    ...(r.divergence
+      ? [
+          [
+            'divergence',
+            `step ${r.divergence.step}: provider ${r.divergence.providerHash}, challenger ${r.divergence.challengerHash}`,
+          ] as [string, string],
+        ]
+      : []),
+    [
+      'committee',
+      r.votes
+        .map(
+          (v) =>
+            `${v.member} ${v.revealed ? (v.guilty ? 'guilty' : 'innocent') : v.committed ? 'committed' : 'silent'}`,
+        )
+        .join('; ') || '-',
+    ],
+    ['votes', `${r.guilty} guilty, ${r.innocent} innocent (${r.revealed}/${r.committee.length} revealed)`],
+    ['bond', amount(r.bond)],
+    ...(r.outcome
+      ? [
+          [
+            'amounts',
+            r.status === 'upheld'
+              ? `slashed ${amount(r.outcome.slashed)}, challenger rewarded ${amount(r.outcome.reward)}`
+              : r.status === 'rejected'
+                ? `bond lost ${amount(r.outcome.slashed)}, provider got ${amount(r.outcome.reward)}`
+                : 'bond refunded',
+          ] as [string, string],
+        ]
+      : []),
+  ]);
+  ctx.io.out('');
+}

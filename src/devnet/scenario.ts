@@ -1,0 +1,327 @@
+import { join } from 'node:path';
+import { formatUnits, type Address } from 'viem';
+import {
+  connect,
+  getChallenge,
+  getChallengeCount,
+  getEvents,
+  getProvider,
+  getTokenBalance,
+  getVote,
+  openChallenge,
+  readChainParams,
+  releaseHold,
+  withAccount,
+  type ChallengeInfo,
+  type GlassboxClient,
+} from '../chain/index.js';
+import type { VerifierStatus } from '../node/verifier/index.js';
+import type { EvidenceResponse } from '../protocol/api.js';
+import { DEFAULT_SAMPLING, samplingPlan } from '../protocol/economics.js';
+import { encodeTensors } from '../protocol/encoding.js';
+import { inputsFromJson } from '../protocol/inputs.js';
+import { signedReceiptToJson, type SignedReceipt } from '../protocol/receipt.js';
+import { createOnnxEngine } from '../runtime/index.js';
+import { closeClient, infer, settle } from '../sdk/index.js';
+import { createFsStore, loadModel } from '../store/index.js';
+import { devnetClient, startDevnet, type Devnet, type DevnetProvider } from './index.js';
+
+/*
+ * `npm run scenario -- cheaters`: issue 5's acceptance run on a fresh devnet. Five providers (0
+ * perturbs 20% of its answers and undercuts nobody: it simply gets the traffic; 1 withholds its
+ * data; 2-4 are honest), two verifiers and three committee members. The client sends `requests`
+ * receipt-mode requests to the cheater and a few to each other provider, checking every answer
+ * against its own re-execution to count the wrong ones. Then it waits for the network: the
+ * verifiers sample, challenge, the committee votes, and the cheater and the withholder are
+ * slashed. On the way it kills one committee member between its commit and its reveal (it must
+ * still reveal after a restart), and a rogue challenger challenges an honest receipt (it must
+ * lose its bond). It prints a table and returns the figures.
+ */
+
+export type ScenarioOptions = {
+  readonly requests?: number;
+  readonly perturb?: number;
+  readonly log?: (line: string) => void;
+  /** Give up waiting for the network after this long. */
+  readonly timeoutMs?: number;
+};
+
+export type ScenarioResult = {
+  readonly requests: number;
+  readonly cheats: number;
+  readonly cheatsDetected: number;
+  readonly cheaterSlashed: boolean;
+  readonly withholderSlashed: boolean;
+  readonly rogueLostBond: boolean;
+  readonly restartedMemberRevealed: boolean;
+  readonly honestStakeLost: bigint;
+  readonly clientPaidCheater: bigint;
+  readonly cheatToSlashMs: number | undefined;
+  readonly computeShare: number;
+  readonly predictedCatch: number;
+  readonly sampleRate: number;
+  readonly tokens: Readonly<Record<string, bigint>>;
+};
+
+const PARAMS = {
+  committeeSize: 3,
+  commitPeriodMs: 20_000,
+  revealPeriodMs: 20_000,
+  answerPeriodMs: 15_000,
+  paymentHoldMs: 10 * 60_000,
+};
+
+export async function runCheatersScenario(options: ScenarioOptions = {}): Promise<ScenarioResult> {
+  const log = options.log ?? (() => undefined);
+  const requests = options.requests ?? 500;
+  const deadline = Date.now() + (options.timeoutMs ?? 240_000);
+  const devnet = await startDevnet({
+    providers: 5,
+    verifiers: 2,
+    committee: 3,
+    params: PARAMS,
+    provider: (i) => (i === 0 ? { perturb: options.perturb ?? 0.2 } : i === 1 ? { withhold: true } : {}),
+    nodeConfig: { batch: { maxReceipts: 64, maxAgeMs: 1000 }, redeemIntervalMs: 3000, logLevel: 'error' },
+    roleConfig: { verifier: { dataDeadlineMs: 4000, pollIntervalMs: 300 } },
+    log,
+  });
+  const miningClient = connect({ rpcUrl: devnet.rpcUrl, chainId: devnet.chainId }).publicClient;
+  // anvil mines only when a transaction comes; a real chain makes blocks on its own. The sampling
+  // draw needs the block after each commit, so the scenario keeps blocks coming.
+  const miner = setInterval(() => {
+    void miningClient.request({ method: 'evm_mine' as never } as never).catch(() => undefined);
+  }, 1000);
+  try {
+    return await play(devnet, requests, deadline, log);
+  } finally {
+    clearInterval(miner);
+    await devnet.stop();
+  }
+}
+
+async function play(
+  devnet: Devnet,
+  requests: number,
+  deadline: number,
+  log: (line: string) => void,
+): Promise<ScenarioResult> {
+  const [cheater, withholder, ...honest] = devnet.providers as DevnetProvider[];
+  const client = await devnetClient(devnet, { pollingIntervalMs: 50 });
+  const chain = client.chain;
+  const model = devnet.models.find((m) => m.name === 'iris-int8')!;
+  const pkg = await loadModel(createFsStore(join(devnet.dir, 'store')), model.id);
+  const engine = createOnnxEngine();
+  const stakeOf = async (a: Address) => {
+    const p = await getProvider(chain, a);
+    return p.stake + p.unbonding;
+  };
+  const stakeBefore = new Map<Address, bigint>();
+  for (const p of [...devnet.providers, ...devnet.committee])
+    stakeBefore.set(p.address, await stakeOf(p.address));
+  const tokenOf = (a: Address) => getTokenBalance(chain, a);
+  const rogue = devnet.verifiers[1]!; // its account also opens the one wrong challenge (by hand, below)
+  const rogueBefore = await tokenOf(rogue.address);
+
+  // ---- the load: every answer checked against our own re-execution ----
+  const everyone = devnet.providers.map((p) => p.address);
+  const schedule = [
+    ...Array.from({ length: requests }, () => cheater!),
+    ...[withholder!, ...honest].flatMap((p) => Array.from({ length: 10 }, () => p)),
+  ];
+  let cheats = 0;
+  let firstCheatAt: number | undefined;
+  let honestReceipt: SignedReceipt | undefined;
+  let providerComputeMs = 0;
+  for (const [i, target] of schedule.entries()) {
+    const json = featuresOf(i);
+    const answer = await infer(client, {
+      model: model.id,
+      inputs: json,
+      mode: 'receipt',
+      maxPrice: 10n ** 16n,
+      trace: true,
+      exclude: everyone.filter((a) => a !== target.address),
+    });
+    const reference = await engine.run(pkg, inputsFromJson(pkg.manifest.inputs, json), { trace: true });
+    providerComputeMs += reference.durationMs; // the provider ran the same traced model once
+    if (reference.outputHash !== answer.receipts[0]!.receipt.outputHash) {
+      cheats++;
+      firstCheatAt ??= Date.now();
+    }
+    if (target === honest[0]) honestReceipt = answer.receipts[0];
+    if ((i + 1) % 100 === 0) log(`  ${i + 1}/${schedule.length} requests, ${cheats} wrong answers so far`);
+  }
+  await settle(client);
+  log(`load done: ${schedule.length} requests, ${cheats} wrong answers (each checked against our own run)`);
+
+  // ---- a rogue challenger: an honest receipt, honest evidence, a false claim ----
+  // the honest receipt answered the first request to honest[0]: its inputs are those of that index
+  const first = requests + 20;
+  const evidence: EvidenceResponse = {
+    receipt: signedReceiptToJson(honestReceipt!),
+    inputs: Buffer.from(encodeTensors(inputsFromJson(pkg.manifest.inputs, featuresOf(first)))).toString(
+      'base64',
+    ),
+  };
+  const rogueChain = withAccount(chain, devnet.anvil.accounts[devnet.providers.length + 2]!.privateKey);
+  const rogueChallenge = await openChallenge(rogueChain, {
+    ...honestReceipt!,
+    inputsUri: `data:application/json;base64,${Buffer.from(JSON.stringify(evidence)).toString('base64')}`,
+  });
+  log(`rogue challenge ${rogueChallenge.challengeId} opened against honest provider ${honest[0]!.address}`);
+
+  // ---- wait for the network, killing one committee member between its commit and its reveal ----
+  let killed: { member: DevnetProvider; challengeId: bigint } | undefined;
+  const outcome = async () => {
+    const count = await getChallengeCount(chain);
+    const all: ChallengeInfo[] = [];
+    for (let id = 0n; id < count; id++) all.push(await getChallenge(chain, id));
+    return all;
+  };
+  let challenges = await outcome();
+  const done = () =>
+    challenges.some((c) => c.provider === cheater!.address && c.status === 'upheld') &&
+    challenges.some((c) => c.provider === withholder!.address && c.status === 'upheld') &&
+    challenges.every((c) => c.status !== 'open');
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('the scenario timed out waiting for challenges to settle');
+    if (!killed) killed = await killBetweenCommitAndReveal(devnet, chain, log);
+    await new Promise((r) => setTimeout(r, 200));
+    challenges = await outcome();
+  }
+  const slashedAt = Date.now();
+  const restartedMemberRevealed = killed
+    ? (await getVote(chain, { challengeId: killed.challengeId, member: killed.member.address })).revealed
+    : false;
+
+  // ---- what it cost and who paid ----
+  const statuses = await Promise.all(devnet.verifiers.map((v) => nodeStatus(v.url)));
+  const detected = statuses.flatMap((s) =>
+    (s.verifier?.samples ?? []).filter((x) => x.provider === cheater!.address && x.outcome === 'mismatch'),
+  );
+  const verifierComputeMs = statuses.reduce((t, s) => t + (s.verifier?.computeMs ?? 0), 0);
+  const resolved = await getEvents<{ id: bigint; status: number; slashed: bigint; reward: bigint }>(chain, {
+    contract: 'disputeManager',
+    eventName: 'ChallengeResolved',
+  });
+  const sum = (pick: (c: ChallengeInfo) => boolean, field: 'slashed' | 'reward') =>
+    resolved.filter((e) => pick(challenges[Number(e.args.id)]!)).reduce((t, e) => t + e.args[field], 0n);
+  // the client's payments to the cheater come back: the conviction voids its held redemptions
+  await releaseHold(chain, { client: client.address, provider: cheater!.address }).catch(() => undefined);
+  const released = await getEvents<{ amount: bigint }>(chain, {
+    contract: 'paymentEscrow',
+    eventName: 'Released',
+    args: { client: client.address, provider: cheater!.address },
+  });
+  const refunded = await getEvents<{ amount: bigint }>(chain, {
+    contract: 'paymentEscrow',
+    eventName: 'Refunded',
+    args: { client: client.address, provider: cheater!.address },
+  });
+  const redeemed = await getEvents<{ paid: bigint; refunded: boolean }>(chain, {
+    contract: 'paymentEscrow',
+    eventName: 'Redeemed',
+    args: { client: client.address, provider: cheater!.address },
+  });
+  let honestStakeLost = 0n;
+  for (const p of [...honest, ...devnet.committee])
+    honestStakeLost += stakeBefore.get(p.address)! - (await stakeOf(p.address));
+  const params = await readChainParams(chain);
+  const plan = samplingPlan({
+    ...DEFAULT_SAMPLING,
+    computeCost: 10n ** 15n,
+    stake: params.minStake,
+    slashBps: params.slashBps,
+  });
+  const cheaterCase = (c: ChallengeInfo) => c.provider === cheater!.address;
+  const withholderCase = (c: ChallengeInfo) => c.provider === withholder!.address;
+  await closeClient(client);
+  await engine.close();
+  return {
+    requests: schedule.length,
+    cheats,
+    cheatsDetected: new Set(detected.map((d) => d.receiptHash)).size,
+    cheaterSlashed: challenges.some((c) => cheaterCase(c) && c.status === 'upheld'),
+    withholderSlashed: challenges.some(
+      (c) => withholderCase(c) && c.kind === 'unavailable' && c.status === 'upheld',
+    ),
+    rogueLostBond: challenges[Number(rogueChallenge.challengeId)]!.status === 'rejected',
+    restartedMemberRevealed,
+    honestStakeLost,
+    clientPaidCheater: released.reduce((t, e) => t + e.args.amount, 0n),
+    cheatToSlashMs: firstCheatAt === undefined ? undefined : slashedAt - firstCheatAt,
+    computeShare: providerComputeMs === 0 ? 0 : verifierComputeMs / providerComputeMs,
+    predictedCatch: 1 - Math.pow(1 - plan.q, cheats),
+    sampleRate: plan.p,
+    tokens: {
+      'slashed from the cheater': sum(cheaterCase, 'slashed'),
+      'rewarded to its challengers': sum(cheaterCase, 'reward'),
+      'slashed from the withholder': sum(withholderCase, 'slashed'),
+      'bond lost by the rogue challenger': challenges[Number(rogueChallenge.challengeId)]!.bond,
+      'rogue challenger balance change': (await tokenOf(rogue.address)) - rogueBefore,
+      'client paid to the cheater (redeemed into hold)': redeemed.reduce(
+        (t, e) => t + (e.args.refunded ? 0n : e.args.paid),
+        0n,
+      ),
+      'refunded to the client': refunded.reduce((t, e) => t + e.args.amount, 0n),
+    },
+  };
+}
+
+/** The scenario's i-th question: iris measurements in millimetres, varied. */
+function featuresOf(i: number) {
+  return { features: [[40 + (i % 40), 20 + (i % 25), 10 + (i % 60), 1 + (i % 25)]] };
+}
+
+/** Waits for a committee member to commit on some challenge, SIGKILLs it before it reveals, restarts it. */
+async function killBetweenCommitAndReveal(
+  devnet: Devnet,
+  chain: GlassboxClient,
+  log: (line: string) => void,
+): Promise<{ member: DevnetProvider; challengeId: bigint } | undefined> {
+  for (const member of devnet.committee) {
+    const status = await nodeStatus(member.url).catch(() => undefined);
+    const duty = status?.committee?.duties.find((d) => d.committed && !d.revealed);
+    if (!duty) continue;
+    const challengeId = BigInt(duty.challengeId);
+    if ((await getVote(chain, { challengeId, member: member.address })).revealed) continue;
+    await member.kill('SIGKILL');
+    log(
+      `committee member ${member.address} killed after committing on challenge ${challengeId}, before revealing`,
+    );
+    await member.restart();
+    log(`committee member ${member.address} restarted`);
+    return { member, challengeId };
+  }
+  return undefined;
+}
+
+async function nodeStatus(url: string): Promise<VerifierStatus> {
+  const response = await fetch(`${url}/v1/status`, { signal: AbortSignal.timeout(5000) });
+  return (await response.json()) as VerifierStatus;
+}
+
+/** The scenario's result as the table the issue asks for. */
+export function scenarioTable(r: ScenarioResult): string {
+  const tokens = (v: bigint) => `${formatUnits(v, 18)} GBX`;
+  const rows: [string, string][] = [
+    ['requests (receipt mode)', String(r.requests)],
+    ['wrong answers (cheats), checked by the client', String(r.cheats)],
+    ['cheats detected by the verifiers', String(r.cheatsDetected)],
+    ['cheater challenged and slashed', r.cheaterSlashed ? 'yes' : 'NO'],
+    ['withholder challenged for unavailability and slashed', r.withholderSlashed ? 'yes' : 'NO'],
+    ['rogue challenger of an honest receipt lost its bond', r.rogueLostBond ? 'yes' : 'NO'],
+    ['committee member killed between commit and reveal revealed', r.restartedMemberRevealed ? 'yes' : 'NO'],
+    ['stake lost by honest providers and committee members', tokens(r.honestStakeLost)],
+    [
+      'time from first cheat to slash',
+      r.cheatToSlashMs === undefined ? '-' : `${(r.cheatToSlashMs / 1000).toFixed(1)} s`,
+    ],
+    ['sampling rate per verifier (default, economics)', r.sampleRate.toFixed(4)],
+    ['P(cheater caught) predicted for this many cheats', r.predictedCatch.toFixed(5)],
+    ['verifier compute / provider compute', `${(r.computeShare * 100).toFixed(1)} %`],
+    ['client paid out to the cheater (released from hold)', tokens(r.clientPaidCheater)],
+    ...Object.entries(r.tokens).map(([k, v]): [string, string] => [`tokens: ${k}`, tokens(v)]),
+  ];
+  return ['| figure | value |', '|---|---:|', ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join('\n');
+}
