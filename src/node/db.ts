@@ -132,6 +132,8 @@ export type NodeDb = {
   offerVoucher(voucher: SignedVoucher): ClientAccount;
   /** Accounts whose best voucher is above what was redeemed. */
   unredeemed(): ClientAccount[];
+  /** Accounts with something redeemed: their payments may be on hold in the escrow. */
+  redeemedAccounts(): ClientAccount[];
   setRedeemed(client: Address, redeemed: bigint): void;
   /** Deletes committed receipts (and their inputs) created before `before`; returns how many. */
   prune(before: number): number;
@@ -361,6 +363,11 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
         .all()
         .map((c) => account(c.client as Address))
         .filter((a) => a.voucher !== undefined && a.voucher.voucher.amount > a.redeemed),
+    redeemedAccounts: () =>
+      s.allClients
+        .all()
+        .map((c) => account(c.client as Address))
+        .filter((a) => a.redeemed > 0n),
     setRedeemed: (client, redeemed) => {
       s.setRedeemed.run(redeemed.toString(), client);
     },

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { getRedeemed, redeemVoucher, type GlassboxClient } from '../chain/index.js';
+import { getHold, getRedeemed, redeemVoucher, releaseHold, type GlassboxClient } from '../chain/index.js';
 import { isGlassboxError } from '../protocol/errors.js';
 import type { NodeDb } from './db.js';
 import type { NodeMetrics } from './metrics.js';
@@ -57,7 +57,23 @@ export function createRedeemer(p: RedeemerParameters): Redeemer {
       }
       p.db.setRedeemed(account.client, await getRedeemed(p.chain, { client: account.client, provider }));
     }
+    await releaseFinishedHolds();
     return total;
+  }
+
+  /** The escrow pays a hold out only when asked: at the next redemption, or here once it is over. */
+  async function releaseFinishedHolds(): Promise<void> {
+    const { timestamp } = await p.chain.publicClient.getBlock({ blockTag: 'latest' });
+    for (const account of p.db.redeemedAccounts()) {
+      const channel = { client: account.client, provider };
+      const hold = await getHold(p.chain, channel);
+      if (!hold || Number(timestamp) * 1000 < hold.endsAtMs) continue;
+      const { released, refunded } = await p.serial(() => releaseHold(p.chain, channel));
+      p.log.info(
+        { client: account.client, released: released.toString(), refunded: refunded.toString() },
+        'held payment settled',
+      );
+    }
   }
 
   function redeemAll(): Promise<bigint> {

@@ -1,7 +1,7 @@
 import { getAddress } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getRedeemed, getTokenBalance, releaseHold } from '../../src/chain/index.js';
+import { getHold, getRedeemed, getTokenBalance } from '../../src/chain/index.js';
 import type { GlassboxNode } from '../../src/node/index.js';
 import { voucherToJson, type VoucherAccepted } from '../../src/protocol/api.js';
 import { signVoucher } from '../../src/protocol/voucher.js';
@@ -137,13 +137,16 @@ describe('provider node: payment', () => {
     // CLIENT[0]'s best voucher is 4 prices; CLIENT[3]'s is unfunded (nothing to pay); CLIENT[1] sent none valid.
     expect(paid).toBe(4n * PRICE);
     expect(await getRedeemed(chain.as(0), { client: c.address, provider: node.address })).toBe(4n * PRICE);
-    // held by the escrow until the hold period ends, then paid out
+    // held by the escrow until the hold period ends; the redeemer's next pass has it paid out
     expect(await getTokenBalance(chain.as(0), node.address)).toBe(balance);
+    expect((await getHold(chain.as(0), { client: c.address, provider: node.address }))!.amount).toBe(
+      4n * PRICE,
+    );
     await chain.increaseTime(TEST_PARAMS.paymentHoldMs!);
-    await releaseHold(chain.as(0), { client: c.address, provider: node.address });
-    expect((await getTokenBalance(chain.as(0), node.address)) - balance).toBe(4n * PRICE);
-    // Nothing new: nothing sent.
+    // Nothing new to redeem: nothing sent, but the finished hold is released.
     expect(await node.redeemVouchers()).toBe(0n);
+    expect((await getTokenBalance(chain.as(0), node.address)) - balance).toBe(4n * PRICE);
+    expect(await getHold(chain.as(0), { client: c.address, provider: node.address })).toBeUndefined();
     // A higher voucher later pays only the difference, also on stop.
     await post(`${node.url}/v1/vouchers`, await c.voucherJson(node.address, 5n * PRICE));
     await node.stop();
