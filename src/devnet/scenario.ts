@@ -18,6 +18,7 @@ import type { VerifierStatus } from '../node/verifier/index.js';
 import type { EvidenceResponse } from '../protocol/api.js';
 import { DEFAULT_SAMPLING, samplingPlan } from '../protocol/economics.js';
 import { encodeTensors } from '../protocol/encoding.js';
+import { isGlassboxError } from '../protocol/errors.js';
 import { inputsFromJson } from '../protocol/inputs.js';
 import { signedReceiptToJson, type SignedReceipt } from '../protocol/receipt.js';
 import { createOnnxEngine } from '../runtime/index.js';
@@ -27,14 +28,16 @@ import { devnetClient, startDevnet, type Devnet, type DevnetProvider } from './i
 
 /*
  * `npm run scenario -- cheaters`: issue 5's acceptance run on a fresh devnet. Five providers (0
- * perturbs 20% of its answers and undercuts nobody: it simply gets the traffic; 1 withholds its
- * data; 2-4 are honest), two verifiers and three committee members. The client sends `requests`
- * receipt-mode requests to the cheater and a few to each other provider, checking every answer
- * against its own re-execution to count the wrong ones. Then it waits for the network: the
- * verifiers sample, challenge, the committee votes, and the cheater and the withholder are
- * slashed. On the way it kills one committee member between its commit and its reveal (it must
- * still reveal after a restart), and a rogue challenger challenges an honest receipt (it must
- * lose its bond). It prints a table and returns the figures.
+ * perturbs 20% of its answers, 1 withholds its data, 2-4 are honest), two verifiers and three
+ * committee members. The client schedules `requests` receipt-mode requests for the cheater (the
+ * worst case for a client: all its traffic at a cheating provider; once slashing takes the
+ * cheater's stake below the minimum it drops out of discovery and the client routes around it)
+ * and 10 for each other provider, and checks every answer against its own re-execution to count
+ * the wrong ones. Then it waits for the network: the verifiers sample and challenge, the
+ * committee votes, and the cheater and the withholder are slashed. On the way it kills one
+ * committee member between its commit and its reveal (it must still reveal after a restart), and
+ * a rogue challenger challenges an honest receipt with honest evidence (it must lose its bond).
+ * It prints a table and returns the figures.
  */
 
 export type ScenarioOptions = {
@@ -47,11 +50,15 @@ export type ScenarioOptions = {
 
 export type ScenarioResult = {
   readonly requests: number;
+  /** Requests the cheater answered before its stake fell below the minimum (then it drops out). */
+  readonly cheaterServed: number;
   readonly cheats: number;
   readonly cheatsDetected: number;
   readonly cheaterSlashed: boolean;
   readonly withholderSlashed: boolean;
   readonly rogueLostBond: boolean;
+  /** Why each committee member voted as it did on the rogue challenge. */
+  readonly rogueVotes: readonly string[];
   readonly restartedMemberRevealed: boolean;
   readonly honestStakeLost: bigint;
   readonly clientPaidCheater: bigint;
@@ -126,42 +133,53 @@ async function play(
   ];
   let cheats = 0;
   let firstCheatAt: number | undefined;
-  let honestReceipt: SignedReceipt | undefined;
+  let honest0: { receipt: SignedReceipt; question: ReturnType<typeof featuresOf> } | undefined;
   let providerComputeMs = 0;
+  const served = new Map<Address, number>();
   for (const [i, target] of schedule.entries()) {
     const json = featuresOf(i);
-    const answer = await infer(client, {
-      model: model.id,
-      inputs: json,
-      mode: 'receipt',
-      maxPrice: 10n ** 16n,
-      trace: true,
-      exclude: everyone.filter((a) => a !== target.address),
+    const ask = (exclude: Address[]) =>
+      infer(client, {
+        model: model.id,
+        inputs: json,
+        mode: 'receipt',
+        maxPrice: 10n ** 16n,
+        trace: true,
+        exclude,
+      });
+    // Each request goes to its scheduled provider while that one is active; a cheater slashed
+    // below the minimum stake drops out of discovery, and the client routes around it.
+    const answer = await ask(everyone.filter((a) => a !== target.address)).catch((error: unknown) => {
+      if (isGlassboxError(error, 'PROVIDER_UNAVAILABLE')) return ask([]);
+      throw error;
     });
+    const servedBy = answer.receipts[0]!.receipt.provider;
+    served.set(servedBy, (served.get(servedBy) ?? 0) + 1);
     const reference = await engine.run(pkg, inputsFromJson(pkg.manifest.inputs, json), { trace: true });
     providerComputeMs += reference.durationMs; // the provider ran the same traced model once
     if (reference.outputHash !== answer.receipts[0]!.receipt.outputHash) {
       cheats++;
       firstCheatAt ??= Date.now();
     }
-    if (target === honest[0]) honestReceipt = answer.receipts[0];
+    if (target === honest[0] && servedBy === target.address)
+      honest0 ??= { receipt: answer.receipts[0]!, question: json };
     if ((i + 1) % 100 === 0) log(`  ${i + 1}/${schedule.length} requests, ${cheats} wrong answers so far`);
   }
   await settle(client);
   log(`load done: ${schedule.length} requests, ${cheats} wrong answers (each checked against our own run)`);
+  const cheaterServed = served.get(cheater!.address) ?? 0;
 
   // ---- a rogue challenger: an honest receipt, honest evidence, a false claim ----
-  // the honest receipt answered the first request to honest[0]: its inputs are those of that index
-  const first = requests + 20;
+  // honest evidence (the receipt and the very inputs it answered), with a false claim
   const evidence: EvidenceResponse = {
-    receipt: signedReceiptToJson(honestReceipt!),
-    inputs: Buffer.from(encodeTensors(inputsFromJson(pkg.manifest.inputs, featuresOf(first)))).toString(
+    receipt: signedReceiptToJson(honest0!.receipt),
+    inputs: Buffer.from(encodeTensors(inputsFromJson(pkg.manifest.inputs, honest0!.question))).toString(
       'base64',
     ),
   };
   const rogueChain = withAccount(chain, devnet.anvil.accounts[devnet.providers.length + 2]!.privateKey);
   const rogueChallenge = await openChallenge(rogueChain, {
-    ...honestReceipt!,
+    ...honest0!.receipt,
     inputsUri: `data:application/json;base64,${Buffer.from(JSON.stringify(evidence)).toString('base64')}`,
   });
   log(`rogue challenge ${rogueChallenge.challengeId} opened against honest provider ${honest[0]!.address}`);
@@ -235,6 +253,7 @@ async function play(
   await engine.close();
   return {
     requests: schedule.length,
+    cheaterServed,
     cheats,
     cheatsDetected: new Set(detected.map((d) => d.receiptHash)).size,
     cheaterSlashed: challenges.some((c) => cheaterCase(c) && c.status === 'upheld'),
@@ -242,6 +261,10 @@ async function play(
       (c) => withholderCase(c) && c.kind === 'unavailable' && c.status === 'upheld',
     ),
     rogueLostBond: challenges[Number(rogueChallenge.challengeId)]!.status === 'rejected',
+    rogueVotes: (await Promise.all(devnet.committee.map((m) => nodeStatus(m.url))))
+      .flatMap((st) => st.committee?.duties ?? [])
+      .filter((d) => d.challengeId === rogueChallenge.challengeId.toString())
+      .map((d) => d.detail ?? ''),
     restartedMemberRevealed,
     honestStakeLost,
     clientPaidCheater: released.reduce((t, e) => t + e.args.amount, 0n),
@@ -301,6 +324,7 @@ export function scenarioTable(r: ScenarioResult): string {
   const tokens = (v: bigint) => `${formatUnits(v, 18)} GBX`;
   const rows: [string, string][] = [
     ['requests (receipt mode)', String(r.requests)],
+    ['requests answered by the cheater', String(r.cheaterServed)],
     ['wrong answers (cheats), checked by the client', String(r.cheats)],
     ['cheats detected by the verifiers', String(r.cheatsDetected)],
     ['cheater challenged and slashed', r.cheaterSlashed ? 'yes' : 'NO'],

@@ -14,6 +14,9 @@ describe('the cheaters scenario', () => {
     expect(result.cheaterSlashed).toBe(true);
     expect(result.withholderSlashed).toBe(true);
     expect(result.rogueLostBond).toBe(true);
+    // rejected on the merits: every member re-executed the honest receipt and agreed with it
+    expect(result.rogueVotes.length).toBeGreaterThan(0);
+    for (const why of result.rogueVotes) expect(why).toMatch(/agrees with the receipt/);
     expect(result.restartedMemberRevealed).toBe(true);
     expect(result.honestStakeLost).toBe(0n);
     expect(result.clientPaidCheater).toBe(0n);

@@ -1,0 +1,111 @@
+import { keccak256, toHex, type Hex } from 'viem';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isSampled, proveDivergence } from '../../src/node/verifier/check.js';
+import { openVerifierStore } from '../../src/node/verifier/store.js';
+import { traceRoot, verifyTraceProof } from '../../src/protocol/merkle.js';
+import { tempDir } from './support.js';
+
+const h = (s: string): Hex => keccak256(toHex(s));
+const A = '0x976EA74026E726554dB657fA54763abd0C3a0aa9' as const;
+const B = '0x14dC79964da2C08b23698B3D3cc7Ca32193d9955' as const;
+
+describe('isSampled', () => {
+  const N = 20_000;
+  const draws = (verifier: typeof A, p: number, block = 'block') =>
+    Array.from({ length: N }, (_, i) =>
+      isSampled({ blockHash: h(block), receiptHash: h(`receipt ${i}`), verifier, p }),
+    );
+
+  it('samples each receipt with probability p (within 5 standard deviations over 20,000 receipts)', () => {
+    for (const p of [0.01, 0.0339, 0.2]) {
+      const hits = draws(A, p).filter(Boolean).length;
+      const sd = Math.sqrt(N * p * (1 - p));
+      expect(Math.abs(hits - N * p)).toBeLessThan(5 * sd);
+    }
+    expect(draws(A, 0).some(Boolean)).toBe(false);
+    expect(draws(A, 1).every(Boolean)).toBe(true);
+  });
+
+  it('two verifiers, or two blocks, draw independently: the overlap is about p squared', () => {
+    const p = 0.2;
+    const [a, b, c] = [draws(A, p), draws(B, p), draws(A, p, 'another block')];
+    for (const other of [b, c]) {
+      const both = a.filter((x, i) => x && other[i]).length;
+      const sd = Math.sqrt(N * p * p * (1 - p * p));
+      expect(Math.abs(both - N * p * p)).toBeLessThan(5 * sd);
+    }
+  });
+
+  it('is a pure function of its inputs: the provider learns the sample only once the block exists', () => {
+    const params = { blockHash: h('b'), receiptHash: h('r'), verifier: A, p: 0.5 };
+    expect(isSampled(params)).toBe(isSampled({ ...params }));
+  });
+});
+
+describe('proveDivergence', () => {
+  const theirs = [h('0'), h('1'), h('2'), h('3 wrong'), h('4 wrong')];
+  const ours = [h('0'), h('1'), h('2'), h('3'), h('4')];
+
+  it('names the first step where the traces part, with proofs that hold against both roots', () => {
+    const d = proveDivergence(theirs, ours)!;
+    expect(d.step).toBe(3);
+    expect([d.providerHash, d.challengerHash, d.priorHash]).toEqual([theirs[3], ours[3], theirs[2]]);
+    expect(d.challengerRoot).toBe(traceRoot(ours));
+    expect(verifyTraceProof(traceRoot(theirs), 3, d.providerHash, d.providerProof)).toBe(true);
+    expect(verifyTraceProof(traceRoot(ours), 3, d.challengerHash, d.challengerProof)).toBe(true);
+    expect(verifyTraceProof(traceRoot(theirs), 2, d.priorHash, d.priorProviderProof)).toBe(true);
+    expect(verifyTraceProof(traceRoot(ours), 2, d.priorHash, d.priorChallengerProof)).toBe(true);
+  });
+
+  it('at step 0 there is no prior step; equal traces have no divergence', () => {
+    const d = proveDivergence([h('x'), h('1')], [h('y'), h('1')])!;
+    expect([d.step, d.priorProviderProof, d.priorChallengerProof]).toEqual([0, [], []]);
+    expect(proveDivergence(ours, ours)).toBeUndefined();
+  });
+});
+
+describe('the role store', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  beforeAll(async () => {
+    dir = await tempDir('glassbox-roles-');
+  });
+  afterAll(async () => {
+    await dir.remove();
+  });
+
+  it('keeps a committee vote and its salt across a restart, and marks progress without going back', () => {
+    const path = `${dir.dir}/roles.sqlite`;
+    let store = openVerifierStore(path);
+    store.addDuty(7n);
+    store.decide(7n, { guilty: true, salt: h('salt'), detail: 'step 3 differs', computeMs: 1.5 });
+    store.markDuty(7n, { committed: true });
+    store.setCursor('challenges', 42n);
+    store.close(); // a crash between commit and reveal
+
+    store = openVerifierStore(path);
+    const [duty] = store.duties();
+    expect(duty).toMatchObject({
+      challengeId: 7n,
+      vote: { guilty: true, salt: h('salt'), detail: 'step 3 differs' },
+      committed: true,
+      revealed: false,
+    });
+    store.markDuty(7n, { revealed: true });
+    store.markDuty(7n, { committed: false }); // never un-commits
+    expect(store.duties()[0]).toMatchObject({ committed: true, revealed: true, settled: false });
+    expect(store.cursor('challenges')).toBe(42n);
+    store.addDuty(7n); // seen again from the chain: no duplicate, nothing reset
+    expect(store.duties()).toHaveLength(1);
+    store.close();
+  });
+
+  it('serves the evidence it stored for a challenge, by receipt hash in any case', () => {
+    const store = openVerifierStore(`${dir.dir}/evidence.sqlite`);
+    const receipt = { receipt: {}, signature: '0x' } as never;
+    store.putEvidence(h('receipt'), { receipt, inputs: new Uint8Array([1, 2, 3]), outputs: undefined });
+    const e = store.getEvidence(h('receipt').toUpperCase().replace('0X', '0x'));
+    expect(e && [...e.inputs]).toEqual([1, 2, 3]);
+    expect(store.getEvidence(h('other'))).toBeUndefined();
+    store.close();
+  });
+});
