@@ -1,16 +1,18 @@
 import {
+  bytesToHex,
   hashStruct,
   hashTypedData,
   isAddress,
   isHex,
-  recoverTypedDataAddress,
   type Address,
   type Hex,
   type LocalAccount,
 } from 'viem';
 import { z } from 'zod';
 import { glassboxDomain, type GlassboxDomain } from './domain.js';
+import { flatStruct, typedDataDigest } from './eip712.js';
 import { GlassboxError } from './errors.js';
+import { recoverDigestSigner, signDigestWith } from './secp256k1.js';
 import { parseWith } from './validate.js';
 
 /**
@@ -65,13 +67,20 @@ export type ReceiptDomain = GlassboxDomain;
 /** The domain of receipts: verifying contract = the ReceiptLedger. */
 export const receiptDomain = glassboxDomain;
 
+// viem's EIP-712 hashing, field by field, ~20x faster (src/protocol/eip712.ts; same bytes).
+const receiptStruct = flatStruct('Receipt', RECEIPT_TYPES.Receipt);
+
 /** The EIP-712 struct hash: the leaf content of batches. */
 export function receiptHash(receipt: Receipt): Hex {
+  const hash = receiptStruct.hash(receipt);
+  if (hash) return bytesToHex(hash);
   return hashStruct({ data: receipt, primaryType: 'Receipt', types: RECEIPT_TYPES });
 }
 
 /** The EIP-712 digest that is signed. */
 export function receiptDigest(receipt: Receipt, domain: ReceiptDomain): Hex {
+  const hash = receiptStruct.hash(receipt);
+  if (hash) return typedDataDigest(domain, hash);
   return hashTypedData({
     domain: receiptDomain(domain),
     types: RECEIPT_TYPES,
@@ -85,25 +94,21 @@ export async function signReceipt(
   receipt: Receipt,
   domain: ReceiptDomain,
 ): Promise<SignedReceipt> {
-  const signature = await account.signTypedData({
-    domain: receiptDomain(domain),
-    types: RECEIPT_TYPES,
-    primaryType: 'Receipt',
-    message: receipt,
-  });
+  const signature =
+    (await signDigestWith(account, receiptDigest(receipt, domain))) ??
+    (await account.signTypedData({
+      domain: receiptDomain(domain),
+      types: RECEIPT_TYPES,
+      primaryType: 'Receipt',
+      message: receipt,
+    }));
   return { receipt, signature };
 }
 
 /** The address whose key signed the receipt; SIGNATURE_INVALID if the signature is malformed. */
 export async function recoverReceiptSigner(signed: SignedReceipt, domain: ReceiptDomain): Promise<Address> {
   try {
-    return await recoverTypedDataAddress({
-      domain: receiptDomain(domain),
-      types: RECEIPT_TYPES,
-      primaryType: 'Receipt',
-      message: signed.receipt,
-      signature: signed.signature,
-    });
+    return await recoverDigestSigner(receiptDigest(signed.receipt, domain), signed.signature);
   } catch (cause) {
     throw new GlassboxError('SIGNATURE_INVALID', 'the receipt signature is malformed', {
       field: 'signature',

@@ -1,10 +1,10 @@
 import { getAddress, type Address, type Hex, type LocalAccount } from 'viem';
-import { privateKeyToAccount } from 'viem/accounts';
 import { assertChainId, connect, withAccount } from '../chain/client.js';
 import { readDeployment, type Deployment } from '../chain/deployment.js';
 import type { GlassboxClient } from '../chain/client.js';
 import type { ProviderInfo } from '../chain/providers.js';
 import { GlassboxError } from '../protocol/errors.js';
+import { privateKeyToSigner } from '../protocol/secp256k1.js';
 import type { ModelManifest } from '../protocol/manifest.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { Engine } from '../runtime/engine.js';
@@ -107,7 +107,8 @@ export async function createClient(params: CreateClientParameters): Promise<Clie
       `the deployment is for chain ${deployment.chainId}, not ${params.chainId}`,
       { details: { expected: params.chainId, actual: deployment.chainId } },
     );
-  const account = typeof params.account === 'string' ? privateKeyToAccount(params.account) : params.account;
+  // Vouchers are signed with the native curve where it loads (src/protocol/secp256k1.ts).
+  const account = typeof params.account === 'string' ? privateKeyToSigner(params.account) : params.account;
   const connection = connect({
     rpcUrl: params.rpcUrl,
     chainId: params.chainId,
