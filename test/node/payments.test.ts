@@ -59,6 +59,8 @@ describe('provider node: payment', () => {
     // A voucher for what was delivered opens the credit again.
     const ok = await infer(c.address, { voucher: await c.voucherJson(node.address, 2n * PRICE) });
     expect(ok.status).toBe(200);
+    // Written to the database once the answer has left (not on the answer's critical path).
+    expect(node.db.getAccount(c.address).voucher?.voucher.amount).toBe(2n * PRICE);
     // A stale (lower) voucher is ignored, not an error: requests race.
     expect((await infer(c.address, { voucher: await c.voucherJson(node.address, PRICE) })).status).toBe(200);
     expect((await infer(c.address)).status).toBe(402);

@@ -23,7 +23,16 @@ import type { NodeContext } from '../context.js';
  */
 
 export function inferRoute(app: FastifyInstance, ctx: NodeContext): void {
-  app.post('/v1/infer', async (request, reply) => {
+  // A voucher that came with the request is written once the answer has left (src/node/payments.ts).
+  const onResponse = (request: FastifyRequest, _reply: unknown, done: () => void) => {
+    try {
+      ctx.payments.flush();
+    } catch (error) {
+      request.log.error({ err: error }, 'could not write the vouchers received with requests');
+    }
+    done();
+  };
+  app.post('/v1/infer', { onResponse }, async (request, reply) => {
     if (ctx.state() !== 'ready')
       throw new GlassboxError('NODE_UNAVAILABLE', `the provider is ${ctx.state()}; retry later`);
     const binary = isBinary(request);
