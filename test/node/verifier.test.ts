@@ -1,4 +1,4 @@
-import { keccak256, toHex, type Hex } from 'viem';
+import { keccak256, toHex, type Address, type Hex } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSampled, proveDivergence } from '../../src/node/verifier/check.js';
 import { openVerifierStore } from '../../src/node/verifier/store.js';
@@ -11,7 +11,7 @@ const B = '0x14dC79964da2C08b23698B3D3cc7Ca32193d9955' as const;
 
 describe('isSampled', () => {
   const N = 20_000;
-  const draws = (verifier: typeof A, p: number, block = 'block') =>
+  const draws = (verifier: Address, p: number, block = 'block') =>
     Array.from({ length: N }, (_, i) =>
       isSampled({ blockHash: h(block), receiptHash: h(`receipt ${i}`), verifier, p }),
     );
