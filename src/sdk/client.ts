@@ -9,6 +9,7 @@ import type { ModelManifest } from '../protocol/manifest.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { Engine } from '../runtime/engine.js';
 import type { ProviderCandidate } from './discovery.js';
+import { createNodeFetch } from './http.js';
 import type { ProviderHealth } from './health.js';
 import type { PaymentAccount } from './payments.js';
 import type { ProviderModels } from './transport.js';
@@ -45,7 +46,7 @@ export type CreateClientParameters = {
   readonly cooldownMs?: number;
   /** Default per-request time limit for `infer`. Default 30000 ms. */
   readonly timeoutMs?: number;
-  /** The fetch to use (default: globalThis.fetch). */
+  /** The fetch to use (default: node:http with kept-alive connections on Node, else globalThis.fetch). */
   readonly fetch?: typeof fetch;
   /** Extra headers for every provider request. */
   readonly headers?: Readonly<Record<string, string>>;
@@ -131,7 +132,7 @@ export async function createClient(params: CreateClientParameters): Promise<Clie
       minHedgeAfterMs: params.minHedgeAfterMs ?? 25,
       cooldownMs: params.cooldownMs ?? 10_000,
       timeoutMs: params.timeoutMs ?? 30_000,
-      fetch: params.fetch ?? globalThis.fetch,
+      fetch: params.fetch ?? createNodeFetch() ?? globalThis.fetch,
       headers: params.headers ?? {},
     },
     state: {

@@ -81,7 +81,10 @@ function abortError(provider: ProviderRef, cause: unknown): GlassboxError {
 }
 
 function describeCause(cause: unknown): string {
-  const inner = (cause as { cause?: { code?: string; message?: string } })?.cause;
+  // undici wraps the socket error (TypeError: fetch failed, cause: {code}); node:http throws it as is.
+  const outer = cause as { code?: unknown; cause?: { code?: string; message?: string } } | undefined;
+  const inner = outer?.cause;
+  if (typeof outer?.code === 'string') return outer.code;
   return inner?.code ?? inner?.message ?? (cause instanceof Error ? cause.message : String(cause));
 }
 

@@ -1,0 +1,81 @@
+import type * as NodeHttpModule from 'node:http';
+import type { Agent, IncomingMessage } from 'node:http';
+
+/*
+ * The SDK's default fetch on Node: node:http with a keep-alive agent, answering a standard
+ * Response. The global fetch (undici) costs about 0.5 ms more per request on loopback here (1.4 vs
+ * 0.8 ms p50 for a 2 KB JSON round trip to a bare node:http server, the same connection reused),
+ * which is a third of what the verified path adds to a small model. Only what the SDK sends is
+ * supported: a string body or none, plain-object headers, an abort signal. Elsewhere (a browser,
+ * a runtime without node:http) the global fetch is used.
+ */
+
+type NodeHttp = typeof NodeHttpModule;
+
+const http: NodeHttp | undefined =
+  typeof process !== 'undefined' && process.versions?.node
+    ? await import('node:http').catch(() => undefined)
+    : undefined;
+
+let agent: Agent | undefined;
+
+/** A fetch for `http:` URLs over node:http with kept-alive connections; others go to the global fetch. */
+export function createNodeFetch(): typeof fetch | undefined {
+  if (!http) return undefined;
+  const h = http;
+  agent ??= new h.Agent({ keepAlive: true, noDelay: true, scheduling: 'lifo' });
+  const keepAlive = agent;
+  const nodeFetch = async (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
+    const url = typeof input === 'string' ? new URL(input) : input instanceof URL ? input : undefined;
+    const body = init.body;
+    if (
+      !url ||
+      url.protocol !== 'http:' ||
+      (body !== undefined && body !== null && typeof body !== 'string') ||
+      (init.headers !== undefined && (Array.isArray(init.headers) || init.headers instanceof Headers))
+    )
+      return globalThis.fetch(input, init);
+    const headers: Record<string, string> = { ...(init.headers as Record<string, string> | undefined) };
+    if (typeof body === 'string') headers['content-length'] = String(Buffer.byteLength(body));
+    const send = (retry: boolean): Promise<Response> =>
+      new Promise((resolve, reject) => {
+        const signal = init.signal ?? undefined;
+        if (signal?.aborted) return reject(signal.reason);
+        const req = h.request(url, { method: init.method ?? 'GET', headers, agent: keepAlive });
+        const onAbort = () =>
+          req.destroy(signal!.reason instanceof Error ? signal!.reason : new Error('aborted'));
+        signal?.addEventListener('abort', onAbort, { once: true });
+        const done = () => signal?.removeEventListener('abort', onAbort);
+        req.on('error', (error: NodeJS.ErrnoException) => {
+          done();
+          // A kept-alive connection the server closed meanwhile: once more on a fresh one (Node's advice).
+          if (retry && req.reusedSocket && error.code === 'ECONNRESET' && !signal?.aborted)
+            resolve(send(false));
+          else reject(signal?.aborted ? signal.reason : error);
+        });
+        req.on('response', (res: IncomingMessage) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', (error) => {
+            done();
+            reject(signal?.aborted ? signal.reason : error);
+          });
+          res.on('end', () => {
+            done();
+            const status = res.statusCode ?? 502;
+            const out = new Headers();
+            for (const [k, v] of Object.entries(res.headers))
+              if (v !== undefined) out.set(k, Array.isArray(v) ? v.join(', ') : v);
+            const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+            const nullBody = status === 204 || status === 304 || (status >= 100 && status < 200);
+            resolve(
+              new Response(nullBody ? null : data, { status, statusText: res.statusMessage, headers: out }),
+            );
+          });
+        });
+        req.end(body ?? undefined);
+      });
+    return send(true);
+  };
+  return nodeFetch as typeof fetch;
+}
