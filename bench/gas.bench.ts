@@ -4,6 +4,8 @@ import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
   addStake,
+  answerAvailability,
+  challengeAvailability,
   commitBatch,
   commitVote,
   connect,
@@ -15,11 +17,13 @@ import {
   redeemVoucher,
   registerModel,
   registerProvider,
+  releaseHold,
   reportEquivocation,
   resolveChallenge,
   revealVote,
   sendTo,
   setOffer,
+  setVoter,
   startAnvil,
   withAccount,
   DEFAULT_PARAMS,
@@ -27,7 +31,8 @@ import {
   type Anvil,
   type GlassboxClient,
 } from '../src/chain/index.js';
-import { batchTree } from '../src/protocol/merkle.js';
+import { proveDivergence } from '../src/node/verifier/check.js';
+import { batchTree, traceRoot } from '../src/protocol/merkle.js';
 import { modelDigest, modelIdFromDigest } from '../src/protocol/manifest.js';
 import { receiptHash, signReceipt, type Receipt } from '../src/protocol/receipt.js';
 import { signVoucher } from '../src/protocol/voucher.js';
@@ -94,12 +99,15 @@ it('records the gas of every action and the amortised cost per inference', async
   gas['set offer (increase, pending)'] = Number(
     (await setOffer(clients[1]!, { model, price: 2000n })).gasUsed,
   );
-  for (let i = 2; i <= 7; i++)
+  for (let i = 2; i <= 7; i++) {
     await registerProvider(clients[i]!, {
       endpoint: `https://p${i}.example`,
       signer: addr(i),
       stake: minStake + BigInt(i) * E18,
     });
+    const voted = await setVoter(clients[i]!, true); // committee duty: only voters are drawn
+    if (i === 2) gas['opt in to committee duty (setVoter)'] = Number(voted.gasUsed);
+  }
   void addStake;
 
   // vouchers
@@ -115,7 +123,16 @@ it('records the gas of every action and the amortised cost per inference', async
       escrowDomain,
     );
   gas['redeem voucher (first)'] = Number((await redeemVoucher(clients[1]!, await voucher(5n * E18))).gasUsed);
-  gas['redeem voucher (later)'] = Number((await redeemVoucher(clients[1]!, await voucher(9n * E18))).gasUsed);
+  gas['redeem voucher (later, joins the hold)'] = Number(
+    (await redeemVoucher(clients[1]!, await voucher(9n * E18))).gasUsed,
+  );
+  const rpc = (method: string, params: unknown[]) =>
+    clients[0]!.publicClient.request({ method, params } as never);
+  await rpc('evm_increaseTime', [Math.ceil(DEFAULT_PARAMS.paymentHoldMs / 1000)]);
+  await rpc('evm_mine', []);
+  gas['release a finished hold'] = Number(
+    (await releaseHold(clients[1]!, { client: addr(9), provider: addr(1) })).gasUsed,
+  );
 
   // batches
   const receiptDomain = {
@@ -176,18 +193,46 @@ it('records the gas of every action and the amortised cost per inference', async
   gas['challenge: resolve (slash + split)'] = Number(resolved.gasUsed);
   gas[`whole challenge (committee of ${opened.committee.length})`] = Number(total);
 
+  // a bisected challenge: the first divergent step, proven against both trace roots (1,024 steps)
+  const theirs = Array.from({ length: 1024 }, (_, i) => h(`step${i}`));
+  const ours = theirs.map((x, i) => (i >= 700 ? h(`other${i}`) : x));
+  const traced = await signReceipt(signer, receipt(3, { traceRoot: traceRoot(theirs) }), receiptDomain);
+  const divergence = proveDivergence(theirs, ours)!;
+  gas['challenge: open with a proven divergent step (1,024-step traces)'] = Number(
+    (await openChallenge(clients[10]!, { ...traced, inputsUri: 'ipfs://inputs', divergence })).gasUsed,
+  );
+
+  // availability: challenge a committed receipt, the provider publishes it and 1 KiB of inputs
+  const inputs = new Uint8Array(1024).fill(7);
+  const held = receipt(4, { inputHash: keccak256(inputs) });
+  const heldTree = batchTree([receiptHash(held), receiptHash(receipt(5))]);
+  const { batchId } = await commitBatch(clients[1]!, { root: heldTree.root, count: 2, uri });
+  const dataChallenge = await challengeAvailability(clients[10]!, {
+    provider: addr(1),
+    batchId,
+    receiptHash: receiptHash(held),
+    proof: heldTree.proof(0),
+  });
+  gas['availability: challenge'] = Number(dataChallenge.gasUsed);
+  gas['availability: answer (receipt + 1 KiB of inputs on chain)'] = Number(
+    (await answerAvailability(clients[1]!, { challengeId: dataChallenge.challengeId, receipt: held, inputs }))
+      .gasUsed,
+  );
+
   // opening a challenge scans every registered provider (eligibleVoters): how it grows
   const openWith = async (n: number) => {
     const r = await signReceipt(signer, receipt(1000 + n), receiptDomain);
     return Number((await openChallenge(clients[10]!, { ...r, inputsUri: 'ipfs://inputs' })).gasUsed);
   };
   const before = await openWith(0);
-  for (let i = 12; i < 12 + EXTRA_PROVIDERS; i++)
+  for (let i = 12; i < 12 + EXTRA_PROVIDERS; i++) {
     await registerProvider(clients[i]!, {
       endpoint: `https://p${i}.example`,
       signer: addr(i),
       stake: minStake,
     });
+    await setVoter(clients[i]!, true);
+  }
   const after = await openWith(EXTRA_PROVIDERS);
   gas[`challenge: open, ${7 + EXTRA_PROVIDERS} providers registered`] = after;
   gas['challenge: open, extra gas per registered provider'] = Math.round((after - before) / EXTRA_PROVIDERS);
