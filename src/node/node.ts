@@ -2,7 +2,6 @@ import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { getAddress, type Address, type Hex } from 'viem';
-import { privateKeyToAccount } from 'viem/accounts';
 import {
   connect,
   deploymentFromJson,
@@ -12,6 +11,7 @@ import {
   type GlassboxClient,
 } from '../chain/index.js';
 import type { ModelPackage } from '../protocol/manifest.js';
+import { privateKeyToSigner } from '../protocol/secp256k1.js';
 import { createOnnxEngine } from '../runtime/index.js';
 import { createFsStore } from '../store/index.js';
 import { buildApp } from './app.js';
@@ -95,7 +95,8 @@ export async function createNode(
   };
   await verifyDeployment(chain, deployment);
   const address = getAddress(chain.walletClient!.account.address);
-  const signer = privateKeyToAccount((config.keys.signingKey ?? config.keys.stakingKey) as Hex);
+  // The native curve where it loads: the same signatures as viem's account, ~5x faster per receipt.
+  const signer = privateKeyToSigner((config.keys.signingKey ?? config.keys.stakingKey) as Hex);
 
   const store = createFsStore(join(config.dataDir, 'store'));
   const models = new Map<string, ModelPackage>();
@@ -270,6 +271,7 @@ export async function createNode(
       clearTimeout(grace);
       if (pruner) clearInterval(pruner);
       try {
+        payments.flush(); // vouchers accepted with the last requests, before the final redemption
         if (wasReady) {
           await verifier?.stop();
           await batcher?.stop();
