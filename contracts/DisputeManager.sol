@@ -5,6 +5,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {Hashes} from "@openzeppelin/contracts/utils/cryptography/Hashes.sol";
 import {ReceiptLib} from "./ReceiptLib.sol";
 import {ReceiptLedger} from "./ReceiptLedger.sol";
 import {ProviderRegistry} from "./ProviderRegistry.sol";
@@ -31,6 +32,9 @@ import {PaymentEscrow} from "./PaymentEscrow.sol";
 ///  (c) unavailability: anyone posts the bond and names a receipt hash in a batch the provider
 ///      committed (`challengeAvailability`); the provider must publish that receipt and its
 ///      inputs on chain (`answerAvailability`) within `answerPeriod`, or be slashed as in (b).
+///      A provider that hides even the list of a batch's receipts is challenged for the batch
+///      (`challengeBatch`): it must publish the batch's receipt hashes, in order, which rebuild
+///      the committed root (`answerBatch`), or be slashed. Then each receipt can be named.
 ///      A provider that hides the data of its batches can't be checked, so hiding is punished
 ///      like cheating.
 ///  Every conviction is also reported to the PaymentEscrow, which refunds the provider's held
@@ -53,7 +57,8 @@ contract DisputeManager is ReentrancyGuard {
 
     enum Kind {
         Wrong,
-        Unavailable
+        Unavailable,
+        UnavailableBatch
     }
 
     enum Status {
@@ -149,6 +154,8 @@ contract DisputeManager is ReentrancyGuard {
     mapping(bytes32 receiptHash => uint256) public challengeOfReceipt;
     /// @notice Challenge id + 1 of the latest availability challenge of each receipt struct hash.
     mapping(bytes32 receiptHash => uint256) public availabilityChallengeOf;
+    /// @notice Challenge id + 1 of the latest batch availability challenge of each batch.
+    mapping(uint256 batchId => uint256) public batchChallengeOf;
     /// @notice Equivocations already punished, keyed by (provider, model, input, params, runtime).
     mapping(bytes32 key => bool) public equivocationReported;
 
@@ -182,6 +189,15 @@ contract DisputeManager is ReentrancyGuard {
         bytes32 receiptHash,
         uint64 answerDeadline
     );
+    event BatchChallenged(
+        uint256 indexed id,
+        address indexed provider,
+        address indexed challenger,
+        uint256 batchId,
+        uint64 answerDeadline
+    );
+    /// @notice The withheld list, now public: the batch's receipt struct hashes, in batch order.
+    event BatchAnswered(uint256 indexed id, uint256 indexed batchId, bytes32[] receiptHashes);
     /// @notice The withheld data, now public: the receipt and the canonical encoding of its inputs.
     event AvailabilityAnswered(uint256 indexed id, ReceiptLib.Receipt receipt, bytes inputs);
     event VoteCommitted(uint256 indexed id, address indexed member);
@@ -220,6 +236,7 @@ contract DisputeManager is ReentrancyGuard {
     error AnswerClosed(uint64 answerDeadline);
     error ReceiptMismatch(bytes32 receiptHash);
     error InputsMismatch(bytes32 inputHash);
+    error BatchMismatch(uint256 batchId);
 
     constructor(
         IERC20 token_,
@@ -432,6 +449,54 @@ contract DisputeManager is ReentrancyGuard {
         emit ChallengeResolved(id, Status.Rejected, 0, 0, kept, reward);
     }
 
+    /// @notice Claims that the provider of batch `batchId` does not serve even the list of its
+    ///         receipts. Pulls `challengeBond`. Unless someone publishes the batch's receipt
+    ///         hashes (`answerBatch`) within `answerPeriod`, `resolve` upholds it and slashes.
+    function challengeBatch(uint256 batchId) external nonReentrant returns (uint256 id) {
+        ReceiptLedger.Batch memory b = ledger.getBatch(batchId);
+        if (b.provider == msg.sender) revert SelfChallenge();
+        uint256 prior = batchChallengeOf[batchId];
+        if (prior != 0 && _challenges[prior - 1].status == Status.Open) revert AlreadyChallenged(b.root, prior - 1);
+        id = _challenges.length;
+        batchChallengeOf[batchId] = id + 1;
+        Challenge storage c = _push(b.provider, Kind.UnavailableBatch, b.root, answerPeriod);
+        emit BatchChallenged(id, b.provider, msg.sender, batchId, c.commitDeadline);
+    }
+
+    /// @notice Publishes the receipt struct hashes of the challenged batch, in batch order: they
+    ///         must be as many as committed and rebuild the committed root (which binds the set
+    ///         and the order up to swapping two sibling leaves, since pairs hash commutatively).
+    ///         Settles the challenge for the provider; each receipt can then be named by
+    ///         `challengeAvailability`.
+    function answerBatch(uint256 id, uint256 batchId, bytes32[] calldata receiptHashes) external nonReentrant {
+        Challenge storage c = _open(id);
+        if (c.kind != Kind.UnavailableBatch) revert NotAvailabilityChallenge(id);
+        if (block.timestamp >= c.commitDeadline) revert AnswerClosed(c.commitDeadline);
+        ReceiptLedger.Batch memory b = ledger.getBatch(batchId);
+        if (b.root != c.receiptHash || b.provider != c.provider || receiptHashes.length != b.count) {
+            revert BatchMismatch(batchId);
+        }
+        if (_batchRoot(receiptHashes) != b.root) revert BatchMismatch(batchId);
+        emit BatchAnswered(id, batchId, receiptHashes);
+        providers.unlockStake(c.provider);
+        (uint256 kept, uint256 reward) = _reject(c);
+        emit ChallengeResolved(id, Status.Rejected, 0, 0, kept, reward);
+    }
+
+    /// @dev The root of OpenZeppelin's StandardMerkleTree over `receiptHashes` in this order
+    ///      (src/protocol/merkle.ts `batchTree`): leaves at the end of a heap array in reverse,
+    ///      each parent the commutative hash of its children. Linear in the batch size.
+    function _batchRoot(bytes32[] calldata receiptHashes) private pure returns (bytes32) {
+        uint256 n = receiptHashes.length;
+        bytes32[] memory tree = new bytes32[](2 * n - 1);
+        for (uint256 i; i < n; ++i) tree[2 * n - 2 - i] = ReceiptLib.leaf(receiptHashes[i]);
+        for (uint256 k = n - 1; k > 0;) {
+            --k;
+            tree[k] = Hashes.commutativeKeccak256(tree[2 * k + 1], tree[2 * k + 2]);
+        }
+        return tree[0];
+    }
+
     /// @dev The provider was right: it gets `rewardBps` of the bond, the treasury the rest.
     function _reject(Challenge storage c) private returns (uint256 bond, uint256 reward) {
         c.status = Status.Rejected;
@@ -509,7 +574,7 @@ contract DisputeManager is ReentrancyGuard {
     ///         availability challenge nobody answered, once its answer period ended. Anyone may call.
     function resolve(uint256 id) external nonReentrant returns (Status status) {
         Challenge storage c = _open(id);
-        bool unanswered = c.kind == Kind.Unavailable;
+        bool unanswered = c.kind != Kind.Wrong;
         if (block.timestamp < c.revealDeadline && (unanswered || c.revealed < c.committee.length)) {
             revert TooEarly(c.revealDeadline);
         }

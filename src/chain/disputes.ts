@@ -115,6 +115,36 @@ export function answerAvailability(
   ]);
 }
 
+/**
+ * Challenges the provider of batch `batchId` to publish the batch's receipt hashes (in order,
+ * rebuilding the committed root) within the answer period; unanswered, it is slashed.
+ */
+export async function challengeBatch(
+  client: GlassboxClient,
+  batchId: bigint,
+): Promise<TxResult & { challengeId: bigint; answerDeadlineMs: number }> {
+  await ensureAllowance(client, 'disputeManager', client.deployment.params.challengeBond);
+  const tx = await sendTo(client, 'disputeManager', 'challengeBatch', [batchId]);
+  const [event] = eventsOf<{ id: bigint; answerDeadline: bigint }>(
+    ABIS.disputeManager,
+    'BatchChallenged',
+    tx.receipt.logs,
+  );
+  return { ...tx, challengeId: event!.id, answerDeadlineMs: secondsToMs(event!.answerDeadline) };
+}
+
+/** Publishes a challenged batch's receipt struct hashes, in batch order, settling it for the provider. */
+export function answerBatch(
+  client: GlassboxClient,
+  params: { challengeId: bigint; batchId: bigint; receiptHashes: readonly Hex[] },
+): Promise<TxResult> {
+  return sendTo(client, 'disputeManager', 'answerBatch', [
+    params.challengeId,
+    params.batchId,
+    params.receiptHashes,
+  ]);
+}
+
 /** The commitment a member submits (matches DisputeManager.voteCommitment). */
 export function voteCommitment(params: {
   challengeId: bigint;
@@ -162,14 +192,17 @@ export async function resolveChallenge(
   return { ...tx, status: CHALLENGE_STATUS[event!.status]!, slashed: event!.slashed, reward: event!.reward };
 }
 
-export const CHALLENGE_KIND = ['wrong', 'unavailable'] as const;
+export const CHALLENGE_KIND = ['wrong', 'unavailable', 'unavailable-batch'] as const;
 export type ChallengeKind = (typeof CHALLENGE_KIND)[number];
 
 export type ChallengeInfo = {
   readonly challengeId: bigint;
   readonly challenger: Address;
   readonly provider: Address;
-  /** `wrong`: a committee votes; `unavailable`: the provider must publish the data in time. */
+  /**
+   * `wrong`: a committee votes; `unavailable`: the provider must publish a receipt and its inputs
+   * in time; `unavailable-batch`: it must publish a batch's receipt hashes in time.
+   */
   readonly kind: ChallengeKind;
   readonly status: ChallengeStatus;
   /** The first divergent trace step, when the challenge proved one. */
@@ -229,4 +262,21 @@ export function getVote(
   params: { challengeId: bigint; member: Address },
 ): Promise<{ commitment: Hex; committed: boolean; revealed: boolean; guilty: boolean }> {
   return readFrom(client, 'disputeManager', 'getVote', [params.challengeId, params.member]);
+}
+
+/**
+ * The latest challenge of a receipt (`wrong`: by receipt struct hash), of a receipt's availability
+ * (`unavailable`: by receipt struct hash) or of a batch's (`unavailable-batch`: by batch id).
+ */
+export async function findChallenge(
+  client: GlassboxClient,
+  params:
+    { kind: 'wrong' | 'unavailable'; receiptHash: Hex } | { kind: 'unavailable-batch'; batchId: bigint },
+): Promise<bigint | undefined> {
+  const [fn, key] =
+    params.kind === 'unavailable-batch'
+      ? ['batchChallengeOf', params.batchId]
+      : [params.kind === 'wrong' ? 'challengeOfReceipt' : 'availabilityChallengeOf', params.receiptHash];
+  const idPlusOne = await readFrom<bigint>(client, 'disputeManager', fn, [key]);
+  return idPlusOne === 0n ? undefined : idPlusOne - 1n;
 }

@@ -166,3 +166,34 @@ export function getChallengesResolved(
     fromBlock: params.fromBlock,
   });
 }
+
+export type BatchChallenged = {
+  id: bigint;
+  provider: Address;
+  challenger: Address;
+  batchId: bigint;
+  answerDeadline: bigint;
+};
+
+/** Batch availability challenges (a provider's node answers those against it). */
+export function getBatchChallenges(
+  client: GlassboxClient,
+  params: { provider?: Address; fromBlock?: bigint } = {},
+): Promise<ChainEvent<BatchChallenged>[]> {
+  return getEvents<BatchChallenged>(client, {
+    contract: 'disputeManager',
+    eventName: 'BatchChallenged',
+    args: params.provider ? { provider: params.provider } : undefined,
+    fromBlock: params.fromBlock,
+  });
+}
+
+/** The receipt hashes of batch `batchId` as its provider published them on chain, if it had to. */
+export async function getPublishedBatch(client: GlassboxClient, batchId: bigint): Promise<Hex[] | undefined> {
+  const [event] = await getEvents<{ receiptHashes: readonly Hex[] }>(client, {
+    contract: 'disputeManager',
+    eventName: 'BatchAnswered',
+    args: { batchId },
+  });
+  return event && [...event.args.receiptHashes];
+}

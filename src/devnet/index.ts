@@ -62,7 +62,7 @@ export type DevnetProviderOptions = {
   /** Test-only fault switch: answer this much later. */
   readonly delayMs?: number;
   /** Test-only fault switch: keep the data of committed batches back. */
-  readonly withhold?: boolean;
+  readonly withhold?: 'inputs' | 'batches';
 };
 
 export type DevnetOptions = {
@@ -203,7 +203,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
               fault: {
                 perturb: settings.perturb ?? 0,
                 delayMs: settings.delayMs ?? 0,
-                withhold: settings.withhold ?? false,
+                withhold: settings.withhold ?? 'none',
               },
             };
       const node = await writeConfig(`provider-${i}`, i, {

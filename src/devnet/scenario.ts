@@ -28,7 +28,7 @@ import { devnetClient, startDevnet, type Devnet, type DevnetProvider } from './i
 
 /*
  * `npm run scenario -- cheaters`: issue 5's acceptance run on a fresh devnet. Five providers (0
- * perturbs 20% of its answers, 1 withholds its data, 2-4 are honest), two verifiers and three
+ * perturbs 20% of its answers, 1 serves nothing of its committed batches, 2-4 are honest), two verifiers and three
  * committee members. The client schedules `requests` receipt-mode requests for the cheater (the
  * worst case for a client: all its traffic at a cheating provider; once slashing takes the
  * cheater's stake below the minimum it drops out of discovery and the client routes around it)
@@ -92,7 +92,7 @@ export async function runCheatersScenario(options: ScenarioOptions = {}): Promis
     verifiers: 2,
     committee: 3,
     params: PARAMS,
-    provider: (i) => (i === 0 ? { perturb: options.perturb ?? 0.2 } : i === 1 ? { withhold: true } : {}),
+    provider: (i) => (i === 0 ? { perturb: options.perturb ?? 0.2 } : i === 1 ? { withhold: 'batches' } : {}),
     nodeConfig: { batch: { maxReceipts: 64, maxAgeMs: 1000 }, redeemIntervalMs: 3000, logLevel: 'error' },
     roleConfig: {
       verifier: {
@@ -277,7 +277,7 @@ async function play(
     cheatsDetected: new Set(detected.map((d) => d.receiptHash)).size,
     cheaterSlashed: challenges.some((c) => cheaterCase(c) && c.status === 'upheld'),
     withholderSlashed: challenges.some(
-      (c) => withholderCase(c) && c.kind === 'unavailable' && c.status === 'upheld',
+      (c) => withholderCase(c) && c.kind !== 'wrong' && c.status === 'upheld',
     ),
     rogueLostBond: challenges[Number(rogueChallenge.challengeId)]!.status === 'rejected',
     rogueVotes: (await Promise.all(devnet.committee.map((m) => nodeStatus(m.url))))

@@ -134,13 +134,17 @@ export const nodeConfigSchema = z.strictObject({
       perturb: z.number().min(0).max(1).default(0),
       /** A slow provider: wait this long before answering. */
       delayMs: ms.default(0),
-      /** A provider that hides its data: serve no inputs of committed receipts, answer no challenge. */
-      withhold: z.boolean().default(false),
+      /**
+       * A provider that hides its data and answers no availability challenge: `inputs` serves a
+       * batch's receipts without their inputs, `batches` serves nothing of its batches.
+       */
+      withhold: z.enum(['none', 'inputs', 'batches']).default('none'),
     })
     .optional(),
 });
 
 export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
+export type Withhold = 'none' | 'inputs' | 'batches';
 export type NodeConfig = z.output<typeof nodeConfigSchema>;
 
 /** Validates a config; CONFIG_INVALID names the first offending field. */

@@ -1,5 +1,5 @@
 import type { Address } from 'viem';
-import type { NodeRole } from './config.js';
+import type { NodeRole, Withhold } from './config.js';
 import type { VerifierRole } from './verifier/index.js';
 import type { ModelPackage } from '../protocol/manifest.js';
 import type { Engine } from '../runtime/engine.js';
@@ -26,8 +26,8 @@ export type NodeContext = {
   /** 'starting' until the chain setup is done, 'stopping' once stop() began. */
   state(): 'starting' | 'ready' | 'stopping';
   readonly startedAt: number;
-  /** The `withhold` fault: serve no inputs, outputs or traces of receipts (tests only). */
-  readonly withhold: boolean;
+  /** The `withhold` fault (tests only): `inputs` hides receipts' data, `batches` whole batches. */
+  readonly withhold: Withhold;
   /** The verifier and committee roles, when the node has them. */
   verifier(): VerifierRole | undefined;
   readonly roles: readonly NodeRole[];

@@ -126,7 +126,7 @@ export async function createNode(
   let verifier: VerifierRole | undefined;
   const actions: ChainAction[] = [];
   const has = (role: (typeof config.roles)[number]) => config.roles.includes(role);
-  const withhold = config.fault?.withhold ?? false;
+  const withhold = config.fault?.withhold ?? 'none';
 
   const service = createInferService({
     db,

@@ -2,6 +2,9 @@ import { keccak256, type Hex } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   answerAvailability,
+  answerBatch,
+  challengeBatch,
+  getPublishedBatch,
   challengeAvailability,
   commitBatch,
   commitVote,
@@ -151,6 +154,59 @@ describe('DisputeManager: availability', () => {
     await expectRevert(challengeAvailability(chain.as(PROVIDER), base), 'SelfChallenge');
     await challengeAvailability(chain.as(CHALLENGER), base);
     await expectRevert(challengeAvailability(chain.as(CHALLENGER), base), 'AlreadyChallenged');
+  });
+});
+
+describe('DisputeManager: batch availability', () => {
+  /** A committed batch of `n` receipts by the provider, and their struct hashes in batch order. */
+  async function batchOf(n: number) {
+    const hashes = Array.from({ length: n }, (_, i) =>
+      receiptHash(makeReceipt({ provider: chain.address(PROVIDER), model, requestId: h(`b${n}-${i}`) })),
+    );
+    const tree = batchTree(hashes);
+    const { batchId } = await commitBatch(chain.as(PROVIDER), { root: tree.root, count: n, uri: 'http://p' });
+    return { batchId, hashes };
+  }
+
+  it('publishing the receipt hashes in order settles it; the hashes are then public on chain', async () => {
+    for (const n of [1, 2, 3, 7, 64]) {
+      const { batchId, hashes } = await batchOf(n);
+      const { challengeId } = await challengeBatch(chain.as(CHALLENGER), batchId);
+      expect((await getChallenge(chain.as(0), challengeId)).kind).toBe('unavailable-batch');
+      // the set of hashes is bound, and their order up to swapping two siblings (pair hashing is
+      // commutative); a foreign hash, or leaves from different subtrees swapped, rebuild another root
+      const foreign = [h('not in the batch'), ...hashes.slice(1)];
+      await expectRevert(
+        answerBatch(chain.as(PROVIDER), { challengeId, batchId, receiptHashes: foreign }),
+        'BatchMismatch',
+      );
+      if (n >= 3) {
+        const swapped = [hashes[n - 1]!, ...hashes.slice(1, n - 1), hashes[0]!];
+        await expectRevert(
+          answerBatch(chain.as(PROVIDER), { challengeId, batchId, receiptHashes: swapped }),
+          'BatchMismatch',
+        );
+      }
+      await expectRevert(
+        answerBatch(chain.as(PROVIDER), { challengeId, batchId, receiptHashes: hashes.slice(1) }),
+        'BatchMismatch',
+      );
+      await answerBatch(chain.as(PROVIDER), { challengeId, batchId, receiptHashes: hashes });
+      expect((await getChallenge(chain.as(0), challengeId)).status).toBe('rejected');
+      expect(await getPublishedBatch(chain.as(0), batchId)).toEqual(hashes);
+    }
+  });
+
+  it('an unanswered batch challenge slashes after the answer period; the provider cannot challenge itself', async () => {
+    const { batchId } = await batchOf(3);
+    await expectRevert(challengeBatch(chain.as(PROVIDER), batchId), 'SelfChallenge');
+    const { challengeId } = await challengeBatch(chain.as(CHALLENGER), batchId);
+    await expectRevert(challengeBatch(chain.as(CHALLENGER), batchId), 'AlreadyChallenged');
+    await expectRevert(resolveChallenge(chain.as(0), challengeId), 'TooEarly');
+    await chain.increaseTime(TEST_PARAMS.answerPeriodMs!);
+    const res = await resolveChallenge(chain.as(0), challengeId);
+    expect([res.status, res.slashed]).toEqual(['upheld', 100n * E18]);
+    expect(await getConvictedAt(chain.as(0), chain.address(PROVIDER))).toBeGreaterThan(0);
   });
 });
 

@@ -35,7 +35,7 @@ export function storedReceipt(row: ReceiptRow, ctx: NodeContext): StoredReceipt 
     ...(row.batch && batch?.batchId !== undefined
       ? { batch: { root: row.batch.root, proof: row.batch.proof, id: batch.batchId.toString() } }
       : {}),
-    ...(ctx.withhold
+    ...(ctx.withhold !== 'none'
       ? {}
       : {
           ...(row.inputs ? { inputs: base64(row.inputs) } : {}),

@@ -2,13 +2,19 @@ import type { Logger } from 'pino';
 import { getAddress, keccak256, type Address, type Hex } from 'viem';
 import {
   answerAvailability,
+  answerBatch,
   challengeAvailability,
+  challengeBatch,
   commitVote,
   getAvailabilityChallenges,
+  getBatch,
+  getBatchChallenges,
   getChallenge,
   getChallengedReceipt,
   getEvents,
   getProvider,
+  findChallenge,
+  getPublishedBatch,
   getVote,
   openChallenge,
   readChainParams,
@@ -26,11 +32,11 @@ import type { ModelPackage } from '../../protocol/manifest.js';
 import { batchTree } from '../../protocol/merkle.js';
 import { receiptHash, signedReceiptFromJson, type Receipt } from '../../protocol/receipt.js';
 import type { Engine } from '../../runtime/engine.js';
-import type { NodeRole } from '../config.js';
+import type { NodeRole, Withhold } from '../config.js';
 import type { NodeDb } from '../db.js';
 import type { Serial } from '../serial.js';
 import { isSampled, modelByDigest, recheck } from './check.js';
-import type { Duty, OpenedChallenge, Sample, SampleOutcome, VerifierStore } from './store.js';
+import type { Duty, OpenedChallenge, PendingBatch, Sample, SampleOutcome, VerifierStore } from './store.js';
 
 /*
  * The roles beside answering requests (DESIGN.md: "verifiers sample committed receipts, fetch the
@@ -65,8 +71,8 @@ export type VerifierRoleParameters = {
   readonly sampleRate: number;
   readonly dataDeadlineMs: number;
   readonly pollIntervalMs: number;
-  /** The `withhold` fault: never answer availability challenges (tests only). */
-  readonly withhold: boolean;
+  /** The `withhold` fault: a withholding provider answers no availability challenge (tests only). */
+  readonly withhold: Withhold;
 };
 
 export type VerifierStatus = {
@@ -159,99 +165,112 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     const latest = await p.chain.publicClient.getBlockNumber();
     for (const batch of store.pendingBatches()) {
       if (latest <= batch.block) continue; // the block whose hash decides the sample is not there yet
-      const late = Date.now() - batch.seenAt > p.dataDeadlineMs;
-      const { hash: blockHash } = await p.chain.publicClient.getBlock({ blockNumber: batch.block + 1n });
-      const listing = await fetchBatch(batch.provider, batch.root);
-      const receipts = listing?.receipts.map((r) => ({ ...r, signed: signedReceiptFromJson(r.receipt) }));
-      const tree = receipts?.length
-        ? batchTree(receipts.map((r) => receiptHash(r.signed.receipt)))
-        : undefined;
-      if (!receipts || tree?.root !== batch.root || receipts.length !== batch.count) {
-        if (late) {
-          // Without the receipts there is nothing to name on chain; DESIGN: see docs/verification.md.
-          log.warn(
-            { batchId: batch.batchId.toString(), provider: batch.provider },
-            'batch not served; gave up',
-          );
-          store.finishBatch(batch.batchId);
-        }
-        continue;
+      try {
+        await checkBatch(batch);
+      } catch (error) {
+        // one batch that fails (an RPC hiccup, a provider gone) must not hold up the others
+        log.error({ err: error, batchId: batch.batchId.toString() }, 'checking a batch failed; retrying');
       }
-      let waiting = false;
-      let withheld = false; // one availability challenge per batch is enough to slash
-      for (const [index, r] of receipts.entries()) {
-        const hash = receiptHash(r.signed.receipt);
-        const inputs = r.inputs === undefined ? undefined : unbase64(r.inputs);
-        const served = inputs !== undefined && keccak256(inputs) === r.signed.receipt.inputHash;
-        // Availability is checked for every receipt (fetching is cheap); re-execution only for a sample.
-        const sampled = isSampled({
-          blockHash: blockHash!,
+    }
+  }
+
+  /**
+   * Opens a challenge unless the chain already has one of this kind on this key that is not void
+   * (another verifier was first: two verifiers may draw the same receipt). Returns the challenge
+   * id, ours or theirs.
+   */
+  async function challengeOnce(
+    what:
+      { kind: 'wrong' | 'unavailable'; receiptHash: Hex } | { kind: 'unavailable-batch'; batchId: bigint },
+    provider: Address,
+    open: () => Promise<{ challengeId: bigint }>,
+    step?: number,
+  ): Promise<bigint> {
+    const existing = await findChallenge(p.chain, what);
+    if (existing !== undefined && (await getChallenge(p.chain, existing)).status !== 'void') return existing;
+    const { challengeId } = await tx(open);
+    store.addChallenge({
+      challengeId,
+      kind: what.kind,
+      receiptHash: 'receiptHash' in what ? what.receiptHash : (await getBatch(p.chain, what.batchId)).root,
+      provider,
+      openedAt: Date.now(),
+      step,
+    });
+    log.warn({ challengeId: challengeId.toString(), provider, kind: what.kind, step }, 'challenge opened');
+    return challengeId;
+  }
+
+  async function checkBatch(batch: PendingBatch): Promise<void> {
+    const late = Date.now() - batch.seenAt > p.dataDeadlineMs;
+    const { hash: blockHash } = await p.chain.publicClient.getBlock({ blockNumber: batch.block + 1n });
+    const listing = await fetchBatch(batch.provider, batch.root);
+    const receipts = listing?.receipts.map((r) => ({ ...r, signed: signedReceiptFromJson(r.receipt) }));
+    const tree = receipts?.length ? batchTree(receipts.map((r) => receiptHash(r.signed.receipt))) : undefined;
+    if (!receipts || !tree || tree.root !== batch.root || receipts.length !== batch.count) {
+      if (late) await withheldBatch(batch);
+      return;
+    }
+    let waiting = false;
+    let withheld = false; // one availability challenge per batch is enough to slash
+    for (const [index, r] of receipts.entries()) {
+      const hash = receiptHash(r.signed.receipt);
+      const inputs = r.inputs === undefined ? undefined : unbase64(r.inputs);
+      const served = inputs !== undefined && keccak256(inputs) === r.signed.receipt.inputHash;
+      // Availability is checked for every receipt (fetching is cheap); re-execution only for a sample.
+      const sampled = isSampled({ blockHash: blockHash!, receiptHash: hash, verifier: me, p: p.sampleRate });
+      if ((served || withheld) && !sampled) continue;
+      if (store.getSample(hash)) continue;
+      const record = (outcome: SampleOutcome, detail: string, extra: Partial<Sample> = {}) =>
+        store.putSample({
           receiptHash: hash,
-          verifier: me,
-          p: p.sampleRate,
+          batchId: batch.batchId,
+          provider: batch.provider,
+          outcome,
+          detail,
+          computeMs: 0,
+          challengeId: undefined,
+          at: Date.now(),
+          ...extra,
         });
-        if ((served || withheld) && !sampled) continue;
-        if (store.getSample(hash)) continue;
-        const record = (outcome: SampleOutcome, detail: string, extra: Partial<Sample> = {}) =>
-          store.putSample({
-            receiptHash: hash,
-            batchId: batch.batchId,
-            provider: batch.provider,
-            outcome,
-            detail,
-            computeMs: 0,
-            challengeId: undefined,
-            at: Date.now(),
-            ...extra,
-          });
-        if (!served) {
-          if (!late) {
-            waiting = true;
-            continue;
-          }
-          withheld = true;
-          const { challengeId } = await tx(() =>
+      if (!served) {
+        waiting ||= !late;
+        if (!late) continue;
+        withheld = true;
+        const challengeId = await challengeOnce(
+          { kind: 'unavailable', receiptHash: hash },
+          batch.provider,
+          () =>
             challengeAvailability(p.chain, {
               provider: batch.provider,
               batchId: batch.batchId,
               receiptHash: hash,
               proof: tree.proof(index),
             }),
-          );
-          store.addChallenge({
-            challengeId,
-            kind: 'unavailable',
-            receiptHash: hash,
-            provider: batch.provider,
-            openedAt: Date.now(),
-            step: undefined,
-          });
-          record('unavailable', 'inputs not served in time', { challengeId });
-          log.warn(
-            { challengeId: challengeId.toString(), provider: batch.provider },
-            'challenged: data withheld',
-          );
-          continue;
-        }
-        const outputs = r.outputs === undefined ? undefined : unbase64(r.outputs);
-        const found = await recheck({
-          receipt: r.signed.receipt,
-          inputs,
-          ...(outputs ? { outputs } : {}),
-          ...(r.trace ? { trace: r.trace } : {}),
-          engine: p.engine,
-          models: p.models,
+        );
+        record('unavailable', 'inputs not served in time', { challengeId });
+        continue;
+      }
+      const outputs = r.outputs === undefined ? undefined : unbase64(r.outputs);
+      const found = await recheck({
+        receipt: r.signed.receipt,
+        inputs,
+        ...(outputs ? { outputs } : {}),
+        ...(r.trace ? { trace: r.trace } : {}),
+        engine: p.engine,
+        models: p.models,
+      });
+      if (found.kind !== 'mismatch') {
+        record(found.kind, found.kind === 'match' ? 'outputs agree' : found.detail, {
+          computeMs: found.kind === 'match' ? found.computeMs : 0,
         });
-        if (found.kind === 'skipped') {
-          record('skipped', found.detail);
-          continue;
-        }
-        if (found.kind === 'match') {
-          record('match', 'outputs agree', { computeMs: found.computeMs });
-          continue;
-        }
-        store.putEvidence(hash, { receipt: r.receipt, inputs, outputs });
-        const { challengeId } = await tx(() =>
+        continue;
+      }
+      store.putEvidence(hash, { receipt: r.receipt, inputs, outputs });
+      const challengeId = await challengeOnce(
+        { kind: 'wrong', receiptHash: hash },
+        batch.provider,
+        () =>
           openChallenge(p.chain, {
             receipt: r.signed.receipt,
             batchId: batch.batchId,
@@ -259,23 +278,51 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
             inputsUri: `${p.url()}/v1/evidence/${hash}`,
             ...(found.divergence ? { divergence: found.divergence } : {}),
           }),
-        );
-        store.addChallenge({
-          challengeId,
-          kind: 'wrong',
-          receiptHash: hash,
-          provider: batch.provider,
-          openedAt: Date.now(),
-          step: found.divergence?.step,
-        });
-        record('mismatch', found.detail, { computeMs: found.computeMs, challengeId });
-        log.warn(
-          { challengeId: challengeId.toString(), provider: batch.provider, step: found.divergence?.step },
-          'challenged: wrong answer',
-        );
-      }
-      if (!waiting) store.finishBatch(batch.batchId);
+        found.divergence?.step,
+      );
+      record('mismatch', found.detail, { computeMs: found.computeMs, challengeId });
     }
+    if (!waiting) store.finishBatch(batch.batchId);
+  }
+
+  /**
+   * A batch whose list of receipts its provider does not serve: challenge the batch, so the
+   * provider must publish the receipt hashes on chain; once published, challenge the first
+   * receipt's availability (its answer publishes the receipt and its inputs). The batch is done
+   * when the batch challenge is upheld (slashed) or the receipt challenge is open.
+   */
+  async function withheldBatch(batch: PendingBatch): Promise<void> {
+    const published = await getPublishedBatch(p.chain, batch.batchId);
+    if (!published) {
+      const challengeId = await challengeOnce(
+        { kind: 'unavailable-batch', batchId: batch.batchId },
+        batch.provider,
+        () => challengeBatch(p.chain, batch.batchId),
+      );
+      // slashed: nothing more to learn from this batch
+      if ((await getChallenge(p.chain, challengeId)).status === 'upheld') store.finishBatch(batch.batchId);
+      return;
+    }
+    const first = published[0]!;
+    const challengeId = await challengeOnce({ kind: 'unavailable', receiptHash: first }, batch.provider, () =>
+      challengeAvailability(p.chain, {
+        provider: batch.provider,
+        batchId: batch.batchId,
+        receiptHash: first,
+        proof: batchTree(published).proof(0),
+      }),
+    );
+    store.putSample({
+      receiptHash: first,
+      batchId: batch.batchId,
+      provider: batch.provider,
+      outcome: 'unavailable',
+      detail: 'receipts published only on chain; inputs not served',
+      computeMs: 0,
+      challengeId,
+      at: Date.now(),
+    });
+    store.finishBatch(batch.batchId);
   }
 
   /** Resolves a challenge once it is due; true once it is settled on chain. */
@@ -416,9 +463,18 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     const from = store.cursor('availability') ?? p.chain.deployment.startBlock;
     const latest = await p.chain.publicClient.getBlockNumber();
     if (latest < from) return;
+    if (p.withhold !== 'none') return store.setCursor('availability', latest + 1n);
+    for (const e of await getBatchChallenges(p.chain, { provider: me, fromBlock: from })) {
+      const { root } = await getBatch(p.chain, e.args.batchId);
+      const receiptHashes = p.db.batchReceipts(root).map((r) => r.leaf);
+      if ((await getChallenge(p.chain, e.args.id)).status !== 'open') continue;
+      await tx(() =>
+        answerBatch(p.chain, { challengeId: e.args.id, batchId: e.args.batchId, receiptHashes }),
+      );
+      log.info({ challengeId: e.args.id.toString() }, 'batch availability challenge answered on chain');
+    }
     const events = await getAvailabilityChallenges(p.chain, { provider: me, fromBlock: from });
     for (const e of events) {
-      if (p.withhold) continue;
       const row = p.db.getReceiptByHash(e.args.receiptHash);
       if (!row?.inputs) {
         log.error(

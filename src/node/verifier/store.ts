@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Address, Hex } from 'viem';
+import type { ChallengeKind } from '../../chain/index.js';
 import type { SignedReceiptJson } from '../../protocol/receipt.js';
 
 /*
@@ -85,7 +86,8 @@ export type PendingBatch = {
 
 export type OpenedChallenge = {
   readonly challengeId: bigint;
-  readonly kind: 'wrong' | 'unavailable';
+  readonly kind: ChallengeKind;
+  /** The receipt struct hash; for `unavailable-batch`, the batch root. */
   readonly receiptHash: Hex;
   readonly provider: Address;
   readonly openedAt: number;
@@ -139,7 +141,7 @@ export function openVerifierStore(path: string) {
   };
   type RawChallenge = {
     challenge_id: string;
-    kind: 'wrong' | 'unavailable';
+    kind: ChallengeKind;
     receipt_hash: string;
     provider: string;
     opened_at: number;
