@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {DisputeManaged} from "./DisputeManaged.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 
@@ -23,7 +24,7 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 ///         paid for came before the conviction. A channel holds one sum: redeeming while a hold
 ///         runs adds to it and restarts it, so a provider is paid steadily by redeeming at most
 ///         once per hold period.
-contract PaymentEscrow is EIP712, ReentrancyGuard {
+contract PaymentEscrow is EIP712, ReentrancyGuard, DisputeManaged {
     using SafeERC20 for IERC20;
 
     bytes32 public constant VOUCHER_TYPEHASH = keccak256("Voucher(address client,address provider,uint256 amount)");
@@ -51,8 +52,6 @@ contract PaymentEscrow is EIP712, ReentrancyGuard {
     /// @notice Seconds a redemption is held before the provider receives it; must outlast the
     ///         challenge window and a dispute, or a cheater is paid before it is caught.
     uint64 public immutable holdPeriod;
-    address public immutable deployer;
-    address public disputeManager;
 
     mapping(address client => uint256) public deposits;
     mapping(address client => mapping(address provider => uint256)) public redeemed;
@@ -71,40 +70,24 @@ contract PaymentEscrow is EIP712, ReentrancyGuard {
     event Released(address indexed client, address indexed provider, uint256 amount);
     event Refunded(address indexed client, address indexed provider, uint256 amount);
     event Convicted(address indexed provider, uint64 timestamp);
-    event DisputeManagerSet(address disputeManager);
 
     error ZeroAmount();
-    error ZeroAddress();
     error NotVoucherProvider(address caller, address provider);
     error InvalidVoucherSignature(address recovered, address client);
     error VoucherAlreadyRedeemed(uint256 amount, uint256 redeemed);
     error InsufficientDeposit(uint256 balance);
     error NoWithdrawalPending();
     error WithdrawalLocked(uint64 unlocksAt);
-    error NotDeployer();
-    error AlreadyWired();
-    error NotDisputeManager(address caller);
 
     constructor(IERC20 token_, uint64 withdrawalDelay_, uint64 holdPeriod_) EIP712("Glassbox", "1") {
         if (address(token_) == address(0)) revert ZeroAddress();
         token = token_;
         withdrawalDelay = withdrawalDelay_;
         holdPeriod = holdPeriod_;
-        deployer = msg.sender;
-    }
-
-    /// @notice Wires the DisputeManager, once, by the deployer: the only caller of `convict`.
-    function setDisputeManager(address disputeManager_) external {
-        if (msg.sender != deployer) revert NotDeployer();
-        if (disputeManager != address(0)) revert AlreadyWired();
-        if (disputeManager_ == address(0)) revert ZeroAddress();
-        disputeManager = disputeManager_;
-        emit DisputeManagerSet(disputeManager_);
     }
 
     /// @notice Records that `provider` was caught (DisputeManager only): what it holds is refunded.
-    function convict(address provider) external {
-        if (msg.sender != disputeManager) revert NotDisputeManager(msg.sender);
+    function convict(address provider) external onlyDisputeManager {
         convictedAt[provider] = uint64(block.timestamp);
         emit Convicted(provider, uint64(block.timestamp));
     }

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {DisputeManaged} from "./DisputeManaged.sol";
 import {ModelRegistry} from "./ModelRegistry.sol";
 
 /// @title ProviderRegistry
@@ -14,7 +15,7 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 ///         slashable, so the unbonding delay must outlast the challenge window and a dispute.
 ///         While a challenge against a provider is open, the DisputeManager holds a lock on it and
 ///         nothing (staked or unbonding) can be withdrawn, however long the dispute takes.
-contract ProviderRegistry is ReentrancyGuard {
+contract ProviderRegistry is ReentrancyGuard, DisputeManaged {
     using SafeERC20 for IERC20;
 
     struct Provider {
@@ -47,8 +48,6 @@ contract ProviderRegistry is ReentrancyGuard {
     uint64 public immutable unbondingDelay;
     /// @notice Seconds before a price increase takes effect.
     uint64 public immutable priceNoticePeriod;
-    address public immutable deployer;
-    address public disputeManager;
 
     mapping(address account => Provider) private _providers;
     mapping(address account => mapping(bytes32 model => Offer)) private _offers;
@@ -73,16 +72,11 @@ contract ProviderRegistry is ReentrancyGuard {
     event Resumed(address indexed provider);
     event Slashed(address indexed provider, uint256 amount);
     event VoterSet(address indexed provider, bool voter);
-    event DisputeManagerSet(address disputeManager);
 
-    error NotDeployer();
-    error AlreadyWired();
-    error NotDisputeManager(address caller);
     error AlreadyRegistered(address provider);
     error NotRegistered(address provider);
     error StakeBelowMinimum(uint256 stake, uint256 minimum);
     error ZeroAmount();
-    error ZeroAddress();
     error EmptyEndpoint();
     error SignerTaken(address key, address provider);
     error InsufficientStake(uint256 requested, uint256 stake);
@@ -115,16 +109,6 @@ contract ProviderRegistry is ReentrancyGuard {
         minStake = minStake_;
         unbondingDelay = unbondingDelay_;
         priceNoticePeriod = priceNoticePeriod_;
-        deployer = msg.sender;
-    }
-
-    /// @notice Wires the DisputeManager, once, by the deployer (the two contracts reference each other).
-    function setDisputeManager(address disputeManager_) external {
-        if (msg.sender != deployer) revert NotDeployer();
-        if (disputeManager != address(0)) revert AlreadyWired();
-        if (disputeManager_ == address(0)) revert ZeroAddress();
-        disputeManager = disputeManager_;
-        emit DisputeManagerSet(disputeManager_);
     }
 
     // ---- stake ----
@@ -291,21 +275,18 @@ contract ProviderRegistry is ReentrancyGuard {
     // ---- slashing ----
 
     /// @notice Counts one more open challenge against `provider`, freezing withdrawals (DisputeManager only).
-    function lockStake(address provider) external {
-        if (msg.sender != disputeManager) revert NotDisputeManager(msg.sender);
+    function lockStake(address provider) external onlyDisputeManager {
         ++openChallenges[provider];
     }
 
     /// @notice Counts one challenge against `provider` as settled (DisputeManager only).
-    function unlockStake(address provider) external {
-        if (msg.sender != disputeManager) revert NotDisputeManager(msg.sender);
+    function unlockStake(address provider) external onlyDisputeManager {
         --openChallenges[provider];
     }
 
     /// @notice Takes up to `amount` from the provider's stake, then from what is unbonding, and
     ///         sends it to the DisputeManager. Returns what was taken.
-    function slash(address provider, uint256 amount) external nonReentrant returns (uint256 taken) {
-        if (msg.sender != disputeManager) revert NotDisputeManager(msg.sender);
+    function slash(address provider, uint256 amount) external nonReentrant onlyDisputeManager returns (uint256 taken) {
         Provider storage p = _providers[provider];
         uint256 fromStake = amount < p.stake ? amount : p.stake;
         p.stake -= fromStake;

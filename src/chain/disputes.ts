@@ -84,20 +84,30 @@ export async function openChallenge(
  * Challenges a provider to publish a committed receipt (by struct hash, with its inclusion proof
  * in batch `batchId`) and its inputs within the answer period; unanswered, it is slashed.
  */
-export async function challengeAvailability(
+export function challengeAvailability(
   client: GlassboxClient,
   params: { provider: Address; batchId: bigint; receiptHash: Hex; proof: readonly Hex[] },
 ): Promise<TxResult & { challengeId: bigint; answerDeadlineMs: number }> {
-  await ensureAllowance(client, 'disputeManager', client.deployment.params.challengeBond);
-  const tx = await sendTo(client, 'disputeManager', 'challengeAvailability', [
+  return openDataChallenge(client, 'challengeAvailability', 'AvailabilityChallenged', [
     params.provider,
     params.batchId,
     params.receiptHash,
     params.proof,
   ]);
+}
+
+/** Posts the bond and opens a data-availability challenge; returns its id and answer deadline. */
+async function openDataChallenge(
+  client: GlassboxClient,
+  functionName: 'challengeAvailability' | 'challengeBatch',
+  eventName: 'AvailabilityChallenged' | 'BatchChallenged',
+  args: readonly unknown[],
+): Promise<TxResult & { challengeId: bigint; answerDeadlineMs: number }> {
+  await ensureAllowance(client, 'disputeManager', client.deployment.params.challengeBond);
+  const tx = await sendTo(client, 'disputeManager', functionName, args);
   const [event] = eventsOf<{ id: bigint; answerDeadline: bigint }>(
     ABIS.disputeManager,
-    'AvailabilityChallenged',
+    eventName,
     tx.receipt.logs,
   );
   return { ...tx, challengeId: event!.id, answerDeadlineMs: secondsToMs(event!.answerDeadline) };
@@ -119,18 +129,11 @@ export function answerAvailability(
  * Challenges the provider of batch `batchId` to publish the batch's receipt hashes (in order,
  * rebuilding the committed root) within the answer period; unanswered, it is slashed.
  */
-export async function challengeBatch(
+export function challengeBatch(
   client: GlassboxClient,
   batchId: bigint,
 ): Promise<TxResult & { challengeId: bigint; answerDeadlineMs: number }> {
-  await ensureAllowance(client, 'disputeManager', client.deployment.params.challengeBond);
-  const tx = await sendTo(client, 'disputeManager', 'challengeBatch', [batchId]);
-  const [event] = eventsOf<{ id: bigint; answerDeadline: bigint }>(
-    ABIS.disputeManager,
-    'BatchChallenged',
-    tx.receipt.logs,
-  );
-  return { ...tx, challengeId: event!.id, answerDeadlineMs: secondsToMs(event!.answerDeadline) };
+  return openDataChallenge(client, 'challengeBatch', 'BatchChallenged', [batchId]);
 }
 
 /** Publishes a challenged batch's receipt struct hashes, in batch order, settling it for the provider. */
