@@ -393,6 +393,12 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       return { guilty: false, detail: 'cannot judge: model or runtime not available here', computeMs: 0 };
     const run = await p.engine.run(pkg, decodeTensors(inputs), { trace: true });
     const ours = run.trace?.steps[d.step]?.hash;
+    if (ours === undefined)
+      return {
+        guilty: false,
+        detail: `cannot judge: our trace has no step ${d.step}`,
+        computeMs: run.durationMs,
+      };
     const guilty = ours !== d.providerHash;
     return {
       guilty,
