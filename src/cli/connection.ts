@@ -2,6 +2,7 @@ import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { isHex, type Hex } from 'viem';
+import { connect, readDeployment, type GlassboxClient } from '../chain/index.js';
 import { createClient, type Client } from '../sdk/index.js';
 import { parsePositiveInt } from './args.js';
 import { glassboxHome, usageError } from './io.js';
@@ -75,4 +76,10 @@ export async function openClient(
     account: connection.privateKey,
     ...extra,
   });
+}
+
+/** A read-only view of the chain: no key needed (commands that only read, like `disputes`). */
+export async function openChain(connection: Connection): Promise<GlassboxClient> {
+  const deployment = await readDeployment(connection.deploymentFile);
+  return { ...connect({ rpcUrl: connection.rpcUrl, chainId: connection.chainId }), deployment };
 }

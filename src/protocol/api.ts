@@ -15,7 +15,7 @@ import type { SignedVoucher } from './voucher.js';
  *   GET  /v1/models         -> ModelsResponse
  *   GET  /v1/receipts/:id   -> StoredReceipt (a request id)
  *   GET  /v1/batches/:root  -> BatchResponse
- *   GET  /v1/evidence/:hash -> Evidence (a verifier's, for the committee of its challenge)
+ *   GET  /v1/evidence/:hash -> EvidenceResponse (a verifier's, for the committee of its challenge)
  *   GET  /v1/status         -> NodeStatus (roles, and what the verifier and committee member did)
  *   GET  /v1/blobs/:cid     -> the blob's bytes
  *   GET  /health, GET /metrics (Prometheus)

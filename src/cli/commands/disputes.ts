@@ -10,40 +10,33 @@ import {
 import { runCheatersScenario, scenarioHeld, scenarioTable } from '../../devnet/scenario.js';
 import type { VerifierStatus } from '../../node/verifier/index.js';
 import { GlassboxError } from '../../protocol/errors.js';
-import { connectionOptions, openClient, resolveConnection, type ConnectionFlags } from '../connection.js';
+import { connectionOptions, openChain, resolveConnection, type ConnectionFlags } from '../connection.js';
 import { printFields, toJson, usageError } from '../io.js';
 import { jsonOption } from '../options.js';
 import type { Context } from '../program.js';
-import { closeClient } from '../../sdk/index.js';
 
 /** `glassbox disputes`, `glassbox node status` and `glassbox scenario`: what keeps providers honest. */
 export function registerDisputeCommands(program: Command, node: Command, ctx: Context): void {
   connectionOptions(jsonOption(program.command('disputes')))
     .description('list challenges on chain: kind, status, committee and votes, outcome and amounts')
     .action(async (flags: ConnectionFlags & { json: boolean }) => {
-      const client = await openClient(await resolveConnection(flags));
-      try {
-        const count = await getChallengeCount(client.chain);
-        const resolved = new Map(
-          (await getChallengesResolved(client.chain)).map((e) => [e.args.id, e.args] as const),
+      const chain = await openChain(await resolveConnection(flags));
+      const count = await getChallengeCount(chain);
+      const resolved = new Map((await getChallengesResolved(chain)).map((e) => [e.args.id, e.args] as const));
+      const rows = [];
+      for (let id = 0n; id < count; id++) {
+        const c = await getChallenge(chain, id);
+        const votes = await Promise.all(
+          c.committee.map(async (member) => ({
+            member,
+            ...(await getVote(chain, { challengeId: id, member })),
+          })),
         );
-        const rows = [];
-        for (let id = 0n; id < count; id++) {
-          const c = await getChallenge(client.chain, id);
-          const votes = await Promise.all(
-            c.committee.map(async (member) => ({
-              member,
-              ...(await getVote(client.chain, { challengeId: id, member })),
-            })),
-          );
-          rows.push({ ...c, votes, outcome: resolved.get(id) });
-        }
-        if (flags.json) return ctx.io.out(toJson(rows));
-        if (rows.length === 0) return ctx.io.out('no disputes');
-        for (const r of rows) printDispute(ctx, r);
-      } finally {
-        await closeClient(client);
+        rows.push({ ...c, votes, outcome: resolved.get(id) });
       }
+      if (flags.json) return ctx.io.out(toJson(rows));
+      if (rows.length === 0) return ctx.io.out('no disputes');
+      for (const r of rows) printDispute(ctx, r);
     });
 
   jsonOption(node.command('status'))
