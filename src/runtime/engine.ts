@@ -2,7 +2,7 @@ import type { Hex } from 'viem';
 import type { ModelPackage } from '../protocol/manifest.js';
 import type { RuntimeProfile } from '../protocol/runtime-profile.js';
 import type { TensorMap } from '../protocol/tensor.js';
-import type { Trace } from './trace.js';
+import type { Trace, TraceStep } from './trace.js';
 
 export type { Divergence, Trace, TraceStep } from './trace.js';
 
@@ -19,6 +19,17 @@ export type Engine = {
    * model and hashes inputs and declared outputs. Refusals are GlassboxErrors naming the field.
    */
   run(pkg: ModelPackage, inputs: TensorMap, options?: RunOptions): Promise<RunResult>;
+  /**
+   * Runs the traced model only up to traced step `step` and returns that step (its hash is the
+   * one a whole traced run gives): how a committee member checks the operator a bisected
+   * challenge names without running the rest of the model.
+   */
+  traceStep(
+    pkg: ModelPackage,
+    inputs: TensorMap,
+    step: number,
+    options?: RunOptions,
+  ): Promise<TraceStepResult>;
   /** Releases cached sessions; runs in flight finish first. */
   close(): Promise<void>;
 };
@@ -46,6 +57,12 @@ export type RunResult = {
   readonly traceRoot: Hex;
   readonly trace?: Trace;
   /** Wall time of the model run itself (not loading it), in ms. */
+  readonly durationMs: number;
+};
+
+export type TraceStepResult = {
+  readonly step: TraceStep;
+  /** Wall time of the (partial) run, in ms. */
   readonly durationMs: number;
 };
 

@@ -230,3 +230,34 @@ describe('tracing graphs beyond the examples', () => {
     }
   });
 });
+
+describe.each(EXAMPLES)('re-running %s only up to one step', (name) => {
+  it.each(LEVELS)('at %s: every step of a cut graph hashes as in the whole traced run', async (level) => {
+    const pkg = await examplePackage(name);
+    const inputs = exampleSamples(pkg, name);
+    const e = engine({ graphOptimizationLevel: level, maxSessions: 64 });
+    const whole = await e.run(pkg, inputs, { trace: true });
+    const steps = whole.trace!.steps;
+    const probes = [
+      ...new Set([0, 1, Math.floor(steps.length / 3), Math.floor(steps.length / 2), steps.length - 1]),
+    ];
+    for (const step of probes.filter((s) => s < steps.length)) {
+      const partial = await e.traceStep(pkg, inputs, step);
+      expect(partial.step).toEqual(steps[step]);
+    }
+  });
+});
+
+describe('traceStep refusals', () => {
+  it('names a step the trace does not have, and a step that is not an index', async () => {
+    const pkg = await examplePackage('iris');
+    const inputs = exampleSamples(pkg, 'iris');
+    const e = engine();
+    const { trace } = await e.run(pkg, inputs, { trace: true });
+    await expect(e.traceStep(pkg, inputs, trace!.steps.length)).rejects.toMatchObject({
+      code: 'REQUEST_INVALID',
+      field: 'step',
+    });
+    await expect(e.traceStep(pkg, inputs, -1)).rejects.toMatchObject({ code: 'REQUEST_INVALID' });
+  });
+});

@@ -31,7 +31,7 @@ import { isGlassboxError } from '../../protocol/errors.js';
 import type { ModelPackage } from '../../protocol/manifest.js';
 import { batchTree } from '../../protocol/merkle.js';
 import { receiptHash, signedReceiptFromJson, type Receipt } from '../../protocol/receipt.js';
-import type { Engine } from '../../runtime/engine.js';
+import type { Engine, TraceStepResult } from '../../runtime/engine.js';
 import type { NodeRole, Withhold } from '../config.js';
 import type { NodeDb } from '../db.js';
 import type { Serial } from '../serial.js';
@@ -391,19 +391,18 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     const pkg = modelByDigest(p.models, receipt.model);
     if (!pkg || receipt.runtime !== p.engine.runtimeHash)
       return { guilty: false, detail: 'cannot judge: model or runtime not available here', computeMs: 0 };
-    const run = await p.engine.run(pkg, decodeTensors(inputs), { trace: true });
-    const ours = run.trace?.steps[d.step]?.hash;
-    if (ours === undefined)
-      return {
-        guilty: false,
-        detail: `cannot judge: our trace has no step ${d.step}`,
-        computeMs: run.durationMs,
-      };
-    const guilty = ours !== d.providerHash;
+    // Only up to the named operator: nothing after it bears on the verdict.
+    let ours: TraceStepResult;
+    try {
+      ours = await p.engine.traceStep(pkg, decodeTensors(inputs), d.step);
+    } catch (error) {
+      if (!isGlassboxError(error, 'REQUEST_INVALID')) throw error;
+      return { guilty: false, detail: `cannot judge: our trace has no step ${d.step}`, computeMs: 0 };
+    }
     return {
-      guilty,
-      detail: `step ${d.step}: ours ${ours}, provider ${d.providerHash}, challenger ${d.challengerHash}`,
-      computeMs: run.durationMs,
+      guilty: ours.step.hash !== d.providerHash,
+      detail: `step ${d.step} (${ours.step.op} ${ours.step.node}): ours ${ours.step.hash}, provider ${d.providerHash}, challenger ${d.challengerHash}`,
+      computeMs: ours.durationMs,
     };
   }
 

@@ -17,6 +17,7 @@ import {
   type RunOptions,
   type RunResult,
   type RuntimeLimits,
+  type TraceStepResult,
 } from '../engine.js';
 import { withTimeout } from '../timeout.js';
 import { traceOf, type Trace } from '../trace.js';
@@ -44,6 +45,9 @@ export type OnnxEngineOptions = {
   /** How many sessions stay loaded (least recently used are released first); traced ones count. */
   readonly maxSessions?: number;
 };
+
+/** Which session of a model: as is, traced, or traced and cut after a step (a number). */
+type SessionKind = 'plain' | 'trace' | number;
 
 /** A loaded session; released once it is evicted and no run is using it. */
 type Loaded = {
@@ -85,7 +89,8 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
     ...(Object.keys(profile.options).length === 0 ? {} : { extra: nestConfig(profile.options) }),
   };
 
-  async function load(pkg: ModelPackage, trace: boolean): Promise<Loaded> {
+  /** The model's entry file, checked against the size limit. */
+  function entryOf(pkg: ModelPackage): Uint8Array {
     const { manifest } = pkg;
     const entry = pkg.files.get(manifest.entry);
     if (!entry)
@@ -100,21 +105,34 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
         `model ${pkg.id} is ${size} bytes, above the limit of ${limits.maxModelBytes}`,
         { field: 'model', details: { size, limit: limits.maxModelBytes } },
       );
-    const field = `files.${manifest.entry}`;
-    const exposed = trace ? withField(field, () => exposeIntermediates(entry)) : undefined;
-    let session: ort.InferenceSession;
+    return entry;
+  }
+
+  async function createSession(pkg: ModelPackage, bytes: Uint8Array): Promise<ort.InferenceSession> {
     try {
-      session = await ort.InferenceSession.create(exposed?.bytes ?? entry, sessionOptions);
+      return await ort.InferenceSession.create(bytes, sessionOptions);
     } catch (cause) {
       throw new GlassboxError(
         'MODEL_INVALID',
         `onnxruntime cannot load model ${pkg.id}: ${firstLine(cause)}`,
         {
-          field,
+          field: `files.${pkg.manifest.entry}`,
           cause,
         },
       );
     }
+  }
+
+  function load(pkg: ModelPackage, kind: SessionKind): Promise<Loaded> {
+    return typeof kind === 'number' ? loadPrefix(pkg, kind) : loadWhole(pkg, kind === 'trace');
+  }
+
+  async function loadWhole(pkg: ModelPackage, trace: boolean): Promise<Loaded> {
+    const { manifest } = pkg;
+    const entry = entryOf(pkg);
+    const field = `files.${manifest.entry}`;
+    const exposed = trace ? withField(field, () => exposeIntermediates(entry)) : undefined;
+    const session = await createSession(pkg, exposed?.bytes ?? entry);
     try {
       // The manifest must describe this graph; a mismatch would otherwise surface mid-run.
       manifest.inputs.forEach((spec, i) => {
@@ -140,13 +158,40 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
     }
   }
 
-  function session(pkg: ModelPackage, trace: boolean): Promise<Loaded> {
-    const key = trace ? `${pkg.id}#trace` : pkg.id;
+  /**
+   * The traced graph cut after step `step`. Steps count only tensor-valued node outputs, which the
+   * session reports once it is built, so the cut starts at the same raw position and moves later
+   * past any non-tensor outputs before it.
+   */
+  async function loadPrefix(pkg: ModelPackage, step: number): Promise<Loaded> {
+    const entry = entryOf(pkg);
+    const field = `files.${pkg.manifest.entry}`;
+    for (let through = step; ;) {
+      const exposed = withField(field, () => exposeIntermediates(entry, through));
+      const session = await createSession(pkg, exposed.bytes);
+      const points = withField(field, () => tracePoints(exposed.points, session.outputMetadata));
+      if (points.length > step)
+        return { session, fetches: [points[step]!.output], points, active: 0, evicted: false };
+      await session.release().catch(() => undefined);
+      if (exposed.complete)
+        throw new GlassboxError(
+          'REQUEST_INVALID',
+          `model ${pkg.id} has ${points.length} trace steps, not ${step + 1}`,
+          {
+            field: 'step',
+          },
+        );
+      through += step + 1 - points.length;
+    }
+  }
+
+  function session(pkg: ModelPackage, kind: SessionKind): Promise<Loaded> {
+    const key = kind === 'plain' ? pkg.id : kind === 'trace' ? `${pkg.id}#trace` : `${pkg.id}#trace@${kind}`;
     let loaded = sessions.get(key);
     if (loaded) {
       sessions.delete(key); // re-insert: now the most recently used
     } else {
-      const loading = load(pkg, trace);
+      const loading = load(pkg, kind);
       // A model that failed to load is not remembered: the next run tries again.
       loading.catch(() => {
         if (sessions.get(key) === loading) sessions.delete(key);
@@ -169,32 +214,8 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
 
   async function run(pkg: ModelPackage, inputs: TensorMap, runOptions: RunOptions = {}): Promise<RunResult> {
     checkInputs(pkg.manifest.inputs, inputs, limits);
-    const loaded = await session(pkg, runOptions.trace ?? false);
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const spec of pkg.manifest.inputs) feeds[spec.name] = toOrt(inputs[spec.name]!);
-    loaded.active++;
-    const work = loaded.session.run(feeds, [...loaded.fetches]).finally(() => {
-      loaded.active--;
-      releaseWhenIdle(loaded);
-    });
-    let raw: ort.InferenceSession.ReturnType;
-    let durationMs: number;
-    try {
-      ({ value: raw, durationMs } = await withTimeout(
-        work,
-        runOptions.timeoutMs ?? limits.timeoutMs,
-        `model ${pkg.id}`,
-      ));
-    } catch (cause) {
-      if (isGlassboxError(cause, 'RUN_TIMEOUT')) throw cause;
-      throw new GlassboxError(
-        'RUN_FAILED',
-        `onnxruntime failed running model ${pkg.id}: ${firstLine(cause)}`,
-        {
-          cause,
-        },
-      );
-    }
+    const loaded = await session(pkg, runOptions.trace ? 'trace' : 'plain');
+    const { raw, durationMs } = await execute(pkg, loaded, inputs, runOptions);
     const outputs: Record<string, Tensor> = {};
     for (const spec of pkg.manifest.outputs) {
       const value = raw[spec.name];
@@ -216,6 +237,58 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
     };
   }
 
+  async function traceStep(
+    pkg: ModelPackage,
+    inputs: TensorMap,
+    step: number,
+    runOptions: RunOptions = {},
+  ): Promise<TraceStepResult> {
+    if (!Number.isSafeInteger(step) || step < 0)
+      throw new GlassboxError('REQUEST_INVALID', `trace step ${step} is not a non-negative integer`, {
+        field: 'step',
+      });
+    checkInputs(pkg.manifest.inputs, inputs, limits);
+    const loaded = await session(pkg, step);
+    const { raw, durationMs } = await execute(pkg, loaded, inputs, runOptions);
+    const point = loaded.points![step]!;
+    const value = raw[point.output];
+    if (!value) throw new GlassboxError('RUN_FAILED', `the traced run did not produce ${point.output}`);
+    return { step: { ...point, hash: traceLeaf(point.output, value) }, durationMs };
+  }
+
+  /** Runs a loaded session on `inputs`, fetching what it fetches, within the time limit. */
+  async function execute(
+    pkg: ModelPackage,
+    loaded: Loaded,
+    inputs: TensorMap,
+    runOptions: RunOptions,
+  ): Promise<{ raw: ort.InferenceSession.ReturnType; durationMs: number }> {
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const spec of pkg.manifest.inputs) feeds[spec.name] = toOrt(inputs[spec.name]!);
+    loaded.active++;
+    const work = loaded.session.run(feeds, [...loaded.fetches]).finally(() => {
+      loaded.active--;
+      releaseWhenIdle(loaded);
+    });
+    try {
+      const { value, durationMs } = await withTimeout(
+        work,
+        runOptions.timeoutMs ?? limits.timeoutMs,
+        `model ${pkg.id}`,
+      );
+      return { raw: value, durationMs };
+    } catch (cause) {
+      if (isGlassboxError(cause, 'RUN_TIMEOUT')) throw cause;
+      throw new GlassboxError(
+        'RUN_FAILED',
+        `onnxruntime failed running model ${pkg.id}: ${firstLine(cause)}`,
+        {
+          cause,
+        },
+      );
+    }
+  }
+
   async function close(): Promise<void> {
     const all = [...sessions.values()];
     sessions.clear();
@@ -227,7 +300,7 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
     }
   }
 
-  return { profile, runtimeHash: hash, run, close };
+  return { profile, runtimeHash: hash, run, traceStep, close };
 }
 
 /** Hashes each traced tensor, in graph order, and builds the Merkle tree over them. */

@@ -29,8 +29,16 @@ export type TracePoint = Omit<TraceStep, 'hash'>;
  * one execution; a verifier re-executes a receipt traced iff its traceRoot is non-zero.
  *
  * Nodes inside subgraphs (If, Loop, Scan bodies) are not traced.
+ *
+ * With `throughPoint`, the graph is cut after the node that produces that point (counting every
+ * node output, tensor or not): a prefix of the traced graph, every kept output still exposed, so
+ * its values are those of the whole traced run (a committee member re-runs only up to the step a
+ * challenge names; tested bit for bit). `complete` is false when nodes were cut.
  */
-export function exposeIntermediates(modelBytes: Uint8Array): { bytes: Uint8Array; points: TracePoint[] } {
+export function exposeIntermediates(
+  modelBytes: Uint8Array,
+  throughPoint?: number,
+): { bytes: Uint8Array; points: TracePoint[]; complete: boolean } {
   let model: onnxProto.onnx.ModelProto;
   try {
     model = onnx.ModelProto.decode(modelBytes);
@@ -42,7 +50,10 @@ export function exposeIntermediates(modelBytes: Uint8Array): { bytes: Uint8Array
   const graphOutputs = (graph.output ??= []);
   const outputs = new Set(graphOutputs.map((o) => o.name));
   const points: TracePoint[] = [];
-  (graph.node ?? []).forEach((node, position) => {
+  const nodes = graph.node ?? [];
+  let kept = nodes.length;
+  nodes.forEach((node, position) => {
+    if (position >= kept) return;
     const op = node.opType ?? '';
     const name = node.name ? node.name : `${op}#${position}`;
     for (const output of node.output ?? []) {
@@ -53,8 +64,28 @@ export function exposeIntermediates(modelBytes: Uint8Array): { bytes: Uint8Array
         outputs.add(output);
       }
     }
+    if (throughPoint !== undefined && points.length > throughPoint) kept = position + 1;
   });
-  return { bytes: onnx.ModelProto.encode(model).finish(), points };
+  if (kept < nodes.length) {
+    // A cut graph: its outputs are what its nodes produce (the model's own outputs may come later).
+    const produced = new Set(points.map((p) => p.output));
+    graph.node = nodes.slice(0, kept);
+    graph.output = graphOutputs.filter((o) => produced.has(o.name ?? ''));
+    // and only the weights its nodes read (onnxruntime warns about each unused one)
+    const read = new Set(namesRead(graph.node));
+    graph.initializer = (graph.initializer ?? []).filter((t) => read.has(t.name ?? ''));
+  }
+  return { bytes: onnx.ModelProto.encode(model).finish(), points, complete: kept === nodes.length };
+}
+
+/** Every value name the nodes read, those in their subgraphs (If, Loop, Scan bodies) included. */
+function namesRead(nodes: readonly onnxProto.onnx.INodeProto[]): string[] {
+  return nodes.flatMap((n) => [
+    ...(n.input ?? []),
+    ...(n.attribute ?? []).flatMap((a) =>
+      [a.g, ...(a.graphs ?? [])].flatMap((g) => namesRead(g?.node ?? [])),
+    ),
+  ]);
 }
 
 /**
