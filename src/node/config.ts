@@ -135,8 +135,9 @@ export const nodeConfigSchema = z.strictObject({
       /** A slow provider: wait this long before answering. */
       delayMs: ms.default(0),
       /**
-       * A provider that hides its data and answers no availability challenge: `inputs` serves a
-       * batch's receipts without their inputs, `batches` serves nothing of its batches.
+       * A provider that hides its data: `inputs` serves a batch's receipts without their inputs
+       * (and answers availability challenges on chain, hoping to dodge re-execution), `batches`
+       * serves nothing of its batches and answers nothing.
        */
       withhold: z.enum(['none', 'inputs', 'batches']).default('none'),
     })

@@ -117,7 +117,8 @@ export type StoredReceipt = {
 
 /** What a challenger serves its committee: the receipt and the data to re-execute it. */
 export type EvidenceResponse = {
-  readonly receipt: SignedReceiptJson;
+  /** The provider's signed receipt, when the challenger has it (the chain has the receipt anyway). */
+  readonly receipt?: SignedReceiptJson;
   /** Canonical encoding of the inputs, base64; their keccak256 is the receipt's inputHash. */
   readonly inputs: string;
   /** The provider's outputs (canonical encoding, base64), when the challenger has them. */

@@ -1,23 +1,29 @@
-import { bytesToHex, getAddress } from 'viem';
+import { bytesToHex, getAddress, keccak256 } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   challengeAvailability,
   challengeBatch,
+  findChallenge,
   getBatchCommits,
   getChallenge,
   getEvents,
   getPublishedBatch,
 } from '../../src/chain/index.js';
 import type { GlassboxNode } from '../../src/node/index.js';
-import type { BatchResponse, InferResponse } from '../../src/protocol/api.js';
+import type { VerifierStatus } from '../../src/node/verifier/index.js';
+import type { BatchResponse, EvidenceResponse, InferResponse } from '../../src/protocol/api.js';
 import { encodeTensors } from '../../src/protocol/encoding.js';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
 import { batchTree } from '../../src/protocol/merkle.js';
 import { receiptHash, signedReceiptFromJson, type Receipt } from '../../src/protocol/receipt.js';
+import { registerVoter } from '../chain/support.js';
+import { exampleDir } from '../support/examples.js';
 import {
   CLIENT,
+  E18,
   inferBody,
   post,
+  PRICE,
   PROVIDER,
   startTestChain,
   startTestNode,
@@ -98,6 +104,55 @@ describe('availability challenges against a provider node', () => {
     // the inputs on chain are exactly what the client sent, in the canonical encoding
     const sent = inferBody(pkg, getAddress(chain.address(CLIENT[0]))).inputs;
     expect(answered!.args.inputs).toBe(bytesToHex(encodeTensors(inputsFromJson(pkg.manifest.inputs, sent))));
+  });
+
+  it('a node that withholds inputs but answers on chain is re-executed from the published data and challenged', async () => {
+    const dir = await tempDir();
+    const other = await tempDir();
+    dirs.push(dir, other);
+    await registerVoter(chain.as(11), {
+      endpoint: 'http://voter',
+      signer: chain.address(11),
+      stake: 100n * E18,
+    });
+    const dodger = await startTestNode(chain, PROVIDER[2], dir.dir, {
+      models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
+      batch: { maxReceipts: 3, maxAgeMs: 60_000 },
+      fault: { perturb: 1, withhold: 'inputs' },
+    });
+    const verifier = await startTestNode(chain, 10, other.dir, {
+      roles: ['verifier'],
+      stake: '0',
+      verifier: { sampleRate: 1, dataDeadlineMs: 0, pollIntervalMs: 600_000 },
+    });
+    try {
+      const { answers } = await committedBatch(dodger);
+      const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));
+      await chain.increaseTime(1000); // the block after the commit: the sample's draw
+      await verifier.tickRoles(); // inputs not served: availability challenges
+      const data = await findChallenge(chain.as(0), { kind: 'unavailable', receiptHash: hashes[0]! });
+      expect(data).toBeDefined();
+      await dodger.tickRoles(); // the dodger publishes receipt and inputs on chain
+      expect((await getChallenge(chain.as(0), data!)).status).toBe('rejected');
+      await verifier.tickRoles(); // re-executed from the chain: wrong, so challenged
+      const wrong = await findChallenge(chain.as(0), { kind: 'wrong', receiptHash: hashes[0]! });
+      expect(wrong).toBeDefined();
+      expect((await getChallenge(chain.as(0), wrong!)).provider).toBe(dodger.address);
+      const status = (await (await fetch(`${verifier.url}/v1/status`)).json()) as VerifierStatus;
+      const sample = status.verifier!.samples.find((x) => x.receiptHash === hashes[0]);
+      expect(sample).toMatchObject({ outcome: 'mismatch', challengeId: wrong!.toString() });
+      expect(sample!.detail).toMatch(/data published on chain/);
+      // the evidence it serves the committee is the published inputs
+      const evidence = (await (
+        await fetch(`${verifier.url}/v1/evidence/${hashes[0]}`)
+      ).json()) as EvidenceResponse;
+      expect(keccak256(Buffer.from(evidence.inputs, 'base64'))).toBe(
+        signedReceiptFromJson(answers[0]!.receipt).receipt.inputHash,
+      );
+    } finally {
+      await verifier.stop();
+      await dodger.stop();
+    }
   });
 
   it('a withholding node serves nothing of its batches and lets the challenge run out', async () => {

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { getAddress, keccak256, type Address, type Hex } from 'viem';
+import { getAddress, hexToBytes, keccak256, type Address, type Hex } from 'viem';
 import {
   answerAvailability,
   answerBatch,
@@ -71,7 +71,7 @@ export type VerifierRoleParameters = {
   readonly sampleRate: number;
   readonly dataDeadlineMs: number;
   readonly pollIntervalMs: number;
-  /** The `withhold` fault: a withholding provider answers no availability challenge (tests only). */
+  /** The `withhold` fault (tests only): `batches` also answers no availability challenge. */
   readonly withhold: Withhold;
 };
 
@@ -85,7 +85,10 @@ export type VerifierStatus = {
     readonly outcomes: Readonly<Record<SampleOutcome, number>>;
     /** Time spent re-executing, ms. */
     readonly computeMs: number;
-    readonly challenges: readonly (Omit<OpenedChallenge, 'challengeId'> & { challengeId: string })[];
+    readonly challenges: readonly (Omit<OpenedChallenge, 'challengeId' | 'batch'> & {
+      challengeId: string;
+      batchId?: string;
+    })[];
     readonly samples: readonly (Omit<Sample, 'batchId' | 'challengeId'> & {
       batchId: string;
       challengeId?: string;
@@ -184,7 +187,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       { kind: 'wrong' | 'unavailable'; receiptHash: Hex } | { kind: 'unavailable-batch'; batchId: bigint },
     provider: Address,
     open: () => Promise<{ challengeId: bigint }>,
-    step?: number,
+    extra: Pick<OpenedChallenge, 'step' | 'batch'> = { step: undefined },
   ): Promise<bigint> {
     const existing = await findChallenge(p.chain, what);
     if (existing !== undefined && (await getChallenge(p.chain, existing)).status !== 'void') return existing;
@@ -195,9 +198,12 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       receiptHash: 'receiptHash' in what ? what.receiptHash : (await getBatch(p.chain, what.batchId)).root,
       provider,
       openedAt: Date.now(),
-      step,
+      ...extra,
     });
-    log.warn({ challengeId: challengeId.toString(), provider, kind: what.kind, step }, 'challenge opened');
+    log.warn(
+      { challengeId: challengeId.toString(), provider, kind: what.kind, step: extra.step },
+      'challenge opened',
+    );
     return challengeId;
   }
 
@@ -237,17 +243,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
         waiting ||= !late;
         if (!late) continue;
         withheld = true;
-        const challengeId = await challengeOnce(
-          { kind: 'unavailable', receiptHash: hash },
-          batch.provider,
-          () =>
-            challengeAvailability(p.chain, {
-              provider: batch.provider,
-              batchId: batch.batchId,
-              receiptHash: hash,
-              proof: tree.proof(index),
-            }),
-        );
+        const challengeId = await challengeData(batch, hash, tree.proof(index));
         record('unavailable', 'inputs not served in time', { challengeId });
         continue;
       }
@@ -278,7 +274,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
             inputsUri: `${p.url()}/v1/evidence/${hash}`,
             ...(found.divergence ? { divergence: found.divergence } : {}),
           }),
-        found.divergence?.step,
+        { step: found.divergence?.step },
       );
       record('mismatch', found.detail, { computeMs: found.computeMs, challengeId });
     }
@@ -304,14 +300,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       return;
     }
     const first = published[0]!;
-    const challengeId = await challengeOnce({ kind: 'unavailable', receiptHash: first }, batch.provider, () =>
-      challengeAvailability(p.chain, {
-        provider: batch.provider,
-        batchId: batch.batchId,
-        receiptHash: first,
-        proof: batchTree(published).proof(0),
-      }),
-    );
+    const challengeId = await challengeData(batch, first, batchTree(published).proof(0));
     store.putSample({
       receiptHash: first,
       batchId: batch.batchId,
@@ -323,6 +312,66 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       at: Date.now(),
     });
     store.finishBatch(batch.batchId);
+  }
+
+  /** Challenges the availability of a committed receipt, keeping where it sits for `followAnswer`. */
+  function challengeData(batch: PendingBatch, hash: Hex, proof: Hex[]): Promise<bigint> {
+    return challengeOnce(
+      { kind: 'unavailable', receiptHash: hash },
+      batch.provider,
+      () =>
+        challengeAvailability(p.chain, {
+          provider: batch.provider,
+          batchId: batch.batchId,
+          receiptHash: hash,
+          proof,
+        }),
+      { step: undefined, batch: { id: batch.batchId, proof } },
+    );
+  }
+
+  /**
+   * A provider that answered an availability challenge published the receipt and its inputs on
+   * chain: check them like any sampled receipt, or withholding then answering would dodge every
+   * check. (Without outputs or a trace, only `exact` models can be judged this way.)
+   */
+  async function followAnswer(c: OpenedChallenge): Promise<void> {
+    const [answered] = await getEvents<{ receipt: Receipt; inputs: Hex }>(p.chain, {
+      contract: 'disputeManager',
+      eventName: 'AvailabilityAnswered',
+      args: { id: c.challengeId },
+    });
+    if (!answered || !c.batch) return;
+    const { receipt } = answered.args;
+    const inputs = hexToBytes(answered.args.inputs);
+    const found = await recheck({ receipt, inputs, engine: p.engine, models: p.models });
+    const sample = (outcome: SampleOutcome, detail: string, computeMs: number, challengeId?: bigint) =>
+      store.putSample({
+        receiptHash: c.receiptHash,
+        batchId: c.batch!.id,
+        provider: c.provider,
+        outcome,
+        detail: `${detail} (data published on chain)`,
+        computeMs,
+        challengeId,
+        at: Date.now(),
+      });
+    if (found.kind !== 'mismatch')
+      return sample(
+        found.kind,
+        found.kind === 'match' ? 'outputs agree' : found.detail,
+        found.kind === 'match' ? found.computeMs : 0,
+      );
+    store.putEvidence(c.receiptHash, { receipt: undefined, inputs, outputs: undefined });
+    const challengeId = await challengeOnce({ kind: 'wrong', receiptHash: c.receiptHash }, c.provider, () =>
+      openChallenge(p.chain, {
+        receipt,
+        batchId: c.batch!.id,
+        proof: c.batch!.proof,
+        inputsUri: `${p.url()}/v1/evidence/${c.receiptHash}`,
+      }),
+    );
+    sample('mismatch', found.detail, found.computeMs, challengeId);
   }
 
   /** Resolves a challenge once it is due; true once it is settled on chain. */
@@ -344,9 +393,13 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
   }
 
   async function settleOwn(): Promise<void> {
-    for (const c of store.challenges())
-      if (!c.settled && (await settle(await getChallenge(p.chain, c.challengeId))))
-        store.settleChallenge(c.challengeId);
+    for (const c of store.challenges()) {
+      if (c.settled) continue;
+      const info = await getChallenge(p.chain, c.challengeId);
+      if (!(await settle(info))) continue;
+      if (c.kind === 'unavailable' && info.status === 'rejected') await followAnswer(c);
+      store.settleChallenge(c.challengeId);
+    }
   }
 
   // ---- committee ----
@@ -468,7 +521,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     const from = store.cursor('availability') ?? p.chain.deployment.startBlock;
     const latest = await p.chain.publicClient.getBlockNumber();
     if (latest < from) return;
-    if (p.withhold !== 'none') return store.setCursor('availability', latest + 1n);
+    if (p.withhold === 'batches') return store.setCursor('availability', latest + 1n);
     for (const e of await getBatchChallenges(p.chain, { provider: me, fromBlock: from })) {
       const { root } = await getBatch(p.chain, e.args.batchId);
       const receiptHashes = p.db.batchReceipts(root).map((r) => r.leaf);
@@ -532,7 +585,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       const e = store.getEvidence(hash);
       return (
         e && {
-          receipt: e.receipt,
+          ...(e.receipt ? { receipt: e.receipt } : {}),
           inputs: base64(e.inputs),
           ...(e.outputs ? { outputs: base64(e.outputs) } : {}),
         }
@@ -581,7 +634,11 @@ function status(p: VerifierRoleParameters, me: Address): VerifierStatus {
             sampled: samples.length,
             outcomes,
             computeMs: samples.reduce((t, s) => t + s.computeMs, 0),
-            challenges: p.store.challenges().map((c) => ({ ...c, challengeId: c.challengeId.toString() })),
+            challenges: p.store.challenges().map(({ batch, ...c }) => ({
+              ...c,
+              challengeId: c.challengeId.toString(),
+              ...(batch ? { batchId: batch.id.toString() } : {}),
+            })),
             samples: samples.map(({ batchId, challengeId, ...s }) => ({
               ...s,
               batchId: batchId.toString(),

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS challenges (
   provider TEXT NOT NULL,
   opened_at INTEGER NOT NULL,
   step INTEGER,
+  batch TEXT,
   settled INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS duties (
@@ -93,6 +94,8 @@ export type OpenedChallenge = {
   readonly openedAt: number;
   /** The first divergent trace step the challenge proved, if any. */
   readonly step: number | undefined;
+  /** Where the receipt sits (availability challenges): to challenge it once its data is public. */
+  readonly batch?: { readonly id: bigint; readonly proof: readonly Hex[] };
   readonly settled: boolean;
 };
 
@@ -107,12 +110,18 @@ export type Duty = {
 };
 
 export type Evidence = {
-  readonly receipt: SignedReceiptJson;
+  /** Absent when the receipt came from chain (published in an availability answer, unsigned). */
+  readonly receipt: SignedReceiptJson | undefined;
   readonly inputs: Uint8Array;
   readonly outputs: Uint8Array | undefined;
 };
 
 export type VerifierStore = ReturnType<typeof openVerifierStore>;
+
+function batchFromJson(text: string): { id: bigint; proof: Hex[] } {
+  const { id, proof } = JSON.parse(text) as { id: string; proof: Hex[] };
+  return { id: BigInt(id), proof };
+}
 
 export function openVerifierStore(path: string) {
   mkdirSync(dirname(path), { recursive: true });
@@ -146,6 +155,7 @@ export function openVerifierStore(path: string) {
     provider: string;
     opened_at: number;
     step: number | null;
+    batch: string | null;
     settled: number;
   };
   type RawDuty = {
@@ -176,6 +186,7 @@ export function openVerifierStore(path: string) {
     provider: r.provider as Address,
     openedAt: r.opened_at,
     step: r.step ?? undefined,
+    ...(r.batch === null ? {} : { batch: batchFromJson(r.batch) }),
     settled: r.settled === 1,
   });
   const toDuty = (r: RawDuty): Duty => ({
@@ -215,7 +226,7 @@ export function openVerifierStore(path: string) {
       'SELECT receipt, inputs, outputs FROM evidence WHERE receipt_hash = ?',
     ),
     addChallenge: db.prepare(
-      'INSERT OR IGNORE INTO challenges (challenge_id, kind, receipt_hash, provider, opened_at, step) VALUES (?, ?, ?, ?, ?, ?)',
+      'INSERT OR IGNORE INTO challenges (challenge_id, kind, receipt_hash, provider, opened_at, step, batch) VALUES (?, ?, ?, ?, ?, ?, ?)',
     ),
     challenges: db.prepare<[], RawChallenge>(
       'SELECT * FROM challenges ORDER BY CAST(challenge_id AS INTEGER)',
@@ -270,7 +281,7 @@ export function openVerifierStore(path: string) {
     putEvidence: (receiptHash: Hex, e: Evidence) =>
       void q.putEvidence.run(
         receiptHash.toLowerCase(),
-        JSON.stringify(e.receipt),
+        JSON.stringify(e.receipt ?? null),
         blob(e.inputs),
         e.outputs ? blob(e.outputs) : null,
       ),
@@ -278,7 +289,7 @@ export function openVerifierStore(path: string) {
       const r = q.getEvidence.get(receiptHash.toLowerCase());
       return (
         r && {
-          receipt: JSON.parse(r.receipt) as SignedReceiptJson,
+          receipt: (JSON.parse(r.receipt) as SignedReceiptJson | null) ?? undefined,
           inputs: new Uint8Array(r.inputs),
           outputs: r.outputs ? new Uint8Array(r.outputs) : undefined,
         }
@@ -292,6 +303,7 @@ export function openVerifierStore(path: string) {
         c.provider,
         c.openedAt,
         c.step ?? null,
+        c.batch ? JSON.stringify({ id: c.batch.id.toString(), proof: c.batch.proof }) : null,
       ),
     challenges: (): OpenedChallenge[] => q.challenges.all().map(toChallenge),
     settleChallenge: (id: bigint) => void q.settleChallenge.run(id.toString()),
