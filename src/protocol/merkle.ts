@@ -25,14 +25,15 @@ function build<V extends unknown[]>(values: V[], types: string[], what: string):
     root: tree.root as Hex,
     size: values.length,
     proof: (index) => {
-      if (!Number.isInteger(index) || index < 0 || index >= values.length)
-        throw new GlassboxError(
-          'MERKLE_INVALID',
-          `leaf ${index} is outside the ${what} tree of ${values.length}`,
-        );
+      checkIndex(index, values.length, what);
       return tree.getProof(index) as Hex[];
     },
   };
+}
+
+function checkIndex(index: number, size: number, what: string): void {
+  if (!Number.isInteger(index) || index < 0 || index >= size)
+    throw new GlassboxError('MERKLE_INVALID', `leaf ${index} is outside the ${what} tree of ${size}`);
 }
 
 function verify(root: Hex, types: string[], value: unknown[], proof: readonly Hex[]): boolean {
@@ -44,17 +45,23 @@ function verify(root: Hex, types: string[], value: unknown[], proof: readonly He
 }
 
 const BATCH_TYPES = ['bytes32'];
+const BYTES32 = /^0x[0-9a-fA-F]{64}$/;
 
 /**
  * A batch of receipts, over their EIP-712 struct hashes. The receipt is its own content, so the
- * order in the batch carries no meaning; ReceiptLedger verifies the same leaf.
+ * order in the batch carries no meaning; ReceiptLedger verifies the same leaf. Built on raw bytes
+ * with the WebAssembly keccak (`heapTree`): OpenZeppelin's library hashes in pure JS and re-checks
+ * every proof it hands out, which cost the node about half a millisecond per receipt.
  */
 export function batchTree(receiptHashes: readonly Hex[]): MerkleTree {
-  return build(
-    receiptHashes.map((h) => [h]),
-    BATCH_TYPES,
-    'batch',
-  );
+  return heapTree(receiptHashes.length, (i) => batchLeafBytes(receiptHashes[i]!), 'batch');
+}
+
+/** keccak256(keccak256(abi.encode(bytes32 receiptHash))): abi.encode of one bytes32 is its 32 bytes. */
+function batchLeafBytes(receiptHash: Hex): Uint8Array {
+  if (!BYTES32.test(receiptHash))
+    throw new GlassboxError('MERKLE_INVALID', `a batch leaf must be a 32-byte hash, not ${receiptHash}`);
+  return keccak256Bytes(keccak256Bytes(hexToBytes(receiptHash)));
 }
 
 export function verifyBatchProof(root: Hex, receiptHash: Hex, proof: readonly Hex[]): boolean {
@@ -63,7 +70,7 @@ export function verifyBatchProof(root: Hex, receiptHash: Hex, proof: readonly He
 
 /** The leaf a contract computes for a receipt struct hash (for Solidity tests and debugging). */
 export function batchLeaf(receiptHash: Hex): Hex {
-  return StandardMerkleTree.of([[receiptHash]], BATCH_TYPES).leafHash([receiptHash]) as Hex;
+  return bytesToHex(batchLeafBytes(receiptHash));
 }
 
 const TRACE_TYPES = ['uint256', 'bytes32'];
@@ -80,26 +87,52 @@ export function traceTree(tensorHashes: readonly Hex[]): MerkleTree {
 /**
  * The root of `traceTree(tensorHashes)`, computed on raw bytes with the WebAssembly keccak: a trace
  * has a leaf per intermediate tensor (thousands for a real model), and building the whole
- * OpenZeppelin tree for its root took most of a traced run's time. Same layout: leaves in reverse
- * at the end of a heap array, pairs hashed sorted. Proofs still come from `traceTree`.
+ * OpenZeppelin tree for its root took most of a traced run's time. Proofs still come from
+ * `traceTree`.
  */
 export function traceRoot(tensorHashes: readonly Hex[]): Hex {
-  const n = tensorHashes.length;
-  if (n === 0) throw new GlassboxError('MERKLE_INVALID', 'a trace tree needs at least one leaf');
-  const tree = new Array<Uint8Array>(2 * n - 1);
   const encoded = new Uint8Array(64); // abi.encode(uint256 index, bytes32 hash)
   const view = new DataView(encoded.buffer);
-  tensorHashes.forEach((hash, i) => {
-    view.setUint32(28, i);
-    encoded.set(hexToBytes(hash), 32);
-    tree[tree.length - 1 - i] = keccak256Bytes(keccak256Bytes(encoded));
-  });
-  for (let i = tree.length - 1 - n; i >= 0; i--) {
+  return heapTree(
+    tensorHashes.length,
+    (i) => {
+      view.setUint32(28, i);
+      encoded.set(hexToBytes(tensorHashes[i]!), 32);
+      return keccak256Bytes(keccak256Bytes(encoded));
+    },
+    'trace',
+  ).root;
+}
+
+/**
+ * OpenZeppelin's tree (makeMerkleTree and getProof in @openzeppelin/merkle-tree) over `n` leaf
+ * hashes, on raw bytes with the WebAssembly keccak: a heap array whose node i has children 2i + 1
+ * and 2i + 2, the leaves in reverse at its end, each inner node the keccak of its two children
+ * sorted. A proof is the sibling of each node from the leaf up to the root; nodes are converted to
+ * hex once, when a proof first needs them.
+ */
+function heapTree(n: number, leaf: (index: number) => Uint8Array, what: string): MerkleTree {
+  if (n === 0) throw new GlassboxError('MERKLE_INVALID', `a ${what} tree needs at least one leaf`);
+  const tree = new Array<Uint8Array>(2 * n - 1);
+  for (let i = 0; i < n; i++) tree[tree.length - 1 - i] = leaf(i);
+  for (let i = n - 2; i >= 0; i--) {
     const a = tree[2 * i + 1]!;
     const b = tree[2 * i + 2]!;
     tree[i] = compareBytes(a, b) <= 0 ? keccak256Bytes(a, b) : keccak256Bytes(b, a);
   }
-  return bytesToHex(tree[0]!);
+  const hex = new Array<Hex | undefined>(tree.length);
+  const node = (i: number): Hex => (hex[i] ??= bytesToHex(tree[i]!));
+  return {
+    root: node(0),
+    size: n,
+    proof: (index) => {
+      checkIndex(index, n, what);
+      const proof: Hex[] = [];
+      for (let i = tree.length - 1 - index; i > 0; i = (i - 1) >> 1)
+        proof.push(node(i % 2 === 1 ? i + 1 : i - 1));
+      return proof;
+    },
+  };
 }
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {

@@ -35,25 +35,49 @@ describe('batch trees', () => {
     );
   });
 
-  it('is what @openzeppelin/merkle-tree builds, so OpenZeppelin MerkleProof verifies it', () => {
+  it('is what @openzeppelin/merkle-tree builds, root and every proof, so OpenZeppelin MerkleProof verifies it', () => {
+    // Sizes around powers of two (1..2, 3..4, 7..9, 15..17, 31..33, 63..65) change the heap's
+    // shape; duplicates give equal siblings, whose sorted order is a tie.
+    const sizeArb = fc.oneof(
+      fc.integer({ min: 1, max: 70 }),
+      fc.constantFrom(1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 256),
+    );
+    const batchArb = fc.oneof(
+      sizeArb.chain((n) => fc.array(hashArb, { minLength: n, maxLength: n })),
+      fc
+        .tuple(fc.array(hashArb, { minLength: 1, maxLength: 5 }), sizeArb)
+        .map(([pool, n]) => Array.from({ length: n }, (_, i) => pool[(i * 7) % pool.length]!)),
+    );
     fc.assert(
-      fc.property(leavesArb, (leaves) => {
+      fc.property(batchArb, fc.boolean(), (leaves, upper) => {
+        // Receipt hashes may arrive in either case; the tree is over their bytes.
+        const input = upper ? leaves.map((l) => `0x${l.slice(2).toUpperCase()}` as Hex) : leaves;
         const reference = StandardMerkleTree.of(
           leaves.map((l) => [l]),
           ['bytes32'],
           { sortLeaves: false },
         );
-        expect(batchTree(leaves).root).toBe(reference.root);
-        expect(batchLeaf(leaves[0]!)).toBe(reference.leafHash([leaves[0]!]));
+        const tree = batchTree(input);
+        expect(tree.root).toBe(reference.root);
+        expect(tree.size).toBe(leaves.length);
+        leaves.forEach((leaf, i) => {
+          const proof = tree.proof(i);
+          expect(proof).toEqual(reference.getProof(i));
+          expect(verifyBatchProof(tree.root, leaf, proof)).toBe(true);
+          expect(batchLeaf(leaf)).toBe(reference.leafHash([leaf]));
+        });
       }),
+      { numRuns: 150 },
     );
   });
 
-  it('refuses an empty batch and out-of-range leaves', () => {
-    expect(() => batchTree([])).toThrow(expect.objectContaining({ code: 'MERKLE_INVALID' }));
-    expect(() => batchTree([keccak256('0x01')]).proof(1)).toThrow(
-      expect.objectContaining({ code: 'MERKLE_INVALID' }),
-    );
+  it('refuses an empty batch, out-of-range leaves and leaves that are not 32-byte hashes', () => {
+    const invalid = expect.objectContaining({ code: 'MERKLE_INVALID' });
+    expect(() => batchTree([])).toThrow(invalid);
+    const tree = batchTree([keccak256('0x01'), keccak256('0x02')]);
+    for (const index of [2, -1, 0.5, Number.NaN]) expect(() => tree.proof(index)).toThrow(invalid);
+    for (const bad of ['0x01', `${keccak256('0x01')}00`, `0x${'zz'.repeat(32)}`, keccak256('0x01').slice(2)])
+      expect(() => batchTree([keccak256('0x02'), bad as Hex])).toThrow(invalid);
   });
 
   it('treats a malformed proof as no proof', () => {
