@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
+import { StandardMerkleTree } from '@openzeppelin/merkle-tree';
 import ort from 'onnxruntime-node';
 import { keccak256, toHex, type Address } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
@@ -13,6 +14,7 @@ import { devnetClient, startDevnet, type Devnet } from '../src/devnet/index.js';
 import { openNodeDb } from '../src/node/db.js';
 import { encodeTensors, hashTensors, tensorsToJson } from '../src/protocol/encoding.js';
 import { inputsFromJson } from '../src/protocol/inputs.js';
+import { batchTree } from '../src/protocol/merkle.js';
 import { modelDigest, type ModelPackage } from '../src/protocol/manifest.js';
 import {
   receiptHash,
@@ -21,6 +23,7 @@ import {
   signedReceiptToJson,
   ZERO_HASH,
   type Receipt,
+  type SignedReceipt,
 } from '../src/protocol/receipt.js';
 import { privateKeyToSigner, secp256k1Backend } from '../src/protocol/secp256k1.js';
 import { recoverVoucherSigner, signVoucher } from '../src/protocol/voucher.js';
@@ -78,6 +81,10 @@ const BLOCK_MS: Record<string, number> = { 'bench-tiny': 500, 'bench-1ms': 600, 
 const BLOCKS = 3;
 /** Idle between interleaved calls and blocks (see `interleaved`). */
 const GAP_MS = 3;
+/** The node's default batch size (src/node/config.ts, batch.maxReceipts), and how many batches are cut. */
+const BATCH_SIZE = 256;
+const BATCH_CUTS = 4;
+const TREE_ROUNDS = 20;
 
 type BenchModel = {
   readonly spec: BenchModelSpec;
@@ -480,30 +487,58 @@ describe('the verified path on a devnet', () => {
     const signTimes: number[] = [];
     const persistTimes: number[] = [];
     const totalTimes: number[] = [];
+    const record = (s: SignedReceipt) =>
+      db.recordAnswer({
+        requestId: s.receipt.requestId,
+        client: clientAccount.address,
+        model,
+        inputHash,
+        leaf: receiptHash(s.receipt),
+        receipt: signedReceiptToJson(s),
+        price: E15,
+        createdAt: Date.now(),
+        inputs: inputsBytes,
+        outputs: outputsBytes,
+      });
+    // The batcher's cut (src/node/batcher.ts), per receipt: the open receipts read back
+    // (NodeDb.openReceipts), the tree and every proof (batchTree), the batch written (createBatch).
+    const cutRead: number[] = [];
+    const cutTree: number[] = [];
+    const cutWrite: number[] = [];
     try {
       for (let i = 0; i < PROVIDER_ROUNDS + 20; i++) {
         const receipt = newReceipt();
         const t0 = performance.now();
         const s = await signReceipt(signer, receipt, domain);
         const t1 = performance.now();
-        db.recordAnswer({
-          requestId: receipt.requestId,
-          client: clientAccount.address,
-          model,
-          inputHash,
-          leaf: receiptHash(receipt),
-          receipt: signedReceiptToJson(s),
-          price: E15,
-          createdAt: Date.now(),
-          inputs: inputsBytes,
-          outputs: outputsBytes,
-        });
+        record(s);
         const t2 = performance.now();
         if (i >= 20) {
           signTimes.push(t1 - t0);
           persistTimes.push(t2 - t1);
           totalTimes.push(t2 - t0);
         }
+      }
+      for (let i = PROVIDER_ROUNDS + 20; i < BATCH_SIZE * BATCH_CUTS; i++)
+        record(await signReceipt(fastSigner, newReceipt(), domain));
+      for (let b = 0; b < BATCH_CUTS; b++) {
+        const t0 = performance.now();
+        const open = db.openReceipts(BATCH_SIZE);
+        const t1 = performance.now();
+        const tree = batchTree(open.map((r) => r.leaf));
+        const leaves = open.map((r, i) => ({ seq: r.seq, proof: tree.proof(i) }));
+        const t2 = performance.now();
+        db.createBatch({
+          root: tree.root,
+          uri: `http://127.0.0.1/v1/batches/${tree.root}`,
+          createdAt: Date.now(),
+          leaves,
+        });
+        const t3 = performance.now();
+        expect(open.length).toBe(BATCH_SIZE);
+        cutRead.push((t1 - t0) / BATCH_SIZE);
+        cutTree.push((t2 - t1) / BATCH_SIZE);
+        cutWrite.push((t3 - t2) / BATCH_SIZE);
       }
     } finally {
       db.close();
@@ -531,6 +566,26 @@ describe('the verified path on a devnet', () => {
     );
     const transport = await httpFloor(wireBody, 500);
 
+    // The batch tree and every proof in memory, per receipt: batchTree (WASM keccak on raw bytes)
+    // against what it replaced, OpenZeppelin's StandardMerkleTree (pure-JS keccak; getProof
+    // re-hashes the leaf and re-verifies the proof), interleaved.
+    const batchHashes = Array.from({ length: BATCH_SIZE }, (_, i) => keccak256(toHex(`bench-leaf-${i}`)));
+    const [openZeppelinTree, wasmTree] = await interleaved(TREE_ROUNDS, [
+      async () => {
+        const tree = StandardMerkleTree.of(
+          batchHashes.map((h) => [h]),
+          ['bytes32'],
+          { sortLeaves: false },
+        );
+        batchHashes.forEach((_, i) => tree.getProof(i));
+      },
+      async () => {
+        const tree = batchTree(batchHashes);
+        batchHashes.forEach((_, i) => tree.proof(i));
+      },
+    ]);
+    const perReceipt = (xs: number[]) => xs.map((x) => x / BATCH_SIZE);
+
     const s = {
       httpJsonRoundTrip: transport,
       verifyReceiptLocal: stats(full!),
@@ -543,6 +598,12 @@ describe('the verified path on a devnet', () => {
       providerSignAndPersist: stats(totalTimes),
       clientSignVoucher: stats(voucherSign!),
       providerRecoverVoucher: stats(voucherRecover!),
+      batchTreeAndProofs: stats(perReceipt(wasmTree!)),
+      batchTreeAndProofsOpenZeppelin: stats(perReceipt(openZeppelinTree!)),
+      batchCutRead: stats(cutRead),
+      batchCutTree: stats(cutTree),
+      batchCutWrite: stats(cutWrite),
+      batchCut: stats(cutRead.map((r, i) => r + cutTree[i]! + cutWrite[i]!)),
     };
     detail.receiptCosts = s;
     const perRequest =
@@ -601,6 +662,30 @@ describe('the verified path on a devnet', () => {
       figure('3', 'provider: recoverVoucherSigner per request p50', s.providerRecoverVoucher.p50, 'ms'),
       figure(
         '3',
+        `provider: batch tree + every proof, per receipt, batches of ${BATCH_SIZE}, p50`,
+        s.batchTreeAndProofs.p50,
+        'ms',
+        undefined,
+        `batchTree (WASM keccak on raw bytes); ${TREE_ROUNDS} batches, interleaved with the OpenZeppelin figure`,
+      ),
+      figure(
+        '3',
+        `provider: the same with OpenZeppelin StandardMerkleTree (before), per receipt, p50`,
+        s.batchTreeAndProofsOpenZeppelin.p50,
+        'ms',
+        undefined,
+        'StandardMerkleTree.of + getProof for every leaf (pure-JS keccak; getProof re-verifies each proof)',
+      ),
+      figure(
+        '3',
+        `provider: batch cut per receipt, batches of ${BATCH_SIZE} (read open receipts, tree + proofs, write batch), p50`,
+        s.batchCut.p50,
+        'ms',
+        undefined,
+        `${BATCH_CUTS} cuts as src/node/batcher.ts makes them; read ${fmt(s.batchCutRead.p50)} + tree ${fmt(s.batchCutTree.p50)} + write ${fmt(s.batchCutWrite.p50)} ms`,
+      ),
+      figure(
+        '3',
         'per request: signatures + hashes + receipt insert, summed p50s',
         perRequest,
         'ms',
@@ -620,7 +705,7 @@ describe('the verified path on a devnet', () => {
     md.push(
       '## 3. Receipt costs',
       '',
-      `One receipt of ${m.spec.name} (inputs [1, 64], outputs [1, 10] float32). verifyReceipt's local parts: the signer check against the chain is cached after the first call, and the quote and the provider's /v1/models are passed in, as infer does after discovery; no RPC is timed. Provider: signReceipt then NodeDb.recordAnswer (src/node/db.ts: one transaction, receipt + inputs + outputs + the client's account, WAL, synchronous=FULL) into a fresh database in ${tmpdir()}.`,
+      `One receipt of ${m.spec.name} (inputs [1, 64], outputs [1, 10] float32). verifyReceipt's local parts: the signer check against the chain is cached after the first call, and the quote and the provider's /v1/models are passed in, as infer does after discovery; no RPC is timed. Provider: signReceipt then NodeDb.recordAnswer (src/node/db.ts: one transaction, receipt + inputs + outputs + the client's account, WAL, synchronous=FULL) into a fresh database in ${tmpdir()}; then ${BATCH_CUTS} batch cuts of ${BATCH_SIZE} receipts from that database as src/node/batcher.ts makes them (per-receipt figures are a cut's time / ${BATCH_SIZE}), and the tree with every proof in memory, ${TREE_ROUNDS} batches, batchTree interleaved with the OpenZeppelin StandardMerkleTree it replaced.`,
       '',
       '| cost | p50 ms | p99 ms |',
       '|---|---:|---:|',
@@ -634,6 +719,15 @@ describe('the verified path on a devnet', () => {
       row('provider: signReceipt (privateKeyToSigner)', s.providerSignReceiptNative),
       row('provider: recordAnswer (SQLite, fsync)', s.providerPersistReceipt),
       row('provider: sign + persist', s.providerSignAndPersist),
+      row(`provider, per receipt: batchTree + every proof (batches of ${BATCH_SIZE})`, s.batchTreeAndProofs),
+      row(
+        'provider, per receipt: the same with OpenZeppelin StandardMerkleTree (before)',
+        s.batchTreeAndProofsOpenZeppelin,
+      ),
+      row('provider, per receipt: batch cut, NodeDb.openReceipts', s.batchCutRead),
+      row('provider, per receipt: batch cut, batchTree + every proof', s.batchCutTree),
+      row('provider, per receipt: batch cut, NodeDb.createBatch (SQLite, fsync)', s.batchCutWrite),
+      row('provider, per receipt: batch cut in all', s.batchCut),
       row(
         `transport: JSON POST round trip to a bare echo server in another process (${wireBody.length} bytes)`,
         s.httpJsonRoundTrip,
