@@ -1,5 +1,5 @@
 import { keccak256, type Hex } from 'viem';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import {
   answerAvailability,
   answerBatch,
@@ -28,10 +28,11 @@ import {
   makeReceipt,
   modelOf,
   registerVoter,
-  startTestChain,
   TEST_PARAMS,
-  type TestChain,
+  useTestChain,
 } from './support.js';
+
+const chain = useTestChain(TEST_PARAMS, 10);
 
 /*
  * The two kinds of challenge beyond a plain "this receipt is wrong": availability (publish the
@@ -39,32 +40,23 @@ import {
  * the first step at which the provider's traced run and the challenger's part).
  */
 
-let chain: TestChain;
-beforeAll(async () => {
-  chain = await startTestChain(TEST_PARAMS, 10);
-});
-afterAll(async () => {
-  await chain?.stop();
-});
-
 const PROVIDER = 1;
 const CHALLENGER = 8;
 const BOND = TEST_PARAMS.challengeBond!;
 let model: Hex;
 
 beforeEach(async () => {
-  await chain.reset();
   model = modelDigest(modelOf('exact'));
-  await registerModel(chain.as(0), { model, exact: true });
-  await registerProvider(chain.as(PROVIDER), {
+  await registerModel(chain().as(0), { model, exact: true });
+  await registerProvider(chain().as(PROVIDER), {
     endpoint: 'http://p',
-    signer: chain.address(PROVIDER),
+    signer: chain().address(PROVIDER),
     stake: 200n * E18,
   });
   for (const v of [2, 3, 4])
-    await registerVoter(chain.as(v), {
+    await registerVoter(chain().as(v), {
       endpoint: `http://v${v}`,
-      signer: chain.address(v),
+      signer: chain().address(v),
       stake: 100n * E18,
     });
 });
@@ -75,7 +67,7 @@ const inputs = new TextEncoder().encode('the canonical encoding of some inputs')
 async function committed(over: Partial<Receipt> = {}) {
   const receipts = [0, 1, 2].map((i) =>
     makeReceipt({
-      provider: chain.address(PROVIDER),
+      provider: chain().address(PROVIDER),
       model,
       inputHash: keccak256(inputs),
       ...over,
@@ -83,77 +75,79 @@ async function committed(over: Partial<Receipt> = {}) {
     }),
   );
   const tree = batchTree(receipts.map(receiptHash));
-  const { batchId } = await commitBatch(chain.as(PROVIDER), { root: tree.root, count: 3, uri: 'http://p' });
+  const { batchId } = await commitBatch(chain().as(PROVIDER), { root: tree.root, count: 3, uri: 'http://p' });
   return { receipt: receipts[0]!, batchId, proof: tree.proof(0) };
 }
 
 describe('DisputeManager: availability', () => {
   it('an unanswered availability challenge slashes the provider after the answer period', async () => {
     const { receipt, batchId, proof } = await committed();
-    const challengerBefore = await getTokenBalance(chain.as(0), chain.address(CHALLENGER));
-    const { challengeId } = await challengeAvailability(chain.as(CHALLENGER), {
-      provider: chain.address(PROVIDER),
+    const challengerBefore = await getTokenBalance(chain().as(0), chain().address(CHALLENGER));
+    const { challengeId } = await challengeAvailability(chain().as(CHALLENGER), {
+      provider: chain().address(PROVIDER),
       batchId,
       receiptHash: receiptHash(receipt),
       proof,
     });
-    const c = await getChallenge(chain.as(0), challengeId);
+    const c = await getChallenge(chain().as(0), challengeId);
     expect([c.kind, c.status, c.committee]).toEqual(['unavailable', 'open', []]);
-    expect((await getProvider(chain.as(0), chain.address(PROVIDER))).openChallenges).toBe(1);
-    await expectRevert(resolveChallenge(chain.as(0), challengeId), 'TooEarly');
+    expect((await getProvider(chain().as(0), chain().address(PROVIDER))).openChallenges).toBe(1);
+    await expectRevert(resolveChallenge(chain().as(0), challengeId), 'TooEarly');
     await expectRevert(
-      commitVote(chain.as(2), { challengeId, guilty: true, salt: h('s') }),
+      commitVote(chain().as(2), { challengeId, guilty: true, salt: h('s') }),
       'NotWrongChallenge',
     );
-    await chain.increaseTime(TEST_PARAMS.answerPeriodMs!);
+    await chain().increaseTime(TEST_PARAMS.answerPeriodMs!);
     await expectRevert(
-      answerAvailability(chain.as(PROVIDER), { challengeId, receipt, inputs }),
+      answerAvailability(chain().as(PROVIDER), { challengeId, receipt, inputs }),
       'AnswerClosed',
     );
-    const res = await resolveChallenge(chain.as(0), challengeId);
+    const res = await resolveChallenge(chain().as(0), challengeId);
     expect([res.status, res.slashed, res.reward]).toEqual(['upheld', 100n * E18, 50n * E18]);
-    expect(await getTokenBalance(chain.as(0), chain.address(CHALLENGER))).toBe(challengerBefore + 50n * E18);
-    expect(await getConvictedAt(chain.as(0), chain.address(PROVIDER))).toBeGreaterThan(0);
+    expect(await getTokenBalance(chain().as(0), chain().address(CHALLENGER))).toBe(
+      challengerBefore + 50n * E18,
+    );
+    expect(await getConvictedAt(chain().as(0), chain().address(PROVIDER))).toBeGreaterThan(0);
   });
 
   it('publishing the receipt and its inputs settles it for the provider, and the challenger loses its bond', async () => {
     const { receipt, batchId, proof } = await committed();
-    const { challengeId } = await challengeAvailability(chain.as(CHALLENGER), {
-      provider: chain.address(PROVIDER),
+    const { challengeId } = await challengeAvailability(chain().as(CHALLENGER), {
+      provider: chain().address(PROVIDER),
       batchId,
       receiptHash: receiptHash(receipt),
       proof,
     });
     await expectRevert(
-      answerAvailability(chain.as(PROVIDER), { challengeId, receipt, inputs: new Uint8Array([1, 2]) }),
+      answerAvailability(chain().as(PROVIDER), { challengeId, receipt, inputs: new Uint8Array([1, 2]) }),
       'InputsMismatch',
     );
     await expectRevert(
-      answerAvailability(chain.as(PROVIDER), { challengeId, receipt: { ...receipt, price: 1n }, inputs }),
+      answerAvailability(chain().as(PROVIDER), { challengeId, receipt: { ...receipt, price: 1n }, inputs }),
       'ReceiptMismatch',
     );
-    const providerBefore = await getTokenBalance(chain.as(0), chain.address(PROVIDER));
-    await answerAvailability(chain.as(PROVIDER), { challengeId, receipt, inputs });
-    expect((await getChallenge(chain.as(0), challengeId)).status).toBe('rejected');
-    expect(await getTokenBalance(chain.as(0), chain.address(PROVIDER))).toBe(providerBefore + BOND / 2n);
-    expect((await getProvider(chain.as(0), chain.address(PROVIDER))).openChallenges).toBe(0);
-    expect(await getConvictedAt(chain.as(0), chain.address(PROVIDER))).toBe(0);
+    const providerBefore = await getTokenBalance(chain().as(0), chain().address(PROVIDER));
+    await answerAvailability(chain().as(PROVIDER), { challengeId, receipt, inputs });
+    expect((await getChallenge(chain().as(0), challengeId)).status).toBe('rejected');
+    expect(await getTokenBalance(chain().as(0), chain().address(PROVIDER))).toBe(providerBefore + BOND / 2n);
+    expect((await getProvider(chain().as(0), chain().address(PROVIDER))).openChallenges).toBe(0);
+    expect(await getConvictedAt(chain().as(0), chain().address(PROVIDER))).toBe(0);
   });
 
   it('refuses a receipt the provider never committed, and a second open challenge of one receipt', async () => {
     const { receipt, batchId, proof } = await committed();
-    const base = { provider: chain.address(PROVIDER), batchId, receiptHash: receiptHash(receipt), proof };
+    const base = { provider: chain().address(PROVIDER), batchId, receiptHash: receiptHash(receipt), proof };
     await expectRevert(
-      challengeAvailability(chain.as(CHALLENGER), { ...base, receiptHash: h('other') }),
+      challengeAvailability(chain().as(CHALLENGER), { ...base, receiptHash: h('other') }),
       'NotCommitted',
     );
     await expectRevert(
-      challengeAvailability(chain.as(CHALLENGER), { ...base, provider: chain.address(2) }),
+      challengeAvailability(chain().as(CHALLENGER), { ...base, provider: chain().address(2) }),
       'NotCommitted',
     );
-    await expectRevert(challengeAvailability(chain.as(PROVIDER), base), 'SelfChallenge');
-    await challengeAvailability(chain.as(CHALLENGER), base);
-    await expectRevert(challengeAvailability(chain.as(CHALLENGER), base), 'AlreadyChallenged');
+    await expectRevert(challengeAvailability(chain().as(PROVIDER), base), 'SelfChallenge');
+    await challengeAvailability(chain().as(CHALLENGER), base);
+    await expectRevert(challengeAvailability(chain().as(CHALLENGER), base), 'AlreadyChallenged');
   });
 });
 
@@ -161,52 +155,56 @@ describe('DisputeManager: batch availability', () => {
   /** A committed batch of `n` receipts by the provider, and their struct hashes in batch order. */
   async function batchOf(n: number) {
     const hashes = Array.from({ length: n }, (_, i) =>
-      receiptHash(makeReceipt({ provider: chain.address(PROVIDER), model, requestId: h(`b${n}-${i}`) })),
+      receiptHash(makeReceipt({ provider: chain().address(PROVIDER), model, requestId: h(`b${n}-${i}`) })),
     );
     const tree = batchTree(hashes);
-    const { batchId } = await commitBatch(chain.as(PROVIDER), { root: tree.root, count: n, uri: 'http://p' });
+    const { batchId } = await commitBatch(chain().as(PROVIDER), {
+      root: tree.root,
+      count: n,
+      uri: 'http://p',
+    });
     return { batchId, hashes };
   }
 
   it('publishing the receipt hashes in order settles it; the hashes are then public on chain', async () => {
     for (const n of [1, 2, 3, 7, 64]) {
       const { batchId, hashes } = await batchOf(n);
-      const { challengeId } = await challengeBatch(chain.as(CHALLENGER), batchId);
-      expect((await getChallenge(chain.as(0), challengeId)).kind).toBe('unavailable-batch');
+      const { challengeId } = await challengeBatch(chain().as(CHALLENGER), batchId);
+      expect((await getChallenge(chain().as(0), challengeId)).kind).toBe('unavailable-batch');
       // the set of hashes is bound, and their order up to swapping two siblings (pair hashing is
       // commutative); a foreign hash, or leaves from different subtrees swapped, rebuild another root
       const foreign = [h('not in the batch'), ...hashes.slice(1)];
       await expectRevert(
-        answerBatch(chain.as(PROVIDER), { challengeId, batchId, receiptHashes: foreign }),
+        answerBatch(chain().as(PROVIDER), { challengeId, batchId, receiptHashes: foreign }),
         'BatchMismatch',
       );
       if (n >= 3) {
         const swapped = [hashes[n - 1]!, ...hashes.slice(1, n - 1), hashes[0]!];
         await expectRevert(
-          answerBatch(chain.as(PROVIDER), { challengeId, batchId, receiptHashes: swapped }),
+          answerBatch(chain().as(PROVIDER), { challengeId, batchId, receiptHashes: swapped }),
           'BatchMismatch',
         );
       }
       await expectRevert(
-        answerBatch(chain.as(PROVIDER), { challengeId, batchId, receiptHashes: hashes.slice(1) }),
+        answerBatch(chain().as(PROVIDER), { challengeId, batchId, receiptHashes: hashes.slice(1) }),
         'BatchMismatch',
       );
-      await answerBatch(chain.as(PROVIDER), { challengeId, batchId, receiptHashes: hashes });
-      expect((await getChallenge(chain.as(0), challengeId)).status).toBe('rejected');
-      expect(await getPublishedBatch(chain.as(0), batchId)).toEqual(hashes);
+      await answerBatch(chain().as(PROVIDER), { challengeId, batchId, receiptHashes: hashes });
+      expect((await getChallenge(chain().as(0), challengeId)).status).toBe('rejected');
+      expect(await getPublishedBatch(chain().as(0), batchId)).toEqual(hashes);
     }
   });
 
   it('an unanswered batch challenge slashes after the answer period; the provider cannot challenge itself', async () => {
     const { batchId } = await batchOf(3);
-    await expectRevert(challengeBatch(chain.as(PROVIDER), batchId), 'SelfChallenge');
-    const { challengeId } = await challengeBatch(chain.as(CHALLENGER), batchId);
-    await expectRevert(challengeBatch(chain.as(CHALLENGER), batchId), 'AlreadyChallenged');
-    await expectRevert(resolveChallenge(chain.as(0), challengeId), 'TooEarly');
-    await chain.increaseTime(TEST_PARAMS.answerPeriodMs!);
-    const res = await resolveChallenge(chain.as(0), challengeId);
+    await expectRevert(challengeBatch(chain().as(PROVIDER), batchId), 'SelfChallenge');
+    const { challengeId } = await challengeBatch(chain().as(CHALLENGER), batchId);
+    await expectRevert(challengeBatch(chain().as(CHALLENGER), batchId), 'AlreadyChallenged');
+    await expectRevert(resolveChallenge(chain().as(0), challengeId), 'TooEarly');
+    await chain().increaseTime(TEST_PARAMS.answerPeriodMs!);
+    const res = await resolveChallenge(chain().as(0), challengeId);
     expect([res.status, res.slashed]).toEqual(['upheld', 100n * E18]);
-    expect(await getConvictedAt(chain.as(0), chain.address(PROVIDER))).toBeGreaterThan(0);
+    expect(await getConvictedAt(chain().as(0), chain().address(PROVIDER))).toBeGreaterThan(0);
   });
 });
 
@@ -234,14 +232,14 @@ describe('DisputeManager: trace bisection', () => {
 
   it('records the first divergent step with both hashes, proven against the two trace roots', async () => {
     const { receipt, batchId, proof } = await committed({ traceRoot: traceRoot(theirs) });
-    const { challengeId } = await openChallenge(chain.as(CHALLENGER), {
+    const { challengeId } = await openChallenge(chain().as(CHALLENGER), {
       receipt,
       batchId,
       proof,
       inputsUri: 'http://challenger/evidence',
       divergence: divergence(3),
     });
-    const c = await getChallenge(chain.as(0), challengeId);
+    const c = await getChallenge(chain().as(0), challengeId);
     expect(c.kind).toBe('wrong');
     expect(c.divergence).toEqual({ step: 3, providerHash: theirs[3], challengerHash: ours[3] });
     expect(c.committee).toHaveLength(3);
@@ -250,7 +248,7 @@ describe('DisputeManager: trace bisection', () => {
   it('refuses proofs that do not hold, a step where both agree, and an untraced receipt', async () => {
     const { receipt, batchId, proof } = await committed({ traceRoot: traceRoot(theirs) });
     const open = (d: DivergenceProof, r: Receipt = receipt) =>
-      openChallenge(chain.as(CHALLENGER), { receipt: r, batchId, proof, inputsUri: 'x', divergence: d });
+      openChallenge(chain().as(CHALLENGER), { receipt: r, batchId, proof, inputsUri: 'x', divergence: d });
     await expectRevert(open(divergence(3, { providerHash: h('made up') })), 'InvalidTraceProof');
     await expectRevert(open(divergence(3, { challengerRoot: h('other root') })), 'InvalidTraceProof');
     // the step before must be shared: claiming step 4 while step 3 differs fails its prior proof
@@ -258,7 +256,7 @@ describe('DisputeManager: trace bisection', () => {
     await expectRevert(open(divergence(2, { challengerHash: theirs[2]! })), 'NoDivergence');
     const untraced = await committed();
     await expectRevert(
-      openChallenge(chain.as(CHALLENGER), { ...untraced, inputsUri: 'x', divergence: divergence(3) }),
+      openChallenge(chain().as(CHALLENGER), { ...untraced, inputsUri: 'x', divergence: divergence(3) }),
       'NoTrace',
     );
     expect(await open(divergence(3))).toMatchObject({ challengeId: 0n });

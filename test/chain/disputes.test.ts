@@ -1,6 +1,6 @@
 import type { Address, Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import {
   ABIS,
   eventsOf,
@@ -37,18 +37,11 @@ import {
   makeReceipt,
   modelOf,
   registerVoter,
-  startTestChain,
   TEST_PARAMS,
-  type TestChain,
+  useTestChain,
 } from './support.js';
 
-let chain: TestChain;
-beforeAll(async () => {
-  chain = await startTestChain(TEST_PARAMS, 12);
-});
-afterAll(async () => {
-  await chain?.stop();
-});
+const chain = useTestChain(TEST_PARAMS, 12);
 
 const MIN = TEST_PARAMS.minStake!;
 const BOND = TEST_PARAMS.challengeBond!;
@@ -61,43 +54,42 @@ const signingKey = `0x${'42'.repeat(32)}` as Hex;
 let exactModel: Hex;
 let looseModel: Hex;
 
-const idx = (address: Address) => chain.anvil.accounts.findIndex((a) => a.address === address);
-const asAddr = (address: Address): GlassboxClient => chain.as(idx(address));
+const idx = (address: Address) => chain().anvil.accounts.findIndex((a) => a.address === address);
+const asAddr = (address: Address): GlassboxClient => chain().as(idx(address));
 const bal = (i: number | Address) =>
-  getTokenBalance(chain.as(0), typeof i === 'number' ? chain.address(i) : i);
+  getTokenBalance(chain().as(0), typeof i === 'number' ? chain().address(i) : i);
 const stakeOf = async (i: number | Address) => {
-  const p = await getProvider(chain.as(0), typeof i === 'number' ? chain.address(i) : i);
+  const p = await getProvider(chain().as(0), typeof i === 'number' ? chain().address(i) : i);
   return p.stake + p.unbonding;
 };
 const domain = () => ({
-  chainId: chain.anvil.chainId,
-  verifyingContract: chain.deployment.contracts.receiptLedger,
+  chainId: chain().anvil.chainId,
+  verifyingContract: chain().deployment.contracts.receiptLedger,
 });
 const sign = (r: Receipt, key: Hex = signingKey): Promise<SignedReceipt> =>
   signReceipt(privateKeyToAccount(key), r, domain());
 const receipt = (over: Partial<Receipt> = {}) =>
   makeReceipt({
-    provider: chain.address(ACCUSED),
+    provider: chain().address(ACCUSED),
     model: exactModel,
     requestId: h(`req${Math.random()}`),
     ...over,
   });
 
 beforeEach(async () => {
-  await chain.reset();
   exactModel = modelDigest(modelOf('exact'));
   looseModel = modelDigest(modelOf('loose'));
-  await registerModel(chain.as(0), { model: exactModel, exact: true });
-  await registerModel(chain.as(0), { model: looseModel, exact: false });
-  await registerProvider(chain.as(ACCUSED), {
+  await registerModel(chain().as(0), { model: exactModel, exact: true });
+  await registerModel(chain().as(0), { model: looseModel, exact: false });
+  await registerProvider(chain().as(ACCUSED), {
     endpoint: 'http://accused',
     signer: privateKeyToAccount(signingKey).address,
     stake: 200n * E18,
   });
   for (const v of VOTERS)
-    await registerVoter(chain.as(v), {
+    await registerVoter(chain().as(v), {
       endpoint: `http://v${v}`,
-      signer: chain.address(v),
+      signer: chain().address(v),
       stake: MIN + BigInt(v) * E18,
     });
 });
@@ -107,24 +99,24 @@ describe('DisputeManager: equivocation', () => {
     const a = await sign(receipt({ outputHash: h('out-a') }));
     const b = await sign(receipt({ outputHash: h('out-b') }));
     const [reporterBefore, treasuryBefore] = [await bal(REPORTER), await bal(0)];
-    const { slashed, reward } = await reportEquivocation(chain.as(REPORTER), { a, b });
+    const { slashed, reward } = await reportEquivocation(chain().as(REPORTER), { a, b });
     expect(slashed).toBe(100n * E18); // slashBps 50% of 200
     expect(reward).toBe(50n * E18);
     expect(await stakeOf(ACCUSED)).toBe(100n * E18);
     expect(await bal(REPORTER)).toBe(reporterBefore + reward);
     expect(await bal(0)).toBe(treasuryBefore + slashed - reward);
-    await expectRevert(reportEquivocation(chain.as(REPORTER), { a, b }), 'AlreadyReported');
+    await expectRevert(reportEquivocation(chain().as(REPORTER), { a, b }), 'AlreadyReported');
     const c = await sign(receipt({ outputHash: h('out-c') }));
-    await expectRevert(reportEquivocation(chain.as(REPORTER), { a, b: c }), 'AlreadyReported');
+    await expectRevert(reportEquivocation(chain().as(REPORTER), { a, b: c }), 'AlreadyReported');
   });
 
   it('slashes unbonding stake too, once the staked part is gone', async () => {
-    await addStake(chain.as(ACCUSED), 50n * E18);
-    await requestUnstake(chain.as(ACCUSED), 150n * E18); // staked 100, unbonding 150
+    await addStake(chain().as(ACCUSED), 50n * E18);
+    await requestUnstake(chain().as(ACCUSED), 150n * E18); // staked 100, unbonding 150
     const a = await sign(receipt({ outputHash: h('out-a') }));
     const b = await sign(receipt({ outputHash: h('out-b') }));
-    expect((await reportEquivocation(chain.as(REPORTER), { a, b })).slashed).toBe(125n * E18);
-    const p = await getProvider(chain.as(0), chain.address(ACCUSED));
+    expect((await reportEquivocation(chain().as(REPORTER), { a, b })).slashed).toBe(125n * E18);
+    const p = await getProvider(chain().as(0), chain().address(ACCUSED));
     expect(p.stake).toBe(0n);
     expect(p.unbonding).toBe(125n * E18); // 100 from stake, 25 from unbonding
   });
@@ -132,8 +124,8 @@ describe('DisputeManager: equivocation', () => {
   it('binds receipts signed with a retired key', async () => {
     const a = await sign(receipt({ outputHash: h('out-a') }));
     const b = await sign(receipt({ outputHash: h('out-b') }));
-    await setSigner(chain.as(ACCUSED), chain.address(11));
-    expect((await reportEquivocation(chain.as(REPORTER), { a, b })).slashed).toBe(100n * E18);
+    await setSigner(chain().as(ACCUSED), chain().address(11));
+    expect((await reportEquivocation(chain().as(REPORTER), { a, b })).slashed).toBe(100n * E18);
   });
 
   it('refuses what is not equivocation', async () => {
@@ -141,27 +133,27 @@ describe('DisputeManager: equivocation', () => {
     const a = await sign(base);
     const other = async (over: Partial<Receipt>) => sign({ ...base, outputHash: h('out-b'), ...over });
     await expectRevert(
-      reportEquivocation(chain.as(REPORTER), { a, b: await other({ inputHash: h('x') }) }),
+      reportEquivocation(chain().as(REPORTER), { a, b: await other({ inputHash: h('x') }) }),
       'NotEquivocation',
     );
     await expectRevert(
-      reportEquivocation(chain.as(REPORTER), { a, b: await other({ paramsHash: h('p') }) }),
+      reportEquivocation(chain().as(REPORTER), { a, b: await other({ paramsHash: h('p') }) }),
       'NotEquivocation',
     );
     await expectRevert(
-      reportEquivocation(chain.as(REPORTER), { a, b: await other({ runtime: h('rt') }) }),
+      reportEquivocation(chain().as(REPORTER), { a, b: await other({ runtime: h('rt') }) }),
       'NotEquivocation',
     );
     await expectRevert(
-      reportEquivocation(chain.as(REPORTER), { a, b: await other({ model: looseModel }) }),
+      reportEquivocation(chain().as(REPORTER), { a, b: await other({ model: looseModel }) }),
       'NotEquivocation',
     );
     await expectRevert(
-      reportEquivocation(chain.as(REPORTER), { a, b: await other({ provider: chain.address(2) }) }),
+      reportEquivocation(chain().as(REPORTER), { a, b: await other({ provider: chain().address(2) }) }),
       'NotEquivocation',
     );
     await expectRevert(
-      reportEquivocation(chain.as(REPORTER), {
+      reportEquivocation(chain().as(REPORTER), {
         a,
         b: await sign({ ...base, requestId: h('other-request') }),
       }),
@@ -169,16 +161,19 @@ describe('DisputeManager: equivocation', () => {
     );
     const la = await sign({ ...base, model: looseModel });
     const lb = await sign({ ...base, model: looseModel, outputHash: h('out-b') });
-    await expectRevert(reportEquivocation(chain.as(REPORTER), { a: la, b: lb }), 'ModelNotExact');
+    await expectRevert(reportEquivocation(chain().as(REPORTER), { a: la, b: lb }), 'ModelNotExact');
     // signed by a key that is not the provider's, or over another domain
-    const forged = await sign({ ...base, outputHash: h('out-b') }, chain.key(REPORTER));
-    await expectRevert(reportEquivocation(chain.as(REPORTER), { a, b: forged }), 'InvalidReceiptSignature');
+    const forged = await sign({ ...base, outputHash: h('out-b') }, chain().key(REPORTER));
+    await expectRevert(reportEquivocation(chain().as(REPORTER), { a, b: forged }), 'InvalidReceiptSignature');
     const foreign = await signReceipt(
       privateKeyToAccount(signingKey),
       { ...base, outputHash: h('out-b') },
-      { chainId: chain.anvil.chainId, verifyingContract: chain.deployment.contracts.paymentEscrow },
+      { chainId: chain().anvil.chainId, verifyingContract: chain().deployment.contracts.paymentEscrow },
     );
-    await expectRevert(reportEquivocation(chain.as(REPORTER), { a, b: foreign }), 'InvalidReceiptSignature');
+    await expectRevert(
+      reportEquivocation(chain().as(REPORTER), { a, b: foreign }),
+      'InvalidReceiptSignature',
+    );
     expect(await stakeOf(ACCUSED)).toBe(200n * E18);
   });
 });
@@ -196,7 +191,7 @@ async function vote(
 
 async function openSigned(over: Partial<Receipt> = {}) {
   const signed = await sign(receipt(over));
-  return openChallenge(chain.as(CHALLENGER), { ...signed, inputsUri: 'ipfs://inputs' });
+  return openChallenge(chain().as(CHALLENGER), { ...signed, inputsUri: 'ipfs://inputs' });
 }
 
 describe('DisputeManager: challenges', () => {
@@ -204,18 +199,18 @@ describe('DisputeManager: challenges', () => {
     const { challengeId, committee } = await openSigned();
     expect(committee).toHaveLength(3);
     expect(new Set(committee).size).toBe(3);
-    for (const m of committee) expect(VOTERS.map((v) => chain.address(v))).toContain(m);
-    const c = await getChallenge(chain.as(0), challengeId);
+    for (const m of committee) expect(VOTERS.map((v) => chain().address(v))).toContain(m);
+    const c = await getChallenge(chain().as(0), challengeId);
     expect(c).toMatchObject({
-      challenger: chain.address(CHALLENGER),
-      provider: chain.address(ACCUSED),
+      challenger: chain().address(CHALLENGER),
+      provider: chain().address(ACCUSED),
       status: 'open',
       bond: BOND,
       committee,
     });
     expect(c.revealDeadlineMs - c.commitDeadlineMs).toBe(TEST_PARAMS.revealPeriodMs);
-    expect(await getChallengeCount(chain.as(0))).toBe(1n);
-    expect((await getChallengesOpened(chain.as(0)))[0]!.args.inputsUri).toBe('ipfs://inputs');
+    expect(await getChallengeCount(chain().as(0))).toBe(1n);
+    expect((await getChallengesOpened(chain().as(0)))[0]!.args.inputsUri).toBe('ipfs://inputs');
   });
 
   it('a guilty majority slashes the provider; the challenger gets its bond and the reward', async () => {
@@ -224,27 +219,27 @@ describe('DisputeManager: challenges', () => {
     expect(await bal(CHALLENGER)).toBe(before.challenger - BOND);
     for (const m of committee) await vote(challengeId, m, true, 'commit');
     for (const m of committee) await vote(challengeId, m, true, 'reveal');
-    const { status, slashed, reward } = await resolveChallenge(chain.as(11), challengeId);
+    const { status, slashed, reward } = await resolveChallenge(chain().as(11), challengeId);
     expect(status).toBe('upheld');
     expect(slashed).toBe(100n * E18);
     expect(reward).toBe(50n * E18);
     expect(await stakeOf(ACCUSED)).toBe(100n * E18);
     expect(await bal(CHALLENGER)).toBe(before.challenger + reward);
     expect(await bal(0)).toBe(before.treasury + slashed - reward);
-    expect(await bal(chain.deployment.contracts.disputeManager)).toBe(0n);
-    await expectRevert(resolveChallenge(chain.as(11), challengeId), 'ChallengeNotOpen');
+    expect(await bal(chain().deployment.contracts.disputeManager)).toBe(0n);
+    await expectRevert(resolveChallenge(chain().as(11), challengeId), 'ChallengeNotOpen');
   });
 
   it('an innocent majority (from a batch inclusion proof) costs the challenger its bond', async () => {
     const rs = [receipt(), receipt(), receipt()];
     const tree = batchTree(rs.map(receiptHash));
-    const { batchId } = await commitBatch(chain.as(ACCUSED), { root: tree.root, count: 3, uri: 'x' });
+    const { batchId } = await commitBatch(chain().as(ACCUSED), { root: tree.root, count: 3, uri: 'x' });
     const before = {
       challenger: await bal(CHALLENGER),
       provider: await bal(ACCUSED),
       treasury: await bal(0),
     };
-    const { challengeId, committee } = await openChallenge(chain.as(CHALLENGER), {
+    const { challengeId, committee } = await openChallenge(chain().as(CHALLENGER), {
       receipt: rs[1]!,
       batchId,
       proof: tree.proof(1),
@@ -256,7 +251,7 @@ describe('DisputeManager: challenges', () => {
     await vote(challengeId, committee[0]!, false, 'reveal');
     await vote(challengeId, committee[1]!, true, 'reveal'); // a dissenting vote doesn't matter
     await vote(challengeId, committee[2]!, false, 'reveal');
-    const { status, reward } = await resolveChallenge(chain.as(CHALLENGER), challengeId);
+    const { status, reward } = await resolveChallenge(chain().as(CHALLENGER), challengeId);
     expect(status).toBe('rejected');
     expect(reward).toBe(BOND / 2n);
     expect(await stakeOf(ACCUSED)).toBe(200n * E18);
@@ -267,20 +262,20 @@ describe('DisputeManager: challenges', () => {
 
   it('refuses challenges without evidence, twice for one receipt, by the provider itself, or with nobody to vote', async () => {
     const signed = await sign(receipt());
-    const open = (i: number, p: Parameters<typeof openChallenge>[1]) => openChallenge(chain.as(i), p);
+    const open = (i: number, p: Parameters<typeof openChallenge>[1]) => openChallenge(chain().as(i), p);
     await expectRevert(
       open(CHALLENGER, {
         ...signed,
-        receipt: { ...signed.receipt, provider: chain.address(11) },
+        receipt: { ...signed.receipt, provider: chain().address(11) },
         inputsUri: 'x',
       }),
       'UnknownProvider',
     );
     await expectRevert(open(ACCUSED, { ...signed, inputsUri: 'x' }), 'SelfChallenge');
-    const forged = await sign(receipt(), chain.key(CHALLENGER));
+    const forged = await sign(receipt(), chain().key(CHALLENGER));
     await expectRevert(open(CHALLENGER, { ...forged, inputsUri: 'x' }), 'InvalidReceiptSignature');
     const tree = batchTree([receiptHash(signed.receipt), h('other')]);
-    const { batchId } = await commitBatch(chain.as(2), { root: tree.root, count: 2, uri: 'x' }); // someone else's batch
+    const { batchId } = await commitBatch(chain().as(2), { root: tree.root, count: 2, uri: 'x' }); // someone else's batch
     await expectRevert(
       open(CHALLENGER, { receipt: signed.receipt, batchId, proof: tree.proof(0), inputsUri: 'x' }),
       'NotCommitted',
@@ -294,23 +289,23 @@ describe('DisputeManager: challenges', () => {
   });
 
   it('refuses a challenge when no other active provider can vote', async () => {
-    await chain.reset();
+    await chain().reset();
     exactModel = modelDigest(modelOf('exact'));
-    await registerProvider(chain.as(ACCUSED), {
+    await registerProvider(chain().as(ACCUSED), {
       endpoint: 'http://accused',
       signer: privateKeyToAccount(signingKey).address,
       stake: 200n * E18,
     });
-    await registerVoter(chain.as(2), { endpoint: 'http://v2', signer: chain.address(2), stake: MIN });
+    await registerVoter(chain().as(2), { endpoint: 'http://v2', signer: chain().address(2), stake: MIN });
     const signed = await sign(receipt());
     // the only other provider is the challenger itself
-    await expectRevert(openChallenge(chain.as(2), { ...signed, inputsUri: 'x' }), 'NoEligibleVoters');
+    await expectRevert(openChallenge(chain().as(2), { ...signed, inputsUri: 'x' }), 'NoEligibleVoters');
   });
 
   it('a member can neither vote twice nor reveal a different vote; outsiders cannot vote', async () => {
     const { challengeId, committee } = await openSigned();
     const [m0, m1, m2] = committee as [Address, Address, Address];
-    const outsider = VOTERS.map((v) => chain.address(v)).find((a) => !committee.includes(a))!;
+    const outsider = VOTERS.map((v) => chain().address(v)).find((a) => !committee.includes(a))!;
     await expectRevert(
       commitVote(asAddr(outsider), { challengeId, guilty: true, salt: h('s') }),
       'NotCommitteeMember',
@@ -331,7 +326,7 @@ describe('DisputeManager: challenges', () => {
     );
     await vote(challengeId, m0, true, 'reveal');
     await expectRevert(vote(challengeId, m0, true, 'reveal'), 'AlreadyRevealed');
-    const v = await getVote(chain.as(0), { challengeId, member: m0 });
+    const v = await getVote(chain().as(0), { challengeId, member: m0 });
     expect(v).toEqual({
       commitment: voteCommitment({
         challengeId,
@@ -344,14 +339,14 @@ describe('DisputeManager: challenges', () => {
       guilty: true,
     });
     expect(
-      await readFrom(chain.as(0), 'disputeManager', 'voteCommitment', [
+      await readFrom(chain().as(0), 'disputeManager', 'voteCommitment', [
         challengeId,
         m0,
         true,
         h(`salt-${m0}-${challengeId}`),
       ]),
     ).toBe(v.commitment);
-    await expectRevert(resolveChallenge(chain.as(0), challengeId), 'TooEarly');
+    await expectRevert(resolveChallenge(chain().as(0), challengeId), 'TooEarly');
   });
 
   it('refuses a zero commitment, so one member cannot fill the commit count and open reveals early', async () => {
@@ -363,8 +358,8 @@ describe('DisputeManager: challenges', () => {
         sendTo(asAddr(m0), 'disputeManager', 'commitVote', [challengeId, zero]),
         'ZeroCommitment',
       );
-    expect((await getChallenge(chain.as(0), challengeId)).committed).toBe(0);
-    expect((await getVote(chain.as(0), { challengeId, member: m0 })).committed).toBe(false);
+    expect((await getChallenge(chain().as(0), challengeId)).committed).toBe(0);
+    expect((await getVote(chain().as(0), { challengeId, member: m0 })).committed).toBe(false);
     await vote(challengeId, m0, true, 'commit');
     await expectRevert(
       sendTo(asAddr(m0), 'disputeManager', 'commitVote', [challengeId, zero]),
@@ -372,7 +367,7 @@ describe('DisputeManager: challenges', () => {
     );
     await expectRevert(vote(challengeId, m0, true, 'commit'), 'AlreadyVoted');
     await vote(challengeId, m1, true, 'commit');
-    expect((await getChallenge(chain.as(0), challengeId)).committed).toBe(2);
+    expect((await getChallenge(chain().as(0), challengeId)).committed).toBe(2);
     await expectRevert(vote(challengeId, m0, true, 'reveal'), 'RevealNotOpen'); // one member still to commit
   });
 
@@ -382,14 +377,14 @@ describe('DisputeManager: challenges', () => {
     const [m0, m1, m2] = committee as [Address, Address, Address];
     await vote(challengeId, m0, true, 'commit');
     await vote(challengeId, m1, false, 'commit');
-    await chain.increaseTime(TEST_PARAMS.commitPeriodMs!);
+    await chain().increaseTime(TEST_PARAMS.commitPeriodMs!);
     await expectRevert(vote(challengeId, m2, true, 'commit'), 'CommitClosed');
     await vote(challengeId, m0, true, 'reveal');
     await vote(challengeId, m1, false, 'reveal');
-    await expectRevert(resolveChallenge(chain.as(0), challengeId), 'TooEarly');
+    await expectRevert(resolveChallenge(chain().as(0), challengeId), 'TooEarly');
     const stakes = await Promise.all(committee.map(stakeOf));
-    await chain.increaseTime(TEST_PARAMS.revealPeriodMs!);
-    const { status } = await resolveChallenge(chain.as(0), challengeId);
+    await chain().increaseTime(TEST_PARAMS.revealPeriodMs!);
+    const { status } = await resolveChallenge(chain().as(0), challengeId);
     expect(status).toBe('void');
     expect(await bal(CHALLENGER)).toBe(before); // bond refunded
     expect(await stakeOf(ACCUSED)).toBe(200n * E18);
@@ -400,69 +395,75 @@ describe('DisputeManager: challenges', () => {
   });
 
   it('locks the stake while a challenge is open: an unbonding provider cannot withdraw ahead of the verdict', async () => {
-    await requestUnstake(chain.as(ACCUSED), 200n * E18); // a full exit: all 200 unbonding
-    await chain.increaseTime(TEST_PARAMS.unbondingDelayMs! - 100_000); // 100 s before unbonding ends
+    await requestUnstake(chain().as(ACCUSED), 200n * E18); // a full exit: all 200 unbonding
+    await chain().increaseTime(TEST_PARAMS.unbondingDelayMs! - 100_000); // 100 s before unbonding ends
     const { challengeId, committee } = await openSigned();
-    expect((await getProvider(chain.as(0), chain.address(ACCUSED))).openChallenges).toBe(1);
-    await chain.increaseTime(200_000); // unbonding over, challenge still open
-    await expectRevert(withdrawStake(chain.as(ACCUSED)), 'StakeLocked');
+    expect((await getProvider(chain().as(0), chain().address(ACCUSED))).openChallenges).toBe(1);
+    await chain().increaseTime(200_000); // unbonding over, challenge still open
+    await expectRevert(withdrawStake(chain().as(ACCUSED)), 'StakeLocked');
     for (const m of committee) await vote(challengeId, m, true, 'commit');
     for (const m of committee) await vote(challengeId, m, true, 'reveal');
-    const { status, slashed } = await resolveChallenge(chain.as(0), challengeId);
+    const { status, slashed } = await resolveChallenge(chain().as(0), challengeId);
     expect(status).toBe('upheld');
     expect(slashed).toBe(100n * E18); // half of what was unbonding
-    const p = await getProvider(chain.as(0), chain.address(ACCUSED));
+    const p = await getProvider(chain().as(0), chain().address(ACCUSED));
     expect(p.openChallenges).toBe(0);
     expect(p.unbonding).toBe(100n * E18);
     const before = await bal(ACCUSED);
-    await withdrawStake(chain.as(ACCUSED)); // the lock is gone with the verdict
+    await withdrawStake(chain().as(ACCUSED)); // the lock is gone with the verdict
     expect(await bal(ACCUSED)).toBe(before + 100n * E18);
   });
 
   it('counts overlapping challenges: the lock lasts until the last one is resolved', async () => {
-    await requestUnstake(chain.as(ACCUSED), 200n * E18);
+    await requestUnstake(chain().as(ACCUSED), 200n * E18);
     const first = await openSigned();
     const second = await openSigned();
-    expect((await getProvider(chain.as(0), chain.address(ACCUSED))).openChallenges).toBe(2);
-    await chain.increaseTime(TEST_PARAMS.unbondingDelayMs!);
-    await resolveChallenge(chain.as(0), first.challengeId); // void: nobody voted
-    await expectRevert(withdrawStake(chain.as(ACCUSED)), 'StakeLocked');
-    await resolveChallenge(chain.as(0), second.challengeId);
-    await withdrawStake(chain.as(ACCUSED));
+    expect((await getProvider(chain().as(0), chain().address(ACCUSED))).openChallenges).toBe(2);
+    await chain().increaseTime(TEST_PARAMS.unbondingDelayMs!);
+    await resolveChallenge(chain().as(0), first.challengeId); // void: nobody voted
+    await expectRevert(withdrawStake(chain().as(ACCUSED)), 'StakeLocked');
+    await resolveChallenge(chain().as(0), second.challengeId);
+    await withdrawStake(chain().as(ACCUSED));
     expect(await stakeOf(ACCUSED)).toBe(0n);
   });
 
   it('a voided challenge lets the receipt be challenged again; a decided one does not', async () => {
     const signed = await sign(receipt());
     const hash = receiptHash(signed.receipt);
-    const first = await openChallenge(chain.as(CHALLENGER), { ...signed, inputsUri: 'x' });
+    const first = await openChallenge(chain().as(CHALLENGER), { ...signed, inputsUri: 'x' });
     await expectRevert(
-      openChallenge(chain.as(REPORTER), { ...signed, inputsUri: 'x' }),
+      openChallenge(chain().as(REPORTER), { ...signed, inputsUri: 'x' }),
       'AlreadyChallenged', // still open
     );
-    await chain.increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
-    expect((await resolveChallenge(chain.as(0), first.challengeId)).status).toBe('void');
-    const second = await openChallenge(chain.as(REPORTER), { ...signed, inputsUri: 'x' });
+    await chain().increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
+    expect((await resolveChallenge(chain().as(0), first.challengeId)).status).toBe('void');
+    const second = await openChallenge(chain().as(REPORTER), { ...signed, inputsUri: 'x' });
     expect(second.challengeId).toBe(first.challengeId + 1n);
-    expect(await readFrom(chain.as(0), 'disputeManager', 'challengeOfReceipt', [hash])).toBe(
+    expect(await readFrom(chain().as(0), 'disputeManager', 'challengeOfReceipt', [hash])).toBe(
       second.challengeId + 1n,
     );
     for (const m of second.committee) await vote(second.challengeId, m, false, 'commit');
     for (const m of second.committee) await vote(second.challengeId, m, false, 'reveal');
-    expect((await resolveChallenge(chain.as(0), second.challengeId)).status).toBe('rejected');
+    expect((await resolveChallenge(chain().as(0), second.challengeId)).status).toBe('rejected');
     await expectRevert(
-      openChallenge(chain.as(CHALLENGER), { ...signed, inputsUri: 'x' }),
+      openChallenge(chain().as(CHALLENGER), { ...signed, inputsUri: 'x' }),
       'AlreadyChallenged',
     );
   });
 
   it('refuses votes on unknown or settled challenges', async () => {
     const salt = h('s');
-    await expectRevert(commitVote(chain.as(2), { challengeId: 7n, guilty: true, salt }), 'UnknownChallenge');
-    await expectRevert(revealVote(chain.as(2), { challengeId: 7n, guilty: true, salt }), 'UnknownChallenge');
+    await expectRevert(
+      commitVote(chain().as(2), { challengeId: 7n, guilty: true, salt }),
+      'UnknownChallenge',
+    );
+    await expectRevert(
+      revealVote(chain().as(2), { challengeId: 7n, guilty: true, salt }),
+      'UnknownChallenge',
+    );
     const { challengeId, committee } = await openSigned();
-    await chain.increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
-    await resolveChallenge(chain.as(0), challengeId);
+    await chain().increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
+    await resolveChallenge(chain().as(0), challengeId);
     await expectRevert(
       commitVote(asAddr(committee[0]!), { challengeId, guilty: true, salt }),
       'ChallengeNotOpen',
@@ -477,8 +478,8 @@ describe('DisputeManager: challenges', () => {
     for (const m of committee) await vote(challengeId, m, true, 'commit');
     await vote(challengeId, m0, true, 'reveal');
     await vote(challengeId, m1, true, 'reveal'); // m2 committed, then went silent
-    await chain.increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
-    const { status, receipt: tx } = await resolveChallenge(chain.as(0), challengeId);
+    await chain().increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
+    const { status, receipt: tx } = await resolveChallenge(chain().as(0), challengeId);
     expect(status).toBe('upheld');
     expect(await stakeOf(m0)).toBe(stakes[0]);
     expect(await stakeOf(m1)).toBe(stakes[1]);
@@ -494,9 +495,13 @@ describe('DisputeManager: challenges', () => {
 
   it('draws committee seats by stake: one large stake among small ones sits on nearly every committee', async () => {
     const BIG = 2;
-    await addStake(chain.as(BIG), 9000n * E18); // ~9,100 against ~100 for each of six others
+    await addStake(chain().as(BIG), 9000n * E18); // ~9,100 against ~100 for each of six others
     for (const v of [7, 8])
-      await registerVoter(chain.as(v), { endpoint: `http://v${v}`, signer: chain.address(v), stake: MIN });
+      await registerVoter(chain().as(v), {
+        endpoint: `http://v${v}`,
+        signer: chain().address(v),
+        stake: MIN,
+      });
     const seats = new Map<Address, number>();
     const ROUNDS = 10;
     for (let i = 0; i < ROUNDS; i++) {
@@ -505,13 +510,13 @@ describe('DisputeManager: challenges', () => {
       for (const m of committee) seats.set(m, (seats.get(m) ?? 0) + 1);
     }
     // uniform draws would seat it in 3 of 7 committees; by stake, it misses one in ~7,000
-    expect(seats.get(chain.address(BIG))).toBeGreaterThanOrEqual(ROUNDS - 1);
+    expect(seats.get(chain().address(BIG))).toBeGreaterThanOrEqual(ROUNDS - 1);
   });
 
   it('refuses a reveal after the reveal deadline', async () => {
     const { challengeId, committee } = await openSigned();
     for (const m of committee) await vote(challengeId, m, true, 'commit');
-    await chain.increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
+    await chain().increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
     await expectRevert(vote(challengeId, committee[0]!, true, 'reveal'), 'RevealClosed');
   });
 
@@ -519,17 +524,17 @@ describe('DisputeManager: challenges', () => {
     const before = { challenger: await bal(CHALLENGER), treasury: await bal(0) };
     const { challengeId, committee } = await openSigned();
     const stakes = await Promise.all(committee.map(stakeOf));
-    await chain.increaseTime(30 * 86_400_000); // long after every deadline
-    expect((await getChallenge(chain.as(0), challengeId)).status).toBe('open');
-    expect(await bal(chain.deployment.contracts.disputeManager)).toBe(BOND); // the bond is held, not lost
-    const { status } = await resolveChallenge(chain.as(REPORTER), challengeId);
+    await chain().increaseTime(30 * 86_400_000); // long after every deadline
+    expect((await getChallenge(chain().as(0), challengeId)).status).toBe('open');
+    expect(await bal(chain().deployment.contracts.disputeManager)).toBe(BOND); // the bond is held, not lost
+    const { status } = await resolveChallenge(chain().as(REPORTER), challengeId);
     expect(status).toBe('void');
     expect(await bal(CHALLENGER)).toBe(before.challenger);
     for (let i = 0; i < committee.length; i++)
       expect(await stakeOf(committee[i]!)).toBe(stakes[i]! - PENALTY);
     expect(await bal(0)).toBe(before.treasury + PENALTY * BigInt(committee.length));
     expect(await stakeOf(ACCUSED)).toBe(200n * E18);
-    await expectRevert(getChallenge(chain.as(0), 5n), 'UnknownChallenge');
-    await expectRevert(resolveChallenge(chain.as(0), 5n), 'UnknownChallenge');
+    await expectRevert(getChallenge(chain().as(0), 5n), 'UnknownChallenge');
+    await expectRevert(resolveChallenge(chain().as(0), 5n), 'UnknownChallenge');
   });
 });

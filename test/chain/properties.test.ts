@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import type { Address } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   addStake,
   commitVote,
@@ -27,16 +27,9 @@ import { isGlassboxError } from '../../src/protocol/errors.js';
 import { modelDigest } from '../../src/protocol/manifest.js';
 import { signReceipt } from '../../src/protocol/receipt.js';
 import { signVoucher } from '../../src/protocol/voucher.js';
-import {
-  E18,
-  h,
-  makeReceipt,
-  modelOf,
-  registerVoter,
-  startTestChain,
-  TEST_PARAMS,
-  type TestChain,
-} from './support.js';
+import { E18, h, makeReceipt, modelOf, registerVoter, TEST_PARAMS, useTestChain } from './support.js';
+
+const chain = useTestChain(TEST_PARAMS, 8, { resetEach: false });
 
 /*
  * Random sequences of deposits, redemptions, withdrawals, staking, unstaking, time jumps,
@@ -48,7 +41,6 @@ import {
  * - honest providers (who never sign a wrong result) have lost no stake.
  */
 
-let chain: TestChain;
 const HONEST = [1, 2, 3];
 const CHEATER = 4;
 const PROVIDERS = [...HONEST, CHEATER];
@@ -59,20 +51,16 @@ const INITIAL_DEPOSIT = 500n * E18;
 let model: `0x${string}`;
 
 beforeAll(async () => {
-  chain = await startTestChain(TEST_PARAMS, 8);
   model = modelDigest(modelOf('prop'));
-  await registerModel(chain.as(0), { model, exact: true });
+  await registerModel(chain().as(0), { model, exact: true });
   for (const p of PROVIDERS)
-    await registerVoter(chain.as(p), {
+    await registerVoter(chain().as(p), {
       endpoint: `http://p${p}`,
-      signer: chain.address(p),
+      signer: chain().address(p),
       stake: 2n * MIN,
     });
-  for (const c of CLIENTS) await deposit(chain.as(c), INITIAL_DEPOSIT);
-  await chain.rebase();
-});
-afterAll(async () => {
-  await chain?.stop();
+  for (const c of CLIENTS) await deposit(chain().as(c), INITIAL_DEPOSIT);
+  await chain().rebase();
 });
 
 type Action =
@@ -129,13 +117,13 @@ async function attemptAs<T>(f: () => Promise<T>, kind: string): Promise<T | unde
 const done = new Map<string, number>();
 const tally = (kind: string) => done.set(kind, (done.get(kind) ?? 0) + 1);
 
-const bal = (a: Address) => getTokenBalance(chain.as(0), a);
+const bal = (a: Address) => getTokenBalance(chain().as(0), a);
 
 describe('chain invariants over random action sequences', () => {
   it('balances equal obligations, nothing goes negative, honest providers keep their stake', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(action, { minLength: 1, maxLength: 25 }), async (actions) => {
-        await chain.reset();
+        await chain().reset();
         const staked = new Map(PROVIDERS.map((p) => [p, 2n * MIN])); // put in minus taken out
         const owed = new Map<string, bigint>(); // cumulative voucher per client->provider
         const deposits = new Map(CLIENTS.map((c) => [c, INITIAL_DEPOSIT]));
@@ -144,7 +132,7 @@ describe('chain invariants over random action sequences', () => {
           const attempt = <T>(f: () => Promise<T>) => attemptAs(f, a.kind);
           switch (a.kind) {
             case 'deposit':
-              if (await attempt(() => deposit(chain.as(a.client), a.amount)))
+              if (await attempt(() => deposit(chain().as(a.client), a.amount)))
                 deposits.set(a.client, deposits.get(a.client)! + a.amount);
               break;
             case 'redeem': {
@@ -152,110 +140,121 @@ describe('chain invariants over random action sequences', () => {
               const cumulative = (owed.get(key) ?? 0n) + a.amount;
               owed.set(key, cumulative);
               const signed = await signVoucher(
-                privateKeyToAccount(chain.key(a.client)),
-                { client: chain.address(a.client), provider: chain.address(a.provider), amount: cumulative },
-                { chainId: chain.anvil.chainId, verifyingContract: chain.deployment.contracts.paymentEscrow },
+                privateKeyToAccount(chain().key(a.client)),
+                {
+                  client: chain().address(a.client),
+                  provider: chain().address(a.provider),
+                  amount: cumulative,
+                },
+                {
+                  chainId: chain().anvil.chainId,
+                  verifyingContract: chain().deployment.contracts.paymentEscrow,
+                },
               );
-              const r = await attempt(() => redeemVoucher(chain.as(a.provider), signed));
+              const r = await attempt(() => redeemVoucher(chain().as(a.provider), signed));
               // held unless a conviction refunded it; an earlier hold may have come back too
               if (r)
                 deposits.set(a.client, deposits.get(a.client)! - (r.refunded ? 0n : r.paid) + r.returned);
               break;
             }
             case 'requestWithdrawal':
-              await attempt(() => requestWithdrawal(chain.as(a.client), a.amount));
+              await attempt(() => requestWithdrawal(chain().as(a.client), a.amount));
               break;
             case 'exit': {
               // request up to the whole deposit, wait out the delay, withdraw
-              const d = await getDeposit(chain.as(0), chain.address(a.client));
+              const d = await getDeposit(chain().as(0), chain().address(a.client));
               const want = a.amount < d ? a.amount : d;
-              if (want > 0n) await attempt(() => requestWithdrawal(chain.as(a.client), want));
-              await chain.increaseTime(TEST_PARAMS.withdrawalDelayMs!);
+              if (want > 0n) await attempt(() => requestWithdrawal(chain().as(a.client), want));
+              await chain().increaseTime(TEST_PARAMS.withdrawalDelayMs!);
             }
             // falls through
             case 'withdraw': {
-              const r = await attempt(() => withdrawDeposit(chain.as(a.client)));
+              const r = await attempt(() => withdrawDeposit(chain().as(a.client)));
               if (r) deposits.set(a.client, deposits.get(a.client)! - r.amount);
               break;
             }
             case 'addStake':
-              if (await attempt(() => addStake(chain.as(a.provider), a.amount)))
+              if (await attempt(() => addStake(chain().as(a.provider), a.amount)))
                 staked.set(a.provider, staked.get(a.provider)! + a.amount);
               break;
             case 'unstake':
-              await attempt(() => requestUnstake(chain.as(a.provider), a.amount));
+              await attempt(() => requestUnstake(chain().as(a.provider), a.amount));
               break;
             case 'leave': {
               // unstake down to the minimum (or everything), wait out the delay, withdraw
-              const { stake } = await getProvider(chain.as(0), chain.address(a.provider));
+              const { stake } = await getProvider(chain().as(0), chain().address(a.provider));
               if (stake > 0n)
-                await attempt(() => requestUnstake(chain.as(a.provider), stake > MIN ? stake - MIN : stake));
-              await chain.increaseTime(TEST_PARAMS.unbondingDelayMs!);
+                await attempt(() =>
+                  requestUnstake(chain().as(a.provider), stake > MIN ? stake - MIN : stake),
+                );
+              await chain().increaseTime(TEST_PARAMS.unbondingDelayMs!);
             }
             // falls through
             case 'withdrawStake': {
-              const before = await bal(chain.address(a.provider));
-              if (await attempt(() => withdrawStake(chain.as(a.provider))))
+              const before = await bal(chain().address(a.provider));
+              if (await attempt(() => withdrawStake(chain().as(a.provider))))
                 staked.set(
                   a.provider,
-                  staked.get(a.provider)! - ((await bal(chain.address(a.provider))) - before),
+                  staked.get(a.provider)! - ((await bal(chain().address(a.provider))) - before),
                 );
               break;
             }
             case 'time':
-              await chain.increaseTime(a.ms);
+              await chain().increaseTime(a.ms);
               break;
             case 'equivocate': {
               // the cheater signs two outputs for one input; anyone can prove it
               const domain = {
-                chainId: chain.anvil.chainId,
-                verifyingContract: chain.deployment.contracts.receiptLedger,
+                chainId: chain().anvil.chainId,
+                verifyingContract: chain().deployment.contracts.receiptLedger,
               };
               const base = makeReceipt({
-                provider: chain.address(CHEATER),
+                provider: chain().address(CHEATER),
                 model,
                 inputHash: h(`in${nonce++}`),
               });
-              const signer = privateKeyToAccount(chain.key(CHEATER));
+              const signer = privateKeyToAccount(chain().key(CHEATER));
               const x = await signReceipt(signer, { ...base, outputHash: h('x') }, domain);
               const y = await signReceipt(signer, { ...base, outputHash: h('y') }, domain);
-              await attempt(() => reportEquivocation(chain.as(CHALLENGER), { a: x, b: y }));
+              await attempt(() => reportEquivocation(chain().as(CHALLENGER), { a: x, b: y }));
               break;
             }
             case 'challenge': {
               // a receipt signed by the provider; only the cheater's receipts are wrong
               const domain = {
-                chainId: chain.anvil.chainId,
-                verifyingContract: chain.deployment.contracts.receiptLedger,
+                chainId: chain().anvil.chainId,
+                verifyingContract: chain().deployment.contracts.receiptLedger,
               };
               const r = makeReceipt({
-                provider: chain.address(a.provider),
+                provider: chain().address(a.provider),
                 model,
                 requestId: h(`c${nonce++}`),
               });
-              const signed = await signReceipt(privateKeyToAccount(chain.key(a.provider)), r, domain);
-              await chain.as(0).publicClient.request({ method: 'evm_mine' as never } as never); // fresh randomness
+              const signed = await signReceipt(privateKeyToAccount(chain().key(a.provider)), r, domain);
+              await chain()
+                .as(0)
+                .publicClient.request({ method: 'evm_mine' as never } as never); // fresh randomness
               const opened = await attempt(() =>
-                openChallenge(chain.as(CHALLENGER), { ...signed, inputsUri: 'ipfs://in' }),
+                openChallenge(chain().as(CHALLENGER), { ...signed, inputsUri: 'ipfs://in' }),
               );
               if (!opened) break;
               const guilty = a.provider === CHEATER;
               for (const m of opened.committee)
-                await commitVote(chain.as(chain.anvil.accounts.findIndex((x) => x.address === m)), {
+                await commitVote(chain().as(chain().anvil.accounts.findIndex((x) => x.address === m)), {
                   challengeId: opened.challengeId,
                   guilty,
                   salt: h(m),
                 });
               for (const m of opened.committee)
-                await revealVote(chain.as(chain.anvil.accounts.findIndex((x) => x.address === m)), {
+                await revealVote(chain().as(chain().anvil.accounts.findIndex((x) => x.address === m)), {
                   challengeId: opened.challengeId,
                   guilty,
                   salt: h(m),
                 });
               // members vote truthfully and always reveal (disputes.test.ts covers the rest)
-              const res = await resolveChallenge(chain.as(0), opened.challengeId);
+              const res = await resolveChallenge(chain().as(0), opened.challengeId);
               expect(res.status).toBe(guilty ? 'upheld' : 'rejected');
-              expect((await getChallenge(chain.as(0), opened.challengeId)).status).toBe(res.status);
+              expect((await getChallenge(chain().as(0), opened.challengeId)).status).toBe(res.status);
               break;
             }
           }
@@ -279,10 +278,10 @@ describe('chain invariants over random action sequences', () => {
 });
 
 async function checkInvariants(staked: Map<number, bigint>, deposits: Map<number, bigint>) {
-  const { providerRegistry, paymentEscrow, disputeManager } = chain.deployment.contracts;
+  const { providerRegistry, paymentEscrow, disputeManager } = chain().deployment.contracts;
   let stakes = 0n;
   for (const p of PROVIDERS) {
-    const info = await getProvider(chain.as(0), chain.address(p));
+    const info = await getProvider(chain().as(0), chain().address(p));
     expect(info.stake >= 0n && info.unbonding >= 0n).toBe(true);
     stakes += info.stake + info.unbonding;
     if (HONEST.includes(p))
@@ -293,20 +292,21 @@ async function checkInvariants(staked: Map<number, bigint>, deposits: Map<number
 
   let held = 0n;
   for (const c of CLIENTS) {
-    const d = await getDeposit(chain.as(0), chain.address(c));
+    const d = await getDeposit(chain().as(0), chain().address(c));
     expect(d).toBe(deposits.get(c));
     expect(d >= 0n).toBe(true);
     held += d;
     for (const p of PROVIDERS)
       held +=
-        (await getHold(chain.as(0), { client: chain.address(c), provider: chain.address(p) }))?.amount ?? 0n;
+        (await getHold(chain().as(0), { client: chain().address(c), provider: chain().address(p) }))
+          ?.amount ?? 0n;
   }
   expect(await bal(paymentEscrow)).toBe(held); // deposits and payments on hold, nothing else
 
-  const count = await readFrom<bigint>(chain.as(0), 'disputeManager', 'challengeCount');
+  const count = await readFrom<bigint>(chain().as(0), 'disputeManager', 'challengeCount');
   let bonds = 0n;
   for (let i = 0n; i < count; i++) {
-    const c = await getChallenge(chain.as(0), i);
+    const c = await getChallenge(chain().as(0), i);
     if (c.status === 'open') bonds += c.bond;
   }
   expect(await bal(disputeManager)).toBe(bonds);

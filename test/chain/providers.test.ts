@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   addStake,
   deprecateModel,
@@ -26,43 +26,33 @@ import {
   modelOf,
   registerTestModel,
   signerAddress,
-  startTestChain,
   TEST_PARAMS,
-  type TestChain,
+  useTestChain,
 } from './support.js';
 
-let chain: TestChain;
-beforeAll(async () => {
-  chain = await startTestChain();
-});
-afterAll(async () => {
-  await chain?.stop();
-});
-beforeEach(async () => {
-  await chain.reset();
-});
+const chain = useTestChain();
 
 const MIN = TEST_PARAMS.minStake!;
 const signerKey = `0x${'11'.repeat(32)}` as const;
 
-async function register(i: number, stake = MIN, signer = chain.address(i)) {
-  return registerProvider(chain.as(i), { endpoint: `http://127.0.0.1:${8000 + i}`, signer, stake });
+async function register(i: number, stake = MIN, signer = chain().address(i)) {
+  return registerProvider(chain().as(i), { endpoint: `http://127.0.0.1:${8000 + i}`, signer, stake });
 }
 
 describe('ProviderRegistry: stake', () => {
   it('registers with a signing key that differs from the staking account', async () => {
     const signer = signerAddress(signerKey);
-    const before = await getTokenBalance(chain.as(1), chain.address(1));
+    const before = await getTokenBalance(chain().as(1), chain().address(1));
     await register(1, 150n * E18, signer);
-    const p = await getProvider(chain.as(0), chain.address(1));
+    const p = await getProvider(chain().as(0), chain().address(1));
     expect(p).toMatchObject({ registered: true, paused: false, active: true, stake: 150n * E18, signer });
     expect(p.endpoint).toBe('http://127.0.0.1:8001');
-    expect(await getTokenBalance(chain.as(1), chain.address(1))).toBe(before - 150n * E18);
-    expect(await isProviderSigner(chain.as(0), { provider: chain.address(1), key: signer })).toBe(true);
-    expect(await isProviderSigner(chain.as(0), { provider: chain.address(1), key: chain.address(1) })).toBe(
-      false,
-    );
-    expect((await listProviders(chain.as(0))).map((x) => x.address)).toEqual([chain.address(1)]);
+    expect(await getTokenBalance(chain().as(1), chain().address(1))).toBe(before - 150n * E18);
+    expect(await isProviderSigner(chain().as(0), { provider: chain().address(1), key: signer })).toBe(true);
+    expect(
+      await isProviderSigner(chain().as(0), { provider: chain().address(1), key: chain().address(1) }),
+    ).toBe(false);
+    expect((await listProviders(chain().as(0))).map((x) => x.address)).toEqual([chain().address(1)]);
   });
 
   it('refuses a stake below the minimum, a second registration, an empty endpoint, a zero or taken signer', async () => {
@@ -70,64 +60,64 @@ describe('ProviderRegistry: stake', () => {
     await register(1);
     await expectRevert(register(1), 'AlreadyRegistered');
     await expectRevert(
-      registerProvider(chain.as(2), { endpoint: '', signer: chain.address(2), stake: MIN }),
+      registerProvider(chain().as(2), { endpoint: '', signer: chain().address(2), stake: MIN }),
       'EmptyEndpoint',
     );
     await expectRevert(register(2, MIN, '0x0000000000000000000000000000000000000000'), 'ZeroAddress');
-    await expectRevert(register(2, MIN, chain.address(1)), 'SignerTaken');
+    await expectRevert(register(2, MIN, chain().address(1)), 'SignerTaken');
   });
 
   it('adds stake; refuses zero and unregistered callers', async () => {
-    await expectRevert(addStake(chain.as(1), E18), 'NotRegistered');
+    await expectRevert(addStake(chain().as(1), E18), 'NotRegistered');
     await register(1);
-    await addStake(chain.as(1), 5n * E18);
-    expect((await getProvider(chain.as(0), chain.address(1))).stake).toBe(MIN + 5n * E18);
-    await expectRevert(addStake(chain.as(1), 0n), 'ZeroAmount');
+    await addStake(chain().as(1), 5n * E18);
+    expect((await getProvider(chain().as(0), chain().address(1))).stake).toBe(MIN + 5n * E18);
+    await expectRevert(addStake(chain().as(1), 0n), 'ZeroAmount');
   });
 
   it('unstakes only after the unbonding delay', async () => {
     await register(1, MIN + 50n * E18);
-    await expectRevert(requestUnstake(chain.as(1), 0n), 'ZeroAmount');
-    await expectRevert(requestUnstake(chain.as(1), MIN + 51n * E18), 'InsufficientStake');
-    await expectRevert(requestUnstake(chain.as(1), 51n * E18), 'StakeBelowMinimum'); // leaves 99
-    await expectRevert(withdrawStake(chain.as(1)), 'NothingToWithdraw');
-    await requestUnstake(chain.as(1), 50n * E18);
-    const p = await getProvider(chain.as(0), chain.address(1));
+    await expectRevert(requestUnstake(chain().as(1), 0n), 'ZeroAmount');
+    await expectRevert(requestUnstake(chain().as(1), MIN + 51n * E18), 'InsufficientStake');
+    await expectRevert(requestUnstake(chain().as(1), 51n * E18), 'StakeBelowMinimum'); // leaves 99
+    await expectRevert(withdrawStake(chain().as(1)), 'NothingToWithdraw');
+    await requestUnstake(chain().as(1), 50n * E18);
+    const p = await getProvider(chain().as(0), chain().address(1));
     expect(p.stake).toBe(MIN);
     expect(p.unbonding).toBe(50n * E18);
-    await expectRevert(withdrawStake(chain.as(1)), 'UnbondingNotOver');
-    await chain.increaseTime(TEST_PARAMS.unbondingDelayMs! - 60_000);
-    await expectRevert(withdrawStake(chain.as(1)), 'UnbondingNotOver');
-    await chain.increaseTime(60_000);
-    const before = await getTokenBalance(chain.as(1), chain.address(1));
-    await withdrawStake(chain.as(1));
-    expect(await getTokenBalance(chain.as(1), chain.address(1))).toBe(before + 50n * E18);
+    await expectRevert(withdrawStake(chain().as(1)), 'UnbondingNotOver');
+    await chain().increaseTime(TEST_PARAMS.unbondingDelayMs! - 60_000);
+    await expectRevert(withdrawStake(chain().as(1)), 'UnbondingNotOver');
+    await chain().increaseTime(60_000);
+    const before = await getTokenBalance(chain().as(1), chain().address(1));
+    await withdrawStake(chain().as(1));
+    expect(await getTokenBalance(chain().as(1), chain().address(1))).toBe(before + 50n * E18);
     // a full exit is allowed
-    await requestUnstake(chain.as(1), MIN);
-    expect((await getProvider(chain.as(0), chain.address(1))).active).toBe(false);
+    await requestUnstake(chain().as(1), MIN);
+    expect((await getProvider(chain().as(0), chain().address(1))).active).toBe(false);
   });
 
   it('after a full exit, adding stake must reach the minimum again', async () => {
     await register(1);
-    await requestUnstake(chain.as(1), MIN);
-    await expectRevert(addStake(chain.as(1), MIN - 1n), 'StakeBelowMinimum');
-    await addStake(chain.as(1), MIN);
-    const p = await getProvider(chain.as(0), chain.address(1));
+    await requestUnstake(chain().as(1), MIN);
+    await expectRevert(addStake(chain().as(1), MIN - 1n), 'StakeBelowMinimum');
+    await addStake(chain().as(1), MIN);
+    const p = await getProvider(chain().as(0), chain().address(1));
     expect(p).toMatchObject({ stake: MIN, unbonding: MIN, active: true });
   });
 
   it('refuses every provider action from an account that never registered', async () => {
-    await expectRevert(requestUnstake(chain.as(4), E18), 'NotRegistered');
-    await expectRevert(withdrawStake(chain.as(4)), 'NotRegistered');
-    await expectRevert(setEndpoint(chain.as(4), 'http://x'), 'NotRegistered');
-    await expectRevert(resumeProvider(chain.as(4)), 'NotRegistered');
+    await expectRevert(requestUnstake(chain().as(4), E18), 'NotRegistered');
+    await expectRevert(withdrawStake(chain().as(4)), 'NotRegistered');
+    await expectRevert(setEndpoint(chain().as(4), 'http://x'), 'NotRegistered');
+    await expectRevert(resumeProvider(chain().as(4)), 'NotRegistered');
   });
 
   it('slashing and the stake lock are callable by nobody but the DisputeManager', async () => {
     await register(1);
     for (const fn of ['lockStake', 'unlockStake'])
       await expectRevert(
-        sendTo(chain.as(1), 'providerRegistry', fn, [chain.address(1)]),
+        sendTo(chain().as(1), 'providerRegistry', fn, [chain().address(1)]),
         'NotDisputeManager',
       );
   });
@@ -136,19 +126,19 @@ describe('ProviderRegistry: stake', () => {
     await register(1);
     for (const i of [0, 1, 2])
       await expectRevert(
-        sendTo(chain.as(i), 'providerRegistry', 'slash', [chain.address(1), E18]),
+        sendTo(chain().as(i), 'providerRegistry', 'slash', [chain().address(1), E18]),
         'NotDisputeManager',
       );
-    expect((await getProvider(chain.as(0), chain.address(1))).stake).toBe(MIN);
+    expect((await getProvider(chain().as(0), chain().address(1))).stake).toBe(MIN);
   });
 
   it('wires the DisputeManager once, by the deployer only', async () => {
     await expectRevert(
-      sendTo(chain.as(1), 'providerRegistry', 'setDisputeManager', [chain.address(1)]),
+      sendTo(chain().as(1), 'providerRegistry', 'setDisputeManager', [chain().address(1)]),
       'NotDeployer',
     );
     await expectRevert(
-      sendTo(chain.as(0), 'providerRegistry', 'setDisputeManager', [chain.address(1)]),
+      sendTo(chain().as(0), 'providerRegistry', 'setDisputeManager', [chain().address(1)]),
       'AlreadyWired',
     );
   });
@@ -157,132 +147,132 @@ describe('ProviderRegistry: stake', () => {
 describe('ProviderRegistry: identity and availability', () => {
   it('changes endpoint and rotates the signing key; retired keys stay bound', async () => {
     await register(1);
-    await setEndpoint(chain.as(1), 'https://p1.example');
-    await expectRevert(setEndpoint(chain.as(1), ''), 'EmptyEndpoint');
+    await setEndpoint(chain().as(1), 'https://p1.example');
+    await expectRevert(setEndpoint(chain().as(1), ''), 'EmptyEndpoint');
     const key = signerAddress(signerKey);
-    await setSigner(chain.as(1), key);
-    const p = await getProvider(chain.as(0), chain.address(1));
+    await setSigner(chain().as(1), key);
+    const p = await getProvider(chain().as(0), chain().address(1));
     expect(p.endpoint).toBe('https://p1.example');
     expect(p.signer).toBe(key);
-    expect(await isProviderSigner(chain.as(0), { provider: chain.address(1), key: chain.address(1) })).toBe(
-      true,
-    );
+    expect(
+      await isProviderSigner(chain().as(0), { provider: chain().address(1), key: chain().address(1) }),
+    ).toBe(true);
     await register(2);
-    await expectRevert(setSigner(chain.as(2), key), 'SignerTaken');
-    await expectRevert(setSigner(chain.as(2), '0x0000000000000000000000000000000000000000'), 'ZeroAddress');
-    await expectRevert(setSigner(chain.as(3), key), 'NotRegistered');
+    await expectRevert(setSigner(chain().as(2), key), 'SignerTaken');
+    await expectRevert(setSigner(chain().as(2), '0x0000000000000000000000000000000000000000'), 'ZeroAddress');
+    await expectRevert(setSigner(chain().as(3), key), 'NotRegistered');
   });
 
   it('pauses and resumes', async () => {
     await register(1);
-    await expectRevert(resumeProvider(chain.as(1)), 'NotPaused');
-    await pauseProvider(chain.as(1));
-    expect((await getProvider(chain.as(0), chain.address(1))).active).toBe(false);
-    await expectRevert(pauseProvider(chain.as(1)), 'AlreadyPaused');
-    await resumeProvider(chain.as(1));
-    expect((await getProvider(chain.as(0), chain.address(1))).active).toBe(true);
-    await expectRevert(pauseProvider(chain.as(2)), 'NotRegistered');
+    await expectRevert(resumeProvider(chain().as(1)), 'NotPaused');
+    await pauseProvider(chain().as(1));
+    expect((await getProvider(chain().as(0), chain().address(1))).active).toBe(false);
+    await expectRevert(pauseProvider(chain().as(1)), 'AlreadyPaused');
+    await resumeProvider(chain().as(1));
+    expect((await getProvider(chain().as(0), chain().address(1))).active).toBe(true);
+    await expectRevert(pauseProvider(chain().as(2)), 'NotRegistered');
   });
 });
 
 describe('ProviderRegistry: the committee pool', () => {
   it('eligibleVoters leaves out the two excluded accounts, non-voters, paused providers and those under the minimum', async () => {
     for (const i of [1, 2, 3, 4, 5, 6]) await register(i, MIN + BigInt(i) * E18);
-    for (const i of [1, 2, 3, 4, 5]) await setVoter(chain.as(i), true); // 6 stays out of committee duty
-    await pauseProvider(chain.as(3));
-    await requestUnstake(chain.as(4), MIN + 4n * E18); // a full exit: staked 0
+    for (const i of [1, 2, 3, 4, 5]) await setVoter(chain().as(i), true); // 6 stays out of committee duty
+    await pauseProvider(chain().as(3));
+    await requestUnstake(chain().as(4), MIN + 4n * E18); // a full exit: staked 0
     const [accounts, stakes] = await readFrom<readonly [readonly string[], readonly bigint[]]>(
-      chain.as(0),
+      chain().as(0),
       'providerRegistry',
       'eligibleVoters',
-      [chain.address(1), chain.address(9)],
+      [chain().address(1), chain().address(9)],
     );
-    expect(accounts).toEqual([chain.address(2), chain.address(5)]);
+    expect(accounts).toEqual([chain().address(2), chain().address(5)]);
     expect(stakes).toEqual([MIN + 2n * E18, MIN + 5n * E18]);
-    await resumeProvider(chain.as(3));
+    await resumeProvider(chain().as(3));
     const [again] = await readFrom<readonly [readonly string[], readonly bigint[]]>(
-      chain.as(0),
+      chain().as(0),
       'providerRegistry',
       'eligibleVoters',
-      [chain.address(1), chain.address(2)],
+      [chain().address(1), chain().address(2)],
     );
-    expect(again).toEqual([chain.address(3), chain.address(5)]);
+    expect(again).toEqual([chain().address(3), chain().address(5)]);
   });
 });
 
 describe('ProviderRegistry: offers', () => {
   it('applies a new offer and a decrease at once, an increase only after the notice period', async () => {
-    const model = await registerTestModel(chain, 'm');
+    const model = await registerTestModel(chain(), 'm');
     await register(1);
-    const p = chain.address(1);
-    expect(await getOffer(chain.as(0), { provider: p, model })).toEqual({
+    const p = chain().address(1);
+    expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
       active: false,
       price: 0n,
       pending: undefined,
     });
-    await setOffer(chain.as(1), { model, price: 100n });
-    expect(await getOffer(chain.as(0), { provider: p, model })).toEqual({
+    await setOffer(chain().as(1), { model, price: 100n });
+    expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
       active: true,
       price: 100n,
       pending: undefined,
     });
-    await setOffer(chain.as(1), { model, price: 80n });
-    expect((await getOffer(chain.as(0), { provider: p, model })).price).toBe(80n);
-    await setOffer(chain.as(1), { model, price: 120n });
-    const pending = await getOffer(chain.as(0), { provider: p, model });
+    await setOffer(chain().as(1), { model, price: 80n });
+    expect((await getOffer(chain().as(0), { provider: p, model })).price).toBe(80n);
+    await setOffer(chain().as(1), { model, price: 120n });
+    const pending = await getOffer(chain().as(0), { provider: p, model });
     expect(pending.price).toBe(80n);
     expect(pending.pending?.price).toBe(120n);
-    await chain.increaseTime(TEST_PARAMS.priceNoticeMs! - 60_000);
-    expect((await getOffer(chain.as(0), { provider: p, model })).price).toBe(80n);
-    await chain.increaseTime(60_000);
-    expect(await getOffer(chain.as(0), { provider: p, model })).toEqual({
+    await chain().increaseTime(TEST_PARAMS.priceNoticeMs! - 60_000);
+    expect((await getOffer(chain().as(0), { provider: p, model })).price).toBe(80n);
+    await chain().increaseTime(60_000);
+    expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
       active: true,
       price: 120n,
       pending: undefined,
     });
     // a decrease cancels a pending increase
-    await setOffer(chain.as(1), { model, price: 200n });
-    await setOffer(chain.as(1), { model, price: 110n });
-    expect(await getOffer(chain.as(0), { provider: p, model })).toEqual({
+    await setOffer(chain().as(1), { model, price: 200n });
+    await setOffer(chain().as(1), { model, price: 110n });
+    expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
       active: true,
       price: 110n,
       pending: undefined,
     });
-    await removeOffer(chain.as(1), model);
-    expect((await getOffer(chain.as(0), { provider: p, model })).active).toBe(false);
-    await expectRevert(removeOffer(chain.as(1), model), 'NoOffer');
+    await removeOffer(chain().as(1), model);
+    expect((await getOffer(chain().as(0), { provider: p, model })).active).toBe(false);
+    await expectRevert(removeOffer(chain().as(1), model), 'NoOffer');
   });
 
   it('a removed offer re-added at a higher price still waits the notice period', async () => {
-    const model = await registerTestModel(chain, 'm');
+    const model = await registerTestModel(chain(), 'm');
     await register(1);
-    const p = chain.address(1);
-    await setOffer(chain.as(1), { model, price: 100n });
-    await removeOffer(chain.as(1), model);
-    expect(await getOffer(chain.as(0), { provider: p, model })).toEqual({
+    const p = chain().address(1);
+    await setOffer(chain().as(1), { model, price: 100n });
+    await removeOffer(chain().as(1), model);
+    expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
       active: false,
       price: 0n,
       pending: undefined,
     });
-    await setOffer(chain.as(1), { model, price: 10_000n });
-    const back = await getOffer(chain.as(0), { provider: p, model });
+    await setOffer(chain().as(1), { model, price: 10_000n });
+    const back = await getOffer(chain().as(0), { provider: p, model });
     expect(back.active).toBe(true);
     expect(back.price).toBe(100n); // the last price in force, not the new one
     expect(back.pending?.price).toBe(10_000n);
-    await chain.increaseTime(TEST_PARAMS.priceNoticeMs! - 60_000);
-    expect((await getOffer(chain.as(0), { provider: p, model })).price).toBe(100n);
-    await chain.increaseTime(60_000);
-    expect((await getOffer(chain.as(0), { provider: p, model })).price).toBe(10_000n);
+    await chain().increaseTime(TEST_PARAMS.priceNoticeMs! - 60_000);
+    expect((await getOffer(chain().as(0), { provider: p, model })).price).toBe(100n);
+    await chain().increaseTime(60_000);
+    expect((await getOffer(chain().as(0), { provider: p, model })).price).toBe(10_000n);
     // removing while an increase is pending drops it; the price remembered is the one in force
-    await setOffer(chain.as(1), { model, price: 20_000n });
-    await removeOffer(chain.as(1), model);
-    await chain.increaseTime(TEST_PARAMS.priceNoticeMs!);
-    await setOffer(chain.as(1), { model, price: 20_000n });
-    expect((await getOffer(chain.as(0), { provider: p, model })).price).toBe(10_000n);
+    await setOffer(chain().as(1), { model, price: 20_000n });
+    await removeOffer(chain().as(1), model);
+    await chain().increaseTime(TEST_PARAMS.priceNoticeMs!);
+    await setOffer(chain().as(1), { model, price: 20_000n });
+    expect((await getOffer(chain().as(0), { provider: p, model })).price).toBe(10_000n);
     // re-adding at or below the last price applies at once
-    await removeOffer(chain.as(1), model);
-    await setOffer(chain.as(1), { model, price: 50n });
-    expect(await getOffer(chain.as(0), { provider: p, model })).toEqual({
+    await removeOffer(chain().as(1), model);
+    await setOffer(chain().as(1), { model, price: 50n });
+    expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
       active: true,
       price: 50n,
       pending: undefined,
@@ -290,13 +280,13 @@ describe('ProviderRegistry: offers', () => {
   });
 
   it('refuses unknown and deprecated models, prices over uint128, and non-providers', async () => {
-    const model = await registerTestModel(chain, 'm');
-    await expectRevert(setOffer(chain.as(1), { model, price: 1n }), 'NotRegistered');
+    const model = await registerTestModel(chain(), 'm');
+    await expectRevert(setOffer(chain().as(1), { model, price: 1n }), 'NotRegistered');
     await register(1);
-    await expectRevert(setOffer(chain.as(1), { model: modelOf('ghost'), price: 1n }), 'UnknownModel');
-    await expectRevert(setOffer(chain.as(1), { model, price: 2n ** 128n }), 'PriceTooHigh');
-    await deprecateModel(chain.as(0), model);
-    await expectRevert(setOffer(chain.as(1), { model, price: 1n }), 'ModelIsDeprecated');
-    await expectRevert(removeOffer(chain.as(2), model), 'NotRegistered');
+    await expectRevert(setOffer(chain().as(1), { model: modelOf('ghost'), price: 1n }), 'UnknownModel');
+    await expectRevert(setOffer(chain().as(1), { model, price: 2n ** 128n }), 'PriceTooHigh');
+    await deprecateModel(chain().as(0), model);
+    await expectRevert(setOffer(chain().as(1), { model, price: 1n }), 'ModelIsDeprecated');
+    await expectRevert(removeOffer(chain().as(2), model), 'NotRegistered');
   });
 });

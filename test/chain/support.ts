@@ -1,6 +1,6 @@
 import { keccak256, toHex, type Address, type Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, beforeEach, expect } from 'vitest';
 import {
   connect,
   deployGlassbox,
@@ -166,4 +166,28 @@ export async function registerVoter(
 ): Promise<void> {
   await registerProvider(client, params);
   await setVoter(client, true);
+}
+
+/**
+ * Registers the hooks the chain test files share: one chain for the file (started before its
+ * tests, stopped after them) and, unless `resetEach` is false, back at its snapshot before each
+ * test. `chain()` is valid inside tests and later hooks.
+ */
+export function useTestChain(
+  params: Partial<ChainParams> = TEST_PARAMS,
+  accounts = 12,
+  options: { resetEach?: boolean } = {},
+): () => TestChain {
+  let chain: TestChain | undefined;
+  beforeAll(async () => {
+    chain = await startTestChain(params, accounts);
+  });
+  afterAll(async () => {
+    await chain?.stop();
+  });
+  if (options.resetEach ?? true)
+    beforeEach(async () => {
+      await chain!.reset();
+    });
+  return () => chain!;
 }
