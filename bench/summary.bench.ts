@@ -55,6 +55,13 @@ it('puts every figure in one table: bench/results/latest.json and latest.md', as
     if (!row) throw new Error(`gas.json has no batch of ${n}`);
     return row.gasPerInference;
   };
+  // gas.bench.ts names its operations; a renamed one fails here rather than print "undefined".
+  const gasOf = (operation: string) => {
+    const value = gas.gas[operation];
+    if (value === undefined)
+      throw new Error(`gas.json has no "${operation}" (it has: ${Object.keys(gas.gas).join(', ')})`);
+    return value;
+  };
   const gasFigures: Figure[] = [
     figure(
       '4',
@@ -68,18 +75,18 @@ it('puts every figure in one table: bench/results/latest.json and latest.md', as
     figure(
       '4',
       'gas per inference, batches of 256 (the node default)',
-      gas.gas['commit batch']! / 256,
+      gasOf('commit batch') / 256,
       'gas',
       undefined,
       'commit batch gas / 256',
     ),
     figure(
       '4',
-      'redeem voucher (later), per redemption',
-      gas.gas['redeem voucher (later)']!,
+      'redeem voucher (later, joins the hold), per redemption',
+      gasOf('redeem voucher (later, joins the hold)'),
       'gas',
       undefined,
-      'one per redemption, not per inference',
+      `one per redemption, not per inference; releasing a finished hold costs ${fmt(gasOf('release a finished hold'))} gas`,
     ),
   ];
   const hedgingFigure = figure(
