@@ -21,6 +21,12 @@ export function parsePositiveInt(value: string, flag: string): number {
   return n;
 }
 
+export function parseCount(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw usageError(`${flag} ${value} is not a whole number`);
+  return n;
+}
+
 /** Inline JSON when the value looks like JSON, else the path of a JSON file. */
 export async function readJsonArgument(value: string, flag: string): Promise<unknown> {
   const inline = /^\s*[[{]/.test(value);

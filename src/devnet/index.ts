@@ -71,6 +71,12 @@ export type DevnetOptions = {
   readonly verifiers?: number;
   /** Staked committee nodes (`--role committee`): drawn onto committees to vote. */
   readonly committee?: number;
+  /**
+   * Mine an empty block this often (ms). anvil makes blocks only for transactions, and a verifier
+   * samples a batch with the hash of the block after its commit, which a quiet devnet would never
+   * make. Default: 1000 when there are verifiers, else none (a real chain makes its own blocks).
+   */
+  readonly blockIntervalMs?: number;
   /** Extra node config for verifier and committee nodes (e.g. `verifier.sampleRate`). */
   readonly roleConfig?: Record<string, unknown>;
   /** Per-provider settings, by index. */
@@ -230,6 +236,14 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
     for (let i = 0; i < verifierCount; i++) verifiers.push(await roleNode('verifier', i, count + i));
     for (let i = 0; i < committeeCount; i++)
       committee.push(await roleNode('committee', i, count + verifierCount + i));
+    const blockIntervalMs = options.blockIntervalMs ?? (verifierCount > 0 ? 1000 : 0);
+    const miner =
+      blockIntervalMs > 0
+        ? setInterval(() => {
+            void connection.publicClient.request({ method: 'evm_mine' } as never).catch(() => undefined);
+          }, blockIntervalMs)
+        : undefined;
+    miner?.unref();
 
     return {
       anvil,
@@ -244,6 +258,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       verifiers,
       committee,
       stop: async () => {
+        clearInterval(miner);
         await Promise.all(all().map((p) => p.kill('SIGTERM')));
         await anvil.stop();
       },

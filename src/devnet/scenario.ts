@@ -2,7 +2,6 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { formatUnits, getAddress, type Address, type Hex } from 'viem';
 import {
-  connect,
   getChallenge,
   getChallengeCount,
   getEvents,
@@ -103,16 +102,9 @@ export async function runCheatersScenario(options: ScenarioOptions = {}): Promis
     },
     log,
   });
-  const miningClient = connect({ rpcUrl: devnet.rpcUrl, chainId: devnet.chainId }).publicClient;
-  // anvil mines only when a transaction comes; a real chain makes blocks on its own. The sampling
-  // draw needs the block after each commit, so the scenario keeps blocks coming.
-  const miner = setInterval(() => {
-    void miningClient.request({ method: 'evm_mine' as never } as never).catch(() => undefined);
-  }, 1000);
   try {
     return await play(devnet, requests, deadline, log);
   } finally {
-    clearInterval(miner);
     await devnet.stop();
   }
 }

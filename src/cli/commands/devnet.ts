@@ -1,13 +1,13 @@
 import { rm } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { startDevnet, type Devnet } from '../../devnet/index.js';
-import { parsePositiveInt } from '../args.js';
+import { parseCount, parsePositiveInt } from '../args.js';
 import { devnetProfilePath, writeDevnetProfile } from '../connection.js';
 import { printFields, toJson } from '../io.js';
 import { jsonOption } from '../options.js';
 import type { Context } from '../program.js';
 
-type DevnetFlags = { providers: string; dir?: string; json: boolean };
+type DevnetFlags = { providers: string; verifiers: string; committee: string; dir?: string; json: boolean };
 
 export function registerDevnetCommand(program: Command, ctx: Context): void {
   jsonOption(program.command('devnet'))
@@ -15,10 +15,14 @@ export function registerDevnetCommand(program: Command, ctx: Context): void {
       'start a local network: anvil, the contracts, funded accounts, the example models and N provider nodes',
     )
     .option('--providers <n>', 'how many provider nodes', '3')
+    .option('--verifiers <n>', 'how many verifier nodes (sample, re-execute, challenge)', '0')
+    .option('--committee <n>', 'how many staked committee nodes (vote on challenges)', '0')
     .option('--dir <dir>', 'where the devnet keeps its files (default: a new temporary folder)')
     .action(async (flags: DevnetFlags) => {
       const devnet = await startDevnet({
         providers: parsePositiveInt(flags.providers, '--providers'),
+        verifiers: parseCount(flags.verifiers, '--verifiers'),
+        committee: parseCount(flags.committee, '--committee'),
         ...(flags.dir === undefined ? {} : { dir: flags.dir }),
         log: flags.json ? undefined : (line) => ctx.io.err(line),
       });
@@ -44,6 +48,8 @@ export function registerDevnetCommand(program: Command, ctx: Context): void {
               `provider ${p.index}`,
               `${p.url} ${p.address}`,
             ]),
+            ...devnet.verifiers.map((p, i): [string, string] => [`verifier ${i}`, `${p.url} ${p.address}`]),
+            ...devnet.committee.map((p, i): [string, string] => [`committee ${i}`, `${p.url} ${p.address}`]),
             ...devnet.models.map((m): [string, string] => [`model ${m.name}`, m.id]),
           ]);
           ctx.io.out('The devnet is up; Ctrl-C stops it.');
@@ -64,6 +70,8 @@ export function describeDevnet(devnet: Devnet) {
     deploymentFile: devnet.deploymentFile,
     contracts: devnet.deployment.contracts,
     providers: devnet.providers.map((p) => ({ url: p.url, address: p.address, signer: p.signer })),
+    verifiers: devnet.verifiers.map((p) => ({ url: p.url, address: p.address })),
+    committee: devnet.committee.map((p) => ({ url: p.url, address: p.address })),
     models: Object.fromEntries(devnet.models.map((m) => [m.name, m.id])),
     client: devnet.client,
   };

@@ -85,7 +85,7 @@ export async function runNetworkDemo(ctx: Context): Promise<void> {
     });
     for (const [provider, { charged: amount, receipts }] of Object.entries(owed))
       io.out(
-        `   ${provider}: ${receipts} answer(s), charged ${formatUnits(amount, 18)} GBX, redeemed ${formatUnits(amount, 18)} GBX`,
+        `   ${provider}: ${receipts} answer(s), charged ${formatUnits(amount, 18)} GBX, redeemed ${formatUnits(amount, 18)} GBX (held by the escrow until no challenge can convict the provider, then paid out)`,
       );
 
     io.out(`\nThe network stays up (${elapsed()} in all). Try, in another terminal:`);
