@@ -35,6 +35,9 @@ export function createRedeemer(p: RedeemerParameters): Redeemer {
     let total = 0n;
     for (const account of p.db.unredeemed()) {
       const voucher = account.voucher!;
+      // Redeeming into a running hold restarts it: wait for it to end, or a busy channel is never paid.
+      const hold = await getHold(p.chain, { client: account.client, provider });
+      if (hold && (await chainNowMs()) < hold.endsAtMs) continue;
       try {
         const { paid, refunded, released, hash } = await p.serial(() => redeemVoucher(p.chain, voucher));
         if (refunded) {
@@ -61,13 +64,17 @@ export function createRedeemer(p: RedeemerParameters): Redeemer {
     return total;
   }
 
+  async function chainNowMs(): Promise<number> {
+    return Number((await p.chain.publicClient.getBlock({ blockTag: 'latest' })).timestamp) * 1000;
+  }
+
   /** The escrow pays a hold out only when asked: at the next redemption, or here once it is over. */
   async function releaseFinishedHolds(): Promise<void> {
-    const { timestamp } = await p.chain.publicClient.getBlock({ blockTag: 'latest' });
+    const now = await chainNowMs();
     for (const account of p.db.redeemedAccounts()) {
       const channel = { client: account.client, provider };
       const hold = await getHold(p.chain, channel);
-      if (!hold || Number(timestamp) * 1000 < hold.endsAtMs) continue;
+      if (!hold || now < hold.endsAtMs) continue;
       const { released, refunded } = await p.serial(() => releaseHold(p.chain, channel));
       p.log.info(
         { client: account.client, released: released.toString(), refunded: refunded.toString() },

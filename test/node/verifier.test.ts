@@ -1,6 +1,11 @@
 import { keccak256, toHex, type Address, type Hex } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isSampled, proveDivergence } from '../../src/node/verifier/check.js';
+import { isSampled, proveDivergence, recheck } from '../../src/node/verifier/check.js';
+import { encodeTensors } from '../../src/protocol/encoding.js';
+import { modelDigest } from '../../src/protocol/manifest.js';
+import { ZERO_HASH, type Receipt } from '../../src/protocol/receipt.js';
+import { createOnnxEngine } from '../../src/runtime/index.js';
+import { examplePackage, exampleSamples } from '../support/examples.js';
 import { openVerifierStore } from '../../src/node/verifier/store.js';
 import { traceRoot, verifyTraceProof } from '../../src/protocol/merkle.js';
 import { tempDir } from './support.js';
@@ -107,5 +112,56 @@ describe('the role store', () => {
     expect(e && [...e.inputs]).toEqual([1, 2, 3]);
     expect(store.getEvidence(h('other'))).toBeUndefined();
     store.close();
+  });
+});
+
+describe('recheck: what a provider can serve to stall or mislead a verifier', () => {
+  const engine = createOnnxEngine();
+  afterAll(async () => {
+    await engine.close();
+  });
+
+  async function signedFor(inputs: Uint8Array, traced: boolean) {
+    const pkg = await examplePackage('iris-int8');
+    const run = await engine.run(pkg, exampleSamples(pkg, 'iris-int8'), { trace: traced });
+    const receipt: Receipt = {
+      requestId: h('r'),
+      provider: A,
+      client: B,
+      model: modelDigest(pkg.id),
+      inputHash: keccak256(inputs),
+      outputHash: h('a wrong output'),
+      paramsHash: ZERO_HASH,
+      runtime: engine.runtimeHash,
+      traceRoot: run.traceRoot,
+      price: 1n,
+      timestamp: 1n,
+    };
+    return { pkg, receipt, run };
+  }
+
+  it('inputs that are not even tensors for the model are a mismatch, not an error that stalls the loop', async () => {
+    const garbage = new Uint8Array([1, 2, 3, 4, 5]);
+    const { pkg, receipt } = await signedFor(garbage, false);
+    const found = await recheck({ receipt, inputs: garbage, engine, models: new Map([[pkg.id, pkg]]) });
+    expect(found).toMatchObject({
+      kind: 'mismatch',
+      detail: expect.stringMatching(/not valid for the model/),
+    });
+  });
+
+  it('a served trace that is not the one the receipt commits to is ignored: a plain challenge, no bisection', async () => {
+    const pkg = await examplePackage('iris-int8');
+    const inputs = encodeTensors(exampleSamples(pkg, 'iris-int8'));
+    const { receipt, run } = await signedFor(inputs, true);
+    const models = new Map([[pkg.id, pkg]]);
+    const honestTrace = run.trace!.steps.map((s) => s.hash);
+    const forged = honestTrace.map((x, i) => (i === 2 ? h('forged') : x));
+    const withForged = await recheck({ receipt, inputs, trace: forged, engine, models });
+    expect(withForged.kind).toBe('mismatch');
+    expect('divergence' in withForged).toBe(false);
+    // the receipt's own trace matches ours step for step; its lie is the output, so no step differs
+    const withOwn = await recheck({ receipt, inputs, trace: honestTrace, engine, models });
+    expect(withOwn.kind).toBe('mismatch');
   });
 });

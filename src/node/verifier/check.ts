@@ -2,7 +2,8 @@ import { encodeAbiParameters, hexToBigInt, keccak256, type Address, type Hex } f
 import type { DivergenceProof } from '../../chain/index.js';
 import { decodeTensors, hashTensors } from '../../protocol/encoding.js';
 import { modelDigest, type ModelPackage } from '../../protocol/manifest.js';
-import { traceTree } from '../../protocol/merkle.js';
+import { traceRoot, traceTree } from '../../protocol/merkle.js';
+import { isGlassboxError } from '../../protocol/errors.js';
 import { agree } from '../../protocol/policy.js';
 import { ZERO_HASH, type Receipt } from '../../protocol/receipt.js';
 import type { Engine } from '../../runtime/engine.js';
@@ -81,7 +82,15 @@ export async function recheck(params: {
       detail: `runtime ${receipt.runtime} differs from ours (${engine.runtimeHash})`,
     };
   const traced = receipt.traceRoot !== ZERO_HASH;
-  const run = await engine.run(pkg, decodeTensors(params.inputs), { trace: traced });
+  const attempt = await runSafely(() => engine.run(pkg, decodeTensors(params.inputs), { trace: traced }));
+  if ('invalid' in attempt)
+    return {
+      kind: 'mismatch',
+      computeMs: 0,
+      detail: `the receipt's inputs are not valid for the model: ${attempt.invalid}`,
+    };
+  if ('failed' in attempt) return { kind: 'skipped', detail: `re-execution failed: ${attempt.failed}` };
+  const run = attempt.value;
   const computeMs = run.durationMs;
   if (run.outputHash === receipt.outputHash) return { kind: 'match', computeMs };
   if (pkg.manifest.policy.kind !== 'exact') {
@@ -91,14 +100,44 @@ export async function recheck(params: {
     if (verdict.agree) return { kind: 'match', computeMs };
   }
   const detail = `re-execution gives outputHash ${run.outputHash}, the receipt says ${receipt.outputHash}`;
+  // a served trace counts only if it is the one the receipt commits to
+  const served = params.trace && traceRoot(params.trace) === receipt.traceRoot ? params.trace : undefined;
   const divergence =
-    traced && run.trace && params.trace
+    traced && run.trace && served
       ? proveDivergence(
-          params.trace,
+          served,
           run.trace.steps.map((s) => s.hash),
         )
       : undefined;
   return { kind: 'mismatch', computeMs, detail, ...(divergence ? { divergence } : {}) };
+}
+
+/** Input problems that mean the receipt's inputs could never have been run: a provider signed garbage. */
+const INVALID_INPUT_CODES: ReadonlySet<string> = new Set([
+  'TENSOR_INVALID',
+  'TENSOR_DECODE',
+  'INPUT_UNKNOWN',
+  'INPUT_MISSING',
+  'INPUT_DTYPE',
+  'INPUT_RANK',
+  'INPUT_DIM',
+  'INPUT_VALUE',
+  'INPUT_TOO_LARGE',
+]);
+
+/**
+ * Runs `f`, telling apart inputs that are not valid for the model (the provider signed a receipt
+ * over something no honest provider would run) from other failures (ours: we can't judge).
+ */
+export async function runSafely<T>(
+  f: () => Promise<T>,
+): Promise<{ value: T } | { invalid: string } | { failed: string }> {
+  try {
+    return { value: await f() };
+  } catch (error) {
+    if (isGlassboxError(error) && INVALID_INPUT_CODES.has(error.code)) return { invalid: error.shortMessage };
+    return { failed: error instanceof Error ? error.message.split('\n')[0]! : String(error) };
+  }
 }
 
 /**

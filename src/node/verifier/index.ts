@@ -21,6 +21,7 @@ import {
   resolveChallenge,
   revealVote,
   type ChallengeInfo,
+  type DivergenceProof,
   type ChallengeOpened,
   type GlassboxClient,
 } from '../../chain/index.js';
@@ -35,7 +36,7 @@ import type { Engine, TraceStepResult } from '../../runtime/engine.js';
 import type { NodeRole, Withhold } from '../config.js';
 import type { NodeDb } from '../db.js';
 import type { Serial } from '../serial.js';
-import { isSampled, modelByDigest, recheck } from './check.js';
+import { isSampled, modelByDigest, recheck, runSafely } from './check.js';
 import type { Duty, OpenedChallenge, PendingBatch, Sample, SampleOutcome, VerifierStore } from './store.js';
 
 /*
@@ -263,18 +264,10 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
         continue;
       }
       store.putEvidence(hash, { receipt: r.receipt, inputs, outputs });
-      const challengeId = await challengeOnce(
-        { kind: 'wrong', receiptHash: hash },
-        batch.provider,
-        () =>
-          openChallenge(p.chain, {
-            receipt: r.signed.receipt,
-            batchId: batch.batchId,
-            proof: tree.proof(index),
-            inputsUri: `${p.url()}/v1/evidence/${hash}`,
-            ...(found.divergence ? { divergence: found.divergence } : {}),
-          }),
-        { step: found.divergence?.step },
+      const challengeId = await challengeWrong(
+        r.signed.receipt,
+        { id: batch.batchId, proof: tree.proof(index) },
+        found.divergence,
       );
       record('mismatch', found.detail, { computeMs: found.computeMs, challengeId });
     }
@@ -312,6 +305,45 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       at: Date.now(),
     });
     store.finishBatch(batch.batchId);
+  }
+
+  /**
+   * Challenges a wrong receipt, naming the divergent step when there is one. A challenge the
+   * chain refuses (no eligible committee, a proof it rejects) is not retried forever: the bisected
+   * form falls back to the plain one, and a refusal of that is recorded with the sample.
+   */
+  async function challengeWrong(
+    receipt: Receipt,
+    batch: { id: bigint; proof: readonly Hex[] },
+    divergence: DivergenceProof | undefined,
+  ): Promise<bigint | undefined> {
+    const hash = receiptHash(receipt);
+    const open = (d: DivergenceProof | undefined) =>
+      challengeOnce(
+        { kind: 'wrong', receiptHash: hash },
+        receipt.provider,
+        () =>
+          openChallenge(p.chain, {
+            receipt,
+            batchId: batch.id,
+            proof: batch.proof,
+            inputsUri: `${p.url()}/v1/evidence/${hash}`,
+            ...(d ? { divergence: d } : {}),
+          }),
+        { step: d?.step },
+      );
+    for (const d of divergence ? [divergence, undefined] : [undefined]) {
+      try {
+        return await open(d);
+      } catch (error) {
+        if (!isGlassboxError(error, 'CHAIN_REVERTED')) throw error;
+        log.error(
+          { err: error, receiptHash: hash, bisected: d !== undefined },
+          'the chain refused the challenge',
+        );
+      }
+    }
+    return undefined;
   }
 
   /** Challenges the availability of a committed receipt, keeping where it sits for `followAnswer`. */
@@ -363,14 +395,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
         found.kind === 'match' ? found.computeMs : 0,
       );
     store.putEvidence(c.receiptHash, { receipt: undefined, inputs, outputs: undefined });
-    const challengeId = await challengeOnce({ kind: 'wrong', receiptHash: c.receiptHash }, c.provider, () =>
-      openChallenge(p.chain, {
-        receipt,
-        batchId: c.batch!.id,
-        proof: c.batch!.proof,
-        inputsUri: `${p.url()}/v1/evidence/${c.receiptHash}`,
-      }),
-    );
+    const challengeId = await challengeWrong(receipt, c.batch, undefined);
     sample('mismatch', found.detail, found.computeMs, challengeId);
   }
 
@@ -397,7 +422,10 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       if (c.settled) continue;
       const info = await getChallenge(p.chain, c.challengeId);
       if (!(await settle(info))) continue;
-      if (c.kind === 'unavailable' && info.status === 'rejected') await followAnswer(c);
+      if (c.kind === 'unavailable' && info.status === 'rejected')
+        await followAnswer(c).catch((error: unknown) =>
+          log.error({ err: error, challengeId: c.challengeId.toString() }, 'checking published data failed'),
+        );
       store.settleChallenge(c.challengeId);
     }
   }
@@ -445,13 +473,16 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     if (!pkg || receipt.runtime !== p.engine.runtimeHash)
       return { guilty: false, detail: 'cannot judge: model or runtime not available here', computeMs: 0 };
     // Only up to the named operator: nothing after it bears on the verdict.
-    let ours: TraceStepResult;
-    try {
-      ours = await p.engine.traceStep(pkg, decodeTensors(inputs), d.step);
-    } catch (error) {
-      if (!isGlassboxError(error, 'REQUEST_INVALID')) throw error;
-      return { guilty: false, detail: `cannot judge: our trace has no step ${d.step}`, computeMs: 0 };
-    }
+    const attempt = await runSafely(() => p.engine.traceStep(pkg, decodeTensors(inputs), d.step));
+    if ('invalid' in attempt)
+      return {
+        guilty: true,
+        detail: `the receipt's inputs are not valid for the model: ${attempt.invalid}`,
+        computeMs: 0,
+      };
+    if ('failed' in attempt)
+      return { guilty: false, detail: `cannot judge: ${attempt.failed}`, computeMs: 0 };
+    const ours: TraceStepResult = attempt.value;
     return {
       guilty: ours.step.hash !== d.providerHash,
       detail: `step ${d.step} (${ours.step.op} ${ours.step.node}): ours ${ours.step.hash}, provider ${d.providerHash}, challenger ${d.challengerHash}`,
@@ -526,10 +557,9 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       const { root } = await getBatch(p.chain, e.args.batchId);
       const receiptHashes = p.db.batchReceipts(root).map((r) => r.leaf);
       if ((await getChallenge(p.chain, e.args.id)).status !== 'open') continue;
-      await tx(() =>
+      await answer(e.args.id, 'batch', () =>
         answerBatch(p.chain, { challengeId: e.args.id, batchId: e.args.batchId, receiptHashes }),
       );
-      log.info({ challengeId: e.args.id.toString() }, 'batch availability challenge answered on chain');
     }
     const events = await getAvailabilityChallenges(p.chain, { provider: me, fromBlock: from });
     for (const e of events) {
@@ -543,29 +573,47 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       }
       const info = await getChallenge(p.chain, e.args.id);
       if (info.status !== 'open') continue;
-      await tx(() =>
+      await answer(e.args.id, 'receipt', () =>
         answerAvailability(p.chain, {
           challengeId: e.args.id,
           receipt: signedReceiptFromJson(row.receipt).receipt,
           inputs: row.inputs!,
         }),
       );
-      log.info({ challengeId: e.args.id.toString() }, 'availability challenge answered on chain');
     }
     store.setCursor('availability', latest + 1n);
   }
 
+  /** Sends an answer; a revert (the data no longer rebuilds what was committed) is logged, not retried. */
+  async function answer(id: bigint, what: string, send: () => Promise<unknown>): Promise<void> {
+    try {
+      await tx(send);
+      log.info({ challengeId: id.toString(), what }, 'availability challenge answered on chain');
+    } catch (error) {
+      if (!isGlassboxError(error, 'CHAIN_REVERTED')) throw error;
+      log.error(
+        { err: error, challengeId: id.toString(), what },
+        'could not answer an availability challenge',
+      );
+    }
+  }
+
+  /** One pass of each role; a role that fails is logged and does not hold up the others. */
   async function tick(): Promise<void> {
-    if (has('provider')) await answerChallenges();
-    if (has('verifier')) {
+    const guarded = async (role: NodeRole, work: () => Promise<void>) => {
+      if (!has(role)) return;
+      await work().catch((error: unknown) => log.error({ err: error, role }, 'role pass failed; retrying'));
+    };
+    await guarded('provider', answerChallenges);
+    await guarded('verifier', async () => {
       await scanBatches();
       await checkBatches();
       await settleOwn();
-    }
-    if (has('committee')) {
+    });
+    await guarded('committee', async () => {
       await scanDuties();
       await performDuties();
-    }
+    });
   }
 
   let running: Promise<void> | undefined;
