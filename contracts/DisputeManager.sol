@@ -23,15 +23,16 @@ import {PaymentEscrow} from "./PaymentEscrow.sol";
 ///      and votes guilty/innocent by commit-reveal. The majority of revealed votes decides: a
 ///      guilty provider loses `slashBps` of its stake, an innocent one receives part of the bond;
 ///      the winner gets `rewardBps` of what the loser lost, the treasury the rest. A tie (or no
-///      votes at all) voids the challenge and refunds the bond; the receipt may then be
-///      challenged again. Members who don't reveal lose
+///      votes at all) voids the challenge and refunds the bond. A receipt stays challengeable
+///      until a challenge of it is upheld (one open at a time). Members who don't reveal lose
 ///      `nonRevealPenalty` to the treasury. Every stage has a deadline and anyone may resolve
 ///      after the last one, so no dispute can stay stuck. When both executions were traced, the
 ///      challenger names the first step at which they part (`openTracedChallenge`), proven
 ///      against the receipt's traceRoot and its own, so members need only re-run up to it.
-///  (c) unavailability: anyone posts the bond and names a receipt hash in a batch the provider
-///      committed (`challengeAvailability`); the provider must publish that receipt and its
-///      inputs on chain (`answerAvailability`) within `answerPeriod`, or be slashed as in (b).
+///  (c) unavailability: within `challengeWindow` of a batch's commit, anyone posts the bond and
+///      names a receipt hash in it (`challengeAvailability`); the provider must publish that
+///      receipt and its inputs on chain (`answerAvailability`) within `answerPeriod`, or be
+///      slashed as in (b). Each receipt (and each batch) can be challenged so once.
 ///      A provider that hides even the list of a batch's receipts is challenged for the batch
 ///      (`challengeBatch`): it must publish the batch's receipt hashes, in order, which rebuild
 ///      the committed root (`answerBatch`), or be slashed. Then each receipt can be named.
@@ -79,6 +80,7 @@ contract DisputeManager is ReentrancyGuard {
         uint16 rewardBps;
         uint256 nonRevealPenalty;
         uint64 answerPeriod;
+        uint64 challengeWindow;
     }
 
     /// @notice The first step at which the provider's traced execution and the challenger's part:
@@ -145,12 +147,16 @@ contract DisputeManager is ReentrancyGuard {
     uint256 public immutable nonRevealPenalty;
     /// @notice Seconds a provider has to publish the data named by an availability challenge.
     uint64 public immutable answerPeriod;
+    /// @notice Seconds after a batch's commit during which its data can be challenged as
+    ///         unavailable: providers keep (and serve) a batch's data for this long, no longer.
+    uint64 public immutable challengeWindow;
 
     Challenge[] private _challenges;
     mapping(uint256 id => mapping(address member => Vote)) private _votes;
-    /// @notice Challenge id + 1 of the latest challenge of each receipt struct hash. A receipt is
-    ///         challenged once, unless that challenge was voided (a tie or no votes): then it may
-    ///         be challenged again, so a void verdict never makes a receipt immune.
+    /// @notice Challenge id + 1 of the latest challenge of each receipt struct hash. A receipt can
+    ///         be challenged again after a void or rejected verdict (the rejected challenger's
+    ///         evidence was its own to choose, so its failure makes no receipt immune), never while
+    ///         one is open or after one was upheld.
     mapping(bytes32 receiptHash => uint256) public challengeOfReceipt;
     /// @notice Challenge id + 1 of the latest availability challenge of each receipt struct hash.
     mapping(bytes32 receiptHash => uint256) public availabilityChallengeOf;
@@ -237,6 +243,7 @@ contract DisputeManager is ReentrancyGuard {
     error ReceiptMismatch(bytes32 receiptHash);
     error InputsMismatch(bytes32 inputHash);
     error BatchMismatch(uint256 batchId);
+    error ChallengeWindowOver(uint256 batchId, uint64 endedAt);
 
     constructor(
         IERC20 token_,
@@ -249,6 +256,7 @@ contract DisputeManager is ReentrancyGuard {
         if (
             p.treasury == address(0) || p.committeeSize == 0 || p.commitPeriod == 0 || p.revealPeriod == 0
                 || p.slashBps > BPS || p.rewardBps > BPS || p.challengeBond == 0 || p.answerPeriod == 0
+                || p.challengeWindow == 0
         ) revert InvalidParams();
         token = token_;
         providers = providers_;
@@ -264,6 +272,7 @@ contract DisputeManager is ReentrancyGuard {
         rewardBps = p.rewardBps;
         nonRevealPenalty = p.nonRevealPenalty;
         answerPeriod = p.answerPeriod;
+        challengeWindow = p.challengeWindow;
     }
 
     // ---- (a) equivocation ----
@@ -385,7 +394,13 @@ contract DisputeManager is ReentrancyGuard {
         else if (!ledger.isCommitted(batchId, receipt, proof)) revert NotCommitted();
         bytes32 receiptHash = ReceiptLib.hash(receipt);
         uint256 prior = challengeOfReceipt[receiptHash];
-        if (prior != 0 && _challenges[prior - 1].status != Status.Void) revert AlreadyChallenged(receiptHash, prior - 1);
+        if (prior != 0) {
+            // A rejected challenge proves only that that challenger's case failed (its evidence was
+            // the challenger's to choose), so the receipt stays challengeable; an open or upheld one
+            // blocks, so a receipt is slashed at most once.
+            Status s = _challenges[prior - 1].status;
+            if (s == Status.Open || s == Status.Upheld) revert AlreadyChallenged(receiptHash, prior - 1);
+        }
 
         id = _challenges.length;
         address[] memory committee = _drawCommittee(provider, _seed(id, receiptHash));
@@ -423,11 +438,12 @@ contract DisputeManager is ReentrancyGuard {
     {
         if (!providers.isRegistered(provider)) revert UnknownProvider(provider);
         if (provider == msg.sender) revert SelfChallenge();
-        if (ledger.getBatch(batchId).provider != provider || !ledger.verifyInclusion(batchId, receiptHash, proof)) {
-            revert NotCommitted();
-        }
+        ReceiptLedger.Batch memory b = ledger.getBatch(batchId);
+        if (b.provider != provider || !ledger.verifyInclusion(batchId, receiptHash, proof)) revert NotCommitted();
+        _checkWindow(batchId, b);
+        // once decided, final: answered, the data is public; upheld, the provider was slashed
         uint256 prior = availabilityChallengeOf[receiptHash];
-        if (prior != 0 && _challenges[prior - 1].status == Status.Open) revert AlreadyChallenged(receiptHash, prior - 1);
+        if (prior != 0) revert AlreadyChallenged(receiptHash, prior - 1);
         id = _challenges.length;
         availabilityChallengeOf[receiptHash] = id + 1;
         Challenge storage c = _push(provider, Kind.Unavailable, receiptHash, answerPeriod);
@@ -455,8 +471,9 @@ contract DisputeManager is ReentrancyGuard {
     function challengeBatch(uint256 batchId) external nonReentrant returns (uint256 id) {
         ReceiptLedger.Batch memory b = ledger.getBatch(batchId);
         if (b.provider == msg.sender) revert SelfChallenge();
+        _checkWindow(batchId, b);
         uint256 prior = batchChallengeOf[batchId];
-        if (prior != 0 && _challenges[prior - 1].status == Status.Open) revert AlreadyChallenged(b.root, prior - 1);
+        if (prior != 0) revert AlreadyChallenged(b.root, prior - 1);
         id = _challenges.length;
         batchChallengeOf[batchId] = id + 1;
         Challenge storage c = _push(b.provider, Kind.UnavailableBatch, b.root, answerPeriod);
@@ -495,6 +512,11 @@ contract DisputeManager is ReentrancyGuard {
             tree[k] = Hashes.commutativeKeccak256(tree[2 * k + 1], tree[2 * k + 2]);
         }
         return tree[0];
+    }
+
+    function _checkWindow(uint256 batchId, ReceiptLedger.Batch memory b) private view {
+        uint64 endsAt = b.committedAt + challengeWindow;
+        if (block.timestamp > endsAt) revert ChallengeWindowOver(batchId, endsAt);
     }
 
     /// @dev The provider was right: it gets `rewardBps` of the bond, the treasury the rest.

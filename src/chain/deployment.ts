@@ -46,6 +46,11 @@ export type ChainParams = {
   /** How long a provider has to publish data named by an availability challenge. */
   readonly answerPeriodMs: number;
   /**
+   * How long after its commit a batch's data can be challenged as unavailable: providers must keep
+   * and serve it this long (a node's `challengeWindowMs` must be at least this).
+   */
+  readonly challengeWindowMs: number;
+  /**
    * How long a redeemed payment is held before the provider receives it; a conviction in that
    * time refunds it to the client. Must outlast the challenge window plus a dispute.
    */
@@ -68,7 +73,8 @@ export const DEFAULT_PARAMS: ChainParams = {
   rewardBps: 5000,
   nonRevealPenalty: 1n * E18,
   answerPeriodMs: DAY,
-  paymentHoldMs: 3 * DAY,
+  challengeWindowMs: 3 * DAY,
+  paymentHoldMs: 6 * DAY,
 };
 
 export type Contracts = {
@@ -103,12 +109,23 @@ export function validateParams(p: ChainParams): void {
     'commitPeriodMs',
     'revealPeriodMs',
     'answerPeriodMs',
+    'challengeWindowMs',
     'paymentHoldMs',
   ] as const)
     if (!Number.isSafeInteger(p[f]) || p[f] < 0) bad(f, 'must be a non-negative integer of ms');
   if (p.commitPeriodMs < 1000) bad('commitPeriodMs', 'must be at least one second');
   if (p.revealPeriodMs < 1000) bad('revealPeriodMs', 'must be at least one second');
   if (p.answerPeriodMs < 1000) bad('answerPeriodMs', 'must be at least one second');
+  if (p.challengeWindowMs < 1000) bad('challengeWindowMs', 'must be at least one second');
+  // A cheater must not be paid, nor leave with its stake, before it can be caught and convicted.
+  const caught = p.challengeWindowMs + Math.max(p.answerPeriodMs, p.commitPeriodMs + p.revealPeriodMs);
+  if (p.paymentHoldMs <= caught)
+    bad(
+      'paymentHoldMs',
+      'must exceed challengeWindowMs plus the longest dispute, or a cheater is paid first',
+    );
+  if (p.unbondingDelayMs <= caught)
+    bad('unbondingDelayMs', 'must exceed challengeWindowMs plus the longest dispute, or stake leaves first');
   if (p.minStake <= 0n) bad('minStake', 'must be positive');
   if (p.challengeBond <= 0n) bad('challengeBond', 'must be positive');
   if (p.nonRevealPenalty < 0n) bad('nonRevealPenalty', 'must not be negative');
@@ -210,6 +227,7 @@ export async function deployGlassbox(parameters: DeployParameters): Promise<Depl
       rewardBps: params.rewardBps,
       nonRevealPenalty: params.nonRevealPenalty,
       answerPeriod: msToSeconds(params.answerPeriodMs),
+      challengeWindow: msToSeconds(params.challengeWindowMs),
     },
   ]);
   for (const [address, abi] of [
@@ -271,6 +289,7 @@ const deploymentSchema = z.strictObject({
     rewardBps: z.number().int(),
     nonRevealPenalty: big,
     answerPeriodMs: ms,
+    challengeWindowMs: ms,
     paymentHoldMs: ms,
   }),
 });

@@ -20,6 +20,7 @@ export async function readChainParams(client: GlassboxClient): Promise<ChainPara
     rewardBps,
     penalty,
     answer,
+    window,
     hold,
     treasury,
   ] = await Promise.all([
@@ -35,6 +36,7 @@ export async function readChainParams(client: GlassboxClient): Promise<ChainPara
     dm<number>('rewardBps'),
     dm<bigint>('nonRevealPenalty'),
     dm<bigint>('answerPeriod'),
+    dm<bigint>('challengeWindow'),
     readFrom<bigint>(client, 'paymentEscrow', 'holdPeriod'),
     dm<Address>('treasury'),
   ]);
@@ -51,6 +53,7 @@ export async function readChainParams(client: GlassboxClient): Promise<ChainPara
     rewardBps: Number(rewardBps),
     nonRevealPenalty: penalty,
     answerPeriodMs: secondsToMs(answer),
+    challengeWindowMs: secondsToMs(window),
     paymentHoldMs: secondsToMs(hold),
     treasury,
   };

@@ -46,6 +46,7 @@ export const DEVNET_PARAMS: Partial<ChainParams> = {
   commitPeriodMs: 2 * 60_000,
   revealPeriodMs: 2 * 60_000,
   answerPeriodMs: 60_000,
+  challengeWindowMs: 5 * 60_000,
   paymentHoldMs: 10 * 60_000,
 };
 

@@ -5,11 +5,13 @@ import { getAddress, type Address, type Hex } from 'viem';
 import {
   connect,
   deploymentFromJson,
+  readChainParams,
   readDeployment,
   verifyDeployment,
   type Deployment,
   type GlassboxClient,
 } from '../chain/index.js';
+import { GlassboxError } from '../protocol/errors.js';
 import type { ModelPackage } from '../protocol/manifest.js';
 import { privateKeyToSigner } from '../protocol/secp256k1.js';
 import { createOnnxEngine } from '../runtime/index.js';
@@ -196,6 +198,16 @@ export async function createNode(
         url = (
           config.listen.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`
         ).replace(/\/+$/, '');
+        if (has('provider')) {
+          // Pruning data the chain may still ask for would get an honest provider slashed.
+          const { challengeWindowMs } = await readChainParams(chain);
+          if (config.challengeWindowMs < challengeWindowMs)
+            throw new GlassboxError(
+              'CONFIG_INVALID',
+              `challengeWindowMs ${config.challengeWindowMs} is shorter than the chain's challenge window (${challengeWindowMs} ms): the node would prune data it can still be challenged for`,
+              { field: 'challengeWindowMs' },
+            );
+        }
         if (has('provider') || has('committee'))
           actions.push(
             ...(await ensureProvider(chain, {

@@ -10,8 +10,8 @@
  *
  *     q * loss >= (1 - q) * gain   <=>   q >= gain / (loss + gain)
  *
- * and since this holds per receipt, it holds for any number of receipts: there is no cheating
- * rate that pays. Separately, a provider that cheats on `cheats` receipts within one challenge
+ * per receipt (convictions compound, so a provider cheating at volume is bounded by its whole
+ * stake plus the payments the escrow holds for it: see docs/economics.md). Separately, a provider that cheats on `cheats` receipts within one challenge
  * window escapes every check with probability (1 - q)^cheats; asking that to be at most
  * 1 - confidence gives a second floor for q. The default p is the larger of the two, and the
  * verifiers' compute is `verifiers * p` of the providers'.

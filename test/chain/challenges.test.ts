@@ -149,6 +149,29 @@ describe('DisputeManager: availability', () => {
     await challengeAvailability(chain().as(CHALLENGER), base);
     await expectRevert(challengeAvailability(chain().as(CHALLENGER), base), 'AlreadyChallenged');
   });
+
+  it('data can be challenged only within the challenge window, and a decided challenge is final', async () => {
+    const { receipt, batchId, proof } = await committed();
+    const base = { provider: chain().address(PROVIDER), batchId, receiptHash: receiptHash(receipt), proof };
+    const { challengeId } = await challengeAvailability(chain().as(CHALLENGER), base);
+    await chain().increaseTime(TEST_PARAMS.answerPeriodMs!);
+    expect((await resolveChallenge(chain().as(0), challengeId)).status).toBe('upheld');
+    // slashed once for this receipt: a second challenge would slash again for the same lapse
+    await expectRevert(challengeAvailability(chain().as(CHALLENGER), base), 'AlreadyChallenged');
+    const later = await committed({ price: 2n });
+    await chain().increaseTime(TEST_PARAMS.challengeWindowMs! + 1000);
+    // past the window the provider may have pruned the data: nobody can be slashed for it
+    await expectRevert(
+      challengeAvailability(chain().as(CHALLENGER), {
+        ...base,
+        batchId: later.batchId,
+        receiptHash: receiptHash(later.receipt),
+        proof: later.proof,
+      }),
+      'ChallengeWindowOver',
+    );
+    await expectRevert(challengeBatch(chain().as(CHALLENGER), later.batchId), 'ChallengeWindowOver');
+  });
 });
 
 describe('DisputeManager: batch availability', () => {

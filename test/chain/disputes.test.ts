@@ -427,7 +427,7 @@ describe('DisputeManager: challenges', () => {
     expect(await stakeOf(ACCUSED)).toBe(0n);
   });
 
-  it('a voided challenge lets the receipt be challenged again; a decided one does not', async () => {
+  it('a voided or rejected challenge leaves the receipt challengeable; an upheld one does not', async () => {
     const signed = await sign(receipt());
     const hash = receiptHash(signed.receipt);
     const first = await openChallenge(chain().as(CHALLENGER), { ...signed, inputsUri: 'x' });
@@ -445,8 +445,14 @@ describe('DisputeManager: challenges', () => {
     for (const m of second.committee) await vote(second.challengeId, m, false, 'commit');
     for (const m of second.committee) await vote(second.challengeId, m, false, 'reveal');
     expect((await resolveChallenge(chain().as(0), second.challengeId)).status).toBe('rejected');
+    // A rejection is the failure of that challenger's case (a sock puppet with no evidence, say):
+    // an honest verifier can still bring the receipt; once upheld, it is final.
+    const third = await openChallenge(chain().as(CHALLENGER), { ...signed, inputsUri: 'x' });
+    for (const m of third.committee) await vote(third.challengeId, m, true, 'commit');
+    for (const m of third.committee) await vote(third.challengeId, m, true, 'reveal');
+    expect((await resolveChallenge(chain().as(0), third.challengeId)).status).toBe('upheld');
     await expectRevert(
-      openChallenge(chain().as(CHALLENGER), { ...signed, inputsUri: 'x' }),
+      openChallenge(chain().as(REPORTER), { ...signed, inputsUri: 'x' }),
       'AlreadyChallenged',
     );
   });

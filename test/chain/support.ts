@@ -35,6 +35,7 @@ export const TEST_PARAMS: Partial<ChainParams> = {
   rewardBps: 5000,
   nonRevealPenalty: 1n * E18,
   answerPeriodMs: 600_000,
+  challengeWindowMs: 1_800_000,
   paymentHoldMs: 3_600_000,
 };
 

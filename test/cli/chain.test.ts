@@ -33,7 +33,7 @@ describe('glassbox chain deploy', () => {
         '--out',
         out,
         '--params',
-        '{"unbondingDelayMs": 259200000, "minStake": "5"}',
+        '{"unbondingDelayMs": 518400000, "minStake": "5"}',
         '--json',
       ]);
       expect(result.err).toBe('');

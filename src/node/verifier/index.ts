@@ -191,7 +191,10 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     extra: Pick<OpenedChallenge, 'step' | 'batch'> = { step: undefined },
   ): Promise<bigint> {
     const existing = await findChallenge(p.chain, what);
-    if (existing !== undefined && (await getChallenge(p.chain, existing)).status !== 'void') return existing;
+    // the contract's rule: open or upheld challenges block; for availability, any earlier one
+    const blocking = what.kind === 'wrong' ? ['open', 'upheld'] : ['open', 'upheld', 'rejected'];
+    if (existing !== undefined && blocking.includes((await getChallenge(p.chain, existing)).status))
+      return existing;
     const { challengeId } = await tx(open);
     store.addChallenge({
       challengeId,
