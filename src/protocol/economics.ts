@@ -10,9 +10,10 @@
  *
  *     q * loss >= (1 - q) * gain   <=>   q >= gain / (loss + gain)
  *
- * per receipt (convictions compound, so a provider cheating at volume is bounded by its whole
- * stake plus the payments the escrow holds for it: see docs/economics.md). Separately, a provider that cheats on `cheats` receipts within one challenge
- * window escapes every check with probability (1 - q)^cheats; asking that to be at most
+ * per receipt (convictions compound, so a provider cheating at volume risks at most its whole
+ * stake plus the payments the escrow holds for it: see docs/economics.md). Separately, a
+ * provider that cheats on `cheats` receipts within one challenge window escapes every check with
+ * probability (1 - q)^cheats; asking that to be at most
  * 1 - confidence gives a second floor for q. The default p is the larger of the two, and the
  * verifiers' compute is `verifiers * p` of the providers'.
  */
