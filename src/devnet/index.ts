@@ -119,6 +119,8 @@ export type Devnet = {
   readonly providers: readonly DevnetProvider[];
   readonly verifiers: readonly DevnetProvider[];
   readonly committee: readonly DevnetProvider[];
+  /** Moves the chain's clock forward and mines a block: a devnet need not wait out holds and periods. */
+  advanceTime(ms: number): Promise<void>;
   stop(): Promise<void>;
 };
 
@@ -258,6 +260,13 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       providers,
       verifiers,
       committee,
+      advanceTime: async (ms) => {
+        await connection.publicClient.request({
+          method: 'evm_increaseTime',
+          params: [Math.ceil(ms / 1000)],
+        } as never);
+        await connection.publicClient.request({ method: 'evm_mine' } as never);
+      },
       stop: async () => {
         clearInterval(miner);
         await Promise.all(all().map((p) => p.kill('SIGTERM')));

@@ -72,6 +72,7 @@ export async function runNetworkDemo(ctx: Context): Promise<void> {
     );
     await settle(client);
     const owed = charged(client);
+    let advanced = false;
     await waitFor(async () => {
       for (const [provider, { charged: amount }] of Object.entries(owed))
         if (
@@ -79,10 +80,19 @@ export async function runNetworkDemo(ctx: Context): Promise<void> {
             client: devnet.client.address,
             provider: provider as `0x${string}`,
           })) !== amount
-        )
+        ) {
+          // A provider redeems again only once its previous redemption's hold is over; a devnet
+          // can move its clock instead of waiting.
+          await devnet.advanceTime(devnet.deployment.params.paymentHoldMs);
+          advanced = true;
           return undefined;
+        }
       return true;
     });
+    if (advanced)
+      io.out(
+        `   (the devnet's clock was moved past the escrow's hold, so the providers could redeem the rest)`,
+      );
     for (const [provider, { charged: amount, receipts }] of Object.entries(owed))
       io.out(
         `   ${provider}: ${receipts} answer(s), charged ${formatUnits(amount, 18)} GBX, redeemed ${formatUnits(amount, 18)} GBX (held by the escrow until no challenge can convict the provider, then paid out)`,
