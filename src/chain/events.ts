@@ -85,12 +85,13 @@ export type ChallengeOpened = {
 /** Opened challenges (the node's committee voter watches these for its own address). */
 export function getChallengesOpened(
   client: GlassboxClient,
-  params: { fromBlock?: bigint } = {},
+  params: { fromBlock?: bigint; toBlock?: bigint } = {},
 ): Promise<ChainEvent<ChallengeOpened>[]> {
   return getEvents<ChallengeOpened>(client, {
     contract: 'disputeManager',
     eventName: 'ChallengeOpened',
     fromBlock: params.fromBlock,
+    toBlock: params.toBlock,
   });
 }
 
@@ -136,13 +137,14 @@ export type AvailabilityChallenged = {
 /** Availability challenges (a provider's node answers those against it). */
 export function getAvailabilityChallenges(
   client: GlassboxClient,
-  params: { provider?: Address; fromBlock?: bigint } = {},
+  params: { provider?: Address; fromBlock?: bigint; toBlock?: bigint } = {},
 ): Promise<ChainEvent<AvailabilityChallenged>[]> {
   return getEvents<AvailabilityChallenged>(client, {
     contract: 'disputeManager',
     eventName: 'AvailabilityChallenged',
     args: params.provider ? { provider: params.provider } : undefined,
     fromBlock: params.fromBlock,
+    toBlock: params.toBlock,
   });
 }
 
@@ -178,13 +180,14 @@ export type BatchChallenged = {
 /** Batch availability challenges (a provider's node answers those against it). */
 export function getBatchChallenges(
   client: GlassboxClient,
-  params: { provider?: Address; fromBlock?: bigint } = {},
+  params: { provider?: Address; fromBlock?: bigint; toBlock?: bigint } = {},
 ): Promise<ChainEvent<BatchChallenged>[]> {
   return getEvents<BatchChallenged>(client, {
     contract: 'disputeManager',
     eventName: 'BatchChallenged',
     args: params.provider ? { provider: params.provider } : undefined,
     fromBlock: params.fromBlock,
+    toBlock: params.toBlock,
   });
 }
 

@@ -198,9 +198,10 @@ export async function createNode(
         url = (
           config.listen.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`
         ).replace(/\/+$/, '');
+        const chainParams = await readChainParams(chain);
+        const { challengeWindowMs } = chainParams;
         if (has('provider')) {
           // Pruning data the chain may still ask for would get an honest provider slashed.
-          const { challengeWindowMs } = await readChainParams(chain);
           if (config.challengeWindowMs < challengeWindowMs)
             throw new GlassboxError(
               'CONFIG_INVALID',
@@ -245,10 +246,10 @@ export async function createNode(
           url: () => url,
           sampleRate:
             config.verifier.sampleRate ??
-            (await defaultSampleRate(
-              chain,
+            defaultSampleRate(
+              chainParams,
               offers.map((o) => o.price),
-            )),
+            ),
           dataDeadlineMs: config.verifier.dataDeadlineMs,
           pollIntervalMs: config.verifier.pollIntervalMs,
           withhold,

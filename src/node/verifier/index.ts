@@ -11,17 +11,19 @@ import {
   getBatchChallenges,
   getChallenge,
   getChallengedReceipt,
+  getChallengesOpened,
   getEvents,
   getProvider,
   findChallenge,
   getPublishedBatch,
   getVote,
   openChallenge,
-  readChainParams,
   resolveChallenge,
   revealVote,
+  type ChainParams,
   type ChallengeInfo,
   type DivergenceProof,
+  type BatchCommitted,
   type ChallengeOpened,
   type GlassboxClient,
 } from '../../chain/index.js';
@@ -124,35 +126,40 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
   const unbase64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
   const tx = <T>(f: () => Promise<T>) => p.serial(f);
 
-  /** Events of `eventName` since the cursor `name`, advancing it past the latest block. */
-  async function newEvents<T>(name: string, eventName: string, contract: 'receiptLedger' | 'disputeManager') {
+  /**
+   * Runs `handle` over the blocks since the cursor `name` up to the latest, then moves the cursor
+   * past them: a pass that fails leaves the cursor, so its events are handled again (every
+   * handler is idempotent), never skipped.
+   */
+  async function sinceCursor(name: string, handle: (fromBlock: bigint, toBlock: bigint) => Promise<void>) {
     const latest = await p.chain.publicClient.getBlockNumber();
     const from = store.cursor(name) ?? p.chain.deployment.startBlock;
-    if (latest < from) return [];
-    const events = await getEvents<T>(p.chain, { contract, eventName, fromBlock: from, toBlock: latest });
+    if (latest < from) return;
+    await handle(from, latest);
     store.setCursor(name, latest + 1n);
-    return events;
   }
 
   // ---- verifier ----
 
-  async function scanBatches(): Promise<void> {
-    const events = await newEvents<{ batchId: bigint; provider: Address; root: Hex; count: bigint }>(
-      'batches',
-      'BatchCommitted',
-      'receiptLedger',
-    );
-    for (const e of events)
-      if (getAddress(e.args.provider) !== me)
-        store.addBatch(
-          {
-            ...e.args,
-            provider: getAddress(e.args.provider),
-            count: Number(e.args.count),
-            block: e.blockNumber,
-          },
-          Date.now(),
-        );
+  function scanBatches(): Promise<void> {
+    return sinceCursor('batches', async (fromBlock, toBlock) => {
+      for (const e of await getEvents<BatchCommitted>(p.chain, {
+        contract: 'receiptLedger',
+        eventName: 'BatchCommitted',
+        fromBlock,
+        toBlock,
+      }))
+        if (getAddress(e.args.provider) !== me)
+          store.addBatch(
+            {
+              ...e.args,
+              provider: getAddress(e.args.provider),
+              count: Number(e.args.count),
+              block: e.blockNumber,
+            },
+            Date.now(),
+          );
+    });
   }
 
   async function fetchBatch(provider: Address, root: Hex): Promise<BatchResponse | undefined> {
@@ -185,7 +192,8 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
    */
   async function challengeOnce(
     what:
-      { kind: 'wrong' | 'unavailable'; receiptHash: Hex } | { kind: 'unavailable-batch'; batchId: bigint },
+      | { kind: 'wrong' | 'unavailable'; receiptHash: Hex }
+      | { kind: 'unavailable-batch'; batchId: bigint; root: Hex },
     provider: Address,
     open: () => Promise<{ challengeId: bigint }>,
     extra: Pick<OpenedChallenge, 'step' | 'batch'> = { step: undefined },
@@ -199,7 +207,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     store.addChallenge({
       challengeId,
       kind: what.kind,
-      receiptHash: 'receiptHash' in what ? what.receiptHash : (await getBatch(p.chain, what.batchId)).root,
+      receiptHash: 'receiptHash' in what ? what.receiptHash : what.root,
       provider,
       openedAt: Date.now(),
       ...extra,
@@ -287,7 +295,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     const published = await getPublishedBatch(p.chain, batch.batchId);
     if (!published) {
       const challengeId = await challengeOnce(
-        { kind: 'unavailable-batch', batchId: batch.batchId },
+        { kind: 'unavailable-batch', batchId: batch.batchId, root: batch.root },
         batch.provider,
         () => challengeBatch(p.chain, batch.batchId),
       );
@@ -435,9 +443,11 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
 
   // ---- committee ----
 
-  async function scanDuties(): Promise<void> {
-    const events = await newEvents<ChallengeOpened>('challenges', 'ChallengeOpened', 'disputeManager');
-    for (const e of events) if (e.args.committee.some((m) => getAddress(m) === me)) store.addDuty(e.args.id);
+  function scanDuties(): Promise<void> {
+    return sinceCursor('challenges', async (fromBlock, toBlock) => {
+      for (const e of await getChallengesOpened(p.chain, { fromBlock, toBlock }))
+        if (e.args.committee.some((m) => getAddress(m) === me)) store.addDuty(e.args.id);
+    });
   }
 
   /** Re-executes the challenged receipt from the challenger's evidence and decides a vote. */
@@ -551,40 +561,37 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
 
   // ---- provider: availability ----
 
-  async function answerChallenges(): Promise<void> {
-    const from = store.cursor('availability') ?? p.chain.deployment.startBlock;
-    const latest = await p.chain.publicClient.getBlockNumber();
-    if (latest < from) return;
-    if (p.withhold === 'batches') return store.setCursor('availability', latest + 1n);
-    for (const e of await getBatchChallenges(p.chain, { provider: me, fromBlock: from })) {
-      const { root } = await getBatch(p.chain, e.args.batchId);
-      const receiptHashes = p.db.batchReceipts(root).map((r) => r.leaf);
-      if ((await getChallenge(p.chain, e.args.id)).status !== 'open') continue;
-      await answer(e.args.id, 'batch', () =>
-        answerBatch(p.chain, { challengeId: e.args.id, batchId: e.args.batchId, receiptHashes }),
-      );
-    }
-    const events = await getAvailabilityChallenges(p.chain, { provider: me, fromBlock: from });
-    for (const e of events) {
-      const row = p.db.getReceiptByHash(e.args.receiptHash);
-      if (!row?.inputs) {
-        log.error(
-          { challengeId: e.args.id.toString() },
-          'availability challenge for a receipt we do not have',
+  function answerChallenges(): Promise<void> {
+    return sinceCursor('availability', async (fromBlock, toBlock) => {
+      if (p.withhold === 'batches') return;
+      const range = { provider: me, fromBlock, toBlock };
+      for (const e of await getBatchChallenges(p.chain, range)) {
+        if ((await getChallenge(p.chain, e.args.id)).status !== 'open') continue;
+        const { root } = await getBatch(p.chain, e.args.batchId);
+        const receiptHashes = p.db.batchReceipts(root).map((r) => r.leaf);
+        await answer(e.args.id, 'batch', () =>
+          answerBatch(p.chain, { challengeId: e.args.id, batchId: e.args.batchId, receiptHashes }),
         );
-        continue;
       }
-      const info = await getChallenge(p.chain, e.args.id);
-      if (info.status !== 'open') continue;
-      await answer(e.args.id, 'receipt', () =>
-        answerAvailability(p.chain, {
-          challengeId: e.args.id,
-          receipt: signedReceiptFromJson(row.receipt).receipt,
-          inputs: row.inputs!,
-        }),
-      );
-    }
-    store.setCursor('availability', latest + 1n);
+      for (const e of await getAvailabilityChallenges(p.chain, range)) {
+        if ((await getChallenge(p.chain, e.args.id)).status !== 'open') continue;
+        const row = p.db.getReceiptByHash(e.args.receiptHash);
+        if (!row?.inputs) {
+          log.error(
+            { challengeId: e.args.id.toString() },
+            'availability challenge for a receipt we do not have',
+          );
+          continue;
+        }
+        await answer(e.args.id, 'receipt', () =>
+          answerAvailability(p.chain, {
+            challengeId: e.args.id,
+            receipt: signedReceiptFromJson(row.receipt).receipt,
+            inputs: row.inputs!,
+          }),
+        );
+      }
+    });
   }
 
   /** Sends an answer; a revert (the data no longer rebuilds what was committed) is logged, not retried. */
@@ -656,8 +663,10 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
  * answers in a window with probability 0.999. A rational provider prices above its compute cost,
  * so the highest price this node knows bounds what faking an answer saves.
  */
-export async function defaultSampleRate(chain: GlassboxClient, prices: readonly bigint[]): Promise<number> {
-  const params = await readChainParams(chain);
+export function defaultSampleRate(
+  params: Pick<ChainParams, 'minStake' | 'slashBps'>,
+  prices: readonly bigint[],
+): number {
   return samplingPlan({
     ...DEFAULT_SAMPLING,
     computeCost: prices.reduce((a, b) => (a > b ? a : b), 0n),
