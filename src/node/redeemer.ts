@@ -33,11 +33,12 @@ export function createRedeemer(p: RedeemerParameters): Redeemer {
 
   async function work(): Promise<bigint> {
     let total = 0n;
+    const now = await chainNowMs(); // one read of chain time per pass
     for (const account of p.db.unredeemed()) {
       const voucher = account.voucher!;
       // Redeeming into a running hold restarts it: wait for it to end, or a busy channel is never paid.
       const hold = await getHold(p.chain, { client: account.client, provider });
-      if (hold && (await chainNowMs()) < hold.endsAtMs) continue;
+      if (hold && now < hold.endsAtMs) continue;
       try {
         const { paid, refunded, released, hash } = await p.serial(() => redeemVoucher(p.chain, voucher));
         if (refunded) {
@@ -60,7 +61,7 @@ export function createRedeemer(p: RedeemerParameters): Redeemer {
       }
       p.db.setRedeemed(account.client, await getRedeemed(p.chain, { client: account.client, provider }));
     }
-    await releaseFinishedHolds();
+    await releaseFinishedHolds(now);
     return total;
   }
 
@@ -69,8 +70,7 @@ export function createRedeemer(p: RedeemerParameters): Redeemer {
   }
 
   /** The escrow pays a hold out only when asked: at the next redemption, or here once it is over. */
-  async function releaseFinishedHolds(): Promise<void> {
-    const now = await chainNowMs();
+  async function releaseFinishedHolds(now: number): Promise<void> {
     for (const account of p.db.redeemedAccounts()) {
       const channel = { client: account.client, provider };
       const hold = await getHold(p.chain, channel);
