@@ -36,7 +36,8 @@ export type Engine = {
 
 export type RunOptions = {
   /**
-   * Also hash every intermediate tensor, for bisecting disagreements later. A traced run is an
+   * Also hash up to TRACE_STEPS intermediate tensors, evenly spaced over the graph, for bisecting
+   * disagreements later (src/runtime/trace.ts). A traced run is an
    * execution of its own: it may differ in the last bits from an untraced one under the same
    * profile (an exposed intermediate blocks the fusions that would consume it), and its outputs are
    * the ones reported. Re-execute a receipt traced iff its traceRoot is non-zero.

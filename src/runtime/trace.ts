@@ -4,11 +4,31 @@ import { traceRoot } from '../protocol/merkle.js';
 
 /*
  * Execution traces, independent of any engine (no native code here, so a verifier or a browser can
- * compare traces without loading a runtime). A trace is the list of every intermediate tensor's
- * hash in graph order and the Merkle root over them (`traceTree`), which goes into a receipt as its
- * `traceRoot`. Two executions of one model on one input that part ways do so at a first step; that
- * step names the operator a dispute is about.
+ * compare traces without loading a runtime). A trace is the hashes of up to `TRACE_STEPS`
+ * intermediate tensors, evenly spaced over the graph (`traceStepPositions`), in graph order, and the
+ * Merkle root over them (`traceTree`), which goes into a receipt as its `traceRoot`. Two executions
+ * of one model on one input that part ways do so at a first step; the committee re-runs the graph
+ * only up to that step.
  */
+
+/**
+ * How many intermediates a trace hashes at most. A checkpoint, not every operator: each traced
+ * tensor must be a graph output, which blocks the fusions that would consume it, keeps its buffer
+ * alive and is copied out and hashed, so tracing all 1,683 intermediates of the 20 ms benchmark
+ * model cost +26-30 % in onnxruntime before any hashing and +300 % in all (docs/performance.md).
+ * Bisection needs checkpoints, not operators: a committee re-runs the prefix up to the first
+ * divergent step from the inputs, and that prefix is at most the whole graph either way.
+ */
+export const TRACE_STEPS = 8;
+
+/**
+ * Which of a graph's `count` node outputs (in node order) a trace hashes: `TRACE_STEPS` of them
+ * evenly spaced, the last always included (all of them when there are no more than that).
+ */
+export function traceStepPositions(count: number): number[] {
+  const steps = Math.min(count, TRACE_STEPS);
+  return Array.from({ length: steps }, (_, i) => Math.floor(((i + 1) * count) / steps) - 1);
+}
 
 /** One intermediate tensor of a traced run, in graph (node) order. */
 export type TraceStep = {

@@ -10,9 +10,12 @@ import {
   createOnnxEngine,
   firstDivergence,
   traceOf,
+  traceStepPositions,
+  TRACE_STEPS,
   type Engine,
   type TraceStep,
 } from '../../src/runtime/index.js';
+import { BENCH_MODELS, benchModelOnnx, benchSample } from '../../examples/models/bench-models.mjs';
 import { EXAMPLES, examplePackage, exampleSamples } from '../support/examples.js';
 import {
   T,
@@ -40,7 +43,7 @@ afterAll(async () => {
 });
 
 describe.each(EXAMPLES)('tracing %s', (name) => {
-  it.each(LEVELS)('at %s: a stable root, every node output, the outputs of the same run', async (level) => {
+  it.each(LEVELS)('at %s: a stable root, spaced steps, the outputs of the same run', async (level) => {
     const pkg = await examplePackage(name);
     const inputs = exampleSamples(pkg, name);
     const one = engine({ graphOptimizationLevel: level, intraOpNumThreads: 1 });
@@ -60,10 +63,13 @@ describe.each(EXAMPLES)('tracing %s', (name) => {
 
     const steps = traced.trace!.steps;
     const nodeOutputs = await graphNodeOutputs(pkg.files.get('model.onnx')!);
-    expect(steps.map((s) => s.output)).toEqual(nodeOutputs);
+    expect(steps.map((s) => s.output)).toEqual(
+      traceStepPositions(nodeOutputs.length).map((i) => nodeOutputs[i]),
+    );
+    expect(steps.at(-1)!.output).toBe(nodeOutputs.at(-1));
     for (const output of pkg.manifest.outputs) {
-      const step = steps.find((s) => s.output === output.name)!;
-      expect(step.hash).toBe(hashTensors({ [output.name]: traced.outputs[output.name]! }));
+      const step = steps.find((s) => s.output === output.name);
+      if (step) expect(step.hash).toBe(hashTensors({ [output.name]: traced.outputs[output.name]! }));
     }
     const tree = traceTree(steps.map((s) => s.hash));
     expect(tree.root).toBe(traced.traceRoot);
@@ -164,27 +170,24 @@ describe('firstDivergence', () => {
 });
 
 describe('tracing graphs beyond the examples', () => {
-  it('hashes constants, shapes, float16 and uint64 tensors and bools, and skips sequences', async () => {
+  it('hashes shapes, float16 and uint64 tensors and bools, and skips sequences', async () => {
+    // Eight node outputs, so that a trace (TRACE_STEPS of them at most) takes every one.
     const model = onnxModel({
       inputs: [valueInfo('x', T.float32, ['n', 3])],
       outputs: [valueInfo('y', T.float32, ['n', 3])],
       nodes: [
-        node(
-          'Constant',
-          [],
-          ['k'],
-          [tensorAttr('value', { dataType: T.float32, dims: [1], floatData: [2] })],
-        ),
         node('Mul', ['x', 'k'], ['m']),
         node('Shape', ['m'], ['shape']),
         node('Cast', ['m'], ['half'], [intAttr('to', T.float16)]),
-        node('Cast', ['half'], ['back'], [intAttr('to', T.float32)]),
         node('Cast', ['shape'], ['wide'], [intAttr('to', T.uint64)]),
-        node('Dropout', ['back'], ['dropped', 'mask'], [], ''), // unnamed: traced as Dropout#6
-        node('SequenceConstruct', ['dropped', 'm'], ['seq']),
+        node('Dropout', ['half'], ['dropped', 'mask'], [], ''), // unnamed: traced as Dropout#4
+        node('SequenceConstruct', ['m', 'm'], ['seq']),
         node('SequenceAt', ['seq', 'zero'], ['y']),
       ],
-      initializers: [onnx.TensorProto.create({ name: 'zero', dataType: T.int64, dims: [], int64Data: [0] })],
+      initializers: [
+        onnx.TensorProto.create({ name: 'k', dataType: T.float32, dims: [1], floatData: [2] }),
+        onnx.TensorProto.create({ name: 'zero', dataType: T.int64, dims: [], int64Data: [0] }),
+      ],
     });
     const pkg = await packageOf(model, 'odd');
     const x: Tensor = { dtype: 'float32', shape: [2, 3], data: Float32Array.of(1, 2, 3, 4, 5, 6) };
@@ -192,24 +195,14 @@ describe('tracing graphs beyond the examples', () => {
       const e = engine({ graphOptimizationLevel: level });
       const result = await e.run(pkg, { x }, { trace: true });
       const steps = result.trace!.steps;
-      expect(steps.map((s) => s.output)).toEqual([
-        'k',
-        'm',
-        'shape',
-        'half',
-        'back',
-        'wide',
-        'dropped',
-        'mask',
-        'y',
-      ]);
+      expect(steps.map((s) => s.output)).toEqual(['m', 'shape', 'half', 'wide', 'dropped', 'mask', 'y']);
       expect(steps.map((s) => s.index)).toEqual(steps.map((_, i) => i));
-      expect(steps[6]).toMatchObject({ node: 'Dropout#6', op: 'Dropout' });
+      expect(steps[4]).toMatchObject({ node: 'Dropout#4', op: 'Dropout' });
       expect(steps.at(-1)!.hash).toBe(hashTensors({ y: result.outputs.y! }));
-      expect(steps[2]!.hash).toBe(
+      expect(steps[1]!.hash).toBe(
         hashTensors({ shape: { dtype: 'int64', shape: [2], data: BigInt64Array.of(2n, 3n) } }),
       );
-      expect(steps[7]!.hash).toBe(
+      expect(steps[5]!.hash).toBe(
         hashTensors({ mask: { dtype: 'bool', shape: [2, 3], data: new Uint8Array(6).fill(1) } }),
       );
       // float16 and uint64 use the canonical layout with ONNX's dtype code: the bytes of an int16
@@ -222,10 +215,10 @@ describe('tracing graphs beyond the examples', () => {
         },
       });
       half[8] = T.float16;
-      expect(steps[3]!.hash).toBe(keccak256(half));
+      expect(steps[2]!.hash).toBe(keccak256(half));
       const wide = encodeTensors({ wide: { dtype: 'int64', shape: [2], data: BigInt64Array.of(2n, 3n) } });
       wide[8] = T.uint64;
-      expect(steps[5]!.hash).toBe(keccak256(wide));
+      expect(steps[3]!.hash).toBe(keccak256(wide));
       expect((await e.run(pkg, { x }, { trace: true })).traceRoot).toBe(result.traceRoot);
     }
   });
@@ -245,6 +238,37 @@ describe.each(EXAMPLES)('re-running %s only up to one step', (name) => {
       const partial = await e.traceStep(pkg, inputs, step);
       expect(partial.step).toEqual(steps[step]);
     }
+  });
+});
+
+describe('checkpoints on a deep graph', () => {
+  it('trace TRACE_STEPS evenly spaced node outputs, and a cut after any of them hashes as the whole run', async () => {
+    const spec = BENCH_MODELS.find((m) => m.name === 'bench-tiny')!; // 27 node outputs
+    const bytes = benchModelOnnx(spec);
+    const pkg = await packageOf(bytes, spec.name);
+    const x: Tensor = { dtype: 'float32', shape: [1, 64], data: Float32Array.from(benchSample()) };
+    const nodeOutputs = await graphNodeOutputs(bytes);
+    const e = engine({ maxSessions: 64 });
+    const whole = await e.run(pkg, { x }, { trace: true });
+    const steps = whole.trace!.steps;
+    expect(steps).toHaveLength(TRACE_STEPS);
+    expect(steps.map((s) => s.output)).toEqual(
+      [2, 5, 9, 12, 15, 19, 22, 26].map((i) => nodeOutputs[i]), // floor((i + 1) * 27 / 8) - 1
+    );
+    for (const step of steps.keys()) expect((await e.traceStep(pkg, { x }, step)).step).toEqual(steps[step]);
+  });
+
+  it('traceStepPositions: min(n, TRACE_STEPS) increasing positions in range, ending with the last', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 100_000 }), (n) => {
+        const positions = traceStepPositions(n);
+        expect(positions).toHaveLength(Math.min(n, TRACE_STEPS));
+        expect(positions.at(-1)).toBe(n - 1);
+        expect(positions[0]).toBeGreaterThanOrEqual(0);
+        positions.slice(1).forEach((p, i) => expect(p).toBeGreaterThan(positions[i]!));
+        if (n <= TRACE_STEPS) expect(positions).toEqual([...Array(n).keys()]);
+      }),
+    );
   });
 });
 

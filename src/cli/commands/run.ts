@@ -27,7 +27,11 @@ export function registerRunCommand(program: Command, ctx: Context): void {
       '--input <json|file>',
       'inputs as JSON: {"name": nested arrays | {dtype, shape, data}}, inline or a file',
     )
-    .option('--trace', 'also hash every intermediate tensor and print the trace root', false)
+    .option(
+      '--trace',
+      'also hash intermediate tensors (up to 8, evenly spaced) and print the trace root',
+      false,
+    )
     .option('--threads <n>', 'intra-op threads (does not change the output bits)')
     .addOption(
       new Option(

@@ -159,9 +159,9 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
   }
 
   /**
-   * The traced graph cut after step `step`. Steps count only tensor-valued node outputs, which the
-   * session reports once it is built, so the cut starts at the same raw position and moves later
-   * past any non-tensor outputs before it.
+   * The traced graph cut after step `step`. Steps count only tensor-valued trace points, which the
+   * session reports once it is built, so the cut starts at the same point and moves later past any
+   * non-tensor points before it.
    */
   async function loadPrefix(pkg: ModelPackage, step: number): Promise<Loaded> {
     const entry = entryOf(pkg);

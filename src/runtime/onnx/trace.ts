@@ -4,16 +4,17 @@ import { keccak256, type Hex } from 'viem';
 import { hashTensors } from '../../protocol/encoding.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import { isDType, type Tensor } from '../../protocol/tensor.js';
-import type { TraceStep } from '../trace.js';
+import { traceStepPositions, type TraceStep } from '../trace.js';
 
 const { onnx } = onnxProto;
 
-/** A node output of the top-level graph, in node order: what a trace hashes. */
+/** A node output of the top-level graph that a trace hashes, in node order. */
 export type TracePoint = Omit<TraceStep, 'hash'>;
 
 /**
- * The model rewritten so that every node output of its top-level graph is also a graph output, and
- * those outputs in node order (ONNX requires nodes to be topologically sorted, so every node's
+ * The model rewritten so that the node outputs of its top-level graph that a trace hashes
+ * (`traceStepPositions`: up to TRACE_STEPS, evenly spaced in node order) are also graph outputs,
+ * and those outputs in node order (ONNX requires nodes to be topologically sorted, so every node's
  * inputs come before it).
  *
  * Type information: the added outputs carry only a name, no type. onnxruntime needs none: it infers
@@ -21,8 +22,8 @@ export type TracePoint = Omit<TraceStep, 'hash'>;
  * built in) and reports it in the session's output metadata, which `tracePoints` reads to leave out
  * the values that are not tensors (sequences, maps), because onnxruntime-node cannot return them.
  *
- * Numerics: a graph output cannot be fused away, so exposing every intermediate blocks the fusions
- * that would have consumed one (Conv+Mul, Conv+BatchNormalization and the like fold constants into
+ * Numerics: a graph output cannot be fused away, so exposing an intermediate blocks the fusions
+ * that would have consumed it (Conv+Mul, Conv+BatchNormalization and the like fold constants into
  * weights at `basic` and above). A traced run therefore executes a different graph than an untraced
  * one, and its outputs may differ in the last bits (measured; see test/runtime/trace.test.ts).
  * The engine reports a traced run's own outputs, so outputs, outputHash and trace always come from
@@ -31,7 +32,7 @@ export type TracePoint = Omit<TraceStep, 'hash'>;
  * Nodes inside subgraphs (If, Loop, Scan bodies) are not traced.
  *
  * With `throughPoint`, the graph is cut after the node that produces that point (counting every
- * node output, tensor or not): a prefix of the traced graph, every kept output still exposed, so
+ * chosen output, tensor or not): a prefix of the traced graph, every kept point still exposed, so
  * its values are those of the whole traced run (a committee member re-runs only up to the step a
  * challenge names; tested bit for bit). `complete` is false when nodes were cut.
  */
@@ -47,35 +48,34 @@ export function exposeIntermediates(
   }
   const graph = model.graph;
   if (!graph) throw new GlassboxError('MODEL_INVALID', 'the ONNX model has no graph');
-  const graphOutputs = (graph.output ??= []);
-  const outputs = new Set(graphOutputs.map((o) => o.name));
-  const points: TracePoint[] = [];
   const nodes = graph.node ?? [];
-  let kept = nodes.length;
-  nodes.forEach((node, position) => {
-    if (position >= kept) return;
+  const produced = nodes.flatMap((node, position) => {
     const op = node.opType ?? '';
     const name = node.name ? node.name : `${op}#${position}`;
-    for (const output of node.output ?? []) {
-      if (!output) continue; // an omitted optional output
-      points.push({ index: points.length, node: name, op, output });
-      if (!outputs.has(output)) {
-        graphOutputs.push(onnx.ValueInfoProto.create({ name: output }));
-        outputs.add(output);
-      }
-    }
-    if (throughPoint !== undefined && points.length > throughPoint) kept = position + 1;
+    // an empty name is an omitted optional output
+    return (node.output ?? []).filter((output) => output).map((output) => ({ position, name, op, output }));
   });
-  if (kept < nodes.length) {
-    // A cut graph: its outputs are what its nodes produce (the model's own outputs may come later).
-    const produced = new Set(points.map((p) => p.output));
-    graph.node = nodes.slice(0, kept);
-    graph.output = graphOutputs.filter((o) => produced.has(o.name ?? ''));
+  const chosen = traceStepPositions(produced.length).map((i) => produced[i]!);
+  const kept = throughPoint === undefined ? chosen : chosen.slice(0, throughPoint + 1);
+  const points: TracePoint[] = kept.map((p, index) => ({ index, node: p.name, op: p.op, output: p.output }));
+  const graphOutputs = (graph.output ??= []);
+  const outputs = new Set(graphOutputs.map((o) => o.name));
+  for (const { output } of points)
+    if (!outputs.has(output)) {
+      graphOutputs.push(onnx.ValueInfoProto.create({ name: output }));
+      outputs.add(output);
+    }
+  const end = kept.length < chosen.length ? kept[kept.length - 1]!.position + 1 : nodes.length;
+  if (end < nodes.length) {
+    // A cut graph: its outputs are the points it keeps (the model's own outputs may come later).
+    const exposed = new Set(points.map((p) => p.output));
+    graph.node = nodes.slice(0, end);
+    graph.output = graphOutputs.filter((o) => exposed.has(o.name ?? ''));
     // and only the weights its nodes read (onnxruntime warns about each unused one)
     const read = new Set(namesRead(graph.node));
     graph.initializer = (graph.initializer ?? []).filter((t) => read.has(t.name ?? ''));
   }
-  return { bytes: onnx.ModelProto.encode(model).finish(), points, complete: kept === nodes.length };
+  return { bytes: onnx.ModelProto.encode(model).finish(), points, complete: end === nodes.length };
 }
 
 /** Every value name the nodes read, those in their subgraphs (If, Loop, Scan bodies) included. */
