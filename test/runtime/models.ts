@@ -39,10 +39,6 @@ export function intAttr(name: string, i: number) {
   return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INT, i });
 }
 
-export function tensorAttr(name: string, t: onnxProto.onnx.ITensorProto) {
-  return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.TENSOR, t });
-}
-
 /** A float32 initializer filled from a seeded generator, values in [-1, 1). */
 export function floats(name: string, dims: number[], seed: number) {
   let s = seed >>> 0;

@@ -26,7 +26,6 @@ import {
   onnxModel,
   packageOf,
   perturbWeight,
-  tensorAttr,
   valueInfo,
 } from './models.js';
 
