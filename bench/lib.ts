@@ -101,24 +101,40 @@ export async function writeResults(name: string, json: unknown, markdown: string
 
 export const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+export type InterleaveOptions = {
+  /** Idle before each call. */
+  readonly gapMs?: number;
+  /** Calls of one function in a row before the next function's turn (default 1). */
+  readonly block?: number;
+  /** Idle before each block. */
+  readonly settleMs?: number;
+};
+
 /**
- * Runs `fns` in turn, `rounds` times, rotating which goes first; returns each one's timings (ms).
- * `gapMs` of idle between calls: onnxruntime's intra-op threads spin-wait for a while after a run,
- * and on a 2-core machine a spinning thread of one side would steal a core from the next call.
+ * Runs `fns` in turn, `rounds` calls each, in blocks of `block` calls, rotating which goes first;
+ * returns each one's timings (ms). Why blocks and a settle pause: onnxruntime's intra-op threads
+ * spin-wait after a run for tens of milliseconds (measured here: a 20 ms model run alternately by
+ * two processes 3 ms apart took 34 ms in each, 20 ms at 100 ms apart), so on a 2-core machine one
+ * side's idle threads would steal the cores of the other side's next call. A run after another
+ * run of the same session is that session's steady state; a run right after another session's
+ * is not, and is not what either side costs alone.
  */
 export async function interleaved(
   rounds: number,
   fns: readonly (() => Promise<unknown>)[],
-  gapMs = 0,
+  { gapMs = 0, block = 1, settleMs = 0 }: InterleaveOptions = {},
 ): Promise<number[][]> {
   const times = fns.map(() => [] as number[]);
-  for (let r = 0; r < rounds; r++) {
+  for (let r = 0; r * block < rounds; r++) {
     for (let k = 0; k < fns.length; k++) {
       const i = (r + k) % fns.length;
-      if (gapMs > 0) await pause(gapMs);
-      const started = performance.now();
-      await fns[i]!();
-      times[i]!.push(performance.now() - started);
+      if (settleMs > 0) await pause(settleMs);
+      for (let j = 0; j < block && r * block + j < rounds; j++) {
+        if (gapMs > 0) await pause(gapMs);
+        const started = performance.now();
+        await fns[i]!();
+        times[i]!.push(performance.now() - started);
+      }
     }
   }
   return times;
