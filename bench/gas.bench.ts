@@ -36,6 +36,7 @@ import { batchTree, traceRoot } from '../src/protocol/merkle.js';
 import { modelDigest, modelIdFromDigest } from '../src/protocol/manifest.js';
 import { receiptHash, signReceipt, type Receipt } from '../src/protocol/receipt.js';
 import { signVoucher } from '../src/protocol/voucher.js';
+import { TRACE_STEPS } from '../src/runtime/trace.js';
 import { keccak256, toHex, type Hex } from 'viem';
 
 /*
@@ -193,12 +194,12 @@ it('records the gas of every action and the amortised cost per inference', async
   gas['challenge: resolve (slash + split)'] = Number(resolved.gasUsed);
   gas[`whole challenge (committee of ${opened.committee.length})`] = Number(total);
 
-  // a bisected challenge: the first divergent step, proven against both trace roots (1,024 steps)
-  const theirs = Array.from({ length: 1024 }, (_, i) => h(`step${i}`));
-  const ours = theirs.map((x, i) => (i >= 700 ? h(`other${i}`) : x));
+  // a bisected challenge: the first divergent step, proven against both trace roots
+  const theirs = Array.from({ length: TRACE_STEPS }, (_, i) => h(`step${i}`));
+  const ours = theirs.map((x, i) => (i >= TRACE_STEPS / 2 ? h(`other${i}`) : x));
   const traced = await signReceipt(signer, receipt(3, { traceRoot: traceRoot(theirs) }), receiptDomain);
   const divergence = proveDivergence(theirs, ours)!;
-  gas['challenge: open with a proven divergent step (1,024-step traces)'] = Number(
+  gas[`challenge: open with a proven divergent step (${TRACE_STEPS}-step traces)`] = Number(
     (await openChallenge(clients[10]!, { ...traced, inputsUri: 'ipfs://inputs', divergence })).gasUsed,
   );
 
