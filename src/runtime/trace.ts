@@ -73,7 +73,8 @@ export type Divergence = {
  * The first step at which two traces of the same model and input disagree: where a verifier's
  * re-execution and a provider's part ways. A step disagrees when its tensor (name) or its hash
  * differs, or when one trace has ended. Everything before `index` agreed bit for bit, so the
- * operator at `index` (its node, its op) turned equal inputs into different outputs. `undefined`
+ * operators between the previous checkpoint and `index` (up to and including its node) turned
+ * equal inputs into different outputs. `undefined`
  * when the traces agree throughout.
  */
 export function firstDivergence(a: readonly TraceStep[], b: readonly TraceStep[]): Divergence | undefined {

@@ -271,6 +271,30 @@ describe('checkpoints on a deep graph', () => {
   });
 });
 
+describe('cutting at the last node', () => {
+  it('keeps every step of a last node with several outputs, past a sequence that is not traced', async () => {
+    const model = onnxModel({
+      inputs: [valueInfo('x', T.float32, [1, 4])],
+      outputs: [valueInfo('values', T.float32, [1, 2])],
+      nodes: [
+        node('SequenceConstruct', ['x', 'x'], ['seq']),
+        node('SequenceAt', ['seq', 'zero'], ['b']),
+        node('TopK', ['b', 'k'], ['values', 'indices']),
+      ],
+      initializers: [
+        onnx.TensorProto.create({ name: 'zero', dataType: T.int64, dims: [], int64Data: [0] }),
+        onnx.TensorProto.create({ name: 'k', dataType: T.int64, dims: [1], int64Data: [2] }),
+      ],
+    });
+    const pkg = await packageOf(model, 'topk');
+    const x: Tensor = { dtype: 'float32', shape: [1, 4], data: Float32Array.of(3, 1, 4, 2) };
+    const e = engine({ maxSessions: 16 });
+    const steps = (await e.run(pkg, { x }, { trace: true })).trace!.steps;
+    expect(steps.map((s) => s.output)).toEqual(['b', 'values', 'indices']);
+    for (const step of steps.keys()) expect((await e.traceStep(pkg, { x }, step)).step).toEqual(steps[step]);
+  });
+});
+
 describe('traceStep refusals', () => {
   it('names a step the trace does not have, and a step that is not an index', async () => {
     const pkg = await examplePackage('iris');

@@ -149,7 +149,9 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
       });
       const declared = manifest.outputs.map((o) => o.name);
       if (!exposed) return { session, fetches: declared, active: 0, evicted: false };
-      const points = withField(field, () => tracePoints(exposed.points, session.outputMetadata));
+      const points = tracePoints(exposed.points, session.outputMetadata);
+      if (points.length === 0)
+        throw new GlassboxError('MODEL_INVALID', 'the graph has no tensor values to trace', { field });
       const fetches = [...new Set([...declared, ...points.map((p) => p.output)])];
       return { session, fetches, points, active: 0, evicted: false };
     } catch (error) {
@@ -169,7 +171,8 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
     for (let through = step; ;) {
       const exposed = withField(field, () => exposeIntermediates(entry, through));
       const session = await createSession(pkg, exposed.bytes);
-      const points = withField(field, () => tracePoints(exposed.points, session.outputMetadata));
+      // a cut may keep only points that are not tensors: then it moves later
+      const points = tracePoints(exposed.points, session.outputMetadata);
       if (points.length > step)
         return { session, fetches: [points[step]!.output], points, active: 0, evicted: false };
       await session.release().catch(() => undefined);

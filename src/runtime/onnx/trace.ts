@@ -67,15 +67,26 @@ export function exposeIntermediates(
     }
   const end = kept.length < chosen.length ? kept[kept.length - 1]!.position + 1 : nodes.length;
   if (end < nodes.length) {
-    // A cut graph: its outputs are the points it keeps (the model's own outputs may come later).
-    const exposed = new Set(points.map((p) => p.output));
-    graph.node = nodes.slice(0, end);
-    graph.output = graphOutputs.filter((o) => exposed.has(o.name ?? ''));
+    // A cut graph. Its kept nodes must compute what they compute in the whole traced graph, so
+    // every value that is a graph output there, or read by a node the cut removes, stays a graph
+    // output: otherwise a fusion that needs a single consumer, or a non-output, could fire here and
+    // not there (MatMul+Add into Gemm, Conv+BatchNormalization) and change bits before the step.
+    const prefix = nodes.slice(0, end);
+    const made = new Set(prefix.flatMap((n) => n.output ?? []));
+    const readLater = new Set(namesRead(nodes.slice(end)));
+    graph.node = prefix;
+    graph.output = [
+      ...graphOutputs.filter((o) => made.has(o.name ?? '')),
+      ...[...made]
+        .filter((name) => name && readLater.has(name) && !outputs.has(name))
+        .map((name) => onnx.ValueInfoProto.create({ name })),
+    ];
     // and only the weights its nodes read (onnxruntime warns about each unused one)
     const read = new Set(namesRead(graph.node));
     graph.initializer = (graph.initializer ?? []).filter((t) => read.has(t.name ?? ''));
   }
-  return { bytes: onnx.ModelProto.encode(model).finish(), points, complete: end === nodes.length };
+  // Complete when every chosen point is kept (the last node may make several of them).
+  return { bytes: onnx.ModelProto.encode(model).finish(), points, complete: kept.length === chosen.length };
 }
 
 /** Every value name the nodes read, those in their subgraphs (If, Loop, Scan bodies) included. */
@@ -98,9 +109,7 @@ export function tracePoints(
   metadata: readonly ort.InferenceSession.ValueMetadata[],
 ): TracePoint[] {
   const tensors = new Set(metadata.filter((m) => m.isTensor).map((m) => m.name));
-  const kept = points.filter((p) => tensors.has(p.output)).map((p, index) => ({ ...p, index }));
-  if (kept.length === 0) throw new GlassboxError('MODEL_INVALID', 'the graph has no tensor values to trace');
-  return kept;
+  return points.filter((p) => tensors.has(p.output)).map((p, index) => ({ ...p, index }));
 }
 
 /**
