@@ -7,8 +7,9 @@ import { traceOf, type Trace } from '../runtime/trace.js';
  * that lies. It changes the first element of the first numeric output (in canonical name order):
  * +1e-3 for floats, +1 for integers and bools flip, before the outputs are hashed and signed, so the
  * receipt is a valid signature over a wrong answer: exactly what quorum and disputes must catch.
- * A traced answer gets a trace that agrees with the lie (the output's step re-hashed), as a cheater
- * would sign, so that bisection finds the step that produced the wrong output.
+ * A traced answer gets a trace that agrees with the lie (the output's step re-hashed, when that
+ * output is one of the trace's checkpoints), as a cheater would sign, so that bisection finds the
+ * step that produced the wrong output; when it is not, the traces agree and the challenge is plain.
  */
 
 export function perturbAnswer(
