@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
 import { startDevnet, type Devnet } from '../../src/devnet/index.js';
+import { devnetChainArgs } from '../support/devnet.js';
 import { exampleDir } from '../support/examples.js';
 
 /* The network commands of the CLI, against a devnet of two provider processes. */
@@ -25,16 +26,7 @@ afterAll(async () => {
 async function glassbox(...argv: string[]) {
   const out: string[] = [];
   const err: string[] = [];
-  const connection = [
-    '--rpc-url',
-    devnet.rpcUrl,
-    '--chain-id',
-    String(devnet.chainId),
-    '--deployment',
-    devnet.deploymentFile,
-    '--private-key',
-    devnet.client.privateKey,
-  ];
+  const connection = [...devnetChainArgs(devnet), '--private-key', devnet.client.privateKey];
   const code = await runCli([...argv, ...connection], { out: (l) => out.push(l), err: (l) => err.push(l) });
   return { code, out: out.join('\n'), err: err.join('\n') };
 }

@@ -9,6 +9,7 @@ import { inputsFromJson } from '../../src/protocol/inputs.js';
 import { signedReceiptToJson } from '../../src/protocol/receipt.js';
 import { closeClient, infer } from '../../src/sdk/index.js';
 import { createFsStore, loadModel } from '../../src/store/index.js';
+import { devnetChainArgs } from '../support/devnet.js';
 import { exampleDir } from '../support/examples.js';
 
 /*
@@ -65,14 +66,7 @@ async function glassbox(...argv: string[]) {
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
 
-const connection = () => [
-  '--rpc-url',
-  devnet.rpcUrl,
-  '--chain-id',
-  String(devnet.chainId),
-  '--deployment',
-  devnet.deploymentFile,
-];
+const connection = () => devnetChainArgs(devnet);
 
 describe('glassbox disputes and node status', () => {
   it('disputes lists the challenge with its committee, the vote and the bond the challenger lost', async () => {
