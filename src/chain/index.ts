@@ -11,4 +11,5 @@ export * from './ledger.js';
 export * from './models.js';
 export * from './params.js';
 export * from './providers.js';
+export * from './settle.js';
 export * from './token.js';

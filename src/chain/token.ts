@@ -1,5 +1,5 @@
 import type { Address } from 'viem';
-import { accountOf, type GlassboxClient, type TxResult } from './client.js';
+import { accountOf, exclusive, type GlassboxClient, type TxResult } from './client.js';
 import { readFrom, sendTo, type ContractName } from './contracts.js';
 
 /** Mints devnet tokens (DevToken only: anyone may mint). */
@@ -38,4 +38,22 @@ export async function ensureAllowance(
   const owner = accountOf(client).address;
   if ((await getAllowance(client, { owner, spender })) >= amount) return undefined;
   return approveToken(client, { spender, amount });
+}
+
+/**
+ * Approves `contract` for `amount` if needed, then runs `spend` (the call that pulls it), as one
+ * step of the account: another flow of the same account can't see the fresh allowance, skip its
+ * own approval and spend it first (the classic check-then-act race, which left the second flow's
+ * call reverting). `spend` must send through the client it is given.
+ */
+export function withAllowance<T>(
+  client: GlassboxClient,
+  contract: ContractName,
+  amount: bigint,
+  spend: (held: GlassboxClient) => Promise<T>,
+): Promise<T> {
+  return exclusive(client, async (held) => {
+    await ensureAllowance(held, contract, amount);
+    return spend(held);
+  });
 }
