@@ -89,6 +89,12 @@ export type DevnetOptions = {
   readonly params?: Partial<ChainParams>;
   /** Extra node config fields for every provider (batch sizes, credit, log level…). */
   readonly nodeConfig?: Record<string, unknown>;
+  /**
+   * Funded accounts that no node uses, for a caller that acts as a third party (a rogue
+   * challenger). Never send from a node's account: two processes sending with one key race for
+   * its nonces, and a multi-step action of one (approve, then spend) can be undone by the other.
+   */
+  readonly spareAccounts?: number;
   /** Progress lines for people. */
   readonly log?: (line: string) => void;
 };
@@ -115,6 +121,8 @@ export type Devnet = {
   readonly dir: string;
   /** A funded client with a deposit in the escrow. */
   readonly client: { readonly address: Address; readonly privateKey: Hex };
+  /** Funded accounts that no node and not the client use (`spareAccounts`). */
+  readonly spare: readonly { readonly address: Address; readonly privateKey: Hex }[];
   readonly models: readonly { readonly name: string; readonly id: ModelId; readonly folder: string }[];
   readonly providers: readonly DevnetProvider[];
   readonly verifiers: readonly DevnetProvider[];
@@ -138,12 +146,14 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
   const log = options.log ?? (() => undefined);
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'glassbox-devnet-')));
   await mkdir(dir, { recursive: true });
-  // Accounts: 0 deploys and publishes models, 1..count stake as providers, the next is the client;
-  // signing keys come from indices 100+, so that they differ from the staking accounts.
+  // Accounts: 0 deploys and publishes models, 1..nodes stake as providers, verifiers and committee
+  // members, the next is the client, then the spare ones; signing keys come from indices 100+, so
+  // that they differ from the staking accounts.
   const verifierCount = options.verifiers ?? 0;
   const committeeCount = options.committee ?? 0;
   const nodes = count + verifierCount + committeeCount;
-  const anvil = await startAnvil({ accounts: nodes + 2 });
+  const spareCount = options.spareAccounts ?? 0;
+  const anvil = await startAnvil({ accounts: nodes + 2 + spareCount });
   const providers: DevnetProvider[] = [];
   const verifiers: DevnetProvider[] = [];
   const committee: DevnetProvider[] = [];
@@ -165,7 +175,8 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
     const as = (key: Hex): GlassboxClient => withAccount({ ...connection, deployment }, key);
     const owner = as(deployer.privateKey);
     const client = anvil.accounts[nodes + 1]!;
-    for (const account of [...anvil.accounts.slice(1, nodes + 1), client])
+    const spare = anvil.accounts.slice(nodes + 2, nodes + 2 + spareCount);
+    for (const account of [...anvil.accounts.slice(1, nodes + 1), client, ...spare])
       await mintDevTokens(owner, { to: account.address, amount: 10_000n * E18 });
     await deposit(as(client.privateKey), 1_000n * E18);
 
@@ -256,6 +267,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       deploymentFile,
       dir,
       client,
+      spare,
       models,
       providers,
       verifiers,

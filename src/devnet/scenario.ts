@@ -93,6 +93,8 @@ export async function runCheatersScenario(options: ScenarioOptions = {}): Promis
     params: PARAMS,
     provider: (i) => (i === 0 ? { perturb: options.perturb ?? 0.2 } : i === 1 ? { withhold: 'batches' } : {}),
     nodeConfig: { batch: { maxReceipts: 64, maxAgeMs: 1000 }, redeemIntervalMs: 3000, logLevel: 'error' },
+    // the rogue challenger's own account: a node's would race that node for its nonces
+    spareAccounts: 1,
     roleConfig: {
       verifier: {
         dataDeadlineMs: 4000,
@@ -181,7 +183,7 @@ async function play(
       'base64',
     ),
   };
-  const rogueChain = withAccount(chain, devnet.anvil.accounts[devnet.providers.length + 2]!.privateKey);
+  const rogueChain = withAccount(chain, devnet.spare[0]!.privateKey);
   const rogueChallenge = await openChallenge(rogueChain, {
     ...honest0!.receipt,
     inputsUri: `data:application/json;base64,${Buffer.from(JSON.stringify(evidence)).toString('base64')}`,
