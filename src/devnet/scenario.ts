@@ -14,7 +14,7 @@ import {
   type GlassboxClient,
 } from '../chain/index.js';
 import { isSampled } from '../node/verifier/check.js';
-import type { VerifierStatus } from '../node/verifier/index.js';
+import { STATUS_LIMIT_MAX, type NodeStatus } from '../node/routes/roles.js';
 import type { EvidenceResponse } from '../protocol/api.js';
 import { encodeTensors } from '../protocol/encoding.js';
 import { isGlassboxError } from '../protocol/errors.js';
@@ -369,9 +369,12 @@ async function killBetweenCommitAndReveal(
   return undefined;
 }
 
-async function nodeStatus(url: string): Promise<VerifierStatus> {
-  const response = await fetch(`${url}/v1/status`, { signal: AbortSignal.timeout(5000) });
-  return (await response.json()) as VerifierStatus;
+/** A node's status with as many of its samples as it lists (the scenario counts them). */
+async function nodeStatus(url: string): Promise<NodeStatus> {
+  const response = await fetch(`${url}/v1/status?limit=${STATUS_LIMIT_MAX}`, {
+    signal: AbortSignal.timeout(5000),
+  });
+  return (await response.json()) as NodeStatus;
 }
 
 /** Whether every acceptance line held in this run. */

@@ -127,6 +127,14 @@ export type NodeDb = {
   getBatch(root: string): BatchRow | undefined;
   pendingBatches(): BatchRow[];
   batchReceipts(root: string): ReceiptRow[];
+  /**
+   * Up to `limit` receipts of a batch from position `offset`, stopping before the one that would
+   * take the page's data (inputs and outputs) past `maxBytes`; never empty while receipts remain.
+   * Rows are read one at a time, so a page of large receipts is not loaded whole to be cut.
+   */
+  batchPage(root: string, page: { offset: number; limit: number; maxBytes: number }): ReceiptRow[];
+  /** A batch's leaves (receipt struct hashes) in order, without the receipts' data. */
+  batchLeaves(root: string): Hex[];
   getAccount(client: Address): ClientAccount;
   /** Keeps `voucher` if it is higher than the one held; returns the account after. */
   offerVoucher(voucher: SignedVoucher): ClientAccount;
@@ -276,6 +284,12 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
     batchReceipts: db.prepare<[string], RawReceipt>(
       'SELECT * FROM receipts WHERE batch_root = ? ORDER BY batch_index',
     ),
+    batchPage: db.prepare<[string, number, number], RawReceipt>(
+      'SELECT * FROM receipts WHERE batch_root = ? ORDER BY batch_index LIMIT ? OFFSET ?',
+    ),
+    batchLeaves: db.prepare<[string], { leaf: string }>(
+      'SELECT leaf FROM receipts WHERE batch_root = ? ORDER BY batch_index',
+    ),
     pruneReceipts: db.prepare(
       `DELETE FROM receipts WHERE created_at < ? AND batch_root IN
          (SELECT root FROM batches WHERE batch_id IS NOT NULL)`,
@@ -356,6 +370,18 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
     },
     pendingBatches: () => s.pendingBatches.all().map(toBatch),
     batchReceipts: (root) => s.batchReceipts.all(root.toLowerCase()).map(toReceipt),
+    batchPage: (root, page) => {
+      const rows: ReceiptRow[] = [];
+      let bytes = 0;
+      for (const raw of s.batchPage.iterate(root.toLowerCase(), page.limit, page.offset)) {
+        const size = (raw.inputs?.length ?? 0) + (raw.outputs?.length ?? 0);
+        if (rows.length > 0 && bytes + size > page.maxBytes) break;
+        rows.push(toReceipt(raw));
+        bytes += size;
+      }
+      return rows;
+    },
+    batchLeaves: (root) => s.batchLeaves.all(root.toLowerCase()).map((r) => r.leaf as Hex),
     getAccount: account,
     offerVoucher: (v) => offerVoucher(v),
     unredeemed: () =>

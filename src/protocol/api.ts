@@ -1,6 +1,7 @@
 import { isAddress, isHex, type Address, type Hex } from 'viem';
 import { z } from 'zod';
 import type { JsonTensor } from './encoding.js';
+import { GlassboxError } from './errors.js';
 import { parseWith } from './validate.js';
 import { signedReceiptJsonSchema, type SignedReceiptJson } from './receipt.js';
 import type { SignedVoucher } from './voucher.js';
@@ -14,9 +15,10 @@ import type { SignedVoucher } from './voucher.js';
  *   POST /v1/vouchers       SignedVoucherJson -> VoucherAccepted
  *   GET  /v1/models         -> ModelsResponse
  *   GET  /v1/receipts/:id   -> StoredReceipt (a request id)
- *   GET  /v1/batches/:root  -> BatchResponse
+ *   GET  /v1/batches/:root  -> BatchResponse (one page: ?offset=0&limit=64)
  *   GET  /v1/evidence/:hash -> EvidenceResponse (a verifier's, for the committee of its challenge)
- *   GET  /v1/status         -> NodeStatus (roles, and what the verifier and committee member did)
+ *   GET  /v1/status         -> NodeStatus (roles, and the latest of what the verifier and committee
+ *                              member did: ?limit=100)
  *   GET  /v1/blobs/:cid     -> the blob's bytes
  *   GET  /health, GET /metrics (Prometheus)
  *
@@ -37,10 +39,13 @@ export const REQUEST_HEADER = 'glassbox-request';
 export const RECEIPT_HEADER = 'glassbox-receipt';
 export const BINARY_TYPE = 'application/octet-stream';
 
+// Template literals, so that the inferred types are Hex and Address rather than string.
 const bytes32 = z
-  .string()
+  .templateLiteral(['0x', z.string()], { error: 'is not 32 bytes of 0x-hex' })
   .refine((v) => isHex(v, { strict: true }) && v.length === 66, 'is not 32 bytes of 0x-hex');
-const address = z.string().refine((v) => isAddress(v, { strict: false }), 'is not an address');
+const address = z
+  .templateLiteral(['0x', z.string()], { error: 'is not an address' })
+  .refine((v) => isAddress(v, { strict: false }), 'is not an address');
 const amount = z.string().regex(/^\d{1,78}$/, 'is not a decimal amount of base units');
 
 export const signedVoucherJsonSchema = z.strictObject({
@@ -75,61 +80,10 @@ export type InferResponse = {
   readonly receipt: SignedReceiptJson;
 };
 
-export const inferResponseSchema = z.strictObject({
+export const inferResponseSchema = z.object({
   outputs: z.record(z.string(), z.unknown()),
   receipt: signedReceiptJsonSchema,
 });
-
-export type VoucherAccepted = { readonly amount: string; readonly owed: string };
-
-/** One model as a provider serves it. */
-export type ServedModel = {
-  readonly id: string;
-  readonly name: string;
-  readonly version: string;
-  readonly inputs: unknown[];
-  readonly outputs: unknown[];
-  readonly policy: unknown;
-  /** The provider's effective price now, in base units. */
-  readonly price: string;
-};
-
-export type ModelsResponse = {
-  readonly provider: Address;
-  readonly signer: Address;
-  readonly chainId: number;
-  readonly runtime: Hex;
-  readonly profile: unknown;
-  readonly models: readonly ServedModel[];
-};
-
-export type StoredReceipt = {
-  readonly receipt: SignedReceiptJson;
-  /** The root of the batch that committed it, once committed. */
-  readonly batch?: { readonly root: Hex; readonly proof: readonly Hex[]; readonly id?: string };
-  /** The inputs behind it (canonical encoding, base64), kept for the challenge window. */
-  readonly inputs?: string;
-  /** The outputs it answered with (canonical encoding, base64): for policies other than exact. */
-  readonly outputs?: string;
-  /** A traced run's step hashes (their Merkle root is the receipt's traceRoot), for bisection. */
-  readonly trace?: readonly Hex[];
-};
-
-/** What a challenger serves its committee: the receipt and the data to re-execute it. */
-export type EvidenceResponse = {
-  /** The provider's signed receipt, when the challenger has it (the chain has the receipt anyway). */
-  readonly receipt?: SignedReceiptJson;
-  /** Canonical encoding of the inputs, base64; their keccak256 is the receipt's inputHash. */
-  readonly inputs: string;
-  /** The provider's outputs (canonical encoding, base64), when the challenger has them. */
-  readonly outputs?: string;
-};
-
-export type BatchResponse = {
-  readonly root: Hex;
-  readonly count: number;
-  readonly receipts: readonly StoredReceipt[];
-};
 
 /** Validates an untrusted body against a schema, naming the first offending field. */
 export function parseWire<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
@@ -149,4 +103,153 @@ export function voucherFromJson(json: SignedVoucherJson): SignedVoucher {
     },
     signature: json.signature as Hex,
   };
+}
+
+// ---- what providers answer ----
+//
+// Every answer is validated by whoever reads it (the SDK, a verifier, a committee member) with
+// these schemas, so a provider that serves garbage gets a PROVIDER_ERROR naming the field, which a
+// reader treats like no answer, instead of an exception from deep inside (audit: a malformed
+// batch listing made the verifier retry for ever rather than challenge). Answers are z.object, not
+// strictObject: a reader ignores fields it does not know, so a provider may add one without
+// breaking older readers. The signed receipt inside stays strict. Types are the schemas' input
+// (what a provider sends); `parse*` return their output (receipts with bigints, typed hex).
+
+const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'is not base64');
+const count = z.number().int().nonnegative();
+
+/** The most receipts one page of GET /v1/batches/:root holds, and its default `limit`. */
+export const BATCH_PAGE_MAX = 64;
+/**
+ * A page also stops before the receipt that would take its data (inputs and outputs, before
+ * base64) past this many bytes; it always holds at least one receipt, so a reader advances by
+ * `receipts.length`, not by `limit`.
+ */
+export const BATCH_PAGE_BYTES = 8 * 1024 * 1024;
+
+export const voucherAcceptedSchema = z.object({
+  /** What the provider holds a voucher for (paid), in base units. */
+  amount,
+  /** What the client owes beyond it. */
+  owed: amount,
+});
+export type VoucherAccepted = z.input<typeof voucherAcceptedSchema>;
+
+/** One model as a provider serves it. Its schemas and policy are informational: the manifest counts. */
+export const servedModelSchema = z.object({
+  id: z.string().min(1).max(128),
+  name: z.string(),
+  version: z.string(),
+  inputs: z.array(z.unknown()),
+  outputs: z.array(z.unknown()),
+  policy: z.unknown(),
+  /** The provider's effective price now, in base units. */
+  price: amount,
+});
+export type ServedModel = z.input<typeof servedModelSchema>;
+
+export const modelsResponseSchema = z.object({
+  provider: address,
+  signer: address,
+  chainId: z.number().int().positive(),
+  /** keccak256 of the runtime profile its receipts name. */
+  runtime: bytes32,
+  /** The profile itself: checked by the reader against `runtime` (a bad one is reported, not fatal). */
+  profile: z.unknown(),
+  models: z.array(servedModelSchema),
+});
+export type ModelsResponse = z.input<typeof modelsResponseSchema>;
+
+export const storedReceiptSchema = z.object({
+  receipt: signedReceiptJsonSchema,
+  /** The root of the batch that committed it, once committed. */
+  batch: z
+    .object({
+      root: bytes32,
+      proof: z.array(bytes32).max(64).readonly(),
+      id: z
+        .string()
+        .regex(/^\d{1,78}$/, 'is not a decimal batch id')
+        .optional(),
+    })
+    .optional(),
+  /** The inputs behind it (canonical encoding, base64), kept for the challenge window. */
+  inputs: base64.optional(),
+  /** The outputs it answered with (canonical encoding, base64): for policies other than exact. */
+  outputs: base64.optional(),
+  /** A traced run's step hashes (their Merkle root is the receipt's traceRoot), for bisection. */
+  trace: z.array(bytes32).readonly().optional(),
+});
+export type StoredReceipt = z.input<typeof storedReceiptSchema>;
+
+/** One page of a committed batch: `count` is the whole batch's, `offset` where this page starts. */
+export const batchResponseSchema = z
+  .object({
+    root: bytes32,
+    count,
+    offset: count,
+    receipts: z.array(storedReceiptSchema).max(BATCH_PAGE_MAX).readonly(),
+  })
+  .refine((page) => page.offset + page.receipts.length <= page.count, {
+    path: ['receipts'],
+    message: 'run past the batch count',
+  });
+export type BatchResponse = z.input<typeof batchResponseSchema>;
+
+/** What a challenger serves its committee: the receipt and the data to re-execute it. */
+export const evidenceResponseSchema = z.object({
+  /** The provider's signed receipt, when the challenger has it (the chain has the receipt anyway). */
+  receipt: signedReceiptJsonSchema.optional(),
+  /** Canonical encoding of the inputs, base64; their keccak256 is the receipt's inputHash. */
+  inputs: base64,
+  /** The provider's outputs (canonical encoding, base64), when the challenger has them. */
+  outputs: base64.optional(),
+});
+export type EvidenceResponse = z.input<typeof evidenceResponseSchema>;
+
+/**
+ * Validates a provider's answer: the value, or PROVIDER_ERROR naming the first offending field
+ * (`response.receipts.3.receipt.signature`). The reader says who answered in its own message.
+ */
+export function parseProviderJson<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  return parseWith(schema, value, { code: 'PROVIDER_ERROR', root: 'response' });
+}
+
+export const parseBatchResponse = (json: unknown) => parseProviderJson(batchResponseSchema, json);
+export const parseEvidenceResponse = (json: unknown) => parseProviderJson(evidenceResponseSchema, json);
+export const parseStoredReceipt = (json: unknown) => parseProviderJson(storedReceiptSchema, json);
+
+export type ParsedStoredReceipt = z.output<typeof storedReceiptSchema>;
+export type BatchListing = {
+  readonly root: Hex;
+  readonly count: number;
+  readonly receipts: ParsedStoredReceipt[];
+};
+
+/**
+ * Reads a whole batch listing page by page: `fetchPage(offset)` answers the JSON of
+ * GET /v1/batches/:root?offset=…. Every page is validated and must be of the committed root and
+ * count (read from the chain, so a provider can't make the reader loop by claiming more), start
+ * where asked, and carry at least one receipt until the count is reached. PROVIDER_ERROR, naming
+ * the field, otherwise.
+ */
+export async function readBatchPages(
+  committed: { readonly root: Hex; readonly count: number },
+  fetchPage: (offset: number) => Promise<unknown>,
+): Promise<BatchListing> {
+  const receipts: ParsedStoredReceipt[] = [];
+  while (receipts.length < committed.count) {
+    const page = parseBatchResponse(await fetchPage(receipts.length));
+    const wrong = (field: string, message: string) =>
+      new GlassboxError('PROVIDER_ERROR', `response.${field}: ${message}`, { field: `response.${field}` });
+    if (page.root.toLowerCase() !== committed.root.toLowerCase())
+      throw wrong('root', `is ${page.root}, not the committed ${committed.root}`);
+    if (page.count !== committed.count)
+      throw wrong('count', `is ${page.count}, but ${committed.count} receipts were committed`);
+    if (page.offset !== receipts.length) throw wrong('offset', `is ${page.offset}, not ${receipts.length}`);
+    if (page.receipts.length === 0)
+      throw wrong('receipts', `is empty before the batch's end (${page.count})`);
+    receipts.push(...page.receipts);
+  }
+  return { root: committed.root, count: committed.count, receipts };
 }

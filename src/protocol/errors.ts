@@ -50,6 +50,7 @@ export const ErrorCodes = {
   PROVIDER_UNAVAILABLE: 'no provider could answer (all failed, timed out or were excluded)',
   PROVIDER_TIMEOUT: 'a provider did not answer within the time limit',
   PROVIDER_ERROR: 'a provider answered with an error status or a body that does not follow the API',
+  RESPONSE_TOO_LARGE: "an answer is larger than its reader accepts (the SDK's maxResponseBytes)",
   QUORUM_NO_MAJORITY: 'the providers of a quorum disagreed and no answer has a majority',
   VERIFICATION_FAILED: 'an answer failed verification (signature, signer, hashes, price or runtime)',
   // the provider node

@@ -117,10 +117,15 @@ export async function recoverReceiptSigner(signed: SignedReceipt, domain: Receip
   }
 }
 
+// Checked strings come out typed (Hex, Address), so a parsed receipt is a Receipt without a cast.
 const bytes32 = z
   .string()
-  .refine((v) => isHex(v, { strict: true }) && v.length === 66, 'is not 32 bytes of 0x-hex');
-const address = z.string().refine((v) => isAddress(v, { strict: false }), 'is not an address');
+  .refine((v) => isHex(v, { strict: true }) && v.length === 66, 'is not 32 bytes of 0x-hex')
+  .transform((v) => v as Hex);
+const address = z
+  .string()
+  .refine((v) => isAddress(v, { strict: false }), 'is not an address')
+  .transform((v) => v as Address);
 const uint = (bits: number) =>
   z
     .string()
@@ -143,7 +148,10 @@ export const signedReceiptJsonSchema = z.strictObject({
     price: uint(256),
     timestamp: uint(64),
   }),
-  signature: z.string().refine((v) => isHex(v, { strict: true }), 'is not 0x-hex'),
+  signature: z
+    .string()
+    .refine((v) => isHex(v, { strict: true }), 'is not 0x-hex')
+    .transform((v) => v as Hex),
 });
 
 export type SignedReceiptJson = z.input<typeof signedReceiptJsonSchema>;
@@ -156,6 +164,5 @@ export function signedReceiptToJson({ receipt, signature }: SignedReceipt): Sign
 }
 
 export function signedReceiptFromJson(json: unknown): SignedReceipt {
-  const { receipt, signature } = parseWith(signedReceiptJsonSchema, json, { code: 'RECEIPT_INVALID' });
-  return { receipt: receipt as Receipt, signature: signature as Hex };
+  return parseWith(signedReceiptJsonSchema, json, { code: 'RECEIPT_INVALID' });
 }

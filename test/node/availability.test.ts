@@ -10,7 +10,7 @@ import {
   getPublishedBatch,
 } from '../../src/chain/index.js';
 import type { GlassboxNode } from '../../src/node/index.js';
-import type { VerifierStatus } from '../../src/node/verifier/index.js';
+import type { NodeStatus } from '../../src/node/routes/roles.js';
 import type { BatchResponse, EvidenceResponse, InferResponse } from '../../src/protocol/api.js';
 import { encodeTensors } from '../../src/protocol/encoding.js';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
@@ -138,10 +138,19 @@ describe('availability challenges against a provider node', () => {
       const wrong = await findChallenge(chain.as(0), { kind: 'wrong', receiptHash: hashes[0]! });
       expect(wrong).toBeDefined();
       expect((await getChallenge(chain.as(0), wrong!)).provider).toBe(dodger.address);
-      const status = (await (await fetch(`${verifier.url}/v1/status`)).json()) as VerifierStatus;
+      const status = (await (await fetch(`${verifier.url}/v1/status`)).json()) as NodeStatus;
       const sample = status.verifier!.samples.find((x) => x.receiptHash === hashes[0]);
       expect(sample).toMatchObject({ outcome: 'mismatch', challengeId: wrong!.toString() });
       expect(sample!.detail).toMatch(/data published on chain/);
+      // bounded: counts of everything, and only the latest `limit` of each list
+      const latest = (await (await fetch(`${verifier.url}/v1/status?limit=1`)).json()) as NodeStatus;
+      expect(status.verifier!.samples.length).toBeGreaterThan(1);
+      expect(status.verifier!.challengeCount).toBeGreaterThan(1);
+      expect(latest.limit).toBe(1);
+      expect(latest.verifier!.sampled).toBe(status.verifier!.sampled);
+      expect(latest.verifier!.challengeCount).toBe(status.verifier!.challengeCount);
+      expect(latest.verifier!.samples).toEqual(status.verifier!.samples.slice(-1));
+      expect(latest.verifier!.challenges).toEqual(status.verifier!.challenges.slice(-1));
       // the evidence it serves the committee is the published inputs
       const evidence = (await (
         await fetch(`${verifier.url}/v1/evidence/${hashes[0]}`)

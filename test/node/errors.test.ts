@@ -238,6 +238,22 @@ describe('provider node: bad requests get 4xx problem+json, and the node keeps s
     expect((await post(url, inferBody(pkg, getAddress(chain.address(CLIENT[1]))))).status).toBe(200);
   });
 
+  it('GET /v1/status is rate limited like every route (per IP for a GET)', async () => {
+    for (let i = 0; i < 3; i++) expect((await fetch(`${limited.url}/v1/status`)).status).toBe(200);
+    await expectProblem(await fetch(`${limited.url}/v1/status`), 429, 'RATE_LIMITED');
+    expect((await fetch(`${limited.url}/health`)).status).toBe(200); // monitoring stays exempt
+  });
+
+  it('GET /v1/status: a bad limit is 400 naming the field; the limit is echoed', async () => {
+    const status = (query: string) => fetch(`${node.url}/v1/status${query}`);
+    await expectProblem(await status('?limit=0'), 400, 'REQUEST_INVALID', 'query.limit');
+    await expectProblem(await status('?limit=1001'), 400, 'REQUEST_INVALID', 'query.limit');
+    await expectProblem(await status('?limit=all'), 400, 'REQUEST_INVALID', 'query.limit');
+    await expectProblem(await status('?since=0'), 400, 'REQUEST_INVALID', 'query.since');
+    expect(await (await status('')).json()).toMatchObject({ roles: ['provider'], limit: 100 });
+    expect(await (await status('?limit=5')).json()).toMatchObject({ limit: 5 });
+  });
+
   it('fuzz: 1200 random bodies never get a 5xx, and every refusal is problem+json', async () => {
     const ids = [iris().id, int8().id];
     const tensor = fc.record(

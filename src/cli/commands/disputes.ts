@@ -8,7 +8,8 @@ import {
   type ChallengeInfo,
 } from '../../chain/index.js';
 import { runCheatersScenario, scenarioHeld, scenarioTable } from '../../devnet/scenario.js';
-import type { VerifierStatus } from '../../node/verifier/index.js';
+import type { NodeStatus } from '../../node/routes/roles.js';
+import { DEFAULT_MAX_RESPONSE_BYTES, readJsonBody } from '../../protocol/body.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import { connectionOptions, openChain, resolveConnection, type ConnectionFlags } from '../connection.js';
 import { printFields, toJson, usageError } from '../io.js';
@@ -45,13 +46,14 @@ export function registerDisputeCommands(program: Command, node: Command, ctx: Co
     )
     .requiredOption('--url <url>', 'the node, e.g. http://127.0.0.1:8545')
     .action(async (flags: { url: string; json: boolean }) => {
-      let status: VerifierStatus & { state?: string; uptimeMs?: number };
+      let status: NodeStatus;
       try {
         const response = await fetch(`${flags.url.replace(/\/+$/, '')}/v1/status`, {
           signal: AbortSignal.timeout(5000),
         });
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
-        status = (await response.json()) as typeof status;
+        const from = `the node at ${flags.url}`;
+        status = (await readJsonBody(response, { maxBytes: DEFAULT_MAX_RESPONSE_BYTES, from })) as NodeStatus;
       } catch (cause) {
         throw new GlassboxError('PROVIDER_UNAVAILABLE', `no node status at ${flags.url}`, {
           cause,
@@ -77,7 +79,7 @@ export function registerDisputeCommands(program: Command, node: Command, ctx: Co
           ],
           ['re-execution time', `${v.computeMs.toFixed(1)} ms`],
           [
-            'challenges',
+            `challenges (${v.challengeCount}${v.challengeCount > v.challenges.length ? `, the latest ${v.challenges.length}` : ''})`,
             v.challenges
               .map(
                 (c) =>
@@ -90,7 +92,7 @@ export function registerDisputeCommands(program: Command, node: Command, ctx: Co
       if (duties)
         printFields(ctx.io, [
           [
-            'committee duties',
+            `committee duties (${status.committee!.dutyCount}${status.committee!.dutyCount > duties.length ? `, the latest ${duties.length}` : ''})`,
             duties
               .map(
                 (d) =>

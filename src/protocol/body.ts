@@ -1,0 +1,82 @@
+import { GlassboxError } from './errors.js';
+
+/*
+ * Reading an answer without trusting its size (audit M-3). `response.json()` and `.text()` buffer
+ * whatever arrives, so one provider, peer or evidence URI answering gigabytes could exhaust its
+ * reader's memory. These read a fetch Response's body stream chunk by chunk and stop past
+ * `maxBytes`, cancelling the rest (which closes the connection). Pure over the web streams API,
+ * so the SDK and the node's verifier and committee member share them.
+ */
+
+/**
+ * The default cap on one answer: twice a default node's request body limit (32 MiB, which bounds
+ * the inputs it stores). The largest answers a provider sends are a receipt with its data (the
+ * inputs, base64: 4/3 of their bytes, plus outputs and trace), one batch page (see BATCH_PAGE_BYTES
+ * in api.ts), and the answer to an inference, whose outputs for the models served are far smaller
+ * than their inputs. A reader expecting more says so.
+ */
+export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+export type ReadBodyOptions = {
+  /** The most bytes read; past them the read stops with RESPONSE_TOO_LARGE. */
+  readonly maxBytes: number;
+  /** Who answered, for messages: `provider 0x…`, a URL. */
+  readonly from: string;
+};
+
+/** The body's bytes, at most `maxBytes` of them; RESPONSE_TOO_LARGE (field `body`) past that. */
+export async function readBody(response: Response, options: ReadBodyOptions): Promise<Uint8Array> {
+  // A declared length over the cap is refused before a byte is read.
+  const declared = Number(response.headers.get('content-length') ?? 0);
+  if (declared > options.maxBytes) {
+    await response.body?.cancel().catch(() => undefined);
+    throw tooLarge(options, `declares ${declared} bytes`);
+  }
+  if (!response.body) return new Uint8Array(0);
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > options.maxBytes) {
+      await reader.cancel().catch(() => undefined);
+      throw tooLarge(options, 'sent more');
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0]!;
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return bytes;
+}
+
+/**
+ * The body as JSON, read with `readBody`'s cap; PROVIDER_ERROR (field `body`) when it is not
+ * JSON. An empty body is `undefined`.
+ */
+export async function readJsonBody(response: Response, options: ReadBodyOptions): Promise<unknown> {
+  const text = new TextDecoder().decode(await readBody(response, options));
+  if (text.length === 0) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new GlassboxError('PROVIDER_ERROR', `${options.from} answered a body that is not JSON`, {
+      field: 'body',
+      details: { status: response.status },
+    });
+  }
+}
+
+function tooLarge(options: ReadBodyOptions, what: string): GlassboxError {
+  return new GlassboxError(
+    'RESPONSE_TOO_LARGE',
+    `${options.from} answered more than ${options.maxBytes} bytes (it ${what})`,
+    { field: 'body', details: { maxBytes: options.maxBytes } },
+  );
+}

@@ -1,0 +1,149 @@
+import { getAddress, type Hex } from 'viem';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getBatch, getBatchCommits } from '../../src/chain/index.js';
+import type { GlassboxNode } from '../../src/node/index.js';
+import {
+  BATCH_PAGE_BYTES,
+  BATCH_PAGE_MAX,
+  parseBatchResponse,
+  readBatchPages,
+  type InferResponse,
+} from '../../src/protocol/api.js';
+import { DEFAULT_MAX_RESPONSE_BYTES, readJsonBody } from '../../src/protocol/body.js';
+import { encodeTensors } from '../../src/protocol/encoding.js';
+import { batchTree } from '../../src/protocol/merkle.js';
+import { receiptHash } from '../../src/protocol/receipt.js';
+import {
+  CLIENT,
+  inferBody,
+  post,
+  postBinary,
+  PROVIDER,
+  requestId,
+  startTestChain,
+  startTestNode,
+  tempDir,
+  type TestChain,
+} from './support.js';
+
+/*
+ * GET /v1/batches/:root in pages, on a real node and chain: a batch of more receipts than one page
+ * is read whole by following `offset`, a page of large receipts stops at BATCH_PAGE_BYTES, and a
+ * bad query is a 400 naming the field.
+ */
+
+let chain: TestChain;
+let node: GlassboxNode;
+let dir: { dir: string; remove(): Promise<void> };
+const COUNT = BATCH_PAGE_MAX + 6;
+
+beforeAll(async () => {
+  chain = await startTestChain();
+  dir = await tempDir();
+  node = await startTestNode(chain, PROVIDER[0], dir.dir, {
+    batch: { maxReceipts: COUNT, maxAgeMs: 600_000 },
+    creditLimit: (10n ** 30n).toString(),
+  });
+});
+
+afterAll(async () => {
+  await node?.stop();
+  await chain?.stop();
+  await dir?.remove();
+});
+
+const client = () => getAddress(chain.address(CLIENT[0]));
+const int8 = () => [...node.models.values()].find((m) => m.manifest.name === 'iris-int8')!;
+
+/** The batch committed last by the node: its on-chain root and count. */
+async function lastBatch(): Promise<{ root: Hex; count: number }> {
+  await node.flushBatches();
+  const commits = await getBatchCommits(chain.as(0), { provider: node.address });
+  const { root, count } = await getBatch(chain.as(0), commits.at(-1)!.args.batchId);
+  return { root, count };
+}
+
+const page = (root: Hex, query = '') => fetch(`${node.url}/v1/batches/${root}${query}`);
+/** What a verifier does: read each page with a cap, validate it, follow the offset. */
+const fetchPage = (root: Hex) => async (offset: number) =>
+  readJsonBody(await page(root, `?offset=${offset}`), {
+    maxBytes: DEFAULT_MAX_RESPONSE_BYTES,
+    from: node.url,
+  });
+
+describe('batch pages', () => {
+  let batch: { root: Hex; count: number };
+  let answers: InferResponse[];
+
+  it(`a batch of ${COUNT} receipts: pages of ${BATCH_PAGE_MAX}, read whole by following the offset`, async () => {
+    answers = [];
+    for (let i = 0; i < COUNT; i++) {
+      const res = await post(`${node.url}/v1/infer`, inferBody(int8(), client()));
+      expect(res.status).toBe(200);
+      answers.push((await res.json()) as InferResponse);
+    }
+    batch = await lastBatch();
+    expect(batch.count).toBe(COUNT);
+
+    const first = parseBatchResponse(await (await page(batch.root)).json());
+    expect(first).toMatchObject({ root: batch.root, count: COUNT, offset: 0 });
+    expect(first.receipts).toHaveLength(BATCH_PAGE_MAX);
+    const last = parseBatchResponse(await (await page(batch.root, `?offset=${BATCH_PAGE_MAX}`)).json());
+    expect(last.receipts).toHaveLength(COUNT - BATCH_PAGE_MAX);
+    const end = parseBatchResponse(await (await page(batch.root, `?offset=${COUNT}`)).json());
+    expect(end.receipts).toEqual([]);
+
+    const listing = await readBatchPages(batch, fetchPage(batch.root));
+    expect(listing.receipts.map((r) => r.receipt.receipt.requestId)).toEqual(
+      answers.map((a) => a.receipt.receipt.requestId),
+    );
+    // what was read rebuilds the committed root, and each receipt carries its inputs
+    expect(batchTree(listing.receipts.map((r) => receiptHash(r.receipt.receipt))).root).toBe(batch.root);
+    expect(listing.receipts.every((r) => r.inputs !== undefined)).toBe(true);
+  });
+
+  it('a smaller limit gives smaller pages', async () => {
+    const sizes: number[] = [];
+    for (let offset = 0; offset < COUNT;) {
+      const p = parseBatchResponse(await (await page(batch.root, `?offset=${offset}&limit=10`)).json());
+      expect(p.offset).toBe(offset);
+      sizes.push(p.receipts.length);
+      offset += p.receipts.length;
+    }
+    expect(sizes).toEqual([10, 10, 10, 10, 10, 10, 10]);
+  });
+
+  it('a page stops before the receipt that takes its data past BATCH_PAGE_BYTES', async () => {
+    // each receipt holds about 40% of a page's bytes (4 input bytes and 20 output bytes a row)
+    const rows = Math.ceil((BATCH_PAGE_BYTES * 0.4) / 24);
+    const features = { dtype: 'uint8', shape: [rows, 4], data: new Uint8Array(rows * 4).fill(50) } as const;
+    for (let i = 0; i < 3; i++) {
+      const head = { requestId: requestId(), model: int8().id, client: client(), maxPrice: '1000000000' };
+      const res = await postBinary(`${node.url}/v1/infer`, head, encodeTensors({ features }));
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    const big = await lastBatch();
+    expect(big.count).toBe(3);
+    const first = parseBatchResponse(await (await page(big.root)).json());
+    expect(first.receipts).toHaveLength(2);
+    const listing = await readBatchPages(big, fetchPage(big.root));
+    expect(listing.receipts).toHaveLength(3);
+    expect(listing.receipts[2]!.receipt.receipt.provider).toBe(node.address);
+  });
+
+  it('a bad query is 400 REQUEST_INVALID naming the field', async () => {
+    const problem = async (query: string, field: string) => {
+      const res = await page(batch.root, query);
+      expect(res.status, query).toBe(400);
+      expect(await res.json()).toMatchObject({ code: 'REQUEST_INVALID', field });
+    };
+    await problem(`?limit=${BATCH_PAGE_MAX + 1}`, 'query.limit');
+    await problem('?limit=0', 'query.limit');
+    await problem('?limit=ten', 'query.limit');
+    await problem('?offset=-1', 'query.offset');
+    await problem('?offset=1.5', 'query.offset');
+    await problem(`?offset=${COUNT + 1}`, 'query.offset');
+    await problem('?page=2', 'query.page');
+  });
+});
