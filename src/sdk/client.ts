@@ -3,6 +3,7 @@ import { assertChainId, connect, withAccount } from '../chain/client.js';
 import { readDeployment, type Deployment } from '../chain/deployment.js';
 import type { GlassboxClient } from '../chain/client.js';
 import type { ProviderInfo } from '../chain/providers.js';
+import { DEFAULT_MAX_RESPONSE_BYTES } from '../protocol/body.js';
 import { GlassboxError } from '../protocol/errors.js';
 import { privateKeyToSigner } from '../protocol/secp256k1.js';
 import type { ModelManifest } from '../protocol/manifest.js';
@@ -50,6 +51,15 @@ export type CreateClientParameters = {
   readonly fetch?: typeof fetch;
   /** Extra headers for every provider request. */
   readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * The most bytes of one provider answer read (JSON: inference answers, /v1/models, problems);
+   * past it the answer is refused with RESPONSE_TOO_LARGE and the next provider is asked, so a
+   * provider can't exhaust the client's memory. Default DEFAULT_MAX_RESPONSE_BYTES (64 MiB): a
+   * default node stores requests of up to 32 MiB, and the answers to them are far smaller for the
+   * models served; raise it for models with larger outputs. Model files are capped by the sizes
+   * their manifest names instead.
+   */
+  readonly maxResponseBytes?: number;
   /** Chain receipt polling interval (ms); ~5 on anvil. */
   readonly pollingIntervalMs?: number;
   /** Skip the eth_chainId check at creation. */
@@ -66,6 +76,7 @@ export type ClientOptions = {
   readonly timeoutMs: number;
   readonly fetch: typeof fetch;
   readonly headers: Readonly<Record<string, string>>;
+  readonly maxResponseBytes: number;
 };
 
 /** Mutable state shared by the actions; not part of the public contract. */
@@ -134,6 +145,7 @@ export async function createClient(params: CreateClientParameters): Promise<Clie
       timeoutMs: params.timeoutMs ?? 30_000,
       fetch: params.fetch ?? createNodeFetch() ?? globalThis.fetch,
       headers: params.headers ?? {},
+      maxResponseBytes: positive(params.maxResponseBytes, 'maxResponseBytes') ?? DEFAULT_MAX_RESPONSE_BYTES,
     },
     state: {
       offers: new Map(),
@@ -145,6 +157,13 @@ export async function createClient(params: CreateClientParameters): Promise<Clie
       answers: new Map(),
     },
   };
+}
+
+function positive(value: number | undefined, field: string): number | undefined {
+  if (value === undefined || (Number.isSafeInteger(value) && value > 0)) return value;
+  throw new GlassboxError('USAGE', `${field} must be a positive whole number of bytes, not ${value}`, {
+    field,
+  });
 }
 
 /** Releases what the client holds (the local re-execution engine). */

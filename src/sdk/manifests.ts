@@ -3,6 +3,7 @@ import { readManifest } from '../store/package.js';
 import { GlassboxError, isGlassboxError } from '../protocol/errors.js';
 import {
   manifestFromBytes,
+  MAX_MANIFEST_BYTES,
   type ModelId,
   type ModelManifest,
   type ModelPackage,
@@ -44,7 +45,7 @@ async function fetchManifest(
   }
   for (const provider of providers) {
     try {
-      const bytes = await getBlob(client, provider, model, { timeoutMs: 5000 });
+      const bytes = await getBlob(client, provider, model, { maxBytes: MAX_MANIFEST_BYTES, timeoutMs: 5000 });
       return manifestFromBytes(bytes, model as ModelId);
     } catch (error) {
       problems.push(`${provider.address}: ${isGlassboxError(error) ? error.shortMessage : String(error)}`);
@@ -71,7 +72,8 @@ export async function getPackage(
     let bytes: Uint8Array | undefined;
     if (client.store && (await client.store.has(file.cid))) bytes = await client.store.get(file.cid);
     if (!bytes) {
-      bytes = await getBlob(client, provider, file.cid);
+      // the manifest (hashed to the model id) names the file's size: no more is read
+      bytes = await getBlob(client, provider, file.cid, { maxBytes: file.size });
       await verifyBlob(file.cid, bytes, `${provider.endpoint}/v1/blobs/${file.cid}`);
       if (client.store) await client.store.put(bytes);
     }

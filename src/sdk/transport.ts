@@ -1,12 +1,16 @@
-import { getAddress, isAddress, isHex, type Address, type Hex } from 'viem';
+import { getAddress, isAddressEqual, type Address, type Hex } from 'viem';
+import type { z } from 'zod';
 import {
   inferResponseSchema,
-  parseWire,
+  modelsResponseSchema,
+  parseProviderJson,
+  voucherAcceptedSchema,
   voucherToJson,
   type InferRequest,
   type ModelsResponse,
   type VoucherAccepted,
 } from '../protocol/api.js';
+import { readBody, readJsonBody } from '../protocol/body.js';
 import { ErrorCodes, GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
 import { runtimeHash, runtimeProfileSchema, type RuntimeProfile } from '../protocol/runtime-profile.js';
 import type { SignedReceipt } from '../protocol/receipt.js';
@@ -15,9 +19,12 @@ import type { Client } from './client.js';
 
 /*
  * HTTP to providers, following src/protocol/api.ts. Every failure is a GlassboxError naming the
- * provider: PROVIDER_UNAVAILABLE (connection refused, reset, DNS), PROVIDER_TIMEOUT, the provider's
- * own problem+json code when it sends a known one (PAYMENT_REQUIRED, PRICE_TOO_HIGH, INPUT_*...),
- * and PROVIDER_ERROR for anything else (5xx without a code, a body that does not follow the API).
+ * provider: PROVIDER_UNAVAILABLE (connection refused, reset, DNS, or an endpoint that answers as
+ * another provider), PROVIDER_TIMEOUT, the provider's own problem+json code when it sends a known
+ * one (PAYMENT_REQUIRED, PRICE_TOO_HIGH, INPUT_*...), RESPONSE_TOO_LARGE (an answer past the
+ * client's maxResponseBytes), and PROVIDER_ERROR for anything else (5xx without a code, a body
+ * that does not follow the API; `field` names where). Every answer is read with a size cap and
+ * validated against its schema before anything of it is used.
  */
 
 export type ProviderRef = { readonly address: Address; readonly endpoint: string };
@@ -88,48 +95,110 @@ function describeCause(cause: unknown): string {
   return inner?.code ?? inner?.message ?? (cause instanceof Error ? cause.message : String(cause));
 }
 
-/** Reads a JSON body; a non-2xx answer becomes the GlassboxError its problem+json names. */
-async function readJson(provider: ProviderRef, response: Response, signal?: AbortSignal): Promise<unknown> {
-  let text: string;
-  try {
-    text = await response.text();
-  } catch (cause) {
-    if (signal?.aborted) throw abortError(provider, cause);
-    throw new GlassboxError('PROVIDER_ERROR', `provider ${provider.address} broke off its answer`, {
-      details: { provider: provider.address, status: response.status },
-      cause,
-    });
-  }
+/**
+ * Reads a JSON body, at most the client's maxResponseBytes of it; a non-2xx answer becomes the
+ * GlassboxError its problem+json names.
+ */
+async function readJson(
+  client: Client,
+  provider: ProviderRef,
+  response: Response,
+  signal?: AbortSignal,
+): Promise<unknown> {
   let body: unknown;
   try {
-    body = text.length === 0 ? undefined : JSON.parse(text);
-  } catch {
-    body = undefined;
+    body = await readJsonBody(response, {
+      maxBytes: client.options.maxResponseBytes,
+      from: `provider ${provider.address}`,
+    });
+  } catch (cause) {
+    throw readError(provider, response, cause, signal);
   }
   if (response.ok) {
     if (body === undefined)
-      throw new GlassboxError(
-        'PROVIDER_ERROR',
-        `provider ${provider.address} answered a body that is not JSON`,
-        {
-          details: { provider: provider.address, status: response.status },
-        },
-      );
+      throw new GlassboxError('PROVIDER_ERROR', `provider ${provider.address} answered an empty body`, {
+        field: 'body',
+        details: { provider: provider.address, status: response.status },
+      });
     return body;
   }
-  const problem = (body ?? {}) as { code?: unknown; message?: unknown; field?: unknown; details?: unknown };
+  throw problemError(provider, response.status, body);
+}
+
+/** Why reading a body failed: cancelled by us, over the cap or not JSON (as is), or broken off. */
+function readError(
+  provider: ProviderRef,
+  response: Response,
+  cause: unknown,
+  signal?: AbortSignal,
+): GlassboxError {
+  if (signal?.aborted) return abortError(provider, cause);
+  if (isGlassboxError(cause)) return cause;
+  return new GlassboxError('PROVIDER_ERROR', `provider ${provider.address} broke off its answer`, {
+    details: { provider: provider.address, status: response.status },
+    cause,
+  });
+}
+
+/** A non-2xx answer: its problem+json code when it is one we know, else PROVIDER_ERROR. */
+function problemError(provider: ProviderRef, status: number, body: unknown): GlassboxError {
+  const problem = (typeof body === 'object' && body !== null ? body : {}) as {
+    code?: unknown;
+    message?: unknown;
+    field?: unknown;
+    details?: unknown;
+  };
   const known = typeof problem.code === 'string' && problem.code in ErrorCodes;
   const code: ErrorCode = known ? (problem.code as ErrorCode) : 'PROVIDER_ERROR';
-  const message = typeof problem.message === 'string' ? problem.message : text.slice(0, 200);
-  return Promise.reject(
-    new GlassboxError(code, `provider ${provider.address} answered ${response.status}: ${message}`, {
-      ...(typeof problem.field === 'string' ? { field: problem.field } : {}),
-      details: {
-        provider: provider.address,
-        status: response.status,
-        ...(typeof problem.details === 'object' && problem.details !== null ? problem.details : {}),
+  const message =
+    typeof problem.message === 'string' ? problem.message.slice(0, 500) : `HTTP ${status} without a problem`;
+  return new GlassboxError(code, `provider ${provider.address} answered ${status}: ${message}`, {
+    ...(typeof problem.field === 'string' ? { field: problem.field } : {}),
+    details: {
+      provider: provider.address,
+      status,
+      ...(typeof problem.details === 'object' && problem.details !== null ? problem.details : {}),
+    },
+  });
+}
+
+/**
+ * Validates an answer against its schema: PROVIDER_ERROR naming the provider and the field
+ * (`response.receipt.signature`), which fails over like a provider that is down.
+ */
+function parseAnswer<S extends z.ZodType>(provider: ProviderRef, schema: S, json: unknown): z.output<S> {
+  try {
+    return parseProviderJson(schema, json);
+  } catch (cause) {
+    const message = isGlassboxError(cause) ? cause.shortMessage : String(cause);
+    throw new GlassboxError(
+      'PROVIDER_ERROR',
+      `provider ${provider.address} answered a malformed body: ${message}`,
+      {
+        ...(isGlassboxError(cause) && cause.field !== undefined ? { field: cause.field } : {}),
+        ...(isGlassboxError(cause) ? { metaMessages: cause.metaMessages } : {}),
+        details: { provider: provider.address },
+        cause,
       },
-    }),
+    );
+  }
+}
+
+/**
+ * An endpoint that answers as another provider: the one asked moved and its registered endpoint
+ * now reaches someone else (a stale endpoint; in tests, a port the kernel handed to the next
+ * server). The provider asked is not there, which is PROVIDER_UNAVAILABLE, not a verification
+ * failure of an answer it never gave: the client fails over, and nothing is blamed on either.
+ */
+function assertSameProvider(provider: ProviderRef, answeredAs: string): void {
+  if (isAddressEqual(answeredAs as Address, provider.address)) return;
+  throw new GlassboxError(
+    'PROVIDER_UNAVAILABLE',
+    `provider ${provider.address} is not at its endpoint: ${provider.endpoint} answers as ${answeredAs}`,
+    {
+      metaMessages: ['a stale endpoint: the provider moved, and another one serves at its old address'],
+      details: { provider: provider.address, endpoint: provider.endpoint, answeredAs, staleEndpoint: true },
+    },
   );
 }
 
@@ -146,14 +215,10 @@ export async function postInfer(
   options: { signal?: AbortSignal; timeoutMs?: number } = {},
 ): Promise<InferAnswer> {
   const response = await request(client, provider, '/v1/infer', { method: 'POST', body, ...options });
-  const json = await readJson(provider, response, options.signal);
-  try {
-    const parsed = parseWire(inferResponseSchema, json, 'response');
-    // The schema already turned the receipt's integers into bigints.
-    return { outputs: parsed.outputs, receipt: parsed.receipt as unknown as SignedReceipt };
-  } catch (cause) {
-    throw asProviderError(provider, cause);
-  }
+  const json = await readJson(client, provider, response, options.signal);
+  const { outputs, receipt } = parseAnswer(provider, inferResponseSchema, json);
+  assertSameProvider(provider, receipt.receipt.provider);
+  return { outputs, receipt };
 }
 
 /** POST /v1/vouchers: hands the provider a cumulative voucher. */
@@ -168,7 +233,11 @@ export async function postVoucher(
     body: voucherToJson(voucher),
     ...options,
   });
-  return (await readJson(provider, response, options.signal)) as VoucherAccepted;
+  return parseAnswer(
+    provider,
+    voucherAcceptedSchema,
+    await readJson(client, provider, response, options.signal),
+  );
 }
 
 /** What a provider publishes at /v1/models, with its runtime profile checked against its hash. */
@@ -189,22 +258,9 @@ export async function getModels(
   options: { signal?: AbortSignal; timeoutMs?: number } = {},
 ): Promise<ProviderModels> {
   const response = await request(client, provider, '/v1/models', options);
-  const raw = (await readJson(provider, response, options.signal)) as ModelsResponse;
-  if (
-    typeof raw !== 'object' ||
-    raw === null ||
-    !isAddress(String(raw.provider)) ||
-    !isAddress(String(raw.signer)) ||
-    !isHex(raw.runtime) ||
-    raw.runtime.length !== 66
-  )
-    throw new GlassboxError(
-      'PROVIDER_ERROR',
-      `provider ${provider.address}: /v1/models does not follow the API`,
-      {
-        details: { provider: provider.address },
-      },
-    );
+  const json = await readJson(client, provider, response, options.signal);
+  const raw = parseAnswer(provider, modelsResponseSchema, json);
+  assertSameProvider(provider, raw.provider);
   const parsed = runtimeProfileSchema.safeParse(raw.profile);
   let profileProblem: string | undefined;
   if (!parsed.success)
@@ -221,26 +277,22 @@ export async function getModels(
   };
 }
 
-/** GET /v1/blobs/:cid: the bytes (the caller verifies them against the CID). */
+/**
+ * GET /v1/blobs/:cid: the bytes, at most `maxBytes` of them (a blob's size is known before it is
+ * fetched: a manifest names its files' sizes, and a manifest is at most MAX_MANIFEST_BYTES). The
+ * caller verifies them against the CID.
+ */
 export async function getBlob(
   client: Client,
   provider: ProviderRef,
   cid: string,
-  options: { signal?: AbortSignal; timeoutMs?: number } = {},
+  options: { maxBytes: number; signal?: AbortSignal; timeoutMs?: number },
 ): Promise<Uint8Array> {
   const response = await request(client, provider, `/v1/blobs/${encodeURIComponent(cid)}`, options);
-  if (!response.ok) await readJson(provider, response, options.signal);
-  return new Uint8Array(await response.arrayBuffer());
-}
-
-function asProviderError(provider: ProviderRef, cause: unknown): GlassboxError {
-  const message = isGlassboxError(cause) ? cause.shortMessage : String(cause);
-  return new GlassboxError(
-    'PROVIDER_ERROR',
-    `provider ${provider.address} answered a malformed body: ${message}`,
-    {
-      details: { provider: provider.address },
-      cause,
-    },
-  );
+  if (!response.ok) await readJson(client, provider, response, options.signal);
+  try {
+    return await readBody(response, { maxBytes: options.maxBytes, from: `provider ${provider.address}` });
+  } catch (cause) {
+    throw readError(provider, response, cause, options.signal);
+  }
 }

@@ -53,9 +53,11 @@ describe('quorum', () => {
   });
 
   it('replaces a provider that is down and still gets 3 answers', async () => {
+    // The others listen first: a server started after `down` stopped could be handed its port by
+    // the kernel (9 in 20,000 tries here), and `down`'s endpoint would then reach that provider.
+    for (const account of [2, 3, 4]) await network().startProvider({ account, price: 1000n });
     const down = await network().startProvider({ account: 1, price: 1000n, stake: 5n * MIN_STAKE });
     await down.stop();
-    for (const account of [2, 3, 4]) await network().startProvider({ account, price: 1000n });
     const result = await run(await newClient(), { mode: { quorum: 3 } });
     expect(result.providers).toHaveLength(3);
     expect(result.providers).not.toContain(down.address);
@@ -63,6 +65,35 @@ describe('quorum', () => {
       expect.objectContaining({ provider: down.address, code: 'PROVIDER_UNAVAILABLE' }),
     ]);
     expect(result.evidence).toBeUndefined();
+  });
+
+  it('an endpoint that answers as another provider (a stale endpoint) is PROVIDER_UNAVAILABLE, not a failed check', async () => {
+    const moved = await network().startProvider({ account: 1, price: 1000n, stake: 5n * MIN_STAKE });
+    await moved.stop();
+    // what the kernel may do by chance: the next server gets the port `moved` left
+    const port = Number(new URL(moved.url).port);
+    const other = await network().startProvider({ account: 2, price: 1000n, port });
+    const third = await network().startProvider({ account: 3, price: 1000n });
+    const fourth = await network().startProvider({ account: 4, price: 1000n });
+    const c = await newClient();
+
+    const result = await run(c, { mode: { quorum: 3 } });
+    expect([...result.providers].sort()).toEqual([other.address, third.address, fourth.address].sort());
+    expect(result.report.rejected).toEqual([
+      expect.objectContaining({
+        provider: moved.address,
+        code: 'PROVIDER_UNAVAILABLE',
+        message: expect.stringContaining(`answers as ${other.address}`),
+      }),
+    ]);
+    expect(result.evidence).toBeUndefined();
+
+    // alone, it is the provider that can't be reached
+    const error = await run(c, { exclude: [other.address, third.address, fourth.address] }).catch(
+      (e: unknown) => e,
+    );
+    expect(isGlassboxError(error, 'PROVIDER_UNAVAILABLE')).toBe(true);
+    expect((error as Error).message).toMatch(/no provider of model .* answered/);
   });
 
   it('refuses an answer without a majority (QUORUM_NO_MAJORITY, with the evidence)', async () => {

@@ -35,6 +35,7 @@ export type Network = {
     stake?: bigint;
     faults?: Faults;
     models?: ModelPackage[];
+    port?: number;
   }): Promise<TestProvider>;
   client(over?: Partial<CreateClientParameters>, account?: number): Promise<Client>;
   /** Stops the providers started since the last reset and reverts the chain to just after setup. */
@@ -62,7 +63,7 @@ export async function startNetwork(): Promise<Network> {
     engine,
     models,
     providers,
-    startProvider: async ({ account, price, stake, faults, models: served }) => {
+    startProvider: async ({ account, price, stake, faults, models: served, port }) => {
       const p = await startTestProvider({
         chain: chain.as(account),
         store,
@@ -71,6 +72,7 @@ export async function startNetwork(): Promise<Network> {
         price,
         stake: stake ?? MIN_STAKE,
         ...(faults ? { faults } : {}),
+        ...(port === undefined ? {} : { port }),
       });
       providers.push(p);
       return p;

@@ -45,6 +45,8 @@ export type Faults = {
   creditLimit?: bigint;
   /** Take vouchers only from POST /v1/vouchers, not from /v1/infer requests. */
   ignoreAttachedVouchers?: boolean;
+  /** Answer /v1/infer with this instead of its signed answer (garbage, an oversized body…). */
+  answer?: (signed: InferResponse) => unknown;
 };
 
 export type TestProvider = {
@@ -74,6 +76,8 @@ export type StartTestProviderParameters = {
   readonly stake: bigint;
   readonly faults?: Faults;
   readonly engine?: Engine;
+  /** The loopback port to listen on (default: a free one). */
+  readonly port?: number;
 };
 
 export async function startTestProvider(params: StartTestProviderParameters): Promise<TestProvider> {
@@ -162,7 +166,7 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
     await acceptVoucher(request.body);
     return { amount: paid().toString(), owed: (delivered - paid()).toString() };
   });
-  app.post('/v1/infer', async (request): Promise<InferResponse> => {
+  app.post('/v1/infer', async (request): Promise<unknown> => {
     requests++;
     const body = parseWire(inferRequestSchema, request.body, 'request');
     const pkg = models.get(body.model);
@@ -200,10 +204,11 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
     };
     const signed = await signReceipt(signer, receipt, domain);
     delivered += price;
-    return { outputs: tensorsToJson(outputs), receipt: signedReceiptToJson(signed) };
+    const answer: InferResponse = { outputs: tensorsToJson(outputs), receipt: signedReceiptToJson(signed) };
+    return faults.answer ? faults.answer(answer) : answer;
   });
 
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  await app.listen({ host: '127.0.0.1', port: params.port ?? 0 });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   await registerProvider(params.chain, { endpoint: url, signer: signer.address, stake: params.stake });
   for (const m of params.models) await setOffer(params.chain, { model: m.id, price: params.price });
