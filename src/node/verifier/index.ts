@@ -11,7 +11,7 @@ import {
   getBatchChallenges,
   getChallenge,
   getChallengedReceipt,
-  getChallengesOpened,
+  getCommitteesDrawn,
   getEvents,
   getProvider,
   findChallenge,
@@ -445,7 +445,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
 
   function scanDuties(): Promise<void> {
     return sinceCursor('challenges', async (fromBlock, toBlock) => {
-      for (const e of await getChallengesOpened(p.chain, { fromBlock, toBlock }))
+      for (const e of await getCommitteesDrawn(p.chain, { fromBlock, toBlock }))
         if (e.args.committee.some((m) => getAddress(m) === me)) store.addDuty(e.args.id);
     });
   }
@@ -576,7 +576,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       for (const e of await getAvailabilityChallenges(p.chain, range)) {
         if ((await getChallenge(p.chain, e.args.id)).status !== 'open') continue;
         const row = p.db.getReceiptByHash(e.args.receiptHash);
-        if (!row?.inputs) {
+        if (!row?.inputs || !row.outputs) {
           log.error(
             { challengeId: e.args.id.toString() },
             'availability challenge for a receipt we do not have',
@@ -588,6 +588,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
             challengeId: e.args.id,
             receipt: signedReceiptFromJson(row.receipt).receipt,
             inputs: row.inputs!,
+            outputs: row.outputs!,
           }),
         );
       }
