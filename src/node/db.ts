@@ -135,7 +135,7 @@ export type NodeDb = {
   /** Accounts with something redeemed: their payments may be on hold in the escrow. */
   redeemedAccounts(): ClientAccount[];
   setRedeemed(client: Address, redeemed: bigint): void;
-  /** Deletes committed receipts (and their inputs) created before `before`; returns how many. */
+  /** Deletes the receipts (and their data) of batches committed on chain before `before` (ms); returns how many. */
   prune(before: number): number;
   close(): void;
 };
@@ -276,9 +276,10 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
     batchReceipts: db.prepare<[string], RawReceipt>(
       'SELECT * FROM receipts WHERE batch_root = ? ORDER BY batch_index',
     ),
+    // by the batch's commit time on chain: the challenge window runs from the commit block
     pruneReceipts: db.prepare(
-      `DELETE FROM receipts WHERE created_at < ? AND batch_root IN
-         (SELECT root FROM batches WHERE batch_id IS NOT NULL)`,
+      `DELETE FROM receipts WHERE batch_root IN
+         (SELECT root FROM batches WHERE batch_id IS NOT NULL AND committed_at < ?)`,
     ),
     pruneBatches: db.prepare(
       `DELETE FROM batches WHERE batch_id IS NOT NULL AND committed_at < ?

@@ -55,6 +55,12 @@ export type InferServiceParameters = {
   readonly metrics: NodeMetrics;
   readonly log: Logger;
   readonly runTimeoutMs: number;
+  /**
+   * The most inputs plus outputs (canonical encodings, bytes) a receipt may carry: what this
+   * provider can publish in one transaction if its data is challenged (src/protocol/limits.ts).
+   * Known once the node has read the chain.
+   */
+  readonly dataCap: () => number;
   /** The fault switch: the probability of perturbing an answer (tests only). */
   readonly perturb?: number;
   /** The fault switch: answer this much later (a slow provider; tests and benchmarks only). */
@@ -75,6 +81,9 @@ export function createInferService(p: InferServiceParameters): InferService {
     const requestId = head.requestId.toLowerCase() as Hex;
     if (head.voucher) await p.payments.acceptVoucher(head.voucher, client);
     const inputs = readInputs(pkg);
+    const inputBytes = encodeTensors(inputs);
+    const cap = p.dataCap();
+    if (inputBytes.byteLength > cap) throw dataTooLarge('INPUT_TOO_LARGE', 'inputs', inputBytes.byteLength, cap);
 
     const previous = p.db.getReceipt(requestId);
     if (previous) return replay(previous, client, pkg, inputs);
@@ -102,6 +111,9 @@ export function createInferService(p: InferServiceParameters): InferService {
         outputHash = hashTensors(outputs);
         p.log.warn({ requestId }, 'fault switch: perturbed the outputs of this answer');
       }
+      const outputBytes = encodeTensors(outputs);
+      if (inputBytes.byteLength + outputBytes.byteLength > cap)
+        throw dataTooLarge('OUTPUT_TOO_LARGE', 'outputs', inputBytes.byteLength + outputBytes.byteLength, cap);
       if (p.delayMs) await new Promise((resolve) => setTimeout(resolve, p.delayMs));
       const receipt: Receipt = {
         requestId,
@@ -127,8 +139,8 @@ export function createInferService(p: InferServiceParameters): InferService {
           receipt: signed,
           price,
           createdAt: Date.now(),
-          inputs: encodeTensors(inputs),
-          outputs: encodeTensors(outputs),
+          inputs: inputBytes,
+          outputs: outputBytes,
           ...(trace ? { trace: trace.steps.map((step) => step.hash) } : {}),
         });
       } catch (error) {
@@ -168,4 +180,23 @@ export function createInferService(p: InferServiceParameters): InferService {
   }
 
   return { infer };
+}
+
+/**
+ * A receipt over more data than one answer transaction can publish would make this provider
+ * slashable for data it could not publish (audit C-1), so such a request is refused, unsigned
+ * and unpaid.
+ */
+function dataTooLarge(
+  code: 'INPUT_TOO_LARGE' | 'OUTPUT_TOO_LARGE',
+  field: 'inputs' | 'outputs',
+  sizeBytes: number,
+  limitBytes: number,
+): GlassboxError {
+  const what = field === 'inputs' ? 'the inputs' : 'the inputs and outputs';
+  return new GlassboxError(
+    code,
+    `${what} take ${sizeBytes} bytes in canonical encoding; a receipt may carry at most ${limitBytes} (what one transaction can publish if the data is challenged)`,
+    { field, details: { sizeBytes, limitBytes } },
+  );
 }

@@ -20,6 +20,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   // The inputs passed the schema but the runtime could not run them: the request's fault as far as
   // we can tell (a provider-side failure would be a bug or exhaustion, and clients fail over anyway).
   RUN_FAILED: 422,
+  OUTPUT_TOO_LARGE: 422,
   RATE_LIMITED: 429,
   BLOB_CORRUPT: 500,
   CHAIN_RPC: 502,
