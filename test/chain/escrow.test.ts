@@ -21,12 +21,18 @@ import {
 import { modelDigest } from '../../src/protocol/manifest.js';
 import { signReceipt } from '../../src/protocol/receipt.js';
 import { signVoucher, type SignedVoucher } from '../../src/protocol/voucher.js';
-import { E18, expectRevert, h, makeReceipt, modelOf, TEST_PARAMS, useTestChain } from './support.js';
+import {
+  E18,
+  expectRevert,
+  h,
+  HOLD_DUE_MS,
+  makeReceipt,
+  modelOf,
+  TEST_PARAMS,
+  useTestChain,
+} from './support.js';
 
 const chain = useTestChain();
-
-/** Past the hold of a redemption made now, whatever its slot (a bucket pays at most hold/8 late). */
-const HOLD_DUE_MS = (TEST_PARAMS.paymentHoldMs! * 9) / 8 + 1000;
 
 const CLIENT = 5;
 const PROVIDER = 1;

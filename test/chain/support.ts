@@ -45,6 +45,9 @@ export const TEST_PARAMS: Partial<ChainParams> = {
   maxDataBytes: 64 * 1024,
 };
 
+/** Past the hold of a redemption made now, whatever its slot: a hold bucket pays at most hold/8 late. */
+export const HOLD_DUE_MS = (TEST_PARAMS.paymentHoldMs! * 9) / 8 + 1000;
+
 /**
  * The runtime profiles a test chain admits: `TEST_RUNTIME` (whose hash is `h('runtime')`, the
  * runtime of `makeReceipt`'s receipts) and the ONNX engine's default profile, which the test
@@ -52,6 +55,7 @@ export const TEST_PARAMS: Partial<ChainParams> = {
  */
 export const TEST_RUNTIME = 'runtime';
 export const ENGINE_RUNTIME = runtimeProfileJson(onnxProfile());
+export const ENGINE_RUNTIME_HASH = keccak256(toHex(ENGINE_RUNTIME));
 
 export type TestChain = {
   readonly anvil: Anvil;

@@ -16,7 +16,7 @@ import { encodeTensors } from '../../src/protocol/encoding.js';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
 import { batchTree } from '../../src/protocol/merkle.js';
 import { receiptHash, signedReceiptFromJson, type Receipt } from '../../src/protocol/receipt.js';
-import { registerVoter } from '../chain/support.js';
+import { ENGINE_RUNTIME_HASH, registerVoter } from '../chain/support.js';
 import { exampleDir } from '../support/examples.js';
 import {
   CLIENT,
@@ -84,7 +84,7 @@ describe('availability challenges against a provider node', () => {
     const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));
     const batch = await challengeBatch(chain.as(CHALLENGER), batchId);
     await honest.tickRoles();
-    expect((await getChallenge(chain.as(0), batch.challengeId)).status).toBe('rejected');
+    expect((await getChallenge(chain.as(0), batch.challengeId)).status).toBe('answered');
     expect(await getPublishedBatch(chain.as(0), batchId)).toEqual(hashes);
 
     const receipt = await challengeAvailability(chain.as(CHALLENGER), {
@@ -94,7 +94,7 @@ describe('availability challenges against a provider node', () => {
       proof: batchTree(hashes).proof(1),
     });
     await honest.tickRoles();
-    expect((await getChallenge(chain.as(0), receipt.challengeId)).status).toBe('rejected');
+    expect((await getChallenge(chain.as(0), receipt.challengeId)).status).toBe('answered');
     const [answered] = await getEvents<{ receipt: Receipt; inputs: `0x${string}` }>(chain.as(0), {
       contract: 'disputeManager',
       eventName: 'AvailabilityAnswered',
@@ -110,11 +110,11 @@ describe('availability challenges against a provider node', () => {
     const dir = await tempDir();
     const other = await tempDir();
     dirs.push(dir, other);
-    await registerVoter(chain.as(11), {
-      endpoint: 'http://voter',
-      signer: chain.address(11),
-      stake: 100n * E18,
-    });
+    await registerVoter(
+      chain.as(11),
+      { endpoint: 'http://voter', signer: chain.address(11), stake: 100n * E18 },
+      ENGINE_RUNTIME_HASH,
+    );
     const dodger = await startTestNode(chain, PROVIDER[2], dir.dir, {
       models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
       batch: { maxReceipts: 3, maxAgeMs: 60_000 },
@@ -133,7 +133,7 @@ describe('availability challenges against a provider node', () => {
       const data = await findChallenge(chain.as(0), { kind: 'unavailable', receiptHash: hashes[0]! });
       expect(data).toBeDefined();
       await dodger.tickRoles(); // the dodger publishes receipt and inputs on chain
-      expect((await getChallenge(chain.as(0), data!)).status).toBe('rejected');
+      expect((await getChallenge(chain.as(0), data!)).status).toBe('answered');
       await verifier.tickRoles(); // re-executed from the chain: wrong, so challenged
       const wrong = await findChallenge(chain.as(0), { kind: 'wrong', receiptHash: hashes[0]! });
       expect(wrong).toBeDefined();

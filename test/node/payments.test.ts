@@ -7,6 +7,7 @@ import { voucherToJson, type VoucherAccepted } from '../../src/protocol/api.js';
 import { signVoucher } from '../../src/protocol/voucher.js';
 import {
   CLIENT,
+  HOLD_DUE_MS,
   inferBody,
   post,
   PRICE,
@@ -144,7 +145,7 @@ describe('provider node: payment', () => {
     expect((await getHold(chain.as(0), { client: c.address, provider: node.address }))!.amount).toBe(
       4n * PRICE,
     );
-    await chain.increaseTime(TEST_PARAMS.paymentHoldMs!);
+    await chain.increaseTime(HOLD_DUE_MS);
     // Nothing new to redeem: nothing sent, but the finished hold is released.
     expect(await node.redeemVouchers()).toBe(0n);
     expect((await getTokenBalance(chain.as(0), node.address)) - balance).toBe(4n * PRICE);

@@ -8,10 +8,10 @@ import { startNode, type GlassboxNode, type NodeConfigInput } from '../../src/no
 import { BINARY_TYPE, REQUEST_HEADER, voucherToJson } from '../../src/protocol/api.js';
 import type { ModelPackage } from '../../src/protocol/manifest.js';
 import { signVoucher, type SignedVoucher } from '../../src/protocol/voucher.js';
-import { E18, startTestChain, TEST_PARAMS, type TestChain } from '../chain/support.js';
+import { E18, HOLD_DUE_MS, startTestChain, TEST_PARAMS, type TestChain } from '../chain/support.js';
 import { exampleDir } from '../support/examples.js';
 
-export { E18, startTestChain, TEST_PARAMS, type TestChain };
+export { E18, HOLD_DUE_MS, startTestChain, TEST_PARAMS, type TestChain };
 
 /** Account roles on the test chain: providers 1..4, clients 6..9. */
 export const PROVIDER = [1, 2, 3, 4] as const;
@@ -51,7 +51,7 @@ export function nodeConfig(
     creditLimit: (100n * PRICE).toString(),
     redeemIntervalMs: 0,
     shutdownGraceMs: 1000,
-    logLevel: 'silent',
+    logLevel: (process.env.GLASSBOX_TEST_LOG as 'silent') ?? 'silent',
     ...over,
   };
 }
