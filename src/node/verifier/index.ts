@@ -497,7 +497,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     if (info.status !== 'open') return true;
     const due =
       Date.now() >= info.revealDeadlineMs + 1000 ||
-      (info.kind === 'wrong' && info.revealed === info.committee.length);
+      (info.kind === 'wrong' && info.committee.length > 0 && info.revealed === info.committee.length);
     if (!due) return false;
     try {
       const { status } = await tx(() => resolveChallenge(p.chain, info.challengeId));
