@@ -136,16 +136,17 @@ export const nodeConfigSchema = z.strictObject({
       delayMs: ms.default(0),
       /**
        * A provider that hides its data: `inputs` serves a batch's receipts without their inputs
-       * (and answers availability challenges on chain, hoping to dodge re-execution), `batches`
-       * serves nothing of its batches and answers nothing.
+       * (and answers availability challenges on chain, hoping to dodge re-execution), `listing`
+       * serves nothing of its batches but answers every challenge on chain, `batches` serves
+       * nothing of its batches and answers nothing.
        */
-      withhold: z.enum(['none', 'inputs', 'batches']).default('none'),
+      withhold: z.enum(['none', 'inputs', 'listing', 'batches']).default('none'),
     })
     .optional(),
 });
 
 export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
-export type Withhold = 'none' | 'inputs' | 'batches';
+export type Withhold = 'none' | 'inputs' | 'listing' | 'batches';
 export type NodeConfig = z.output<typeof nodeConfigSchema>;
 
 /** Validates a config; CONFIG_INVALID names the first offending field. */

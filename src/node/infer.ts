@@ -83,7 +83,8 @@ export function createInferService(p: InferServiceParameters): InferService {
     const inputs = readInputs(pkg);
     const inputBytes = encodeTensors(inputs);
     const cap = p.dataCap();
-    if (inputBytes.byteLength > cap) throw dataTooLarge('INPUT_TOO_LARGE', 'inputs', inputBytes.byteLength, cap);
+    if (inputBytes.byteLength > cap)
+      throw dataTooLarge('INPUT_TOO_LARGE', 'inputs', inputBytes.byteLength, cap);
 
     const previous = p.db.getReceipt(requestId);
     if (previous) return replay(previous, client, pkg, inputs);
@@ -113,7 +114,12 @@ export function createInferService(p: InferServiceParameters): InferService {
       }
       const outputBytes = encodeTensors(outputs);
       if (inputBytes.byteLength + outputBytes.byteLength > cap)
-        throw dataTooLarge('OUTPUT_TOO_LARGE', 'outputs', inputBytes.byteLength + outputBytes.byteLength, cap);
+        throw dataTooLarge(
+          'OUTPUT_TOO_LARGE',
+          'outputs',
+          inputBytes.byteLength + outputBytes.byteLength,
+          cap,
+        );
       if (p.delayMs) await new Promise((resolve) => setTimeout(resolve, p.delayMs));
       const receipt: Receipt = {
         requestId,

@@ -199,7 +199,8 @@ export async function createNode(
   /** A model for the verifier and committee: ours, else fetched from peers and kept (re-hashed). */
   const fetched = new Map<Hex, Promise<ModelPackage | undefined>>();
   const modelOf = (digest: Hex, peers: readonly string[]): Promise<ModelPackage | undefined> => {
-    for (const pkg of models.values()) if (modelDigest(pkg.id) === digest.toLowerCase()) return Promise.resolve(pkg);
+    for (const pkg of models.values())
+      if (modelDigest(pkg.id) === digest.toLowerCase()) return Promise.resolve(pkg);
     let pending = fetched.get(digest);
     if (!pending) {
       pending = resolveModel(modelIdFromDigest(digest), { store, peers: [...peers, ...config.peers] }).catch(
@@ -275,9 +276,13 @@ export async function createNode(
           actions.push(...(await serial(() => ensureOffer(chain, { model: pkg.id, price }))));
         }
         if (has('provider') && models.size === 0)
-          throw new GlassboxError('CONFIG_INVALID', 'none of the configured models can be served (see the log)', {
-            field: 'models',
-          });
+          throw new GlassboxError(
+            'CONFIG_INVALID',
+            'none of the configured models can be served (see the log)',
+            {
+              field: 'models',
+            },
+          );
         prices.forget();
         batcher = createBatcher({
           db,

@@ -8,6 +8,8 @@ import {
   getChallenge,
   getEvents,
   getPublishedBatch,
+  getTokenBalance,
+  getChallengeCount,
 } from '../../src/chain/index.js';
 import type { GlassboxNode } from '../../src/node/index.js';
 import type { VerifierStatus } from '../../src/node/verifier/index.js';
@@ -28,6 +30,7 @@ import {
   startTestChain,
   startTestNode,
   tempDir,
+  TEST_PARAMS,
   type TestChain,
 } from './support.js';
 
@@ -149,6 +152,61 @@ describe('availability challenges against a provider node', () => {
       expect(keccak256(Buffer.from(evidence.inputs, 'base64'))).toBe(
         signedReceiptFromJson(answers[0]!.receipt).receipt.inputHash,
       );
+    } finally {
+      await verifier.stop();
+      await dodger.stop();
+    }
+  });
+
+  it('H-4: a node that serves no batch at all but answers on chain has every sampled receipt checked, and the verifier loses no bond', async () => {
+    const dir = await tempDir();
+    const other = await tempDir();
+    dirs.push(dir, other);
+    await registerVoter(
+      chain.as(11),
+      { endpoint: 'http://voter', signer: chain.address(11), stake: 100n * E18 },
+      ENGINE_RUNTIME_HASH,
+    ).catch(() => undefined); // registered by the test before
+    const dodger = await startTestNode(chain, PROVIDER[3], dir.dir, {
+      models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
+      batch: { maxReceipts: 3, maxAgeMs: 60_000 },
+      fault: { perturb: 1, withhold: 'listing' },
+    });
+    const VERIFIER = 9;
+    const verifier = await startTestNode(chain, VERIFIER, other.dir, {
+      roles: ['verifier'],
+      stake: '0',
+      verifier: { sampleRate: 1, dataDeadlineMs: 0, pollIntervalMs: 600_000 },
+    });
+    try {
+      const { batchId, answers } = await committedBatch(dodger);
+      const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));
+      const tokens = () => getTokenBalance(chain.as(0), chain.address(VERIFIER));
+      const before = await tokens();
+      await chain.increaseTime(1000); // the block after the commit: the sample's draw
+      await verifier.tickRoles(); // no listing: a batch challenge
+      await dodger.tickRoles(); // it publishes the receipt hashes on chain
+      await verifier.tickRoles(); // the bond comes back; every drawn receipt gets an availability challenge
+      for (const hash of hashes)
+        expect(await findChallenge(chain.as(0), { kind: 'unavailable', receiptHash: hash })).toBeDefined();
+      await dodger.tickRoles(); // it publishes each receipt, its inputs and outputs
+      await verifier.tickRoles(); // re-executed from the chain: every one is wrong, every one challenged
+      for (const hash of hashes) {
+        const wrong = await findChallenge(chain.as(0), { kind: 'wrong', receiptHash: hash });
+        expect(wrong, `receipt ${hash} was not challenged`).toBeDefined();
+      }
+      // every bond the verifier is out is locked in a challenge still open (the wrong answers):
+      // the availability and batch challenges the dodger answered gave theirs back, none went to it
+      let locked = 0n;
+      for (let id = 0n; id < (await getChallengeCount(chain.as(0))); id++) {
+        const c = await getChallenge(chain.as(0), id);
+        if (c.challenger !== chain.address(VERIFIER)) continue;
+        if (c.provider === dodger.address && c.kind !== 'wrong') expect(c.status).toBe('answered');
+        if (c.status === 'open') locked += c.bond;
+      }
+      expect(before - (await tokens())).toBe(locked);
+      expect(locked).toBeGreaterThanOrEqual(BigInt(hashes.length) * TEST_PARAMS.challengeBond!);
+      expect(await getPublishedBatch(chain.as(0), batchId)).toEqual(hashes);
     } finally {
       await verifier.stop();
       await dodger.stop();

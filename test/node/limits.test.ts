@@ -38,7 +38,11 @@ const ATTACKER = 11;
 
 /** `rows` iris flowers: the input is [rows, 4] float32, the outputs grow with it. */
 const irisRows = (rows: number) => ({
-  features: { dtype: 'float32', shape: [rows, 4], data: Array.from({ length: rows * 4 }, (_, i) => 1 + (i % 7)) },
+  features: {
+    dtype: 'float32',
+    shape: [rows, 4],
+    data: Array.from({ length: rows * 4 }, (_, i) => 1 + (i % 7)),
+  },
 });
 
 beforeAll(async () => {
@@ -88,7 +92,9 @@ describe('C-1 inputs too large to publish', () => {
     expect(r.status).toBe(200);
     const { receipt } = (await r.json()) as { receipt: StoredReceipt['receipt'] };
     await node.flushBatches();
-    const stored = (await (await fetch(`${node.url}/v1/receipts/${body.requestId as string}`)).json()) as StoredReceipt;
+    const stored = (await (
+      await fetch(`${node.url}/v1/receipts/${body.requestId as string}`)
+    ).json()) as StoredReceipt;
     const [commit] = (await getBatchCommits(chain.as(0), { provider: node.address })).filter(
       (e) => e.args.root === stored.batch!.root,
     );

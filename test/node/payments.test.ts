@@ -13,7 +13,6 @@ import {
   PRICE,
   PROVIDER,
   startTestChain,
-  TEST_PARAMS,
   startTestNode,
   tempDir,
   testClient,

@@ -54,7 +54,9 @@ async function runtimesToAdmit(values: readonly string[] | undefined): Promise<s
   for (const value of values) {
     const parsed = runtimeProfileSchema.safeParse(await readJsonArgument(value, '--runtime'));
     if (!parsed.success)
-      throw usageError(`--runtime ${value} is not a runtime profile: ${parsed.error.issues[0]?.message ?? ''}`);
+      throw usageError(
+        `--runtime ${value} is not a runtime profile: ${parsed.error.issues[0]?.message ?? ''}`,
+      );
     out.push(runtimeProfileJson(parsed.data));
   }
   return out;

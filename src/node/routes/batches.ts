@@ -15,7 +15,7 @@ const params = {
 export function batchesRoute(app: FastifyInstance, ctx: NodeContext): void {
   app.get<{ Params: { root: string } }>('/v1/batches/:root', { schema: { params } }, async (request) => {
     const batch = ctx.db.getBatch(request.params.root);
-    if (!batch || batch.batchId === undefined || ctx.withhold === 'batches')
+    if (!batch || batch.batchId === undefined || ctx.withhold === 'batches' || ctx.withhold === 'listing')
       throw new GlassboxError('NOT_FOUND', `no committed batch with root ${request.params.root}`, {
         field: 'root',
       });

@@ -280,7 +280,11 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
         continue;
       }
       store.putEvidence(hash, { receipt: r.receipt, inputs, outputs });
-      const challengeId = await challengeWrong(r.signed.receipt, { id: batch.batchId, proof }, found.divergence);
+      const challengeId = await challengeWrong(
+        r.signed.receipt,
+        { id: batch.batchId, proof },
+        found.divergence,
+      );
       record('mismatch', found.detail, { computeMs: found.computeMs, challengeId });
     }
     if (!waiting) store.finishBatch(batch.batchId);
@@ -321,7 +325,10 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       const { slashed } = await tx(() =>
         reportUnadmittedRuntime(p.chain, { receipt, batchId: batch.id, proof: batch.proof }),
       );
-      log.warn({ provider: receipt.provider, runtime: receipt.runtime, slashed: slashed.toString() }, 'unadmitted runtime reported');
+      log.warn(
+        { provider: receipt.provider, runtime: receipt.runtime, slashed: slashed.toString() },
+        'unadmitted runtime reported',
+      );
       record('mismatch', `runtime ${receipt.runtime} was never admitted: reported, ${slashed} slashed`);
     } catch (error) {
       if (!isGlassboxError(error, 'CHAIN_REVERTED')) throw error;
@@ -378,9 +385,15 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
   ): Promise<bigint | undefined> {
     const hash = receiptHash(receipt);
     // no voter judges this runtime (besides us and the accused): a challenge could only void
-    const pool = await getEligibleVoters(p.chain, { runtime: receipt.runtime, exclude: [receipt.provider, me] });
+    const pool = await getEligibleVoters(p.chain, {
+      runtime: receipt.runtime,
+      exclude: [receipt.provider, me],
+    });
     if (pool.length === 0) {
-      log.error({ receiptHash: hash, runtime: receipt.runtime }, 'no committee could judge this receipt; not challenged');
+      log.error(
+        { receiptHash: hash, runtime: receipt.runtime },
+        'no committee could judge this receipt; not challenged',
+      );
       return undefined;
     }
     const open = (d: DivergenceProof | undefined) =>
@@ -627,7 +640,12 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       decision = judged.kind === 'vote' ? { ...judged, salt: randomSalt() } : judged;
       store.decide(id, decision, judged.kind === 'vote' ? judged.computeMs : 0); // before the commit: a restart reveals this
       log.info(
-        { challengeId: id.toString(), decision: decision.kind, guilty: judged.kind === 'vote' ? judged.guilty : undefined, detail: decision.detail },
+        {
+          challengeId: id.toString(),
+          decision: decision.kind,
+          guilty: judged.kind === 'vote' ? judged.guilty : undefined,
+          detail: decision.detail,
+        },
         'committee decision',
       );
     }
@@ -678,7 +696,8 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       }))
         againstUs.add(e.args.id);
     }).then(async () => {
-      for (const id of againstUs) if (await drawWhenDue(await getChallenge(p.chain, id))) againstUs.delete(id);
+      for (const id of againstUs)
+        if (await drawWhenDue(await getChallenge(p.chain, id))) againstUs.delete(id);
     });
   }
   const againstUs = new Set<bigint>();
