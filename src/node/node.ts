@@ -118,6 +118,7 @@ export async function createNode(
     provider: address,
     domain: { chainId: chain.chainId, verifyingContract: deployment.contracts.paymentEscrow },
     creditLimit: config.creditLimit,
+    escrowTtlMs: config.escrowCacheMs,
   });
   const serial = createSerial();
   let url = '';
@@ -201,6 +202,7 @@ export async function createNode(
         const chainParams = await readChainParams(chain);
         const { challengeWindowMs } = chainParams;
         if (has('provider')) {
+          checkRedeemInterval(config.redeemIntervalMs, chainParams.withdrawalDelayMs);
           // Pruning data the chain may still ask for would get an honest provider slashed.
           if (config.challengeWindowMs < challengeWindowMs)
             throw new GlassboxError(
@@ -309,6 +311,21 @@ export async function startNode(
   options: CreateNodeOptions = {},
 ): Promise<GlassboxNode> {
   return (await createNode(input, options)).start();
+}
+
+/**
+ * A client can withdraw what providers have not redeemed one withdrawal delay after it asks, and
+ * the node notices the request only at its next read of the escrow: a redemption must come well
+ * within the delay, or what was served meanwhile is lost (audit H-2). 0 means "only on stop" (tests,
+ * and operators who redeem by hand; docs/node.md says what that risks).
+ */
+function checkRedeemInterval(intervalMs: number, withdrawalDelayMs: number): void {
+  if (intervalMs > 0 && intervalMs * 2 >= withdrawalDelayMs)
+    throw new GlassboxError(
+      'CONFIG_INVALID',
+      `redeemIntervalMs ${intervalMs} is not below half the chain's withdrawal delay (${withdrawalDelayMs} ms): a client could withdraw what the node served before it redeems`,
+      { field: 'redeemIntervalMs', details: { redeemIntervalMs: intervalMs, withdrawalDelayMs } },
+    );
 }
 
 async function loadDeployment(config: NodeConfig): Promise<Deployment> {
