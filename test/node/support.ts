@@ -10,10 +10,11 @@ import { hashTensors } from '../../src/protocol/encoding.js';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
 import type { ModelPackage } from '../../src/protocol/manifest.js';
 import { requestMessage, signRequest } from '../../src/protocol/request.js';
-import { SECP256K1_N } from '../../src/protocol/secp256k1.js';
 import { signVoucher, type SignedVoucher } from '../../src/protocol/voucher.js';
 import { E18, startTestChain, TEST_PARAMS, type TestChain } from '../chain/support.js';
 import { exampleDir } from '../support/examples.js';
+
+export { nonCanonical } from '../support/signatures.js';
 
 export { E18, startTestChain, TEST_PARAMS, type TestChain };
 
@@ -181,20 +182,6 @@ export function testClient(chain: TestChain, i: number) {
       return voucherToJson(await this.voucher(provider, amount));
     },
     deposit: (amount: bigint) => deposit(chain.as(i), amount),
-  };
-}
-
-/**
- * The malleable twins of a valid signature: v as 0/1, and s as n - s with v flipped. libsecp256k1
- * and viem recover the same signer from both; OpenZeppelin's ECDSA.recover refuses them.
- */
-export function nonCanonical(signature: Hex): { parity: Hex; highS: Hex } {
-  const s = BigInt(`0x${signature.slice(66, 130)}`);
-  const v = parseInt(signature.slice(130), 16);
-  const flipped = (v === 27 ? 28 : 27).toString(16);
-  return {
-    parity: `${signature.slice(0, 130)}0${v - 27}` as Hex,
-    highS: `${signature.slice(0, 66)}${toHex(SECP256K1_N - s, { size: 32 }).slice(2)}${flipped}` as Hex,
   };
 }
 

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { getAddress, hashTypedData, toHex, type Address, type Hex } from 'viem';
+import { getAddress, hashTypedData, toHex, type Address } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { describe, expect, it } from 'vitest';
 import { glassboxDomain } from '../../src/protocol/domain.js';
@@ -14,6 +14,7 @@ import {
   type InferRequestMessage,
 } from '../../src/protocol/request.js';
 import { privateKeyToSigner, SECP256K1_N } from '../../src/protocol/secp256k1.js';
+import { nonCanonical } from '../support/signatures.js';
 
 /*
  * The client's signature over an inference request (audit H-3): typed data as viem hashes it, and a
@@ -129,10 +130,7 @@ describe('signed inference requests', () => {
       expect((error as { field?: string }).field, what).toBe('signature');
     }
     // a signature the chain would refuse is refused even though it recovers to the client
-    const s = BigInt(`0x${signature.slice(66, 130)}`);
-    const v = parseInt(signature.slice(130), 16);
-    const highS =
-      `${signature.slice(0, 66)}${toHex(SECP256K1_N - s, { size: 32 }).slice(2)}${(v === 27 ? 28 : 27).toString(16)}` as Hex;
+    const { highS } = nonCanonical(signature);
     await expect(verifyRequestSignature(message, highS, DOMAIN)).rejects.toMatchObject({
       code: 'SIGNATURE_INVALID',
       field: 'signature',

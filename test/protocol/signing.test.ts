@@ -20,6 +20,7 @@ import {
   signDigest,
 } from '../../src/protocol/secp256k1.js';
 import { VOUCHER_TYPES, signVoucher, voucherDigest } from '../../src/protocol/voucher.js';
+import { nonCanonical } from '../support/signatures.js';
 
 /*
  * The fast paths (native secp256k1, field-by-field EIP-712 hashing) must give viem's bytes exactly:
@@ -217,11 +218,6 @@ describe(`secp256k1 (${secp256k1Backend})`, () => {
 
 describe('H-1 non-canonical signatures: signatureProblem refuses the forms ECDSA.recover refuses', () => {
   const n = SECP256K1_N;
-  const parts = (sig: Hex) => ({
-    r: BigInt(`0x${sig.slice(2, 66)}`),
-    s: BigInt(`0x${sig.slice(66, 130)}`),
-    v: parseInt(sig.slice(130), 16),
-  });
   const join = (r: bigint, s: bigint, v: number) =>
     `0x${toHex(r, { size: 32 }).slice(2)}${toHex(s, { size: 32 }).slice(2)}${v.toString(16).padStart(2, '0')}` as Hex;
 
@@ -239,10 +235,8 @@ describe('H-1 non-canonical signatures: signatureProblem refuses the forms ECDSA
     await fc.assert(
       fc.asyncProperty(privateKey, bytes32, async (key, digest) => {
         const signed = await sign({ hash: digest, privateKey: key, to: 'hex' });
-        const { r, s, v } = parts(signed);
         const signer = privateKeyToAccount(key).address;
-        const parity = join(r, s, v - 27);
-        const highS = join(r, n - s, v === 27 ? 28 : 27);
+        const { parity, highS } = nonCanonical(signed);
         for (const twin of [parity, highS]) {
           // viem (and so a node without this check) recovers the signer from both...
           expect(await recoverAddress({ hash: digest, signature: twin })).toBe(signer);
