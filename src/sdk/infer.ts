@@ -237,8 +237,9 @@ async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortS
     try {
       wire = await send();
     } catch (error) {
-      if (!isGlassboxError(error, 'PAYMENT_REQUIRED')) throw error;
-      // Pay-after with credit: the provider wants what it is owed before serving more.
+      // Pay-after with credit: the provider wants what it is owed before serving more. (Refused
+      // for want of a deposit, field `client`, no voucher helps.)
+      if (!isGlassboxError(error, 'PAYMENT_REQUIRED') || error.field === 'client') throw error;
       const [result] = await sendVouchers(client, {
         providers: [provider.address],
         timeoutMs: ctx.attemptTimeoutMs,
