@@ -123,6 +123,7 @@ export async function createNode(
     provider: address,
     domain: { chainId: chain.chainId, verifyingContract: deployment.contracts.paymentEscrow },
     creditLimit: config.creditLimit,
+    escrowTtlMs: config.escrowCacheMs,
   });
   const serial = createSerial();
   let url = '';
@@ -241,6 +242,7 @@ export async function createNode(
         const chainParams = await readChainParams(chain);
         const { gasLimit } = await chain.publicClient.getBlock({ blockTag: 'latest' });
         checkChainLimits(config, chainParams, gasLimit, has('provider'));
+        if (has('provider')) checkRedeemInterval(config.redeemIntervalMs, chainParams.withdrawalDelayMs);
         dataCapBytes = dataCap({ maxDataBytes: chainParams.maxDataBytes, blockGasLimit: gasLimit });
         if (has('provider') || has('committee')) {
           // Serving (or judging) under a profile no verifier runs would make answers uncheckable.
@@ -416,6 +418,21 @@ async function modelRefusal(chain: GlassboxClient, pkg: ModelPackage): Promise<s
   if (record.exact !== exact)
     return `registered on chain as ${record.exact ? 'exact' : 'not exact'} (by ${record.owner}), but its manifest's policy is ${pkg.manifest.policy.kind}`;
   return undefined;
+}
+
+/**
+ * A client can withdraw what providers have not redeemed one withdrawal delay after it asks, and
+ * the node notices the request only at its next read of the escrow: a redemption must come well
+ * within the delay, or what was served meanwhile is lost (audit H-2). 0 means "only on stop" (tests,
+ * and operators who redeem by hand; docs/node.md says what that risks).
+ */
+function checkRedeemInterval(intervalMs: number, withdrawalDelayMs: number): void {
+  if (intervalMs > 0 && intervalMs * 2 >= withdrawalDelayMs)
+    throw new GlassboxError(
+      'CONFIG_INVALID',
+      `redeemIntervalMs ${intervalMs} is not below half the chain's withdrawal delay (${withdrawalDelayMs} ms): a client could withdraw what the node served before it redeems`,
+      { field: 'redeemIntervalMs', details: { redeemIntervalMs: intervalMs, withdrawalDelayMs } },
+    );
 }
 
 async function loadDeployment(config: NodeConfig): Promise<Deployment> {

@@ -78,8 +78,13 @@ export type ClientState = {
   health: Map<Address, ProviderHealth>;
   payments: Map<Address, PaymentAccount>;
   answers: Map<string, RememberedAnswer>;
+  /** Hedged requests still running after their call returned: charged if they verify (infer.ts). */
+  background: Set<BackgroundRequest>;
   engine?: Promise<Engine>;
 };
+
+/** A request left running in the background: cancel it, or wait until it settled (never rejects). */
+export type BackgroundRequest = { readonly controller: AbortController; readonly settled: Promise<void> };
 
 export type Client = {
   readonly chainId: number;
@@ -143,12 +148,20 @@ export async function createClient(params: CreateClientParameters): Promise<Clie
       health: new Map(),
       payments: new Map(),
       answers: new Map(),
+      background: new Set(),
     },
   };
 }
 
-/** Releases what the client holds (the local re-execution engine). */
+/**
+ * Releases what the client holds: cancels the hedged requests still running in the background (so
+ * nothing runs after this returns; an answer they would have brought is not paid for) and closes
+ * the local re-execution engine. Call `settle` first to pay for those answers.
+ */
 export async function closeClient(client: Client): Promise<void> {
+  const background = [...client.state.background];
+  for (const request of background) request.controller.abort();
+  await Promise.all(background.map((request) => request.settled));
   const engine = client.state.engine;
   client.state.engine = undefined;
   if (engine) await (await engine).close();

@@ -4,6 +4,7 @@ import { hashTensors } from '../protocol/encoding.js';
 import { isGlassboxError } from '../protocol/errors.js';
 import { modelDigest, type TensorSpec } from '../protocol/manifest.js';
 import { recoverReceiptSigner, ZERO_HASH, type SignedReceipt } from '../protocol/receipt.js';
+import { signatureProblem } from '../protocol/secp256k1.js';
 import type { TensorMap } from '../protocol/tensor.js';
 import type { Client } from './client.js';
 import type { ProviderCandidate } from './discovery.js';
@@ -79,15 +80,20 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
 
   // signature and signer
   let signer: Address | undefined;
-  try {
-    signer = await recoverReceiptSigner(params.receipt, {
-      chainId: client.chainId,
-      verifyingContract: client.deployment.contracts.receiptLedger,
-    });
-    push('signature', true, `recovers to ${signer}`);
-  } catch (error) {
-    push('signature', false, isGlassboxError(error) ? error.shortMessage : String(error));
-  }
+  // The chain recovers only canonical signatures (ReceiptLedger.recoverSigner returns 0 for the
+  // rest): a receipt signed otherwise could back no challenge or equivocation report (audit L-8).
+  const problem = signatureProblem(params.receipt.signature);
+  if (problem) push('signature', false, `not canonical, so the chain would not recover it: ${problem}`);
+  else
+    try {
+      signer = await recoverReceiptSigner(params.receipt, {
+        chainId: client.chainId,
+        verifyingContract: client.deployment.contracts.receiptLedger,
+      });
+      push('signature', true, `recovers to ${signer}`);
+    } catch (error) {
+      push('signature', false, isGlassboxError(error) ? error.shortMessage : String(error));
+    }
   if (signer !== undefined) {
     const key = `${r.provider.toLowerCase()}:${signer.toLowerCase()}`;
     let registered = client.state.signers.has(key);

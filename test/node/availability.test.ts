@@ -1,4 +1,4 @@
-import { bytesToHex, getAddress, keccak256 } from 'viem';
+import { bytesToHex, keccak256 } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   challengeAvailability,
@@ -23,6 +23,7 @@ import { exampleDir } from '../support/examples.js';
 import {
   CLIENT,
   E18,
+  fundClients,
   inferBody,
   post,
   PRICE,
@@ -48,6 +49,7 @@ const CHALLENGER = 5;
 
 beforeAll(async () => {
   chain = await startTestChain();
+  await fundClients(chain);
   const start = async (i: number, fault?: object) => {
     const dir = await tempDir();
     dirs.push(dir);
@@ -72,7 +74,7 @@ async function committedBatch(node: GlassboxNode) {
   const answers: InferResponse[] = [];
   const pkg = [...node.models.values()][0]!;
   for (let i = 0; i < 3; i++) {
-    const res = await post(`${node.url}/v1/infer`, inferBody(pkg, getAddress(chain.address(CLIENT[0]))));
+    const res = await post(`${node.url}/v1/infer`, await inferBody(node, pkg, chain.key(CLIENT[0])));
     expect(res.status).toBe(200);
     answers.push((await res.json()) as InferResponse);
   }
@@ -105,7 +107,7 @@ describe('availability challenges against a provider node', () => {
     });
     expect(receiptHash(answered!.args.receipt)).toBe(hashes[1]);
     // the inputs on chain are exactly what the client sent, in the canonical encoding
-    const sent = inferBody(pkg, getAddress(chain.address(CLIENT[0]))).inputs;
+    const sent = (await inferBody(honest, pkg, chain.key(CLIENT[0]))).inputs;
     expect(answered!.args.inputs).toBe(bytesToHex(encodeTensors(inputsFromJson(pkg.manifest.inputs, sent))));
   });
 

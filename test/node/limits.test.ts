@@ -1,4 +1,3 @@
-import { getAddress } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   challengeAvailability,
@@ -20,7 +19,7 @@ import {
   startTestChain,
   startTestNode,
   tempDir,
-  testClient,
+  fundClients,
   type TestChain,
 } from './support.js';
 
@@ -52,7 +51,7 @@ beforeAll(async () => {
     batch: { maxReceipts: 1, maxAgeMs: 60_000 },
   });
   iris = [...node.models.values()].find((p) => p.manifest.name === 'iris')!;
-  await testClient(chain, CLIENT[0]).deposit(10n ** 21n);
+  await fundClients(chain);
 });
 
 afterAll(async () => {
@@ -68,9 +67,9 @@ describe('C-1 inputs too large to publish', () => {
     const cap = dataCap({ maxDataBytes: params.maxDataBytes, blockGasLimit: gasLimit });
     expect(cap).toBe(params.maxDataBytes); // anvil's 30M-gas blocks carry the chain's whole cap
 
-    const client = getAddress(chain.address(CLIENT[0]));
+    const key = chain.key(CLIENT[0]);
     // the audit's attack: 131,072 rows, 2 MiB of float32
-    const huge = inferBody(iris, client, { inputs: irisRows(131_072) });
+    const huge = await inferBody(node, iris, key, { inputs: irisRows(131_072) });
     const r = await post(`${node.url}/v1/infer`, huge);
     expect(r.status).toBe(413);
     const problem = (await r.json()) as { code: string; field: string; details: { limitBytes: number } };
@@ -78,7 +77,7 @@ describe('C-1 inputs too large to publish', () => {
     expect((await fetch(`${node.url}/v1/receipts/${huge.requestId as string}`)).status).toBe(404);
 
     // inputs under the cap whose outputs take the total over it: refused after the run, unsigned
-    const wide = inferBody(iris, client, { inputs: irisRows(2500) }); // 40 KB in, ~50 KB out
+    const wide = await inferBody(node, iris, key, { inputs: irisRows(2500) }); // 40 KB in, ~50 KB out
     const w = await post(`${node.url}/v1/infer`, wide);
     expect(w.status).toBe(422);
     expect(await w.json()).toMatchObject({ code: 'OUTPUT_TOO_LARGE', field: 'outputs' });
@@ -86,8 +85,7 @@ describe('C-1 inputs too large to publish', () => {
   });
 
   it('the largest receipt it does sign, challenged for availability, is answered on chain by the node: the provider keeps its stake', async () => {
-    const client = getAddress(chain.address(CLIENT[0]));
-    const body = inferBody(iris, client, { inputs: irisRows(1200) }); // ~19 KB in, ~24 KB out
+    const body = await inferBody(node, iris, chain.key(CLIENT[0]), { inputs: irisRows(1200) }); // ~19 KB in, ~24 KB out
     const r = await post(`${node.url}/v1/infer`, body);
     expect(r.status).toBe(200);
     const { receipt } = (await r.json()) as { receipt: StoredReceipt['receipt'] };

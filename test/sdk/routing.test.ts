@@ -175,7 +175,7 @@ describe('failover and hedging', () => {
     expect(result.report.hedged).toBe(true);
     expect(slow.requests()).toBe(1);
     expect(elapsed).toBeLessThan(1200);
-    expect(charged(c)[slow.address]).toBeUndefined();
+    // (the slow one finishes in the background and is paid once it verifies: payments.test.ts, M-4)
   });
 
   it('hedges on the measured p95 when no fixed budget is set', async () => {

@@ -2,9 +2,10 @@ import fc from 'fast-check';
 import { toHex, hexToBytes, type Hex } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isGlassboxError } from '../../src/protocol/errors.js';
-import type { Receipt, SignedReceipt } from '../../src/protocol/receipt.js';
+import { recoverReceiptSigner, type Receipt, type SignedReceipt } from '../../src/protocol/receipt.js';
 import { closeClient, infer, verifyReceipt, type CheckName, type Client } from '../../src/sdk/index.js';
 import { exampleSamples } from '../support/examples.js';
+import { nonCanonical } from '../support/signatures.js';
 import { startNetwork, type Network } from './support/network.js';
 import type { TestProvider } from './support/provider.js';
 
@@ -151,6 +152,35 @@ describe('verifyReceipt: one changed byte', () => {
       );
     });
   }
+});
+
+describe('L-8 non-canonical receipt signatures', () => {
+  it('fail the signature check, although they recover to the signer off chain', async () => {
+    const pkg = net.models['iris-int8'];
+    const inputs = exampleSamples(pkg, 'iris-int8');
+    const result = await infer(client, { model: pkg.id, inputs, maxPrice: 5000n });
+    const signed = result.receipts[0]!;
+    const domain = { chainId: client.chainId, verifyingContract: client.deployment.contracts.receiptLedger };
+    const { parity, highS } = nonCanonical(signed.signature);
+    for (const signature of [parity, highS]) {
+      const twin = { ...signed, signature };
+      expect(await recoverReceiptSigner(twin, domain)).toBe(honest.signer);
+      const report = await verifyReceipt(client, {
+        receipt: twin,
+        model: pkg.id,
+        requestId: signed.receipt.requestId,
+        provider: honest.address,
+        maxPrice: 5000n,
+        inputs,
+        outputs: result.outputs,
+      });
+      expect(report.ok).toBe(false);
+      expect(report.checks.find((c) => c.check === 'signature')).toMatchObject({
+        ok: false,
+        detail: expect.stringContaining('not canonical') as string,
+      });
+    }
+  });
 });
 
 describe('a provider that fails verification', () => {

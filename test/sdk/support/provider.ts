@@ -22,6 +22,7 @@ import { GlassboxError, isGlassboxError } from '../../../src/protocol/errors.js'
 import { inputsFromJson } from '../../../src/protocol/inputs.js';
 import { modelDigest, type ModelPackage } from '../../../src/protocol/manifest.js';
 import { signReceipt, signedReceiptToJson, ZERO_HASH, type Receipt } from '../../../src/protocol/receipt.js';
+import { requestMessage, verifyRequestSignature } from '../../../src/protocol/request.js';
 import type { Tensor, TensorMap } from '../../../src/protocol/tensor.js';
 import { recoverVoucherSigner, type SignedVoucher } from '../../../src/protocol/voucher.js';
 import { createOnnxEngine, type Engine } from '../../../src/runtime/index.js';
@@ -30,8 +31,9 @@ import type { BlobStore } from '../../../src/store/index.js';
 /*
  * A small provider that follows src/protocol/api.ts, for the SDK's tests until src/node lands:
  * real onnxruntime engine, real store, real EIP-712 receipts signed by a registered key, real
- * vouchers checked and redeemed on the real chain. Fault switches make it slow, perturb its
- * outputs, overcharge, or ask to be paid (402) past a small credit limit.
+ * vouchers checked and redeemed on the real chain, the client's signature on each request checked.
+ * Fault switches make it slow, perturb its outputs, overcharge, or ask to be paid (402) past a
+ * small credit limit.
  */
 
 export type Faults = {
@@ -106,7 +108,9 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
           ? 402
           : error.code === 'MODEL_NOT_FOUND' || error.code === 'NOT_FOUND' || error.code === 'BLOB_NOT_FOUND'
             ? 404
-            : 400;
+            : error.code === 'SIGNATURE_INVALID' && error.field === 'signature'
+              ? 401
+              : 400;
       return reply.status(status).type('application/problem+json').send(error.toProblem());
     }
     return reply.status(500).send({ code: 'RUN_FAILED', message: String(error) });
@@ -167,6 +171,13 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
     const body = parseWire(inferRequestSchema, request.body, 'request');
     const pkg = models.get(body.model);
     if (!pkg) throw new GlassboxError('MODEL_NOT_FOUND', `model ${body.model} is not served here`);
+    const inputs = inputsFromJson(pkg.manifest.inputs, body.inputs);
+    // Like the node: the client must prove it sent the request before anything else.
+    await verifyRequestSignature(
+      requestMessage(body, { provider: address, inputHash: hashTensors(inputs) }),
+      body.signature as Hex,
+      domain,
+    );
     if (body.voucher && !faults.ignoreAttachedVouchers) await acceptVoucher(body.voucher);
     const price =
       faults.chargePrice ?? (await getOffer(params.chain, { provider: address, model: body.model })).price;
@@ -179,7 +190,6 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
         details: { owed: owed.toString() },
       });
     }
-    const inputs = inputsFromJson(pkg.manifest.inputs, body.inputs);
     const result = await engine.run(pkg, inputs, { trace: body.trace === true });
     const outputs = faults.perturb
       ? perturb(result.outputs, faults.perturb === 'random' ? 1000 + ++counter : 1)
