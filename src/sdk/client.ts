@@ -75,6 +75,10 @@ export type ClientState = {
   manifests: Map<string, Promise<ModelManifest>>;
   models: Map<Address, { at: number; value: Promise<ProviderModels> }>;
   signers: Set<string>;
+  /** Runtime profile hashes found admitted on chain (lower case; admissions are final). */
+  admittedRuntimes: Set<string>;
+  /** The chain's maxDataBytes (immutable), read once. */
+  maxDataBytes?: Promise<number>;
   health: Map<Address, ProviderHealth>;
   payments: Map<Address, PaymentAccount>;
   answers: Map<string, RememberedAnswer>;
@@ -145,6 +149,7 @@ export async function createClient(params: CreateClientParameters): Promise<Clie
       manifests: new Map(),
       models: new Map(),
       signers: new Set(),
+      admittedRuntimes: new Set(),
       health: new Map(),
       payments: new Map(),
       answers: new Map(),

@@ -1,7 +1,9 @@
-import { toHex, type Address, type Hex } from 'viem';
-import { hashTensors, tensorsFromJson, tensorsToJson, type JsonTensor } from '../protocol/encoding.js';
+import { bytesToHex, toHex, type Address, type Hex } from 'viem';
+import { readFrom } from '../chain/contracts.js';
+import { encodeTensors, tensorsFromJson, tensorsToJson, type JsonTensor } from '../protocol/encoding.js';
 import { GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
 import { checkInputs, inputsFromJson } from '../protocol/inputs.js';
+import { keccak256Bytes } from '../protocol/keccak.js';
 import type { ModelManifest } from '../protocol/manifest.js';
 import { agree, type ComparisonPolicy } from '../protocol/policy.js';
 import type { SignedReceipt } from '../protocol/receipt.js';
@@ -16,7 +18,7 @@ import { getManifest, getPackage } from './manifests.js';
 import { chargeable, currentVoucher, recordCharge, sendVouchers } from './payments.js';
 import { rankProviders } from './select.js';
 import { postInfer } from './transport.js';
-import { getProviderModels, verifyReceipt, type Check, type ReceiptReport } from './verify.js';
+import { verifyReceipt, type Check, type ReceiptReport } from './verify.js';
 
 export type InferMode = 'receipt' | 'local' | { readonly quorum: number };
 
@@ -135,13 +137,15 @@ export async function infer(client: Client, params: InferParameters): Promise<In
   const manifest = await getManifest(client, params.model, ranked);
   const inputs = isTensorMap(params.inputs) ? params.inputs : inputsFromJson(manifest.inputs, params.inputs);
   checkInputs(manifest.inputs, inputs);
+  const inputBytes = encodeTensors(inputs);
+  await checkDataCap(client, inputBytes.byteLength);
   const ctx: Context = {
     client,
     params,
     manifest,
     inputs,
     inputsJson: tensorsToJson(inputs),
-    inputHash: hashTensors(inputs),
+    inputHash: bytesToHex(keccak256Bytes(inputBytes)),
     local: mode === 'local',
     chargeEach: typeof mode !== 'object',
     deadline,
@@ -158,6 +162,28 @@ export async function infer(client: Client, params: InferParameters): Promise<In
     report: { ok: true, mode: ctx.local ? 'local' : 'receipt', receipts: [answer.report], rejected, hedged },
     ...(evidence ? { evidence } : {}),
   };
+}
+
+/**
+ * No provider may sign a receipt over more data than one transaction can publish (the chain's
+ * `maxDataBytes`, audit C-1), so inputs over it are refused here, before any provider is asked.
+ */
+async function checkDataCap(client: Client, sizeBytes: number): Promise<void> {
+  const read = (client.state.maxDataBytes ??= readFrom<number>(
+    client.chain,
+    'disputeManager',
+    'maxDataBytes',
+  ).then(Number));
+  const limitBytes = await read.catch((error: unknown) => {
+    client.state.maxDataBytes = undefined;
+    throw error;
+  });
+  if (sizeBytes > limitBytes)
+    throw new GlassboxError(
+      'INPUT_TOO_LARGE',
+      `the inputs take ${sizeBytes} bytes in canonical encoding; no provider may sign a receipt over more than ${limitBytes} (the chain's maxDataBytes: what one transaction can publish if the data is challenged)`,
+      { field: 'inputs', details: { sizeBytes, limitBytes } },
+    );
 }
 
 function isTensorMap(value: InferParameters['inputs']): value is TensorMap {
@@ -203,7 +229,6 @@ async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortS
   const requestId = randomRequestId();
   const opts = { signal, timeoutMs: ctx.attemptTimeoutMs };
   const quoteCap = provider.price < params.maxPrice ? provider.price : params.maxPrice;
-  const modelsPromise = client.options.runtimes ? undefined : getProviderModels(client, provider, opts);
   const head = {
     requestId,
     model: params.model,
@@ -232,6 +257,7 @@ async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortS
     );
   };
   const started = performance.now();
+  const sentAt = Date.now();
   let wire;
   try {
     try {
@@ -260,7 +286,6 @@ async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortS
   } catch (error) {
     decodeProblem = isGlassboxError(error) ? error.shortMessage : String(error);
   }
-  const models = modelsPromise ? await modelsPromise.catch(() => undefined) : undefined;
   const base = await verifyReceipt(client, {
     receipt: wire.receipt,
     model: params.model,
@@ -271,7 +296,7 @@ async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortS
     ...(outputs ? { outputs, outputSpecs: ctx.manifest.outputs } : {}),
     ...(params.trace ? { trace: true } : {}),
     quote: provider,
-    ...(models ? { models } : {}),
+    sentAtMs: sentAt,
   });
   const extra: Check[] = [];
   if (decodeProblem)

@@ -78,6 +78,7 @@ export type TestChain = {
 export async function startTestChain(
   params: Partial<ChainParams> = TEST_PARAMS,
   accounts = 12,
+  runtimes: readonly string[] = [TEST_RUNTIME, ENGINE_RUNTIME],
 ): Promise<TestChain> {
   const anvil = await startAnvil({ accounts });
   try {
@@ -86,7 +87,7 @@ export async function startTestChain(
       chainId: anvil.chainId,
       account: anvil.accounts[0]!.privateKey,
       params,
-      runtimes: [TEST_RUNTIME, ENGINE_RUNTIME],
+      runtimes,
       pollingIntervalMs: 5,
     });
     const base: GlassboxClient = {

@@ -8,7 +8,10 @@ import {
 } from '../../src/chain/index.js';
 import type { GlassboxNode } from '../../src/node/index.js';
 import type { StoredReceipt } from '../../src/protocol/api.js';
+import type { GlassboxError} from '../../src/protocol/errors.js';
+import { isGlassboxError } from '../../src/protocol/errors.js';
 import { dataCap } from '../../src/protocol/limits.js';
+import { TEST_RUNTIME } from '../chain/support.js';
 import { receiptHash, signedReceiptFromJson } from '../../src/protocol/receipt.js';
 import type { ModelPackage } from '../../src/protocol/manifest.js';
 import {
@@ -107,5 +110,22 @@ describe('C-1 inputs too large to publish', () => {
     await node.tickRoles(); // the node publishes receipt, inputs and outputs in one transaction
     expect((await getChallenge(chain.as(0), challengeId)).status).toBe('answered');
     expect((await getProvider(chain.as(0), node.address)).stake).toBe(stakeBefore);
+  });
+});
+
+describe('C-3 a provider may serve only under an admitted runtime profile', () => {
+  it('refuses to start under a profile the chain never admitted, naming it', async () => {
+    const other = await startTestChain(undefined, 4, [TEST_RUNTIME]); // the engine's profile not admitted
+    const dir = await tempDir();
+    try {
+      const error = await startTestNode(other, PROVIDER[0], dir.dir).catch((e: unknown) => e);
+      expect(isGlassboxError(error, 'PROFILE_MISMATCH')).toBe(true);
+      expect((error as GlassboxError).field).toBe('runtime');
+      expect((error as GlassboxError).shortMessage).toMatch(/not admitted on chain/);
+      expect((await getProvider(other.as(0), other.address(PROVIDER[0]))).registered).toBe(false);
+    } finally {
+      await other.stop();
+      await dir.remove();
+    }
   });
 });

@@ -1,7 +1,9 @@
 import fc from 'fast-check';
 import { toHex, hexToBytes, type Hex } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getProvider, reportUnadmittedRuntime } from '../../src/chain/index.js';
 import { isGlassboxError } from '../../src/protocol/errors.js';
+import { runtimeHash } from '../../src/protocol/runtime-profile.js';
 import { recoverReceiptSigner, type Receipt, type SignedReceipt } from '../../src/protocol/receipt.js';
 import { closeClient, infer, verifyReceipt, type CheckName, type Client } from '../../src/sdk/index.js';
 import { exampleSamples } from '../support/examples.js';
@@ -35,6 +37,7 @@ const ALL_CHECKS: CheckName[] = [
   'outputs',
   'price',
   'runtime',
+  'timestamp',
 ];
 
 describe('receipt mode', () => {
@@ -75,6 +78,40 @@ describe('receipt mode', () => {
     });
     expect(result.report.mode).toBe('local');
     expect(result.report.receipts[0]!.checks.find((c) => c.check === 'local')).toMatchObject({ ok: true });
+  });
+});
+
+describe('C-3 a runtime profile nobody runs', () => {
+  it('a receipt under a profile never admitted fails the runtime check, and the receipt alone gets its provider slashed', async () => {
+    const extended = runtimeHash({ ...net.engine.profile, graphOptimizationLevel: 'extended' });
+    const liar = await net.startProvider({
+      account: 5,
+      price: 10n,
+      faults: { runtime: extended, perturb: 'fixed' },
+    });
+    const c = await net.client();
+    try {
+      const pkg = net.models['iris-int8'];
+      // the liar is the cheapest, so it is asked first; its answer does not verify, the honest one does
+      const result = await infer(c, {
+        model: pkg.id,
+        inputs: exampleSamples(pkg, 'iris-int8'),
+        maxPrice: 5000n,
+        hedgeAfterMs: false,
+      });
+      expect(result.providers).toEqual([honest.address]);
+      const refused = result.report.rejected.find((r) => r.provider === liar.address)!;
+      expect(refused.code).toBe('VERIFICATION_FAILED');
+      const runtime = refused.report!.checks.find((x) => x.check === 'runtime')!;
+      expect(runtime.ok).toBe(false);
+      expect(runtime.detail).toMatch(/not the profile .* declared on chain/);
+      // and the signed receipt is evidence enough: nobody could ever have checked it
+      const before = (await getProvider(c.chain, liar.address)).stake;
+      const { slashed } = await reportUnadmittedRuntime(c.chain, refused.report!.receipt);
+      expect(slashed).toBe(before / 2n);
+    } finally {
+      await closeClient(c);
+    }
   });
 });
 

@@ -7,6 +7,7 @@ import {
   redeemVoucher,
   registerProvider,
   setOffer,
+  setRuntime,
   type GlassboxClient,
 } from '../../../src/chain/index.js';
 import {
@@ -39,6 +40,11 @@ import type { BlobStore } from '../../../src/store/index.js';
 export type Faults = {
   /** Wait this long before answering /v1/infer. */
   delayMs?: number;
+  /**
+   * Sign receipts under this runtime profile hash instead of the engine's (which it still declares
+   * on chain): a provider claiming a profile nobody else runs, to escape re-execution.
+   */
+  runtime?: Hex;
   /** Perturb the first output element: 'fixed' always the same way, 'random' differently each time. */
   perturb?: 'fixed' | 'random';
   /** Charge this instead of the chain's effective price. */
@@ -203,7 +209,7 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
       inputHash: result.inputHash,
       outputHash: faults.perturb ? hashOutputs(outputs) : result.outputHash,
       paramsHash: ZERO_HASH,
-      runtime: result.runtime,
+      runtime: faults.runtime ?? result.runtime,
       traceRoot: result.traceRoot,
       price,
       timestamp: BigInt(Date.now()),
@@ -216,6 +222,8 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
   await app.listen({ host: '127.0.0.1', port: 0 });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   await registerProvider(params.chain, { endpoint: url, signer: signer.address, stake: params.stake });
+  await setRuntime(params.chain, engine.runtimeHash); // admitted by the test chain
+
   for (const m of params.models) await setOffer(params.chain, { model: m.id, price: params.price });
 
   return {
