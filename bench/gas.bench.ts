@@ -9,6 +9,7 @@ import {
   commitBatch,
   commitVote,
   connect,
+  drawCommittee,
   deployGlassbox,
   deposit,
   ensureAllowance,
@@ -19,10 +20,12 @@ import {
   registerProvider,
   releaseHold,
   reportEquivocation,
+  reportUnadmittedRuntime,
   resolveChallenge,
   revealVote,
   sendTo,
   setOffer,
+  setRuntime,
   setVoter,
   startAnvil,
   withAccount,
@@ -58,6 +61,7 @@ beforeAll(async () => {
     rpcUrl: anvil.rpcUrl,
     chainId: anvil.chainId,
     account: anvil.accounts[0]!.privateKey,
+    runtimes: ['runtime'], // h('runtime'), the runtime of the receipts below
     pollingIntervalMs: 5,
   });
   const base = {
@@ -96,6 +100,7 @@ it('records the gas of every action and the amortised cost per inference', async
   gas['stake (add)'] = Number(
     (await sendTo(clients[1]!, 'providerRegistry', 'addStake', [minStake])).gasUsed,
   );
+  gas['declare runtime profile (setRuntime)'] = Number((await setRuntime(clients[1]!, h('runtime'))).gasUsed);
   gas['set offer (new)'] = Number((await setOffer(clients[1]!, { model, price: 1000n })).gasUsed);
   gas['set offer (increase, pending)'] = Number(
     (await setOffer(clients[1]!, { model, price: 2000n })).gasUsed,
@@ -106,6 +111,7 @@ it('records the gas of every action and the amortised cost per inference', async
       signer: addr(i),
       stake: minStake + BigInt(i) * E18,
     });
+    await setRuntime(clients[i]!, h('runtime')); // committees are drawn among voters of the runtime
     const voted = await setVoter(clients[i]!, true); // committee duty: only voters are drawn
     if (i === 2) gas['opt in to committee duty (setVoter)'] = Number(voted.gasUsed);
   }
@@ -124,18 +130,25 @@ it('records the gas of every action and the amortised cost per inference', async
       escrowDomain,
     );
   gas['redeem voucher (first)'] = Number((await redeemVoucher(clients[1]!, await voucher(5n * E18))).gasUsed);
-  gas['redeem voucher (later, joins the hold)'] = Number(
+  gas['redeem voucher (later, same hold bucket)'] = Number(
     (await redeemVoucher(clients[1]!, await voucher(9n * E18))).gasUsed,
   );
   const rpc = (method: string, params: unknown[]) =>
     clients[0]!.publicClient.request({ method, params } as never);
-  await rpc('evm_increaseTime', [Math.ceil(DEFAULT_PARAMS.paymentHoldMs / 1000)]);
+  // a redemption in a later slot opens a bucket of its own (each waits its own hold)
+  await rpc('evm_increaseTime', [Math.ceil(DEFAULT_PARAMS.paymentHoldMs / 8000) + 1]);
+  await rpc('evm_mine', []);
+  gas['redeem voucher (later, new hold bucket)'] = Number(
+    (await redeemVoucher(clients[1]!, await voucher(12n * E18))).gasUsed,
+  );
+  await rpc('evm_increaseTime', [Math.ceil((DEFAULT_PARAMS.paymentHoldMs * 9) / 8000)]);
   await rpc('evm_mine', []);
   gas['release a finished hold'] = Number(
     (await releaseHold(clients[1]!, { client: addr(9), provider: addr(1) })).gasUsed,
   );
 
   // batches
+  const now = (await clients[0]!.publicClient.getBlock()).timestamp * 1000n;
   const receiptDomain = {
     chainId: anvil.chainId,
     verifyingContract: clients[0]!.deployment.contracts.receiptLedger,
@@ -151,7 +164,7 @@ it('records the gas of every action and the amortised cost per inference', async
     runtime: h('runtime'),
     traceRoot: `0x${'0'.repeat(64)}`,
     price: 1000n,
-    timestamp: 1_700_000_000_000n + BigInt(i),
+    timestamp: now + BigInt(i), // inside the challenge window
     ...over,
   });
   const warm = batchTree([receiptHash(receipt(0))]);
@@ -171,28 +184,54 @@ it('records the gas of every action and the amortised cost per inference', async
   const b = await signReceipt(signer, receipt(1, { outputHash: h('y') }), receiptDomain);
   gas['equivocation slash'] = Number((await reportEquivocation(clients[10]!, { a, b })).gasUsed);
 
-  // a whole challenge: open, 5 commits, 5 reveals, resolve
+  // a whole challenge: open, draw, 5 commits, 5 reveals, resolve
   const signed = await signReceipt(signer, receipt(2), receiptDomain);
   await ensureAllowance(clients[10]!, 'disputeManager', DEFAULT_PARAMS.challengeBond);
-  const opened = await openChallenge(clients[10]!, { ...signed, inputsUri: 'ipfs://inputs' });
-  let total = opened.gasUsed;
-  gas['challenge: open (draws committee)'] = Number(opened.gasUsed);
+  const openAndDraw = async (params: Parameters<typeof openChallenge>[1]) => {
+    const o = await openChallenge(clients[10]!, params);
+    await rpc('anvil_mine', ['0x2']); // the draw block, and one after it
+    return { opened: o, drawn: await drawCommittee(clients[11]!, o.challengeId) };
+  };
+  const { opened, drawn } = await openAndDraw({ ...signed, inputsUri: 'ipfs://inputs' });
+  const committee = drawn.committee;
+  let total = opened.gasUsed + drawn.gasUsed;
+  gas['challenge: open'] = Number(opened.gasUsed);
+  gas['challenge: draw the committee (a block later)'] = Number(drawn.gasUsed);
   const byAddress = (m: string) => clients[anvil.accounts.findIndex((x) => x.address === m)]!;
   let commits = 0n;
   let reveals = 0n;
-  for (const m of opened.committee)
+  for (const m of committee)
     commits += (await commitVote(byAddress(m), { challengeId: opened.challengeId, guilty: true, salt: h(m) }))
       .gasUsed;
-  for (const m of opened.committee)
+  for (const m of committee)
     reveals += (await revealVote(byAddress(m), { challengeId: opened.challengeId, guilty: true, salt: h(m) }))
       .gasUsed;
   const resolved = await resolveChallenge(clients[11]!, opened.challengeId);
   expect(resolved.status).toBe('upheld');
   total += commits + reveals + resolved.gasUsed;
-  gas['challenge: commit vote (each)'] = Number(commits) / opened.committee.length;
-  gas['challenge: reveal vote (each)'] = Number(reveals) / opened.committee.length;
+  gas['challenge: commit vote (each)'] = Number(commits) / committee.length;
+  gas['challenge: reveal vote (each)'] = Number(reveals) / committee.length;
   gas['challenge: resolve (slash + split)'] = Number(resolved.gasUsed);
-  gas[`whole challenge (committee of ${opened.committee.length})`] = Number(total);
+  gas[`whole challenge (committee of ${committee.length})`] = Number(total);
+
+  // a whole challenge in which one member votes against the verdict and pays the others
+  const dissent = await openAndDraw({ ...(await signReceipt(signer, receipt(6), receiptDomain)), inputsUri: 'x' });
+  for (const [i, m] of dissent.drawn.committee.entries())
+    await commitVote(byAddress(m), { challengeId: dissent.opened.challengeId, guilty: i > 0, salt: h(m) });
+  for (const [i, m] of dissent.drawn.committee.entries())
+    await revealVote(byAddress(m), { challengeId: dissent.opened.challengeId, guilty: i > 0, salt: h(m) });
+  gas['challenge: resolve with a dissenting member (penalty shared)'] = Number(
+    (await resolveChallenge(clients[11]!, dissent.opened.challengeId)).gasUsed,
+  );
+
+  // a receipt under a runtime profile nobody admitted: slashed on sight
+  gas['unadmitted runtime report (slash)'] = Number(
+    (
+      await reportUnadmittedRuntime(clients[10]!, {
+        ...(await signReceipt(signer, receipt(7, { runtime: h('nobody runs this') }), receiptDomain)),
+      })
+    ).gasUsed,
+  );
 
   // a bisected challenge: the first divergent step, proven against both trace roots
   const theirs = Array.from({ length: TRACE_STEPS }, (_, i) => h(`step${i}`));
@@ -203,9 +242,11 @@ it('records the gas of every action and the amortised cost per inference', async
     (await openChallenge(clients[10]!, { ...traced, inputsUri: 'ipfs://inputs', divergence })).gasUsed,
   );
 
-  // availability: challenge a committed receipt, the provider publishes it and 1 KiB of inputs
-  const inputs = new Uint8Array(1024).fill(7);
-  const held = receipt(4, { inputHash: keccak256(inputs) });
+  // availability: challenge a committed receipt, the provider publishes it with 1 KiB of inputs
+  // and outputs; then the same with the most data a receipt may carry (maxDataBytes, random bytes)
+  const inputs = new Uint8Array(768).fill(7);
+  const outputs = new Uint8Array(256).fill(9);
+  const held = receipt(4, { inputHash: keccak256(inputs), outputHash: keccak256(outputs) });
   const heldTree = batchTree([receiptHash(held), receiptHash(receipt(5))]);
   const { batchId } = await commitBatch(clients[1]!, { root: heldTree.root, count: 2, uri });
   const dataChallenge = await challengeAvailability(clients[10]!, {
@@ -215,28 +256,56 @@ it('records the gas of every action and the amortised cost per inference', async
     proof: heldTree.proof(0),
   });
   gas['availability: challenge'] = Number(dataChallenge.gasUsed);
-  gas['availability: answer (receipt + 1 KiB of inputs on chain)'] = Number(
-    (await answerAvailability(clients[1]!, { challengeId: dataChallenge.challengeId, receipt: held, inputs }))
-      .gasUsed,
+  gas['availability: answer (receipt + 1 KiB of inputs and outputs on chain)'] = Number(
+    (
+      await answerAvailability(clients[1]!, {
+        challengeId: dataChallenge.challengeId,
+        receipt: held,
+        inputs,
+        outputs,
+      })
+    ).gasUsed,
+  );
+  const maxInputs = crypto.getRandomValues(new Uint8Array(DEFAULT_PARAMS.maxDataBytes / 2));
+  const maxOutputs = crypto.getRandomValues(new Uint8Array(DEFAULT_PARAMS.maxDataBytes / 2));
+  const full = receipt(8, { inputHash: keccak256(maxInputs), outputHash: keccak256(maxOutputs) });
+  const fullTree = batchTree([receiptHash(full), receiptHash(receipt(9))]);
+  const fullBatch = await commitBatch(clients[1]!, { root: fullTree.root, count: 2, uri });
+  const fullChallenge = await challengeAvailability(clients[10]!, {
+    provider: addr(1),
+    batchId: fullBatch.batchId,
+    receiptHash: receiptHash(full),
+    proof: fullTree.proof(0),
+  });
+  gas[`availability: answer with maxDataBytes (${DEFAULT_PARAMS.maxDataBytes / 1024} KiB) of data`] = Number(
+    (
+      await answerAvailability(clients[1]!, {
+        challengeId: fullChallenge.challengeId,
+        receipt: full,
+        inputs: maxInputs,
+        outputs: maxOutputs,
+      })
+    ).gasUsed,
   );
 
-  // opening a challenge scans every registered provider (eligibleVoters): how it grows
-  const openWith = async (n: number) => {
+  // the draw walks the committee pool (voters staked at least the minimum): how it grows
+  const drawWith = async (n: number) => {
     const r = await signReceipt(signer, receipt(1000 + n), receiptDomain);
-    return Number((await openChallenge(clients[10]!, { ...r, inputsUri: 'ipfs://inputs' })).gasUsed);
+    return Number((await openAndDraw({ ...r, inputsUri: 'ipfs://inputs' })).drawn.gasUsed);
   };
-  const before = await openWith(0);
+  const before = await drawWith(0);
   for (let i = 12; i < 12 + EXTRA_PROVIDERS; i++) {
     await registerProvider(clients[i]!, {
       endpoint: `https://p${i}.example`,
       signer: addr(i),
       stake: minStake,
     });
+    await setRuntime(clients[i]!, h('runtime'));
     await setVoter(clients[i]!, true);
   }
-  const after = await openWith(EXTRA_PROVIDERS);
-  gas[`challenge: open, ${7 + EXTRA_PROVIDERS} providers registered`] = after;
-  gas['challenge: open, extra gas per registered provider'] = Math.round((after - before) / EXTRA_PROVIDERS);
+  const after = await drawWith(EXTRA_PROVIDERS);
+  gas[`challenge: draw, ${6 + EXTRA_PROVIDERS} voters in the pool`] = after;
+  gas['challenge: draw, extra gas per voter in the pool'] = Math.round((after - before) / EXTRA_PROVIDERS);
 
   const at1000 = perInference.find((p) => p.receipts === 1000)!.gasPerInference;
   // The target is recorded (target.met below), not asserted: a miss is a finding.

@@ -568,7 +568,14 @@ describe('the verified path on a devnet', () => {
     // What one request and its answer weigh on the wire, echoed by a bare server in another process.
     const wireBody = JSON.stringify(
       {
-        request: { requestId: signed.receipt.requestId, model, inputs: tensorsToJson(m.inputs), voucher },
+        // signature: the client's request signature is 65 bytes, as the receipt's is
+        request: {
+          requestId: signed.receipt.requestId,
+          model,
+          inputs: tensorsToJson(m.inputs),
+          voucher,
+          signature: signed.signature,
+        },
         answer: { outputs: tensorsToJson(result.outputs), receipt: signedReceiptToJson(signed) },
       },
       (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v),

@@ -82,8 +82,8 @@ it('puts every figure in one table: bench/results/latest.json and latest.md', as
     ),
     figure(
       '4',
-      'redeem voucher (later, joins the hold), per redemption',
-      gasOf('redeem voucher (later, joins the hold)'),
+      'redeem voucher (later, new hold bucket), per redemption',
+      gasOf('redeem voucher (later, new hold bucket)'),
       'gas',
       undefined,
       `one per redemption, not per inference; releasing a finished hold costs ${fmt(gasOf('release a finished hold'))} gas`,

@@ -13,46 +13,50 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 import {PaymentEscrow} from "./PaymentEscrow.sol";
 
 /// @title DisputeManager
-/// @notice Three ways a provider loses stake:
+/// @notice Four ways a provider loses stake:
 ///  (a) equivocation: two receipts it signed for the same model, inputHash, paramsHash and
 ///      runtime with different outputHash, on a model whose policy is exact. Proven by the
 ///      receipts alone; slashed at once, the reporter rewarded.
-///  (b) a challenge: anyone posts `challengeBond` and a receipt (signed, or proven included in a
-///      batch the provider committed) claiming it is wrong, with a URI for its inputs. A committee
-///      of up to `committeeSize` active providers, drawn by stake-weighted randomness, re-executes
-///      and votes guilty/innocent by commit-reveal. The majority of revealed votes decides: a
-///      guilty provider loses `slashBps` of its stake, an innocent one receives part of the bond;
-///      the winner gets `rewardBps` of what the loser lost, the treasury the rest. A tie (or no
-///      votes at all) voids the challenge and refunds the bond. A receipt stays challengeable
-///      until a challenge of it is upheld (one open at a time). Members who don't reveal lose
-///      `nonRevealPenalty` to the treasury. Every stage has a deadline and anyone may resolve
-///      after the last one, so no dispute can stay stuck. When both executions were traced, the
-///      challenger names the first step at which they part (`openTracedChallenge`), proven
-///      against the receipt's traceRoot and its own, so members need only re-run up to it.
-///  (c) unavailability: within `challengeWindow` of a batch's commit, anyone posts the bond and
+///  (b) a receipt under a runtime profile the ProviderRegistry never admitted: nobody is known to
+///      run it, so nobody could check the answer. Proven by the receipt alone; slashed at once,
+///      once per (provider, runtime).
+///  (c) a challenge: anyone posts `challengeBond` and a receipt (signed, or proven included in a
+///      batch the provider committed) claiming it is wrong, with a URI for its inputs. One block
+///      later anyone calls `drawCommittee`: up to `committeeSize` voters that judge under the
+///      receipt's runtime are drawn by stake from the hash of the block after the opening, which
+///      did not exist when the challenger chose to open (and nothing the challenger chooses enters
+///      the seed). Members re-execute and vote guilty/innocent by commit-reveal. A verdict needs
+///      an absolute majority of the committee: a guilty provider loses `slashBps` of its stake,
+///      an innocent one receives part of the bond; the winner gets `rewardBps` of what the loser
+///      lost, the treasury the rest. Anything else (a split, too few reveals, no committee) voids
+///      the challenge and refunds the bond. Members who don't reveal, or reveal against the
+///      verdict, lose `votePenalty`, which goes to the members who voted with it: abstaining or
+///      voting blindly costs, judging pays. A receipt stays challengeable until a challenge of it
+///      is upheld (one open at a time). Every stage has a deadline and anyone may resolve after
+///      the last one. When both executions were traced, the challenger names the first step at
+///      which they part (`openTracedChallenge`), proven against the receipt's traceRoot and its
+///      own, so members need only re-run up to it.
+///  (d) unavailability: within `challengeWindow` of a batch's commit, anyone posts the bond and
 ///      names a receipt hash in it (`challengeAvailability`); the provider must publish that
-///      receipt and its inputs on chain (`answerAvailability`) within `answerPeriod`, or be
-///      slashed as in (b). Each receipt (and each batch) can be challenged so once.
+///      receipt, its inputs and its outputs on chain (`answerAvailability`) within `answerPeriod`,
+///      or be slashed as in (c). Each receipt (and each batch) can be challenged so once.
 ///      A provider that hides even the list of a batch's receipts is challenged for the batch
 ///      (`challengeBatch`): it must publish the batch's receipt hashes, in order, which rebuild
-///      the committed root (`answerBatch`), or be slashed. Then each receipt can be named.
-///      A provider that hides the data of its batches can't be checked, so hiding is punished
-///      like cheating.
+///      the committed root (`answerBatch`), or be slashed. An answered challenge refunds the
+///      challenger's bond: the data was not served off chain, so asking for it was not wrong.
 ///  Every conviction is also reported to the PaymentEscrow, which refunds the provider's held
-///  payments to its clients.
+///  payments to its clients. Receipts can be challenged or reported only within
+///  `challengeWindow` of their batch's commit (or of their own timestamp, when proven by the
+///  signature), so a conviction never reaches back past the holds it refunds.
 ///
-/// @dev Committee randomness and its limits. The seed is keccak256(prevrandao, the previous
-///      blockhash, the challenge id, the receipt hash, the challenger). This is NOT unbiasable:
-///      - on proof-of-stake Ethereum prevrandao of the next block is known one slot ahead, so a
-///        challenger can choose the block in which to open (and thus see its committee first);
-///      - a block proposer can bias it by one bit per slot it controls (withholding its block);
-///      - on many L2s and on devnets prevrandao is constant, zero or chosen by the sequencer;
-///      - a provider can split stake across accounts; weighting by stake keeps its share of
-///        committee seats proportional to stake, not to accounts.
-///      So a committee is only as honest as the stake-weighted majority of active providers, and
-///      an attacker holding a large share of stake (or controlling the sequencer) can capture a
-///      committee. Use this only where that is acceptable; a VRF or a commit-reveal beacon can
-///      replace `_seed` without changing anything else.
+/// @dev Committee randomness and its limits (docs/chain.md): the seed is
+///      keccak256(blockhash(drawBlock), id) with drawBlock the block after the opening. No
+///      challenger input is in it and the block's hash does not exist when the challenge opens,
+///      so grinding addresses or receipts gains nothing. The producer of that block can still
+///      bias it (by choosing its contents, or withholding it); on chains where one sequencer
+///      builds every block, that sequencer can. If nobody draws within 256 blocks the hash is
+///      gone and `drawCommittee` re-targets the next block: the party the first draw favoured
+///      must draw in time. A VRF or a beacon can replace the seed without changing anything else.
 contract DisputeManager is ReentrancyGuard {
     using SafeERC20 for IERC20;
 
@@ -67,7 +71,9 @@ contract DisputeManager is ReentrancyGuard {
         Open,
         Upheld,
         Rejected,
-        Void
+        Void,
+        /// @dev An availability challenge the provider answered on chain: the bond is refunded.
+        Answered
     }
 
     struct Params {
@@ -78,9 +84,10 @@ contract DisputeManager is ReentrancyGuard {
         uint64 revealPeriod;
         uint16 slashBps;
         uint16 rewardBps;
-        uint256 nonRevealPenalty;
+        uint256 votePenalty;
         uint64 answerPeriod;
         uint64 challengeWindow;
+        uint32 maxDataBytes;
     }
 
     /// @notice The first step at which the provider's traced execution and the challenger's part:
@@ -107,6 +114,8 @@ contract DisputeManager is ReentrancyGuard {
         /// @dev True when a Divergence was proven: `step` and the two hashes below are set.
         bool traced;
         uint64 step;
+        /// @dev The block whose hash seeds the committee draw (`drawCommittee`).
+        uint64 drawBlock;
         uint64 commitDeadline;
         uint64 revealDeadline;
         uint16 committed;
@@ -114,6 +123,8 @@ contract DisputeManager is ReentrancyGuard {
         uint16 guilty;
         uint16 innocent;
         bytes32 receiptHash;
+        /// @dev The challenged receipt's runtime profile: members are drawn among its voters.
+        bytes32 runtime;
         uint256 bond;
         bytes32 providerStepHash;
         bytes32 challengerStepHash;
@@ -144,12 +155,19 @@ contract DisputeManager is ReentrancyGuard {
     uint64 public immutable revealPeriod;
     uint16 public immutable slashBps;
     uint16 public immutable rewardBps;
-    uint256 public immutable nonRevealPenalty;
+    /// @notice Slashed from a committee member that does not reveal, or reveals against the
+    ///         verdict; shared among the members who voted with it.
+    uint256 public immutable votePenalty;
     /// @notice Seconds a provider has to publish the data named by an availability challenge.
     uint64 public immutable answerPeriod;
     /// @notice Seconds after a batch's commit during which its data can be challenged as
     ///         unavailable: providers keep (and serve) a batch's data for this long, no longer.
     uint64 public immutable challengeWindow;
+    /// @notice The most a challengeable receipt's inputs plus outputs (canonical encodings) may
+    ///         weigh: what `answerAvailability` must be able to publish in one transaction.
+    ///         Providers refuse larger requests (a receipt they could not publish would make them
+    ///         slashable), and clients don't send them.
+    uint32 public immutable maxDataBytes;
 
     Challenge[] private _challenges;
     mapping(uint256 id => mapping(address member => Vote)) private _votes;
@@ -164,6 +182,8 @@ contract DisputeManager is ReentrancyGuard {
     mapping(uint256 batchId => uint256) public batchChallengeOf;
     /// @notice Equivocations already punished, keyed by (provider, model, input, params, runtime).
     mapping(bytes32 key => bool) public equivocationReported;
+    /// @notice Unadmitted runtimes already punished, keyed by (provider, runtime).
+    mapping(bytes32 key => bool) public runtimeReported;
 
     event EquivocationSlashed(
         address indexed provider,
@@ -174,16 +194,26 @@ contract DisputeManager is ReentrancyGuard {
         uint256 slashed,
         uint256 reward
     );
+    event UnadmittedRuntimeSlashed(
+        address indexed provider,
+        address indexed reporter,
+        bytes32 indexed runtime,
+        bytes32 receiptHash,
+        uint256 slashed,
+        uint256 reward
+    );
     event ChallengeOpened(
         uint256 indexed id,
         address indexed provider,
         address indexed challenger,
         bytes32 receiptHash,
         string inputsUri,
-        address[] committee,
-        uint64 commitDeadline,
-        uint64 revealDeadline
+        uint64 drawBlock
     );
+    /// @notice The committee of challenge `id`, drawn from the hash of its draw block.
+    event CommitteeDrawn(uint256 indexed id, address[] committee, uint64 commitDeadline, uint64 revealDeadline);
+    /// @notice The draw block's hash was gone (over 256 blocks old): the draw uses `drawBlock` now.
+    event DrawDeferred(uint256 indexed id, uint64 drawBlock);
     /// @notice The challenged receipt, for committee members to re-execute (inputs: `inputsUri`).
     event ChallengedReceipt(uint256 indexed id, ReceiptLib.Receipt receipt);
     event DivergenceProven(uint256 indexed id, uint64 step, bytes32 providerHash, bytes32 challengerHash, bytes32 challengerRoot);
@@ -204,12 +234,16 @@ contract DisputeManager is ReentrancyGuard {
     );
     /// @notice The withheld list, now public: the batch's receipt struct hashes, in batch order.
     event BatchAnswered(uint256 indexed id, uint256 indexed batchId, bytes32[] receiptHashes);
-    /// @notice The withheld data, now public: the receipt and the canonical encoding of its inputs.
-    event AvailabilityAnswered(uint256 indexed id, ReceiptLib.Receipt receipt, bytes inputs);
+    /// @notice The withheld data, now public: the receipt and the canonical encodings of its
+    ///         inputs and outputs.
+    event AvailabilityAnswered(uint256 indexed id, ReceiptLib.Receipt receipt, bytes inputs, bytes outputs);
     event VoteCommitted(uint256 indexed id, address indexed member);
     event VoteRevealed(uint256 indexed id, address indexed member, bool guilty);
     event ChallengeResolved(uint256 indexed id, Status status, uint16 guilty, uint16 innocent, uint256 slashed, uint256 reward);
-    event NonRevealPenalised(uint256 indexed id, address indexed member, uint256 amount);
+    /// @notice A member that did not reveal, or revealed against the verdict, lost `amount`.
+    event VotePenalised(uint256 indexed id, address indexed member, uint256 amount);
+    /// @notice A member that voted with the verdict received `amount` of the penalties.
+    event VoteRewarded(uint256 indexed id, address indexed member, uint256 amount);
 
     error InvalidParams();
     error NotEquivocation();
@@ -244,6 +278,13 @@ contract DisputeManager is ReentrancyGuard {
     error InputsMismatch(bytes32 inputHash);
     error BatchMismatch(uint256 batchId);
     error ChallengeWindowOver(uint256 batchId, uint64 endedAt);
+    error ReceiptTooOld(uint64 timestamp, uint64 endedAt);
+    error RuntimeNotAdmitted(bytes32 runtime);
+    error RuntimeIsAdmitted(bytes32 runtime);
+    error AlreadyDrawn(uint256 id);
+    error NotDrawnYet(uint64 drawBlock);
+    error DrawClosed(uint64 commitDeadline);
+    error OutputsMismatch(bytes32 outputHash);
 
     constructor(
         IERC20 token_,
@@ -255,8 +296,8 @@ contract DisputeManager is ReentrancyGuard {
     ) {
         if (
             p.treasury == address(0) || p.committeeSize == 0 || p.commitPeriod == 0 || p.revealPeriod == 0
-                || p.slashBps > BPS || p.rewardBps > BPS || p.challengeBond == 0 || p.answerPeriod == 0
-                || p.challengeWindow == 0
+                || p.slashBps > BPS || p.rewardBps >= BPS || p.challengeBond == 0 || p.answerPeriod == 0
+                || p.challengeWindow == 0 || p.maxDataBytes == 0
         ) revert InvalidParams();
         token = token_;
         providers = providers_;
@@ -270,9 +311,10 @@ contract DisputeManager is ReentrancyGuard {
         revealPeriod = p.revealPeriod;
         slashBps = p.slashBps;
         rewardBps = p.rewardBps;
-        nonRevealPenalty = p.nonRevealPenalty;
+        votePenalty = p.votePenalty;
         answerPeriod = p.answerPeriod;
         challengeWindow = p.challengeWindow;
+        maxDataBytes = p.maxDataBytes;
     }
 
     // ---- (a) equivocation ----
@@ -283,7 +325,7 @@ contract DisputeManager is ReentrancyGuard {
     ///      honest providers are slashable, so providers check the manifest before offering it.
     ///      A provider reporting itself (from another account) recovers only `rewardBps` of the
     ///      slash and loses the rest to the treasury, as does one challenging its own receipt;
-    ///      with `rewardBps` < 100% that is always a losing move.
+    ///      with `rewardBps` < 100% (the constructor insists) that is always a losing move.
     function reportEquivocation(
         ReceiptLib.Receipt calldata a,
         bytes calldata sigA,
@@ -298,6 +340,7 @@ contract DisputeManager is ReentrancyGuard {
         if (!models.isExact(a.model)) revert ModelNotExact(a.model);
         _checkSignature(a, sigA);
         _checkSignature(b, sigB);
+        _checkAge(a.timestamp > b.timestamp ? a.timestamp : b.timestamp);
         bytes32 key = keccak256(abi.encode(a.provider, a.model, a.inputHash, a.paramsHash, a.runtime));
         if (equivocationReported[key]) revert AlreadyReported();
         equivocationReported[key] = true;
@@ -309,6 +352,33 @@ contract DisputeManager is ReentrancyGuard {
     function _checkSignature(ReceiptLib.Receipt calldata r, bytes calldata sig) private view {
         address signer = ledger.recoverSigner(r, sig);
         if (!providers.isSigner(r.provider, signer)) revert InvalidReceiptSignature(signer, r.provider);
+    }
+
+    /// @dev A receipt proven by its signature alone can be used within `challengeWindow` of its
+    ///      timestamp (ms), as one proven in a batch within the window of the batch's commit.
+    function _checkAge(uint64 timestampMs) private view {
+        uint64 endsAt = timestampMs / 1000 + challengeWindow;
+        if (block.timestamp > endsAt) revert ReceiptTooOld(timestampMs, endsAt);
+    }
+
+    /// @dev The provider's signature over `receipt` (when `signature` is non-empty) or its
+    ///      inclusion in batch `batchId` committed by the receipt's provider, within the window.
+    function _checkEvidence(
+        ReceiptLib.Receipt calldata receipt,
+        bytes calldata signature,
+        uint256 batchId,
+        bytes32[] calldata proof
+    ) private view {
+        address provider = receipt.provider;
+        if (!providers.isRegistered(provider)) revert UnknownProvider(provider);
+        if (provider == msg.sender) revert SelfChallenge();
+        if (signature.length != 0) {
+            _checkSignature(receipt, signature);
+            _checkAge(receipt.timestamp);
+        } else {
+            if (!ledger.isCommitted(batchId, receipt, proof)) revert NotCommitted();
+            _checkWindow(batchId, ledger.getBatch(batchId));
+        }
     }
 
     /// @dev Convicts the provider (its held payments go back to its clients) and slashes
@@ -323,12 +393,36 @@ contract DisputeManager is ReentrancyGuard {
         if (slashed - reward != 0) token.safeTransfer(treasury, slashed - reward);
     }
 
-    // ---- (b) challenges ----
+    // ---- (b) unadmitted runtimes ----
+
+    /// @notice Slashes a provider for a receipt (signed, or in a batch it committed) under a
+    ///         runtime profile the ProviderRegistry never admitted: an answer nobody can check.
+    ///         Once per (provider, runtime).
+    function reportUnadmittedRuntime(
+        ReceiptLib.Receipt calldata receipt,
+        bytes calldata signature,
+        uint256 batchId,
+        bytes32[] calldata proof
+    ) external nonReentrant returns (uint256 slashed) {
+        if (providers.admittedRuntime(receipt.runtime)) revert RuntimeIsAdmitted(receipt.runtime);
+        _checkEvidence(receipt, signature, batchId, proof);
+        bytes32 key = keccak256(abi.encode(receipt.provider, receipt.runtime));
+        if (runtimeReported[key]) revert AlreadyReported();
+        runtimeReported[key] = true;
+        uint256 reward;
+        (slashed, reward) = _slashAndSplit(receipt.provider, msg.sender);
+        emit UnadmittedRuntimeSlashed(
+            receipt.provider, msg.sender, receipt.runtime, ReceiptLib.hash(receipt), slashed, reward
+        );
+    }
+
+    // ---- (c) challenges ----
 
     /// @notice Challenges `receipt` as wrong. Evidence is either the provider's signature (when
     ///         `signature` is non-empty) or a Merkle proof that it is in batch `batchId`, which the
     ///         provider committed. Pulls `challengeBond` from the caller (approve first). Until the
     ///         challenge is resolved the provider can't withdraw any stake, unbonding included.
+    ///         The committee is drawn by `drawCommittee` from the next block on.
     function openChallenge(
         ReceiptLib.Receipt calldata receipt,
         bytes calldata signature,
@@ -387,11 +481,9 @@ contract DisputeManager is ReentrancyGuard {
         bytes32[] calldata proof,
         string calldata inputsUri
     ) private returns (uint256 id) {
-        address provider = receipt.provider;
-        if (!providers.isRegistered(provider)) revert UnknownProvider(provider);
-        if (provider == msg.sender) revert SelfChallenge();
-        if (signature.length != 0) _checkSignature(receipt, signature);
-        else if (!ledger.isCommitted(batchId, receipt, proof)) revert NotCommitted();
+        _checkEvidence(receipt, signature, batchId, proof);
+        // nobody runs an unadmitted runtime, so no committee could judge it: report it instead
+        if (!providers.admittedRuntime(receipt.runtime)) revert RuntimeNotAdmitted(receipt.runtime);
         bytes32 receiptHash = ReceiptLib.hash(receipt);
         uint256 prior = challengeOfReceipt[receiptHash];
         if (prior != 0) {
@@ -403,13 +495,36 @@ contract DisputeManager is ReentrancyGuard {
         }
 
         id = _challenges.length;
-        address[] memory committee = _drawCommittee(provider, _seed(id, receiptHash));
         challengeOfReceipt[receiptHash] = id + 1;
-        Challenge storage c = _push(provider, Kind.Wrong, receiptHash, commitPeriod);
+        Challenge storage c = _push(receipt.provider, Kind.Wrong, receiptHash, commitPeriod);
         c.revealDeadline = c.commitDeadline + revealPeriod;
-        c.committee = committee;
-        emit ChallengeOpened(id, provider, msg.sender, receiptHash, inputsUri, committee, c.commitDeadline, c.revealDeadline);
+        c.runtime = receipt.runtime;
+        c.drawBlock = uint64(block.number) + 1;
+        emit ChallengeOpened(id, receipt.provider, msg.sender, receiptHash, inputsUri, c.drawBlock);
         emit ChallengedReceipt(id, receipt);
+    }
+
+    /// @notice Draws the committee of challenge `id` (anyone may call; the challenger and the
+    ///         accused both have reason to) once its draw block exists and before the commit
+    ///         deadline: up to `committeeSize` voters judging under the receipt's runtime, other
+    ///         than the accused and the challenger, stake-weighted without replacement, seeded by
+    ///         the draw block's hash. Reverts `NoEligibleVoters` when the pool is empty (the
+    ///         challenge then voids at its deadline).
+    function drawCommittee(uint256 id) external returns (address[] memory committee) {
+        Challenge storage c = _openWrong(id);
+        if (c.committee.length != 0) revert AlreadyDrawn(id);
+        if (block.timestamp >= c.commitDeadline) revert DrawClosed(c.commitDeadline);
+        if (block.number <= c.drawBlock) revert NotDrawnYet(c.drawBlock);
+        bytes32 blockHash = blockhash(c.drawBlock);
+        if (blockHash == bytes32(0)) {
+            // over 256 blocks old: its hash is gone, so draw from the next block instead
+            c.drawBlock = uint64(block.number);
+            emit DrawDeferred(id, c.drawBlock);
+            return committee;
+        }
+        committee = _drawCommittee(c, keccak256(abi.encode(blockHash, id)));
+        c.committee = committee;
+        emit CommitteeDrawn(id, committee, c.commitDeadline, c.revealDeadline);
     }
 
     /// @dev Appends a challenge by the caller, locks the provider's stake and takes the bond.
@@ -427,9 +542,11 @@ contract DisputeManager is ReentrancyGuard {
         token.safeTransferFrom(msg.sender, address(this), challengeBond);
     }
 
+    // ---- (d) availability ----
+
     /// @notice Claims that `provider` does not serve the receipt with struct hash `receiptHash`,
     ///         proven to be in its batch `batchId`. Pulls `challengeBond`. Unless someone
-    ///         publishes the receipt and its inputs (`answerAvailability`) within `answerPeriod`,
+    ///         publishes the receipt and its data (`answerAvailability`) within `answerPeriod`,
     ///         `resolve` upholds the challenge and slashes the provider.
     function challengeAvailability(address provider, uint256 batchId, bytes32 receiptHash, bytes32[] calldata proof)
         external
@@ -450,19 +567,23 @@ contract DisputeManager is ReentrancyGuard {
         emit AvailabilityChallenged(id, provider, msg.sender, batchId, receiptHash, c.commitDeadline);
     }
 
-    /// @notice Publishes the receipt an availability challenge names and the canonical encoding
-    ///         of its inputs, which settles the challenge for the provider (anyone may answer:
-    ///         data is data). The challenger loses its bond as in a rejected challenge.
-    function answerAvailability(uint256 id, ReceiptLib.Receipt calldata receipt, bytes calldata inputs) external nonReentrant {
+    /// @notice Publishes the receipt an availability challenge names and the canonical encodings
+    ///         of its inputs and outputs, which settles the challenge for the provider (anyone may
+    ///         answer: data is data). The challenger's bond is refunded.
+    function answerAvailability(
+        uint256 id,
+        ReceiptLib.Receipt calldata receipt,
+        bytes calldata inputs,
+        bytes calldata outputs
+    ) external nonReentrant {
         Challenge storage c = _open(id);
         if (c.kind != Kind.Unavailable) revert NotAvailabilityChallenge(id);
         if (block.timestamp >= c.commitDeadline) revert AnswerClosed(c.commitDeadline);
         if (ReceiptLib.hash(receipt) != c.receiptHash) revert ReceiptMismatch(c.receiptHash);
         if (keccak256(inputs) != receipt.inputHash) revert InputsMismatch(receipt.inputHash);
-        emit AvailabilityAnswered(id, receipt, inputs);
-        providers.unlockStake(c.provider);
-        (uint256 kept, uint256 reward) = _reject(c);
-        emit ChallengeResolved(id, Status.Rejected, 0, 0, kept, reward);
+        if (keccak256(outputs) != receipt.outputHash) revert OutputsMismatch(receipt.outputHash);
+        emit AvailabilityAnswered(id, receipt, inputs, outputs);
+        _answered(id, c);
     }
 
     /// @notice Claims that the provider of batch `batchId` does not serve even the list of its
@@ -483,8 +604,8 @@ contract DisputeManager is ReentrancyGuard {
     /// @notice Publishes the receipt struct hashes of the challenged batch, in batch order: they
     ///         must be as many as committed and rebuild the committed root (which binds the set
     ///         and the order up to swapping two sibling leaves, since pairs hash commutatively).
-    ///         Settles the challenge for the provider; each receipt can then be named by
-    ///         `challengeAvailability`.
+    ///         Settles the challenge for the provider and refunds the bond; each receipt can then
+    ///         be named by `challengeAvailability`.
     function answerBatch(uint256 id, uint256 batchId, bytes32[] calldata receiptHashes) external nonReentrant {
         Challenge storage c = _open(id);
         if (c.kind != Kind.UnavailableBatch) revert NotAvailabilityChallenge(id);
@@ -495,9 +616,16 @@ contract DisputeManager is ReentrancyGuard {
         }
         if (_batchRoot(receiptHashes) != b.root) revert BatchMismatch(batchId);
         emit BatchAnswered(id, batchId, receiptHashes);
+        _answered(id, c);
+    }
+
+    /// @dev The data was published, so the provider is cleared; but it was not served off chain,
+    ///      so the challenger was right to ask: its bond comes back whole.
+    function _answered(uint256 id, Challenge storage c) private {
+        c.status = Status.Answered;
         providers.unlockStake(c.provider);
-        (uint256 kept, uint256 reward) = _reject(c);
-        emit ChallengeResolved(id, Status.Rejected, 0, 0, kept, reward);
+        token.safeTransfer(c.challenger, c.bond);
+        emit ChallengeResolved(id, Status.Answered, 0, 0, 0, 0);
     }
 
     /// @dev The root of OpenZeppelin's StandardMerkleTree over `receiptHashes` in this order
@@ -519,24 +647,12 @@ contract DisputeManager is ReentrancyGuard {
         if (block.timestamp > endsAt) revert ChallengeWindowOver(batchId, endsAt);
     }
 
-    /// @dev The provider was right: it gets `rewardBps` of the bond, the treasury the rest.
-    function _reject(Challenge storage c) private returns (uint256 bond, uint256 reward) {
-        c.status = Status.Rejected;
-        bond = c.bond;
-        reward = (bond * rewardBps) / BPS;
-        if (reward != 0) token.safeTransfer(c.provider, reward);
-        if (bond - reward != 0) token.safeTransfer(treasury, bond - reward);
-    }
+    // ---- the committee ----
 
-    /// @dev See the contract's NatSpec for what this randomness does and does not guarantee.
-    function _seed(uint256 id, bytes32 receiptHash) private view returns (bytes32) {
-        return keccak256(abi.encode(block.prevrandao, blockhash(block.number - 1), id, receiptHash, msg.sender));
-    }
-
-    /// @dev Stake-weighted sampling without replacement of up to `committeeSize` active
-    ///      providers other than the accused and the challenger. O(committeeSize x providers).
-    function _drawCommittee(address provider, bytes32 seed) private view returns (address[] memory committee) {
-        (address[] memory pool, uint256[] memory stakes) = providers.eligibleVoters(provider, msg.sender);
+    /// @dev Stake-weighted sampling without replacement of up to `committeeSize` voters of the
+    ///      challenge's runtime other than the accused and the challenger. O(committeeSize x pool).
+    function _drawCommittee(Challenge storage c, bytes32 seed) private view returns (address[] memory committee) {
+        (address[] memory pool, uint256[] memory stakes) = providers.eligibleVoters(c.provider, c.challenger, c.runtime);
         uint256 n = pool.length;
         if (n == 0) revert NoEligibleVoters();
         uint256 size = n < committeeSize ? n : committeeSize;
@@ -561,7 +677,8 @@ contract DisputeManager is ReentrancyGuard {
         return keccak256(abi.encode(id, member, guilty, salt));
     }
 
-    /// @notice Commits a hidden vote, once per member; a zero commitment is refused.
+    /// @notice Commits a hidden vote, once per member; a zero commitment is refused. A member that
+    ///         can't judge commits nothing (and pays `votePenalty`, as any member that does not reveal).
     function commitVote(uint256 id, bytes32 commitment) external {
         Challenge storage c = _openWrong(id);
         if (!_isMember(c, msg.sender)) revert NotCommitteeMember(msg.sender);
@@ -593,22 +710,25 @@ contract DisputeManager is ReentrancyGuard {
     }
 
     /// @notice Settles a challenge once every member revealed or the reveal stage ended; an
-    ///         availability challenge nobody answered, once its answer period ended. Anyone may call.
+    ///         availability challenge nobody answered, once its answer period ended. Anyone may
+    ///         call. A verdict needs an absolute majority of the committee (more than half of it
+    ///         voting guilty, or innocent); anything else is void and refunds the bond.
     function resolve(uint256 id) external nonReentrant returns (Status status) {
         Challenge storage c = _open(id);
         bool unanswered = c.kind != Kind.Wrong;
-        if (block.timestamp < c.revealDeadline && (unanswered || c.revealed < c.committee.length)) {
+        uint256 size = c.committee.length;
+        if (block.timestamp < c.revealDeadline && (unanswered || size == 0 || c.revealed < size)) {
             revert TooEarly(c.revealDeadline);
         }
         uint256 slashed;
         uint256 reward;
         providers.unlockStake(c.provider);
-        if (unanswered || c.guilty > c.innocent) {
+        if (unanswered || 2 * uint256(c.guilty) > size && size != 0) {
             status = Status.Upheld;
             c.status = status;
             (slashed, reward) = _slashAndSplit(c.provider, c.challenger);
             token.safeTransfer(c.challenger, c.bond);
-        } else if (c.innocent > c.guilty) {
+        } else if (2 * uint256(c.innocent) > size && size != 0) {
             status = Status.Rejected;
             (slashed, reward) = _reject(c);
         } else {
@@ -616,20 +736,50 @@ contract DisputeManager is ReentrancyGuard {
             c.status = status;
             token.safeTransfer(c.challenger, c.bond);
         }
-        _penaliseSilent(id, c);
+        _settleVotes(id, c, status);
         emit ChallengeResolved(id, status, c.guilty, c.innocent, slashed, reward);
     }
 
-    function _penaliseSilent(uint256 id, Challenge storage c) private {
-        if (nonRevealPenalty == 0) return;
-        uint256 n = c.committee.length;
+    /// @dev The provider was right: it gets `rewardBps` of the bond, the treasury the rest.
+    function _reject(Challenge storage c) private returns (uint256 bond, uint256 reward) {
+        c.status = Status.Rejected;
+        bond = c.bond;
+        reward = (bond * rewardBps) / BPS;
+        if (reward != 0) token.safeTransfer(c.provider, reward);
+        if (bond - reward != 0) token.safeTransfer(treasury, bond - reward);
+    }
+
+    /// @dev Members that did not reveal, or (on a verdict) revealed against it, lose `votePenalty`;
+    ///      what is taken is shared equally by the members that voted with the verdict (the
+    ///      treasury keeps the rest, or all of it when nobody did).
+    function _settleVotes(uint256 id, Challenge storage c, Status status) private {
+        if (votePenalty == 0) return;
+        address[] storage members = c.committee;
+        uint256 n = members.length;
+        bool decided = status == Status.Upheld || status == Status.Rejected;
+        bool verdict = status == Status.Upheld;
+        uint256 pot;
+        uint256 right;
         for (uint256 i; i < n; ++i) {
-            address member = c.committee[i];
-            if (_votes[id][member].revealed) continue;
-            uint256 taken = providers.slash(member, nonRevealPenalty);
-            if (taken != 0) token.safeTransfer(treasury, taken);
-            emit NonRevealPenalised(id, member, taken);
+            Vote storage v = _votes[id][members[i]];
+            if (!v.revealed || (decided && v.guilty != verdict)) {
+                uint256 taken = providers.slash(members[i], votePenalty);
+                pot += taken;
+                emit VotePenalised(id, members[i], taken);
+            } else if (decided) {
+                ++right;
+            }
         }
+        uint256 share = right == 0 ? 0 : pot / right;
+        if (share != 0) {
+            for (uint256 i; i < n; ++i) {
+                Vote storage v = _votes[id][members[i]];
+                if (!v.revealed || v.guilty != verdict) continue;
+                token.safeTransfer(members[i], share);
+                emit VoteRewarded(id, members[i], share);
+            }
+        }
+        if (pot - share * right != 0) token.safeTransfer(treasury, pot - share * right);
     }
 
     function _open(uint256 id) private view returns (Challenge storage c) {

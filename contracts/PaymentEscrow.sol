@@ -16,14 +16,19 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 ///         redeem: a withdrawal racing a redemption gets what is left.
 ///
 ///         Payment is held, so clients don't pay for wrong answers: a redemption moves the money
-///         out of the client's deposit into the channel's hold, and the provider receives it
+///         out of the client's deposit into the channel's holds, and the provider receives it
 ///         `holdPeriod` later (at its next redemption, or by `release`). If the provider is
-///         convicted (a challenge upheld: a wrong or withheld answer) before the hold ends, the
+///         convicted (a challenge upheld: a wrong or withheld answer) before a hold ends, the
 ///         held money goes back to the client's deposit, and so does the first redemption of each
 ///         channel after the conviction, since a cumulative voucher can't tell which answers it
-///         paid for came before the conviction. A channel holds one sum: redeeming while a hold
-///         runs adds to it and restarts it, so a provider is paid steadily by redeeming at most
-///         once per hold period.
+///         paid for came before the conviction.
+///
+///         Each redemption waits its own hold: holds are a queue of buckets, one per slot of
+///         `holdPeriod / 8`, released in order, so redeeming often never delays money already
+///         held (a provider can redeem the moment a client asks to withdraw, and a busy channel
+///         is still paid). A bucket releases at the end of its slot plus `holdPeriod`: every
+///         amount waits at least `holdPeriod` and at most `holdPeriod` plus one slot, and a
+///         channel has at most 10 buckets alive, which bounds every loop here.
 contract PaymentEscrow is EIP712, ReentrancyGuard, DisputeManaged {
     using SafeERC20 for IERC20;
 
@@ -40,10 +45,12 @@ contract PaymentEscrow is EIP712, ReentrancyGuard, DisputeManaged {
         uint64 unlocksAt;
     }
 
-    /// @dev The money of one redemption, waiting out `holdPeriod`.
+    /// @dev The money of the redemptions in one slot, waiting out `holdPeriod`: `since` is the
+    ///      first of them (a conviction at or after it refunds the bucket), `releaseAt` when it pays.
     struct Hold {
-        uint256 amount;
+        uint128 amount;
         uint64 since;
+        uint64 releaseAt;
     }
 
     IERC20 public immutable token;
@@ -55,7 +62,9 @@ contract PaymentEscrow is EIP712, ReentrancyGuard, DisputeManaged {
 
     mapping(address client => uint256) public deposits;
     mapping(address client => mapping(address provider => uint256)) public redeemed;
-    mapping(address client => mapping(address provider => Hold)) public holds;
+    /// @dev Per channel, the buckets not yet paid or refunded are `_holds[c][p][_holdHead[c][p]:]`.
+    mapping(address client => mapping(address provider => Hold[])) private _holds;
+    mapping(address client => mapping(address provider => uint256)) private _holdHead;
     /// @notice When each channel last redeemed: a conviction after it voids the next redemption.
     mapping(address client => mapping(address provider => uint64)) public lastRedeemedAt;
     /// @notice The time of the provider's latest conviction (zero: never convicted).
@@ -78,6 +87,7 @@ contract PaymentEscrow is EIP712, ReentrancyGuard, DisputeManaged {
     error InsufficientDeposit(uint256 balance);
     error NoWithdrawalPending();
     error WithdrawalLocked(uint64 unlocksAt);
+    error AmountTooLarge(uint256 amount);
 
     constructor(IERC20 token_, uint64 withdrawalDelay_, uint64 holdPeriod_) EIP712("Glassbox", "1") {
         if (address(token_) == address(0)) revert ZeroAddress();
@@ -103,8 +113,8 @@ contract PaymentEscrow is EIP712, ReentrancyGuard, DisputeManaged {
 
     /// @notice Takes the increase over what the voucher's provider (the caller) redeemed, capped
     ///         by the client's balance (the rest stays redeemable after a top-up), into the
-    ///         channel's hold, after releasing a finished hold; an unfinished one is added to and
-    ///         restarts. After a conviction the first redemption is refunded instead.
+    ///         channel's current hold bucket, after settling the buckets that are due. After a
+    ///         conviction the first redemption is refunded instead.
     function redeem(Voucher calldata voucher, bytes calldata signature) external nonReentrant returns (uint256 paid) {
         address client = voucher.client;
         address provider = voucher.provider;
@@ -114,39 +124,87 @@ contract PaymentEscrow is EIP712, ReentrancyGuard, DisputeManaged {
         uint256 done = redeemed[client][provider];
         if (voucher.amount <= done) revert VoucherAlreadyRedeemed(voucher.amount, done);
         _release(client, provider);
-        Hold storage hold = holds[client][provider];
         uint256 balance = deposits[client];
         if (balance == 0) revert InsufficientDeposit(0);
         paid = voucher.amount - done;
         if (paid > balance) paid = balance;
+        if (paid > type(uint128).max) revert AmountTooLarge(paid);
         redeemed[client][provider] = done + paid;
         bool forfeited = convictedAt[provider] > lastRedeemedAt[client][provider];
         lastRedeemedAt[client][provider] = uint64(block.timestamp);
         emit Redeemed(client, provider, paid, done + paid, forfeited);
         if (forfeited) return 0;
         deposits[client] = balance - paid;
-        hold.amount += paid;
-        hold.since = uint64(block.timestamp);
+        _hold(client, provider, uint128(paid));
     }
 
-    /// @notice Settles the channel's hold: pays the provider once `holdPeriod` is over, or refunds
-    ///         the client at once if the provider was convicted since the hold began. Anyone may call.
+    /// @dev Adds `amount` to the bucket of the current slot, opening it if it is not the newest.
+    function _hold(address client, address provider, uint128 amount) private {
+        uint64 slot = _slot();
+        uint64 releaseAt = (uint64(block.timestamp) / slot + 1) * slot + holdPeriod;
+        Hold[] storage queue = _holds[client][provider];
+        uint256 n = queue.length;
+        if (n > _holdHead[client][provider] && queue[n - 1].releaseAt == releaseAt) {
+            queue[n - 1].amount += amount;
+        } else {
+            queue.push(Hold(amount, uint64(block.timestamp), releaseAt));
+        }
+    }
+
+    function _slot() private view returns (uint64) {
+        uint64 slot = holdPeriod / 8;
+        return slot == 0 ? 1 : slot;
+    }
+
+    /// @notice Settles the channel's buckets that are due, oldest first: pays the provider those
+    ///         whose hold is over, refunds the client those begun before a conviction of the
+    ///         provider. Anyone may call.
     function release(address client, address provider) external nonReentrant {
         _release(client, provider);
     }
 
     function _release(address client, address provider) private {
-        Hold memory hold = holds[client][provider];
-        if (hold.amount == 0) return;
-        if (convictedAt[provider] >= hold.since) {
-            delete holds[client][provider];
-            deposits[client] += hold.amount;
-            emit Refunded(client, provider, hold.amount);
-        } else if (block.timestamp >= hold.since + holdPeriod) {
-            delete holds[client][provider];
-            token.safeTransfer(provider, hold.amount);
-            emit Released(client, provider, hold.amount);
+        Hold[] storage queue = _holds[client][provider];
+        uint256 head = _holdHead[client][provider];
+        uint256 n = queue.length;
+        uint64 convicted = convictedAt[provider];
+        uint256 paid;
+        uint256 refunded;
+        // buckets are in slot order, so the refundable ones, then the due ones, come first
+        for (; head < n; ++head) {
+            Hold memory hold = queue[head];
+            if (convicted >= hold.since) refunded += hold.amount;
+            else if (block.timestamp >= hold.releaseAt) paid += hold.amount;
+            else break;
+            delete queue[head];
         }
+        _holdHead[client][provider] = head;
+        if (refunded != 0) {
+            deposits[client] += refunded;
+            emit Refunded(client, provider, refunded);
+        }
+        if (paid != 0) {
+            token.safeTransfer(provider, paid);
+            emit Released(client, provider, paid);
+        }
+    }
+
+    /// @notice What the channel holds now, and when its oldest bucket pays out (0: nothing held).
+    function heldOf(address client, address provider) external view returns (uint256 amount, uint64 nextReleaseAt) {
+        Hold[] storage queue = _holds[client][provider];
+        uint256 n = queue.length;
+        for (uint256 i = _holdHead[client][provider]; i < n; ++i) {
+            if (nextReleaseAt == 0) nextReleaseAt = queue[i].releaseAt;
+            amount += queue[i].amount;
+        }
+    }
+
+    /// @notice The channel's buckets not yet paid or refunded, oldest first.
+    function holdsOf(address client, address provider) external view returns (Hold[] memory buckets) {
+        Hold[] storage queue = _holds[client][provider];
+        uint256 head = _holdHead[client][provider];
+        buckets = new Hold[](queue.length - head);
+        for (uint256 i; i < buckets.length; ++i) buckets[i] = queue[head + i];
     }
 
     /// @notice Starts (or replaces) a withdrawal of `amount`; the delay restarts.

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {DisputeManaged} from "./DisputeManaged.sol";
 import {ModelRegistry} from "./ModelRegistry.sol";
 
@@ -15,7 +16,15 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 ///         slashable, so the unbonding delay must outlast the challenge window and a dispute.
 ///         While a challenge against a provider is open, the DisputeManager holds a lock on it and
 ///         nothing (staked or unbonding) can be withdrawn, however long the dispute takes.
-contract ProviderRegistry is ReentrancyGuard, DisputeManaged {
+///
+///         Runtime profiles: a provider serves, and as a committee member judges, under one
+///         runtime profile (the keccak256 of its canonical JSON, the `runtime` of its receipts),
+///         which must be one the owner admitted: one that the network's verifiers and committee
+///         members run, so that every answer served under it can be re-executed and judged. A
+///         receipt under a runtime never admitted is outside the protocol and slashable on sight
+///         (DisputeManager.reportUnadmittedRuntime). The owner (governance: a multisig in a real
+///         deployment) only admits profiles; it can't touch stake or offers.
+contract ProviderRegistry is ReentrancyGuard, DisputeManaged, Ownable2Step {
     using SafeERC20 for IERC20;
 
     struct Provider {
@@ -28,6 +37,8 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged {
         /// @dev Opted in to committee duty (`setVoter`): only voters are drawn onto committees,
         ///      so a provider that doesn't run a committee member is never penalised for silence.
         bool voter;
+        /// @dev The admitted runtime profile it serves under and judges under (`setRuntime`).
+        bytes32 runtime;
         string endpoint;
     }
 
@@ -55,6 +66,13 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged {
     ///         receipt signed with a retired key still binds its provider.
     mapping(address key => address provider) public providerOfSigner;
     address[] private _accounts;
+    /// @dev The committee pool: exactly the accounts that opted in (`voter`) and keep at least
+    ///      `minStake` staked, so the draw's cost grows with voting stake, not with every account
+    ///      ever registered. `_voterSlot` is an account's index in `_voters` plus one (0: absent).
+    address[] private _voters;
+    mapping(address account => uint256) private _voterSlot;
+    /// @notice Runtime profile hashes the owner admitted (never un-admitted: old receipts stay judgeable).
+    mapping(bytes32 runtime => bool) public admittedRuntime;
     /// @notice Open challenges against each provider. While non-zero, `withdraw` reverts
     ///         `StakeLocked`: a provider can't pull its stake out from under a pending verdict.
     mapping(address provider => uint256 count) public openChallenges;
@@ -72,6 +90,8 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged {
     event Resumed(address indexed provider);
     event Slashed(address indexed provider, uint256 amount);
     event VoterSet(address indexed provider, bool voter);
+    event RuntimeAdmitted(bytes32 indexed runtime, string profile);
+    event RuntimeSet(address indexed provider, bytes32 indexed runtime);
 
     error AlreadyRegistered(address provider);
     error NotRegistered(address provider);
@@ -89,6 +109,7 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged {
     error AlreadyPaused();
     error NotPaused();
     error StakeLocked(uint256 openChallenges);
+    error RuntimeNotAdmitted(bytes32 runtime);
 
     modifier onlyRegistered() {
         if (!_providers[msg.sender].registered) revert NotRegistered(msg.sender);
@@ -101,7 +122,7 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged {
         uint256 minStake_,
         uint64 unbondingDelay_,
         uint64 priceNoticePeriod_
-    ) {
+    ) Ownable(msg.sender) {
         if (address(token_) == address(0) || address(models_) == address(0)) revert ZeroAddress();
         if (minStake_ == 0) revert ZeroAmount();
         token = token_;
@@ -135,6 +156,7 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged {
         uint256 stake = p.stake + amount;
         if (stake < minStake) revert StakeBelowMinimum(stake, minStake);
         p.stake = stake;
+        _syncVoter(msg.sender);
         token.safeTransferFrom(msg.sender, address(this), amount);
         emit StakeAdded(msg.sender, amount, stake);
     }
@@ -150,6 +172,7 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged {
         p.stake = rest;
         p.unbonding += amount;
         p.unbondingEnds = uint64(block.timestamp) + unbondingDelay;
+        _syncVoter(msg.sender);
         emit UnstakeRequested(msg.sender, amount, p.unbonding, p.unbondingEnds);
     }
 
@@ -194,7 +217,44 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged {
     ///         `nonRevealPenalty`; opting out applies to committees drawn afterwards.
     function setVoter(bool voter) external onlyRegistered {
         _providers[msg.sender].voter = voter;
+        _syncVoter(msg.sender);
         emit VoterSet(msg.sender, voter);
+    }
+
+    /// @dev Keeps `_voters` equal to {opted in and staked at least the minimum}: O(1) either way.
+    function _syncVoter(address account) private {
+        Provider storage p = _providers[account];
+        bool eligible = p.voter && p.stake >= minStake;
+        uint256 slot = _voterSlot[account];
+        if (eligible && slot == 0) {
+            _voters.push(account);
+            _voterSlot[account] = _voters.length;
+        } else if (!eligible && slot != 0) {
+            address last = _voters[_voters.length - 1];
+            _voters[slot - 1] = last;
+            _voterSlot[last] = slot;
+            _voters.pop();
+            delete _voterSlot[account];
+        }
+    }
+
+    // ---- runtime profiles ----
+
+    /// @notice Admits a runtime profile (owner only): `profile` is its canonical JSON (RFC 8785),
+    ///         whose keccak256 is the `runtime` receipts name. Admitting says the network runs it:
+    ///         verifiers and committee members can re-execute answers served under it.
+    function admitRuntime(string calldata profile) external onlyOwner returns (bytes32 runtime) {
+        runtime = keccak256(bytes(profile));
+        admittedRuntime[runtime] = true;
+        emit RuntimeAdmitted(runtime, profile);
+    }
+
+    /// @notice Declares the admitted runtime profile the caller serves under (and, as a voter,
+    ///         judges under: committees are drawn among voters of the challenged receipt's runtime).
+    function setRuntime(bytes32 runtime) external onlyRegistered {
+        if (!admittedRuntime[runtime]) revert RuntimeNotAdmitted(runtime);
+        _providers[msg.sender].runtime = runtime;
+        emit RuntimeSet(msg.sender, runtime);
     }
 
     // ---- offers ----
@@ -293,6 +353,7 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged {
         uint256 fromUnbonding = amount - fromStake;
         if (fromUnbonding > p.unbonding) fromUnbonding = p.unbonding;
         p.unbonding -= fromUnbonding;
+        _syncVoter(provider);
         taken = fromStake + fromUnbonding;
         if (taken != 0) token.safeTransfer(msg.sender, taken);
         emit Slashed(provider, taken);
@@ -316,6 +377,11 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged {
         return _accounts[index];
     }
 
+    /// @notice How many accounts are in the committee pool (opted in, staked at least the minimum).
+    function voterCount() external view returns (uint256) {
+        return _voters.length;
+    }
+
     /// @notice Whether `key` is (or was) a signing key of `provider`.
     function isSigner(address provider, address key) external view returns (bool) {
         return provider != address(0) && providerOfSigner[key] == provider;
@@ -327,20 +393,25 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged {
         return p.registered && !p.paused && p.stake >= minStake;
     }
 
-    /// @notice Active voters other than `a` and `b`, with their stakes: the committee pool.
-    /// @dev Scans every provider ever registered (the list never shrinks): gas grows linearly
-    ///      with the registry, about two cold storage reads per provider. Fine for hundreds; a
-    ///      registry of thousands needs an index of active providers or a sortition tree.
-    function eligibleVoters(address a, address b) external view returns (address[] memory accounts, uint256[] memory stakes) {
-        uint256 n = _accounts.length;
+    /// @notice Voters other than `a` and `b` that are active and judge under `runtime`, with
+    ///         their stakes: the committee pool for a receipt of that runtime.
+    /// @dev Walks `_voters` only (opted in, staked at least the minimum): gas grows with the
+    ///      number of voters, each of whom keeps `minStake` locked, so padding the pool costs stake.
+    function eligibleVoters(address a, address b, bytes32 runtime)
+        external
+        view
+        returns (address[] memory accounts, uint256[] memory stakes)
+    {
+        uint256 n = _voters.length;
         accounts = new address[](n);
         stakes = new uint256[](n);
         uint256 k;
         for (uint256 i; i < n; ++i) {
-            address acc = _accounts[i];
-            if (acc == a || acc == b || !_providers[acc].voter || !isActive(acc)) continue;
+            address acc = _voters[i];
+            Provider storage p = _providers[acc];
+            if (acc == a || acc == b || p.paused || p.runtime != runtime) continue;
             accounts[k] = acc;
-            stakes[k] = _providers[acc].stake;
+            stakes[k] = p.stake;
             ++k;
         }
         assembly ("memory-safe") {

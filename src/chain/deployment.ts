@@ -41,8 +41,11 @@ export type ChainParams = {
   readonly slashBps: number;
   /** Fraction of the loser's loss paid to the winner (rest to the treasury), in basis points. */
   readonly rewardBps: number;
-  /** Slashed from a committee member that doesn't reveal. */
-  readonly nonRevealPenalty: bigint;
+  /**
+   * Slashed from a committee member that does not reveal, or reveals against the verdict; shared
+   * among the members that voted with it.
+   */
+  readonly votePenalty: bigint;
   /** How long a provider has to publish data named by an availability challenge. */
   readonly answerPeriodMs: number;
   /**
@@ -55,7 +58,20 @@ export type ChainParams = {
    * time refunds it to the client. Must outlast the challenge window plus a dispute.
    */
   readonly paymentHoldMs: number;
+  /**
+   * The most a challengeable receipt's inputs plus outputs may weigh (canonical encodings, bytes):
+   * an availability challenge makes the provider publish them in one transaction, so providers
+   * refuse larger requests and clients don't send them. At most MAX_DATA_BYTES (what one
+   * transaction can carry on public mempools).
+   */
+  readonly maxDataBytes: number;
 };
+
+/**
+ * geth's pool refuses transactions over 128 KiB; an availability answer carries the receipt and
+ * ABI framing (under 1 KiB) besides the data, so the data cap stays below 120 KiB.
+ */
+export const MAX_DATA_BYTES = 120 * 1024;
 
 const E18 = 10n ** 18n;
 const DAY = 86_400_000;
@@ -71,10 +87,11 @@ export const DEFAULT_PARAMS: ChainParams = {
   revealPeriodMs: DAY,
   slashBps: 5000,
   rewardBps: 5000,
-  nonRevealPenalty: 1n * E18,
+  votePenalty: 1n * E18,
   answerPeriodMs: DAY,
   challengeWindowMs: 3 * DAY,
   paymentHoldMs: 6 * DAY,
+  maxDataBytes: 64 * 1024,
 };
 
 export type Contracts = {
@@ -128,11 +145,19 @@ export function validateParams(p: ChainParams): void {
     bad('unbondingDelayMs', 'must exceed challengeWindowMs plus the longest dispute, or stake leaves first');
   if (p.minStake <= 0n) bad('minStake', 'must be positive');
   if (p.challengeBond <= 0n) bad('challengeBond', 'must be positive');
-  if (p.nonRevealPenalty < 0n) bad('nonRevealPenalty', 'must not be negative');
+  if (p.votePenalty < 0n) bad('votePenalty', 'must not be negative');
+  if (!Number.isInteger(p.maxDataBytes) || p.maxDataBytes < 1024 || p.maxDataBytes > MAX_DATA_BYTES)
+    bad(
+      'maxDataBytes',
+      `must be an integer from 1024 to ${MAX_DATA_BYTES}: an availability answer carries that much in one transaction`,
+    );
   if (!Number.isInteger(p.committeeSize) || p.committeeSize < 1 || p.committeeSize > 255)
     bad('committeeSize', 'must be an integer from 1 to 255');
-  for (const f of ['slashBps', 'rewardBps'] as const)
-    if (!Number.isInteger(p[f]) || p[f] < 0 || p[f] > 10_000) bad(f, 'must be an integer from 0 to 10000');
+  if (!Number.isInteger(p.slashBps) || p.slashBps < 0 || p.slashBps > 10_000)
+    bad('slashBps', 'must be an integer from 0 to 10000');
+  // at 100 % a provider reporting itself from another account would lose nothing
+  if (!Number.isInteger(p.rewardBps) || p.rewardBps < 0 || p.rewardBps >= 10_000)
+    bad('rewardBps', 'must be an integer from 0 to 9999: at 10000 self-reporting is free');
   if (p.unbondingDelayMs <= p.commitPeriodMs + p.revealPeriodMs)
     bad(
       'unbondingDelayMs',
@@ -150,6 +175,12 @@ export type DeployParameters = {
   readonly treasury?: Address;
   /** An existing ERC-20 to use; without it a DevToken (public mint) is deployed. */
   readonly token?: Address;
+  /**
+   * Runtime profiles to admit (their canonical JSON, src/protocol/runtime-profile.ts
+   * `runtimeProfileJson`): providers may serve only under admitted profiles. The deployer stays
+   * the ProviderRegistry's owner and can admit more later (`admitRuntime`).
+   */
+  readonly runtimes?: readonly string[];
   readonly pollingIntervalMs?: number;
   /** Called after each step, for progress output. */
   readonly onStep?: (step: string, address: Address) => void;
@@ -225,9 +256,10 @@ export async function deployGlassbox(parameters: DeployParameters): Promise<Depl
       revealPeriod: msToSeconds(params.revealPeriodMs),
       slashBps: params.slashBps,
       rewardBps: params.rewardBps,
-      nonRevealPenalty: params.nonRevealPenalty,
+      votePenalty: params.votePenalty,
       answerPeriod: msToSeconds(params.answerPeriodMs),
       challengeWindow: msToSeconds(params.challengeWindowMs),
+      maxDataBytes: params.maxDataBytes,
     },
   ]);
   for (const [address, abi] of [
@@ -236,6 +268,15 @@ export async function deployGlassbox(parameters: DeployParameters): Promise<Depl
   ] as const)
     await send(connection, { address, abi, functionName: 'setDisputeManager', args: [disputeManager] });
   parameters.onStep?.('wired', disputeManager);
+  for (const profile of parameters.runtimes ?? []) {
+    await send(connection, {
+      address: providerRegistry,
+      abi: ProviderRegistryAbi,
+      functionName: 'admitRuntime',
+      args: [profile],
+    });
+    parameters.onStep?.('admitRuntime', providerRegistry);
+  }
   return {
     chainId: parameters.chainId,
     deployer,
@@ -287,10 +328,11 @@ const deploymentSchema = z.strictObject({
     revealPeriodMs: ms,
     slashBps: z.number().int(),
     rewardBps: z.number().int(),
-    nonRevealPenalty: big,
+    votePenalty: big,
     answerPeriodMs: ms,
     challengeWindowMs: ms,
     paymentHoldMs: ms,
+    maxDataBytes: z.number().int().positive(),
   }),
 });
 
@@ -310,7 +352,7 @@ export function deploymentToJson(d: Deployment): DeploymentJson {
       ...p,
       minStake: p.minStake.toString(),
       challengeBond: p.challengeBond.toString(),
-      nonRevealPenalty: p.nonRevealPenalty.toString(),
+      votePenalty: p.votePenalty.toString(),
     },
   };
 }

@@ -53,11 +53,14 @@ export type OpenChallengeParameters = {
   readonly divergence?: DivergenceProof;
 };
 
-/** Opens a challenge (approving the bond first if needed); returns its id and committee. */
+/**
+ * Opens a challenge (approving the bond first if needed); returns its id and the block whose hash
+ * will seed its committee (`drawCommittee` once the block after it exists).
+ */
 export async function openChallenge(
   client: GlassboxClient,
   params: OpenChallengeParameters,
-): Promise<TxResult & { challengeId: bigint; committee: readonly Address[] }> {
+): Promise<TxResult & { challengeId: bigint; drawBlock: bigint }> {
   await ensureAllowance(client, 'disputeManager', client.deployment.params.challengeBond);
   const args = [
     params.receipt,
@@ -72,12 +75,51 @@ export async function openChallenge(
         { ...params.divergence, step: BigInt(params.divergence.step) },
       ])
     : await sendTo(client, 'disputeManager', 'openChallenge', args);
-  const [event] = eventsOf<{ id: bigint; committee: readonly Address[] }>(
+  const [event] = eventsOf<{ id: bigint; drawBlock: bigint }>(
     ABIS.disputeManager,
     'ChallengeOpened',
     tx.receipt.logs,
   );
-  return { ...tx, challengeId: event!.id, committee: event!.committee };
+  return { ...tx, challengeId: event!.id, drawBlock: event!.drawBlock };
+}
+
+/**
+ * Draws the committee of an open challenge (anyone may) once its draw block exists; returns the
+ * committee, or `deferred` when the draw block's hash was gone (then draw again a block later).
+ */
+export async function drawCommittee(
+  client: GlassboxClient,
+  challengeId: bigint,
+): Promise<TxResult & { committee: readonly Address[]; deferred: boolean }> {
+  const tx = await sendTo(client, 'disputeManager', 'drawCommittee', [challengeId]);
+  const [event] = eventsOf<{ committee: readonly Address[] }>(
+    ABIS.disputeManager,
+    'CommitteeDrawn',
+    tx.receipt.logs,
+  );
+  return { ...tx, committee: event?.committee ?? [], deferred: event === undefined };
+}
+
+/**
+ * Slashes a provider for a receipt under a runtime profile that was never admitted (evidence as
+ * for `openChallenge`: its signature, or a batch inclusion proof). Once per (provider, runtime).
+ */
+export async function reportUnadmittedRuntime(
+  client: GlassboxClient,
+  params: Pick<OpenChallengeParameters, 'receipt' | 'signature' | 'batchId' | 'proof'>,
+): Promise<TxResult & { slashed: bigint; reward: bigint }> {
+  const tx = await sendTo(client, 'disputeManager', 'reportUnadmittedRuntime', [
+    params.receipt,
+    params.signature ?? '0x',
+    params.batchId ?? 0n,
+    params.proof ?? [],
+  ]);
+  const [event] = eventsOf<{ slashed: bigint; reward: bigint }>(
+    ABIS.disputeManager,
+    'UnadmittedRuntimeSlashed',
+    tx.receipt.logs,
+  );
+  return { ...tx, slashed: event?.slashed ?? 0n, reward: event?.reward ?? 0n };
 }
 
 /**
@@ -113,15 +155,19 @@ async function openDataChallenge(
   return { ...tx, challengeId: event!.id, answerDeadlineMs: secondsToMs(event!.answerDeadline) };
 }
 
-/** Publishes the receipt and inputs an availability challenge names, settling it for the provider. */
+/**
+ * Publishes the receipt, inputs and outputs an availability challenge names, settling it for the
+ * provider (the challenger's bond is refunded).
+ */
 export function answerAvailability(
   client: GlassboxClient,
-  params: { challengeId: bigint; receipt: Receipt; inputs: Uint8Array },
+  params: { challengeId: bigint; receipt: Receipt; inputs: Uint8Array; outputs: Uint8Array },
 ): Promise<TxResult> {
   return sendTo(client, 'disputeManager', 'answerAvailability', [
     params.challengeId,
     params.receipt,
     bytesToHex(params.inputs),
+    bytesToHex(params.outputs),
   ]);
 }
 
@@ -178,7 +224,8 @@ export function revealVote(client: GlassboxClient, params: VoteParameters): Prom
   return sendTo(client, 'disputeManager', 'revealVote', [params.challengeId, params.guilty, params.salt]);
 }
 
-export const CHALLENGE_STATUS = ['none', 'open', 'upheld', 'rejected', 'void'] as const;
+/** `answered`: an availability challenge the provider answered on chain (the bond is refunded). */
+export const CHALLENGE_STATUS = ['none', 'open', 'upheld', 'rejected', 'void', 'answered'] as const;
 export type ChallengeStatus = (typeof CHALLENGE_STATUS)[number];
 
 /** Settles a challenge after its reveal deadline (or once all revealed); anyone may call. */
@@ -210,6 +257,10 @@ export type ChallengeInfo = {
   readonly status: ChallengeStatus;
   /** The first divergent trace step, when the challenge proved one. */
   readonly divergence: { step: number; providerHash: Hex; challengerHash: Hex } | undefined;
+  /** `wrong` only: the challenged receipt's runtime profile (members are drawn among its voters). */
+  readonly runtime: Hex;
+  /** `wrong` only: the block whose hash seeds the committee; drawable once a later block exists. */
+  readonly drawBlock: bigint;
   /** For `unavailable`, commit and reveal deadlines are both the answer deadline. */
   readonly commitDeadlineMs: number;
   readonly revealDeadlineMs: number;
@@ -219,6 +270,7 @@ export type ChallengeInfo = {
   readonly innocent: number;
   readonly receiptHash: Hex;
   readonly bond: bigint;
+  /** Empty until `drawCommittee`. */
   readonly committee: readonly Address[];
 };
 
@@ -230,6 +282,8 @@ export async function getChallenge(client: GlassboxClient, challengeId: bigint):
     status: number;
     traced: boolean;
     step: bigint;
+    drawBlock: bigint;
+    runtime: Hex;
     providerStepHash: Hex;
     challengerStepHash: Hex;
     commitDeadline: bigint;
@@ -251,6 +305,7 @@ export async function getChallenge(client: GlassboxClient, challengeId: bigint):
       ? { step: Number(step), providerHash: providerStepHash, challengerHash: challengerStepHash }
       : undefined,
     status: CHALLENGE_STATUS[c.status]!,
+    drawBlock: BigInt(c.drawBlock),
     commitDeadlineMs: secondsToMs(c.commitDeadline),
     revealDeadlineMs: secondsToMs(c.revealDeadline),
   };

@@ -36,20 +36,41 @@ export async function redeemVoucher(
   };
 }
 
-export type Hold = { readonly amount: bigint; readonly sinceMs: number; readonly endsAtMs: number };
+/** One bucket of a channel's held payments: the redemptions of one slot of `holdPeriod / 8`. */
+export type HoldBucket = { readonly amount: bigint; readonly sinceMs: number; readonly releaseAtMs: number };
 
-/** The channel's payment on hold (undefined when none). */
+/**
+ * What a channel holds: the total and its buckets, oldest first (each pays out at its
+ * `releaseAtMs`, or goes back to the client if the provider is convicted first).
+ */
+export type Hold = {
+  readonly amount: bigint;
+  /** When the oldest bucket pays out. */
+  readonly endsAtMs: number;
+  readonly buckets: readonly HoldBucket[];
+};
+
+/** The channel's payments on hold (undefined when none). */
 export async function getHold(
   client: GlassboxClient,
   params: { client: Address; provider: Address },
 ): Promise<Hold | undefined> {
-  const [[amount, since], period] = await Promise.all([
-    readFrom<readonly [bigint, bigint]>(client, 'paymentEscrow', 'holds', [params.client, params.provider]),
-    readFrom<bigint>(client, 'paymentEscrow', 'holdPeriod'),
-  ]);
-  return amount === 0n
-    ? undefined
-    : { amount, sinceMs: secondsToMs(since), endsAtMs: secondsToMs(since + period) };
+  const buckets = await readFrom<readonly { amount: bigint; since: bigint; releaseAt: bigint }[]>(
+    client,
+    'paymentEscrow',
+    'holdsOf',
+    [params.client, params.provider],
+  );
+  if (buckets.length === 0) return undefined;
+  return {
+    amount: buckets.reduce((t, b) => t + b.amount, 0n),
+    endsAtMs: secondsToMs(buckets[0]!.releaseAt),
+    buckets: buckets.map((b) => ({
+      amount: b.amount,
+      sinceMs: secondsToMs(b.since),
+      releaseAtMs: secondsToMs(b.releaseAt),
+    })),
+  };
 }
 
 /** Settles a channel's hold: pays the provider after the hold period, or refunds a convicted one's. */

@@ -77,12 +77,10 @@ export type ChallengeOpened = {
   challenger: Address;
   receiptHash: Hex;
   inputsUri: string;
-  committee: readonly Address[];
-  commitDeadline: bigint;
-  revealDeadline: bigint;
+  drawBlock: bigint;
 };
 
-/** Opened challenges (the node's committee voter watches these for its own address). */
+/** Opened challenges (their committees come later: `getCommitteesDrawn`). */
 export function getChallengesOpened(
   client: GlassboxClient,
   params: { fromBlock?: bigint; toBlock?: bigint } = {},
@@ -90,6 +88,27 @@ export function getChallengesOpened(
   return getEvents<ChallengeOpened>(client, {
     contract: 'disputeManager',
     eventName: 'ChallengeOpened',
+    fromBlock: params.fromBlock,
+    toBlock: params.toBlock,
+  });
+}
+
+export type CommitteeDrawn = {
+  id: bigint;
+  committee: readonly Address[];
+  commitDeadline: bigint;
+  revealDeadline: bigint;
+};
+
+/** Drawn committees (the node's committee member watches these for its own address). */
+export function getCommitteesDrawn(
+  client: GlassboxClient,
+  params: { id?: bigint; fromBlock?: bigint; toBlock?: bigint } = {},
+): Promise<ChainEvent<CommitteeDrawn>[]> {
+  return getEvents<CommitteeDrawn>(client, {
+    contract: 'disputeManager',
+    eventName: 'CommitteeDrawn',
+    args: params.id === undefined ? undefined : { id: params.id },
     fromBlock: params.fromBlock,
     toBlock: params.toBlock,
   });

@@ -23,6 +23,7 @@ export async function readChainParams(client: GlassboxClient): Promise<ChainPara
     window,
     hold,
     treasury,
+    maxDataBytes,
   ] = await Promise.all([
     pr('minStake'),
     pr('unbondingDelay'),
@@ -34,11 +35,12 @@ export async function readChainParams(client: GlassboxClient): Promise<ChainPara
     dm<bigint>('revealPeriod'),
     dm<number>('slashBps'),
     dm<number>('rewardBps'),
-    dm<bigint>('nonRevealPenalty'),
+    dm<bigint>('votePenalty'),
     dm<bigint>('answerPeriod'),
     dm<bigint>('challengeWindow'),
     readFrom<bigint>(client, 'paymentEscrow', 'holdPeriod'),
     dm<Address>('treasury'),
+    dm<number>('maxDataBytes'),
   ]);
   return {
     minStake,
@@ -51,10 +53,11 @@ export async function readChainParams(client: GlassboxClient): Promise<ChainPara
     revealPeriodMs: secondsToMs(reveal),
     slashBps: Number(slashBps),
     rewardBps: Number(rewardBps),
-    nonRevealPenalty: penalty,
+    votePenalty: penalty,
     answerPeriodMs: secondsToMs(answer),
     challengeWindowMs: secondsToMs(window),
     paymentHoldMs: secondsToMs(hold),
+    maxDataBytes: Number(maxDataBytes),
     treasury,
   };
 }

@@ -1,6 +1,7 @@
-import type { Address } from 'viem';
+import { keccak256, toBytes, type Address, type Hex } from 'viem';
 import { secondsToMs, type GlassboxClient, type TxResult } from './client.js';
 import { readFrom, sendTo, toModelDigest, type ModelRef } from './contracts.js';
+import { getEvents } from './events.js';
 import { ensureAllowance } from './token.js';
 
 export type RegisterProviderParameters = {
@@ -66,12 +67,66 @@ export function setVoter(client: GlassboxClient, voter: boolean): Promise<TxResu
   return sendTo(client, 'providerRegistry', 'setVoter', [voter]);
 }
 
+/**
+ * Declares the runtime profile (its hash) the account serves under and, as a voter, judges under;
+ * it must be admitted (`admitRuntime`).
+ */
+export function setRuntime(client: GlassboxClient, runtime: Hex): Promise<TxResult> {
+  return sendTo(client, 'providerRegistry', 'setRuntime', [runtime]);
+}
+
+/**
+ * Admits a runtime profile, given as its canonical JSON (src/protocol/runtime-profile.ts
+ * `runtimeProfileJson`); the registry's owner only. Returns the profile's hash.
+ */
+export async function admitRuntime(
+  client: GlassboxClient,
+  profileJson: string,
+): Promise<TxResult & { runtime: Hex }> {
+  const tx = await sendTo(client, 'providerRegistry', 'admitRuntime', [profileJson]);
+  return { ...tx, runtime: keccak256(toBytes(profileJson)) };
+}
+
+/** Whether the runtime profile with this hash was admitted. */
+export function isRuntimeAdmitted(client: GlassboxClient, runtime: Hex): Promise<boolean> {
+  return readFrom<boolean>(client, 'providerRegistry', 'admittedRuntime', [runtime]);
+}
+
+/** The admitted runtime profiles, as their canonical JSON keyed by hash (from RuntimeAdmitted events). */
+export async function getAdmittedRuntimes(client: GlassboxClient): Promise<Map<Hex, string>> {
+  const events = await getEvents<{ runtime: Hex; profile: string }>(client, {
+    contract: 'providerRegistry',
+    eventName: 'RuntimeAdmitted',
+  });
+  return new Map(events.map((e) => [e.args.runtime, e.args.profile]));
+}
+
+/**
+ * The committee pool for a receipt of `runtime`: voters other than `exclude` that are active and
+ * judge under it, with their stakes (what DisputeManager.drawCommittee draws from).
+ */
+export async function getEligibleVoters(
+  client: GlassboxClient,
+  params: { runtime: Hex; exclude?: readonly [Address?, Address?] },
+): Promise<{ address: Address; stake: bigint }[]> {
+  const zero = '0x0000000000000000000000000000000000000000';
+  const [accounts, stakes] = await readFrom<readonly [readonly Address[], readonly bigint[]]>(
+    client,
+    'providerRegistry',
+    'eligibleVoters',
+    [params.exclude?.[0] ?? zero, params.exclude?.[1] ?? zero, params.runtime],
+  );
+  return accounts.map((address, i) => ({ address, stake: stakes[i]! }));
+}
+
 export type ProviderInfo = {
   readonly address: Address;
   readonly registered: boolean;
   readonly paused: boolean;
   /** Opted in to committee duty. */
   readonly voter: boolean;
+  /** The runtime profile hash it serves and judges under (zero until it sets one). */
+  readonly runtime: Hex;
   readonly stake: bigint;
   readonly unbonding: bigint;
   /** When the unbonding stake can be withdrawn (ms since the epoch; 0 if none requested). */
@@ -94,6 +149,7 @@ export async function getProvider(client: GlassboxClient, provider: Address): Pr
       registered: boolean;
       paused: boolean;
       voter: boolean;
+      runtime: Hex;
       endpoint: string;
     }>(client, 'providerRegistry', 'getProvider', [provider]),
     readFrom<boolean>(client, 'providerRegistry', 'isActive', [provider]),
@@ -104,6 +160,7 @@ export async function getProvider(client: GlassboxClient, provider: Address): Pr
     registered: p.registered,
     paused: p.paused,
     voter: p.voter,
+    runtime: p.runtime,
     stake: p.stake,
     unbonding: p.unbonding,
     unbondingEndsMs: secondsToMs(p.unbondingEnds),

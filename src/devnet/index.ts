@@ -24,6 +24,8 @@ import {
 } from '../chain/index.js';
 import { GlassboxError } from '../protocol/errors.js';
 import type { ModelId } from '../protocol/manifest.js';
+import { runtimeProfileJson } from '../protocol/runtime-profile.js';
+import { onnxProfile } from '../runtime/index.js';
 import { createClient, type Client, type CreateClientParameters } from '../sdk/index.js';
 import { createFsStore, packModelFolder } from '../store/index.js';
 
@@ -165,6 +167,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       chainId: anvil.chainId,
       account: deployer.privateKey,
       params: { ...DEVNET_PARAMS, ...options.params },
+      runtimes: [runtimeProfileJson(onnxProfile())], // what the devnet's nodes run
       pollingIntervalMs: 10,
     });
     const deploymentFile = join(dir, 'deployment.json');

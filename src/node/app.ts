@@ -6,14 +6,14 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import type { Logger } from 'pino';
-import { BINARY_TYPE, REQUEST_HEADER } from '../protocol/api.js';
+import { BINARY_TYPE, PROVIDER_HEADER } from '../protocol/api.js';
 import { GlassboxError } from '../protocol/errors.js';
 import type { NodeContext } from './context.js';
 import { errorHandler, notFoundHandler } from './problem.js';
 import { batchesRoute } from './routes/batches.js';
 import { blobsRoute } from './routes/blobs.js';
 import { healthRoutes } from './routes/health.js';
-import { inferRoute } from './routes/infer.js';
+import { inferRoute, provenClient } from './routes/infer.js';
 import { modelsRoute } from './routes/models.js';
 import { receiptsRoute } from './routes/receipts.js';
 import { rolesRoutes } from './routes/roles.js';
@@ -43,6 +43,12 @@ export async function buildApp(ctx: NodeContext, options: AppOptions): Promise<F
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
 
+  // Every answer names this provider, errors included: a client that reached us at another
+  // provider's stale endpoint tells so before it reads the body (src/sdk/transport.ts).
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.header(PROVIDER_HEADER, ctx.provider);
+  });
+
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     ctx.metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
@@ -53,9 +59,9 @@ export async function buildApp(ctx: NodeContext, options: AppOptions): Promise<F
     global: true,
     max: options.rateLimitPerMinute,
     timeWindow: 60_000,
-    // After the body is parsed, so the key can be the client's address rather than its IP.
+    // After the infer route's preValidation has proven the client (src/node/routes/infer.ts).
     hook: 'preHandler',
-    keyGenerator: clientKey,
+    keyGenerator: rateLimitKey,
     errorResponseBuilder: (_request, context) =>
       new GlassboxError(
         'RATE_LIMITED',
@@ -77,22 +83,12 @@ export async function buildApp(ctx: NodeContext, options: AppOptions): Promise<F
   return app;
 }
 
-/** The rate-limit key: the client address the request names (JSON body or binary header), else the IP. */
-function clientKey(request: FastifyRequest): string {
-  const body = request.body as { client?: unknown; voucher?: { voucher?: { client?: unknown } } } | undefined;
-  let client: unknown =
-    body && typeof body === 'object' && !Buffer.isBuffer(body)
-      ? (body.client ?? body.voucher?.voucher?.client)
-      : undefined;
-  const header = request.headers[REQUEST_HEADER];
-  if (client === undefined && typeof header === 'string') {
-    try {
-      client = (JSON.parse(header) as { client?: unknown }).client;
-    } catch {
-      client = undefined;
-    }
-  }
-  return typeof client === 'string' && /^0x[0-9a-fA-F]{40}$/.test(client)
-    ? `client:${client.toLowerCase()}`
-    : `ip:${request.ip}`;
+/**
+ * The rate-limit key: the client a request to /v1/infer proved by its signature, else the IP. A
+ * claimed address is never a key (audit H-3): requests forged in a victim's name would use up the
+ * victim's rate and lock it out.
+ */
+function rateLimitKey(request: FastifyRequest): string {
+  const client = provenClient(request);
+  return client ? `client:${client.toLowerCase()}` : `ip:${request.ip}`;
 }

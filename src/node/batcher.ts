@@ -46,7 +46,13 @@ export function createBatcher(p: BatcherParameters): Batcher {
       const tx = await p.serial(() =>
         commitBatch(p.chain, { root: batch.root, count: batch.count, uri: batch.uri }),
       );
-      p.db.markCommitted(batch.root, { batchId: tx.batchId, txHash: tx.hash, committedAt: Date.now() });
+      // the chain's time of the commit, which starts the challenge window (not our clock)
+      const { timestamp } = await p.chain.publicClient.getBlock({ blockNumber: tx.blockNumber });
+      p.db.markCommitted(batch.root, {
+        batchId: tx.batchId,
+        txHash: tx.hash,
+        committedAt: Number(timestamp) * 1000,
+      });
       p.metrics.batches.inc();
       p.metrics.batchedReceipts.inc(batch.count);
       p.log.info(

@@ -94,9 +94,18 @@ export const nodeConfigSchema = z.strictObject({
       maxAgeMs: ms.min(10).default(10_000),
     })
     .prefault({}),
-  /** The most a client may owe (delivered minus paid) before it must send a voucher. */
-  creditLimit: amount.default(0n),
-  /** How often to redeem vouchers on chain (0: only on stop). */
+  /**
+   * The most a client may owe (delivered minus paid) before it must send a voucher. Payment is
+   * after delivery: a client has nothing to pay before its first answer, so with 0 no client would
+   * ever be served. The default, 10^16 base units (0.01 of an 18-decimal token: ten answers at the
+   * devnet's price of 10^15), is a few answers' worth; what is at risk is bounded by the client's
+   * deposit anyway (src/node/payments.ts), so it only sets how often a client must pay.
+   */
+  creditLimit: amount.default(10n ** 16n),
+  /**
+   * How often to redeem vouchers on chain (0: only on stop). Must be below half the chain's
+   * withdrawal delay, or a client could withdraw what was served before it is redeemed.
+   */
   redeemIntervalMs: ms.default(60_000),
   rateLimit: z
     .strictObject({
@@ -117,6 +126,12 @@ export const nodeConfigSchema = z.strictObject({
   /** How long a read of the on-chain price is reused. */
   priceCacheMs: ms.default(2_000),
   /**
+   * How long a read of a client's escrow (deposit, pending withdrawal, redeemed) is reused for its
+   * credit: a withdrawal request is noticed this much later at most (one that would refuse the
+   * client is read again after 250 ms). 0 reads it for every request.
+   */
+  escrowCacheMs: ms.default(5_000),
+  /**
    * How long stop() waits for requests in flight before it closes every connection (a client may
    * hold a connection open without sending a request).
    */
@@ -136,16 +151,17 @@ export const nodeConfigSchema = z.strictObject({
       delayMs: ms.default(0),
       /**
        * A provider that hides its data: `inputs` serves a batch's receipts without their inputs
-       * (and answers availability challenges on chain, hoping to dodge re-execution), `batches`
-       * serves nothing of its batches and answers nothing.
+       * (and answers availability challenges on chain, hoping to dodge re-execution), `listing`
+       * serves nothing of its batches but answers every challenge on chain, `batches` serves
+       * nothing of its batches and answers nothing.
        */
-      withhold: z.enum(['none', 'inputs', 'batches']).default('none'),
+      withhold: z.enum(['none', 'inputs', 'listing', 'batches']).default('none'),
     })
     .optional(),
 });
 
 export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
-export type Withhold = 'none' | 'inputs' | 'batches';
+export type Withhold = 'none' | 'inputs' | 'listing' | 'batches';
 export type NodeConfig = z.output<typeof nodeConfigSchema>;
 
 /** Validates a config; CONFIG_INVALID names the first offending field. */

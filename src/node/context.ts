@@ -26,7 +26,7 @@ export type NodeContext = {
   /** 'starting' until the chain setup is done, 'stopping' once stop() began. */
   state(): 'starting' | 'ready' | 'stopping';
   readonly startedAt: number;
-  /** The `withhold` fault (tests only): `inputs` hides receipts' data, `batches` whole batches. */
+  /** The `withhold` fault (tests only): `inputs` hides receipts' data, `listing` and `batches` whole batches. */
   readonly withhold: Withhold;
   /** The verifier and committee roles, when the node has them. */
   verifier(): VerifierRole | undefined;

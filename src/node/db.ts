@@ -127,12 +127,8 @@ export type NodeDb = {
   getBatch(root: string): BatchRow | undefined;
   pendingBatches(): BatchRow[];
   batchReceipts(root: string): ReceiptRow[];
-  /**
-   * Up to `limit` receipts of a batch from position `offset`, stopping before the one that would
-   * take the page's data (inputs and outputs) past `maxBytes`; never empty while receipts remain.
-   * Rows are read one at a time, so a page of large receipts is not loaded whole to be cut.
-   */
-  batchPage(root: string, page: { offset: number; limit: number; maxBytes: number }): ReceiptRow[];
+  /** Up to `limit` receipts of a batch from position `offset`, in order. */
+  batchPage(root: string, page: { offset: number; limit: number }): ReceiptRow[];
   /** A batch's leaves (receipt struct hashes) in order, without the receipts' data. */
   batchLeaves(root: string): Hex[];
   getAccount(client: Address): ClientAccount;
@@ -143,7 +139,7 @@ export type NodeDb = {
   /** Accounts with something redeemed: their payments may be on hold in the escrow. */
   redeemedAccounts(): ClientAccount[];
   setRedeemed(client: Address, redeemed: bigint): void;
-  /** Deletes committed receipts (and their inputs) created before `before`; returns how many. */
+  /** Deletes the receipts (and their data) of batches committed on chain before `before` (ms); returns how many. */
   prune(before: number): number;
   close(): void;
 };
@@ -290,9 +286,10 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
     batchLeaves: db.prepare<[string], { leaf: string }>(
       'SELECT leaf FROM receipts WHERE batch_root = ? ORDER BY batch_index',
     ),
+    // by the batch's commit time on chain: the challenge window runs from the commit block
     pruneReceipts: db.prepare(
-      `DELETE FROM receipts WHERE created_at < ? AND batch_root IN
-         (SELECT root FROM batches WHERE batch_id IS NOT NULL)`,
+      `DELETE FROM receipts WHERE batch_root IN
+         (SELECT root FROM batches WHERE batch_id IS NOT NULL AND committed_at < ?)`,
     ),
     pruneBatches: db.prepare(
       `DELETE FROM batches WHERE batch_id IS NOT NULL AND committed_at < ?
@@ -370,17 +367,7 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
     },
     pendingBatches: () => s.pendingBatches.all().map(toBatch),
     batchReceipts: (root) => s.batchReceipts.all(root.toLowerCase()).map(toReceipt),
-    batchPage: (root, page) => {
-      const rows: ReceiptRow[] = [];
-      let bytes = 0;
-      for (const raw of s.batchPage.iterate(root.toLowerCase(), page.limit, page.offset)) {
-        const size = (raw.inputs?.length ?? 0) + (raw.outputs?.length ?? 0);
-        if (rows.length > 0 && bytes + size > page.maxBytes) break;
-        rows.push(toReceipt(raw));
-        bytes += size;
-      }
-      return rows;
-    },
+    batchPage: (root, page) => s.batchPage.all(root.toLowerCase(), page.limit, page.offset).map(toReceipt),
     batchLeaves: (root) => s.batchLeaves.all(root.toLowerCase()).map((r) => r.leaf as Hex),
     getAccount: account,
     offerVoucher: (v) => offerVoucher(v),

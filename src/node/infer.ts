@@ -1,9 +1,11 @@
 import type { Logger } from 'pino';
-import { getAddress, type Address, type Hex, type LocalAccount } from 'viem';
+import { bytesToHex, type Address, type Hex, type LocalAccount } from 'viem';
 import type { InferHead } from '../protocol/api.js';
 import { decodeTensors, encodeTensors, hashTensors } from '../protocol/encoding.js';
 import { GlassboxError } from '../protocol/errors.js';
+import { keccak256Bytes } from '../protocol/keccak.js';
 import { modelDigest, type ModelPackage } from '../protocol/manifest.js';
+import { requestMessage, verifyRequestSignature } from '../protocol/request.js';
 import {
   receiptHash,
   signReceipt,
@@ -22,10 +24,12 @@ import type { Payments } from './payments.js';
 import type { PriceBook } from './prices.js';
 
 /*
- * One inference, transport aside (JSON and binary routes both end here): check the model, the
- * voucher, the price and the client's credit; run; sign a receipt; persist it with the inputs and
- * outputs; answer. The receipt is in the database (WAL, synchronous=FULL) before this returns, so
- * an answer a client saw is never lost by a crash.
+ * One inference, transport aside (JSON and binary routes both end here). First `authenticate`:
+ * find the model, decode the inputs and check the client's signature over the request (so that
+ * nothing is charged to, counted against or rate-limited as an address that did not ask). Then
+ * `infer`: the voucher, the price and the client's credit; run; sign a receipt; persist it with the
+ * inputs and outputs; answer. The receipt is in the database (WAL, synchronous=FULL) before this
+ * returns, so an answer a client saw is never lost by a crash.
  *
  * onnxruntime-node runs a session synchronously on the main thread: while a model runs, the event
  * loop waits. The example models run in well under a millisecond; large models would need a worker
@@ -39,8 +43,26 @@ export type InferAnswer = {
   readonly replayed: boolean;
 };
 
+/** A request whose signature recovers to its client: only these are served. */
+export type ProvenRequest = {
+  readonly head: InferHead;
+  readonly pkg: ModelPackage;
+  readonly inputs: TensorMap;
+  /** The inputs' canonical encoding (what is stored and, if challenged, published). */
+  readonly inputBytes: Uint8Array;
+  readonly inputHash: Hex;
+  /** The client, proven by the request's signature. */
+  readonly client: Address;
+};
+
 export type InferService = {
-  infer(head: InferHead, inputs: (pkg: ModelPackage) => TensorMap): Promise<InferAnswer>;
+  /**
+   * Finds the model, decodes the inputs and proves the client: NOT_FOUND, the input errors, or
+   * SIGNATURE_INVALID (field `signature`) when the signature is not the named client's over
+   * exactly this request to this provider.
+   */
+  authenticate(head: InferHead, inputs: (pkg: ModelPackage) => TensorMap): Promise<ProvenRequest>;
+  infer(request: ProvenRequest): Promise<InferAnswer>;
 };
 
 export type InferServiceParameters = {
@@ -51,10 +73,17 @@ export type InferServiceParameters = {
   readonly payments: Payments;
   readonly signer: LocalAccount;
   readonly provider: Address;
+  /** The domain of receipts, and of the requests they answer. */
   readonly domain: ReceiptDomain;
   readonly metrics: NodeMetrics;
   readonly log: Logger;
   readonly runTimeoutMs: number;
+  /**
+   * The most inputs plus outputs (canonical encodings, bytes) a receipt may carry: what this
+   * provider can publish in one transaction if its data is challenged (src/protocol/limits.ts).
+   * Known once the node has read the chain.
+   */
+  readonly dataCap: () => number;
   /** The fault switch: the probability of perturbing an answer (tests only). */
   readonly perturb?: number;
   /** The fault switch: answer this much later (a slow provider; tests and benchmarks only). */
@@ -64,20 +93,35 @@ export type InferServiceParameters = {
 };
 
 export function createInferService(p: InferServiceParameters): InferService {
-  async function infer(head: InferHead, readInputs: (pkg: ModelPackage) => TensorMap): Promise<InferAnswer> {
+  async function authenticate(
+    head: InferHead,
+    readInputs: (pkg: ModelPackage) => TensorMap,
+  ): Promise<ProvenRequest> {
     const pkg = p.models.get(head.model);
     if (!pkg)
       throw new GlassboxError('NOT_FOUND', `model ${head.model} is not served by this provider`, {
         field: 'model',
         details: { served: [...p.models.keys()] },
       });
-    const client = getAddress(head.client);
+    const inputs = readInputs(pkg);
+    const inputBytes = encodeTensors(inputs);
+    const cap = p.dataCap();
+    if (inputBytes.byteLength > cap)
+      throw dataTooLarge('INPUT_TOO_LARGE', 'inputs', inputBytes.byteLength, cap);
+    const inputHash = bytesToHex(keccak256Bytes(inputBytes));
+    const message = requestMessage(head, { provider: p.provider, inputHash });
+    const client = await verifyRequestSignature(message, head.signature as Hex, p.domain);
+    return { head, pkg, inputs, inputBytes, inputHash, client };
+  }
+
+  async function infer(request: ProvenRequest): Promise<InferAnswer> {
+    const { head, pkg, inputs, inputBytes, inputHash, client } = request;
+    const cap = p.dataCap();
     const requestId = head.requestId.toLowerCase() as Hex;
     if (head.voucher) await p.payments.acceptVoucher(head.voucher, client);
-    const inputs = readInputs(pkg);
 
     const previous = p.db.getReceipt(requestId);
-    if (previous) return replay(previous, client, pkg, inputs);
+    if (previous) return replay(previous, client, pkg, inputHash);
 
     const price = await p.prices.price(pkg.id);
     if (price > BigInt(head.maxPrice))
@@ -102,6 +146,14 @@ export function createInferService(p: InferServiceParameters): InferService {
         outputHash = hashTensors(outputs);
         p.log.warn({ requestId }, 'fault switch: perturbed the outputs of this answer');
       }
+      const outputBytes = encodeTensors(outputs);
+      if (inputBytes.byteLength + outputBytes.byteLength > cap)
+        throw dataTooLarge(
+          'OUTPUT_TOO_LARGE',
+          'outputs',
+          inputBytes.byteLength + outputBytes.byteLength,
+          cap,
+        );
       if (p.delayMs) await new Promise((resolve) => setTimeout(resolve, p.delayMs));
       const receipt: Receipt = {
         requestId,
@@ -127,15 +179,15 @@ export function createInferService(p: InferServiceParameters): InferService {
           receipt: signed,
           price,
           createdAt: Date.now(),
-          inputs: encodeTensors(inputs),
-          outputs: encodeTensors(outputs),
+          inputs: inputBytes,
+          outputs: outputBytes,
           ...(trace ? { trace: trace.steps.map((step) => step.hash) } : {}),
         });
       } catch (error) {
         // Two requests with one id raced: the other was stored first.
         if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
           const stored = p.db.getReceipt(requestId);
-          if (stored) return replay(stored, client, pkg, inputs);
+          if (stored) return replay(stored, client, pkg, inputHash);
         }
         throw error;
       }
@@ -152,10 +204,9 @@ export function createInferService(p: InferServiceParameters): InferService {
     stored: NonNullable<ReturnType<NodeDb['getReceipt']>>,
     client: Address,
     pkg: ModelPackage,
-    inputs: TensorMap,
+    inputHash: Hex,
   ): InferAnswer {
-    const same =
-      stored.client === client && stored.model === pkg.id && stored.inputHash === hashTensors(inputs);
+    const same = stored.client === client && stored.model === pkg.id && stored.inputHash === inputHash;
     if (!same || stored.outputs === undefined)
       throw new GlassboxError(
         'REQUEST_CONFLICT',
@@ -167,5 +218,24 @@ export function createInferService(p: InferServiceParameters): InferService {
     return { outputs: decodeTensors(stored.outputs), receipt: stored.receipt, replayed: true };
   }
 
-  return { infer };
+  return { authenticate, infer };
+}
+
+/**
+ * A receipt over more data than one answer transaction can publish would make this provider
+ * slashable for data it could not publish (audit C-1), so such a request is refused, unsigned
+ * and unpaid.
+ */
+function dataTooLarge(
+  code: 'INPUT_TOO_LARGE' | 'OUTPUT_TOO_LARGE',
+  field: 'inputs' | 'outputs',
+  sizeBytes: number,
+  limitBytes: number,
+): GlassboxError {
+  const what = field === 'inputs' ? 'the inputs' : 'the inputs and outputs';
+  return new GlassboxError(
+    code,
+    `${what} take ${sizeBytes} bytes in canonical encoding; a receipt may carry at most ${limitBytes} (what one transaction can publish if the data is challenged)`,
+    { field, details: { sizeBytes, limitBytes } },
+  );
 }

@@ -5,6 +5,9 @@ import { getAddress, type Address, type Hex } from 'viem';
 import {
   connect,
   deploymentFromJson,
+  getModel,
+  isRuntimeAdmitted,
+  type ChainParams,
   readChainParams,
   readDeployment,
   verifyDeployment,
@@ -12,7 +15,9 @@ import {
   type GlassboxClient,
 } from '../chain/index.js';
 import { GlassboxError } from '../protocol/errors.js';
-import type { ModelPackage } from '../protocol/manifest.js';
+import { modelDigest, modelIdFromDigest, type ModelPackage } from '../protocol/manifest.js';
+import { batchCap, dataCap } from '../protocol/limits.js';
+import { runtimeProfileJson } from '../protocol/runtime-profile.js';
 import { privateKeyToSigner } from '../protocol/secp256k1.js';
 import { createOnnxEngine } from '../runtime/index.js';
 import { createFsStore } from '../store/index.js';
@@ -118,6 +123,7 @@ export async function createNode(
     provider: address,
     domain: { chainId: chain.chainId, verifyingContract: deployment.contracts.paymentEscrow },
     creditLimit: config.creditLimit,
+    escrowTtlMs: config.escrowCacheMs,
   });
   const serial = createSerial();
   let url = '';
@@ -129,6 +135,8 @@ export async function createNode(
   const actions: ChainAction[] = [];
   const has = (role: (typeof config.roles)[number]) => config.roles.includes(role);
   const withhold = config.fault?.withhold ?? 'none';
+  /** What a receipt may carry (src/protocol/limits.ts), from the chain at start; nothing before. */
+  let dataCapBytes = 0;
 
   const service = createInferService({
     db,
@@ -142,6 +150,7 @@ export async function createNode(
     metrics,
     log,
     runTimeoutMs: config.runTimeoutMs,
+    dataCap: () => dataCapBytes,
     ...(config.fault ? { perturb: config.fault.perturb, delayMs: config.fault.delayMs } : {}),
     onReceipt: () => batcher?.notify(),
   });
@@ -169,10 +178,42 @@ export async function createNode(
     rateLimitPerMinute: config.rateLimit.perMinute,
   });
 
+  /**
+   * Deletes receipts whose batch was committed (on chain time) longer than the retention ago: the
+   * chain's window is counted from the commit block, so local clocks and delayed commits don't
+   * shorten it (audit L-1).
+   */
   const prune = (now = Date.now()): number => {
     const n = db.prune(now - config.challengeWindowMs);
     if (n > 0) log.info({ pruned: n }, 'pruned receipts past the challenge window');
     return n;
+  };
+  const pruneByChainTime = async (): Promise<void> => {
+    try {
+      const { timestamp } = await chain.publicClient.getBlock({ blockTag: 'latest' });
+      prune(Number(timestamp) * 1000);
+    } catch (error) {
+      log.warn({ err: error }, 'could not read chain time; not pruning this time');
+    }
+  };
+
+  /** A model for the verifier and committee: ours, else fetched from peers and kept (re-hashed). */
+  const fetched = new Map<Hex, Promise<ModelPackage | undefined>>();
+  const modelOf = (digest: Hex, peers: readonly string[]): Promise<ModelPackage | undefined> => {
+    for (const pkg of models.values())
+      if (modelDigest(pkg.id) === digest.toLowerCase()) return Promise.resolve(pkg);
+    let pending = fetched.get(digest);
+    if (!pending) {
+      pending = resolveModel(modelIdFromDigest(digest), { store, peers: [...peers, ...config.peers] }).catch(
+        (error: unknown) => {
+          fetched.delete(digest); // another peer may serve it later
+          log.warn({ err: error, model: digest }, 'could not fetch a model to check');
+          return undefined;
+        },
+      );
+      fetched.set(digest, pending);
+    }
+    return pending;
   };
 
   const node: GlassboxNode = {
@@ -199,29 +240,51 @@ export async function createNode(
           config.listen.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`
         ).replace(/\/+$/, '');
         const chainParams = await readChainParams(chain);
-        const { challengeWindowMs } = chainParams;
-        if (has('provider')) {
-          // Pruning data the chain may still ask for would get an honest provider slashed.
-          if (config.challengeWindowMs < challengeWindowMs)
+        const { gasLimit } = await chain.publicClient.getBlock({ blockTag: 'latest' });
+        checkChainLimits(config, chainParams, gasLimit, has('provider'));
+        if (has('provider')) checkRedeemInterval(config.redeemIntervalMs, chainParams.withdrawalDelayMs);
+        dataCapBytes = dataCap({ maxDataBytes: chainParams.maxDataBytes, blockGasLimit: gasLimit });
+        if (has('provider') || has('committee')) {
+          // Serving (or judging) under a profile no verifier runs would make answers uncheckable.
+          if (!(await isRuntimeAdmitted(chain, engine.runtimeHash)))
             throw new GlassboxError(
-              'CONFIG_INVALID',
-              `challengeWindowMs ${config.challengeWindowMs} is shorter than the chain's challenge window (${challengeWindowMs} ms): the node would prune data it can still be challenged for`,
-              { field: 'challengeWindowMs' },
+              'PROFILE_MISMATCH',
+              `this node's runtime profile ${engine.runtimeHash} is not admitted on chain: providers serve, and committee members judge, only under admitted profiles`,
+              {
+                field: 'runtime',
+                metaMessages: [`profile: ${runtimeProfileJson(engine.profile)}`],
+                details: { runtime: engine.runtimeHash, profile: engine.profile },
+              },
             );
-        }
-        if (has('provider') || has('committee'))
           actions.push(
             ...(await ensureProvider(chain, {
               endpoint: url,
               signer: signer.address,
               stake: config.stake,
+              runtime: engine.runtimeHash,
               voter: has('committee'),
             })),
           );
+        }
         for (const { pkg, price } of has('provider') ? offers : []) {
           actions.push(...(await serial(() => ensureModelRegistered(chain, pkg))));
+          const refused = await modelRefusal(chain, pkg);
+          if (refused) {
+            // Serving it would expose this provider to slashing, or fail: refuse it, serve the rest.
+            models.delete(pkg.id);
+            log.error({ model: pkg.id, reason: refused }, 'model not served');
+            continue;
+          }
           actions.push(...(await serial(() => ensureOffer(chain, { model: pkg.id, price }))));
         }
+        if (has('provider') && models.size === 0)
+          throw new GlassboxError(
+            'CONFIG_INVALID',
+            'none of the configured models can be served (see the log)',
+            {
+              field: 'models',
+            },
+          );
         prices.forget();
         batcher = createBatcher({
           db,
@@ -238,7 +301,7 @@ export async function createNode(
           roles: config.roles,
           chain,
           engine,
-          models,
+          modelOf: (digest, peers) => modelOf(digest, peers),
           db,
           store: openVerifierStore(join(config.dataDir, 'roles.sqlite')),
           serial,
@@ -254,7 +317,10 @@ export async function createNode(
           pollIntervalMs: config.verifier.pollIntervalMs,
           withhold,
         });
-        pruner = setInterval(() => prune(), Math.max(1000, Math.min(config.challengeWindowMs, 60_000)));
+        pruner = setInterval(
+          () => void pruneByChainTime(),
+          Math.max(1000, Math.min(config.challengeWindowMs, 60_000)),
+        );
         pruner.unref();
         state = 'ready';
         log.info(
@@ -309,6 +375,64 @@ export async function startNode(
   options: CreateNodeOptions = {},
 ): Promise<GlassboxNode> {
   return (await createNode(input, options)).start();
+}
+
+/**
+ * What the chain allows this node's config (audit C-1, L-1, L-2): retention must outlast the
+ * challenge window plus an answer period (the clock starts at the commit block), and a batch must
+ * be small enough that its receipt list can be published in one transaction.
+ */
+function checkChainLimits(
+  config: NodeConfig,
+  chain: Pick<ChainParams, 'challengeWindowMs' | 'answerPeriodMs'>,
+  blockGasLimit: bigint,
+  provider: boolean,
+): void {
+  if (!provider) return;
+  const keep = chain.challengeWindowMs + chain.answerPeriodMs;
+  if (config.challengeWindowMs < keep)
+    throw new GlassboxError(
+      'CONFIG_INVALID',
+      `challengeWindowMs ${config.challengeWindowMs} is shorter than the chain's challenge window plus an answer period (${keep} ms): the node would prune data it can still be challenged for`,
+      { field: 'challengeWindowMs' },
+    );
+  const most = batchCap(blockGasLimit);
+  if (config.batch.maxReceipts > most)
+    throw new GlassboxError(
+      'CONFIG_INVALID',
+      `batch.maxReceipts ${config.batch.maxReceipts} is more than this chain can take back in one answer (${most} with a block gas limit of ${blockGasLimit}): a batch challenge could not be answered`,
+      { field: 'batch.maxReceipts', details: { max: most } },
+    );
+}
+
+/**
+ * Why this node must not offer `pkg`, if it must not: the chain's record says another policy than
+ * the manifest (an `exact` flag on a model that is not bit-exact exposes honest providers to
+ * equivocation slashing), or the model is deprecated (audit M-2).
+ */
+async function modelRefusal(chain: GlassboxClient, pkg: ModelPackage): Promise<string | undefined> {
+  const record = await getModel(chain, pkg.id);
+  if (!record) return 'not registered on chain';
+  if (record.deprecated) return 'deprecated on chain by its registrant';
+  const exact = pkg.manifest.policy.kind === 'exact';
+  if (record.exact !== exact)
+    return `registered on chain as ${record.exact ? 'exact' : 'not exact'} (by ${record.owner}), but its manifest's policy is ${pkg.manifest.policy.kind}`;
+  return undefined;
+}
+
+/**
+ * A client can withdraw what providers have not redeemed one withdrawal delay after it asks, and
+ * the node notices the request only at its next read of the escrow: a redemption must come well
+ * within the delay, or what was served meanwhile is lost (audit H-2). 0 means "only on stop" (tests,
+ * and operators who redeem by hand; docs/node.md says what that risks).
+ */
+function checkRedeemInterval(intervalMs: number, withdrawalDelayMs: number): void {
+  if (intervalMs > 0 && intervalMs * 2 >= withdrawalDelayMs)
+    throw new GlassboxError(
+      'CONFIG_INVALID',
+      `redeemIntervalMs ${intervalMs} is not below half the chain's withdrawal delay (${withdrawalDelayMs} ms): a client could withdraw what the node served before it redeems`,
+      { field: 'redeemIntervalMs', details: { redeemIntervalMs: intervalMs, withdrawalDelayMs } },
+    );
 }
 
 async function loadDeployment(config: NodeConfig): Promise<Deployment> {

@@ -1,4 +1,4 @@
-import type { Address } from 'viem';
+import type { Address, Hex } from 'viem';
 import {
   addStake,
   getModel,
@@ -8,6 +8,7 @@ import {
   registerProvider,
   setEndpoint,
   setOffer,
+  setRuntime,
   setSigner,
   setVoter,
   type GlassboxClient,
@@ -25,6 +26,8 @@ export type EnsureProviderParameters = {
   readonly endpoint: string;
   readonly signer: Address;
   readonly stake: bigint;
+  /** The admitted runtime profile hash it serves and judges under. */
+  readonly runtime: Hex;
   /** Opt in to committee duty (the `committee` role). */
   readonly voter?: boolean;
 };
@@ -53,6 +56,10 @@ export async function ensureProvider(
   if (info.registered && info.stake < params.stake) {
     await addStake(client, params.stake - info.stake);
     done.push({ action: 'addStake', detail: (params.stake - info.stake).toString() });
+  }
+  if (info.runtime !== params.runtime) {
+    await setRuntime(client, params.runtime);
+    done.push({ action: 'setRuntime', detail: params.runtime });
   }
   const voter = params.voter ?? false;
   if (voter !== info.voter) {

@@ -1,20 +1,33 @@
 import { getAddress, type Address } from 'viem';
-import { getDeposit, getRedeemed, type GlassboxClient } from '../chain/index.js';
+import { getDeposit, getRedeemed, getWithdrawal, type GlassboxClient } from '../chain/index.js';
 import { voucherFromJson, type SignedVoucherJson } from '../protocol/api.js';
 import { GlassboxError } from '../protocol/errors.js';
+import { signatureProblem } from '../protocol/secp256k1.js';
 import { recoverVoucherSigner, type SignedVoucher, type VoucherDomain } from '../protocol/voucher.js';
 import type { ClientAccount, NodeDb } from './db.js';
 
 /*
- * Pay-after with bounded credit (src/protocol/api.ts): the node serves a client while
+ * Pay-after with bounded credit (src/protocol/api.ts), extended only to clients with money behind
+ * them. The client is proven by its request signature before this is asked (src/node/infer.ts).
+ * The node serves a client while both
  *
- *     delivered - paid + reserved + price <= creditLimit
+ *   (a) delivered - paid + reserved + price <= creditLimit
+ *   (b) delivered - redeemed + reserved + price <= deposit - withdrawing
  *
  * where `delivered` is the sum of the prices of its receipts, `paid` what its best voucher covers,
- * and `reserved` the prices of its requests still running. A voucher covers its amount only as far
- * as the client's escrow can pay it (deposit plus what this provider already redeemed), so an
- * unfunded voucher buys no credit. That bound is read from the chain and reused until a voucher
- * asks for more than it.
+ * `reserved` the prices of its requests still running, and from the escrow: `redeemed` what this
+ * provider already took of the client's deposit (it left the deposit, so it is not counted against
+ * it again), `deposit` what is left, and `withdrawing` the client's pending withdrawal. (a) bounds
+ * what the node serves before it holds a voucher for it; (b) bounds what it serves to what the
+ * deposit can still pay once the client's withdrawal completes: a deposit on its way out backs
+ * nothing (audit H-2), and an unfunded address gets nothing (audit H-3). A voucher covers its amount
+ * only as far as the escrow can pay it (deposit plus what this provider already redeemed). The
+ * escrow is read from the chain and reused for a few seconds, and read again when a check would
+ * fail on a read older than a quarter second (the client may just have deposited).
+ *
+ * The deposit is shared by every provider the client uses; (b) does not see what the others are
+ * owed. The redeemer must redeem within the withdrawal delay for (b) to hold (src/node/node.ts
+ * refuses a redemption interval that can't).
  *
  * A voucher riding along with an inference request (`acceptVoucher(json, client)`) is checked and
  * counted at once but written to the database after the answer has left (`flush`, which the infer
@@ -23,7 +36,8 @@ import type { ClientAccount, NodeDb } from './db.js';
  * the node may redeem, a node that crashes before the write merely holds the previous voucher (the
  * client's next request, or its settle, brings a newer one), and `delivered`, which bounds credit,
  * is written with each receipt. A voucher handed over on its own (POST /v1/vouchers) is written
- * before the call returns.
+ * before the call returns. A voucher whose signature the chain would refuse (not canonical: audit
+ * H-1) is refused here, or it would buy service that can never be redeemed.
  */
 
 export type Payments = {
@@ -43,17 +57,27 @@ export type PaymentsParameters = {
   readonly provider: Address;
   readonly domain: VoucherDomain;
   readonly creditLimit: bigint;
-  /** How long a read of a client's escrow backing is trusted. */
-  readonly backingTtlMs?: number;
+  /** How long a read of a client's escrow (deposit, withdrawal, redeemed) is trusted. */
+  readonly escrowTtlMs?: number;
   /** The longest a voucher accepted with a request waits to be written when nobody calls `flush`. */
   readonly flushAfterMs?: number;
+};
+
+/** A client's escrow as read from the chain, at `at` (ms). */
+type Escrow = {
+  readonly deposit: bigint;
+  /** The pending withdrawal's amount (0 when none). */
+  readonly withdrawing: bigint;
+  /** What this provider has redeemed from the client so far. */
+  readonly redeemed: bigint;
+  readonly at: number;
 };
 
 export function createPayments(params: PaymentsParameters): Payments {
   const { db, provider, creditLimit } = params;
   const reserved = new Map<Address, bigint>();
-  const backing = new Map<Address, { amount: bigint; at: number }>();
-  const ttl = params.backingTtlMs ?? 5_000;
+  const escrows = new Map<Address, Escrow>();
+  const ttl = params.escrowTtlMs ?? 5_000;
   /** Per client, the best voucher accepted with a request and not yet in the database. */
   const unwritten = new Map<Address, SignedVoucher>();
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -75,25 +99,32 @@ export function createPayments(params: PaymentsParameters): Payments {
     return { ...stored, voucher: pending };
   }
 
-  /** Deposit plus already redeemed: the most any voucher of `client` to us can pay in total. */
-  async function backed(client: Address, want: bigint): Promise<bigint> {
-    const hit = backing.get(client);
-    if (hit && (hit.amount >= want || Date.now() - hit.at < 250) && Date.now() - hit.at < ttl)
-      return hit.amount;
-    const [deposit, redeemed] = await Promise.all([
+  /**
+   * The client's escrow as last read, or read now when that is older than the TTL, or when
+   * `enough` says it falls short and it is older than a quarter second (a deposit may have come).
+   */
+  async function escrowOf(client: Address, enough: (e: Escrow) => boolean): Promise<Escrow> {
+    const hit = escrows.get(client);
+    const age = hit ? Date.now() - hit.at : Infinity;
+    if (hit && age < ttl && (age < 250 || enough(hit))) return hit;
+    const [deposit, withdrawal, redeemed] = await Promise.all([
       getDeposit(params.chain, client),
+      getWithdrawal(params.chain, client),
       getRedeemed(params.chain, { client, provider }),
     ]);
-    const amount = deposit + redeemed;
-    backing.set(client, { amount, at: Date.now() });
-    return amount;
+    const read: Escrow = { deposit, withdrawing: withdrawal?.amount ?? 0n, redeemed, at: Date.now() };
+    escrows.set(client, read);
+    return read;
   }
+
+  /** What a voucher for `amount` can pay: deposit plus what was already redeemed. */
+  const payable = (amount: bigint, e: Escrow) =>
+    amount < e.deposit + e.redeemed ? amount : e.deposit + e.redeemed;
 
   async function paid(account: ClientAccount): Promise<bigint> {
     const amount = account.voucher?.voucher.amount ?? 0n;
     if (amount === 0n) return 0n;
-    const cap = await backed(account.client, amount);
-    return amount < cap ? amount : cap;
+    return payable(amount, await escrowOf(account.client, (e) => payable(amount, e) === amount));
   }
 
   async function acceptVoucher(json: SignedVoucherJson, client?: Address): Promise<ClientAccount> {
@@ -111,11 +142,7 @@ export function createPayments(params: PaymentsParameters): Payments {
         `the voucher pays provider ${signed.voucher.provider}, not this provider ${provider}`,
         { field: 'voucher.voucher.provider' },
       );
-    const held = account(voucherClient);
-    // The voucher already held (a retried request): checked when it came, nothing changes.
-    if (held.voucher?.signature === signed.signature && held.voucher.voucher.amount === signed.voucher.amount)
-      return held;
-    const signer = await recoverVoucherSigner(signed, params.domain);
+    const signer = await voucherSigner(signed);
     if (signer !== voucherClient)
       throw new GlassboxError(
         'SIGNATURE_INVALID',
@@ -131,6 +158,7 @@ export function createPayments(params: PaymentsParameters): Payments {
       return db.offerVoucher(voucher);
     }
     // A lower voucher than the one held is stale (requests race), not an error: it is ignored.
+    const held = account(voucherClient);
     if (held.voucher && held.voucher.voucher.amount >= voucher.voucher.amount) return held;
     unwritten.set(voucherClient, voucher);
     timer ??= setTimeout(() => {
@@ -144,26 +172,69 @@ export function createPayments(params: PaymentsParameters): Payments {
     return { ...held, voucher };
   }
 
+  /**
+   * Who signed the voucher, once its signature is one the escrow will accept (canonical) and the
+   * chain's: SIGNATURE_INVALID naming `voucher.signature` otherwise. The voucher already held (a
+   * retried request) was checked when it came, and is not recovered again.
+   */
+  async function voucherSigner(signed: SignedVoucher): Promise<Address> {
+    const problem = signatureProblem(signed.signature);
+    if (problem)
+      throw new GlassboxError('SIGNATURE_INVALID', `the voucher signature is not canonical: ${problem}`, {
+        field: 'voucher.signature',
+      });
+    const held = account(getAddress(signed.voucher.client)).voucher;
+    if (held?.signature === signed.signature && held.voucher.amount === signed.voucher.amount)
+      return held.voucher.client;
+    try {
+      return await recoverVoucherSigner(signed, params.domain);
+    } catch (cause) {
+      throw new GlassboxError('SIGNATURE_INVALID', 'the voucher signature does not recover', {
+        field: 'voucher.signature',
+        cause,
+      });
+    }
+  }
+
+  /** Why `price` more can't be served to the client now, or undefined when it can. */
+  function refusal(client: Address, held: ClientAccount, more: bigint, e: Escrow): GlassboxError | undefined {
+    const facts = {
+      delivered: held.delivered.toString(),
+      redeemed: e.redeemed.toString(),
+      deposit: e.deposit.toString(),
+      withdrawing: e.withdrawing.toString(),
+      creditLimit: creditLimit.toString(),
+    };
+    // (b): what the deposit must still pay for, against what is left of it after the withdrawal.
+    const backing = e.deposit > e.withdrawing ? e.deposit - e.withdrawing : 0n;
+    const unredeemed = held.delivered - e.redeemed + more;
+    if (unredeemed > backing)
+      return new GlassboxError(
+        'PAYMENT_REQUIRED',
+        backing === 0n
+          ? `client ${client} has no deposit in the escrow${e.withdrawing > 0n ? ' that is not being withdrawn' : ''}: it must deposit to the PaymentEscrow before it is served`
+          : `client ${client}'s deposit backs ${backing} (deposit ${e.deposit}, withdrawing ${e.withdrawing}), less than the ${unredeemed} it would owe this provider: it must deposit more`,
+        { field: 'client', details: { ...facts, backing: backing.toString() } },
+      );
+    // (a): what the node serves before it holds a voucher for it.
+    const covered = payable(held.voucher?.voucher.amount ?? 0n, e);
+    const owed = held.delivered - covered;
+    if (owed + more > creditLimit)
+      return new GlassboxError(
+        'PAYMENT_REQUIRED',
+        `client ${client} owes ${owed} (credit limit ${creditLimit}); send a voucher for at least ${held.delivered + more - creditLimit}`,
+        { field: 'voucher', details: { ...facts, owed: owed.toString(), paid: covered.toString() } },
+      );
+    return undefined;
+  }
+
   async function reserve(client: Address, price: bigint): Promise<() => void> {
     const held = account(client);
-    const { delivered } = held;
-    const covered = await paid(held);
     const pending = reserved.get(client) ?? 0n;
-    const owed = delivered - covered;
-    if (owed + pending + price > creditLimit)
-      throw new GlassboxError(
-        'PAYMENT_REQUIRED',
-        `client ${client} owes ${owed} (credit limit ${creditLimit}); send a voucher for at least ${delivered + pending + price - creditLimit}`,
-        {
-          field: 'voucher',
-          details: {
-            owed: owed.toString(),
-            delivered: delivered.toString(),
-            paid: covered.toString(),
-            creditLimit: creditLimit.toString(),
-          },
-        },
-      );
+    const more = pending + price;
+    const e = await escrowOf(client, (read) => refusal(client, held, more, read) === undefined);
+    const refused = refusal(client, held, more, e);
+    if (refused) throw refused;
     reserved.set(client, pending + price);
     let released = false;
     return () => {

@@ -20,6 +20,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   // The inputs passed the schema but the runtime could not run them: the request's fault as far as
   // we can tell (a provider-side failure would be a bug or exhaustion, and clients fail over anyway).
   RUN_FAILED: 422,
+  OUTPUT_TOO_LARGE: 422,
   RATE_LIMITED: 429,
   BLOB_CORRUPT: 500,
   CHAIN_RPC: 502,
@@ -28,7 +29,13 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   RUN_TIMEOUT: 504,
 };
 
-export function statusOf(code: ErrorCode): number {
+/**
+ * The status of an error. A request whose own signature does not prove its client (field
+ * `signature`, src/protocol/request.ts) is unauthenticated: 401. Any other bad signature (a
+ * voucher's, `voucher.signature`) is a bad payment from a proven client: 400.
+ */
+export function statusOf(code: ErrorCode, field?: string): number {
+  if (code === 'SIGNATURE_INVALID' && field === 'signature') return 401;
   return STATUS[code] ?? 400;
 }
 
@@ -66,7 +73,7 @@ export function toGlassboxError(error: unknown): GlassboxError {
 }
 
 export function sendProblem(reply: FastifyReply, error: GlassboxError): FastifyReply {
-  const status = error.details.status === 500 ? 500 : statusOf(error.code);
+  const status = error.details.status === 500 ? 500 : statusOf(error.code, error.field);
   const problem = error.toProblem();
   if (problem.details && 'status' in problem.details) {
     const { status: _status, ...rest } = problem.details;
@@ -78,7 +85,11 @@ export function sendProblem(reply: FastifyReply, error: GlassboxError): FastifyR
 
 export function errorHandler(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const problem = toGlassboxError(error);
-  if (reply.statusCode >= 500 || problem.details.status === 500 || statusOf(problem.code) >= 500)
+  if (
+    reply.statusCode >= 500 ||
+    problem.details.status === 500 ||
+    statusOf(problem.code, problem.field) >= 500
+  )
     request.log.error({ err: error }, 'request failed');
   else request.log.info({ code: problem.code, field: problem.field }, 'request refused');
   return sendProblem(reply, problem);

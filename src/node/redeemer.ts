@@ -1,15 +1,22 @@
 import type { Logger } from 'pino';
 import { getHold, getRedeemed, redeemVoucher, releaseHold, type GlassboxClient } from '../chain/index.js';
 import { isGlassboxError } from '../protocol/errors.js';
-import type { NodeDb } from './db.js';
+import type { ClientAccount, NodeDb } from './db.js';
 import type { NodeMetrics } from './metrics.js';
 import type { Serial } from './serial.js';
 
 /*
  * The voucher redeemer: for each client whose best voucher is above what was redeemed, redeem it
  * on chain (the escrow takes the increase, capped by the client's deposit, into a hold that pays
- * out after the hold period, at the next redemption) and record what the chain says was redeemed
- * in total. Periodically, and once more when the node stops.
+ * out after the hold period) and record what the chain says was redeemed in total. Periodically,
+ * and once more when the node stops. Every pass redeems every such channel: what is redeemed is
+ * out of the client's reach, and a client can withdraw the rest after the withdrawal delay, so
+ * waiting risks the payment (audit H-2; src/node/node.ts keeps the interval under half the delay).
+ *
+ * Channels fail on their own: a voucher the escrow refuses (any revert, e.g. a non-canonical
+ * signature stored before they were refused at the door: audit H-1) is logged with its reason and
+ * skipped, and the pass goes on with the other clients. A failure to reach the chain ends the pass;
+ * the next one retries.
  */
 
 export type Redeemer = {
@@ -33,36 +40,47 @@ export function createRedeemer(p: RedeemerParameters): Redeemer {
 
   async function work(): Promise<bigint> {
     let total = 0n;
-    const now = await chainNowMs(); // one read of chain time per pass
     for (const account of p.db.unredeemed()) {
-      const voucher = account.voucher!;
-      // Redeeming into a running hold restarts it: wait for it to end, or a busy channel is never paid.
-      const hold = await getHold(p.chain, { client: account.client, provider });
-      if (hold && now < hold.endsAtMs) continue;
-      try {
-        const { paid, refunded, released, hash } = await p.serial(() => redeemVoucher(p.chain, voucher));
-        if (refunded) {
-          p.log.warn(
-            { client: account.client, amount: paid.toString(), tx: hash },
-            'voucher refunded: convicted',
-          );
-        } else {
-          total += paid;
-          p.metrics.redeemed.inc(Number(paid));
-          p.log.info(
-            { client: account.client, paid: paid.toString(), released: released.toString(), tx: hash },
-            'voucher redeemed (held by the escrow for its hold period)',
-          );
-        }
-      } catch (error) {
-        const name = isGlassboxError(error, 'CHAIN_REVERTED') ? String(error.details.error) : undefined;
-        if (name !== 'VoucherAlreadyRedeemed' && name !== 'InsufficientDeposit') throw error;
-        p.log.warn({ client: account.client, reason: name }, 'voucher not redeemable now');
-      }
+      total += await redeemChannel(account);
       p.db.setRedeemed(account.client, await getRedeemed(p.chain, { client: account.client, provider }));
     }
-    await releaseFinishedHolds(now);
+    await releaseFinishedHolds(await chainNowMs());
     return total;
+  }
+
+  /** Redeems one client's best voucher; what it paid now (0 when refunded or refused by the escrow). */
+  async function redeemChannel(account: ClientAccount): Promise<bigint> {
+    const voucher = account.voucher!;
+    try {
+      const { paid, refunded, released, hash } = await p.serial(() => redeemVoucher(p.chain, voucher));
+      if (refunded) {
+        p.log.warn(
+          { client: account.client, amount: paid.toString(), tx: hash },
+          'voucher refunded: convicted',
+        );
+        return 0n;
+      }
+      p.metrics.redeemed.inc(Number(paid));
+      p.log.info(
+        { client: account.client, paid: paid.toString(), released: released.toString(), tx: hash },
+        'voucher redeemed (held by the escrow for its hold period)',
+      );
+      return paid;
+    } catch (error) {
+      if (!isGlassboxError(error, 'CHAIN_REVERTED')) throw error;
+      const reason = String(error.details.error);
+      const expected = reason === 'VoucherAlreadyRedeemed' || reason === 'InsufficientDeposit';
+      p.log[expected ? 'info' : 'warn'](
+        {
+          client: account.client,
+          amount: voucher.voucher.amount.toString(),
+          reason,
+          err: error.shortMessage,
+        },
+        'voucher not redeemable now; skipped',
+      );
+      return 0n;
+    }
   }
 
   async function chainNowMs(): Promise<number> {

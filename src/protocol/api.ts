@@ -28,14 +28,23 @@ import type { SignedVoucher } from './voucher.js';
  * answer's body is the canonical encoding of the outputs and the signed receipt is JSON in the
  * `glassbox-receipt` header.
  *
- * Payment is pay-after with bounded credit: each request may carry the client's latest cumulative
- * voucher to this provider, covering the receipts the client has received so far. A provider serves
- * while what it has delivered but not been paid for, plus this request's price, stays within its
- * credit limit; past that it answers 402 PAYMENT_REQUIRED with what it is owed. A client therefore
- * never pays for an answer it did not get, and a provider risks at most its credit limit per client.
+ * Every request is signed by its client (src/protocol/request.ts), so credit is extended to the
+ * address that really asks. Payment is pay-after with bounded credit: each request may carry the
+ * client's latest cumulative voucher to this provider, covering the receipts the client has received
+ * so far. A provider serves while what it has delivered but not been paid for, plus this request's
+ * price, stays within its credit limit, and while what it has delivered but not yet redeemed stays
+ * within the client's escrow deposit (less a pending withdrawal); past either it answers 402
+ * PAYMENT_REQUIRED. A client therefore never pays for an answer it did not get, and a provider risks
+ * at most its credit limit per client, never more than the client's deposit.
  */
 
 export const REQUEST_HEADER = 'glassbox-request';
+/**
+ * Every answer of a provider names it (its staking address) in this header, errors included, so a
+ * client can tell an endpoint that now reaches another provider (a stale endpoint) before it reads
+ * the body, whatever the route or status.
+ */
+export const PROVIDER_HEADER = 'glassbox-provider';
 export const RECEIPT_HEADER = 'glassbox-receipt';
 export const BINARY_TYPE = 'application/octet-stream';
 
@@ -66,6 +75,18 @@ export const inferHeadSchema = z.strictObject({
   /** Take an execution trace and put its root in the receipt. */
   trace: z.boolean().optional(),
   voucher: signedVoucherJsonSchema.optional(),
+  /**
+   * The client's EIP-712 signature over this request for this provider (src/protocol/request.ts):
+   * proves that `client` sent it, before any credit is extended on its account.
+   */
+  signature: z
+    .string({
+      error: (issue) =>
+        issue.input === undefined
+          ? 'is required: the client signs every request (src/protocol/request.ts)'
+          : 'is not a string',
+    })
+    .regex(/^0x[0-9a-fA-F]{130}$/, 'is not a 65-byte 0x-hex signature'),
 });
 export type InferHead = z.infer<typeof inferHeadSchema>;
 
@@ -118,14 +139,12 @@ export function voucherFromJson(json: SignedVoucherJson): SignedVoucher {
 const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'is not base64');
 const count = z.number().int().nonnegative();
 
-/** The most receipts one page of GET /v1/batches/:root holds, and its default `limit`. */
-export const BATCH_PAGE_MAX = 64;
 /**
- * A page also stops before the receipt that would take its data (inputs and outputs, before
- * base64) past this many bytes; it always holds at least one receipt, so a reader advances by
- * `receipts.length`, not by `limit`.
+ * The most receipts one page of GET /v1/batches/:root holds, and its default `limit`. With each
+ * receipt's data within the chain's data cap, a page stays within DEFAULT_MAX_RESPONSE_BYTES
+ * (src/protocol/body.ts), whatever the batch's size.
  */
-export const BATCH_PAGE_BYTES = 8 * 1024 * 1024;
+export const BATCH_PAGE_MAX = 64;
 
 export const voucherAcceptedSchema = z.object({
   /** What the provider holds a voucher for (paid), in base units. */

@@ -1,4 +1,6 @@
+import { BATCH_PAGE_MAX } from './api.js';
 import { GlassboxError } from './errors.js';
+import { dataCap, TX_GAS_CAP } from './limits.js';
 
 /*
  * Reading an answer without trusting its size (audit M-3). `response.json()` and `.text()` buffer
@@ -8,14 +10,19 @@ import { GlassboxError } from './errors.js';
  * so the SDK and the node's verifier and committee member share them.
  */
 
+/** The most data (inputs and outputs) a receipt carries on any chain: what one answer can publish. */
+const MAX_RECEIPT_DATA = dataCap({ maxDataBytes: Number.MAX_SAFE_INTEGER, blockGasLimit: TX_GAS_CAP });
+/** A stored receipt's JSON besides its data: the signed receipt, its proof and trace (~2.5 KiB). */
+const STORED_RECEIPT_JSON = 4096;
+
 /**
- * The default cap on one answer: twice a default node's request body limit (32 MiB, which bounds
- * the inputs it stores). The largest answers a provider sends are a receipt with its data (the
- * inputs, base64: 4/3 of their bytes, plus outputs and trace), one batch page (see BATCH_PAGE_BYTES
- * in api.ts), and the answer to an inference, whose outputs for the models served are far smaller
- * than their inputs. A reader expecting more says so.
+ * The default cap on one answer: a full batch page of receipts at the largest data any chain lets
+ * a receipt carry (about 168 KiB, 4/3 of it in base64), about 14 MiB. A page is the largest answer
+ * a provider sends: an inference answer's outputs are part of one receipt's data, so even as JSON
+ * numbers they stay far below it. A reader expecting more says so.
  */
-export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_RESPONSE_BYTES =
+  BATCH_PAGE_MAX * (Math.ceil((MAX_RECEIPT_DATA * 4) / 3) + STORED_RECEIPT_JSON);
 
 export type ReadBodyOptions = {
   /** The most bytes read; past them the read stops with RESPONSE_TOO_LARGE. */

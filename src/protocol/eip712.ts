@@ -3,12 +3,13 @@ import { glassboxDomain, type GlassboxDomain } from './domain.js';
 import { keccak256Bytes } from './keccak.js';
 
 /*
- * EIP-712 hashing of flat structs of fixed-size fields (bytes32, address, uintN): what receipts and
- * vouchers are. viem's hashStruct / hashTypedData are general (they re-derive the type, ABI-encode
- * through hex strings and hash with pure-JS keccak: ~0.2 ms a receipt); here each field is written
- * straight into one buffer and hashed with the WASM keccak (~10 µs). The result is viem's, byte for
- * byte (tested); a message viem would reject or treat specially (a wrongly checksummed address, an
- * out-of-range integer, a non-hex string) is handed to viem, so errors stay viem's too.
+ * EIP-712 hashing of flat structs of fixed-size fields (bytes32, address, uintN, bool): what
+ * receipts, vouchers and signed requests are. viem's hashStruct / hashTypedData are general (they
+ * re-derive the type, ABI-encode through hex strings and hash with pure-JS keccak: ~0.2 ms a
+ * receipt); here each field is written straight into one buffer and hashed with the WASM keccak
+ * (~10 µs). The result is viem's, byte for byte (tested); a message viem would reject or treat
+ * specially (a wrongly checksummed address, an out-of-range integer, a non-hex string) is handed to
+ * viem, so errors stay viem's too.
  */
 
 export type FlatField = { readonly name: string; readonly type: string };
@@ -35,6 +36,12 @@ export function flatStruct(primaryType: string, fields: readonly FlatField[]): F
       return (out, at, v) => {
         if (typeof v !== 'string' || !isAddress(v)) return false;
         out.set(hexToBytes(v as Hex), at + 12);
+        return true;
+      };
+    if (f.type === 'bool')
+      return (out, at, v) => {
+        if (typeof v !== 'boolean') return false;
+        out[at + 31] = v ? 1 : 0;
         return true;
       };
     const bits = Number(UINT.exec(f.type)?.[1] ?? 0);

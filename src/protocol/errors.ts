@@ -14,6 +14,8 @@ export const ErrorCodes = {
   INPUT_DIM: 'an input dimension does not match the schema',
   INPUT_VALUE: 'an input value is not of the declared type (non-numeric, out of range)',
   INPUT_TOO_LARGE: 'the inputs exceed the size limit',
+  OUTPUT_TOO_LARGE:
+    "the model's outputs for these inputs exceed what a challengeable receipt may carry (the chain's data cap)",
   // models, manifests and blobs
   MANIFEST_INVALID: 'a model manifest does not match the manifest schema',
   MODEL_INVALID: 'a model file could not be parsed or loaded',

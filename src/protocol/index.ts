@@ -8,6 +8,7 @@ export * from './manifest.js';
 export * from './merkle.js';
 export * from './policy.js';
 export * from './receipt.js';
+export * from './request.js';
 export * from './runtime-profile.js';
 export * from './tensor.js';
 export * from './voucher.js';

@@ -1,6 +1,6 @@
 import { keccak256, type Hex } from 'viem';
 import { z } from 'zod';
-import { canonicalJsonBytes } from './canonical-json.js';
+import { canonicalJson } from './canonical-json.js';
 
 /**
  * Everything besides model and input that determines the output bits (DESIGN.md, Runtime
@@ -26,7 +26,15 @@ export const runtimeProfileSchema = onnxProfileSchema;
 export type RuntimeProfile = z.infer<typeof runtimeProfileSchema>;
 export type GraphOptimizationLevel = RuntimeProfile['graphOptimizationLevel'];
 
+/**
+ * The profile's canonical JSON (RFC 8785): what the ProviderRegistry admits on chain
+ * (`admitRuntime` hashes exactly these bytes).
+ */
+export function runtimeProfileJson(profile: RuntimeProfile): string {
+  return canonicalJson(profile);
+}
+
 /** The receipt's `runtime` field: keccak256 of the profile's canonical JSON. */
 export function runtimeHash(profile: RuntimeProfile): Hex {
-  return keccak256(canonicalJsonBytes(profile));
+  return keccak256(new TextEncoder().encode(runtimeProfileJson(profile)));
 }

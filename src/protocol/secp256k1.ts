@@ -81,6 +81,32 @@ export async function recoverDigestSigner(digest: Hex, signature: Hex): Promise<
   return recoverAddress({ hash: digest, signature });
 }
 
+/** The order n of the secp256k1 group. */
+export const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+
+/**
+ * Why a 65-byte r || s || v signature is not one OpenZeppelin's ECDSA.recover accepts, or undefined
+ * when it is canonical: 65 bytes, v 27 or 28, 0 < r < n, 0 < s <= n/2. Recovery here (libsecp256k1
+ * and viem alike) also accepts v 0/1 and high s, and so would a provider; but the chain refuses
+ * them (PaymentEscrow.redeem reverts, ReceiptLedger.recoverSigner returns 0), so a voucher or
+ * receipt signed that way is worthless there and must be refused wherever it is accepted.
+ * Returned as text so each caller builds the error its boundary needs.
+ */
+export function signatureProblem(signature: string): string | undefined {
+  if (!/^0x[0-9a-fA-F]*$/.test(signature) || signature.length % 2 !== 0)
+    return 'the signature is not 0x-hex bytes';
+  const bytes = (signature.length - 2) / 2;
+  if (bytes !== 65) return `the signature is ${bytes} bytes, not 65 (r || s || v)`;
+  const r = BigInt(`0x${signature.slice(2, 66)}`);
+  const s = BigInt(`0x${signature.slice(66, 130)}`);
+  const v = parseInt(signature.slice(130), 16);
+  if (v !== 27 && v !== 28) return `the signature's v is ${v}, not 27 or 28`;
+  if (r === 0n || r >= SECP256K1_N) return "the signature's r is not in 1..n-1";
+  if (s === 0n) return "the signature's s is zero";
+  if (s > SECP256K1_N / 2n) return "the signature's s is in the upper half of the curve order (not low-s)";
+  return undefined;
+}
+
 /** EIP-55 checksum of a 20-byte address (the WASM keccak, not viem's pure-JS one). */
 function checksum(address: Uint8Array): Address {
   const lower = bytesToHex(address).slice(2);

@@ -2,4 +2,4 @@
 export * from './engine.js';
 export { firstDivergence, traceOf, traceStepPositions, TRACE_STEPS } from './trace.js';
 export { withTimeout } from './timeout.js';
-export { createOnnxEngine, type OnnxEngineOptions } from './onnx/engine.js';
+export { createOnnxEngine, onnxProfile, type OnnxEngineOptions } from './onnx/engine.js';

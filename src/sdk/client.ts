@@ -54,9 +54,9 @@ export type CreateClientParameters = {
   /**
    * The most bytes of one provider answer read (JSON: inference answers, /v1/models, problems);
    * past it the answer is refused with RESPONSE_TOO_LARGE and the next provider is asked, so a
-   * provider can't exhaust the client's memory. Default DEFAULT_MAX_RESPONSE_BYTES (64 MiB): a
-   * default node stores requests of up to 32 MiB, and the answers to them are far smaller for the
-   * models served; raise it for models with larger outputs. Model files are capped by the sizes
+   * provider can't exhaust the client's memory. Default DEFAULT_MAX_RESPONSE_BYTES (about 14 MiB:
+   * a full batch page, the largest answer a provider sends); an inference answer's outputs are
+   * within the chain's data cap, far below it even in JSON. Model files are capped by the sizes
    * their manifest names instead.
    */
   readonly maxResponseBytes?: number;
@@ -86,11 +86,20 @@ export type ClientState = {
   manifests: Map<string, Promise<ModelManifest>>;
   models: Map<Address, { at: number; value: Promise<ProviderModels> }>;
   signers: Set<string>;
+  /** Runtime profile hashes found admitted on chain (lower case; admissions are final). */
+  admittedRuntimes: Set<string>;
+  /** The chain's maxDataBytes (immutable), read once. */
+  maxDataBytes?: Promise<number>;
   health: Map<Address, ProviderHealth>;
   payments: Map<Address, PaymentAccount>;
   answers: Map<string, RememberedAnswer>;
+  /** Hedged requests still running after their call returned: charged if they verify (infer.ts). */
+  background: Set<BackgroundRequest>;
   engine?: Promise<Engine>;
 };
+
+/** A request left running in the background: cancel it, or wait until it settled (never rejects). */
+export type BackgroundRequest = { readonly controller: AbortController; readonly settled: Promise<void> };
 
 export type Client = {
   readonly chainId: number;
@@ -152,9 +161,11 @@ export async function createClient(params: CreateClientParameters): Promise<Clie
       manifests: new Map(),
       models: new Map(),
       signers: new Set(),
+      admittedRuntimes: new Set(),
       health: new Map(),
       payments: new Map(),
       answers: new Map(),
+      background: new Set(),
     },
   };
 }
@@ -166,8 +177,15 @@ function positive(value: number | undefined, field: string): number | undefined 
   });
 }
 
-/** Releases what the client holds (the local re-execution engine). */
+/**
+ * Releases what the client holds: cancels the hedged requests still running in the background (so
+ * nothing runs after this returns; an answer they would have brought is not paid for) and closes
+ * the local re-execution engine. Call `settle` first to pay for those answers.
+ */
 export async function closeClient(client: Client): Promise<void> {
+  const background = [...client.state.background];
+  for (const request of background) request.controller.abort();
+  await Promise.all(background.map((request) => request.settled));
   const engine = client.state.engine;
   client.state.engine = undefined;
   if (engine) await (await engine).close();

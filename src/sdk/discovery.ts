@@ -1,4 +1,4 @@
-import { getAddress, type Address } from 'viem';
+import { getAddress, type Address, type Hex } from 'viem';
 import { getOffer, listProviders, type ProviderInfo } from '../chain/providers.js';
 import { modelDigest } from '../protocol/manifest.js';
 import type { Client } from './client.js';
@@ -13,6 +13,8 @@ export type ProviderCandidate = {
   readonly paused: boolean;
   /** Registered, not paused, staked at least the minimum. */
   readonly active: boolean;
+  /** The runtime profile hash it declared on chain: its receipts must name it. */
+  readonly runtime: Hex;
   /** The price in force now (a pending increase is not charged before it takes effect). */
   readonly price: bigint;
   /** An announced increase, if any: informational; never what the client is charged before `effectiveAtMs`. */
@@ -79,6 +81,7 @@ async function readCandidates(
       registered: p.registered,
       paused: p.paused,
       active: p.active,
+      runtime: p.runtime,
       price: offer.price,
       pending: offer.pending,
     });

@@ -40,6 +40,7 @@ export {
 } from './evidence.js';
 export {
   charged,
+  chargeable,
   settle,
   currentVoucher,
   type ChargedReturnType,

@@ -1,21 +1,24 @@
-import { toHex, type Address, type Hex } from 'viem';
-import { tensorsFromJson, tensorsToJson, type JsonTensor } from '../protocol/encoding.js';
+import { bytesToHex, toHex, type Address, type Hex } from 'viem';
+import { readFrom } from '../chain/contracts.js';
+import { encodeTensors, tensorsFromJson, tensorsToJson, type JsonTensor } from '../protocol/encoding.js';
 import { GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
 import { checkInputs, inputsFromJson } from '../protocol/inputs.js';
+import { keccak256Bytes } from '../protocol/keccak.js';
 import type { ModelManifest } from '../protocol/manifest.js';
 import { agree, type ComparisonPolicy } from '../protocol/policy.js';
 import type { SignedReceipt } from '../protocol/receipt.js';
+import { requestMessage, signRequest } from '../protocol/request.js';
 import { isDType, type TensorMap } from '../protocol/tensor.js';
 import { voucherToJson } from '../protocol/api.js';
-import type { Client } from './client.js';
+import type { BackgroundRequest, Client } from './client.js';
 import { discoverProviders, type ProviderCandidate } from './discovery.js';
 import { rememberAnswer, type Disagreement, type Equivocation, type Evidence } from './evidence.js';
 import { hedgeBudgetMs, recordFailure, recordSuccess } from './health.js';
 import { getManifest, getPackage } from './manifests.js';
-import { currentVoucher, recordCharge, settle } from './payments.js';
+import { chargeable, currentVoucher, recordCharge, sendVouchers } from './payments.js';
 import { rankProviders } from './select.js';
 import { postInfer } from './transport.js';
-import { getProviderModels, verifyReceipt, type Check, type ReceiptReport } from './verify.js';
+import { verifyReceipt, type Check, type ReceiptReport } from './verify.js';
 
 export type InferMode = 'receipt' | 'local' | { readonly quorum: number };
 
@@ -96,7 +99,11 @@ type Context = {
   readonly manifest: ModelManifest;
   readonly inputs: TensorMap;
   readonly inputsJson: Record<string, JsonTensor>;
+  /** What the request signature covers of the inputs. */
+  readonly inputHash: Hex;
   readonly local: boolean;
+  /** Whether each attempt pays for its answer itself (not in quorum mode: the majority is paid). */
+  readonly chargeEach: boolean;
   readonly deadline: AbortSignal;
   readonly attemptTimeoutMs: number;
 };
@@ -106,8 +113,9 @@ type Context = {
  * model on chain, drops those priced above `maxPrice`, orders the rest by health, latency and
  * stake, and asks them: one (receipt), one plus local re-execution (local), or k distinct ones
  * compared under the model's policy (quorum). Every answer is verified (verifyReceipt); a failure,
- * timeout or failed check fails over to the next provider, and a slow one is hedged. Pays by
- * cumulative voucher for each verified receipt received.
+ * timeout or failed check fails over to the next provider, and a slow one is hedged. Signs every
+ * request (src/protocol/request.ts) and pays by cumulative voucher for the receipts received
+ * (src/sdk/payments.ts says which).
  *
  * Throws PRICE_TOO_HIGH (every offer is above maxPrice), PROVIDER_UNAVAILABLE (nobody answered),
  * VERIFICATION_FAILED (answers came back, none verified), QUORUM_NO_MAJORITY, or input errors.
@@ -129,13 +137,17 @@ export async function infer(client: Client, params: InferParameters): Promise<In
   const manifest = await getManifest(client, params.model, ranked);
   const inputs = isTensorMap(params.inputs) ? params.inputs : inputsFromJson(manifest.inputs, params.inputs);
   checkInputs(manifest.inputs, inputs);
+  const inputBytes = encodeTensors(inputs);
+  await checkDataCap(client, inputBytes.byteLength);
   const ctx: Context = {
     client,
     params,
     manifest,
     inputs,
     inputsJson: tensorsToJson(inputs),
+    inputHash: bytesToHex(keccak256Bytes(inputBytes)),
     local: mode === 'local',
+    chargeEach: typeof mode !== 'object',
     deadline,
     attemptTimeoutMs: params.attemptTimeoutMs ?? Math.max(1, Math.floor(timeoutMs / 2)),
   };
@@ -150,6 +162,28 @@ export async function infer(client: Client, params: InferParameters): Promise<In
     report: { ok: true, mode: ctx.local ? 'local' : 'receipt', receipts: [answer.report], rejected, hedged },
     ...(evidence ? { evidence } : {}),
   };
+}
+
+/**
+ * No provider may sign a receipt over more data than one transaction can publish (the chain's
+ * `maxDataBytes`, audit C-1), so inputs over it are refused here, before any provider is asked.
+ */
+async function checkDataCap(client: Client, sizeBytes: number): Promise<void> {
+  const read = (client.state.maxDataBytes ??= readFrom<number>(
+    client.chain,
+    'disputeManager',
+    'maxDataBytes',
+  ).then(Number));
+  const limitBytes = await read.catch((error: unknown) => {
+    client.state.maxDataBytes = undefined;
+    throw error;
+  });
+  if (sizeBytes > limitBytes)
+    throw new GlassboxError(
+      'INPUT_TOO_LARGE',
+      `the inputs take ${sizeBytes} bytes in canonical encoding; no provider may sign a receipt over more than ${limitBytes} (the chain's maxDataBytes: what one transaction can publish if the data is challenged)`,
+      { field: 'inputs', details: { sizeBytes, limitBytes } },
+    );
 }
 
 function isTensorMap(value: InferParameters['inputs']): value is TensorMap {
@@ -189,24 +223,33 @@ function noProviders(params: InferParameters, candidates: readonly ProviderCandi
 
 const randomRequestId = (): Hex => toHex(crypto.getRandomValues(new Uint8Array(32)));
 
-/** One provider, one request: send, settle-and-retry once on 402, decode, verify, pay. */
+/** One provider, one request: sign, send, settle-and-retry once on 402, decode, verify, pay. */
 async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortSignal): Promise<Answer> {
   const { client, params } = ctx;
   const requestId = randomRequestId();
   const opts = { signal, timeoutMs: ctx.attemptTimeoutMs };
   const quoteCap = provider.price < params.maxPrice ? provider.price : params.maxPrice;
-  const modelsPromise = client.options.runtimes ? undefined : getProviderModels(client, provider, opts);
+  const head = {
+    requestId,
+    model: params.model,
+    client: client.address,
+    maxPrice: quoteCap.toString(),
+    ...(params.trace ? { trace: true } : {}),
+  };
+  // Proves to the provider that this client asks (it extends credit to the address it names).
+  const signature = await signRequest(
+    client.account,
+    requestMessage(head, { provider: provider.address, inputHash: ctx.inputHash }),
+    { chainId: client.chainId, verifyingContract: client.deployment.contracts.receiptLedger },
+  );
   const send = async () => {
     const voucher = await currentVoucher(client, provider);
     return postInfer(
       client,
       provider,
       {
-        requestId,
-        model: params.model,
-        client: client.address,
-        maxPrice: quoteCap.toString(),
-        ...(params.trace ? { trace: true } : {}),
+        ...head,
+        signature,
         ...(voucher ? { voucher: voucherToJson(voucher) } : {}),
         inputs: ctx.inputsJson,
       },
@@ -214,14 +257,16 @@ async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortS
     );
   };
   const started = performance.now();
+  const sentAt = Date.now();
   let wire;
   try {
     try {
       wire = await send();
     } catch (error) {
-      if (!isGlassboxError(error, 'PAYMENT_REQUIRED')) throw error;
-      // Pay-after with credit: the provider wants what it is owed before serving more.
-      const [result] = await settle(client, {
+      // Pay-after with credit: the provider wants what it is owed before serving more. (Refused
+      // for want of a deposit, field `client`, no voucher helps.)
+      if (!isGlassboxError(error, 'PAYMENT_REQUIRED') || error.field === 'client') throw error;
+      const [result] = await sendVouchers(client, {
         providers: [provider.address],
         timeoutMs: ctx.attemptTimeoutMs,
       });
@@ -241,7 +286,6 @@ async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortS
   } catch (error) {
     decodeProblem = isGlassboxError(error) ? error.shortMessage : String(error);
   }
-  const models = modelsPromise ? await modelsPromise.catch(() => undefined) : undefined;
   const base = await verifyReceipt(client, {
     receipt: wire.receipt,
     model: params.model,
@@ -252,7 +296,7 @@ async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortS
     ...(outputs ? { outputs, outputSpecs: ctx.manifest.outputs } : {}),
     ...(params.trace ? { trace: true } : {}),
     quote: provider,
-    ...(models ? { models } : {}),
+    sentAtMs: sentAt,
   });
   const extra: Check[] = [];
   if (decodeProblem)
@@ -261,6 +305,8 @@ async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortS
   const report: ReceiptReport = extra.length
     ? { ...base, ok: base.ok && extra.every((c) => c.ok), checks: [...base.checks, ...extra] }
     : base;
+  if (ctx.chargeEach && chargeable(report, provider.address))
+    recordCharge(client, provider, wire.receipt.receipt.price);
   if (!report.ok || !outputs) {
     recordFailure(client, provider.address, 'VERIFICATION_FAILED');
     const failed = report.checks.filter((c) => !c.ok);
@@ -274,7 +320,6 @@ async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortS
     );
   }
   recordSuccess(client, provider.address, latencyMs);
-  recordCharge(client, provider, wire.receipt.receipt.price);
   const equivocation = rememberAnswer(client, wire.receipt);
   return {
     provider,
@@ -342,7 +387,10 @@ function exhausted(ctx: Context, rejected: readonly RejectedAttempt[], what: str
 /**
  * Failover and hedging: ask the first provider; when it fails, ask the next at once; when it is
  * slower than its hedge budget, ask the next as well (at most two in flight). The first verified
- * answer wins and the others are aborted.
+ * answer wins. A request still in flight then is not aborted: the provider is doing the work and
+ * will count the answer as delivered, so it finishes in the background (within its attempt timeout)
+ * and is paid for if it verifies, which is what hedging honestly costs (audit M-4). `settle` waits
+ * for such requests; `closeClient` cancels them.
  */
 function firstVerified(
   ctx: Context,
@@ -351,7 +399,7 @@ function firstVerified(
 ): Promise<{ answer: Answer; rejected: RejectedAttempt[]; hedged: boolean }> {
   return new Promise((resolve, reject) => {
     const rejected: RejectedAttempt[] = [];
-    const inFlight = new Map<Address, AbortController>();
+    const inFlight = new Map<Address, BackgroundRequest>();
     let next = 0;
     let done = false;
     let hedged = false;
@@ -360,11 +408,11 @@ function firstVerified(
       done = true;
       clearTimeout(timer);
       ctx.deadline.removeEventListener('abort', onDeadline);
-      for (const ac of inFlight.values()) ac.abort();
     };
     const onDeadline = () => {
       if (done) return;
       finish();
+      for (const request of inFlight.values()) request.controller.abort();
       reject(exhausted(ctx, rejected, 'time limit reached'));
     };
     ctx.deadline.addEventListener('abort', onDeadline, { once: true });
@@ -382,8 +430,6 @@ function firstVerified(
         return;
       }
       const provider = ranked[next++]!;
-      const ac = new AbortController();
-      inFlight.set(provider.address, ac);
       clearTimeout(timer);
       const wait = budget(provider.address);
       if (wait !== undefined)
@@ -392,11 +438,15 @@ function firstVerified(
           hedged = true;
           launch();
         }, wait);
-      attempt(ctx, provider, AbortSignal.any([ac.signal, ctx.deadline])).then(
+      // Cancelled by the deadline only while the call waits for it (onDeadline), not once it lost.
+      const controller = new AbortController();
+      const settled = attempt(ctx, provider, controller.signal).then(
         (answer) => {
           inFlight.delete(provider.address);
           if (done) return;
           finish();
+          // The others go on in the background; their answers are charged by `attempt`.
+          for (const request of inFlight.values()) keepInBackground(ctx.client, request);
           resolve({ answer, rejected, hedged });
         },
         (error: unknown) => {
@@ -406,10 +456,17 @@ function firstVerified(
           launch();
         },
       );
+      inFlight.set(provider.address, { controller, settled });
     };
     if (ctx.deadline.aborted) onDeadline();
     else launch();
   });
+}
+
+/** Tracks a request that outlives its call until it settles (`settle` waits, `closeClient` cancels). */
+function keepInBackground(client: Client, request: BackgroundRequest): void {
+  client.state.background.add(request);
+  void request.settled.then(() => client.state.background.delete(request));
 }
 
 /** k distinct providers, each answer verified; a failed one is replaced by the next provider. */
@@ -511,6 +568,10 @@ async function quorum(
       majority: top.length,
     },
   };
+  // Only the majority is paid: a minority answer is disputed, not paid (audit L-6), and with no
+  // majority no answer is known to be right. The majority's receipts passed every check, so each
+  // is one the client pays for.
+  if (hasMajority) for (const a of top) recordCharge(ctx.client, a.provider, a.receipt.receipt.price);
   if (!hasMajority)
     throw new GlassboxError(
       'QUORUM_NO_MAJORITY',

@@ -1,19 +1,42 @@
-import { getAddress, type Address } from 'viem';
+import { getAddress, isAddressEqual, type Address } from 'viem';
 import { isGlassboxError } from '../protocol/errors.js';
 import { signVoucher, type SignedVoucher } from '../protocol/voucher.js';
 import type { Client } from './client.js';
 import { postVoucher, type ProviderRef } from './transport.js';
+import type { CheckName, ReceiptReport } from './verify.js';
 
 /*
  * Payment by cumulative vouchers (DESIGN.md, Vouchers; api.ts, pay-after with bounded credit). The
  * amount a client owes a provider is the sum of the prices of the receipts it received from that
- * provider and verified; the latest voucher for that total rides along with every request, and
- * `settle` hands it over explicitly. So what a provider can redeem equals what the client was
- * charged, to the base unit, and a client never pays for an answer it did not receive and verify.
+ * provider and accepts as genuine (`chargeable`); the latest voucher for that total rides along
+ * with every request, and `settle` hands it over explicitly. So what a provider can redeem equals
+ * what the client was charged, to the base unit, and a client never pays for an answer it did not
+ * receive.
+ *
+ * A provider counts every answer it sent as delivered, so the client pays for every genuine receipt
+ * it received, not only the one it used (audit M-4): the losing request of a hedge (the provider
+ * did the work; that is what hedging costs), and an answer that failed a check the provider can't
+ * be blamed for (a chain read that failed, its /v1/models out of reach). What it does not pay for:
+ * a receipt that is not for this request, from this provider, at an acceptable price; and an answer
+ * the client's own comparison shows wrong (local re-execution disagrees, or a quorum's minority:
+ * audit L-6), which is disputed instead.
  */
 
+/** The checks a receipt must pass to be paid for: it is the provider's, for this request, within price. */
+const PAID_CHECKS: readonly CheckName[] = ['signature', 'signer', 'request', 'client', 'price'];
+
+/** Whether the client pays for this answer of `provider` (see above). */
+export function chargeable(report: ReceiptReport, provider: Address): boolean {
+  const passed = (name: CheckName) => report.checks.find((c) => c.check === name)?.ok === true;
+  return (
+    isAddressEqual(report.receipt.receipt.provider, provider) &&
+    PAID_CHECKS.every(passed) &&
+    report.checks.every((c) => c.check !== 'local' || c.ok)
+  );
+}
+
 export type PaymentAccount = {
-  /** Sum of the prices of the verified receipts received from this provider. */
+  /** Sum of the prices of the receipts received from this provider that the client pays for. */
   charged: bigint;
   receipts: number;
   /** The latest signed voucher (for `charged` once signed). */
@@ -34,7 +57,7 @@ function account(client: Client, provider: ProviderRef): PaymentAccount {
   return a;
 }
 
-/** Adds a verified receipt's price to what the client owes `provider`. */
+/** Adds a receipt's price to what the client owes `provider`. */
 export function recordCharge(client: Client, provider: ProviderRef, price: bigint): void {
   const a = account(client, provider);
   a.charged += price;
@@ -62,7 +85,7 @@ export async function currentVoucher(
 
 export type ChargedReturnType = Record<Address, { readonly charged: bigint; readonly receipts: number }>;
 
-/** What this client owes each provider: the sums of the verified receipts' prices. */
+/** What this client owes each provider: the sums of the prices of the receipts it pays for. */
 export function charged(client: Client): ChargedReturnType {
   const out: ChargedReturnType = {};
   for (const [provider, a] of client.state.payments)
@@ -86,11 +109,18 @@ export type SettleResult = {
 };
 
 /**
- * Sends each provider the voucher for everything owed so far (POST /v1/vouchers). A provider that
- * cannot be reached keeps its voucher: it rides along with the next request, and `settle` can be
- * called again. Returns the vouchers, which a provider could also be handed out of band.
+ * Sends each provider the voucher for everything owed so far (POST /v1/vouchers), once the hedged
+ * requests still running have settled (their answers are paid for too). A provider that cannot be
+ * reached keeps its voucher: it rides along with the next request, and `settle` can be called
+ * again. Returns the vouchers, which a provider could also be handed out of band.
  */
 export async function settle(client: Client, params: SettleParameters = {}): Promise<SettleResult[]> {
+  await Promise.all([...client.state.background].map((request) => request.settled));
+  return sendVouchers(client, params);
+}
+
+/** `settle` without waiting for background requests: what a request that got 402 does (infer.ts). */
+export async function sendVouchers(client: Client, params: SettleParameters = {}): Promise<SettleResult[]> {
   const wanted = params.providers?.map((p) => getAddress(p));
   const targets = [...client.state.payments.entries()].filter(
     ([p, a]) => a.charged > 0n && (wanted === undefined || wanted.includes(p)),

@@ -1,6 +1,7 @@
-import { getAddress, isAddressEqual, type Address, type Hex } from 'viem';
+import { getAddress, isAddress, isAddressEqual, type Address, type Hex } from 'viem';
 import type { z } from 'zod';
 import {
+  PROVIDER_HEADER,
   inferResponseSchema,
   modelsResponseSchema,
   parseProviderJson,
@@ -20,7 +21,7 @@ import type { Client } from './client.js';
 /*
  * HTTP to providers, following src/protocol/api.ts. Every failure is a GlassboxError naming the
  * provider: PROVIDER_UNAVAILABLE (connection refused, reset, DNS, or an endpoint that answers as
- * another provider), PROVIDER_TIMEOUT, the provider's own problem+json code when it sends a known
+ * another provider: see staleEndpoint), PROVIDER_TIMEOUT, the provider's own problem+json code when it sends a known
  * one (PAYMENT_REQUIRED, PRICE_TOO_HIGH, INPUT_*...), RESPONSE_TOO_LARGE (an answer past the
  * client's maxResponseBytes), and PROVIDER_ERROR for anything else (5xx without a code, a body
  * that does not follow the API; `field` names where). Every answer is read with a size cap and
@@ -50,8 +51,9 @@ async function request(
   const timeout = AbortSignal.timeout(timeoutMs);
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
   const details = { provider: provider.address, endpoint: provider.endpoint, path };
+  let response: Response;
   try {
-    return await client.options.fetch(url(provider, path), {
+    response = await client.options.fetch(url(provider, path), {
       method: options.method ?? 'GET',
       headers: {
         ...client.options.headers,
@@ -78,6 +80,13 @@ async function request(
       cause,
     });
   }
+  // The provider's name on its answer: a stale endpoint is told apart before the body is read.
+  const answeredAs = response.headers.get(PROVIDER_HEADER);
+  if (answeredAs !== null && !sameAddress(answeredAs, provider.address)) {
+    await response.body?.cancel().catch(() => undefined);
+    throw staleEndpoint(provider, answeredAs);
+  }
+  return response;
 }
 
 function abortError(provider: ProviderRef, cause: unknown): GlassboxError {
@@ -185,14 +194,15 @@ function parseAnswer<S extends z.ZodType>(provider: ProviderRef, schema: S, json
 }
 
 /**
- * An endpoint that answers as another provider: the one asked moved and its registered endpoint
- * now reaches someone else (a stale endpoint; in tests, a port the kernel handed to the next
- * server). The provider asked is not there, which is PROVIDER_UNAVAILABLE, not a verification
- * failure of an answer it never gave: the client fails over, and nothing is blamed on either.
+ * An endpoint that answers as another provider (in its PROVIDER_HEADER, its /v1/models or its
+ * receipt): the one asked moved and its registered endpoint now reaches someone else (a stale
+ * endpoint; in tests, a port the kernel handed to the next server). The provider asked is not
+ * there, which is PROVIDER_UNAVAILABLE, not a verification failure of an answer it never gave nor
+ * the other provider's refusal of a request signed for someone else: the client fails over, and
+ * nothing is blamed on either.
  */
-function assertSameProvider(provider: ProviderRef, answeredAs: string): void {
-  if (isAddressEqual(answeredAs as Address, provider.address)) return;
-  throw new GlassboxError(
+function staleEndpoint(provider: ProviderRef, answeredAs: string): GlassboxError {
+  return new GlassboxError(
     'PROVIDER_UNAVAILABLE',
     `provider ${provider.address} is not at its endpoint: ${provider.endpoint} answers as ${answeredAs}`,
     {
@@ -200,6 +210,12 @@ function assertSameProvider(provider: ProviderRef, answeredAs: string): void {
       details: { provider: provider.address, endpoint: provider.endpoint, answeredAs, staleEndpoint: true },
     },
   );
+}
+
+const sameAddress = (a: string, b: Address) => isAddress(a, { strict: false }) && isAddressEqual(a, b);
+
+function assertSameProvider(provider: ProviderRef, answeredAs: string): void {
+  if (!sameAddress(answeredAs, provider.address)) throw staleEndpoint(provider, answeredAs);
 }
 
 export type InferAnswer = {

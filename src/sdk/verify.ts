@@ -1,9 +1,10 @@
 import { getAddress, isAddressEqual, type Address, type Hex } from 'viem';
-import { isProviderSigner, getOffer, getProvider } from '../chain/providers.js';
+import { isProviderSigner, isRuntimeAdmitted, getOffer, getProvider } from '../chain/providers.js';
 import { hashTensors } from '../protocol/encoding.js';
 import { isGlassboxError } from '../protocol/errors.js';
 import { modelDigest, type TensorSpec } from '../protocol/manifest.js';
 import { recoverReceiptSigner, ZERO_HASH, type SignedReceipt } from '../protocol/receipt.js';
+import { signatureProblem } from '../protocol/secp256k1.js';
 import type { TensorMap } from '../protocol/tensor.js';
 import type { Client } from './client.js';
 import type { ProviderCandidate } from './discovery.js';
@@ -22,6 +23,7 @@ export type CheckName =
   | 'params'
   | 'price'
   | 'runtime'
+  | 'timestamp'
   | 'outputs'
   | 'trace'
   | 'local';
@@ -58,9 +60,15 @@ export type VerifyReceiptParameters = {
   readonly trace?: boolean;
   /** The provider as discovered (stake, active, effective price); read from the chain if absent. */
   readonly quote?: ProviderCandidate;
-  /** What the provider publishes at /v1/models; fetched if absent and no runtime allow-list is set. */
-  readonly models?: ProviderModels;
+  /**
+   * When the request was sent (ms): the receipt's timestamp must fall between it and now, with
+   * `RECEIPT_CLOCK_SKEW_MS` of slack. A backdated receipt would leave the challenge window early.
+   */
+  readonly sentAtMs?: number;
 };
+
+/** How far a provider's clock may be from the client's. */
+export const RECEIPT_CLOCK_SKEW_MS = 5 * 60_000;
 
 const short = (h: string) => (h.length > 14 ? `${h.slice(0, 10)}…${h.slice(-4)}` : h);
 
@@ -79,15 +87,20 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
 
   // signature and signer
   let signer: Address | undefined;
-  try {
-    signer = await recoverReceiptSigner(params.receipt, {
-      chainId: client.chainId,
-      verifyingContract: client.deployment.contracts.receiptLedger,
-    });
-    push('signature', true, `recovers to ${signer}`);
-  } catch (error) {
-    push('signature', false, isGlassboxError(error) ? error.shortMessage : String(error));
-  }
+  // The chain recovers only canonical signatures (ReceiptLedger.recoverSigner returns 0 for the
+  // rest): a receipt signed otherwise could back no challenge or equivocation report (audit L-8).
+  const problem = signatureProblem(params.receipt.signature);
+  if (problem) push('signature', false, `not canonical, so the chain would not recover it: ${problem}`);
+  else
+    try {
+      signer = await recoverReceiptSigner(params.receipt, {
+        chainId: client.chainId,
+        verifyingContract: client.deployment.contracts.receiptLedger,
+      });
+      push('signature', true, `recovers to ${signer}`);
+    } catch (error) {
+      push('signature', false, isGlassboxError(error) ? error.shortMessage : String(error));
+    }
   if (signer !== undefined) {
     const key = `${r.provider.toLowerCase()}:${signer.toLowerCase()}`;
     let registered = client.state.signers.has(key);
@@ -195,7 +208,18 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
   );
 
   // runtime profile
-  push('runtime', ...(await runtimeCheck(client, r.runtime, expectedProvider, quote, params.models)));
+  push('runtime', ...(await runtimeCheck(client, r.runtime, expectedProvider, quote)));
+  if (params.sentAtMs !== undefined) {
+    const at = Number(r.timestamp);
+    const ok = at >= params.sentAtMs - RECEIPT_CLOCK_SKEW_MS && at <= Date.now() + RECEIPT_CLOCK_SKEW_MS;
+    push(
+      'timestamp',
+      ok,
+      ok
+        ? `timestamp ${new Date(at).toISOString()} is the time of the request`
+        : `timestamp ${at} is not the time of the request (sent at ${params.sentAtMs}): a backdated receipt leaves the challenge window early`,
+    );
+  }
 
   if (params.trace)
     push(
@@ -214,37 +238,45 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
   };
 }
 
+/**
+ * The runtime profile a receipt names must be one the chain admitted (verifiers and committee
+ * members run it, so the answer can be checked and judged) and the one its provider declared on
+ * chain; the client's allow-list, when it has one, narrows it further (audit C-3).
+ */
 async function runtimeCheck(
   client: Client,
   runtime: Hex,
   provider: Address,
   quote: ProviderCandidate | undefined,
-  models: ProviderModels | undefined,
 ): Promise<[boolean, string]> {
   const allow = client.options.runtimes;
-  if (allow) {
-    const ok = allow.some((h) => h.toLowerCase() === runtime.toLowerCase());
-    return [
-      ok,
-      ok
-        ? `runtime ${short(runtime)} is in the allow-list`
-        : `runtime ${short(runtime)} is not in the allow-list`,
-    ];
-  }
-  if (!models && quote) models = await getProviderModels(client, quote).catch(() => undefined);
-  if (!models) return [false, `could not read the runtime profile of ${provider} (/v1/models)`];
-  if (models.profileProblem)
-    return [false, `the provider's published profile is unusable: ${models.profileProblem}`];
-  if (models.runtime.toLowerCase() !== runtime.toLowerCase())
+  if (allow && !allow.some((h) => h.toLowerCase() === runtime.toLowerCase()))
+    return [false, `runtime ${short(runtime)} is not in the allow-list`];
+  if (!quote) return [false, `no on-chain record of ${provider} to compare the runtime with`];
+  if (quote.runtime.toLowerCase() !== runtime.toLowerCase())
     return [
       false,
-      `runtime ${short(runtime)} is not the profile the provider publishes (${short(models.runtime)})`,
+      `runtime ${short(runtime)} is not the profile ${provider} declared on chain (${short(quote.runtime)})`,
     ];
-  const p = models.profile!;
-  return [
-    true,
-    `runtime ${short(runtime)} = ${p.engine} ${p.engineVersion} ${p.executionProvider} ${p.graphOptimizationLevel} ${p.arch}`,
-  ];
+  let admitted = client.state.admittedRuntimes.has(runtime.toLowerCase());
+  if (!admitted) {
+    try {
+      admitted = await isRuntimeAdmitted(client.chain, runtime);
+    } catch (error) {
+      return [
+        false,
+        `could not check runtime ${short(runtime)} on chain: ${isGlassboxError(error) ? error.shortMessage : String(error)}`,
+      ];
+    }
+    // admissions are never undone, so a yes is final
+    if (admitted) client.state.admittedRuntimes.add(runtime.toLowerCase());
+  }
+  return admitted
+    ? [true, `runtime ${short(runtime)} is admitted on chain and declared by ${provider}`]
+    : [
+        false,
+        `runtime ${short(runtime)} was never admitted on chain: no verifier or committee runs it, so nobody could check this answer`,
+      ];
 }
 
 function outputsProblem(specs: readonly TensorSpec[], outputs: TensorMap): string | undefined {
@@ -296,6 +328,7 @@ async function readQuote(client: Client, provider: Address, model: string): Prom
     registered: info.registered,
     paused: info.paused,
     active: info.active && offer.active,
+    runtime: info.runtime,
     price: offer.price,
     pending: offer.pending,
   };

@@ -1,4 +1,4 @@
-import { keccak256, type Hex } from 'viem';
+import { bytesToHex, keccak256, type Hex } from 'viem';
 import { beforeEach, describe, expect, it } from 'vitest';
 import {
   answerAvailability,
@@ -10,6 +10,7 @@ import {
   commitVote,
   getChallenge,
   getConvictedAt,
+  getEvents,
   getProvider,
   getTokenBalance,
   openChallenge,
@@ -18,6 +19,7 @@ import {
   resolveChallenge,
   type DivergenceProof,
 } from '../../src/chain/index.js';
+import { answerAvailabilityGas, answerBatchGas, batchCap, dataCap } from '../../src/protocol/limits.js';
 import { batchTree, traceRoot, traceTree } from '../../src/protocol/merkle.js';
 import { modelDigest } from '../../src/protocol/manifest.js';
 import { receiptHash, type Receipt } from '../../src/protocol/receipt.js';
@@ -27,6 +29,7 @@ import {
   h,
   makeReceipt,
   modelOf,
+  openAndDraw,
   registerVoter,
   TEST_PARAMS,
   useTestChain,
@@ -62,6 +65,7 @@ beforeEach(async () => {
 });
 
 const inputs = new TextEncoder().encode('the canonical encoding of some inputs');
+const outputs = new TextEncoder().encode('the canonical encoding of its outputs');
 
 /** Commits a batch of three receipts by the provider; the first has `inputs` as its inputs. */
 async function committed(over: Partial<Receipt> = {}) {
@@ -70,6 +74,7 @@ async function committed(over: Partial<Receipt> = {}) {
       provider: chain().address(PROVIDER),
       model,
       inputHash: keccak256(inputs),
+      outputHash: keccak256(outputs),
       ...over,
       requestId: h(`r${i}`),
     }),
@@ -99,7 +104,7 @@ describe('DisputeManager: availability', () => {
     );
     await chain().increaseTime(TEST_PARAMS.answerPeriodMs!);
     await expectRevert(
-      answerAvailability(chain().as(PROVIDER), { challengeId, receipt, inputs }),
+      answerAvailability(chain().as(PROVIDER), { challengeId, receipt, inputs, outputs }),
       'AnswerClosed',
     );
     const res = await resolveChallenge(chain().as(0), challengeId);
@@ -110,8 +115,9 @@ describe('DisputeManager: availability', () => {
     expect(await getConvictedAt(chain().as(0), chain().address(PROVIDER))).toBeGreaterThan(0);
   });
 
-  it('publishing the receipt and its inputs settles it for the provider, and the challenger loses its bond', async () => {
+  it('H-4: publishing the receipt, inputs and outputs settles it for the provider, and the challenger gets its bond back', async () => {
     const { receipt, batchId, proof } = await committed();
+    const challengerBefore = await getTokenBalance(chain().as(0), chain().address(CHALLENGER));
     const { challengeId } = await challengeAvailability(chain().as(CHALLENGER), {
       provider: chain().address(PROVIDER),
       batchId,
@@ -119,19 +125,49 @@ describe('DisputeManager: availability', () => {
       proof,
     });
     await expectRevert(
-      answerAvailability(chain().as(PROVIDER), { challengeId, receipt, inputs: new Uint8Array([1, 2]) }),
+      answerAvailability(chain().as(PROVIDER), {
+        challengeId,
+        receipt,
+        inputs: new Uint8Array([1, 2]),
+        outputs,
+      }),
       'InputsMismatch',
     );
     await expectRevert(
-      answerAvailability(chain().as(PROVIDER), { challengeId, receipt: { ...receipt, price: 1n }, inputs }),
+      answerAvailability(chain().as(PROVIDER), {
+        challengeId,
+        receipt,
+        inputs,
+        outputs: new Uint8Array([3]),
+      }),
+      'OutputsMismatch',
+    );
+    await expectRevert(
+      answerAvailability(chain().as(PROVIDER), {
+        challengeId,
+        receipt: { ...receipt, price: 1n },
+        inputs,
+        outputs,
+      }),
       'ReceiptMismatch',
     );
     const providerBefore = await getTokenBalance(chain().as(0), chain().address(PROVIDER));
-    await answerAvailability(chain().as(PROVIDER), { challengeId, receipt, inputs });
-    expect((await getChallenge(chain().as(0), challengeId)).status).toBe('rejected');
-    expect(await getTokenBalance(chain().as(0), chain().address(PROVIDER))).toBe(providerBefore + BOND / 2n);
+    await answerAvailability(chain().as(PROVIDER), { challengeId, receipt, inputs, outputs });
+    expect((await getChallenge(chain().as(0), challengeId)).status).toBe('answered');
+    // the data was not served off chain, so asking for it costs the challenger nothing but gas,
+    // and the provider earns nothing by withholding and then answering
+    expect(await getTokenBalance(chain().as(0), chain().address(CHALLENGER))).toBe(challengerBefore);
+    expect(await getTokenBalance(chain().as(0), chain().address(PROVIDER))).toBe(providerBefore);
     expect((await getProvider(chain().as(0), chain().address(PROVIDER))).openChallenges).toBe(0);
     expect(await getConvictedAt(chain().as(0), chain().address(PROVIDER))).toBe(0);
+    const [answered] = await getEvents<{ inputs: Hex; outputs: Hex }>(chain().as(0), {
+      contract: 'disputeManager',
+      eventName: 'AvailabilityAnswered',
+    });
+    expect([answered!.args.inputs, answered!.args.outputs]).toEqual([
+      bytesToHex(inputs),
+      bytesToHex(outputs),
+    ]);
   });
 
   it('refuses a receipt the provider never committed, and a second open challenge of one receipt', async () => {
@@ -174,6 +210,54 @@ describe('DisputeManager: availability', () => {
   });
 });
 
+describe('C-1 data too large to publish: what an answer costs', () => {
+  it('an availability answer with maxDataBytes of data, and a batch answer of the largest batch, fit the bounds the node derives its caps from', async () => {
+    const data = TEST_PARAMS.maxDataBytes!;
+    const random = (n: number) => crypto.getRandomValues(new Uint8Array(n)); // no zero-byte discount
+    const bigInputs = random(data / 2);
+    const bigOutputs = random(data / 2);
+    const { receipt, batchId, proof } = await committed({
+      inputHash: keccak256(bigInputs),
+      outputHash: keccak256(bigOutputs),
+    });
+    const { challengeId } = await challengeAvailability(chain().as(CHALLENGER), {
+      provider: chain().address(PROVIDER),
+      batchId,
+      receiptHash: receiptHash(receipt),
+      proof,
+    });
+    const { gasUsed } = await answerAvailability(chain().as(PROVIDER), {
+      challengeId,
+      receipt,
+      inputs: bigInputs,
+      outputs: bigOutputs,
+    });
+    expect(Number(gasUsed)).toBeLessThanOrEqual(answerAvailabilityGas(data));
+    // and the bound is tight enough to be worth something (within 25 %)
+    expect(Number(gasUsed)).toBeGreaterThan(answerAvailabilityGas(data) * 0.75);
+
+    const block = await chain().as(0).publicClient.getBlock();
+    const n = Math.min(batchCap(block.gasLimit), 1000);
+    const hashes = Array.from({ length: n }, (_, i) => h(`big${i}`));
+    const tree = batchTree(hashes);
+    const committedBatch = await commitBatch(chain().as(PROVIDER), {
+      root: tree.root,
+      count: n,
+      uri: 'http://p',
+    });
+    const batchChallenge = await challengeBatch(chain().as(CHALLENGER), committedBatch.batchId);
+    const answered = await answerBatch(chain().as(PROVIDER), {
+      challengeId: batchChallenge.challengeId,
+      batchId: committedBatch.batchId,
+      receiptHashes: hashes,
+    });
+    expect(Number(answered.gasUsed)).toBeLessThanOrEqual(answerBatchGas(n));
+    // the node's caps on this chain (anvil: 30M gas blocks) keep both within half a block
+    expect(dataCap({ maxDataBytes: data, blockGasLimit: block.gasLimit })).toBe(data);
+    expect(answerBatchGas(batchCap(block.gasLimit))).toBeLessThanOrEqual(Number(block.gasLimit) / 2);
+  });
+});
+
 describe('DisputeManager: batch availability', () => {
   /** A committed batch of `n` receipts by the provider, and their struct hashes in batch order. */
   async function batchOf(n: number) {
@@ -212,8 +296,10 @@ describe('DisputeManager: batch availability', () => {
         answerBatch(chain().as(PROVIDER), { challengeId, batchId, receiptHashes: hashes.slice(1) }),
         'BatchMismatch',
       );
+      const before = await getTokenBalance(chain().as(0), chain().address(CHALLENGER));
       await answerBatch(chain().as(PROVIDER), { challengeId, batchId, receiptHashes: hashes });
-      expect((await getChallenge(chain().as(0), challengeId)).status).toBe('rejected');
+      expect((await getChallenge(chain().as(0), challengeId)).status).toBe('answered');
+      expect(await getTokenBalance(chain().as(0), chain().address(CHALLENGER))).toBe(before + BOND);
       expect(await getPublishedBatch(chain().as(0), batchId)).toEqual(hashes);
     }
   });
@@ -255,7 +341,7 @@ describe('DisputeManager: trace bisection', () => {
 
   it('records the first divergent step with both hashes, proven against the two trace roots', async () => {
     const { receipt, batchId, proof } = await committed({ traceRoot: traceRoot(theirs) });
-    const { challengeId } = await openChallenge(chain().as(CHALLENGER), {
+    const { challengeId } = await openAndDraw(chain(), chain().as(CHALLENGER), {
       receipt,
       batchId,
       proof,

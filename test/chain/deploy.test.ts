@@ -100,6 +100,9 @@ describe('deployGlassbox', () => {
     for (const params of [
       { unbondingDelayMs: 1000 },
       { slashBps: 10_001 },
+      { rewardBps: 10_000 }, // L-5: self-reporting would be free
+      { maxDataBytes: 200 * 1024 }, // C-1: more than one answer transaction can carry
+      { maxDataBytes: 0 },
       { committeeSize: 0 },
       { minStake: 0n },
       { challengeBond: 0n },

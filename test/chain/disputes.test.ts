@@ -1,4 +1,4 @@
-import type { Address, Hex } from 'viem';
+import { keccak256, toHex, type Address, type Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -14,6 +14,7 @@ import {
   getVote,
   addStake,
   openChallenge,
+  drawCommittee,
   requestUnstake,
   withdrawStake,
   readFrom,
@@ -32,10 +33,13 @@ import { modelDigest } from '../../src/protocol/manifest.js';
 import { receiptHash, signReceipt, type Receipt, type SignedReceipt } from '../../src/protocol/receipt.js';
 import {
   E18,
+  ENGINE_RUNTIME,
   expectRevert,
   h,
   makeReceipt,
+  mineTo,
   modelOf,
+  openAndDraw,
   registerVoter,
   TEST_PARAMS,
   useTestChain,
@@ -45,7 +49,7 @@ const chain = useTestChain(TEST_PARAMS, 12);
 
 const MIN = TEST_PARAMS.minStake!;
 const BOND = TEST_PARAMS.challengeBond!;
-const PENALTY = TEST_PARAMS.nonRevealPenalty!;
+const PENALTY = TEST_PARAMS.votePenalty!;
 const ACCUSED = 1;
 const VOTERS = [2, 3, 4, 5, 6];
 const CHALLENGER = 9;
@@ -191,7 +195,7 @@ async function vote(
 
 async function openSigned(over: Partial<Receipt> = {}) {
   const signed = await sign(receipt(over));
-  return openChallenge(chain().as(CHALLENGER), { ...signed, inputsUri: 'ipfs://inputs' });
+  return openAndDraw(chain(), chain().as(CHALLENGER), { ...signed, inputsUri: 'ipfs://inputs' });
 }
 
 describe('DisputeManager: challenges', () => {
@@ -230,7 +234,7 @@ describe('DisputeManager: challenges', () => {
     await expectRevert(resolveChallenge(chain().as(11), challengeId), 'ChallengeNotOpen');
   });
 
-  it('an innocent majority (from a batch inclusion proof) costs the challenger its bond', async () => {
+  it('an innocent majority (from a batch inclusion proof) costs the challenger its bond; the dissenter pays the majority', async () => {
     const rs = [receipt(), receipt(), receipt()];
     const tree = batchTree(rs.map(receiptHash));
     const { batchId } = await commitBatch(chain().as(ACCUSED), { root: tree.root, count: 3, uri: 'x' });
@@ -239,18 +243,21 @@ describe('DisputeManager: challenges', () => {
       provider: await bal(ACCUSED),
       treasury: await bal(0),
     };
-    const { challengeId, committee } = await openChallenge(chain().as(CHALLENGER), {
+    const { challengeId, committee } = await openAndDraw(chain(), chain().as(CHALLENGER), {
       receipt: rs[1]!,
       batchId,
       proof: tree.proof(1),
       inputsUri: 'ipfs://in',
     });
-    await vote(challengeId, committee[0]!, false, 'commit');
-    await vote(challengeId, committee[1]!, true, 'commit');
-    await vote(challengeId, committee[2]!, false, 'commit');
-    await vote(challengeId, committee[0]!, false, 'reveal');
-    await vote(challengeId, committee[1]!, true, 'reveal'); // a dissenting vote doesn't matter
-    await vote(challengeId, committee[2]!, false, 'reveal');
+    const [m0, m1, m2] = committee as [Address, Address, Address];
+    const balances = await Promise.all(committee.map((m) => bal(m)));
+    const stakes = await Promise.all(committee.map(stakeOf));
+    await vote(challengeId, m0, false, 'commit');
+    await vote(challengeId, m1, true, 'commit');
+    await vote(challengeId, m2, false, 'commit');
+    await vote(challengeId, m0, false, 'reveal');
+    await vote(challengeId, m1, true, 'reveal'); // against the verdict: it pays
+    await vote(challengeId, m2, false, 'reveal');
     const { status, reward } = await resolveChallenge(chain().as(CHALLENGER), challengeId);
     expect(status).toBe('rejected');
     expect(reward).toBe(BOND / 2n);
@@ -258,6 +265,9 @@ describe('DisputeManager: challenges', () => {
     expect(await bal(ACCUSED)).toBe(before.provider + reward);
     expect(await bal(CHALLENGER)).toBe(before.challenger - BOND);
     expect(await bal(0)).toBe(before.treasury + BOND - reward);
+    expect(await stakeOf(m1)).toBe(stakes[1]! - PENALTY);
+    expect(await bal(m0)).toBe(balances[0]! + PENALTY / 2n);
+    expect(await bal(m2)).toBe(balances[2]! + PENALTY / 2n);
   });
 
   it('refuses challenges without evidence, twice for one receipt, by the provider itself, or with nobody to vote', async () => {
@@ -288,7 +298,7 @@ describe('DisputeManager: challenges', () => {
     await expectRevert(open(REPORTER, { ...signed, inputsUri: 'x' }), 'AlreadyChallenged');
   });
 
-  it('refuses a challenge when no other active provider can vote', async () => {
+  it("draws nobody when no other voter judges under the receipt's runtime, and the challenge voids", async () => {
     await chain().reset();
     exactModel = modelDigest(modelOf('exact'));
     await registerProvider(chain().as(ACCUSED), {
@@ -297,9 +307,22 @@ describe('DisputeManager: challenges', () => {
       stake: 200n * E18,
     });
     await registerVoter(chain().as(2), { endpoint: 'http://v2', signer: chain().address(2), stake: MIN });
+    // a voter of another runtime is not in this receipt's pool
+    await registerVoter(
+      chain().as(3),
+      { endpoint: 'http://v3', signer: chain().address(3), stake: MIN },
+      keccak256(toHex(ENGINE_RUNTIME)),
+    );
     const signed = await sign(receipt());
-    // the only other provider is the challenger itself
-    await expectRevert(openChallenge(chain().as(2), { ...signed, inputsUri: 'x' }), 'NoEligibleVoters');
+    const before = await bal(2);
+    // the only voter of the runtime is the challenger itself
+    const { challengeId, drawBlock } = await openChallenge(chain().as(2), { ...signed, inputsUri: 'x' });
+    await mineTo(chain(), drawBlock + 1n);
+    await expectRevert(drawCommittee(chain().as(2), challengeId), 'NoEligibleVoters');
+    await chain().increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
+    expect((await resolveChallenge(chain().as(0), challengeId)).status).toBe('void');
+    expect(await bal(2)).toBe(before); // the bond came back
+    expect(await stakeOf(ACCUSED)).toBe(200n * E18);
   });
 
   it('a member can neither vote twice nor reveal a different vote; outsiders cannot vote', async () => {
@@ -397,7 +420,8 @@ describe('DisputeManager: challenges', () => {
   it('locks the stake while a challenge is open: an unbonding provider cannot withdraw ahead of the verdict', async () => {
     await requestUnstake(chain().as(ACCUSED), 200n * E18); // a full exit: all 200 unbonding
     await chain().increaseTime(TEST_PARAMS.unbondingDelayMs! - 100_000); // 100 s before unbonding ends
-    const { challengeId, committee } = await openSigned();
+    const { timestamp } = await chain().as(0).publicClient.getBlock();
+    const { challengeId, committee } = await openSigned({ timestamp: timestamp * 1000n }); // a fresh receipt
     expect((await getProvider(chain().as(0), chain().address(ACCUSED))).openChallenges).toBe(1);
     await chain().increaseTime(200_000); // unbonding over, challenge still open
     await expectRevert(withdrawStake(chain().as(ACCUSED)), 'StakeLocked');
@@ -437,7 +461,7 @@ describe('DisputeManager: challenges', () => {
     );
     await chain().increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
     expect((await resolveChallenge(chain().as(0), first.challengeId)).status).toBe('void');
-    const second = await openChallenge(chain().as(REPORTER), { ...signed, inputsUri: 'x' });
+    const second = await openAndDraw(chain(), chain().as(REPORTER), { ...signed, inputsUri: 'x' });
     expect(second.challengeId).toBe(first.challengeId + 1n);
     expect(await readFrom(chain().as(0), 'disputeManager', 'challengeOfReceipt', [hash])).toBe(
       second.challengeId + 1n,
@@ -447,7 +471,7 @@ describe('DisputeManager: challenges', () => {
     expect((await resolveChallenge(chain().as(0), second.challengeId)).status).toBe('rejected');
     // A rejection is the failure of that challenger's case (a sock puppet with no evidence, say):
     // an honest verifier can still bring the receipt; once upheld, it is final.
-    const third = await openChallenge(chain().as(CHALLENGER), { ...signed, inputsUri: 'x' });
+    const third = await openAndDraw(chain(), chain().as(CHALLENGER), { ...signed, inputsUri: 'x' });
     for (const m of third.committee) await vote(third.challengeId, m, true, 'commit');
     for (const m of third.committee) await vote(third.challengeId, m, true, 'reveal');
     expect((await resolveChallenge(chain().as(0), third.challengeId)).status).toBe('upheld');
@@ -492,11 +516,20 @@ describe('DisputeManager: challenges', () => {
     expect(await stakeOf(m2)).toBe(stakes[2]! - PENALTY);
     const penalties = eventsOf<{ member: Address; amount: bigint }>(
       ABIS.disputeManager,
-      'NonRevealPenalised',
+      'VotePenalised',
       tx.logs,
     );
     expect(penalties.map((e) => [e.member, e.amount])).toEqual([[m2, PENALTY]]);
-    expect(await bal(0)).toBe(treasury + 50n * E18 + PENALTY); // half the slash, and the penalty
+    const rewards = eventsOf<{ member: Address; amount: bigint }>(
+      ABIS.disputeManager,
+      'VoteRewarded',
+      tx.logs,
+    );
+    expect(rewards.map((e) => [e.member, e.amount])).toEqual([
+      [m0, PENALTY / 2n],
+      [m1, PENALTY / 2n],
+    ]);
+    expect(await bal(0)).toBe(treasury + 50n * E18); // half the slash; the penalty went to m0 and m1
   });
 
   it('draws committee seats by stake: one large stake among small ones sits on nearly every committee', async () => {

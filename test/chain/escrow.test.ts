@@ -21,7 +21,16 @@ import {
 import { modelDigest } from '../../src/protocol/manifest.js';
 import { signReceipt } from '../../src/protocol/receipt.js';
 import { signVoucher, type SignedVoucher } from '../../src/protocol/voucher.js';
-import { E18, expectRevert, h, makeReceipt, modelOf, TEST_PARAMS, useTestChain } from './support.js';
+import {
+  E18,
+  expectRevert,
+  h,
+  HOLD_DUE_MS,
+  makeReceipt,
+  modelOf,
+  TEST_PARAMS,
+  useTestChain,
+} from './support.js';
 
 const chain = useTestChain();
 
@@ -50,11 +59,11 @@ describe('PaymentEscrow', () => {
     const before = await getTokenBalance(chain().as(0), chain().address(PROVIDER));
     expect((await redeemVoucher(chain().as(PROVIDER), await voucher(3n * E18))).paid).toBe(3n * E18);
     expect((await redeemVoucher(chain().as(PROVIDER), await voucher(10n * E18))).paid).toBe(7n * E18);
-    // held, not paid: the second redemption joined the hold and restarted it
+    // held, not paid: both redemptions wait out the hold (in one bucket: same slot)
     expect(await getTokenBalance(chain().as(0), chain().address(PROVIDER))).toBe(before);
     expect((await getHold(chain().as(0), channel()))!.amount).toBe(10n * E18);
     expect((await releaseHold(chain().as(CLIENT), channel())).released).toBe(0n); // too early: nothing
-    await chain().increaseTime(TEST_PARAMS.paymentHoldMs!);
+    await chain().increaseTime(HOLD_DUE_MS);
     expect((await releaseHold(chain().as(CLIENT), channel())).released).toBe(10n * E18); // anyone may release
     expect(await getTokenBalance(chain().as(0), chain().address(PROVIDER))).toBe(before + 10n * E18);
     expect(await getHold(chain().as(0), channel())).toBeUndefined();
@@ -174,10 +183,11 @@ describe('PaymentEscrow: held payments and convictions', () => {
     const model = modelDigest(modelOf(`exact${Math.random()}`));
     await registerModel(chain().as(0), { model, exact: true });
     const p = await getProviderRegistered();
+    const timestamp = (await chain().as(0).publicClient.getBlock()).timestamp * 1000n; // fresh
     const sign = (out: string) =>
       signReceipt(
         privateKeyToAccount(chain().key(PROVIDER)),
-        makeReceipt({ provider: p, model, requestId: h('r'), outputHash: h(out) }),
+        makeReceipt({ provider: p, model, requestId: h('r'), outputHash: h(out), timestamp }),
         { chainId: chain().anvil.chainId, verifyingContract: chain().deployment.contracts.receiptLedger },
       );
     await reportEquivocation(chain().as(9), { a: await sign('a'), b: await sign('b') });
@@ -198,7 +208,7 @@ describe('PaymentEscrow: held payments and convictions', () => {
     expect(await getDeposit(chain().as(0), chain().address(CLIENT))).toBe(70n * E18);
     await convict();
     expect(await getConvictedAt(chain().as(0), chain().address(PROVIDER))).toBeGreaterThan(0);
-    await chain().increaseTime(TEST_PARAMS.paymentHoldMs!);
+    await chain().increaseTime(HOLD_DUE_MS);
     const settled = await releaseHold(chain().as(CLIENT), channel());
     expect([settled.released, settled.refunded]).toEqual([0n, 30n * E18]);
     expect(await getDeposit(chain().as(0), chain().address(CLIENT))).toBe(100n * E18);
@@ -223,6 +233,41 @@ describe('PaymentEscrow: held payments and convictions', () => {
     const second = await redeemVoucher(chain().as(PROVIDER), await voucher(25n * E18));
     expect([second.paid, second.refunded]).toEqual([5n * E18, false]);
     expect(await getDeposit(chain().as(0), chain().address(CLIENT))).toBe(95n * E18);
+  });
+
+  it('H-2: redeeming while a hold runs never delays money already held, so a provider can redeem any time', async () => {
+    const HOLD = TEST_PARAMS.paymentHoldMs!;
+    await deposit(chain().as(CLIENT), 100n * E18);
+    const before = await getTokenBalance(chain().as(0), chain().address(PROVIDER));
+    // redeem every quarter of the hold period: a busy channel, or a provider racing a withdrawal
+    for (let i = 1n; i <= 6n; i++) {
+      await redeemVoucher(chain().as(PROVIDER), await voucher(i * 10n * E18));
+      await chain().increaseTime(HOLD / 4);
+    }
+    // 6 redemptions over 1.5 hold periods: the first ones are paid, each after its own hold
+    const hold = (await getHold(chain().as(0), channel()))!;
+    expect(hold.buckets.length).toBeLessThanOrEqual(10);
+    const paid = (await getTokenBalance(chain().as(0), chain().address(PROVIDER))) - before;
+    expect(paid + hold.amount).toBe(60n * E18);
+    expect(paid).toBeGreaterThanOrEqual(10n * E18);
+    for (const b of hold.buckets) expect(b.releaseAtMs - b.sinceMs).toBeGreaterThanOrEqual(HOLD);
+    await chain().increaseTime(HOLD_DUE_MS);
+    await releaseHold(chain().as(9), channel());
+    expect(await getTokenBalance(chain().as(0), chain().address(PROVIDER))).toBe(before + 60n * E18);
+    expect(await getHold(chain().as(0), channel())).toBeUndefined();
+  });
+
+  it('a conviction refunds every bucket begun before it, however many', async () => {
+    await deposit(chain().as(CLIENT), 100n * E18);
+    for (let i = 1n; i <= 3n; i++) {
+      await redeemVoucher(chain().as(PROVIDER), await voucher(i * 10n * E18));
+      await chain().increaseTime(TEST_PARAMS.paymentHoldMs! / 4);
+    }
+    expect((await getHold(chain().as(0), channel()))!.buckets.length).toBe(3);
+    await convict();
+    const settled = await releaseHold(chain().as(CLIENT), channel());
+    expect([settled.released, settled.refunded]).toEqual([0n, 30n * E18]);
+    expect(await getDeposit(chain().as(0), chain().address(CLIENT))).toBe(100n * E18);
   });
 
   it('convict is callable by nobody but the DisputeManager, and wiring happens once', async () => {

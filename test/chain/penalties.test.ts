@@ -6,7 +6,6 @@ import {
   eventsOf,
   getProvider,
   getTokenBalance,
-  openChallenge,
   registerModel,
   registerProvider,
   requestUnstake,
@@ -14,13 +13,21 @@ import {
 } from '../../src/chain/index.js';
 import { modelDigest } from '../../src/protocol/manifest.js';
 import { signReceipt } from '../../src/protocol/receipt.js';
-import { E18, makeReceipt, modelOf, registerVoter, TEST_PARAMS, useTestChain } from './support.js';
+import {
+  E18,
+  makeReceipt,
+  modelOf,
+  openAndDraw,
+  registerVoter,
+  TEST_PARAMS,
+  useTestChain,
+} from './support.js';
 
-/* A deployment whose non-reveal penalty (150) exceeds what a member has staked (~100). */
+/* A deployment whose vote penalty (150) exceeds what a member has staked (~100). */
 const PENALTY = 150n * E18;
-const chain = useTestChain({ ...TEST_PARAMS, nonRevealPenalty: PENALTY }, 6, { resetEach: false });
+const chain = useTestChain({ ...TEST_PARAMS, votePenalty: PENALTY }, 6, { resetEach: false });
 
-describe('DisputeManager: a non-reveal penalty larger than the stake', () => {
+describe('DisputeManager: a vote penalty larger than the stake', () => {
   it('takes what the silent member has, staked and unbonding, and no more', async () => {
     const model = modelDigest(modelOf('m'));
     await registerModel(chain().as(0), { model, exact: true });
@@ -40,7 +47,10 @@ describe('DisputeManager: a non-reveal penalty larger than the stake', () => {
       makeReceipt({ provider: chain().address(1), model }),
       { chainId: chain().anvil.chainId, verifyingContract: chain().deployment.contracts.receiptLedger },
     );
-    const { challengeId, committee } = await openChallenge(chain().as(5), { ...signed, inputsUri: 'x' });
+    const { challengeId, committee } = await openAndDraw(chain(), chain().as(5), {
+      ...signed,
+      inputsUri: 'x',
+    });
     expect([...committee].sort()).toEqual(
       [chain().address(2), chain().address(3), chain().address(4)].sort(),
     );
@@ -51,7 +61,7 @@ describe('DisputeManager: a non-reveal penalty larger than the stake', () => {
     expect(status).toBe('void');
     const taken = eventsOf<{ member: Address; amount: bigint }>(
       ABIS.disputeManager,
-      'NonRevealPenalised',
+      'VotePenalised',
       receipt.logs,
     );
     const expected = [2, 3, 4].map((v) => [chain().address(v), 100n * E18 + BigInt(v) * E18]);

@@ -11,7 +11,6 @@ import {
   getHold,
   getProvider,
   getTokenBalance,
-  openChallenge,
   readFrom,
   redeemVoucher,
   registerModel,
@@ -27,7 +26,16 @@ import { isGlassboxError } from '../../src/protocol/errors.js';
 import { modelDigest } from '../../src/protocol/manifest.js';
 import { signReceipt } from '../../src/protocol/receipt.js';
 import { signVoucher } from '../../src/protocol/voucher.js';
-import { E18, h, makeReceipt, modelOf, registerVoter, TEST_PARAMS, useTestChain } from './support.js';
+import {
+  E18,
+  h,
+  makeReceipt,
+  modelOf,
+  openAndDraw,
+  registerVoter,
+  TEST_PARAMS,
+  useTestChain,
+} from './support.js';
 
 const chain = useTestChain(TEST_PARAMS, 8, { resetEach: false });
 
@@ -118,6 +126,8 @@ const done = new Map<string, number>();
 const tally = (kind: string) => done.set(kind, (done.get(kind) ?? 0) + 1);
 
 const bal = (a: Address) => getTokenBalance(chain().as(0), a);
+/** Chain time in ms: receipts are made fresh, inside the challenge window, after time jumps. */
+const chainNowMs = async () => (await chain().as(0).publicClient.getBlock()).timestamp * 1000n;
 
 describe('chain invariants over random action sequences', () => {
   it('balances equal obligations, nothing goes negative, honest providers keep their stake', async () => {
@@ -212,6 +222,7 @@ describe('chain invariants over random action sequences', () => {
                 provider: chain().address(CHEATER),
                 model,
                 inputHash: h(`in${nonce++}`),
+                timestamp: await chainNowMs(),
               });
               const signer = privateKeyToAccount(chain().key(CHEATER));
               const x = await signReceipt(signer, { ...base, outputHash: h('x') }, domain);
@@ -229,13 +240,11 @@ describe('chain invariants over random action sequences', () => {
                 provider: chain().address(a.provider),
                 model,
                 requestId: h(`c${nonce++}`),
+                timestamp: await chainNowMs(),
               });
               const signed = await signReceipt(privateKeyToAccount(chain().key(a.provider)), r, domain);
-              await chain()
-                .as(0)
-                .publicClient.request({ method: 'evm_mine' as never } as never); // fresh randomness
               const opened = await attempt(() =>
-                openChallenge(chain().as(CHALLENGER), { ...signed, inputsUri: 'ipfs://in' }),
+                openAndDraw(chain(), chain().as(CHALLENGER), { ...signed, inputsUri: 'ipfs://in' }),
               );
               if (!opened) break;
               const guilty = a.provider === CHEATER;

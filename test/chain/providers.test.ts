@@ -1,3 +1,4 @@
+import { keccak256, toHex, type Hex } from 'viem';
 import { describe, expect, it } from 'vitest';
 import {
   addStake,
@@ -11,6 +12,11 @@ import {
   readFrom,
   registerProvider,
   setVoter,
+  setRuntime,
+  admitRuntime,
+  isRuntimeAdmitted,
+  getAdmittedRuntimes,
+  getEligibleVoters,
   removeOffer,
   requestUnstake,
   resumeProvider,
@@ -22,10 +28,13 @@ import {
 } from '../../src/chain/index.js';
 import {
   E18,
+  ENGINE_RUNTIME,
   expectRevert,
+  h,
   modelOf,
   registerTestModel,
   signerAddress,
+  TEST_RUNTIME,
   TEST_PARAMS,
   useTestChain,
 } from './support.js';
@@ -175,28 +184,70 @@ describe('ProviderRegistry: identity and availability', () => {
   });
 });
 
-describe('ProviderRegistry: the committee pool', () => {
-  it('eligibleVoters leaves out the two excluded accounts, non-voters, paused providers and those under the minimum', async () => {
-    for (const i of [1, 2, 3, 4, 5, 6]) await register(i, MIN + BigInt(i) * E18);
-    for (const i of [1, 2, 3, 4, 5]) await setVoter(chain().as(i), true); // 6 stays out of committee duty
+describe('ProviderRegistry: runtime profiles and the committee pool', () => {
+  const RUNTIME = h(TEST_RUNTIME);
+  const pool = async (a: number, b: number, runtime: Hex = RUNTIME) =>
+    (
+      await getEligibleVoters(chain().as(0), { runtime, exclude: [chain().address(a), chain().address(b)] })
+    ).map((v) => [v.address, v.stake]);
+
+  it('eligibleVoters leaves out the two excluded accounts, non-voters, other runtimes, paused providers and those under the minimum', async () => {
+    for (const i of [1, 2, 3, 4, 5, 6, 7]) await register(i, MIN + BigInt(i) * E18);
+    for (const i of [1, 2, 3, 4, 5, 6, 7]) await setRuntime(chain().as(i), RUNTIME);
+    await setRuntime(chain().as(7), keccak256(toHex(ENGINE_RUNTIME))); // judges another runtime
+    for (const i of [1, 2, 3, 4, 5, 7]) await setVoter(chain().as(i), true); // 6 stays out of committee duty
     await pauseProvider(chain().as(3));
     await requestUnstake(chain().as(4), MIN + 4n * E18); // a full exit: staked 0
-    const [accounts, stakes] = await readFrom<readonly [readonly string[], readonly bigint[]]>(
-      chain().as(0),
-      'providerRegistry',
-      'eligibleVoters',
-      [chain().address(1), chain().address(9)],
-    );
-    expect(accounts).toEqual([chain().address(2), chain().address(5)]);
-    expect(stakes).toEqual([MIN + 2n * E18, MIN + 5n * E18]);
+    expect(await pool(1, 9)).toEqual([
+      [chain().address(2), MIN + 2n * E18],
+      [chain().address(5), MIN + 5n * E18],
+    ]);
     await resumeProvider(chain().as(3));
-    const [again] = await readFrom<readonly [readonly string[], readonly bigint[]]>(
-      chain().as(0),
-      'providerRegistry',
-      'eligibleVoters',
-      [chain().address(1), chain().address(2)],
+    expect((await pool(1, 2)).map(([a]) => a).sort()).toEqual(
+      [chain().address(3), chain().address(5)].sort(),
     );
-    expect(again).toEqual([chain().address(3), chain().address(5)]);
+    expect(await pool(1, 2, keccak256(toHex(ENGINE_RUNTIME)))).toEqual([
+      [chain().address(7), MIN + 7n * E18],
+    ]);
+  });
+
+  it('M-1: the pool holds only voters staked at least the minimum, so exited accounts cost the draw nothing', async () => {
+    for (const i of [1, 2, 3]) {
+      await register(i);
+      await setRuntime(chain().as(i), RUNTIME);
+      await setVoter(chain().as(i), true);
+    }
+    const voters = () => readFrom<bigint>(chain().as(0), 'providerRegistry', 'voterCount');
+    expect(await voters()).toBe(3n);
+    await requestUnstake(chain().as(1), MIN); // exits: out of the pool at once
+    await setVoter(chain().as(2), false); // opts out
+    expect(await voters()).toBe(1n);
+    // recycling the stake into a fresh account adds one voter, not one more forever
+    await chain().increaseTime(TEST_PARAMS.unbondingDelayMs!);
+    await withdrawStake(chain().as(1));
+    await register(4);
+    await setRuntime(chain().as(4), RUNTIME);
+    await setVoter(chain().as(4), true);
+    expect(await voters()).toBe(2n);
+    await addStake(chain().as(1), MIN); // back above the minimum: back in the pool
+    expect(await voters()).toBe(3n);
+    expect((await pool(0, 0)).map(([a]) => a).sort()).toEqual(
+      [chain().address(1), chain().address(3), chain().address(4)].sort(),
+    );
+  });
+
+  it('only the owner admits runtime profiles; a provider declares only an admitted one', async () => {
+    await register(1);
+    const profile = '{"engine":"some-engine"}';
+    await expectRevert(admitRuntime(chain().as(1), profile), 'OwnableUnauthorizedAccount');
+    await expectRevert(setRuntime(chain().as(1), keccak256(toHex(profile))), 'RuntimeNotAdmitted');
+    const { runtime } = await admitRuntime(chain().as(0), profile);
+    expect(runtime).toBe(keccak256(toHex(profile)));
+    expect(await isRuntimeAdmitted(chain().as(0), runtime)).toBe(true);
+    expect((await getAdmittedRuntimes(chain().as(0))).get(runtime)).toBe(profile);
+    await setRuntime(chain().as(1), runtime);
+    expect((await getProvider(chain().as(0), chain().address(1))).runtime).toBe(runtime);
+    await expectRevert(setRuntime(chain().as(2), runtime), 'NotRegistered');
   });
 });
 

@@ -7,7 +7,10 @@ import {
   mintDevTokens,
   registerModel,
   registerProvider,
+  setRuntime,
   setVoter,
+  openChallenge,
+  drawCommittee,
   startAnvil,
   withAccount,
   type Anvil,
@@ -17,6 +20,8 @@ import {
 } from '../../src/chain/index.js';
 import { isGlassboxError } from '../../src/protocol/errors.js';
 import { modelIdFromDigest } from '../../src/protocol/manifest.js';
+import { runtimeProfileJson } from '../../src/protocol/runtime-profile.js';
+import { onnxProfile } from '../../src/runtime/index.js';
 import type { Receipt } from '../../src/protocol/receipt.js';
 
 export const E18 = 10n ** 18n;
@@ -33,11 +38,24 @@ export const TEST_PARAMS: Partial<ChainParams> = {
   revealPeriodMs: 600_000,
   slashBps: 5000,
   rewardBps: 5000,
-  nonRevealPenalty: 1n * E18,
+  votePenalty: 1n * E18,
   answerPeriodMs: 600_000,
   challengeWindowMs: 1_800_000,
   paymentHoldMs: 3_600_000,
+  maxDataBytes: 64 * 1024,
 };
+
+/** Past the hold of a redemption made now, whatever its slot: a hold bucket pays at most hold/8 late. */
+export const HOLD_DUE_MS = (TEST_PARAMS.paymentHoldMs! * 9) / 8 + 1000;
+
+/**
+ * The runtime profiles a test chain admits: `TEST_RUNTIME` (whose hash is `h('runtime')`, the
+ * runtime of `makeReceipt`'s receipts) and the ONNX engine's default profile, which the test
+ * providers and nodes serve under.
+ */
+export const TEST_RUNTIME = 'runtime';
+export const ENGINE_RUNTIME = runtimeProfileJson(onnxProfile());
+export const ENGINE_RUNTIME_HASH = keccak256(toHex(ENGINE_RUNTIME));
 
 export type TestChain = {
   readonly anvil: Anvil;
@@ -60,6 +78,7 @@ export type TestChain = {
 export async function startTestChain(
   params: Partial<ChainParams> = TEST_PARAMS,
   accounts = 12,
+  runtimes: readonly string[] = [TEST_RUNTIME, ENGINE_RUNTIME],
 ): Promise<TestChain> {
   const anvil = await startAnvil({ accounts });
   try {
@@ -68,6 +87,7 @@ export async function startTestChain(
       chainId: anvil.chainId,
       account: anvil.accounts[0]!.privateKey,
       params,
+      runtimes,
       pollingIntervalMs: 5,
     });
     const base: GlassboxClient = {
@@ -152,21 +172,46 @@ export function makeReceipt(over: Partial<Receipt> & { provider: Address; model:
     inputHash: h('input'),
     outputHash: h('output'),
     paramsHash: `0x${'0'.repeat(64)}`,
-    runtime: h('runtime'),
+    runtime: h(TEST_RUNTIME),
     traceRoot: `0x${'0'.repeat(64)}`,
     price: 1000n,
-    timestamp: 1_700_000_000_000n,
+    // now, so the receipt is inside the challenge window (chain time follows the clock here)
+    timestamp: BigInt(Date.now()),
     ...over,
   };
 }
 
-/** Registers the account as a provider that opted in to committee duty. */
+/** Registers the account as a provider that opted in to committee duty under `runtime`. */
 export async function registerVoter(
   client: GlassboxClient,
   params: Parameters<typeof registerProvider>[1],
+  runtime: Hex = h(TEST_RUNTIME),
 ): Promise<void> {
   await registerProvider(client, params);
+  await setRuntime(client, runtime);
   await setVoter(client, true);
+}
+
+/** Mines empty blocks until the chain's latest block is at least `block`. */
+export async function mineTo(chain: TestChain, block: bigint): Promise<void> {
+  const latest = await chain.as(0).publicClient.getBlockNumber();
+  if (latest < block) await chain.rpc('anvil_mine', [`0x${(block - latest).toString(16)}`]);
+}
+
+/**
+ * Opens a challenge and draws its committee: mines past the block whose hash seeds the draw (a
+ * call simulated at the latest block needs the draw block behind it), then draws, as a
+ * verifier's node does once the draw block is there.
+ */
+export async function openAndDraw(
+  chain: TestChain,
+  client: GlassboxClient,
+  params: Parameters<typeof openChallenge>[1],
+): Promise<Awaited<ReturnType<typeof openChallenge>> & { committee: readonly Address[] }> {
+  const opened = await openChallenge(client, params);
+  await mineTo(chain, opened.drawBlock + 1n);
+  const { committee } = await drawCommittee(client, opened.challengeId);
+  return { ...opened, committee };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { bytesToHex, getAddress, keccak256 } from 'viem';
+import { bytesToHex, keccak256 } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   challengeAvailability,
@@ -8,6 +8,8 @@ import {
   getChallenge,
   getEvents,
   getPublishedBatch,
+  getTokenBalance,
+  getChallengeCount,
 } from '../../src/chain/index.js';
 import type { GlassboxNode } from '../../src/node/index.js';
 import type { NodeStatus } from '../../src/node/routes/roles.js';
@@ -16,11 +18,12 @@ import { encodeTensors } from '../../src/protocol/encoding.js';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
 import { batchTree } from '../../src/protocol/merkle.js';
 import { receiptHash, signedReceiptFromJson, type Receipt } from '../../src/protocol/receipt.js';
-import { registerVoter } from '../chain/support.js';
+import { ENGINE_RUNTIME_HASH, registerVoter } from '../chain/support.js';
 import { exampleDir } from '../support/examples.js';
 import {
   CLIENT,
   E18,
+  fundClients,
   inferBody,
   post,
   PRICE,
@@ -28,6 +31,7 @@ import {
   startTestChain,
   startTestNode,
   tempDir,
+  TEST_PARAMS,
   type TestChain,
 } from './support.js';
 
@@ -45,6 +49,7 @@ const CHALLENGER = 5;
 
 beforeAll(async () => {
   chain = await startTestChain();
+  await fundClients(chain);
   const start = async (i: number, fault?: object) => {
     const dir = await tempDir();
     dirs.push(dir);
@@ -69,7 +74,7 @@ async function committedBatch(node: GlassboxNode) {
   const answers: InferResponse[] = [];
   const pkg = [...node.models.values()][0]!;
   for (let i = 0; i < 3; i++) {
-    const res = await post(`${node.url}/v1/infer`, inferBody(pkg, getAddress(chain.address(CLIENT[0]))));
+    const res = await post(`${node.url}/v1/infer`, await inferBody(node, pkg, chain.key(CLIENT[0])));
     expect(res.status).toBe(200);
     answers.push((await res.json()) as InferResponse);
   }
@@ -84,7 +89,7 @@ describe('availability challenges against a provider node', () => {
     const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));
     const batch = await challengeBatch(chain.as(CHALLENGER), batchId);
     await honest.tickRoles();
-    expect((await getChallenge(chain.as(0), batch.challengeId)).status).toBe('rejected');
+    expect((await getChallenge(chain.as(0), batch.challengeId)).status).toBe('answered');
     expect(await getPublishedBatch(chain.as(0), batchId)).toEqual(hashes);
 
     const receipt = await challengeAvailability(chain.as(CHALLENGER), {
@@ -94,7 +99,7 @@ describe('availability challenges against a provider node', () => {
       proof: batchTree(hashes).proof(1),
     });
     await honest.tickRoles();
-    expect((await getChallenge(chain.as(0), receipt.challengeId)).status).toBe('rejected');
+    expect((await getChallenge(chain.as(0), receipt.challengeId)).status).toBe('answered');
     const [answered] = await getEvents<{ receipt: Receipt; inputs: `0x${string}` }>(chain.as(0), {
       contract: 'disputeManager',
       eventName: 'AvailabilityAnswered',
@@ -102,7 +107,7 @@ describe('availability challenges against a provider node', () => {
     });
     expect(receiptHash(answered!.args.receipt)).toBe(hashes[1]);
     // the inputs on chain are exactly what the client sent, in the canonical encoding
-    const sent = inferBody(pkg, getAddress(chain.address(CLIENT[0]))).inputs;
+    const sent = (await inferBody(honest, pkg, chain.key(CLIENT[0]))).inputs;
     expect(answered!.args.inputs).toBe(bytesToHex(encodeTensors(inputsFromJson(pkg.manifest.inputs, sent))));
   });
 
@@ -110,11 +115,11 @@ describe('availability challenges against a provider node', () => {
     const dir = await tempDir();
     const other = await tempDir();
     dirs.push(dir, other);
-    await registerVoter(chain.as(11), {
-      endpoint: 'http://voter',
-      signer: chain.address(11),
-      stake: 100n * E18,
-    });
+    await registerVoter(
+      chain.as(11),
+      { endpoint: 'http://voter', signer: chain.address(11), stake: 100n * E18 },
+      ENGINE_RUNTIME_HASH,
+    );
     const dodger = await startTestNode(chain, PROVIDER[2], dir.dir, {
       models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
       batch: { maxReceipts: 3, maxAgeMs: 60_000 },
@@ -133,7 +138,7 @@ describe('availability challenges against a provider node', () => {
       const data = await findChallenge(chain.as(0), { kind: 'unavailable', receiptHash: hashes[0]! });
       expect(data).toBeDefined();
       await dodger.tickRoles(); // the dodger publishes receipt and inputs on chain
-      expect((await getChallenge(chain.as(0), data!)).status).toBe('rejected');
+      expect((await getChallenge(chain.as(0), data!)).status).toBe('answered');
       await verifier.tickRoles(); // re-executed from the chain: wrong, so challenged
       const wrong = await findChallenge(chain.as(0), { kind: 'wrong', receiptHash: hashes[0]! });
       expect(wrong).toBeDefined();
@@ -158,6 +163,61 @@ describe('availability challenges against a provider node', () => {
       expect(keccak256(Buffer.from(evidence.inputs, 'base64'))).toBe(
         signedReceiptFromJson(answers[0]!.receipt).receipt.inputHash,
       );
+    } finally {
+      await verifier.stop();
+      await dodger.stop();
+    }
+  });
+
+  it('H-4: a node that serves no batch at all but answers on chain has every sampled receipt checked, and the verifier loses no bond', async () => {
+    const dir = await tempDir();
+    const other = await tempDir();
+    dirs.push(dir, other);
+    await registerVoter(
+      chain.as(11),
+      { endpoint: 'http://voter', signer: chain.address(11), stake: 100n * E18 },
+      ENGINE_RUNTIME_HASH,
+    ).catch(() => undefined); // registered by the test before
+    const dodger = await startTestNode(chain, PROVIDER[3], dir.dir, {
+      models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
+      batch: { maxReceipts: 3, maxAgeMs: 60_000 },
+      fault: { perturb: 1, withhold: 'listing' },
+    });
+    const VERIFIER = 9;
+    const verifier = await startTestNode(chain, VERIFIER, other.dir, {
+      roles: ['verifier'],
+      stake: '0',
+      verifier: { sampleRate: 1, dataDeadlineMs: 0, pollIntervalMs: 600_000 },
+    });
+    try {
+      const { batchId, answers } = await committedBatch(dodger);
+      const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));
+      const tokens = () => getTokenBalance(chain.as(0), chain.address(VERIFIER));
+      const before = await tokens();
+      await chain.increaseTime(1000); // the block after the commit: the sample's draw
+      await verifier.tickRoles(); // no listing: a batch challenge
+      await dodger.tickRoles(); // it publishes the receipt hashes on chain
+      await verifier.tickRoles(); // the bond comes back; every drawn receipt gets an availability challenge
+      for (const hash of hashes)
+        expect(await findChallenge(chain.as(0), { kind: 'unavailable', receiptHash: hash })).toBeDefined();
+      await dodger.tickRoles(); // it publishes each receipt, its inputs and outputs
+      await verifier.tickRoles(); // re-executed from the chain: every one is wrong, every one challenged
+      for (const hash of hashes) {
+        const wrong = await findChallenge(chain.as(0), { kind: 'wrong', receiptHash: hash });
+        expect(wrong, `receipt ${hash} was not challenged`).toBeDefined();
+      }
+      // every bond the verifier is out is locked in a challenge still open (the wrong answers):
+      // the availability and batch challenges the dodger answered gave theirs back, none went to it
+      let locked = 0n;
+      for (let id = 0n; id < (await getChallengeCount(chain.as(0))); id++) {
+        const c = await getChallenge(chain.as(0), id);
+        if (c.challenger !== chain.address(VERIFIER)) continue;
+        if (c.provider === dodger.address && c.kind !== 'wrong') expect(c.status).toBe('answered');
+        if (c.status === 'open') locked += c.bond;
+      }
+      expect(before - (await tokens())).toBe(locked);
+      expect(locked).toBeGreaterThanOrEqual(BigInt(hashes.length) * TEST_PARAMS.challengeBond!);
+      expect(await getPublishedBatch(chain.as(0), batchId)).toEqual(hashes);
     } finally {
       await verifier.stop();
       await dodger.stop();

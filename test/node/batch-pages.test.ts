@@ -1,35 +1,37 @@
 import { getAddress, type Hex } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getBatch, getBatchCommits } from '../../src/chain/index.js';
+import { getBatch, getBatchCommits, MAX_DATA_BYTES } from '../../src/chain/index.js';
 import type { GlassboxNode } from '../../src/node/index.js';
 import {
-  BATCH_PAGE_BYTES,
   BATCH_PAGE_MAX,
   parseBatchResponse,
   readBatchPages,
   type InferResponse,
 } from '../../src/protocol/api.js';
 import { DEFAULT_MAX_RESPONSE_BYTES, readJsonBody } from '../../src/protocol/body.js';
-import { encodeTensors } from '../../src/protocol/encoding.js';
+import { encodeTensors, hashTensors } from '../../src/protocol/encoding.js';
 import { batchTree } from '../../src/protocol/merkle.js';
 import { receiptHash } from '../../src/protocol/receipt.js';
 import {
   CLIENT,
+  fundClients,
   inferBody,
   post,
   postBinary,
   PROVIDER,
   requestId,
+  signBody,
   startTestChain,
   startTestNode,
   tempDir,
+  TEST_PARAMS,
   type TestChain,
 } from './support.js';
 
 /*
  * GET /v1/batches/:root in pages, on a real node and chain: a batch of more receipts than one page
- * is read whole by following `offset`, a page of large receipts stops at BATCH_PAGE_BYTES, and a
- * bad query is a 400 naming the field.
+ * is read whole by following `offset`, a full page of the largest receipts fits a reader's default
+ * cap, and a bad query is a 400 naming the field.
  */
 
 let chain: TestChain;
@@ -38,7 +40,8 @@ let dir: { dir: string; remove(): Promise<void> };
 const COUNT = BATCH_PAGE_MAX + 6;
 
 beforeAll(async () => {
-  chain = await startTestChain();
+  chain = await startTestChain({ ...TEST_PARAMS, maxDataBytes: MAX_DATA_BYTES });
+  await fundClients(chain);
   dir = await tempDir();
   node = await startTestNode(chain, PROVIDER[0], dir.dir, {
     batch: { maxReceipts: COUNT, maxAgeMs: 600_000 },
@@ -52,6 +55,7 @@ afterAll(async () => {
   await dir?.remove();
 });
 
+const key = () => chain.key(CLIENT[0]);
 const client = () => getAddress(chain.address(CLIENT[0]));
 const int8 = () => [...node.models.values()].find((m) => m.manifest.name === 'iris-int8')!;
 
@@ -78,7 +82,7 @@ describe('batch pages', () => {
   it(`a batch of ${COUNT} receipts: pages of ${BATCH_PAGE_MAX}, read whole by following the offset`, async () => {
     answers = [];
     for (let i = 0; i < COUNT; i++) {
-      const res = await post(`${node.url}/v1/infer`, inferBody(int8(), client()));
+      const res = await post(`${node.url}/v1/infer`, await inferBody(node, int8(), key()));
       expect(res.status).toBe(200);
       answers.push((await res.json()) as InferResponse);
     }
@@ -113,23 +117,26 @@ describe('batch pages', () => {
     expect(sizes).toEqual([10, 10, 10, 10, 10, 10, 10]);
   });
 
-  it('a page stops before the receipt that takes its data past BATCH_PAGE_BYTES', async () => {
-    // each receipt holds about 40% of a page's bytes (4 input bytes and 20 output bytes a row)
-    const rows = Math.ceil((BATCH_PAGE_BYTES * 0.4) / 24);
+  it("a full page of the largest receipts the chain allows is within a reader's default cap", async () => {
+    // 4 input bytes and 20 output bytes a row: each receipt just under the chain's data cap
+    const rows = Math.floor((MAX_DATA_BYTES - 400) / 24);
     const features = { dtype: 'uint8', shape: [rows, 4], data: new Uint8Array(rows * 4).fill(50) } as const;
-    for (let i = 0; i < 3; i++) {
+    const inputs = encodeTensors({ features });
+    for (let i = 0; i < BATCH_PAGE_MAX; i++) {
       const head = { requestId: requestId(), model: int8().id, client: client(), maxPrice: '1000000000' };
-      const res = await postBinary(`${node.url}/v1/infer`, head, encodeTensors({ features }));
+      const signed = await signBody(node, key(), head, hashTensors({ features }));
+      const res = await postBinary(`${node.url}/v1/infer`, signed, inputs);
       expect(res.status).toBe(200);
       await res.arrayBuffer();
     }
     const big = await lastBatch();
-    expect(big.count).toBe(3);
-    const first = parseBatchResponse(await (await page(big.root)).json());
-    expect(first.receipts).toHaveLength(2);
+    expect(big.count).toBe(BATCH_PAGE_MAX);
+    const bytes = (await (await page(big.root)).arrayBuffer()).byteLength;
+    expect(bytes).toBeGreaterThan(BATCH_PAGE_MAX * MAX_DATA_BYTES); // full: about 4/3 of that in base64
+    expect(bytes).toBeLessThan(DEFAULT_MAX_RESPONSE_BYTES);
     const listing = await readBatchPages(big, fetchPage(big.root));
-    expect(listing.receipts).toHaveLength(3);
-    expect(listing.receipts[2]!.receipt.receipt.provider).toBe(node.address);
+    expect(listing.receipts).toHaveLength(BATCH_PAGE_MAX);
+    expect(listing.receipts.at(-1)!.receipt.receipt.provider).toBe(node.address);
   });
 
   it('a bad query is 400 REQUEST_INVALID naming the field', async () => {

@@ -1,4 +1,3 @@
-import { getAddress } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   getBatch,
@@ -14,6 +13,7 @@ import { verifyBatchProof } from '../../src/protocol/merkle.js';
 import { receiptHash, signedReceiptFromJson } from '../../src/protocol/receipt.js';
 import {
   CLIENT,
+  fundClients,
   inferBody,
   post,
   PROVIDER,
@@ -29,6 +29,7 @@ let dataDir: { dir: string; remove(): Promise<void> };
 
 beforeAll(async () => {
   chain = await startTestChain();
+  await fundClients(chain);
   dataDir = await tempDir();
   node = await startTestNode(chain, PROVIDER[1], dataDir.dir, {
     batch: { maxReceipts: 4, maxAgeMs: 60_000 },
@@ -44,7 +45,7 @@ afterAll(async () => {
 
 async function answer(i: number): Promise<InferResponse> {
   const pkg = [...node.models.values()][i % 2]!;
-  const res = await post(`${node.url}/v1/infer`, inferBody(pkg, getAddress(chain.address(CLIENT[1]))));
+  const res = await post(`${node.url}/v1/infer`, await inferBody(node, pkg, chain.key(CLIENT[1])));
   expect(res.status).toBe(200);
   return (await res.json()) as InferResponse;
 }

@@ -1,21 +1,25 @@
 import fc from 'fast-check';
 import { request as httpRequest } from 'node:http';
-import { getAddress, type Address } from 'viem';
+import type { Hex } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GlassboxNode } from '../../src/node/index.js';
-import { BINARY_TYPE, REQUEST_HEADER, type InferResponse } from '../../src/protocol/api.js';
+import { BINARY_TYPE, PROVIDER_HEADER, REQUEST_HEADER, type InferResponse } from '../../src/protocol/api.js';
 import { encodeTensors, hashTensors, tensorsFromJson } from '../../src/protocol/encoding.js';
 import { fileCid } from '../../src/protocol/cid.js';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
 import { createOnnxEngine } from '../../src/runtime/index.js';
 import {
   CLIENT,
+  DUMMY_SIGNATURE,
+  fundClients,
   inferBody,
   post,
   postBinary,
   PRICE,
   PROVIDER,
   requestId,
+  signBody,
   startTestChain,
   startTestNode,
   stopAll,
@@ -29,7 +33,7 @@ let limited: GlassboxNode;
 let cheat: GlassboxNode;
 const dirs: { dir: string; remove(): Promise<void> }[] = [];
 const engine = createOnnxEngine();
-let client: Address;
+let client: Hex;
 
 beforeAll(async () => {
   chain = await startTestChain();
@@ -42,7 +46,8 @@ beforeAll(async () => {
     startTestNode(chain, PROVIDER[1], dirs[1]!.dir, { rateLimit: { perMinute: 3 } }),
     startTestNode(chain, PROVIDER[2], dirs[2]!.dir, { fault: { perturb: 1 } }),
   ]);
-  client = getAddress(chain.address(CLIENT[0]));
+  client = chain.key(CLIENT[0]);
+  await fundClients(chain);
 });
 
 afterAll(async () => {
@@ -75,21 +80,25 @@ describe('provider node: bad requests get 4xx problem+json, and the node keeps s
     await expectProblem(await post(url, '{"requestId": '), 400, 'REQUEST_INVALID', 'body');
     await expectProblem(await post(url, '[1,2]'), 400, 'REQUEST_INVALID');
     await expectProblem(await post(url, 'null'), 400, 'REQUEST_INVALID');
-    const { requestId: _r, ...noId } = inferBody(iris(), client);
+    const { requestId: _r, ...noId } = await inferBody(node, iris(), client);
     await expectProblem(await post(url, noId), 400, 'REQUEST_INVALID', 'request.requestId');
     await expectProblem(
-      await post(url, inferBody(iris(), client, { client: '0x12' })),
+      await post(url, await inferBody(node, iris(), client, { client: '0x12' })),
       400,
       'REQUEST_INVALID',
       'request.client',
     );
     await expectProblem(
-      await post(url, inferBody(iris(), client, { maxPrice: '-1' })),
+      await post(url, await inferBody(node, iris(), client, { maxPrice: '-1' })),
       400,
       'REQUEST_INVALID',
       'request.maxPrice',
     );
-    await expectProblem(await post(url, inferBody(iris(), client, { extra: 1 })), 400, 'REQUEST_INVALID');
+    await expectProblem(
+      await post(url, await inferBody(node, iris(), client, { extra: 1 })),
+      400,
+      'REQUEST_INVALID',
+    );
     await expectProblem(
       await fetch(url, { method: 'POST', headers: { 'content-type': 'application/xml' }, body: '<a/>' }),
       400,
@@ -101,54 +110,61 @@ describe('provider node: bad requests get 4xx problem+json, and the node keeps s
 
   it('wrong shapes, dtypes and values name the input', async () => {
     const url = `${node.url}/v1/infer`;
-    const f = (features: unknown) => inferBody(iris(), client, { inputs: { features } });
+    const f = (features: unknown) => inferBody(node, iris(), client, { inputs: { features } });
     await expectProblem(
-      await post(url, f({ dtype: 'float32', shape: [1, 5], data: [1, 2, 3, 4, 5] })),
+      await post(url, await f({ dtype: 'float32', shape: [1, 5], data: [1, 2, 3, 4, 5] })),
       400,
       'INPUT_DIM',
       'inputs.features.shape[1]',
     );
     await expectProblem(
-      await post(url, f({ dtype: 'int32', shape: [1, 4], data: [1, 2, 3, 4] })),
+      await post(url, await f({ dtype: 'int32', shape: [1, 4], data: [1, 2, 3, 4] })),
       400,
       'INPUT_DTYPE',
     );
     await expectProblem(
-      await post(url, f({ dtype: 'float32', shape: [4], data: [1, 2, 3, 4] })),
+      await post(url, await f({ dtype: 'float32', shape: [4], data: [1, 2, 3, 4] })),
       400,
       'INPUT_RANK',
     );
     await expectProblem(
-      await post(url, f({ dtype: 'float32', shape: [1, 4], data: [1, 2, 3] })),
+      await post(url, await f({ dtype: 'float32', shape: [1, 4], data: [1, 2, 3] })),
       400,
       'INPUT_DIM',
     );
     await expectProblem(
-      await post(url, f({ dtype: 'float32', shape: [1, 4], data: [1, 2, 'x', 4] })),
+      await post(url, await f({ dtype: 'float32', shape: [1, 4], data: [1, 2, 'x', 4] })),
       400,
       'INPUT_VALUE',
     );
     await expectProblem(
-      await post(url, f({ dtype: 'nope', shape: [1, 4], data: [1, 2, 3, 4] })),
+      await post(url, await f({ dtype: 'nope', shape: [1, 4], data: [1, 2, 3, 4] })),
       400,
       'INPUT_DTYPE',
     );
     await expectProblem(
       await post(
         url,
-        inferBody(iris(), client, { inputs: { other: { dtype: 'float32', shape: [1], data: [1] } } }),
+        await inferBody(node, iris(), client, {
+          inputs: { other: { dtype: 'float32', shape: [1], data: [1] } },
+        }),
       ),
       400,
       'INPUT_UNKNOWN',
     );
-    await expectProblem(await post(url, inferBody(iris(), client, { inputs: {} })), 400, 'INPUT_MISSING');
+    await expectProblem(
+      await post(url, await inferBody(node, iris(), client, { inputs: {} })),
+      400,
+      'INPUT_MISSING',
+    );
     await healthy(node);
   });
 
   it('binary requests: missing or bad header, undecodable body', async () => {
     const url = `${node.url}/v1/infer`;
-    const { inputs: _i, ...head } = inferBody(int8(), client);
-    const good = encodeTensors(inputsFromJson(int8().manifest.inputs, _i));
+    const { inputs: _i, ...head } = await inferBody(node, int8(), client);
+    const decoded = inputsFromJson(int8().manifest.inputs, _i);
+    const good = encodeTensors(decoded);
     await expectProblem(
       await fetch(url, { method: 'POST', headers: { 'content-type': BINARY_TYPE }, body: good }),
       400,
@@ -171,7 +187,8 @@ describe('provider node: bad requests get 4xx problem+json, and the node keeps s
       400,
       'TENSOR_DECODE',
     );
-    expect((await postBinary(url, { ...head, requestId: requestId() }, good)).status).toBe(200);
+    const again = await signBody(node, client, { ...head, requestId: requestId() }, hashTensors(decoded));
+    expect((await postBinary(url, again, good)).status).toBe(200);
   });
 
   it('a 100 MB body gets 413 problem+json', async () => {
@@ -211,7 +228,7 @@ describe('provider node: bad requests get 4xx problem+json, and the node keeps s
 
   it('unknown model, receipt, batch, blob and route: 404 problem+json', async () => {
     await expectProblem(
-      await post(`${node.url}/v1/infer`, inferBody(iris(), client, { model: 'bafkreinope' })),
+      await post(`${node.url}/v1/infer`, await inferBody(node, iris(), client, { model: 'bafkreinope' })),
       404,
       'NOT_FOUND',
       'model',
@@ -232,10 +249,20 @@ describe('provider node: bad requests get 4xx problem+json, and the node keeps s
   it('per-client rate limit: 429 RATE_LIMITED', async () => {
     const url = `${limited.url}/v1/infer`;
     const pkg = [...limited.models.values()][1]!;
-    for (let i = 0; i < 3; i++) expect((await post(url, inferBody(pkg, client))).status).toBe(200);
-    await expectProblem(await post(url, inferBody(pkg, client)), 429, 'RATE_LIMITED');
-    // keyed by client: another client is still served
-    expect((await post(url, inferBody(pkg, getAddress(chain.address(CLIENT[1]))))).status).toBe(200);
+    for (let i = 0; i < 3; i++)
+      expect((await post(url, await inferBody(limited, pkg, client))).status).toBe(200);
+    await expectProblem(await post(url, await inferBody(limited, pkg, client)), 429, 'RATE_LIMITED');
+    // keyed by the proven client: another client is still served
+    expect((await post(url, await inferBody(limited, pkg, chain.key(CLIENT[1])))).status).toBe(200);
+  });
+
+  it('every answer names the provider in glassbox-provider, errors included', async () => {
+    for (const res of [
+      await fetch(`${node.url}/v1/models`),
+      await fetch(`${node.url}/v2/nothing`),
+      await post(`${node.url}/v1/infer`, '{"requestId": '),
+    ])
+      expect(res.headers.get(PROVIDER_HEADER), res.url).toBe(node.address);
   });
 
   it('GET /v1/status is rate limited like every route (per IP for a GET)', async () => {
@@ -256,6 +283,7 @@ describe('provider node: bad requests get 4xx problem+json, and the node keeps s
 
   it('fuzz: 1200 random bodies never get a 5xx, and every refusal is problem+json', async () => {
     const ids = [iris().id, int8().id];
+    const address = privateKeyToAccount(client).address;
     const tensor = fc.record(
       {
         dtype: fc.oneof(
@@ -289,7 +317,8 @@ describe('provider node: bad requests get 4xx problem+json, and the node keeps s
           fc.string({ maxLength: 70 }),
         ),
         model: fc.oneof(fc.constantFrom(...ids), fc.string({ maxLength: 60 })),
-        client: fc.oneof(fc.constant(client), fc.string({ maxLength: 44 })),
+        client: fc.oneof(fc.constant(address), fc.string({ maxLength: 44 })),
+        signature: fc.oneof(fc.constant(DUMMY_SIGNATURE), fc.string({ maxLength: 140 })),
         maxPrice: fc.oneof(fc.constant((10n * PRICE).toString()), fc.string({ maxLength: 10 }), fc.integer()),
         trace: fc.boolean(),
         inputs: fc.oneof(
@@ -311,11 +340,12 @@ describe('provider node: bad requests get 4xx problem+json, and the node keeps s
         }),
         trace: fc.boolean(),
       })
-      .map(({ model, n, values, trace }) =>
-        JSON.stringify({
+      .map(({ model, n, values, trace }) => ({
+        // signed in the property (signing is async): these must reach the model run
+        sign: {
           requestId: requestId(),
           model,
-          client,
+          client: address,
           maxPrice: (10n * PRICE).toString(),
           trace,
           inputs: {
@@ -325,8 +355,8 @@ describe('provider node: bad requests get 4xx problem+json, and the node keeps s
               data: values.slice(0, 4 * n).map((v) => (Number.isFinite(v) ? v : String(v))),
             },
           },
-        }),
-      );
+        },
+      }));
     const bodies = fc.oneof(
       fc.string({ maxLength: 200 }),
       fc.json({ maxDepth: 3 }),
@@ -335,7 +365,11 @@ describe('provider node: bad requests get 4xx problem+json, and the node keeps s
     );
     const statuses = new Map<number, number>();
     await fc.assert(
-      fc.asyncProperty(bodies, async (body) => {
+      fc.asyncProperty(bodies, async (arbitrary) => {
+        const body =
+          typeof arbitrary === 'string'
+            ? arbitrary
+            : JSON.stringify(await signBody(node, client, arbitrary.sign));
         const res = await post(`${node.url}/v1/infer`, body);
         const text = await res.text();
         statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
@@ -355,10 +389,11 @@ describe('provider node: bad requests get 4xx problem+json, and the node keeps s
 describe('provider node: fault switch, health, metrics', () => {
   it('perturb: 1 changes the outputs and signs the perturbed hash', async () => {
     const pkg = [...cheat.models.values()][0]!;
-    const res = await post(`${cheat.url}/v1/infer`, inferBody(pkg, client));
+    const body = await inferBody(cheat, pkg, client);
+    const res = await post(`${cheat.url}/v1/infer`, body);
     expect(res.status).toBe(200);
     const answer = (await res.json()) as InferResponse;
-    const honest = await engine.run(pkg, inputsFromJson(pkg.manifest.inputs, inferBody(pkg, client).inputs));
+    const honest = await engine.run(pkg, inputsFromJson(pkg.manifest.inputs, body.inputs));
     const outputs = tensorsFromJson(answer.outputs);
     expect(hashTensors(outputs)).not.toBe(honest.outputHash);
     expect(answer.receipt.receipt.outputHash).toBe(hashTensors(outputs));

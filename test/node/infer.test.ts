@@ -17,6 +17,7 @@ import { recoverReceiptSigner, signedReceiptFromJson } from '../../src/protocol/
 import { createOnnxEngine } from '../../src/runtime/index.js';
 import {
   CLIENT,
+  fundClients,
   inferBody,
   INT8_INPUTS,
   IRIS_INPUTS,
@@ -24,6 +25,8 @@ import {
   postBinary,
   PRICE,
   PROVIDER,
+  requestId,
+  signBody,
   startTestChain,
   startTestNode,
   tempDir,
@@ -41,6 +44,7 @@ const engine = createOnnxEngine();
 beforeAll(async () => {
   chain = await startTestChain();
   dataDir = await tempDir();
+  await fundClients(chain);
   node = await startTestNode(chain, PROVIDER[0], dataDir.dir);
   [iris, int8] = [...node.models.keys()] as [string, string];
 });
@@ -84,13 +88,14 @@ describe('provider node: start', () => {
 
 describe('provider node: POST /v1/infer', () => {
   const client = () => getAddress(chain.address(CLIENT[0]));
+  const key = () => chain.key(CLIENT[0]);
   const domain = () => ({
     chainId: chain.anvil.chainId,
     verifyingContract: chain.deployment.contracts.receiptLedger,
   });
 
   it('answers JSON with the right outputs and a receipt signed by the registered signer', async () => {
-    const body = inferBody(pkgOf(iris), client(), { trace: true });
+    const body = await inferBody(node, pkgOf(iris), key(), { trace: true });
     const t0 = performance.now();
     const res = await post(`${node.url}/v1/infer`, body);
     const ms = performance.now() - t0;
@@ -122,7 +127,7 @@ describe('provider node: POST /v1/infer', () => {
   it('answers the binary transport with the canonical encoding and the receipt in a header', async () => {
     const pkg = node.models.get(int8)!;
     const inputs = inputsFromJson(pkg.manifest.inputs, INT8_INPUTS);
-    const { inputs: _inputs, ...head } = inferBody(pkgOf(int8), client());
+    const { inputs: _inputs, ...head } = await inferBody(node, pkgOf(int8), key());
     const res = await postBinary(`${node.url}/v1/infer`, head, encodeTensors(inputs));
     expect(res.status, await res.clone().text()).toBe(200);
     expect(res.headers.get('content-type')).toContain('application/octet-stream');
@@ -137,7 +142,7 @@ describe('provider node: POST /v1/infer', () => {
     // binary in, JSON out
     const res2 = await postBinary(
       `${node.url}/v1/infer`,
-      { ...head, requestId: inferBody(pkgOf(int8), client()).requestId },
+      await signBody(node, key(), { ...head, requestId: requestId() }, hashTensors(inputs)),
       encodeTensors(inputs),
       'application/json',
     );
@@ -147,7 +152,7 @@ describe('provider node: POST /v1/infer', () => {
   });
 
   it('a receipt is in the database once its answer is received, with the inputs for verifiers', async () => {
-    const body = inferBody(pkgOf(int8), client());
+    const body = await inferBody(node, pkgOf(int8), key());
     const res = await post(`${node.url}/v1/infer`, body);
     const answer = (await res.json()) as InferResponse;
     // A second connection to the same file sees the committed row: it is durable, not in a buffer.
@@ -167,16 +172,20 @@ describe('provider node: POST /v1/infer', () => {
   });
 
   it('a retried request id gets the same answer; a reused one for other inputs is refused', async () => {
-    const body = inferBody(pkgOf(int8), client());
+    const body = await inferBody(node, pkgOf(int8), key());
     const first = (await (await post(`${node.url}/v1/infer`, body)).json()) as InferResponse;
     const again = await post(`${node.url}/v1/infer`, body);
     expect(again.status).toBe(200);
     expect(again.headers.get('glassbox-replayed')).toBe('true');
     expect(((await again.json()) as InferResponse).receipt).toEqual(first.receipt);
-    const other = await post(`${node.url}/v1/infer`, {
-      ...body,
-      inputs: { features: { dtype: 'uint8', shape: [1, 4], data: [1, 2, 3, 4] } },
-    });
+    // signed by the client over the other inputs: the id's reuse is what is refused
+    const other = await post(
+      `${node.url}/v1/infer`,
+      await signBody(node, key(), {
+        ...body,
+        inputs: { features: { dtype: 'uint8', shape: [1, 4], data: [1, 2, 3, 4] } },
+      }),
+    );
     expect(other.status).toBe(409);
     expect(((await other.json()) as { code: string }).code).toBe('REQUEST_CONFLICT');
   });
@@ -185,7 +194,7 @@ describe('provider node: POST /v1/infer', () => {
     const ids: Hex[] = [];
     const receipts: unknown[] = [];
     for (let i = 0; i < 5; i++) {
-      const body = inferBody(pkgOf(i % 2 ? iris : int8), client());
+      const body = await inferBody(node, pkgOf(i % 2 ? iris : int8), key());
       const res = await post(`${node.url}/v1/infer`, body);
       ids.push(body.requestId as Hex);
       receipts.push(((await res.json()) as InferResponse).receipt);

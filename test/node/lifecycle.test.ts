@@ -1,11 +1,11 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { getAddress } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GlassboxNode } from '../../src/node/index.js';
 import type { InferResponse, StoredReceipt } from '../../src/protocol/api.js';
 import {
   CLIENT,
+  fundClients,
   inferBody,
   post,
   PRICE,
@@ -26,6 +26,7 @@ const dirs: { dir: string; remove(): Promise<void> }[] = [];
 
 beforeAll(async () => {
   chain = await startTestChain();
+  await fundClients(chain);
   for (let i = 0; i < 4; i++) dirs.push(await tempDir());
   a = await startTestNode(chain, PROVIDER[0], dirs[0]!.dir, { creditLimit: (10_000n * PRICE).toString() });
   // A peer that answers every blob with the wrong bytes.
@@ -51,7 +52,7 @@ describe('provider node: models from peers', () => {
     expect([...b.models.keys()]).toEqual(ids);
     const res = await post(
       `${b.url}/v1/infer`,
-      inferBody(b.models.get(ids[1]!)!, getAddress(chain.address(CLIENT[0]))),
+      await inferBody(b, b.models.get(ids[1]!)!, chain.key(CLIENT[0])),
     );
     expect(res.status).toBe(200);
     expect(((await res.json()) as InferResponse).receipt.receipt.price).toBe((2n * PRICE).toString());
@@ -69,9 +70,11 @@ describe('provider node: models from peers', () => {
 
 describe('provider node: graceful shutdown', () => {
   it('finishes requests in flight on stop, and keeps every receipt it answered', async () => {
-    const client = getAddress(chain.address(CLIENT[1]));
     const pkg = [...a.models.values()][0]!;
-    const bodies = Array.from({ length: 40 }, () => inferBody(pkg, client));
+    const node = a;
+    const bodies = await Promise.all(
+      Array.from({ length: 40 }, () => inferBody(node, pkg, chain.key(CLIENT[1]))),
+    );
     let first = (): void => undefined;
     const answering = new Promise<void>((resolve) => (first = resolve));
     const inflight = bodies.map((body) =>
@@ -105,12 +108,12 @@ describe('provider node: graceful shutdown', () => {
   });
 
   it('serves 200 sequential requests with a p50 latency', async () => {
-    const client = getAddress(chain.address(CLIENT[2]));
     const pkg = [...a.models.values()][1]!;
     const times: number[] = [];
     for (let i = 0; i < 200; i++) {
+      const body = await inferBody(a, pkg, chain.key(CLIENT[2]));
       const t0 = performance.now();
-      const res = await post(`${a.url}/v1/infer`, inferBody(pkg, client));
+      const res = await post(`${a.url}/v1/infer`, body);
       await res.arrayBuffer();
       times.push(performance.now() - t0);
       expect(res.status).toBe(200);

@@ -1,4 +1,4 @@
-import { getAddress } from 'viem';
+import { getAddress, type Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getHold, getRedeemed, getTokenBalance } from '../../src/chain/index.js';
@@ -7,12 +7,12 @@ import { voucherToJson, type VoucherAccepted } from '../../src/protocol/api.js';
 import { signVoucher } from '../../src/protocol/voucher.js';
 import {
   CLIENT,
+  HOLD_DUE_MS,
   inferBody,
   post,
   PRICE,
   PROVIDER,
   startTestChain,
-  TEST_PARAMS,
   startTestNode,
   tempDir,
   testClient,
@@ -39,8 +39,9 @@ type Problem = { code: string; message: string; field?: string; details?: Record
 
 const model = () => [...node.models.values()][1]!; // iris-int8
 
-async function infer(client: `0x${string}`, over: Record<string, unknown> = {}) {
-  const res = await post(`${node.url}/v1/infer`, inferBody(model(), client, over));
+/** A request signed by the client whose key is `key`. */
+async function infer(key: Hex, over: Record<string, unknown> = {}) {
+  const res = await post(`${node.url}/v1/infer`, await inferBody(node, model(), key, over));
   return { status: res.status, type: res.headers.get('content-type'), body: (await res.json()) as Problem };
 }
 
@@ -48,22 +49,22 @@ describe('provider node: payment', () => {
   it('serves within the credit limit without a voucher, then answers 402 with what is owed', async () => {
     const c = testClient(chain, CLIENT[0]);
     await c.deposit(100n * PRICE);
-    expect((await infer(c.address)).status).toBe(200);
-    expect((await infer(c.address)).status).toBe(200);
-    const refused = await infer(c.address);
+    expect((await infer(c.key)).status).toBe(200);
+    expect((await infer(c.key)).status).toBe(200);
+    const refused = await infer(c.key);
     expect(refused.status).toBe(402);
     expect(refused.type).toContain('application/problem+json');
     expect(refused.body.code).toBe('PAYMENT_REQUIRED');
     expect(refused.body.details?.owed).toBe((2n * PRICE).toString());
 
     // A voucher for what was delivered opens the credit again.
-    const ok = await infer(c.address, { voucher: await c.voucherJson(node.address, 2n * PRICE) });
+    const ok = await infer(c.key, { voucher: await c.voucherJson(node.address, 2n * PRICE) });
     expect(ok.status).toBe(200);
     // Written to the database once the answer has left (not on the answer's critical path).
     expect(node.db.getAccount(c.address).voucher?.voucher.amount).toBe(2n * PRICE);
     // A stale (lower) voucher is ignored, not an error: requests race.
-    expect((await infer(c.address, { voucher: await c.voucherJson(node.address, PRICE) })).status).toBe(200);
-    expect((await infer(c.address)).status).toBe(402);
+    expect((await infer(c.key, { voucher: await c.voucherJson(node.address, PRICE) })).status).toBe(200);
+    expect((await infer(c.key)).status).toBe(402);
 
     // POST /v1/vouchers reports what is paid and owed.
     const res = await post(`${node.url}/v1/vouchers`, await c.voucherJson(node.address, 4n * PRICE));
@@ -82,17 +83,17 @@ describe('provider node: payment', () => {
     const forged = voucherToJson(
       await signVoucher(mallory, { client: c.address, provider: node.address, amount: 10n * PRICE }, domain),
     );
-    let r = await infer(c.address, { voucher: forged });
+    let r = await infer(c.key, { voucher: forged });
     expect(r.status).toBe(400);
     expect(r.body).toMatchObject({ code: 'SIGNATURE_INVALID', field: 'voucher.signature' });
 
     const other = await c.voucherJson(getAddress(chain.address(PROVIDER[3])), 10n * PRICE);
-    r = await infer(c.address, { voucher: other });
+    r = await infer(c.key, { voucher: other });
     expect(r.status).toBe(400);
     expect(r.body).toMatchObject({ code: 'VOUCHER_INVALID', field: 'voucher.voucher.provider' });
 
     const notMine = await testClient(chain, CLIENT[2]).voucherJson(node.address, 10n * PRICE);
-    r = await infer(c.address, { voucher: notMine });
+    r = await infer(c.key, { voucher: notMine });
     expect(r.body).toMatchObject({ code: 'VOUCHER_INVALID', field: 'voucher.voucher.client' });
 
     const otherChain = voucherToJson(
@@ -102,32 +103,35 @@ describe('provider node: payment', () => {
         { ...domain, chainId: domain.chainId + 1 },
       ),
     );
-    r = await infer(c.address, { voucher: otherChain });
+    r = await infer(c.key, { voucher: otherChain });
     expect(r.body.code).toBe('SIGNATURE_INVALID');
 
     const garbage = {
       voucher: { client: c.address, provider: node.address, amount: '1' },
       signature: '0x1234',
     };
-    r = await infer(c.address, { voucher: garbage });
+    r = await infer(c.key, { voucher: garbage });
     expect(r.status).toBe(400);
     expect(r.body.code).toBe('SIGNATURE_INVALID');
     // None of these bought credit, and the node still serves.
-    expect((await infer(c.address)).status).toBe(200);
+    expect((await infer(c.key)).status).toBe(200);
   });
 
-  it('an unfunded voucher buys no credit', async () => {
+  it('an unfunded client gets nothing, and its voucher buys nothing', async () => {
     const c = testClient(chain, CLIENT[3]); // never deposits
-    expect((await infer(c.address)).status).toBe(200);
-    expect((await infer(c.address)).status).toBe(200);
-    const r = await infer(c.address, { voucher: await c.voucherJson(node.address, 1000n * PRICE) });
+    const r = await infer(c.key);
     expect(r.status).toBe(402);
-    expect(r.body.details?.paid).toBe('0');
+    expect(r.body).toMatchObject({ code: 'PAYMENT_REQUIRED', field: 'client' });
+    expect(r.body.message).toContain('must deposit');
+    const paying = await infer(c.key, { voucher: await c.voucherJson(node.address, 1000n * PRICE) });
+    expect(paying.status).toBe(402);
+    expect(paying.body.details?.deposit).toBe('0');
+    expect(node.db.getAccount(c.address).delivered).toBe(0n);
   });
 
   it('refuses a request whose maxPrice is below the price', async () => {
     const c = testClient(chain, CLIENT[1]);
-    const r = await infer(c.address, { maxPrice: (PRICE - 1n).toString() });
+    const r = await infer(c.key, { maxPrice: (PRICE - 1n).toString() });
     expect(r.status).toBe(409);
     expect(r.body).toMatchObject({ code: 'PRICE_TOO_HIGH', field: 'maxPrice' });
   });
@@ -144,7 +148,7 @@ describe('provider node: payment', () => {
     expect((await getHold(chain.as(0), { client: c.address, provider: node.address }))!.amount).toBe(
       4n * PRICE,
     );
-    await chain.increaseTime(TEST_PARAMS.paymentHoldMs!);
+    await chain.increaseTime(HOLD_DUE_MS);
     // Nothing new to redeem: nothing sent, but the finished hold is released.
     expect(await node.redeemVouchers()).toBe(0n);
     expect((await getTokenBalance(chain.as(0), node.address)) - balance).toBe(4n * PRICE);

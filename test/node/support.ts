@@ -6,12 +6,17 @@ import { privateKeyToAccount } from 'viem/accounts';
 import { deposit } from '../../src/chain/index.js';
 import { startNode, type GlassboxNode, type NodeConfigInput } from '../../src/node/index.js';
 import { BINARY_TYPE, REQUEST_HEADER, voucherToJson } from '../../src/protocol/api.js';
+import { hashTensors } from '../../src/protocol/encoding.js';
+import { inputsFromJson } from '../../src/protocol/inputs.js';
 import type { ModelPackage } from '../../src/protocol/manifest.js';
+import { requestMessage, signRequest } from '../../src/protocol/request.js';
 import { signVoucher, type SignedVoucher } from '../../src/protocol/voucher.js';
-import { E18, startTestChain, TEST_PARAMS, type TestChain } from '../chain/support.js';
+import { E18, HOLD_DUE_MS, startTestChain, TEST_PARAMS, type TestChain } from '../chain/support.js';
 import { exampleDir } from '../support/examples.js';
 
-export { E18, startTestChain, TEST_PARAMS, type TestChain };
+export { nonCanonical } from '../support/signatures.js';
+
+export { E18, HOLD_DUE_MS, startTestChain, TEST_PARAMS, type TestChain };
 
 /** Account roles on the test chain: providers 1..4, clients 6..9. */
 export const PROVIDER = [1, 2, 3, 4] as const;
@@ -51,7 +56,7 @@ export function nodeConfig(
     creditLimit: (100n * PRICE).toString(),
     redeemIntervalMs: 0,
     shutdownGraceMs: 1000,
-    logLevel: 'silent',
+    logLevel: (process.env.GLASSBOX_TEST_LOG as 'silent') ?? 'silent',
     ...over,
   };
 }
@@ -72,20 +77,66 @@ export const INT8_INPUTS = {
   features: { dtype: 'uint8', shape: [2, 4], data: [47, 32, 13, 2, 63, 33, 60, 25] },
 } as const;
 
-/** A JSON infer request for an example model (iris or iris-int8: the inputs follow its dtype). */
-export function inferBody(
+/** The domain a node's clients sign requests under: its receipts' (src/protocol/request.ts). */
+export const requestDomainOf = (node: GlassboxNode) => ({
+  chainId: node.chain.chainId,
+  verifyingContract: node.chain.deployment.contracts.receiptLedger,
+});
+
+/** A well-formed signature that proves nothing (for requests refused before it is looked at). */
+export const DUMMY_SIGNATURE: Hex = `0x${'11'.repeat(64)}1b`;
+
+/**
+ * Signs an infer request (a JSON body, or a binary head with the inputs' hash given) as the client
+ * whose key is `key`, for `node`: the body with `signature` set, over exactly its fields. A body
+ * that can't be signed (a malformed field, inputs that don't decode) gets DUMMY_SIGNATURE: the
+ * node refuses it before it checks the signature.
+ */
+export async function signBody(
+  node: GlassboxNode,
+  key: Hex,
+  body: Record<string, unknown>,
+  inputHash?: Hex,
+): Promise<Record<string, unknown>> {
+  let signature = DUMMY_SIGNATURE;
+  try {
+    const head = body as {
+      requestId: string;
+      client: string;
+      model: string;
+      maxPrice: string;
+      trace?: boolean;
+    };
+    const pkg = node.models.get(head.model)!;
+    const hash = inputHash ?? hashTensors(inputsFromJson(pkg.manifest.inputs, body.inputs));
+    const message = requestMessage(head, { provider: node.address, inputHash: hash });
+    signature = await signRequest(privateKeyToAccount(key), message, requestDomainOf(node));
+  } catch {
+    // unsignable: see above
+  }
+  return { ...body, signature };
+}
+
+/** A signed JSON infer request for an example model (iris or iris-int8: the inputs follow its dtype). */
+export async function inferBody(
+  node: GlassboxNode,
   pkg: ModelPackage,
-  client: Address,
+  key: Hex,
   over: Record<string, unknown> = {},
-): Record<string, unknown> {
-  return {
+): Promise<Record<string, unknown>> {
+  return signBody(node, key, {
     requestId: requestId(),
     model: pkg.id,
-    client,
+    client: privateKeyToAccount(key).address,
     maxPrice: (10n * PRICE).toString(),
     inputs: pkg.manifest.inputs[0]!.dtype === 'uint8' ? INT8_INPUTS : IRIS_INPUTS,
     ...over,
-  };
+  });
+}
+
+/** Deposits `amount` into the escrow for each of the test clients: credit needs money behind it. */
+export async function fundClients(chain: TestChain, amount = 1000n * E18): Promise<void> {
+  for (const i of CLIENT) await deposit(chain.as(i), amount);
 }
 
 export async function post(

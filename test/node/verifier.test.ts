@@ -77,25 +77,29 @@ describe('the role store', () => {
     const path = `${dir.dir}/roles.sqlite`;
     let store = openVerifierStore(path);
     store.addDuty(7n);
-    store.decide(7n, { guilty: true, salt: h('salt'), detail: 'step 3 differs', computeMs: 1.5 });
+    store.decide(7n, { kind: 'vote', guilty: true, salt: h('salt'), detail: 'step 3 differs' }, 1.5);
+    store.addDuty(8n);
+    store.decide(8n, { kind: 'abstain', detail: 'cannot judge: another runtime' }, 0);
     store.markDuty(7n, { committed: true });
     store.setCursor('challenges', 42n);
     store.close(); // a crash between commit and reveal
 
     store = openVerifierStore(path);
-    const [duty] = store.duties();
+    const [duty, abstained] = store.duties();
     expect(duty).toMatchObject({
       challengeId: 7n,
-      vote: { guilty: true, salt: h('salt'), detail: 'step 3 differs' },
+      decision: { kind: 'vote', guilty: true, salt: h('salt'), detail: 'step 3 differs' },
+      computeMs: 1.5,
       committed: true,
       revealed: false,
     });
+    expect(abstained!.decision).toEqual({ kind: 'abstain', detail: 'cannot judge: another runtime' });
     store.markDuty(7n, { revealed: true });
     store.markDuty(7n, { committed: false }); // never un-commits
     expect(store.duties()[0]).toMatchObject({ committed: true, revealed: true, settled: false });
     expect(store.cursor('challenges')).toBe(42n);
     store.addDuty(7n); // seen again from the chain: no duplicate, nothing reset
-    expect(store.duties()).toHaveLength(1);
+    expect(store.duties()).toHaveLength(2);
     store.close();
   });
 
@@ -138,7 +142,7 @@ describe('recheck: what a provider can serve to stall or mislead a verifier', ()
   it('inputs that are not even tensors for the model are a mismatch, not an error that stalls the loop', async () => {
     const garbage = new Uint8Array([1, 2, 3, 4, 5]);
     const { pkg, receipt } = await signedFor(garbage, false);
-    const found = await recheck({ receipt, inputs: garbage, engine, models: new Map([[pkg.id, pkg]]) });
+    const found = await recheck({ receipt, inputs: garbage, engine, pkg });
     expect(found).toMatchObject({
       kind: 'mismatch',
       detail: expect.stringMatching(/not valid for the model/),
@@ -149,14 +153,13 @@ describe('recheck: what a provider can serve to stall or mislead a verifier', ()
     const pkg = await examplePackage('iris-int8');
     const inputs = encodeTensors(exampleSamples(pkg, 'iris-int8'));
     const { receipt, run } = await signedFor(inputs, true);
-    const models = new Map([[pkg.id, pkg]]);
     const honestTrace = run.trace!.steps.map((s) => s.hash);
     const forged = honestTrace.map((x, i) => (i === 2 ? h('forged') : x));
-    const withForged = await recheck({ receipt, inputs, trace: forged, engine, models });
+    const withForged = await recheck({ receipt, inputs, trace: forged, engine, pkg });
     expect(withForged.kind).toBe('mismatch');
     expect('divergence' in withForged).toBe(false);
     // the receipt's own trace matches ours step for step; its lie is the output, so no step differs
-    const withOwn = await recheck({ receipt, inputs, trace: honestTrace, engine, models });
+    const withOwn = await recheck({ receipt, inputs, trace: honestTrace, engine, pkg });
     expect(withOwn.kind).toBe('mismatch');
   });
 });

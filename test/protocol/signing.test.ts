@@ -14,10 +14,13 @@ import {
 import {
   privateKeyToSigner,
   recoverDigestSigner,
+  SECP256K1_N,
   secp256k1Backend,
+  signatureProblem,
   signDigest,
 } from '../../src/protocol/secp256k1.js';
 import { VOUCHER_TYPES, signVoucher, voucherDigest } from '../../src/protocol/voucher.js';
+import { nonCanonical } from '../support/signatures.js';
 
 /*
  * The fast paths (native secp256k1, field-by-field EIP-712 hashing) must give viem's bytes exactly:
@@ -210,5 +213,56 @@ describe(`secp256k1 (${secp256k1Backend})`, () => {
       ),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('H-1 non-canonical signatures: signatureProblem refuses the forms ECDSA.recover refuses', () => {
+  const n = SECP256K1_N;
+  const join = (r: bigint, s: bigint, v: number) =>
+    `0x${toHex(r, { size: 32 }).slice(2)}${toHex(s, { size: 32 }).slice(2)}${v.toString(16).padStart(2, '0')}` as Hex;
+
+  it('passes every signature viem and the native curve produce', async () => {
+    await fc.assert(
+      fc.asyncProperty(privateKey, bytes32, async (key, digest) => {
+        expect(signatureProblem(await sign({ hash: digest, privateKey: key, to: 'hex' }))).toBeUndefined();
+        expect(signatureProblem(await signDigest(key, digest))).toBeUndefined();
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('refuses the malleable twins that still recover to the signer off chain: v 0/1, high s', async () => {
+    await fc.assert(
+      fc.asyncProperty(privateKey, bytes32, async (key, digest) => {
+        const signed = await sign({ hash: digest, privateKey: key, to: 'hex' });
+        const signer = privateKeyToAccount(key).address;
+        const { parity, highS } = nonCanonical(signed);
+        for (const twin of [parity, highS]) {
+          // viem (and so a node without this check) recovers the signer from both...
+          expect(await recoverAddress({ hash: digest, signature: twin })).toBe(signer);
+          expect(await recoverDigestSigner(digest, twin)).toBe(signer);
+        }
+        // ...which the chain refuses
+        expect(signatureProblem(parity)).toMatch(/v is [01], not 27 or 28/);
+        expect(signatureProblem(highS)).toMatch(/upper half/);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('refuses other lengths, zero or out-of-range r and s, and non-hex', () => {
+    const good = join(1n, 1n, 27);
+    expect(signatureProblem(good)).toBeUndefined();
+    expect(signatureProblem(join(n - 1n, n / 2n, 28))).toBeUndefined();
+    expect(signatureProblem(join(1n, n / 2n + 1n, 27))).toMatch(/upper half/);
+    expect(signatureProblem(join(0n, 1n, 27))).toMatch(/r is not/);
+    expect(signatureProblem(join(n, 1n, 27))).toMatch(/r is not/);
+    expect(signatureProblem(join(1n, 0n, 27))).toMatch(/s is zero/);
+    expect(signatureProblem(join(1n, 1n, 29))).toMatch(/v is 29/);
+    expect(signatureProblem(good.slice(0, 130))).toMatch(/64 bytes, not 65/); // EIP-2098 compact form
+    expect(signatureProblem(`${good}00`)).toMatch(/66 bytes/);
+    expect(signatureProblem('0x1234')).toMatch(/2 bytes/);
+    expect(signatureProblem(`0x${'zz'.repeat(65)}`)).toMatch(/not 0x-hex/);
+    expect(signatureProblem(good.slice(0, 131))).toMatch(/not 0x-hex/);
   });
 });

@@ -1,10 +1,19 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { generatePrivateKey } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getRedeemed } from '../../src/chain/index.js';
 import { startNode, type GlassboxNode } from '../../src/node/index.js';
-import { charged, closeClient, infer, settle, type Client } from '../../src/sdk/index.js';
+import { isGlassboxError, type GlassboxError } from '../../src/protocol/errors.js';
+import {
+  charged,
+  closeClient,
+  infer,
+  settle,
+  type Client,
+  type RejectedAttempt,
+} from '../../src/sdk/index.js';
 import { exampleDir, exampleSamples } from '../support/examples.js';
 import { MIN_STAKE, startNetwork, type Network } from './support/network.js';
 
@@ -76,6 +85,29 @@ describe('the SDK against src/node', () => {
       expect(
         await getRedeemed(client.chain, { client: client.address, provider: n.address as `0x${string}` }),
       ).toBe(total);
+    }
+  });
+
+  it('an unfunded client is refused by every node: it must deposit (audit H-3)', async () => {
+    const unfunded = await net.client({ account: generatePrivateKey() });
+    try {
+      const pkg = net.models['iris-int8'];
+      const error = await infer(unfunded, {
+        model: pkg.id,
+        inputs: exampleSamples(pkg, 'iris-int8'),
+        maxPrice: 5000n,
+        hedgeAfterMs: false,
+      }).catch((e: unknown) => e);
+      expect(isGlassboxError(error, 'PROVIDER_UNAVAILABLE')).toBe(true);
+      const rejected = (error as GlassboxError).details.rejected as RejectedAttempt[];
+      expect(rejected).toHaveLength(nodes.length);
+      for (const r of rejected) {
+        expect(r.code).toBe('PAYMENT_REQUIRED');
+        expect(r.message).toContain('must deposit');
+      }
+      for (const n of nodes) expect(n.db.getAccount(unfunded.address).delivered).toBe(0n);
+    } finally {
+      await closeClient(unfunded);
     }
   });
 });

@@ -64,6 +64,7 @@ describe('selection', () => {
             registered: true,
             paused: !c.active,
             active: c.active,
+            runtime: `0x${'0'.repeat(64)}`,
             price: c.price,
             pending: undefined,
           }));
@@ -175,7 +176,7 @@ describe('failover and hedging', () => {
     expect(result.report.hedged).toBe(true);
     expect(slow.requests()).toBe(1);
     expect(elapsed).toBeLessThan(1200);
-    expect(charged(c)[slow.address]).toBeUndefined();
+    // (the slow one finishes in the background and is paid once it verifies: payments.test.ts, M-4)
   });
 
   it('hedges on the measured p95 when no fixed budget is set', async () => {

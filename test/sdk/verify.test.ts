@@ -1,10 +1,13 @@
 import fc from 'fast-check';
 import { toHex, hexToBytes, type Hex } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getProvider, reportUnadmittedRuntime } from '../../src/chain/index.js';
 import { isGlassboxError } from '../../src/protocol/errors.js';
-import type { Receipt, SignedReceipt } from '../../src/protocol/receipt.js';
+import { runtimeHash } from '../../src/protocol/runtime-profile.js';
+import { recoverReceiptSigner, type Receipt, type SignedReceipt } from '../../src/protocol/receipt.js';
 import { closeClient, infer, verifyReceipt, type CheckName, type Client } from '../../src/sdk/index.js';
 import { exampleSamples } from '../support/examples.js';
+import { nonCanonical } from '../support/signatures.js';
 import { startNetwork, type Network } from './support/network.js';
 import type { TestProvider } from './support/provider.js';
 
@@ -34,6 +37,7 @@ const ALL_CHECKS: CheckName[] = [
   'outputs',
   'price',
   'runtime',
+  'timestamp',
 ];
 
 describe('receipt mode', () => {
@@ -74,6 +78,40 @@ describe('receipt mode', () => {
     });
     expect(result.report.mode).toBe('local');
     expect(result.report.receipts[0]!.checks.find((c) => c.check === 'local')).toMatchObject({ ok: true });
+  });
+});
+
+describe('C-3 a runtime profile nobody runs', () => {
+  it('a receipt under a profile never admitted fails the runtime check, and the receipt alone gets its provider slashed', async () => {
+    const extended = runtimeHash({ ...net.engine.profile, graphOptimizationLevel: 'extended' });
+    const liar = await net.startProvider({
+      account: 5,
+      price: 10n,
+      faults: { runtime: extended, perturb: 'fixed' },
+    });
+    const c = await net.client();
+    try {
+      const pkg = net.models['iris-int8'];
+      // the liar is the cheapest, so it is asked first; its answer does not verify, the honest one does
+      const result = await infer(c, {
+        model: pkg.id,
+        inputs: exampleSamples(pkg, 'iris-int8'),
+        maxPrice: 5000n,
+        hedgeAfterMs: false,
+      });
+      expect(result.providers).toEqual([honest.address]);
+      const refused = result.report.rejected.find((r) => r.provider === liar.address)!;
+      expect(refused.code).toBe('VERIFICATION_FAILED');
+      const runtime = refused.report!.checks.find((x) => x.check === 'runtime')!;
+      expect(runtime.ok).toBe(false);
+      expect(runtime.detail).toMatch(/not the profile .* declared on chain/);
+      // and the signed receipt is evidence enough: nobody could ever have checked it
+      const before = (await getProvider(c.chain, liar.address)).stake;
+      const { slashed } = await reportUnadmittedRuntime(c.chain, refused.report!.receipt);
+      expect(slashed).toBe(before / 2n);
+    } finally {
+      await closeClient(c);
+    }
   });
 });
 
@@ -151,6 +189,35 @@ describe('verifyReceipt: one changed byte', () => {
       );
     });
   }
+});
+
+describe('L-8 non-canonical receipt signatures', () => {
+  it('fail the signature check, although they recover to the signer off chain', async () => {
+    const pkg = net.models['iris-int8'];
+    const inputs = exampleSamples(pkg, 'iris-int8');
+    const result = await infer(client, { model: pkg.id, inputs, maxPrice: 5000n });
+    const signed = result.receipts[0]!;
+    const domain = { chainId: client.chainId, verifyingContract: client.deployment.contracts.receiptLedger };
+    const { parity, highS } = nonCanonical(signed.signature);
+    for (const signature of [parity, highS]) {
+      const twin = { ...signed, signature };
+      expect(await recoverReceiptSigner(twin, domain)).toBe(honest.signer);
+      const report = await verifyReceipt(client, {
+        receipt: twin,
+        model: pkg.id,
+        requestId: signed.receipt.requestId,
+        provider: honest.address,
+        maxPrice: 5000n,
+        inputs,
+        outputs: result.outputs,
+      });
+      expect(report.ok).toBe(false);
+      expect(report.checks.find((c) => c.check === 'signature')).toMatchObject({
+        ok: false,
+        detail: expect.stringContaining('not canonical') as string,
+      });
+    }
+  });
 });
 
 describe('a provider that fails verification', () => {

@@ -2,7 +2,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { toHex } from 'viem';
 import { afterEach, describe, expect, it } from 'vitest';
+import { hashTensors } from '../../src/protocol/encoding.js';
 import { isGlassboxError, type GlassboxError } from '../../src/protocol/errors.js';
+import { inputsFromJson } from '../../src/protocol/inputs.js';
+import { requestMessage, signRequest } from '../../src/protocol/request.js';
 import { getModels, infer, postInfer, postVoucher, type Client } from '../../src/sdk/index.js';
 import { exampleSamples } from '../support/examples.js';
 import { MIN_STAKE, useNetwork } from './support/network.js';
@@ -25,14 +28,22 @@ const run = (c: Client, over: Partial<Parameters<typeof infer>[1]> = {}) =>
     ...over,
   });
 
-/** The request `infer` would send, for calling the transport directly. */
-const request = (c: Client) => ({
-  requestId: toHex(crypto.getRandomValues(new Uint8Array(32))),
-  model: pkg().id,
-  client: c.address,
-  maxPrice: '5000',
-  inputs: { features: { dtype: 'uint8' as const, shape: [1, 4], data: [50, 30, 14, 2] } },
-});
+/** The signed request `infer` would send to `to`, for calling the transport directly. */
+async function request(c: Client, to: TestProvider) {
+  const inputs = { features: { dtype: 'uint8' as const, shape: [1, 4], data: [50, 30, 14, 2] } };
+  const head = {
+    requestId: toHex(crypto.getRandomValues(new Uint8Array(32))),
+    model: pkg().id,
+    client: c.address,
+    maxPrice: '5000',
+  };
+  const inputHash = hashTensors(inputsFromJson(pkg().manifest.inputs, inputs));
+  const signature = await signRequest(c.account, requestMessage(head, { provider: to.address, inputHash }), {
+    chainId: c.chainId,
+    verifyingContract: c.deployment.contracts.receiptLedger,
+  });
+  return { ...head, inputs, signature };
+}
 
 const ref = (p: TestProvider) => ({ address: p.address, endpoint: p.url });
 
@@ -58,7 +69,7 @@ describe('provider answers are validated', () => {
     const good = await network().startProvider({ account: 2, price: 1000n });
     const c = await newClient();
 
-    const error = await failure(postInfer(c, ref(bad), request(c)));
+    const error = await failure(postInfer(c, ref(bad), await request(c, bad)));
     expect(error.code).toBe('PROVIDER_ERROR');
     expect(error.field).toBe('response.receipt.signature');
     expect(error.shortMessage).toBe(
@@ -86,7 +97,7 @@ describe('provider answers are validated', () => {
     const good = await network().startProvider({ account: 2, price: 1000n });
     const c = await newClient({ maxResponseBytes: 64 * 1024 });
 
-    const error = await failure(postInfer(c, ref(big), request(c)));
+    const error = await failure(postInfer(c, ref(big), await request(c, big)));
     expect(error.code).toBe('RESPONSE_TOO_LARGE');
     expect(error.field).toBe('body');
     expect(error.shortMessage).toMatch(new RegExp(`^provider ${big.address} answered more than 65536 bytes`));

@@ -10,6 +10,8 @@ import {
   type ChainParams,
   type Deployment,
 } from '../../chain/index.js';
+import { runtimeProfileJson, runtimeProfileSchema } from '../../protocol/runtime-profile.js';
+import { onnxProfile } from '../../runtime/index.js';
 import { parsePositiveInt, readJsonArgument } from '../args.js';
 import { glassboxHome, printFields, toJson, usageError } from '../io.js';
 import { jsonOption } from '../options.js';
@@ -21,6 +23,7 @@ type StartFlags = {
   state?: string;
   deploy: boolean;
   params?: string;
+  runtime?: string[];
   out?: string;
   json: boolean;
 };
@@ -32,9 +35,32 @@ type DeployFlags = {
   token?: Hex;
   treasury?: Hex;
   params?: string;
+  runtime?: string[];
   out?: string;
   json: boolean;
 };
+
+const RUNTIME_HELP =
+  'a runtime profile (JSON or a file) to admit, repeatable (default: the ONNX engine profile of this machine)';
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/**
+ * The runtime profiles to admit at deployment, as canonical JSON: those given, each checked
+ * against the profile schema, or the profile this machine's ONNX engine runs under.
+ */
+async function runtimesToAdmit(values: readonly string[] | undefined): Promise<string[]> {
+  if (!values || values.length === 0) return [runtimeProfileJson(onnxProfile())];
+  const out: string[] = [];
+  for (const value of values) {
+    const parsed = runtimeProfileSchema.safeParse(await readJsonArgument(value, '--runtime'));
+    if (!parsed.success)
+      throw usageError(
+        `--runtime ${value} is not a runtime profile: ${parsed.error.issues[0]?.message ?? ''}`,
+      );
+    out.push(runtimeProfileJson(parsed.data));
+  }
+  return out;
+}
 
 export function registerChainCommands(program: Command, ctx: Context): void {
   const chain = program
@@ -52,6 +78,7 @@ export function registerChainCommands(program: Command, ctx: Context): void {
       'load the chain from this file and save it there on exit, so the devnet survives restarts',
     )
     .option('--deploy', 'deploy the Glassbox contracts with the first dev account', false)
+    .option('--runtime <profile>', RUNTIME_HELP, collect)
     .option(
       '--params <json|file>',
       'deployment parameters overriding the defaults, e.g. {"unbondingDelayMs": 60000}',
@@ -74,6 +101,7 @@ export function registerChainCommands(program: Command, ctx: Context): void {
             chainId: anvil.chainId,
             account: anvil.accounts[0]!.privateKey,
             params,
+            runtimes: await runtimesToAdmit(flags.runtime),
             pollingIntervalMs: 50,
           });
           out = flags.out ?? defaultDeploymentPath(anvil.chainId);
@@ -119,6 +147,7 @@ export function registerChainCommands(program: Command, ctx: Context): void {
     )
     .option('--treasury <address>', 'where slashed stake and forfeited bonds go (default: the deployer)')
     .option('--params <json|file>', 'deployment parameters overriding the defaults')
+    .option('--runtime <profile>', RUNTIME_HELP, collect)
     .option('--out <file>', 'where to write the deployment (addresses) file')
     .action(async (flags: DeployFlags) => {
       const rpcUrl = flags.rpcUrl ?? flags.rpc;
@@ -136,6 +165,7 @@ export function registerChainCommands(program: Command, ctx: Context): void {
           : { params: parseParams(await readJsonArgument(flags.params, '--params')) }),
         ...(flags.token === undefined ? {} : { token: flags.token }),
         ...(flags.treasury === undefined ? {} : { treasury: flags.treasury }),
+        runtimes: await runtimesToAdmit(flags.runtime),
         onStep: (step, address) => {
           if (!flags.json) ctx.io.err(`deployed ${step.padEnd(16)} ${address}`);
         },

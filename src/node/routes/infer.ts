@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Address } from 'viem';
 import {
   BINARY_TYPE,
   inferHeadSchema,
@@ -6,13 +7,13 @@ import {
   parseWire,
   RECEIPT_HEADER,
   REQUEST_HEADER,
-  type InferHead,
   type InferResponse,
 } from '../../protocol/api.js';
 import { decodeTensors, encodeTensors, tensorsToJson } from '../../protocol/encoding.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import { inputsFromJson } from '../../protocol/inputs.js';
 import type { NodeContext } from '../context.js';
+import type { ProvenRequest } from '../infer.js';
 
 /*
  * POST /v1/infer (src/protocol/api.ts). JSON: an InferRequest. Binary: the canonical encoding of the
@@ -20,7 +21,22 @@ import type { NodeContext } from '../context.js';
  * `glassbox-request` header; with `accept: application/octet-stream` the outputs come back the same
  * way and the receipt in the `glassbox-receipt` header. The zod schemas of src/protocol/api.ts are
  * the validation (they name the offending field), so the route declares no body schema of its own.
+ *
+ * The client's signature is checked in `preValidation`, before the rate limiter (a `preHandler`,
+ * src/node/app.ts) computes its key: the limiter counts a request against the client only once the
+ * client is proven, and against the sender's IP otherwise, so requests forged in a victim's name
+ * never use up the victim's rate. A request that fails here is refused in the handler, after the
+ * limiter has counted it against the IP.
  */
+
+type Outcome = { readonly proven: ProvenRequest } | { readonly error: unknown };
+const outcomes = new WeakMap<FastifyRequest, Outcome>();
+
+/** The client a request to /v1/infer proved with its signature, if it did. */
+export function provenClient(request: FastifyRequest): Address | undefined {
+  const outcome = outcomes.get(request);
+  return outcome && 'proven' in outcome ? outcome.proven.client : undefined;
+}
 
 export function inferRoute(app: FastifyInstance, ctx: NodeContext): void {
   // A voucher that came with the request is written once the answer has left (src/node/payments.ts).
@@ -32,22 +48,18 @@ export function inferRoute(app: FastifyInstance, ctx: NodeContext): void {
     }
     done();
   };
-  app.post('/v1/infer', { onResponse }, async (request, reply) => {
-    if (ctx.state() !== 'ready')
-      throw new GlassboxError('NODE_UNAVAILABLE', `the provider is ${ctx.state()}; retry later`);
-    const binary = isBinary(request);
-    let head: InferHead;
-    let read: Parameters<NodeContext['service']['infer']>[1];
-    if (binary) {
-      head = parseWire(inferHeadSchema, parseHeader(request), REQUEST_HEADER);
-      const body = request.body as Buffer;
-      read = () => decodeTensors(new Uint8Array(body.buffer, body.byteOffset, body.byteLength));
-    } else {
-      const body = parseWire(inferRequestSchema, request.body, 'request');
-      head = body;
-      read = (pkg) => inputsFromJson(pkg.manifest.inputs, body.inputs);
+  const preValidation = async (request: FastifyRequest) => {
+    try {
+      outcomes.set(request, { proven: await authenticate(ctx, request) });
+    } catch (error) {
+      outcomes.set(request, { error });
     }
-    const answer = await ctx.service.infer(head, read);
+  };
+  app.post('/v1/infer', { preValidation, onResponse }, async (request, reply) => {
+    const outcome = outcomes.get(request);
+    if (!outcome || 'error' in outcome)
+      throw outcome?.error ?? new Error('the request was not authenticated');
+    const answer = await ctx.service.infer(outcome.proven);
     if (answer.replayed) reply.header('glassbox-replayed', 'true');
     if (wantsBinary(request)) {
       const bytes = encodeTensors(answer.outputs);
@@ -59,6 +71,21 @@ export function inferRoute(app: FastifyInstance, ctx: NodeContext): void {
     const response: InferResponse = { outputs: tensorsToJson(answer.outputs), receipt: answer.receipt };
     return reply.send(response);
   });
+}
+
+/** Parses the request (either transport), decodes its inputs and proves its client. */
+async function authenticate(ctx: NodeContext, request: FastifyRequest): Promise<ProvenRequest> {
+  if (ctx.state() !== 'ready')
+    throw new GlassboxError('NODE_UNAVAILABLE', `the provider is ${ctx.state()}; retry later`);
+  if (isBinary(request)) {
+    const head = parseWire(inferHeadSchema, parseHeader(request), REQUEST_HEADER);
+    const body = request.body as Buffer;
+    return ctx.service.authenticate(head, () =>
+      decodeTensors(new Uint8Array(body.buffer, body.byteOffset, body.byteLength)),
+    );
+  }
+  const body = parseWire(inferRequestSchema, request.body, 'request');
+  return ctx.service.authenticate(body, (pkg) => inputsFromJson(pkg.manifest.inputs, body.inputs));
 }
 
 function isBinary(request: FastifyRequest): boolean {

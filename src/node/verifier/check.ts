@@ -71,11 +71,11 @@ export async function recheck(params: {
   outputs?: Uint8Array;
   trace?: readonly Hex[];
   engine: Engine;
-  models: ReadonlyMap<string, ModelPackage>;
+  /** The receipt's model, when this node has it or could fetch it. */
+  pkg: ModelPackage | undefined;
 }): Promise<Recheck> {
-  const { receipt, engine } = params;
-  const pkg = modelByDigest(params.models, receipt.model);
-  if (!pkg) return { kind: 'skipped', detail: `model ${receipt.model} is not loaded here` };
+  const { receipt, engine, pkg } = params;
+  if (!pkg) return { kind: 'skipped', detail: `model ${receipt.model} is not available here` };
   if (receipt.runtime !== engine.runtimeHash)
     return {
       kind: 'skipped',

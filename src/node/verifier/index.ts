@@ -6,12 +6,16 @@ import {
   challengeAvailability,
   challengeBatch,
   commitVote,
+  drawCommittee,
   getAvailabilityChallenges,
+  getEligibleVoters,
+  isRuntimeAdmitted,
+  reportUnadmittedRuntime,
   getBatch,
   getBatchChallenges,
   getChallenge,
   getChallengedReceipt,
-  getChallengesOpened,
+  getCommitteesDrawn,
   getEvents,
   getProvider,
   findChallenge,
@@ -38,7 +42,7 @@ import type { Engine, TraceStepResult } from '../../runtime/engine.js';
 import type { NodeRole, Withhold } from '../config.js';
 import type { NodeDb } from '../db.js';
 import type { Serial } from '../serial.js';
-import { isSampled, modelByDigest, recheck, runSafely } from './check.js';
+import { isSampled, recheck, runSafely } from './check.js';
 import type { Duty, OpenedChallenge, PendingBatch, Sample, SampleOutcome, VerifierStore } from './store.js';
 
 /*
@@ -64,7 +68,11 @@ export type VerifierRoleParameters = {
   readonly roles: readonly NodeRole[];
   readonly chain: GlassboxClient;
   readonly engine: Engine;
-  readonly models: ReadonlyMap<string, ModelPackage>;
+  /**
+   * The package of a model by its on-chain digest: one this node loaded, else fetched from
+   * `peers` (GET /v1/blobs/:cid; every blob re-hashed). Undefined when nobody serves it.
+   */
+  readonly modelOf: (digest: Hex, peers: readonly string[]) => Promise<ModelPackage | undefined>;
   readonly db: NodeDb;
   readonly store: VerifierStore;
   readonly serial: Serial;
@@ -100,6 +108,7 @@ export type VerifierStatus = {
   readonly committee?: {
     readonly duties: readonly {
       challengeId: string;
+      decision?: 'vote' | 'abstain';
       guilty?: boolean;
       detail?: string;
       computeMs: number;
@@ -226,36 +235,32 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     const receipts = listing?.receipts.map((r) => ({ ...r, signed: signedReceiptFromJson(r.receipt) }));
     const tree = receipts?.length ? batchTree(receipts.map((r) => receiptHash(r.signed.receipt))) : undefined;
     if (!receipts || !tree || tree.root !== batch.root || receipts.length !== batch.count) {
-      if (late) await withheldBatch(batch);
+      if (late) await withheldBatch(batch, blockHash!);
       return;
     }
+    const endpoint = (await getProvider(p.chain, batch.provider)).endpoint;
     let waiting = false;
     let withheld = false; // one availability challenge per batch is enough to slash
     for (const [index, r] of receipts.entries()) {
       const hash = receiptHash(r.signed.receipt);
+      if (store.getSample(hash)) continue;
+      const record = sampleRecorder(batch, hash);
+      const proof = tree.proof(index);
+      // A receipt under a runtime nobody was admitted to run can't be checked: slashable on sight.
+      if (!(await runtimeAdmitted(r.signed.receipt.runtime))) {
+        await reportRuntime(r.signed.receipt, { id: batch.batchId, proof }, record);
+        continue;
+      }
       const inputs = r.inputs === undefined ? undefined : unbase64(r.inputs);
       const served = inputs !== undefined && keccak256(inputs) === r.signed.receipt.inputHash;
       // Availability is checked for every receipt (fetching is cheap); re-execution only for a sample.
       const sampled = isSampled({ blockHash: blockHash!, receiptHash: hash, verifier: me, p: p.sampleRate });
       if ((served || withheld) && !sampled) continue;
-      if (store.getSample(hash)) continue;
-      const record = (outcome: SampleOutcome, detail: string, extra: Partial<Sample> = {}) =>
-        store.putSample({
-          receiptHash: hash,
-          batchId: batch.batchId,
-          provider: batch.provider,
-          outcome,
-          detail,
-          computeMs: 0,
-          challengeId: undefined,
-          at: Date.now(),
-          ...extra,
-        });
       if (!served) {
         waiting ||= !late;
         if (!late) continue;
         withheld = true;
-        const challengeId = await challengeData(batch, hash, tree.proof(index));
+        const challengeId = await challengeData(batch, hash, proof);
         record('unavailable', 'inputs not served in time', { challengeId });
         continue;
       }
@@ -266,7 +271,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
         ...(outputs ? { outputs } : {}),
         ...(r.trace ? { trace: r.trace } : {}),
         engine: p.engine,
-        models: p.models,
+        pkg: await p.modelOf(r.signed.receipt.model, [endpoint]),
       });
       if (found.kind !== 'mismatch') {
         record(found.kind, found.kind === 'match' ? 'outputs agree' : found.detail, {
@@ -277,7 +282,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       store.putEvidence(hash, { receipt: r.receipt, inputs, outputs });
       const challengeId = await challengeWrong(
         r.signed.receipt,
-        { id: batch.batchId, proof: tree.proof(index) },
+        { id: batch.batchId, proof },
         found.divergence,
       );
       record('mismatch', found.detail, { computeMs: found.computeMs, challengeId });
@@ -285,13 +290,63 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     if (!waiting) store.finishBatch(batch.batchId);
   }
 
+  /** Records what checking receipt `hash` of `batch` found (once per receipt). */
+  function sampleRecorder(batch: Pick<PendingBatch, 'batchId' | 'provider'>, hash: Hex) {
+    return (outcome: SampleOutcome, detail: string, extra: Partial<Sample> = {}) =>
+      store.putSample({
+        receiptHash: hash,
+        batchId: batch.batchId,
+        provider: batch.provider,
+        outcome,
+        detail,
+        computeMs: 0,
+        challengeId: undefined,
+        at: Date.now(),
+        ...extra,
+      });
+  }
+
+  const admitted = new Map<Hex, boolean>();
+  /** Whether the chain admitted this runtime profile (a yes is final: admissions are never undone). */
+  async function runtimeAdmitted(runtime: Hex): Promise<boolean> {
+    if (admitted.get(runtime)) return true;
+    const yes = await isRuntimeAdmitted(p.chain, runtime);
+    admitted.set(runtime, yes);
+    return yes;
+  }
+
+  /** Reports a receipt under an unadmitted runtime (the chain slashes once per provider and runtime). */
+  async function reportRuntime(
+    receipt: Receipt,
+    batch: { id: bigint; proof: readonly Hex[] },
+    record: ReturnType<typeof sampleRecorder>,
+  ): Promise<void> {
+    try {
+      const { slashed } = await tx(() =>
+        reportUnadmittedRuntime(p.chain, { receipt, batchId: batch.id, proof: batch.proof }),
+      );
+      log.warn(
+        { provider: receipt.provider, runtime: receipt.runtime, slashed: slashed.toString() },
+        'unadmitted runtime reported',
+      );
+      record('mismatch', `runtime ${receipt.runtime} was never admitted: reported, ${slashed} slashed`);
+    } catch (error) {
+      if (!isGlassboxError(error, 'CHAIN_REVERTED')) throw error;
+      // AlreadyReported (by us or another verifier for this provider and runtime), or past the window
+      record('mismatch', `runtime ${receipt.runtime} was never admitted (${String(error.details.error)})`);
+    }
+  }
+
   /**
    * A batch whose list of receipts its provider does not serve: challenge the batch, so the
-   * provider must publish the receipt hashes on chain; once published, challenge the first
-   * receipt's availability (its answer publishes the receipt and its inputs). The batch is done
-   * when the batch challenge is upheld (slashed) or the receipt challenge is open.
+   * provider must publish the receipt hashes on chain. Once published, every receipt the sample
+   * draws gets an availability challenge (its answer publishes the receipt, inputs and outputs,
+   * which `followAnswer` re-executes), and the first one too when none is drawn, so that hiding
+   * the list costs an answer on chain. Answered challenges refund the bond, so checking a
+   * withheld batch costs the verifier gas, never its bond (audit H-4). The batch is done when the
+   * batch challenge is upheld (slashed) or every receipt challenge is open.
    */
-  async function withheldBatch(batch: PendingBatch): Promise<void> {
+  async function withheldBatch(batch: PendingBatch, blockHash: Hex): Promise<void> {
     const published = await getPublishedBatch(p.chain, batch.batchId);
     if (!published) {
       const challengeId = await challengeOnce(
@@ -303,18 +358,18 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       if ((await getChallenge(p.chain, challengeId)).status === 'upheld') store.finishBatch(batch.batchId);
       return;
     }
-    const first = published[0]!;
-    const challengeId = await challengeData(batch, first, batchTree(published).proof(0));
-    store.putSample({
-      receiptHash: first,
-      batchId: batch.batchId,
-      provider: batch.provider,
-      outcome: 'unavailable',
-      detail: 'receipts published only on chain; inputs not served',
-      computeMs: 0,
-      challengeId,
-      at: Date.now(),
-    });
+    const tree = batchTree(published);
+    const drawn = published.flatMap((hash, index) =>
+      isSampled({ blockHash, receiptHash: hash, verifier: me, p: p.sampleRate }) ? [index] : [],
+    );
+    for (const index of drawn.length > 0 ? drawn : [0]) {
+      const hash = published[index]!;
+      if (store.getSample(hash)) continue;
+      const challengeId = await challengeData(batch, hash, tree.proof(index));
+      sampleRecorder(batch, hash)('unavailable', 'receipts published only on chain; data not served', {
+        challengeId,
+      });
+    }
     store.finishBatch(batch.batchId);
   }
 
@@ -329,6 +384,18 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     divergence: DivergenceProof | undefined,
   ): Promise<bigint | undefined> {
     const hash = receiptHash(receipt);
+    // no voter judges this runtime (besides us and the accused): a challenge could only void
+    const pool = await getEligibleVoters(p.chain, {
+      runtime: receipt.runtime,
+      exclude: [receipt.provider, me],
+    });
+    if (pool.length === 0) {
+      log.error(
+        { receiptHash: hash, runtime: receipt.runtime },
+        'no committee could judge this receipt; not challenged',
+      );
+      return undefined;
+    }
     const open = (d: DivergenceProof | undefined) =>
       challengeOnce(
         { kind: 'wrong', receiptHash: hash },
@@ -374,12 +441,12 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
   }
 
   /**
-   * A provider that answered an availability challenge published the receipt and its inputs on
-   * chain: check them like any sampled receipt, or withholding then answering would dodge every
-   * check. (Without outputs or a trace, only `exact` models can be judged this way.)
+   * A provider that answered an availability challenge published the receipt, inputs and outputs
+   * on chain: check them like any sampled receipt, or withholding then answering would dodge every
+   * check.
    */
   async function followAnswer(c: OpenedChallenge): Promise<void> {
-    const [answered] = await getEvents<{ receipt: Receipt; inputs: Hex }>(p.chain, {
+    const [answered] = await getEvents<{ receipt: Receipt; inputs: Hex; outputs: Hex }>(p.chain, {
       contract: 'disputeManager',
       eventName: 'AvailabilityAnswered',
       args: { id: c.challengeId },
@@ -387,7 +454,15 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     if (!answered || !c.batch) return;
     const { receipt } = answered.args;
     const inputs = hexToBytes(answered.args.inputs);
-    const found = await recheck({ receipt, inputs, engine: p.engine, models: p.models });
+    const outputs = hexToBytes(answered.args.outputs);
+    const { endpoint } = await getProvider(p.chain, c.provider);
+    const found = await recheck({
+      receipt,
+      inputs,
+      outputs,
+      engine: p.engine,
+      pkg: await p.modelOf(receipt.model, [endpoint]),
+    });
     const sample = (outcome: SampleOutcome, detail: string, computeMs: number, challengeId?: bigint) =>
       store.putSample({
         receiptHash: c.receiptHash,
@@ -405,9 +480,29 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
         found.kind === 'match' ? 'outputs agree' : found.detail,
         found.kind === 'match' ? found.computeMs : 0,
       );
-    store.putEvidence(c.receiptHash, { receipt: undefined, inputs, outputs: undefined });
+    store.putEvidence(c.receiptHash, { receipt: undefined, inputs, outputs });
     const challengeId = await challengeWrong(receipt, c.batch, undefined);
     sample('mismatch', found.detail, found.computeMs, challengeId);
+  }
+
+  /**
+   * Draws the committee of a challenge once its draw block is behind the latest (anyone may; the
+   * challenger and the accused both do, so neither can stall it). True when it is drawn.
+   */
+  async function drawWhenDue(info: ChallengeInfo): Promise<boolean> {
+    if (info.kind !== 'wrong' || info.status !== 'open') return true;
+    if (info.committee.length > 0) return true;
+    if (Date.now() >= info.commitDeadlineMs) return false; // too late: it voids at its deadline
+    if ((await p.chain.publicClient.getBlockNumber()) <= info.drawBlock) return false;
+    try {
+      const { committee, deferred } = await tx(() => drawCommittee(p.chain, info.challengeId));
+      log.info({ challengeId: info.challengeId.toString(), committee, deferred }, 'committee drawn');
+      return !deferred;
+    } catch (error) {
+      if (!isGlassboxError(error, 'CHAIN_REVERTED')) throw error;
+      // drawn by someone else meanwhile, or nobody eligible: the chain says which
+      return (await getChallenge(p.chain, info.challengeId)).committee.length > 0;
+    }
   }
 
   /** Resolves a challenge once it is due; true once it is settled on chain. */
@@ -415,7 +510,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     if (info.status !== 'open') return true;
     const due =
       Date.now() >= info.revealDeadlineMs + 1000 ||
-      (info.kind === 'wrong' && info.revealed === info.committee.length);
+      (info.kind === 'wrong' && info.committee.length > 0 && info.revealed === info.committee.length);
     if (!due) return false;
     try {
       const { status } = await tx(() => resolveChallenge(p.chain, info.challengeId));
@@ -432,8 +527,9 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     for (const c of store.challenges()) {
       if (c.settled) continue;
       const info = await getChallenge(p.chain, c.challengeId);
+      await drawWhenDue(info);
       if (!(await settle(info))) continue;
-      if (c.kind === 'unavailable' && info.status === 'rejected')
+      if (c.kind === 'unavailable' && info.status === 'answered')
         await followAnswer(c).catch((error: unknown) =>
           log.error({ err: error, challengeId: c.challengeId.toString() }, 'checking published data failed'),
         );
@@ -445,62 +541,76 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
 
   function scanDuties(): Promise<void> {
     return sinceCursor('challenges', async (fromBlock, toBlock) => {
-      for (const e of await getChallengesOpened(p.chain, { fromBlock, toBlock }))
+      for (const e of await getCommitteesDrawn(p.chain, { fromBlock, toBlock }))
         if (e.args.committee.some((m) => getAddress(m) === me)) store.addDuty(e.args.id);
     });
   }
 
-  /** Re-executes the challenged receipt from the challenger's evidence and decides a vote. */
-  async function judge(info: ChallengeInfo): Promise<{ guilty: boolean; detail: string; computeMs: number }> {
+  type Judgement =
+    | { readonly kind: 'vote'; readonly guilty: boolean; readonly detail: string; readonly computeMs: number }
+    | { readonly kind: 'abstain'; readonly detail: string };
+  const vote = (guilty: boolean, detail: string, computeMs = 0): Judgement => ({
+    kind: 'vote',
+    guilty,
+    detail,
+    computeMs,
+  });
+  const abstain = (detail: string): Judgement => ({ kind: 'abstain', detail: `cannot judge: ${detail}` });
+
+  /**
+   * Re-executes the challenged receipt from the challenger's evidence and decides: guilty,
+   * innocent, or abstain when this member cannot judge (the model is nowhere to be had, another
+   * runtime, its own failure). An abstention commits nothing and costs the vote penalty, so a
+   * member that can't judge is never counted as vouching for the provider (audit C-3).
+   */
+  async function judge(info: ChallengeInfo): Promise<Judgement> {
     const receipt = await getChallengedReceipt(p.chain, info.challengeId);
     const [opened] = await getEvents<ChallengeOpened>(p.chain, {
       contract: 'disputeManager',
       eventName: 'ChallengeOpened',
       args: { id: info.challengeId },
     });
-    if (!receipt || !opened) return { guilty: false, detail: 'no challenged receipt on chain', computeMs: 0 };
+    if (!receipt || !opened) return abstain('no challenged receipt on chain');
+    if (receipt.runtime !== p.engine.runtimeHash)
+      return abstain(`runtime ${receipt.runtime} differs from ours (${p.engine.runtimeHash})`);
     const evidence = await fetchEvidence(opened.args.inputsUri, receipt);
-    if (!evidence) return { guilty: false, detail: 'the challenger served no valid evidence', computeMs: 0 };
-    if (info.divergence) return judgeStep(receipt, evidence.inputs, info.divergence);
+    // the challenger must make its case: no valid evidence, no conviction
+    if (!evidence) return vote(false, 'the challenger served no valid evidence');
+    const { endpoint } = await getProvider(p.chain, receipt.provider);
+    const pkg = await p.modelOf(receipt.model, [endpoint, new URL(opened.args.inputsUri).origin]);
+    if (!pkg) return abstain(`model ${receipt.model} is not available here nor from the provider`);
+    if (info.divergence) return judgeStep(receipt, pkg, evidence.inputs, info.divergence);
     const found = await recheck({
       receipt,
       inputs: evidence.inputs,
       ...(evidence.outputs ? { outputs: evidence.outputs } : {}),
       engine: p.engine,
-      models: p.models,
+      pkg,
     });
-    if (found.kind === 'skipped')
-      return { guilty: false, detail: `cannot judge: ${found.detail}`, computeMs: 0 };
+    if (found.kind === 'skipped') return abstain(found.detail);
     return found.kind === 'match'
-      ? { guilty: false, detail: 'our re-execution agrees with the receipt', computeMs: found.computeMs }
-      : { guilty: true, detail: found.detail, computeMs: found.computeMs };
+      ? vote(false, 'our re-execution agrees with the receipt', found.computeMs)
+      : vote(true, found.detail, found.computeMs);
   }
 
   /** Judges a bisected challenge on the one step it names: whose hash does our run give there? */
   async function judgeStep(
     receipt: Receipt,
+    pkg: ModelPackage,
     inputs: Uint8Array,
     d: NonNullable<ChallengeInfo['divergence']>,
-  ): Promise<{ guilty: boolean; detail: string; computeMs: number }> {
-    const pkg = modelByDigest(p.models, receipt.model);
-    if (!pkg || receipt.runtime !== p.engine.runtimeHash)
-      return { guilty: false, detail: 'cannot judge: model or runtime not available here', computeMs: 0 };
+  ): Promise<Judgement> {
     // Only up to the named operator: nothing after it bears on the verdict.
     const attempt = await runSafely(() => p.engine.traceStep(pkg, decodeTensors(inputs), d.step));
     if ('invalid' in attempt)
-      return {
-        guilty: true,
-        detail: `the receipt's inputs are not valid for the model: ${attempt.invalid}`,
-        computeMs: 0,
-      };
-    if ('failed' in attempt)
-      return { guilty: false, detail: `cannot judge: ${attempt.failed}`, computeMs: 0 };
+      return vote(true, `the receipt's inputs are not valid for the model: ${attempt.invalid}`);
+    if ('failed' in attempt) return abstain(attempt.failed);
     const ours: TraceStepResult = attempt.value;
-    return {
-      guilty: ours.step.hash !== d.providerHash,
-      detail: `step ${d.step} (${ours.step.op} ${ours.step.node}): ours ${ours.step.hash}, provider ${d.providerHash}, challenger ${d.challengerHash}`,
-      computeMs: ours.durationMs,
-    };
+    return vote(
+      ours.step.hash !== d.providerHash,
+      `step ${d.step} (${ours.step.op} ${ours.step.node}): ours ${ours.step.hash}, provider ${d.providerHash}, challenger ${d.challengerHash}`,
+      ours.durationMs,
+    );
   }
 
   async function fetchEvidence(
@@ -524,22 +634,32 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     const id = duty.challengeId;
     if (info.status !== 'open') return void store.markDuty(id, { settled: true });
     const now = Date.now();
-    let vote = duty.vote;
-    if (!vote && now < info.commitDeadlineMs) {
-      const decided = await judge(info);
-      vote = { ...decided, salt: randomSalt() };
-      store.decide(id, { ...vote, computeMs: decided.computeMs }); // before the commit: a restart reveals this
+    let decision = duty.decision;
+    if (!decision && now < info.commitDeadlineMs) {
+      const judged = await judge(info);
+      decision = judged.kind === 'vote' ? { ...judged, salt: randomSalt() } : judged;
+      store.decide(id, decision, judged.kind === 'vote' ? judged.computeMs : 0); // before the commit: a restart reveals this
       log.info(
-        { challengeId: id.toString(), guilty: vote.guilty, detail: vote.detail },
-        'committee vote decided',
+        {
+          challengeId: id.toString(),
+          decision: decision.kind,
+          guilty: judged.kind === 'vote' ? judged.guilty : undefined,
+          detail: decision.detail,
+        },
+        'committee decision',
       );
     }
-    if (!vote) return; // too late to commit: nothing to reveal either
+    if (!decision) return; // too late to commit: nothing to reveal either
+    if (decision.kind === 'abstain') {
+      if (await settle(info)) store.markDuty(id, { settled: true });
+      return;
+    }
+    const ballot = decision;
     const onChain = () => getVote(p.chain, { challengeId: id, member: me });
     if (!duty.committed) {
       if (!(await onChain()).committed) {
         if (now >= info.commitDeadlineMs) return;
-        await tx(() => commitVote(p.chain, { challengeId: id, guilty: vote.guilty, salt: vote.salt }));
+        await tx(() => commitVote(p.chain, { challengeId: id, guilty: ballot.guilty, salt: ballot.salt }));
       }
       store.markDuty(id, { committed: true });
       return; // reveal on a later pass, once the chain says reveals are open
@@ -547,9 +667,9 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     const revealOpen = now >= info.commitDeadlineMs || info.committed === info.committee.length;
     if (!duty.revealed && revealOpen && now < info.revealDeadlineMs) {
       if (!(await onChain()).revealed)
-        await tx(() => revealVote(p.chain, { challengeId: id, guilty: vote.guilty, salt: vote.salt }));
+        await tx(() => revealVote(p.chain, { challengeId: id, guilty: ballot.guilty, salt: ballot.salt }));
       store.markDuty(id, { revealed: true });
-      log.info({ challengeId: id.toString(), guilty: vote.guilty }, 'committee vote revealed');
+      log.info({ challengeId: id.toString(), guilty: ballot.guilty }, 'committee vote revealed');
       return;
     }
     if (await settle(info)) store.markDuty(id, { settled: true });
@@ -559,7 +679,28 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     for (const duty of store.duties()) if (!duty.settled) await performDuty(duty);
   }
 
-  // ---- provider: availability ----
+  // ---- provider: availability, and draws of challenges against it ----
+
+  /**
+   * Draws the committees of challenges against this provider: a challenger that doesn't like the
+   * draw block's hash could otherwise wait for it to expire (256 blocks) and get another.
+   */
+  function drawAgainstUs(): Promise<void> {
+    return sinceCursor('opened-against-us', async (fromBlock, toBlock) => {
+      for (const e of await getEvents<ChallengeOpened>(p.chain, {
+        contract: 'disputeManager',
+        eventName: 'ChallengeOpened',
+        args: { provider: me },
+        fromBlock,
+        toBlock,
+      }))
+        againstUs.add(e.args.id);
+    }).then(async () => {
+      for (const id of againstUs)
+        if (await drawWhenDue(await getChallenge(p.chain, id))) againstUs.delete(id);
+    });
+  }
+  const againstUs = new Set<bigint>();
 
   function answerChallenges(): Promise<void> {
     return sinceCursor('availability', async (fromBlock, toBlock) => {
@@ -576,7 +717,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       for (const e of await getAvailabilityChallenges(p.chain, range)) {
         if ((await getChallenge(p.chain, e.args.id)).status !== 'open') continue;
         const row = p.db.getReceiptByHash(e.args.receiptHash);
-        if (!row?.inputs) {
+        if (!row?.inputs || !row.outputs) {
           log.error(
             { challengeId: e.args.id.toString() },
             'availability challenge for a receipt we do not have',
@@ -588,6 +729,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
             challengeId: e.args.id,
             receipt: signedReceiptFromJson(row.receipt).receipt,
             inputs: row.inputs!,
+            outputs: row.outputs!,
           }),
         );
       }
@@ -614,7 +756,10 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       if (!has(role)) return;
       await work().catch((error: unknown) => log.error({ err: error, role }, 'role pass failed; retrying'));
     };
-    await guarded('provider', answerChallenges);
+    await guarded('provider', async () => {
+      await answerChallenges();
+      await drawAgainstUs();
+    });
     await guarded('verifier', async () => {
       await scanBatches();
       await checkBatches();
@@ -712,7 +857,8 @@ function status(p: VerifierRoleParameters, me: Address): VerifierStatus {
           committee: {
             duties: p.store.duties().map((d) => ({
               challengeId: d.challengeId.toString(),
-              ...(d.vote ? { guilty: d.vote.guilty, detail: d.vote.detail } : {}),
+              ...(d.decision?.kind === 'vote' ? { guilty: d.decision.guilty } : {}),
+              ...(d.decision ? { decision: d.decision.kind, detail: d.decision.detail } : {}),
               computeMs: d.computeMs,
               committed: d.committed,
               revealed: d.revealed,

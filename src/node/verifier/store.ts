@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS challenges (
 );
 CREATE TABLE IF NOT EXISTS duties (
   challenge_id TEXT PRIMARY KEY,
+  -- the decision: 1 guilty, 0 innocent, -1 abstain (could not judge: nothing is committed)
   guilty INTEGER,
   salt TEXT,
   detail TEXT,
@@ -99,10 +100,19 @@ export type OpenedChallenge = {
   readonly settled: boolean;
 };
 
+/**
+ * What a member decided: a vote to commit (with the salt that hides it until the reveal), or an
+ * abstention when it could not judge: it commits nothing, and pays the vote penalty like any
+ * member that does not reveal, which is why "cannot judge" is never an innocent vote (audit C-3).
+ */
+export type Decision =
+  | { readonly kind: 'vote'; readonly guilty: boolean; readonly salt: Hex; readonly detail: string }
+  | { readonly kind: 'abstain'; readonly detail: string };
+
 export type Duty = {
   readonly challengeId: bigint;
-  /** The decided vote; undefined until the member has re-executed. */
-  readonly vote: { readonly guilty: boolean; readonly salt: Hex; readonly detail: string } | undefined;
+  /** Undefined until the member has judged. */
+  readonly decision: Decision | undefined;
   readonly computeMs: number;
   readonly committed: boolean;
   readonly revealed: boolean;
@@ -189,10 +199,14 @@ export function openVerifierStore(path: string) {
     ...(r.batch === null ? {} : { batch: batchFromJson(r.batch) }),
     settled: r.settled === 1,
   });
+  const toDecision = (r: RawDuty): Decision | undefined => {
+    if (r.guilty === null) return undefined;
+    if (r.guilty === -1) return { kind: 'abstain', detail: r.detail ?? '' };
+    return { kind: 'vote', guilty: r.guilty === 1, salt: r.salt as Hex, detail: r.detail ?? '' };
+  };
   const toDuty = (r: RawDuty): Duty => ({
     challengeId: BigInt(r.challenge_id),
-    vote:
-      r.guilty === null ? undefined : { guilty: r.guilty === 1, salt: r.salt as Hex, detail: r.detail ?? '' },
+    decision: toDecision(r),
     computeMs: r.compute_ms,
     committed: r.committed === 1,
     revealed: r.revealed === 1,
@@ -308,9 +322,15 @@ export function openVerifierStore(path: string) {
     challenges: (): OpenedChallenge[] => q.challenges.all().map(toChallenge),
     settleChallenge: (id: bigint) => void q.settleChallenge.run(id.toString()),
     addDuty: (id: bigint) => void q.addDuty.run(id.toString()),
-    /** Records the vote before it is committed: the salt must survive a crash. */
-    decide: (id: bigint, vote: { guilty: boolean; salt: Hex; detail: string; computeMs: number }) =>
-      void q.decide.run(vote.guilty ? 1 : 0, vote.salt, vote.detail, vote.computeMs, id.toString()),
+    /** Records the decision before a vote is committed: the salt must survive a crash. */
+    decide: (id: bigint, d: Decision, computeMs: number) =>
+      void q.decide.run(
+        d.kind === 'abstain' ? -1 : d.guilty ? 1 : 0,
+        d.kind === 'vote' ? d.salt : null,
+        d.detail,
+        computeMs,
+        id.toString(),
+      ),
     markDuty: (id: bigint, done: { committed?: boolean; revealed?: boolean; settled?: boolean }) =>
       void q.markDuty.run(done.committed ? 1 : 0, done.revealed ? 1 : 0, done.settled ? 1 : 0, id.toString()),
     duties: (): Duty[] => q.duties.all().map(toDuty),

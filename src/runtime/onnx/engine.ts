@@ -64,9 +64,14 @@ function releaseWhenIdle(loaded: Loaded): void {
   if (loaded.evicted && loaded.active === 0) void loaded.session.release().catch(() => undefined);
 }
 
-/** The ONNX engine on onnxruntime-node's CPU execution provider. */
-export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
-  const profile: RuntimeProfile = {
+/**
+ * The runtime profile an ONNX engine with these options runs under, without loading anything:
+ * what a deployment admits on chain and a node declares.
+ */
+export function onnxProfile(
+  options: Pick<OnnxEngineOptions, 'graphOptimizationLevel' | 'options'> = {},
+): RuntimeProfile {
+  return {
     engine: 'onnxruntime-node',
     engineVersion: ort.env.versions.node ?? ort.env.versions.common,
     executionProvider: 'cpu',
@@ -74,6 +79,11 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
     arch,
     options: { ...options.options },
   };
+}
+
+/** The ONNX engine on onnxruntime-node's CPU execution provider. */
+export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
+  const profile = onnxProfile(options);
   const hash = runtimeHash(profile);
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const maxSessions = Math.max(1, options.maxSessions ?? 16);

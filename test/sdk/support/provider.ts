@@ -7,9 +7,11 @@ import {
   redeemVoucher,
   registerProvider,
   setOffer,
+  setRuntime,
   type GlassboxClient,
 } from '../../../src/chain/index.js';
 import {
+  PROVIDER_HEADER,
   inferRequestSchema,
   parseWire,
   signedVoucherJsonSchema,
@@ -22,6 +24,7 @@ import { GlassboxError, isGlassboxError } from '../../../src/protocol/errors.js'
 import { inputsFromJson } from '../../../src/protocol/inputs.js';
 import { modelDigest, type ModelPackage } from '../../../src/protocol/manifest.js';
 import { signReceipt, signedReceiptToJson, ZERO_HASH, type Receipt } from '../../../src/protocol/receipt.js';
+import { requestMessage, verifyRequestSignature } from '../../../src/protocol/request.js';
 import type { Tensor, TensorMap } from '../../../src/protocol/tensor.js';
 import { recoverVoucherSigner, type SignedVoucher } from '../../../src/protocol/voucher.js';
 import { createOnnxEngine, type Engine } from '../../../src/runtime/index.js';
@@ -30,13 +33,19 @@ import type { BlobStore } from '../../../src/store/index.js';
 /*
  * A small provider that follows src/protocol/api.ts, for the SDK's tests until src/node lands:
  * real onnxruntime engine, real store, real EIP-712 receipts signed by a registered key, real
- * vouchers checked and redeemed on the real chain. Fault switches make it slow, perturb its
- * outputs, overcharge, or ask to be paid (402) past a small credit limit.
+ * vouchers checked and redeemed on the real chain, the client's signature on each request checked.
+ * Fault switches make it slow, perturb its outputs, overcharge, or ask to be paid (402) past a
+ * small credit limit.
  */
 
 export type Faults = {
   /** Wait this long before answering /v1/infer. */
   delayMs?: number;
+  /**
+   * Sign receipts under this runtime profile hash instead of the engine's (which it still declares
+   * on chain): a provider claiming a profile nobody else runs, to escape re-execution.
+   */
+  runtime?: Hex;
   /** Perturb the first output element: 'fixed' always the same way, 'random' differently each time. */
   perturb?: 'fixed' | 'random';
   /** Charge this instead of the chain's effective price. */
@@ -103,6 +112,9 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
   let stopped = false;
 
   const app: FastifyInstance = Fastify({ bodyLimit: 8 * 1024 * 1024, forceCloseConnections: true });
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.header(PROVIDER_HEADER, address);
+  });
   app.setErrorHandler((error, _request, reply) => {
     if (isGlassboxError(error)) {
       const status =
@@ -110,7 +122,9 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
           ? 402
           : error.code === 'MODEL_NOT_FOUND' || error.code === 'NOT_FOUND' || error.code === 'BLOB_NOT_FOUND'
             ? 404
-            : 400;
+            : error.code === 'SIGNATURE_INVALID' && error.field === 'signature'
+              ? 401
+              : 400;
       return reply.status(status).type('application/problem+json').send(error.toProblem());
     }
     return reply.status(500).send({ code: 'RUN_FAILED', message: String(error) });
@@ -171,6 +185,13 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
     const body = parseWire(inferRequestSchema, request.body, 'request');
     const pkg = models.get(body.model);
     if (!pkg) throw new GlassboxError('MODEL_NOT_FOUND', `model ${body.model} is not served here`);
+    const inputs = inputsFromJson(pkg.manifest.inputs, body.inputs);
+    // Like the node: the client must prove it sent the request before anything else.
+    await verifyRequestSignature(
+      requestMessage(body, { provider: address, inputHash: hashTensors(inputs) }),
+      body.signature as Hex,
+      domain,
+    );
     if (body.voucher && !faults.ignoreAttachedVouchers) await acceptVoucher(body.voucher);
     const price =
       faults.chargePrice ?? (await getOffer(params.chain, { provider: address, model: body.model })).price;
@@ -183,7 +204,6 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
         details: { owed: owed.toString() },
       });
     }
-    const inputs = inputsFromJson(pkg.manifest.inputs, body.inputs);
     const result = await engine.run(pkg, inputs, { trace: body.trace === true });
     const outputs = faults.perturb
       ? perturb(result.outputs, faults.perturb === 'random' ? 1000 + ++counter : 1)
@@ -197,7 +217,7 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
       inputHash: result.inputHash,
       outputHash: faults.perturb ? hashOutputs(outputs) : result.outputHash,
       paramsHash: ZERO_HASH,
-      runtime: result.runtime,
+      runtime: faults.runtime ?? result.runtime,
       traceRoot: result.traceRoot,
       price,
       timestamp: BigInt(Date.now()),
@@ -211,6 +231,8 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
   await app.listen({ host: '127.0.0.1', port: params.port ?? 0 });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   await registerProvider(params.chain, { endpoint: url, signer: signer.address, stake: params.stake });
+  await setRuntime(params.chain, engine.runtimeHash); // admitted by the test chain
+
   for (const m of params.models) await setOffer(params.chain, { model: m.id, price: params.price });
 
   return {
