@@ -215,7 +215,10 @@ it('records the gas of every action and the amortised cost per inference', async
   gas[`whole challenge (committee of ${committee.length})`] = Number(total);
 
   // a whole challenge in which one member votes against the verdict and pays the others
-  const dissent = await openAndDraw({ ...(await signReceipt(signer, receipt(6), receiptDomain)), inputsUri: 'x' });
+  const dissent = await openAndDraw({
+    ...(await signReceipt(signer, receipt(6), receiptDomain)),
+    inputsUri: 'x',
+  });
   for (const [i, m] of dissent.drawn.committee.entries())
     await commitVote(byAddress(m), { challengeId: dissent.opened.challengeId, guilty: i > 0, salt: h(m) });
   for (const [i, m] of dissent.drawn.committee.entries())

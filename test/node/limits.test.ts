@@ -8,7 +8,7 @@ import {
 } from '../../src/chain/index.js';
 import type { GlassboxNode } from '../../src/node/index.js';
 import type { StoredReceipt } from '../../src/protocol/api.js';
-import type { GlassboxError} from '../../src/protocol/errors.js';
+import type { GlassboxError } from '../../src/protocol/errors.js';
 import { isGlassboxError } from '../../src/protocol/errors.js';
 import { dataCap } from '../../src/protocol/limits.js';
 import { TEST_RUNTIME } from '../chain/support.js';
