@@ -2,7 +2,7 @@ import { bytesToHex, encodeAbiParameters, keccak256, type Address, type Hex } fr
 import type { Receipt, SignedReceipt } from '../protocol/receipt.js';
 import { accountOf, eventsOf, secondsToMs, type GlassboxClient, type TxResult } from './client.js';
 import { ABIS, readFrom, sendTo } from './contracts.js';
-import { ensureAllowance } from './token.js';
+import { withAllowance } from './token.js';
 
 /** Slashes a provider for two receipts that give one input of an exact model different outputs. */
 export async function reportEquivocation(
@@ -61,7 +61,6 @@ export async function openChallenge(
   client: GlassboxClient,
   params: OpenChallengeParameters,
 ): Promise<TxResult & { challengeId: bigint; drawBlock: bigint }> {
-  await ensureAllowance(client, 'disputeManager', client.deployment.params.challengeBond);
   const args = [
     params.receipt,
     params.signature ?? '0x',
@@ -69,12 +68,14 @@ export async function openChallenge(
     params.proof ?? [],
     params.inputsUri,
   ] as const;
-  const tx = params.divergence
-    ? await sendTo(client, 'disputeManager', 'openTracedChallenge', [
-        ...args,
-        { ...params.divergence, step: BigInt(params.divergence.step) },
-      ])
-    : await sendTo(client, 'disputeManager', 'openChallenge', args);
+  const tx = await withAllowance(client, 'disputeManager', client.deployment.params.challengeBond, (held) =>
+    params.divergence
+      ? sendTo(held, 'disputeManager', 'openTracedChallenge', [
+          ...args,
+          { ...params.divergence, step: BigInt(params.divergence.step) },
+        ])
+      : sendTo(held, 'disputeManager', 'openChallenge', args),
+  );
   const [event] = eventsOf<{ id: bigint; drawBlock: bigint }>(
     ABIS.disputeManager,
     'ChallengeOpened',
@@ -145,8 +146,9 @@ async function openDataChallenge(
   eventName: 'AvailabilityChallenged' | 'BatchChallenged',
   args: readonly unknown[],
 ): Promise<TxResult & { challengeId: bigint; answerDeadlineMs: number }> {
-  await ensureAllowance(client, 'disputeManager', client.deployment.params.challengeBond);
-  const tx = await sendTo(client, 'disputeManager', functionName, args);
+  const tx = await withAllowance(client, 'disputeManager', client.deployment.params.challengeBond, (held) =>
+    sendTo(held, 'disputeManager', functionName, args),
+  );
   const [event] = eventsOf<{ id: bigint; answerDeadline: bigint }>(
     ABIS.disputeManager,
     eventName,

@@ -2,12 +2,13 @@ import type { Address } from 'viem';
 import type { SignedVoucher } from '../protocol/voucher.js';
 import { eventsOf, secondsToMs, type GlassboxClient, type TxResult } from './client.js';
 import { ABIS, readFrom, sendTo } from './contracts.js';
-import { ensureAllowance } from './token.js';
+import { withAllowance } from './token.js';
 
 /** Deposits `amount` into the escrow for the account (approving first if needed). */
 export async function deposit(client: GlassboxClient, amount: bigint): Promise<TxResult> {
-  await ensureAllowance(client, 'paymentEscrow', amount);
-  return sendTo(client, 'paymentEscrow', 'deposit', [amount]);
+  return withAllowance(client, 'paymentEscrow', amount, (held) =>
+    sendTo(held, 'paymentEscrow', 'deposit', [amount]),
+  );
 }
 
 /**

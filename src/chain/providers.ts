@@ -2,7 +2,7 @@ import { keccak256, toBytes, type Address, type Hex } from 'viem';
 import { secondsToMs, type GlassboxClient, type TxResult } from './client.js';
 import { readFrom, sendTo, toModelDigest, type ModelRef } from './contracts.js';
 import { getEvents } from './events.js';
-import { ensureAllowance } from './token.js';
+import { withAllowance } from './token.js';
 
 export type RegisterProviderParameters = {
   readonly endpoint: string;
@@ -16,13 +16,15 @@ export async function registerProvider(
   client: GlassboxClient,
   params: RegisterProviderParameters,
 ): Promise<TxResult> {
-  await ensureAllowance(client, 'providerRegistry', params.stake);
-  return sendTo(client, 'providerRegistry', 'register', [params.endpoint, params.signer, params.stake]);
+  return withAllowance(client, 'providerRegistry', params.stake, (held) =>
+    sendTo(held, 'providerRegistry', 'register', [params.endpoint, params.signer, params.stake]),
+  );
 }
 
 export async function addStake(client: GlassboxClient, amount: bigint): Promise<TxResult> {
-  await ensureAllowance(client, 'providerRegistry', amount);
-  return sendTo(client, 'providerRegistry', 'addStake', [amount]);
+  return withAllowance(client, 'providerRegistry', amount, (held) =>
+    sendTo(held, 'providerRegistry', 'addStake', [amount]),
+  );
 }
 
 export function requestUnstake(client: GlassboxClient, amount: bigint): Promise<TxResult> {

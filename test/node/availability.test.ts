@@ -13,7 +13,12 @@ import {
 } from '../../src/chain/index.js';
 import type { GlassboxNode } from '../../src/node/index.js';
 import type { NodeStatus } from '../../src/node/routes/roles.js';
-import type { BatchResponse, EvidenceResponse, InferResponse } from '../../src/protocol/api.js';
+import {
+  BATCH_PAGE_MAX,
+  type BatchResponse,
+  type EvidenceResponse,
+  type InferResponse,
+} from '../../src/protocol/api.js';
 import { encodeTensors } from '../../src/protocol/encoding.js';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
 import { batchTree } from '../../src/protocol/merkle.js';
@@ -221,6 +226,42 @@ describe('availability challenges against a provider node', () => {
     } finally {
       await verifier.stop();
       await dodger.stop();
+    }
+  });
+
+  it('a verifier reads a batch of more receipts than one page, page by page, and finds every one served', async () => {
+    const dir = await tempDir();
+    const other = await tempDir();
+    dirs.push(dir, other);
+    const big = await startTestNode(chain, PROVIDER[2], dir.dir, {
+      models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
+      batch: { maxReceipts: BATCH_PAGE_MAX + 6, maxAgeMs: 60_000 },
+    });
+    const verifier = await startTestNode(chain, 10, other.dir, {
+      roles: ['verifier'],
+      stake: '0',
+      verifier: { sampleRate: 0, dataDeadlineMs: 0, pollIntervalMs: 600_000 },
+    });
+    try {
+      const pkg = [...big.models.values()][0]!;
+      for (let i = 0; i < BATCH_PAGE_MAX + 6; i++)
+        expect(
+          (await post(`${big.url}/v1/infer`, await inferBody(big, pkg, chain.key(CLIENT[1])))).status,
+        ).toBe(200);
+      await big.flushBatches();
+      const [commit] = (await getBatchCommits(chain.as(0), { provider: big.address })).slice(-1);
+      expect(Number(commit!.args.count)).toBe(BATCH_PAGE_MAX + 6);
+      await chain.increaseTime(1000);
+      await verifier.tickRoles();
+      // past the data deadline, yet nothing challenged: every receipt's inputs were served
+      expect(
+        await findChallenge(chain.as(0), { kind: 'unavailable-batch', batchId: commit!.args.batchId }),
+      ).toBeUndefined();
+      const status = (await (await fetch(`${verifier.url}/v1/status`)).json()) as NodeStatus;
+      expect(status.verifier!.challenges.filter((c) => c.provider === big.address)).toEqual([]);
+    } finally {
+      await verifier.stop();
+      await big.stop();
     }
   });
 

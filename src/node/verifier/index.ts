@@ -22,8 +22,8 @@ import {
   getPublishedBatch,
   getVote,
   openChallenge,
-  resolveChallenge,
   revealVote,
+  settleChallenge,
   type ChainParams,
   type ChallengeInfo,
   type DivergenceProof,
@@ -31,13 +31,24 @@ import {
   type ChallengeOpened,
   type GlassboxClient,
 } from '../../chain/index.js';
-import type { BatchResponse, EvidenceResponse } from '../../protocol/api.js';
+import {
+  parseEvidenceResponse,
+  readBatchPages,
+  type BatchListing,
+  type EvidenceResponse,
+} from '../../protocol/api.js';
+import { DEFAULT_MAX_RESPONSE_BYTES, readJsonBody } from '../../protocol/body.js';
 import { decodeTensors } from '../../protocol/encoding.js';
 import { DEFAULT_SAMPLING, samplingPlan } from '../../protocol/economics.js';
 import { isGlassboxError } from '../../protocol/errors.js';
 import type { ModelPackage } from '../../protocol/manifest.js';
 import { batchTree } from '../../protocol/merkle.js';
-import { receiptHash, signedReceiptFromJson, type Receipt } from '../../protocol/receipt.js';
+import {
+  receiptHash,
+  signedReceiptFromJson,
+  signedReceiptToJson,
+  type Receipt,
+} from '../../protocol/receipt.js';
 import type { Engine, TraceStepResult } from '../../runtime/engine.js';
 import type { NodeRole, Withhold } from '../config.js';
 import type { NodeDb } from '../db.js';
@@ -171,13 +182,29 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     });
   }
 
-  async function fetchBatch(provider: Address, root: Hex): Promise<BatchResponse | undefined> {
+  /**
+   * The batch's listing as its provider serves it, page by page (each validated against the
+   * committed root and count), or undefined when it isn't served, or is served malformed, too
+   * large or for another batch: then the data deadline decides.
+   */
+  async function fetchBatch(batch: PendingBatch): Promise<BatchListing | undefined> {
     try {
-      const { endpoint } = await getProvider(p.chain, provider);
-      const response = await fetch(`${endpoint}/v1/batches/${root}`, { signal: AbortSignal.timeout(5_000) });
-      return response.ok ? ((await response.json()) as BatchResponse) : undefined;
-    } catch {
-      return undefined; // unreachable: the deadline decides
+      const { endpoint } = await getProvider(p.chain, batch.provider);
+      const from = `provider ${batch.provider}`;
+      return await readBatchPages(batch, async (offset) => {
+        const response = await fetch(
+          `${endpoint.replace(/\/+$/, '')}/v1/batches/${batch.root}?offset=${offset}`,
+          {
+            signal: AbortSignal.timeout(5_000),
+            redirect: 'error',
+          },
+        );
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        return readJsonBody(response, { maxBytes: DEFAULT_MAX_RESPONSE_BYTES, from });
+      });
+    } catch (error) {
+      log.debug({ err: error, batchId: batch.batchId.toString() }, 'batch not served (yet)');
+      return undefined;
     }
   }
 
@@ -231,9 +258,10 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
   async function checkBatch(batch: PendingBatch): Promise<void> {
     const late = Date.now() - batch.seenAt > p.dataDeadlineMs;
     const { hash: blockHash } = await p.chain.publicClient.getBlock({ blockNumber: batch.block + 1n });
-    const listing = await fetchBatch(batch.provider, batch.root);
-    const receipts = listing?.receipts.map((r) => ({ ...r, signed: signedReceiptFromJson(r.receipt) }));
-    const tree = receipts?.length ? batchTree(receipts.map((r) => receiptHash(r.signed.receipt))) : undefined;
+    const receipts = (await fetchBatch(batch))?.receipts;
+    const tree = receipts?.length
+      ? batchTree(receipts.map((r) => receiptHash(r.receipt.receipt)))
+      : undefined;
     if (!receipts || !tree || tree.root !== batch.root || receipts.length !== batch.count) {
       if (late) await withheldBatch(batch, blockHash!);
       return;
@@ -242,17 +270,17 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     let waiting = false;
     let withheld = false; // one availability challenge per batch is enough to slash
     for (const [index, r] of receipts.entries()) {
-      const hash = receiptHash(r.signed.receipt);
+      const hash = receiptHash(r.receipt.receipt);
       if (store.getSample(hash)) continue;
       const record = sampleRecorder(batch, hash);
       const proof = tree.proof(index);
       // A receipt under a runtime nobody was admitted to run can't be checked: slashable on sight.
-      if (!(await runtimeAdmitted(r.signed.receipt.runtime))) {
-        await reportRuntime(r.signed.receipt, { id: batch.batchId, proof }, record);
+      if (!(await runtimeAdmitted(r.receipt.receipt.runtime))) {
+        await reportRuntime(r.receipt.receipt, { id: batch.batchId, proof }, record);
         continue;
       }
       const inputs = r.inputs === undefined ? undefined : unbase64(r.inputs);
-      const served = inputs !== undefined && keccak256(inputs) === r.signed.receipt.inputHash;
+      const served = inputs !== undefined && keccak256(inputs) === r.receipt.receipt.inputHash;
       // Availability is checked for every receipt (fetching is cheap); re-execution only for a sample.
       const sampled = isSampled({ blockHash: blockHash!, receiptHash: hash, verifier: me, p: p.sampleRate });
       if ((served || withheld) && !sampled) continue;
@@ -266,12 +294,12 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       }
       const outputs = r.outputs === undefined ? undefined : unbase64(r.outputs);
       const found = await recheck({
-        receipt: r.signed.receipt,
+        receipt: r.receipt.receipt,
         inputs,
         ...(outputs ? { outputs } : {}),
         ...(r.trace ? { trace: r.trace } : {}),
         engine: p.engine,
-        pkg: await p.modelOf(r.signed.receipt.model, [endpoint]),
+        pkg: await p.modelOf(r.receipt.receipt.model, [endpoint]),
       });
       if (found.kind !== 'mismatch') {
         record(found.kind, found.kind === 'match' ? 'outputs agree' : found.detail, {
@@ -279,9 +307,9 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
         });
         continue;
       }
-      store.putEvidence(hash, { receipt: r.receipt, inputs, outputs });
+      store.putEvidence(hash, { receipt: signedReceiptToJson(r.receipt), inputs, outputs });
       const challengeId = await challengeWrong(
-        r.signed.receipt,
+        r.receipt.receipt,
         { id: batch.batchId, proof },
         found.divergence,
       );
@@ -512,15 +540,10 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       Date.now() >= info.revealDeadlineMs + 1000 ||
       (info.kind === 'wrong' && info.committee.length > 0 && info.revealed === info.committee.length);
     if (!due) return false;
-    try {
-      const { status } = await tx(() => resolveChallenge(p.chain, info.challengeId));
-      log.info({ challengeId: info.challengeId.toString(), status }, 'challenge resolved');
-      return true;
-    } catch (error) {
-      if (isGlassboxError(error, 'CHAIN_REVERTED') && /ChallengeNotOpen/.test(String(error.details.error)))
-        return true;
-      throw error;
-    }
+    // the challenger and every member resolve once it is due: whoever is first settles it
+    const { status, tx: ours } = await tx(() => settleChallenge(p.chain, info.challengeId));
+    if (ours) log.info({ challengeId: info.challengeId.toString(), status }, 'challenge resolved');
+    return status !== 'open';
   }
 
   async function settleOwn(): Promise<void> {
@@ -613,14 +636,22 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     );
   }
 
+  /**
+   * The challenger's evidence: fetched once, over http(s) or a data: URI only (no redirects, a
+   * byte cap, a timeout: the URI is the challenger's to choose), validated, and its inputs must be
+   * the receipt's. Undefined when it is none of that.
+   */
   async function fetchEvidence(
     uri: string,
     receipt: Receipt,
   ): Promise<{ inputs: Uint8Array; outputs?: Uint8Array } | undefined> {
     try {
-      const response = await fetch(uri, { signal: AbortSignal.timeout(5_000) });
+      if (!['http:', 'https:', 'data:'].includes(new URL(uri).protocol)) return undefined;
+      const response = await fetch(uri, { signal: AbortSignal.timeout(5_000), redirect: 'error' });
       if (!response.ok) return undefined;
-      const body = (await response.json()) as EvidenceResponse;
+      const body = parseEvidenceResponse(
+        await readJsonBody(response, { maxBytes: DEFAULT_MAX_RESPONSE_BYTES, from: 'the challenger' }),
+      );
       const inputs = unbase64(body.inputs);
       if (keccak256(inputs) !== receipt.inputHash) return undefined;
       return { inputs, ...(body.outputs ? { outputs: unbase64(body.outputs) } : {}) };
@@ -709,7 +740,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       for (const e of await getBatchChallenges(p.chain, range)) {
         if ((await getChallenge(p.chain, e.args.id)).status !== 'open') continue;
         const { root } = await getBatch(p.chain, e.args.batchId);
-        const receiptHashes = p.db.batchReceipts(root).map((r) => r.leaf);
+        const receiptHashes = p.db.batchLeaves(root);
         await answer(e.args.id, 'batch', () =>
           answerBatch(p.chain, { challengeId: e.args.id, batchId: e.args.batchId, receiptHashes }),
         );
