@@ -26,6 +26,7 @@ import {
   makeReceipt,
   mineTo,
   modelOf,
+  openAndDraw,
   registerVoter,
   TEST_PARAMS,
   TEST_RUNTIME,
@@ -153,13 +154,10 @@ describe('C-2 committee grinding', () => {
   });
 
   it('wrong votes cost: a member voting against the verdict pays, the members voting with it are paid', async () => {
-    const receipt = await signed();
-    const { challengeId, drawBlock } = await openChallenge(chain().as(ATTACKER), {
-      ...receipt,
+    const { challengeId, committee } = await openAndDraw(chain(), chain().as(ATTACKER), {
+      ...(await signed()),
       inputsUri: 'x',
     });
-    await mineTo(chain(), drawBlock + 1n);
-    const { committee } = await drawCommittee(chain().as(ATTACKER), challengeId);
     const [blind, ...judges] = committee as [Address, ...Address[]];
     const before = await Promise.all(committee.map((m) => getTokenBalance(chain().as(0), m)));
     const blindStake = await stakeOf(idx(blind));
@@ -175,13 +173,10 @@ describe('C-2 committee grinding', () => {
   });
 
   it('a verdict needs an absolute majority of the committee: one puppet revealing alone decides nothing', async () => {
-    const receipt = await signed();
-    const { challengeId, drawBlock } = await openChallenge(chain().as(ATTACKER), {
-      ...receipt,
+    const { challengeId, committee } = await openAndDraw(chain(), chain().as(ATTACKER), {
+      ...(await signed()),
       inputsUri: 'x',
     });
-    await mineTo(chain(), drawBlock + 1n);
-    const { committee } = await drawCommittee(chain().as(ATTACKER), challengeId);
     await commitVote(as(committee[0]!), { challengeId, guilty: true, salt: h('s') });
     await chain().increaseTime(TEST_PARAMS.commitPeriodMs!);
     await revealVote(as(committee[0]!), { challengeId, guilty: true, salt: h('s') });

@@ -65,7 +65,39 @@ beforeAll(async () => {
   };
   honest = await start(PROVIDER[0]);
   withholding = await start(PROVIDER[1], { withhold: 'batches' });
+  // a committee pool for the engine's runtime, so verifiers' challenges can be judged
+  await registerVoter(
+    chain.as(11),
+    { endpoint: 'http://voter', signer: chain.address(11), stake: 100n * E18 },
+    ENGINE_RUNTIME_HASH,
+  );
 });
+
+/**
+ * A provider node (account `provider`, serving iris-int8) with `over`, and a verifier node
+ * (account `verifier`) that samples every receipt at `sampleRate` and treats data as late at once.
+ */
+async function startWithVerifier(
+  provider: number,
+  over: Parameters<typeof startTestNode>[3],
+  verifierAccount: number,
+  sampleRate = 1,
+) {
+  const dir = await tempDir();
+  const other = await tempDir();
+  dirs.push(dir, other);
+  const node = await startTestNode(chain, provider, dir.dir, {
+    models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
+    batch: { maxReceipts: 3, maxAgeMs: 60_000 },
+    ...over,
+  });
+  const verifier = await startTestNode(chain, verifierAccount, other.dir, {
+    roles: ['verifier'],
+    stake: '0',
+    verifier: { sampleRate, dataDeadlineMs: 0, pollIntervalMs: 600_000 },
+  });
+  return { node, verifier };
+}
 
 afterAll(async () => {
   await honest?.stop();
@@ -117,24 +149,11 @@ describe('availability challenges against a provider node', () => {
   });
 
   it('a node that withholds inputs but answers on chain is re-executed from the published data and challenged', async () => {
-    const dir = await tempDir();
-    const other = await tempDir();
-    dirs.push(dir, other);
-    await registerVoter(
-      chain.as(11),
-      { endpoint: 'http://voter', signer: chain.address(11), stake: 100n * E18 },
-      ENGINE_RUNTIME_HASH,
+    const { node: dodger, verifier } = await startWithVerifier(
+      PROVIDER[2],
+      { fault: { perturb: 1, withhold: 'inputs' } },
+      10,
     );
-    const dodger = await startTestNode(chain, PROVIDER[2], dir.dir, {
-      models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
-      batch: { maxReceipts: 3, maxAgeMs: 60_000 },
-      fault: { perturb: 1, withhold: 'inputs' },
-    });
-    const verifier = await startTestNode(chain, 10, other.dir, {
-      roles: ['verifier'],
-      stake: '0',
-      verifier: { sampleRate: 1, dataDeadlineMs: 0, pollIntervalMs: 600_000 },
-    });
     try {
       const { answers } = await committedBatch(dodger);
       const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));
@@ -175,25 +194,12 @@ describe('availability challenges against a provider node', () => {
   });
 
   it('H-4: a node that serves no batch at all but answers on chain has every sampled receipt checked, and the verifier loses no bond', async () => {
-    const dir = await tempDir();
-    const other = await tempDir();
-    dirs.push(dir, other);
-    await registerVoter(
-      chain.as(11),
-      { endpoint: 'http://voter', signer: chain.address(11), stake: 100n * E18 },
-      ENGINE_RUNTIME_HASH,
-    ).catch(() => undefined); // registered by the test before
-    const dodger = await startTestNode(chain, PROVIDER[3], dir.dir, {
-      models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
-      batch: { maxReceipts: 3, maxAgeMs: 60_000 },
-      fault: { perturb: 1, withhold: 'listing' },
-    });
     const VERIFIER = 9;
-    const verifier = await startTestNode(chain, VERIFIER, other.dir, {
-      roles: ['verifier'],
-      stake: '0',
-      verifier: { sampleRate: 1, dataDeadlineMs: 0, pollIntervalMs: 600_000 },
-    });
+    const { node: dodger, verifier } = await startWithVerifier(
+      PROVIDER[3],
+      { fault: { perturb: 1, withhold: 'listing' } },
+      VERIFIER,
+    );
     try {
       const { batchId, answers } = await committedBatch(dodger);
       const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));
@@ -230,18 +236,12 @@ describe('availability challenges against a provider node', () => {
   });
 
   it('a verifier reads a batch of more receipts than one page, page by page, and finds every one served', async () => {
-    const dir = await tempDir();
-    const other = await tempDir();
-    dirs.push(dir, other);
-    const big = await startTestNode(chain, PROVIDER[2], dir.dir, {
-      models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
-      batch: { maxReceipts: BATCH_PAGE_MAX + 6, maxAgeMs: 60_000 },
-    });
-    const verifier = await startTestNode(chain, 10, other.dir, {
-      roles: ['verifier'],
-      stake: '0',
-      verifier: { sampleRate: 0, dataDeadlineMs: 0, pollIntervalMs: 600_000 },
-    });
+    const { node: big, verifier } = await startWithVerifier(
+      PROVIDER[2],
+      { batch: { maxReceipts: BATCH_PAGE_MAX + 6, maxAgeMs: 60_000 } },
+      10,
+      0,
+    );
     try {
       const pkg = [...big.models.values()][0]!;
       for (let i = 0; i < BATCH_PAGE_MAX + 6; i++)
