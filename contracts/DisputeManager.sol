@@ -19,13 +19,14 @@ import {PaymentEscrow} from "./PaymentEscrow.sol";
 ///      receipts alone; slashed at once, the reporter rewarded.
 ///  (b) a receipt under a runtime profile the ProviderRegistry never admitted: nobody is known to
 ///      run it, so nobody could check the answer. Proven by the receipt alone; slashed at once,
-///      once per (provider, runtime).
+///      once per receipt.
 ///  (c) a challenge: anyone posts `challengeBond` and a receipt (signed, or proven included in a
-///      batch the provider committed) claiming it is wrong, with a URI for its inputs. One block
-///      later anyone calls `drawCommittee`: up to `committeeSize` voters that judge under the
-///      receipt's runtime are drawn by stake from the hash of the block after the opening, which
-///      did not exist when the challenger chose to open (and nothing the challenger chooses enters
-///      the seed). Members re-execute and vote guilty/innocent by commit-reveal. A verdict needs
+///      batch the provider committed) claiming it is wrong, with a URI for its inputs. The pool of
+///      voters that judge under the receipt's runtime is frozen then; one block later anyone calls
+///      `drawCommittee`: up to `committeeSize` of that pool are drawn by stake from the hash of
+///      the block after the opening, which did not exist when the challenger chose to open, and
+///      which nobody can answer by reshaping the pool (nothing the challenger chooses enters the
+///      seed). Members re-execute and vote guilty/innocent by commit-reveal. A verdict needs
 ///      an absolute majority of the committee: a guilty provider loses `slashBps` of its stake,
 ///      an innocent one receives part of the bond; the winner gets `rewardBps` of what the loser
 ///      lost, the treasury the rest. Anything else (a split, too few reveals, no committee) voids
@@ -125,6 +126,9 @@ contract DisputeManager is ReentrancyGuard {
         bytes32 receiptHash;
         /// @dev The challenged receipt's runtime profile: members are drawn among its voters.
         bytes32 runtime;
+        /// @dev keccak256(abi.encode(pool, stakes)) of the committee pool as it was when the
+        ///      challenge opened, before the draw block's hash existed: the draw uses exactly it.
+        bytes32 poolHash;
         uint256 bond;
         bytes32 providerStepHash;
         bytes32 challengerStepHash;
@@ -182,8 +186,8 @@ contract DisputeManager is ReentrancyGuard {
     mapping(uint256 batchId => uint256) public batchChallengeOf;
     /// @notice Equivocations already punished, keyed by (provider, model, input, params, runtime).
     mapping(bytes32 key => bool) public equivocationReported;
-    /// @notice Unadmitted runtimes already punished, keyed by (provider, runtime).
-    mapping(bytes32 key => bool) public runtimeReported;
+    /// @notice Receipts under an unadmitted runtime already punished, by receipt struct hash.
+    mapping(bytes32 receiptHash => bool) public runtimeReported;
 
     event EquivocationSlashed(
         address indexed provider,
@@ -210,6 +214,9 @@ contract DisputeManager is ReentrancyGuard {
         string inputsUri,
         uint64 drawBlock
     );
+    /// @notice The committee pool of challenge `id`, frozen when it opened: the voters of the
+    ///         receipt's runtime (neither the accused nor the challenger) and their stakes.
+    event CommitteePool(uint256 indexed id, address[] pool, uint256[] stakes);
     /// @notice The committee of challenge `id`, drawn from the hash of its draw block.
     event CommitteeDrawn(uint256 indexed id, address[] committee, uint64 commitDeadline, uint64 revealDeadline);
     /// @notice The draw block's hash was gone (over 256 blocks old): the draw uses `drawBlock` now.
@@ -285,6 +292,7 @@ contract DisputeManager is ReentrancyGuard {
     error NotDrawnYet(uint64 drawBlock);
     error DrawClosed(uint64 commitDeadline);
     error OutputsMismatch(bytes32 outputHash);
+    error PoolMismatch(uint256 id);
 
     constructor(
         IERC20 token_,
@@ -397,7 +405,7 @@ contract DisputeManager is ReentrancyGuard {
 
     /// @notice Slashes a provider for a receipt (signed, or in a batch it committed) under a
     ///         runtime profile the ProviderRegistry never admitted: an answer nobody can check.
-    ///         Once per (provider, runtime).
+    ///         Once per receipt: each such answer is its own offence.
     function reportUnadmittedRuntime(
         ReceiptLib.Receipt calldata receipt,
         bytes calldata signature,
@@ -406,14 +414,12 @@ contract DisputeManager is ReentrancyGuard {
     ) external nonReentrant returns (uint256 slashed) {
         if (providers.admittedRuntime(receipt.runtime)) revert RuntimeIsAdmitted(receipt.runtime);
         _checkEvidence(receipt, signature, batchId, proof);
-        bytes32 key = keccak256(abi.encode(receipt.provider, receipt.runtime));
-        if (runtimeReported[key]) revert AlreadyReported();
-        runtimeReported[key] = true;
+        bytes32 receiptHash = ReceiptLib.hash(receipt);
+        if (runtimeReported[receiptHash]) revert AlreadyReported();
+        runtimeReported[receiptHash] = true;
         uint256 reward;
         (slashed, reward) = _slashAndSplit(receipt.provider, msg.sender);
-        emit UnadmittedRuntimeSlashed(
-            receipt.provider, msg.sender, receipt.runtime, ReceiptLib.hash(receipt), slashed, reward
-        );
+        emit UnadmittedRuntimeSlashed(receipt.provider, msg.sender, receipt.runtime, receiptHash, slashed, reward);
     }
 
     // ---- (c) challenges ----
@@ -500,21 +506,37 @@ contract DisputeManager is ReentrancyGuard {
         c.revealDeadline = c.commitDeadline + revealPeriod;
         c.runtime = receipt.runtime;
         c.drawBlock = uint64(block.number) + 1;
+        _freezePool(id, c);
         emit ChallengeOpened(id, receipt.provider, msg.sender, receiptHash, inputsUri, c.drawBlock);
         emit ChallengedReceipt(id, receipt);
     }
 
+    /// @dev Records (by hash, and in full in an event) the pool the committee will be drawn from,
+    ///      now, before the draw block's hash exists: a pool read at the draw could be reshaped
+    ///      (stake, pause, runtime, opting out) by whoever has seen that hash, and regrinds the draw.
+    function _freezePool(uint256 id, Challenge storage c) private {
+        (address[] memory pool, uint256[] memory stakes) = providers.eligibleVoters(c.provider, msg.sender, c.runtime);
+        if (pool.length == 0) revert NoEligibleVoters();
+        c.poolHash = keccak256(abi.encode(pool, stakes));
+        emit CommitteePool(id, pool, stakes);
+    }
+
     /// @notice Draws the committee of challenge `id` (anyone may call; the challenger and the
-    ///         accused both have reason to) once its draw block exists and before the commit
-    ///         deadline: up to `committeeSize` voters judging under the receipt's runtime, other
-    ///         than the accused and the challenger, stake-weighted without replacement, seeded by
-    ///         the draw block's hash. Reverts `NoEligibleVoters` when the pool is empty (the
-    ///         challenge then voids at its deadline).
-    function drawCommittee(uint256 id) external returns (address[] memory committee) {
+    ///         accused both have reason to) once its draw block exists and within the first half
+    ///         of the commit period (members get at least the other half to judge): up to
+    ///         `committeeSize` of the pool frozen at the opening (`pool`, `stakes` as its
+    ///         CommitteePool event has them), stake-weighted without replacement, seeded by the
+    ///         draw block's hash and the id.
+    function drawCommittee(uint256 id, address[] calldata pool, uint256[] calldata stakes)
+        external
+        returns (address[] memory committee)
+    {
         Challenge storage c = _openWrong(id);
         if (c.committee.length != 0) revert AlreadyDrawn(id);
-        if (block.timestamp >= c.commitDeadline) revert DrawClosed(c.commitDeadline);
+        uint64 drawDeadline = c.commitDeadline - commitPeriod / 2;
+        if (block.timestamp >= drawDeadline) revert DrawClosed(drawDeadline);
         if (block.number <= c.drawBlock) revert NotDrawnYet(c.drawBlock);
+        if (keccak256(abi.encode(pool, stakes)) != c.poolHash) revert PoolMismatch(id);
         bytes32 blockHash = blockhash(c.drawBlock);
         if (blockHash == bytes32(0)) {
             // over 256 blocks old: its hash is gone, so draw from the next block instead
@@ -522,7 +544,7 @@ contract DisputeManager is ReentrancyGuard {
             emit DrawDeferred(id, c.drawBlock);
             return committee;
         }
-        committee = _drawCommittee(c, keccak256(abi.encode(blockHash, id)));
+        committee = _draw(pool, stakes, keccak256(abi.encode(blockHash, id)));
         c.committee = committee;
         emit CommitteeDrawn(id, committee, c.commitDeadline, c.revealDeadline);
     }
@@ -649,12 +671,15 @@ contract DisputeManager is ReentrancyGuard {
 
     // ---- the committee ----
 
-    /// @dev Stake-weighted sampling without replacement of up to `committeeSize` voters of the
-    ///      challenge's runtime other than the accused and the challenger. O(committeeSize x pool).
-    function _drawCommittee(Challenge storage c, bytes32 seed) private view returns (address[] memory committee) {
-        (address[] memory pool, uint256[] memory stakes) = providers.eligibleVoters(c.provider, c.challenger, c.runtime);
+    /// @dev Stake-weighted sampling without replacement of up to `committeeSize` of `pool`.
+    ///      O(committeeSize x pool).
+    function _draw(address[] calldata pool, uint256[] calldata stakesIn, bytes32 seed)
+        private
+        view
+        returns (address[] memory committee)
+    {
+        uint256[] memory stakes = stakesIn;
         uint256 n = pool.length;
-        if (n == 0) revert NoEligibleVoters();
         uint256 size = n < committeeSize ? n : committeeSize;
         uint256 total;
         for (uint256 i; i < n; ++i) total += stakes[i];

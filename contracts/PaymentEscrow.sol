@@ -20,8 +20,8 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 ///         `holdPeriod` later (at its next redemption, or by `release`). If the provider is
 ///         convicted (a challenge upheld: a wrong or withheld answer) before a hold ends, the
 ///         held money goes back to the client's deposit, and so does the first redemption of each
-///         channel after the conviction, since a cumulative voucher can't tell which answers it
-///         paid for came before the conviction.
+///         channel within a hold period after the conviction, since a cumulative voucher can't
+///         tell which answers it paid for came before the conviction.
 ///
 ///         Each redemption waits its own hold: holds are a queue of buckets, one per slot of
 ///         `holdPeriod / 8`, released in order, so redeeming often never delays money already
@@ -130,7 +130,11 @@ contract PaymentEscrow is EIP712, ReentrancyGuard, DisputeManaged {
         if (paid > balance) paid = balance;
         if (paid > type(uint128).max) revert AmountTooLarge(paid);
         redeemed[client][provider] = done + paid;
-        bool forfeited = convictedAt[provider] > lastRedeemedAt[client][provider];
+        // A cumulative voucher can't say which answers came before the conviction, so the first
+        // redemption after one is refunded; once a hold period has passed since the conviction,
+        // every earlier answer is past the challenge window too, and the channel is paid again.
+        uint64 convicted = convictedAt[provider];
+        bool forfeited = convicted > lastRedeemedAt[client][provider] && block.timestamp < convicted + holdPeriod;
         lastRedeemedAt[client][provider] = uint64(block.timestamp);
         emit Redeemed(client, provider, paid, done + paid, forfeited);
         if (forfeited) return 0;
@@ -170,10 +174,11 @@ contract PaymentEscrow is EIP712, ReentrancyGuard, DisputeManaged {
         uint64 convicted = convictedAt[provider];
         uint256 paid;
         uint256 refunded;
-        // buckets are in slot order, so the refundable ones, then the due ones, come first
+        // buckets are in slot order: those settled (paid once their hold ended, refunded when a
+        // conviction came before it ended) come first
         for (; head < n; ++head) {
             Hold memory hold = queue[head];
-            if (convicted >= hold.since) refunded += hold.amount;
+            if (convicted >= hold.since && convicted < hold.releaseAt) refunded += hold.amount;
             else if (block.timestamp >= hold.releaseAt) paid += hold.amount;
             else break;
             delete queue[head];

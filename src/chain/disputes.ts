@@ -3,6 +3,8 @@ import type { Receipt, SignedReceipt } from '../protocol/receipt.js';
 import { accountOf, eventsOf, secondsToMs, type GlassboxClient, type TxResult } from './client.js';
 import { ABIS, readFrom, sendTo } from './contracts.js';
 import { withAllowance } from './token.js';
+import { getEvents } from './events.js';
+import { GlassboxError } from '../protocol/errors.js';
 
 /** Slashes a provider for two receipts that give one input of an exact model different outputs. */
 export async function reportEquivocation(
@@ -92,7 +94,12 @@ export async function drawCommittee(
   client: GlassboxClient,
   challengeId: bigint,
 ): Promise<TxResult & { committee: readonly Address[]; deferred: boolean }> {
-  const tx = await sendTo(client, 'disputeManager', 'drawCommittee', [challengeId]);
+  const pool = await getCommitteePool(client, challengeId);
+  const tx = await sendTo(client, 'disputeManager', 'drawCommittee', [
+    challengeId,
+    pool.map((v) => v.address),
+    pool.map((v) => v.stake),
+  ]);
   const [event] = eventsOf<{ committee: readonly Address[] }>(
     ABIS.disputeManager,
     'CommitteeDrawn',
@@ -102,8 +109,28 @@ export async function drawCommittee(
 }
 
 /**
+ * The committee pool a challenge froze when it opened (from its CommitteePool event): the voters
+ * its committee is drawn from, with their stakes, in the order the draw walks them.
+ */
+export async function getCommitteePool(
+  client: GlassboxClient,
+  challengeId: bigint,
+): Promise<{ address: Address; stake: bigint }[]> {
+  const [event] = await getEvents<{ pool: readonly Address[]; stakes: readonly bigint[] }>(client, {
+    contract: 'disputeManager',
+    eventName: 'CommitteePool',
+    args: { id: challengeId },
+  });
+  if (!event)
+    throw new GlassboxError('CHAIN_DEPLOYMENT', `challenge ${challengeId} has no CommitteePool event`, {
+      details: { challengeId: challengeId.toString() },
+    });
+  return event.args.pool.map((address, i) => ({ address, stake: event.args.stakes[i]! }));
+}
+
+/**
  * Slashes a provider for a receipt under a runtime profile that was never admitted (evidence as
- * for `openChallenge`: its signature, or a batch inclusion proof). Once per (provider, runtime).
+ * for `openChallenge`: its signature, or a batch inclusion proof). Once per receipt.
  */
 export async function reportUnadmittedRuntime(
   client: GlassboxClient,

@@ -2,8 +2,10 @@ import { encodeAbiParameters, hexToBigInt, keccak256, type Address, type Hex } f
 import { privateKeyToAccount } from 'viem/accounts';
 import { beforeEach, describe, expect, it } from 'vitest';
 import {
+  addStake,
   commitVote,
   drawCommittee,
+  getCommitteePool,
   getChallenge,
   getEligibleVoters,
   getProvider,
@@ -15,6 +17,7 @@ import {
   resolveChallenge,
   revealVote,
   setRuntime,
+  setVoter,
   type GlassboxClient,
 } from '../../src/chain/index.js';
 import { modelDigest } from '../../src/protocol/manifest.js';
@@ -111,6 +114,7 @@ describe('C-2 committee grinding', () => {
     const puppetStakes = await Promise.all(PUPPETS.map(stakeOf));
     let puppetSeats = 0;
     for (let round = 0; round < ROUNDS; round++) {
+      await setVoter(chain().as(PUPPETS[0]!), true); // back in the pool (lever 2 below takes it out)
       const receipt = await signed({ requestId: h(`grind-${round}`) });
       const { challengeId, drawBlock, blockNumber } = await openChallenge(chain().as(ATTACKER), {
         ...receipt,
@@ -120,16 +124,24 @@ describe('C-2 committee grinding', () => {
       // Lever 1: learn the committee in the block that opens the challenge (what a grinding
       // contract did in one transaction): the draw does not exist yet, for anyone.
       await expectRevert(drawCommittee(chain().as(ATTACKER), challengeId), 'NotDrawnYet');
+      // the pool is frozen now: the voters of the runtime as they are before the draw block exists
+      const pool = await getCommitteePool(chain().as(0), challengeId);
+      expect(pool).toEqual(
+        await getEligibleVoters(chain().as(0), {
+          runtime: h(TEST_RUNTIME),
+          exclude: [chain().address(ACCUSED), chain().address(ATTACKER)],
+        }),
+      );
       await mineTo(chain(), drawBlock + 1n);
-      // Lever 2: read the draw block, and not draw an unfavourable committee: the accused draws.
-      const pool = await getEligibleVoters(chain().as(0), {
-        runtime: h(TEST_RUNTIME),
-        exclude: [chain().address(ACCUSED), chain().address(ATTACKER)],
-      });
       const { hash } = await chain().as(0).publicClient.getBlock({ blockNumber: drawBlock });
       const seed = keccak256(
         encodeAbiParameters([{ type: 'bytes32' }, { type: 'uint256' }], [hash!, challengeId]),
       );
+      // Lever 2: seeing the draw block, reshape the pool to steer the draw (the audit's review
+      // found this): one puppet opts out, the other doubles its stake. The draw walks the frozen pool.
+      await setVoter(chain().as(PUPPETS[0]!), false);
+      await addStake(chain().as(PUPPETS[1]!), 100n * E18);
+      // Lever 3: not draw an unfavourable committee: the accused draws.
       const { committee } = await drawCommittee(chain().as(ACCUSED), challengeId);
       // the seed is the draw block's hash and the id: no challenger address, no receipt
       expect(committee).toEqual(expectedCommittee(pool, seed, TEST_PARAMS.committeeSize!));
@@ -148,8 +160,13 @@ describe('C-2 committee grinding', () => {
     }
     // the honest provider kept its stake; each seat a puppet got cost it the vote penalty
     expect(await stakeOf(ACCUSED)).toBe(accusedStake);
+    const added = BigInt(ROUNDS) * 100n * E18; // what lever 2 staked
     const lost =
-      puppetStakes[0]! + puppetStakes[1]! - (await stakeOf(PUPPETS[0]!)) - (await stakeOf(PUPPETS[1]!));
+      puppetStakes[0]! +
+      puppetStakes[1]! +
+      added -
+      (await stakeOf(PUPPETS[0]!)) -
+      (await stakeOf(PUPPETS[1]!));
     expect(lost).toBe(BigInt(puppetSeats) * PENALTY);
   });
 
@@ -207,7 +224,7 @@ describe('C-2 committee grinding', () => {
 describe('C-3 runtime profiles nobody runs', () => {
   const UNKNOWN = keccak256(new TextEncoder().encode('{"arch":"arm64","engine":"onnxruntime-node"}'));
 
-  it('a receipt under an unadmitted runtime is slashable on sight, once per (provider, runtime); it cannot go to a committee', async () => {
+  it('a receipt under an unadmitted runtime is slashable on sight, each receipt once; it cannot go to a committee', async () => {
     const receipt = await signed({ runtime: UNKNOWN });
     await expectRevert(
       openChallenge(chain().as(ATTACKER), { ...receipt, inputsUri: 'x' }),
@@ -217,10 +234,10 @@ describe('C-3 runtime profiles nobody runs', () => {
     const { slashed, reward } = await reportUnadmittedRuntime(chain().as(ATTACKER), receipt);
     expect(slashed).toBe(100n * E18);
     expect(await getTokenBalance(chain().as(0), chain().address(ATTACKER))).toBe(before + reward);
-    await expectRevert(
-      reportUnadmittedRuntime(chain().as(ATTACKER), await signed({ runtime: UNKNOWN })),
-      'AlreadyReported',
-    );
+    await expectRevert(reportUnadmittedRuntime(chain().as(ATTACKER), receipt), 'AlreadyReported');
+    // another answer under it is another offence
+    const again = await reportUnadmittedRuntime(chain().as(ATTACKER), await signed({ runtime: UNKNOWN }));
+    expect(again.slashed).toBe(50n * E18);
     await expectRevert(reportUnadmittedRuntime(chain().as(ATTACKER), await signed()), 'RuntimeIsAdmitted');
     await expectRevert(setRuntime(chain().as(ACCUSED), UNKNOWN), 'RuntimeNotAdmitted');
   });

@@ -298,7 +298,7 @@ describe('DisputeManager: challenges', () => {
     await expectRevert(open(REPORTER, { ...signed, inputsUri: 'x' }), 'AlreadyChallenged');
   });
 
-  it("draws nobody when no other voter judges under the receipt's runtime, and the challenge voids", async () => {
+  it("refuses a challenge when no other voter judges under the receipt's runtime", async () => {
     await chain().reset();
     exactModel = modelDigest(modelOf('exact'));
     await registerProvider(chain().as(ACCUSED), {
@@ -314,15 +314,22 @@ describe('DisputeManager: challenges', () => {
       keccak256(toHex(ENGINE_RUNTIME)),
     );
     const signed = await sign(receipt());
-    const before = await bal(2);
     // the only voter of the runtime is the challenger itself
-    const { challengeId, drawBlock } = await openChallenge(chain().as(2), { ...signed, inputsUri: 'x' });
+    await expectRevert(openChallenge(chain().as(2), { ...signed, inputsUri: 'x' }), 'NoEligibleVoters');
+  });
+
+  it('a committee is drawn in the first half of the commit period, or the challenge voids', async () => {
+    const before = await bal(CHALLENGER);
+    const { challengeId, drawBlock } = await openChallenge(chain().as(CHALLENGER), {
+      ...(await sign(receipt())),
+      inputsUri: 'x',
+    });
     await mineTo(chain(), drawBlock + 1n);
-    await expectRevert(drawCommittee(chain().as(2), challengeId), 'NoEligibleVoters');
+    await chain().increaseTime(TEST_PARAMS.commitPeriodMs! / 2);
+    await expectRevert(drawCommittee(chain().as(CHALLENGER), challengeId), 'DrawClosed');
     await chain().increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
     expect((await resolveChallenge(chain().as(0), challengeId)).status).toBe('void');
-    expect(await bal(2)).toBe(before); // the bond came back
-    expect(await stakeOf(ACCUSED)).toBe(200n * E18);
+    expect(await bal(CHALLENGER)).toBe(before);
   });
 
   it('a member can neither vote twice nor reveal a different vote; outsiders cannot vote', async () => {

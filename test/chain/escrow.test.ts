@@ -270,6 +270,28 @@ describe('PaymentEscrow: held payments and convictions', () => {
     expect(await getDeposit(chain().as(0), chain().address(CLIENT))).toBe(100n * E18);
   });
 
+  it("a conviction refunds only buckets whose hold had not ended; one already due is the provider's", async () => {
+    await deposit(chain().as(CLIENT), 100n * E18);
+    const before = await getTokenBalance(chain().as(0), chain().address(PROVIDER));
+    await redeemVoucher(chain().as(PROVIDER), await voucher(10n * E18));
+    await chain().increaseTime(HOLD_DUE_MS); // that hold is over, but nobody released it yet
+    await convict();
+    const settled = await releaseHold(chain().as(CLIENT), channel());
+    expect([settled.released, settled.refunded]).toEqual([10n * E18, 0n]);
+    // what it earned before the conviction it keeps (its stake was slashed, that's all)
+    expect(await getTokenBalance(chain().as(0), chain().address(PROVIDER))).toBe(
+      before + 10n * E18 - TEST_PARAMS.minStake!,
+    );
+  });
+
+  it('a new channel is paid again once a hold period has passed since the conviction', async () => {
+    await deposit(chain().as(CLIENT), 100n * E18);
+    await convict();
+    await chain().increaseTime(HOLD_DUE_MS);
+    const first = await redeemVoucher(chain().as(PROVIDER), await voucher(20n * E18));
+    expect([first.paid, first.refunded]).toEqual([20n * E18, false]);
+  });
+
   it('convict is callable by nobody but the DisputeManager, and wiring happens once', async () => {
     await expectRevert(
       sendTo(chain().as(0), 'paymentEscrow', 'convict', [chain().address(PROVIDER)]),
