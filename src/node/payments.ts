@@ -229,11 +229,16 @@ export function createPayments(params: PaymentsParameters): Payments {
   }
 
   async function reserve(client: Address, price: bigint): Promise<() => void> {
-    const held = account(client);
+    const before = account(client);
+    const e = await escrowOf(
+      client,
+      (read) => refusal(client, before, (reserved.get(client) ?? 0n) + price, read) === undefined,
+    );
+    // Read again after the await: concurrent requests of this client may have reserved meanwhile,
+    // and checking and reserving with nothing awaited between them is what keeps them from all
+    // passing as if each were alone.
     const pending = reserved.get(client) ?? 0n;
-    const more = pending + price;
-    const e = await escrowOf(client, (read) => refusal(client, held, more, read) === undefined);
-    const refused = refusal(client, held, more, e);
+    const refused = refusal(client, account(client), pending + price, e);
     if (refused) throw refused;
     reserved.set(client, pending + price);
     let released = false;

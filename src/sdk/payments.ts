@@ -13,17 +13,19 @@ import type { CheckName, ReceiptReport } from './verify.js';
  * what the client was charged, to the base unit, and a client never pays for an answer it did not
  * receive.
  *
- * A provider counts every answer it sent as delivered, so the client pays for every genuine receipt
+ * A provider counts every answer it sent as delivered, so the client pays for every genuine answer
  * it received, not only the one it used (audit M-4): the losing request of a hedge (the provider
- * did the work; that is what hedging costs), and an answer that failed a check the provider can't
- * be blamed for (a chain read that failed, its /v1/models out of reach). What it does not pay for:
- * a receipt that is not for this request, from this provider, at an acceptable price; and an answer
- * the client's own comparison shows wrong (local re-execution disagrees, or a quorum's minority:
- * audit L-6), which is disputed instead.
+ * did the work; that is what hedging costs), and an answer whose checks all passed or could not be
+ * done (a chain read that failed is not the provider's fault). What it does not pay for: a receipt
+ * that is not the provider's, for this request and within price; an answer any check finds wrong
+ * (a wrong hash, model, runtime or timestamp: a provider could otherwise be paid for replayed or
+ * cheaper work that can't be proven wrong on chain); and an answer the client's own comparison
+ * shows wrong (local re-execution disagrees, or a quorum's minority: audit L-6), which is disputed
+ * instead.
  */
 
-/** The checks a receipt must pass to be paid for: it is the provider's, for this request, within price. */
-const PAID_CHECKS: readonly CheckName[] = ['signature', 'signer', 'request', 'client', 'price'];
+/** The checks a receipt must surely pass to be paid for: it is the provider's, for this request, within price. */
+const PAID_CHECKS: readonly CheckName[] = ['signature', 'request', 'client', 'price'];
 
 /** Whether the client pays for this answer of `provider` (see above). */
 export function chargeable(report: ReceiptReport, provider: Address): boolean {
@@ -31,7 +33,7 @@ export function chargeable(report: ReceiptReport, provider: Address): boolean {
   return (
     isAddressEqual(report.receipt.receipt.provider, provider) &&
     PAID_CHECKS.every(passed) &&
-    report.checks.every((c) => c.check !== 'local' || c.ok)
+    report.checks.every((c) => c.ok || c.unknown === true)
   );
 }
 

@@ -28,7 +28,13 @@ export type CheckName =
   | 'trace'
   | 'local';
 
-export type Check = { readonly check: CheckName; readonly ok: boolean; readonly detail: string };
+export type Check = {
+  readonly check: CheckName;
+  readonly ok: boolean;
+  readonly detail: string;
+  /** Set when the check could not be done (a chain read failed): not ok, but not the provider's fault. */
+  readonly unknown?: true;
+};
 
 /** Every check of one receipt; `ok` when all passed. */
 export type ReceiptReport = {
@@ -82,7 +88,8 @@ const short = (h: string) => (h.length > 14 ? `${h.slice(0, 10)}…${h.slice(-4)
 export async function verifyReceipt(client: Client, params: VerifyReceiptParameters): Promise<ReceiptReport> {
   const r = params.receipt.receipt;
   const checks: Check[] = [];
-  const push = (check: CheckName, ok: boolean, detail: string) => checks.push({ check, ok, detail });
+  const push = (check: CheckName, ok: boolean, detail: string, unknown = false) =>
+    checks.push({ check, ok, detail, ...(unknown ? { unknown: true as const } : {}) });
   const expectedProvider = getAddress(params.provider ?? r.provider);
 
   // signature and signer
@@ -105,6 +112,7 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
     const key = `${r.provider.toLowerCase()}:${signer.toLowerCase()}`;
     let registered = client.state.signers.has(key);
     let detail: string;
+    let unknown = false;
     if (!registered) {
       try {
         registered = await isProviderSigner(client.chain, { provider: r.provider, key: signer });
@@ -114,10 +122,11 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
           ? `${signer} is a signing key of ${r.provider}`
           : `${signer} is not a signing key registered by ${r.provider}`;
       } catch (error) {
+        unknown = true;
         detail = `could not check the signing key on chain: ${isGlassboxError(error) ? error.shortMessage : String(error)}`;
       }
     } else detail = `${signer} is a signing key of ${r.provider}`;
-    push('signer', registered, detail);
+    push('signer', registered, detail, unknown);
   } else push('signer', false, 'no signer: the signature does not recover');
 
   // provider: the one asked, registered, active and staked
@@ -126,7 +135,7 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
     push('provider', false, `the receipt names provider ${r.provider}, but ${expectedProvider} was asked`);
   } else {
     if (!quote) quote = await readQuote(client, expectedProvider, params.model).catch(() => undefined);
-    if (!quote) push('provider', false, `could not read provider ${expectedProvider} from the chain`);
+    if (!quote) push('provider', false, `could not read provider ${expectedProvider} from the chain`, true);
     else if (!quote.registered) push('provider', false, `${expectedProvider} is not a registered provider`);
     else if (!quote.active)
       push('provider', false, `${expectedProvider} is not active (paused, or staked below the minimum)`);
@@ -205,10 +214,17 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
     priceProblems.length === 0
       ? `price ${r.price} <= quote ${quote?.price}${params.maxPrice === undefined ? '' : ` and <= maxPrice ${params.maxPrice}`}`
       : priceProblems.join('; '),
+    !quote && priceProblems.length === 1, // only the quote was missing: a read that failed
   );
 
   // runtime profile
-  push('runtime', ...(await runtimeCheck(client, r.runtime, expectedProvider, quote)));
+  const [runtimeOk, runtimeDetail, runtimeUnknown] = await runtimeCheck(
+    client,
+    r.runtime,
+    expectedProvider,
+    quote,
+  );
+  push('runtime', runtimeOk, runtimeDetail, runtimeUnknown === true || (!quote && !runtimeOk));
   if (params.sentAtMs !== undefined) {
     const at = Number(r.timestamp);
     const ok = at >= params.sentAtMs - RECEIPT_CLOCK_SKEW_MS && at <= Date.now() + RECEIPT_CLOCK_SKEW_MS;
@@ -248,7 +264,7 @@ async function runtimeCheck(
   runtime: Hex,
   provider: Address,
   quote: ProviderCandidate | undefined,
-): Promise<[boolean, string]> {
+): Promise<[ok: boolean, detail: string, unknown?: true]> {
   const allow = client.options.runtimes;
   if (allow && !allow.some((h) => h.toLowerCase() === runtime.toLowerCase()))
     return [false, `runtime ${short(runtime)} is not in the allow-list`];
@@ -266,6 +282,7 @@ async function runtimeCheck(
       return [
         false,
         `could not check runtime ${short(runtime)} on chain: ${isGlassboxError(error) ? error.shortMessage : String(error)}`,
+        true,
       ];
     }
     // admissions are never undone, so a yes is final

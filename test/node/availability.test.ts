@@ -235,6 +235,37 @@ describe('availability challenges against a provider node', () => {
     }
   });
 
+  it("a provider's puppet that challenges and answers first doesn't stall verifiers: the published data is still re-executed", async () => {
+    const { node: dodger, verifier } = await startWithVerifier(
+      PROVIDER[2],
+      { fault: { perturb: 1, withhold: 'inputs' } },
+      8,
+    );
+    try {
+      const { batchId, answers } = await committedBatch(dodger);
+      const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));
+      // before any verifier, the provider's own puppet challenges receipt 0, and the provider answers
+      const puppet = await challengeAvailability(chain.as(CHALLENGER), {
+        provider: dodger.address,
+        batchId,
+        receiptHash: hashes[0]!,
+        proof: batchTree(hashes).proof(0),
+      });
+      await dodger.tickRoles();
+      expect((await getChallenge(chain.as(0), puppet.challengeId)).status).toBe('answered');
+      await chain.increaseTime(1000);
+      await verifier.tickRoles(); // it finds that challenge answered and follows it
+      await dodger.tickRoles();
+      await verifier.tickRoles();
+      // every receipt, the pre-empted one included, was re-executed from the chain and challenged
+      for (const hash of hashes)
+        expect(await findChallenge(chain.as(0), { kind: 'wrong', receiptHash: hash })).toBeDefined();
+    } finally {
+      await verifier.stop();
+      await dodger.stop();
+    }
+  });
+
   it('a verifier reads a batch of more receipts than one page, page by page, and finds every one served', async () => {
     const { node: big, verifier } = await startWithVerifier(
       PROVIDER[2],
@@ -257,8 +288,8 @@ describe('availability challenges against a provider node', () => {
       expect(
         await findChallenge(chain.as(0), { kind: 'unavailable-batch', batchId: commit!.args.batchId }),
       ).toBeUndefined();
-      const status = (await (await fetch(`${verifier.url}/v1/status`)).json()) as NodeStatus;
-      expect(status.verifier!.challenges.filter((c) => c.provider === big.address)).toEqual([]);
+      for (const leaf of big.db.batchLeaves(commit!.args.root))
+        expect(await findChallenge(chain.as(0), { kind: 'unavailable', receiptHash: leaf })).toBeUndefined();
     } finally {
       await verifier.stop();
       await big.stop();

@@ -170,4 +170,15 @@ describe('H-3 client identity: every request is signed by its client', () => {
     // None of the refused requests was charged.
     expect(node.db.getAccount(c.address).delivered).toBe(PRICE);
   });
+
+  it('a burst of concurrent requests gets no more credit than the requests one by one would', async () => {
+    // CLIENT[3] (credit limit 2 prices at this node, 3 deposited) sends 10 requests at once, with
+    // the node's read of its escrow cold: every request awaits it, then checks and reserves
+    const c = testClient(chain, CLIENT[3]);
+    await c.deposit(3n * PRICE);
+    const bodies = await Promise.all(Array.from({ length: 10 }, () => inferBody(node, int8(node), c.key)));
+    const statuses = await Promise.all(bodies.map(async (b) => (await post(url(node), b)).status));
+    expect(statuses.filter((s) => s === 200)).toHaveLength(2);
+    expect(statuses.filter((s) => s === 402)).toHaveLength(8);
+  });
 });

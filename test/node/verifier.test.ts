@@ -149,6 +149,28 @@ describe('recheck: what a provider can serve to stall or mislead a verifier', ()
     });
   });
 
+  it('on a tolerance model, outputs that hash to the receipt but do not decode are a mismatch; no outputs at all leave it unproven', async () => {
+    const pkg = await examplePackage('iris'); // policy: tolerance
+    const inputs = encodeTensors(exampleSamples(pkg, 'iris'));
+    const poison = new Uint8Array([9, 9, 9]); // what the provider signed as its outputs
+    const receipt: Receipt = {
+      requestId: h('r'),
+      provider: A,
+      client: B,
+      model: modelDigest(pkg.id),
+      inputHash: keccak256(inputs),
+      outputHash: keccak256(poison),
+      paramsHash: ZERO_HASH,
+      runtime: engine.runtimeHash,
+      traceRoot: ZERO_HASH,
+      price: 1n,
+      timestamp: 1n,
+    };
+    const found = await recheck({ receipt, inputs, outputs: poison, engine, pkg });
+    expect(found).toMatchObject({ kind: 'mismatch', detail: expect.stringMatching(/do not decode/) });
+    expect((await recheck({ receipt, inputs, engine, pkg })).kind).toBe('unproven');
+  });
+
   it('a served trace that is not the one the receipt commits to is ignored: a plain challenge, no bisection', async () => {
     const pkg = await examplePackage('iris-int8');
     const inputs = encodeTensors(exampleSamples(pkg, 'iris-int8'));

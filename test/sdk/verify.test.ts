@@ -5,7 +5,14 @@ import { getProvider, reportUnadmittedRuntime } from '../../src/chain/index.js';
 import { isGlassboxError } from '../../src/protocol/errors.js';
 import { runtimeHash } from '../../src/protocol/runtime-profile.js';
 import { recoverReceiptSigner, type Receipt, type SignedReceipt } from '../../src/protocol/receipt.js';
-import { closeClient, infer, verifyReceipt, type CheckName, type Client } from '../../src/sdk/index.js';
+import {
+  charged,
+  closeClient,
+  infer,
+  verifyReceipt,
+  type CheckName,
+  type Client,
+} from '../../src/sdk/index.js';
 import { exampleSamples } from '../support/examples.js';
 import { nonCanonical } from '../support/signatures.js';
 import { startNetwork, type Network } from './support/network.js';
@@ -105,6 +112,9 @@ describe('C-3 a runtime profile nobody runs', () => {
       const runtime = refused.report!.checks.find((x) => x.check === 'runtime')!;
       expect(runtime.ok).toBe(false);
       expect(runtime.detail).toMatch(/not the profile .* declared on chain/);
+      // a genuine receipt for this request, within price, but under a profile nobody runs: not paid
+      expect(charged(c)[liar.address]).toBeUndefined();
+      expect(charged(c)[honest.address]).toMatchObject({ receipts: 1 });
       // and the signed receipt is evidence enough: nobody could ever have checked it
       const before = (await getProvider(c.chain, liar.address)).stake;
       const { slashed } = await reportUnadmittedRuntime(c.chain, refused.report!.receipt);

@@ -1,6 +1,7 @@
 import { encodeAbiParameters, hexToBigInt, keccak256, type Address, type Hex } from 'viem';
+import type { TensorMap } from '../../protocol/tensor.js';
 import type { DivergenceProof } from '../../chain/index.js';
-import { decodeTensors, hashTensors } from '../../protocol/encoding.js';
+import { decodeTensors } from '../../protocol/encoding.js';
 import { modelDigest, type ModelPackage } from '../../protocol/manifest.js';
 import { traceRoot, traceTree } from '../../protocol/merkle.js';
 import { isGlassboxError } from '../../protocol/errors.js';
@@ -49,7 +50,13 @@ export type Recheck =
       /** The first divergent step, when both runs were traced and the provider served its trace. */
       readonly divergence?: DivergenceProof;
     }
-  | { readonly kind: 'skipped'; readonly detail: string };
+  | { readonly kind: 'skipped'; readonly detail: string }
+  /**
+   * Not judged for want of evidence: on a model whose policy is not `exact`, a run that differs
+   * in bits needs the provider's outputs to compare under the policy. A verifier skips it; a
+   * committee member holds it against the challenger, whose case it was to make.
+   */
+  | { readonly kind: 'unproven'; readonly detail: string };
 
 export function modelByDigest(
   models: ReadonlyMap<string, ModelPackage>,
@@ -94,9 +101,21 @@ export async function recheck(params: {
   const computeMs = run.durationMs;
   if (run.outputHash === receipt.outputHash) return { kind: 'match', computeMs };
   if (pkg.manifest.policy.kind !== 'exact') {
-    if (!params.outputs || hashTensors(decodeTensors(params.outputs)) !== receipt.outputHash)
-      return { kind: 'skipped', detail: 'the provider did not serve outputs matching its outputHash' };
-    const verdict = agree(pkg.manifest.policy, run.outputs, decodeTensors(params.outputs));
+    // Bits differ; whether the answer is within the policy needs the provider's own outputs.
+    if (!params.outputs || keccak256(params.outputs) !== receipt.outputHash)
+      return {
+        kind: 'unproven',
+        detail: "the provider's outputs (matching its outputHash) were not supplied",
+      };
+    let theirs: TensorMap;
+    try {
+      theirs = decodeTensors(params.outputs);
+    } catch (error) {
+      // bytes the provider signed as its outputs that are not even tensors: a wrong answer
+      const why = isGlassboxError(error) ? error.shortMessage : String(error);
+      return { kind: 'mismatch', computeMs, detail: `the receipt's outputs do not decode: ${why}` };
+    }
+    const verdict = agree(pkg.manifest.policy, run.outputs, theirs);
     if (verdict.agree) return { kind: 'match', computeMs };
   }
   const detail = `re-execution gives outputHash ${run.outputHash}, the receipt says ${receipt.outputHash}`;

@@ -36,6 +36,7 @@ import {
   readBatchPages,
   type BatchListing,
   type EvidenceResponse,
+  type ParsedStoredReceipt,
 } from '../../protocol/api.js';
 import { DEFAULT_MAX_RESPONSE_BYTES, readJsonBody } from '../../protocol/body.js';
 import { decodeTensors } from '../../protocol/encoding.js';
@@ -53,7 +54,7 @@ import type { Engine, TraceStepResult } from '../../runtime/engine.js';
 import type { NodeRole, Withhold } from '../config.js';
 import type { NodeDb } from '../db.js';
 import type { Serial } from '../serial.js';
-import { isSampled, recheck, runSafely } from './check.js';
+import { isSampled, recheck, runSafely, type Recheck } from './check.js';
 import type { Duty, OpenedChallenge, PendingBatch, Sample, SampleOutcome, VerifierStore } from './store.js';
 
 /*
@@ -210,15 +211,24 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
 
   async function checkBatches(): Promise<void> {
     const latest = await p.chain.publicClient.getBlockNumber();
-    for (const batch of store.pendingBatches()) {
-      if (latest <= batch.block) continue; // the block whose hash decides the sample is not there yet
-      try {
-        await checkBatch(batch);
-      } catch (error) {
-        // one batch that fails (an RPC hiccup, a provider gone) must not hold up the others
-        log.error({ err: error, batchId: batch.batchId.toString() }, 'checking a batch failed; retrying');
-      }
-    }
+    // one batch that fails (an RPC hiccup, a provider gone) must not hold up the others
+    await eachGuarded(
+      store.pendingBatches().filter((b) => latest > b.block), // the block deciding the sample is there
+      (batch) => ({ batchId: batch.batchId.toString() }),
+      'checking a batch failed; retrying',
+      checkBatch,
+    );
+  }
+
+  /** Runs `work` on each item; one that throws is logged and holds up none of the others. */
+  async function eachGuarded<T>(
+    items: readonly T[],
+    describe: (item: T) => object,
+    message: string,
+    work: (item: T) => Promise<void>,
+  ): Promise<void> {
+    for (const item of items)
+      await work(item).catch((error: unknown) => log.error({ err: error, ...describe(item) }, message));
   }
 
   /**
@@ -234,20 +244,27 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     open: () => Promise<{ challengeId: bigint }>,
     extra: Pick<OpenedChallenge, 'step' | 'batch'> = { step: undefined },
   ): Promise<bigint> {
+    const record = (challengeId: bigint) =>
+      store.addChallenge({
+        challengeId,
+        kind: what.kind,
+        receiptHash: 'receiptHash' in what ? what.receiptHash : what.root,
+        provider,
+        openedAt: Date.now(),
+        ...extra,
+      });
     const existing = await findChallenge(p.chain, what);
-    // the contract's rule: open or upheld challenges block; for availability, any earlier one
-    const blocking = what.kind === 'wrong' ? ['open', 'upheld'] : ['open', 'upheld', 'rejected'];
-    if (existing !== undefined && blocking.includes((await getChallenge(p.chain, existing)).status))
+    // the contract's rule: an open or upheld challenge of a receipt blocks another; for
+    // availability, any earlier one (answered, its data is public; upheld, it was slashed)
+    const status = existing === undefined ? undefined : (await getChallenge(p.chain, existing)).status;
+    if (existing !== undefined && (what.kind !== 'wrong' || status === 'open' || status === 'upheld')) {
+      // Someone was first (another verifier, or the provider's own puppet answering at once):
+      // follow theirs like ours, so its outcome (a slash, or data published on chain) is acted on.
+      record(existing);
       return existing;
+    }
     const { challengeId } = await tx(open);
-    store.addChallenge({
-      challengeId,
-      kind: what.kind,
-      receiptHash: 'receiptHash' in what ? what.receiptHash : what.root,
-      provider,
-      openedAt: Date.now(),
-      ...extra,
-    });
+    record(challengeId);
     log.warn(
       { challengeId: challengeId.toString(), provider, kind: what.kind, step: extra.step },
       'challenge opened',
@@ -266,31 +283,45 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       if (late) await withheldBatch(batch, blockHash!);
       return;
     }
+    const listed = tree; // narrowed for checkReceipt
     const endpoint = (await getProvider(p.chain, batch.provider)).endpoint;
     let waiting = false;
     let withheld = false; // one availability challenge per batch is enough to slash
     for (const [index, r] of receipts.entries()) {
       const hash = receiptHash(r.receipt.receipt);
       if (store.getSample(hash)) continue;
+      // a receipt that can't be checked now (an RPC hiccup) keeps the batch pending; the others go on
+      const done = await checkReceipt(r, index, hash).catch((error: unknown) => {
+        log.error({ err: error, receiptHash: hash }, 'checking a receipt failed; retrying');
+        return 'waiting' as const;
+      });
+      waiting ||= done === 'waiting';
+    }
+    if (!waiting) store.finishBatch(batch.batchId);
+
+    async function checkReceipt(
+      r: ParsedStoredReceipt,
+      index: number,
+      hash: Hex,
+    ): Promise<'done' | 'waiting'> {
       const record = sampleRecorder(batch, hash);
-      const proof = tree.proof(index);
+      const proof = listed.proof(index);
       // A receipt under a runtime nobody was admitted to run can't be checked: slashable on sight.
       if (!(await runtimeAdmitted(r.receipt.receipt.runtime))) {
         await reportRuntime(r.receipt.receipt, { id: batch.batchId, proof }, record);
-        continue;
+        return 'done';
       }
       const inputs = r.inputs === undefined ? undefined : unbase64(r.inputs);
       const served = inputs !== undefined && keccak256(inputs) === r.receipt.receipt.inputHash;
       // Availability is checked for every receipt (fetching is cheap); re-execution only for a sample.
       const sampled = isSampled({ blockHash: blockHash!, receiptHash: hash, verifier: me, p: p.sampleRate });
-      if ((served || withheld) && !sampled) continue;
+      if ((served || withheld) && !sampled) return 'done';
       if (!served) {
-        waiting ||= !late;
-        if (!late) continue;
+        if (!late) return 'waiting';
         withheld = true;
         const challengeId = await challengeData(batch, hash, proof);
         record('unavailable', 'inputs not served in time', { challengeId });
-        continue;
+        return 'done';
       }
       const outputs = r.outputs === undefined ? undefined : unbase64(r.outputs);
       const found = await recheck({
@@ -302,10 +333,9 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
         pkg: await p.modelOf(r.receipt.receipt.model, [endpoint]),
       });
       if (found.kind !== 'mismatch') {
-        record(found.kind, found.kind === 'match' ? 'outputs agree' : found.detail, {
-          computeMs: found.kind === 'match' ? found.computeMs : 0,
-        });
-        continue;
+        const { outcome, detail, computeMs } = sampleOf(found);
+        record(outcome, detail, { computeMs });
+        return 'done';
       }
       store.putEvidence(hash, { receipt: signedReceiptToJson(r.receipt), inputs, outputs });
       const challengeId = await challengeWrong(
@@ -314,8 +344,8 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
         found.divergence,
       );
       record('mismatch', found.detail, { computeMs: found.computeMs, challengeId });
+      return 'done';
     }
-    if (!waiting) store.finishBatch(batch.batchId);
   }
 
   /** Records what checking receipt `hash` of `batch` found (once per receipt). */
@@ -502,12 +532,10 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
         challengeId,
         at: Date.now(),
       });
-    if (found.kind !== 'mismatch')
-      return sample(
-        found.kind,
-        found.kind === 'match' ? 'outputs agree' : found.detail,
-        found.kind === 'match' ? found.computeMs : 0,
-      );
+    if (found.kind !== 'mismatch') {
+      const { outcome, detail, computeMs } = sampleOf(found);
+      return sample(outcome, detail, computeMs);
+    }
     store.putEvidence(c.receiptHash, { receipt: undefined, inputs, outputs });
     const challengeId = await challengeWrong(receipt, c.batch, undefined);
     sample('mismatch', found.detail, found.computeMs, challengeId);
@@ -520,7 +548,8 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
   async function drawWhenDue(info: ChallengeInfo): Promise<boolean> {
     if (info.kind !== 'wrong' || info.status !== 'open') return true;
     if (info.committee.length > 0) return true;
-    if (Date.now() >= info.commitDeadlineMs) return false; // too late: it voids at its deadline
+    // draws close halfway through the commit period (members get the rest); after, it voids
+    if (Date.now() >= info.commitDeadlineMs - p.chain.deployment.params.commitPeriodMs / 2) return false;
     if ((await p.chain.publicClient.getBlockNumber()) <= info.drawBlock) return false;
     try {
       const { committee, deferred } = await tx(() => drawCommittee(p.chain, info.challengeId));
@@ -546,18 +575,21 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     return status !== 'open';
   }
 
+  /** Draws, resolves and follows up the challenges this verifier opened or relies on. */
   async function settleOwn(): Promise<void> {
-    for (const c of store.challenges()) {
-      if (c.settled) continue;
-      const info = await getChallenge(p.chain, c.challengeId);
-      await drawWhenDue(info);
-      if (!(await settle(info))) continue;
-      if (c.kind === 'unavailable' && info.status === 'answered')
-        await followAnswer(c).catch((error: unknown) =>
-          log.error({ err: error, challengeId: c.challengeId.toString() }, 'checking published data failed'),
-        );
-      store.settleChallenge(c.challengeId);
-    }
+    await eachGuarded(
+      store.challenges().filter((c) => !c.settled),
+      (c) => ({ challengeId: c.challengeId.toString() }),
+      'settling a challenge failed; retrying',
+      async (c) => {
+        const info = await getChallenge(p.chain, c.challengeId);
+        await drawWhenDue(info);
+        if (!(await settle(info))) return;
+        // the data was published on chain: check it like any sampled receipt
+        if (c.kind === 'unavailable' && info.status === 'answered') await followAnswer(c);
+        store.settleChallenge(c.challengeId);
+      },
+    );
   }
 
   // ---- committee ----
@@ -586,7 +618,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
    * runtime, its own failure). An abstention commits nothing and costs the vote penalty, so a
    * member that can't judge is never counted as vouching for the provider (audit C-3).
    */
-  async function judge(info: ChallengeInfo): Promise<Judgement> {
+  async function judge(info: ChallengeInfo): Promise<Judgement | undefined> {
     const receipt = await getChallengedReceipt(p.chain, info.challengeId);
     const [opened] = await getEvents<ChallengeOpened>(p.chain, {
       contract: 'disputeManager',
@@ -596,12 +628,16 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     if (!receipt || !opened) return abstain('no challenged receipt on chain');
     if (receipt.runtime !== p.engine.runtimeHash)
       return abstain(`runtime ${receipt.runtime} differs from ours (${p.engine.runtimeHash})`);
-    const evidence = await fetchEvidence(opened.args.inputsUri, receipt);
-    // the challenger must make its case: no valid evidence, no conviction
+    const evidence = await fetchEvidence(opened.args.inputsUri, receipt, info);
+    // The challenger must make its case: no valid evidence, no model to run, no outputs to compare
+    // with (below) all count against it. Holding them against the members instead would let a
+    // challenger void its own challenges at their expense.
+    if (evidence === 'later') return undefined;
     if (!evidence) return vote(false, 'the challenger served no valid evidence');
     const { endpoint } = await getProvider(p.chain, receipt.provider);
     const pkg = await p.modelOf(receipt.model, [endpoint, new URL(opened.args.inputsUri).origin]);
-    if (!pkg) return abstain(`model ${receipt.model} is not available here nor from the provider`);
+    if (!pkg)
+      return vote(false, `model ${receipt.model} is served neither by the provider nor by the challenger`);
     if (info.divergence) return judgeStep(receipt, pkg, evidence.inputs, info.divergence);
     const found = await recheck({
       receipt,
@@ -611,6 +647,8 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       pkg,
     });
     if (found.kind === 'skipped') return abstain(found.detail);
+    if (found.kind === 'unproven')
+      return vote(false, `the challenger did not make its case: ${found.detail}`);
     return found.kind === 'match'
       ? vote(false, 'our re-execution agrees with the receipt', found.computeMs)
       : vote(true, found.detail, found.computeMs);
@@ -644,11 +682,12 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
   async function fetchEvidence(
     uri: string,
     receipt: Receipt,
-  ): Promise<{ inputs: Uint8Array; outputs?: Uint8Array } | undefined> {
+    info: ChallengeInfo,
+  ): Promise<{ inputs: Uint8Array; outputs?: Uint8Array } | 'later' | undefined> {
     try {
       if (!['http:', 'https:', 'data:'].includes(new URL(uri).protocol)) return undefined;
       const response = await fetch(uri, { signal: AbortSignal.timeout(5_000), redirect: 'error' });
-      if (!response.ok) return undefined;
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
       const body = parseEvidenceResponse(
         await readJsonBody(response, { maxBytes: DEFAULT_MAX_RESPONSE_BYTES, from: 'the challenger' }),
       );
@@ -656,7 +695,10 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       if (keccak256(inputs) !== receipt.inputHash) return undefined;
       return { inputs, ...(body.outputs ? { outputs: unbase64(body.outputs) } : {}) };
     } catch {
-      return undefined;
+      // Unreachable or garbled now: try again on later passes (the accused could flood the
+      // challenger for a moment), and hold it against the challenger only near the deadline.
+      const lastCall = info.commitDeadlineMs - Math.max(4 * p.pollIntervalMs, 5_000);
+      return Date.now() < lastCall ? 'later' : undefined;
     }
   }
 
@@ -668,6 +710,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     let decision = duty.decision;
     if (!decision && now < info.commitDeadlineMs) {
       const judged = await judge(info);
+      if (!judged) return; // the evidence may come: judge on a later pass
       decision = judged.kind === 'vote' ? { ...judged, salt: randomSalt() } : judged;
       store.decide(id, decision, judged.kind === 'vote' ? judged.computeMs : 0); // before the commit: a restart reveals this
       log.info(
@@ -707,7 +750,13 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
   }
 
   async function performDuties(): Promise<void> {
-    for (const duty of store.duties()) if (!duty.settled) await performDuty(duty);
+    // one duty that fails must not make this member miss the commits of the others
+    await eachGuarded(
+      store.duties().filter((d) => !d.settled),
+      (d) => ({ challengeId: d.challengeId.toString() }),
+      'a committee duty failed; retrying',
+      performDuty,
+    );
   }
 
   // ---- provider: availability, and draws of challenges against it ----
@@ -849,6 +898,17 @@ export function defaultSampleRate(
     stake: params.minStake,
     slashBps: params.slashBps,
   }).p;
+}
+
+/** How a re-execution that found no mismatch is recorded as a sample. */
+function sampleOf(found: Exclude<Recheck, { kind: 'mismatch' }>): {
+  outcome: SampleOutcome;
+  detail: string;
+  computeMs: number;
+} {
+  return found.kind === 'match'
+    ? { outcome: 'match', detail: 'outputs agree', computeMs: found.computeMs }
+    : { outcome: 'skipped', detail: found.detail, computeMs: 0 };
 }
 
 function randomSalt(): Hex {
