@@ -112,11 +112,16 @@ export const nodeConfigSchema = z.strictObject({
       perMinute: z.number().int().min(1).default(6000),
     })
     .prefault({}),
+  /**
+   * The largest request body parsed. A receipt carries at most the chain's data cap (64 KiB by
+   * default, 120 KiB at most), which as JSON numbers is a few hundred KiB; a body far past that
+   * would only be parsed to be refused.
+   */
   bodyLimitBytes: z
     .number()
     .int()
     .min(1024)
-    .default(32 * 1024 * 1024),
+    .default(4 * 1024 * 1024),
   /** How long committed receipts and their inputs are kept for verifiers, then pruned. */
   challengeWindowMs: ms.default(7 * 24 * 3_600_000),
   /** Other nodes' URLs to fetch model blobs from (GET /v1/blobs/:cid). */
