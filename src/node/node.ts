@@ -15,7 +15,7 @@ import {
   type GlassboxClient,
 } from '../chain/index.js';
 import { GlassboxError } from '../protocol/errors.js';
-import { modelDigest, modelIdFromDigest, type ModelPackage } from '../protocol/manifest.js';
+import { modelIdFromDigest, type ModelPackage } from '../protocol/manifest.js';
 import { batchCap, dataCap } from '../protocol/limits.js';
 import { runtimeProfileJson } from '../protocol/runtime-profile.js';
 import { privateKeyToSigner } from '../protocol/secp256k1.js';
@@ -34,6 +34,7 @@ import { createPayments } from './payments.js';
 import { createPriceBook } from './prices.js';
 import { createRedeemer, type Redeemer } from './redeemer.js';
 import { createSerial } from './serial.js';
+import { modelByDigest } from './verifier/check.js';
 import { createVerifierRole, defaultSampleRate, type VerifierRole } from './verifier/index.js';
 import { openVerifierStore } from './verifier/store.js';
 
@@ -200,8 +201,8 @@ export async function createNode(
   /** A model for the verifier and committee: ours, else fetched from peers and kept (re-hashed). */
   const fetched = new Map<Hex, Promise<ModelPackage | undefined>>();
   const modelOf = (digest: Hex, peers: readonly string[]): Promise<ModelPackage | undefined> => {
-    for (const pkg of models.values())
-      if (modelDigest(pkg.id) === digest.toLowerCase()) return Promise.resolve(pkg);
+    const ours = modelByDigest(models, digest);
+    if (ours) return Promise.resolve(ours);
     let pending = fetched.get(digest);
     if (!pending) {
       pending = resolveModel(modelIdFromDigest(digest), { store, peers: [...peers, ...config.peers] }).catch(

@@ -88,8 +88,6 @@ export type ClientState = {
   signers: Set<string>;
   /** Runtime profile hashes found admitted on chain (lower case; admissions are final). */
   admittedRuntimes: Set<string>;
-  /** The chain's maxDataBytes (immutable), read once. */
-  maxDataBytes?: Promise<number>;
   health: Map<Address, ProviderHealth>;
   payments: Map<Address, PaymentAccount>;
   answers: Map<string, RememberedAnswer>;

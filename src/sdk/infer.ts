@@ -1,5 +1,4 @@
 import { bytesToHex, toHex, type Address, type Hex } from 'viem';
-import { readFrom } from '../chain/contracts.js';
 import { encodeTensors, tensorsFromJson, tensorsToJson, type JsonTensor } from '../protocol/encoding.js';
 import { GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
 import { checkInputs, inputsFromJson } from '../protocol/inputs.js';
@@ -138,7 +137,7 @@ export async function infer(client: Client, params: InferParameters): Promise<In
   const inputs = isTensorMap(params.inputs) ? params.inputs : inputsFromJson(manifest.inputs, params.inputs);
   checkInputs(manifest.inputs, inputs);
   const inputBytes = encodeTensors(inputs);
-  await checkDataCap(client, inputBytes.byteLength);
+  checkDataCap(client, inputBytes.byteLength);
   const ctx: Context = {
     client,
     params,
@@ -168,16 +167,8 @@ export async function infer(client: Client, params: InferParameters): Promise<In
  * No provider may sign a receipt over more data than one transaction can publish (the chain's
  * `maxDataBytes`, audit C-1), so inputs over it are refused here, before any provider is asked.
  */
-async function checkDataCap(client: Client, sizeBytes: number): Promise<void> {
-  const read = (client.state.maxDataBytes ??= readFrom<number>(
-    client.chain,
-    'disputeManager',
-    'maxDataBytes',
-  ).then(Number));
-  const limitBytes = await read.catch((error: unknown) => {
-    client.state.maxDataBytes = undefined;
-    throw error;
-  });
+function checkDataCap(client: Client, sizeBytes: number): void {
+  const limitBytes = client.deployment.params.maxDataBytes; // immutable, set at deployment
   if (sizeBytes > limitBytes)
     throw new GlassboxError(
       'INPUT_TOO_LARGE',

@@ -188,9 +188,8 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
    * committed root and count), or undefined when it isn't served, or is served malformed, too
    * large or for another batch: then the data deadline decides.
    */
-  async function fetchBatch(batch: PendingBatch): Promise<BatchListing | undefined> {
+  async function fetchBatch(batch: PendingBatch, endpoint: string): Promise<BatchListing | undefined> {
     try {
-      const { endpoint } = await getProvider(p.chain, batch.provider);
       const from = `provider ${batch.provider}`;
       return await readBatchPages(batch, async (offset) => {
         const response = await fetch(
@@ -275,7 +274,8 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
   async function checkBatch(batch: PendingBatch): Promise<void> {
     const late = Date.now() - batch.seenAt > p.dataDeadlineMs;
     const { hash: blockHash } = await p.chain.publicClient.getBlock({ blockNumber: batch.block + 1n });
-    const receipts = (await fetchBatch(batch))?.receipts;
+    const { endpoint } = await getProvider(p.chain, batch.provider);
+    const receipts = (await fetchBatch(batch, endpoint))?.receipts;
     const tree = receipts?.length
       ? batchTree(receipts.map((r) => receiptHash(r.receipt.receipt)))
       : undefined;
@@ -284,7 +284,6 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       return;
     }
     const listed = tree; // narrowed for checkReceipt
-    const endpoint = (await getProvider(p.chain, batch.provider)).endpoint;
     let waiting = false;
     let withheld = false; // one availability challenge per batch is enough to slash
     for (const [index, r] of receipts.entries()) {
@@ -364,12 +363,12 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       });
   }
 
-  const admitted = new Map<Hex, boolean>();
+  const admitted = new Set<Hex>();
   /** Whether the chain admitted this runtime profile (a yes is final: admissions are never undone). */
   async function runtimeAdmitted(runtime: Hex): Promise<boolean> {
-    if (admitted.get(runtime)) return true;
+    if (admitted.has(runtime)) return true;
     const yes = await isRuntimeAdmitted(p.chain, runtime);
-    admitted.set(runtime, yes);
+    if (yes) admitted.add(runtime);
     return yes;
   }
 
