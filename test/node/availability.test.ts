@@ -10,6 +10,7 @@ import {
   getPublishedBatch,
   getTokenBalance,
   getChallengeCount,
+  openChallenge,
 } from '../../src/chain/index.js';
 import type { GlassboxNode } from '../../src/node/index.js';
 import type { NodeStatus } from '../../src/node/routes/roles.js';
@@ -23,7 +24,7 @@ import { encodeTensors } from '../../src/protocol/encoding.js';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
 import { batchTree } from '../../src/protocol/merkle.js';
 import { receiptHash, signedReceiptFromJson, type Receipt } from '../../src/protocol/receipt.js';
-import { ENGINE_RUNTIME_HASH, registerVoter } from '../chain/support.js';
+import { ENGINE_RUNTIME_HASH, mineTo, registerVoter } from '../chain/support.js';
 import { exampleDir } from '../support/examples.js';
 import {
   CLIENT,
@@ -293,6 +294,33 @@ describe('availability challenges against a provider node', () => {
     } finally {
       await verifier.stop();
       await big.stop();
+    }
+  });
+
+  it('the accused provider draws the committee of a challenge against it, also after a restart', async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const config = { batch: { maxReceipts: 3, maxAgeMs: 60_000 } };
+    let accused = await startTestNode(chain, PROVIDER[2], dir.dir, config);
+    try {
+      const { batchId, answers } = await committedBatch(accused);
+      const receipt = signedReceiptFromJson(answers[0]!.receipt).receipt;
+      const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));
+      // a challenger that opens and then never draws (hoping for another draw block later)
+      const { challengeId, drawBlock } = await openChallenge(chain.as(CHALLENGER), {
+        receipt,
+        batchId,
+        proof: batchTree(hashes).proof(0),
+        inputsUri: 'http://challenger.invalid/evidence',
+      });
+      await accused.tickRoles(); // too early to draw: it must remember the challenge
+      await accused.stop();
+      accused = await startTestNode(chain, PROVIDER[2], dir.dir, config);
+      await mineTo(chain, drawBlock + 1n);
+      await accused.tickRoles();
+      expect((await getChallenge(chain.as(0), challengeId)).committee.length).toBeGreaterThan(0);
+    } finally {
+      await accused.stop();
     }
   });
 

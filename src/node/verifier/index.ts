@@ -542,13 +542,14 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
 
   /**
    * Draws the committee of a challenge once its draw block is behind the latest (anyone may; the
-   * challenger and the accused both do, so neither can stall it). True when it is drawn.
+   * challenger and the accused both do, so neither can stall it). True when nothing is left to do:
+   * drawn, closed, or past the draw window (then it voids at its deadline).
    */
   async function drawWhenDue(info: ChallengeInfo): Promise<boolean> {
     if (info.kind !== 'wrong' || info.status !== 'open') return true;
     if (info.committee.length > 0) return true;
     // draws close halfway through the commit period (members get the rest); after, it voids
-    if (Date.now() >= info.commitDeadlineMs - p.chain.deployment.params.commitPeriodMs / 2) return false;
+    if (Date.now() >= info.commitDeadlineMs - p.chain.deployment.params.commitPeriodMs / 2) return true;
     if ((await p.chain.publicClient.getBlockNumber()) <= info.drawBlock) return false;
     try {
       const { committee, deferred } = await tx(() => drawCommittee(p.chain, info.challengeId));
@@ -764,22 +765,24 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
    * Draws the committees of challenges against this provider: a challenger that doesn't like the
    * draw block's hash could otherwise wait for it to expire (256 blocks) and get another.
    */
-  function drawAgainstUs(): Promise<void> {
-    return sinceCursor('opened-against-us', async (fromBlock, toBlock) => {
-      for (const e of await getEvents<ChallengeOpened>(p.chain, {
-        contract: 'disputeManager',
-        eventName: 'ChallengeOpened',
-        args: { provider: me },
-        fromBlock,
-        toBlock,
-      }))
-        againstUs.add(e.args.id);
-    }).then(async () => {
-      for (const id of againstUs)
-        if (await drawWhenDue(await getChallenge(p.chain, id))) againstUs.delete(id);
-    });
+  async function drawAgainstUs(): Promise<void> {
+    const name = 'opened-against-us';
+    const latest = await p.chain.publicClient.getBlockNumber();
+    const from = store.cursor(name) ?? p.chain.deployment.startBlock;
+    if (latest < from) return;
+    // the cursor stays at the oldest challenge still to draw, so a restart picks it up again
+    let next = latest + 1n;
+    for (const e of await getEvents<ChallengeOpened>(p.chain, {
+      contract: 'disputeManager',
+      eventName: 'ChallengeOpened',
+      args: { provider: me },
+      fromBlock: from,
+      toBlock: latest,
+    }))
+      if (!(await drawWhenDue(await getChallenge(p.chain, e.args.id))) && e.blockNumber < next)
+        next = e.blockNumber;
+    store.setCursor(name, next);
   }
-  const againstUs = new Set<bigint>();
 
   function answerChallenges(): Promise<void> {
     return sinceCursor('availability', async (fromBlock, toBlock) => {
