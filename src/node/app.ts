@@ -40,7 +40,7 @@ export async function buildApp(ctx: NodeContext, options: AppOptions): Promise<F
     { parseAs: 'buffer', bodyLimit: options.bodyLimitBytes },
     (_r, body, done) => done(null, body),
   );
-  app.setErrorHandler(errorHandler);
+  app.setErrorHandler(errorHandler({ bodyLimitBytes: options.bodyLimitBytes }));
   app.setNotFoundHandler(notFoundHandler);
 
   // Every answer names this provider, errors included: a client that reached us at another

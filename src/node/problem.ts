@@ -39,15 +39,20 @@ export function statusOf(code: ErrorCode, field?: string): number {
   return STATUS[code] ?? 400;
 }
 
+/** What the error answers name of the node's own limits. */
+export type ProblemLimits = { readonly bodyLimitBytes: number };
+
 /** Maps what fastify and its plugins throw to our codes. */
-export function toGlassboxError(error: unknown): GlassboxError {
+export function toGlassboxError(error: unknown, limits: ProblemLimits): GlassboxError {
   if (isGlassboxError(error)) return error;
   const e = error as Partial<FastifyError> & { message?: string };
   const status = typeof e.statusCode === 'number' ? e.statusCode : 500;
   if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || status === 413)
-    return new GlassboxError('REQUEST_TOO_LARGE', e.message ?? 'the request body is too large', {
-      field: 'body',
-    });
+    return new GlassboxError(
+      'REQUEST_TOO_LARGE',
+      `the request body is larger than this provider accepts (${limits.bodyLimitBytes} bytes)`,
+      { field: 'body', details: { limitBytes: limits.bodyLimitBytes } },
+    );
   if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || status === 415)
     return new GlassboxError(
       'REQUEST_INVALID',
@@ -83,17 +88,19 @@ export function sendProblem(reply: FastifyReply, error: GlassboxError): FastifyR
   return reply.status(status).type(PROBLEM_TYPE).send(problem);
 }
 
-export function errorHandler(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const problem = toGlassboxError(error);
-  if (
-    reply.statusCode >= 500 ||
-    problem.details.status === 500 ||
-    statusOf(problem.code, problem.field) >= 500
-  )
-    request.log.error({ err: error }, 'request failed');
-  else request.log.info({ code: problem.code, field: problem.field }, 'request refused');
-  return sendProblem(reply, problem);
-}
+export const errorHandler =
+  (limits: ProblemLimits) =>
+  (error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const problem = toGlassboxError(error, limits);
+    if (
+      reply.statusCode >= 500 ||
+      problem.details.status === 500 ||
+      statusOf(problem.code, problem.field) >= 500
+    )
+      request.log.error({ err: error }, 'request failed');
+    else request.log.info({ code: problem.code, field: problem.field }, 'request refused');
+    return sendProblem(reply, problem);
+  };
 
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {
   return sendProblem(

@@ -48,6 +48,8 @@ export type RejectedAttempt = {
   readonly provider: Address;
   readonly code: ErrorCode;
   readonly message: string;
+  /** The HTTP status the provider answered with, when it answered one. */
+  readonly status?: number;
   /** The failed checks, when the answer came back but failed verification. */
   readonly report?: ReceiptReport;
 };
@@ -68,6 +70,8 @@ export type VerificationReport = {
     readonly policy: ComparisonPolicy;
     readonly groups: readonly { readonly providers: readonly Address[]; readonly outputHash: Hex }[];
     readonly majority: number;
+    /** How many of the k answered and verified (a majority of k stands with fewer than k). */
+    readonly answered: number;
   };
 };
 
@@ -348,31 +352,98 @@ async function localCheck(ctx: Context, provider: ProviderCandidate, outputs: Te
 }
 
 function rejection(provider: Address, error: unknown): RejectedAttempt {
-  if (isGlassboxError(error))
+  if (isGlassboxError(error)) {
+    const status = error.details.status;
     return {
       provider,
       code: error.code,
       message: error.shortMessage,
+      ...(typeof status === 'number' ? { status } : {}),
       ...(error.details.report ? { report: error.details.report as ReceiptReport } : {}),
     };
+  }
   return { provider, code: 'PROVIDER_ERROR', message: String(error) };
+}
+
+/**
+ * Refusals that follow from the request itself: the same model bytes under the same runtime
+ * profile fail alike on the same inputs, and the data cap is the chain's. Every provider would
+ * answer them the same way, so asking more only wastes time.
+ */
+const REQUEST_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'RUN_FAILED',
+  'OUTPUT_TOO_LARGE',
+  'INPUT_TOO_LARGE',
+  'INPUT_UNKNOWN',
+  'INPUT_MISSING',
+  'INPUT_DTYPE',
+  'INPUT_RANK',
+  'INPUT_DIM',
+  'INPUT_VALUE',
+  'TENSOR_INVALID',
+  'TENSOR_DECODE',
+]);
+
+const isRequestFault = (r: RejectedAttempt): boolean =>
+  REQUEST_FAULTS.has(r.code) && r.status !== undefined && r.status >= 400 && r.status < 500;
+
+/**
+ * The request's own fault, once it is believable: two providers refused it for the same reason, or
+ * the only one there is did. One provider's word is not enough, or a single liar answering 422
+ * would keep the client from the honest rest.
+ */
+function requestFault(
+  ctx: Context,
+  rejected: readonly RejectedAttempt[],
+  providers: number,
+): GlassboxError | undefined {
+  const faults = rejected.filter(isRequestFault);
+  const last = faults.at(-1);
+  if (!last) return undefined;
+  const same = faults.filter((r) => r.code === last.code);
+  if (same.length < Math.min(2, providers)) return undefined;
+  return new GlassboxError(last.code, `${last.message} (the request's fault: not retried elsewhere)`, {
+    metaMessages: same.map((r) => `${r.provider} answered ${r.status}: ${r.code}`),
+    details: { model: ctx.params.model, status: last.status, rejected },
+  });
+}
+
+/**
+ * What to call a call that got nothing: the one reason every provider gave, when they all refused
+ * alike for the same reason (a body over each one's size limit, a price above maxPrice); else
+ * VERIFICATION_FAILED if an answer came back and failed; else PROVIDER_UNAVAILABLE.
+ */
+function failureCode(rejected: readonly RejectedAttempt[]): ErrorCode {
+  const first = rejected[0];
+  const shared =
+    first !== undefined &&
+    first.status !== undefined &&
+    first.status < 500 &&
+    rejected.every((r) => r.code === first.code && r.status !== undefined);
+  if (shared) return first.code;
+  return rejected.some((r) => r.code === 'VERIFICATION_FAILED')
+    ? 'VERIFICATION_FAILED'
+    : 'PROVIDER_UNAVAILABLE';
 }
 
 /** Nothing verified: VERIFICATION_FAILED if any answer came back and failed, else PROVIDER_UNAVAILABLE. */
 function exhausted(ctx: Context, rejected: readonly RejectedAttempt[], what: string): GlassboxError {
-  const failedVerification = rejected.some((r) => r.code === 'VERIFICATION_FAILED');
-  const code: ErrorCode = failedVerification ? 'VERIFICATION_FAILED' : 'PROVIDER_UNAVAILABLE';
+  const code = failureCode(rejected);
   const timedOut = ctx.deadline.aborted ? ' before the time limit' : '';
-  return new GlassboxError(
-    code,
-    failedVerification
+  const message =
+    code === 'VERIFICATION_FAILED'
       ? `no answer for model ${ctx.params.model} verified${timedOut} (${what})`
-      : `no provider of model ${ctx.params.model} answered${timedOut} (${what})`,
-    {
-      metaMessages: rejected.map((r) => `${r.provider}: ${r.code}: ${r.message}`),
-      details: { model: ctx.params.model, rejected },
+      : code === 'PROVIDER_UNAVAILABLE'
+        ? `no provider of model ${ctx.params.model} answered${timedOut} (${what})`
+        : `every provider of model ${ctx.params.model} refused the request: ${rejected[0]!.message}`;
+  return new GlassboxError(code, message, {
+    metaMessages: rejected.map((r) => `${r.provider}: ${r.code}: ${r.message}`),
+    details: {
+      model: ctx.params.model,
+      rejected,
+      ...(rejected[0]?.status ? { status: rejected[0].status } : {}),
     },
-  );
+  });
 }
 
 /**
@@ -444,7 +515,11 @@ function firstVerified(
           inFlight.delete(provider.address);
           if (done) return;
           rejected.push(rejection(provider.address, error));
-          launch();
+          const fault = requestFault(ctx, rejected, ranked.length);
+          if (!fault) return launch();
+          finish();
+          for (const request of inFlight.values()) request.controller.abort();
+          reject(fault);
         },
       );
       inFlight.set(provider.address, { controller, settled });
@@ -460,7 +535,11 @@ function keepInBackground(client: Client, request: BackgroundRequest): void {
   void request.settled.then(() => client.state.background.delete(request));
 }
 
-/** k distinct providers, each answer verified; a failed one is replaced by the next provider. */
+/**
+ * k distinct providers, each answer verified; a failed one is replaced by the next provider. Ends
+ * as soon as k answers are in, or no provider is left to ask and none is in flight (it never waits
+ * for the deadline when nothing more can come).
+ */
 function collectQuorum(
   ctx: Context,
   ranked: readonly ProviderCandidate[],
@@ -480,14 +559,13 @@ function collectQuorum(
       resolve({ answers, rejected });
     };
     ctx.deadline.addEventListener('abort', finish, { once: true });
-    const launch = () => {
+    // Ask more providers while fewer than k answers are in or on their way; end when nothing more can come.
+    const progress = () => {
       if (done) return;
-      if (answers.length + inFlight.size >= k) return;
-      if (next >= ranked.length) {
-        if (inFlight.size === 0) finish();
-        return;
-      }
-      const provider = ranked[next++]!;
+      while (answers.length + inFlight.size < k && next < ranked.length) ask(ranked[next++]!);
+      if (answers.length >= k || inFlight.size === 0) finish();
+    };
+    const ask = (provider: ProviderCandidate) => {
       const ac = new AbortController();
       inFlight.set(provider.address, ac);
       attempt(ctx, provider, AbortSignal.any([ac.signal, ctx.deadline])).then(
@@ -495,18 +573,19 @@ function collectQuorum(
           inFlight.delete(provider.address);
           if (done) return;
           answers.push(answer);
-          if (answers.length >= k) finish();
+          progress();
         },
         (error: unknown) => {
           inFlight.delete(provider.address);
           if (done) return;
           rejected.push(rejection(provider.address, error));
-          launch();
+          if (requestFault(ctx, rejected, ranked.length)) finish();
+          else progress();
         },
       );
     };
     if (ctx.deadline.aborted) finish();
-    for (let i = 0; i < k; i++) launch();
+    else progress();
   });
 }
 
@@ -526,7 +605,11 @@ async function quorum(
       { field: 'mode.quorum', details: { model: ctx.params.model, available: ranked.length, k } },
     );
   const { answers, rejected } = await collectQuorum(ctx, ranked, k);
-  if (answers.length < k) throw exhausted(ctx, rejected, `${answers.length} of ${k} answers verified`);
+  // A majority of k stands even if some of the k never answered: it is as many agreeing answers as
+  // a full quorum needs. Fewer than that can never make one, so the call ends here, naming who failed.
+  const needed = Math.floor(k / 2) + 1;
+  if (answers.length < needed)
+    throw requestFault(ctx, rejected, ranked.length) ?? quorumShort(ctx, k, answers, rejected);
   const policy = ctx.manifest.policy;
   // Group by agreement with each group's first answer (under `exact` this is grouping by bits).
   const groups: Answer[][] = [];
@@ -557,6 +640,7 @@ async function quorum(
         outputHash: g[0]!.receipt.receipt.outputHash,
       })),
       majority: top.length,
+      answered: answers.length,
     },
   };
   // Only the majority is paid: a minority answer is disputed, not paid (audit L-6), and with no
@@ -566,9 +650,12 @@ async function quorum(
   if (!hasMajority)
     throw new GlassboxError(
       'QUORUM_NO_MAJORITY',
-      `the ${k} providers of model ${ctx.params.model} gave ${groups.length} different answers; none has a majority`,
+      `the ${answers.length} answering providers of model ${ctx.params.model} gave ${groups.length} different answers; none has a majority of ${k}`,
       {
-        metaMessages: groups.map((g, i) => `answer ${i + 1}: ${g.map((a) => a.provider.address).join(', ')}`),
+        metaMessages: [
+          ...groups.map((g, i) => `answer ${i + 1}: ${g.map((a) => a.provider.address).join(', ')}`),
+          ...rejected.map((r) => `no answer from ${r.provider}: ${r.code}: ${r.message}`),
+        ],
         details: { report, evidence },
       },
     );
@@ -579,6 +666,27 @@ async function quorum(
     report,
     ...(evidence ? { evidence } : {}),
   };
+}
+
+/** Too few verified answers for a majority of k: names who answered and why each other one did not. */
+function quorumShort(
+  ctx: Context,
+  k: number,
+  answers: readonly Answer[],
+  rejected: readonly RejectedAttempt[],
+): GlassboxError {
+  const timedOut = ctx.deadline.aborted ? ' before the time limit' : '';
+  return new GlassboxError(
+    failureCode(rejected),
+    `quorum ${k} for model ${ctx.params.model}: ${answers.length} verified answer(s)${timedOut}; a majority needs ${Math.floor(k / 2) + 1}`,
+    {
+      metaMessages: [
+        ...answers.map((a) => `${a.provider.address}: answered, verified`),
+        ...rejected.map((r) => `${r.provider}: ${r.code}: ${r.message}`),
+      ],
+      details: { model: ctx.params.model, k, answered: answers.map((a) => a.provider.address), rejected },
+    },
+  );
 }
 
 function buildEvidence(

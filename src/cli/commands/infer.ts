@@ -9,6 +9,7 @@ import { connectionOptions, openClient, resolveConnection, type ConnectionFlags 
 import { printFields, toJson, usageError } from '../io.js';
 import { jsonOption } from '../options.js';
 import type { Context } from '../program.js';
+import { classLine, describeTensor } from '../tensors.js';
 
 type InferFlags = ConnectionFlags & {
   input: string;
@@ -77,11 +78,9 @@ export function registerInferCommand(program: Command, ctx: Context): void {
           );
         printFields(ctx.io, [
           ['model', `${model} (${manifest.name} ${manifest.version})`],
-          ['mode', typeof mode === 'string' ? mode : `quorum ${mode.quorum}`],
-          ...Object.entries(saved.outputs).map(([name, t]): [string, string] => [
-            name,
-            `${t.dtype}[${t.shape.join(',')}] ${JSON.stringify(t.data.slice(0, 8))}`,
-          ]),
+          ['mode', describeMode(mode, result.report)],
+          ...classLine(manifest.outputs, result.outputs),
+          ...Object.entries(result.outputs).map(([name, t]): [string, string] => [name, describeTensor(t)]),
         ]);
         printReport(ctx, result.report);
         if (result.evidence)
@@ -94,6 +93,14 @@ export function registerInferCommand(program: Command, ctx: Context): void {
         await closeClient(client);
       }
     });
+}
+
+function describeMode(mode: InferMode, report: VerificationReport): string {
+  if (typeof mode === 'string') return mode;
+  const q = report.quorum;
+  if (!q) return `quorum ${mode.quorum}`;
+  const missing = q.answered < q.k ? `, ${q.k - q.answered} did not answer` : '';
+  return `quorum ${q.k}: ${q.majority} of ${q.k} agree${missing}`;
 }
 
 export function printReport(ctx: Context, report: VerificationReport): void {

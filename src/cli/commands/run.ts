@@ -1,15 +1,14 @@
 import { Option, type Command } from 'commander';
 import { tensorToJson } from '../../protocol/encoding.js';
 import { inputsFromJson } from '../../protocol/inputs.js';
-import type { TensorSpec } from '../../protocol/manifest.js';
 import type { GraphOptimizationLevel, RuntimeProfile } from '../../protocol/runtime-profile.js';
-import type { Tensor } from '../../protocol/tensor.js';
 import { createOnnxEngine } from '../../runtime/index.js';
 import { parsePositiveInt, readJsonArgument } from '../args.js';
 import { printFields, toJson } from '../io.js';
 import { openStore, resolvePackage } from '../models.js';
 import { commonOptions, globals } from '../options.js';
 import type { Context } from '../program.js';
+import { classLine, describeTensor } from '../tensors.js';
 
 type RunFlags = {
   input: string;
@@ -61,13 +60,9 @@ export function registerRunCommand(program: Command, ctx: Context): void {
           );
           return ctx.io.out(toJson({ model: pkg.id, ...result, outputs, profile: engine.profile }));
         }
-        const classes = pkg.manifest.outputs.flatMap((spec) => {
-          const t = result.outputs[spec.name];
-          return spec.labels && t ? [['class', classify(spec, t).join(', ')] as [string, string]] : [];
-        });
         printFields(ctx.io, [
           ['model', `${pkg.id} (${pkg.manifest.name} ${pkg.manifest.version})`],
-          ...classes.slice(0, 1),
+          ...classLine(pkg.manifest.outputs, result.outputs),
           ...Object.entries(result.outputs).map(([name, t]): [string, string] => [name, describeTensor(t)]),
           ['inputHash', result.inputHash],
           ['outputHash', result.outputHash],
@@ -81,28 +76,6 @@ export function registerRunCommand(program: Command, ctx: Context): void {
         await engine.close();
       }
     });
-}
-
-/** Class names per row: an integer output indexes the labels; a float output's argmax does. */
-function classify(spec: TensorSpec, t: Tensor): string[] {
-  const labels = spec.labels ?? [];
-  if (t.dtype === 'string' || t.dtype === 'bool') return [];
-  if (t.dtype !== 'float32' && t.dtype !== 'float64')
-    return Array.from(t.data as ArrayLike<number | bigint>, (v) => labels[Number(v)] ?? `#${v}`);
-  const width = t.shape[t.shape.length - 1] ?? 1;
-  const names: string[] = [];
-  for (let row = 0; row * width < t.data.length; row++) {
-    let best = 0;
-    for (let i = 1; i < width; i++) if (t.data[row * width + i]! > t.data[row * width + best]!) best = i;
-    names.push(labels[best] ?? `#${best}`);
-  }
-  return names;
-}
-
-function describeTensor(t: Tensor): string {
-  const values = tensorToJson(t).data;
-  const shown = values.slice(0, 12).map((v) => (typeof v === 'number' ? Number(v.toPrecision(6)) : v));
-  return `${t.dtype}[${t.shape.join(',')}] ${JSON.stringify(shown)}${values.length > 12 ? ` … (${values.length} values)` : ''}`;
 }
 
 function describeProfile(p: RuntimeProfile): string {

@@ -95,6 +95,9 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
     graphOptimizationLevel: profile.graphOptimizationLevel,
     executionMode: 'sequential',
     interOpNumThreads: 1,
+    // onnxruntime's own log lines (warnings, and errors we rethrow with their message) would land
+    // raw on the user's terminal before our error; logging changes no output bit.
+    logSeverityLevel: 4,
     ...(options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads }),
     ...(Object.keys(profile.options).length === 0 ? {} : { extra: nestConfig(profile.options) }),
   };
