@@ -67,9 +67,30 @@ export function reportError(io: Io, error: unknown): number {
     io.err(`hint: ${HINTS[error.code] ?? ErrorCodes[error.code]}`);
     return 1;
   }
+  const file = fileProblem(error);
+  if (file) {
+    io.err(`error: ${file}`);
+    io.err('hint: check the path and its permissions');
+    return 1;
+  }
   io.err(`error: ${error instanceof Error ? error.message : String(error)}`);
   io.err('hint: this is a bug in glassbox; please report it with the command you ran');
   return 2;
+}
+
+const FILE_PROBLEMS: Record<string, string> = {
+  ENOENT: 'no such file or folder',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EISDIR: 'is a folder, not a file',
+  ENOTDIR: 'a part of the path is not a folder',
+};
+
+/** A file the user named that cannot be read or written: their path, not our bug. */
+function fileProblem(error: unknown): string | undefined {
+  const e = error as NodeJS.ErrnoException;
+  const what = typeof e?.code === 'string' ? FILE_PROBLEMS[e.code] : undefined;
+  return what && typeof e.path === 'string' ? `${e.path}: ${what} [${e.code}]` : undefined;
 }
 
 export function usageError(message: string, cause?: unknown): GlassboxError {

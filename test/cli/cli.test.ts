@@ -1,6 +1,9 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
 import { exampleDir } from '../support/examples.js';
@@ -18,6 +21,9 @@ async function glassbox(...argv: string[]) {
   });
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
+
+/** The built CLI (npm run build), as users run it. */
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 const CID = /^bafkrei[a-z2-7]{52}$/;
 
@@ -138,5 +144,33 @@ describe('glassbox run', () => {
       '{}',
     );
     expect(missing.err).toMatch(/is not in the store \[MODEL_NOT_FOUND\]\nhint: pack the model first/);
+  });
+});
+
+describe('what a new user meets at the edges', () => {
+  it('a missing file is the path, not "a bug in glassbox"', async () => {
+    const missing = join(store, 'no-such-answer.json');
+    const err: string[] = [];
+    const code = await runCli(['verify', missing, '--rpc-url', 'http://127.0.0.1:1'], {
+      out: () => undefined,
+      err: (l) => err.push(l),
+    });
+    expect(code).toBe(1);
+    expect(err.join('\n')).toBe(
+      `error: ${missing}: no such file or folder [ENOENT]\nhint: check the path and its permissions`,
+    );
+  });
+
+  it('ends quietly when its reader stops early (| head), with no EPIPE stack trace', async () => {
+    // The built CLI in its own process, its stdout a pipe whose reader is gone before it writes.
+    const child = spawn(process.execPath, [CLI, 'model', 'inspect', exampleDir('cnn'), '--json'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdout.destroy();
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
   });
 });
