@@ -1,4 +1,5 @@
 import { homedir } from 'node:os';
+import { formatUnits } from 'viem';
 import { join } from 'node:path';
 import { ErrorCodes, GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
 
@@ -32,6 +33,14 @@ export function toJson(value: unknown): string {
       );
     return v;
   });
+}
+
+/**
+ * An amount of the staking and payment token, the one way every command prints money: tokens (18
+ * decimals) for people, and the base units that flags such as --max-price take.
+ */
+export function formatAmount(baseUnits: bigint): string {
+  return `${formatUnits(baseUnits, 18)} tokens (${baseUnits} base units)`;
 }
 
 /** Aligned `key  value` lines for people. */

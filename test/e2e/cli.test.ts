@@ -82,6 +82,10 @@ describe('glassbox over a devnet', () => {
       expect(r.price).toBe('1000000000000000');
       expect(r.stake).toBe((1000n * 10n ** 18n).toString());
     }
+    // For people, every amount in tokens and in the base units that --max-price takes.
+    const text = (await glassbox('providers', devnet.models[0]!.id)).out;
+    expect(text).toMatch(/^stake\s+1000 tokens \(1000000000000000000000 base units\)$/m);
+    expect(text).toMatch(/^price\s+0\.001 tokens \(1000000000000000 base units\)$/m);
   });
 
   it('model push registers a new model once, and says so the second time', async () => {

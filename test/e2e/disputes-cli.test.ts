@@ -75,7 +75,9 @@ describe('glassbox disputes and node status', () => {
     expect(text.out).toMatch(new RegExp(`#${challengeId} wrong against ${devnet.providers[0]!.address}`));
     expect(text.out).toMatch(/status\s+rejected/);
     expect(text.out).toMatch(new RegExp(`${devnet.committee[0]!.address} innocent`));
-    expect(text.out).toMatch(/bond lost 10, provider got 5/);
+    expect(text.out).toMatch(
+      /bond lost 10 tokens \(10000000000000000000 base units\), provider got 5 tokens \(5000000000000000000 base units\)/,
+    );
     const json = await glassbox('disputes', '--json', ...connection());
     const [row] = JSON.parse(json.out) as { status: string; votes: { revealed: boolean }[] }[];
     expect(row!.status).toBe('rejected');

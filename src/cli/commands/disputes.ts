@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { formatUnits } from 'viem';
 import {
   getChallenge,
   getChallengeCount,
@@ -12,7 +11,7 @@ import type { NodeStatus } from '../../node/routes/roles.js';
 import { DEFAULT_MAX_RESPONSE_BYTES, readJsonBody } from '../../protocol/body.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import { connectionOptions, openChain, resolveConnection, type ConnectionFlags } from '../connection.js';
-import { printFields, toJson, usageError } from '../io.js';
+import { formatAmount, printFields, toJson, usageError } from '../io.js';
 import { jsonOption } from '../options.js';
 import type { Context } from '../program.js';
 
@@ -138,7 +137,6 @@ function printDispute(
     outcome?: { slashed: bigint; reward: bigint };
   },
 ): void {
-  const amount = (v: bigint) => formatUnits(v, 18);
   printFields(ctx.io, [
     ['challenge', `#${r.challengeId} ${r.kind} against ${r.provider}, by ${r.challenger}`],
     ['status', r.status],
@@ -160,15 +158,15 @@ function printDispute(
         .join('; ') || '-',
     ],
     ['votes', `${r.guilty} guilty, ${r.innocent} innocent (${r.revealed}/${r.committee.length} revealed)`],
-    ['bond', amount(r.bond)],
+    ['bond', formatAmount(r.bond)],
     ...(r.outcome
       ? [
           [
             'amounts',
             r.status === 'upheld'
-              ? `slashed ${amount(r.outcome.slashed)}, challenger rewarded ${amount(r.outcome.reward)}`
+              ? `slashed ${formatAmount(r.outcome.slashed)}, challenger rewarded ${formatAmount(r.outcome.reward)}`
               : r.status === 'rejected'
-                ? `bond lost ${amount(r.outcome.slashed)}, provider got ${amount(r.outcome.reward)}`
+                ? `bond lost ${formatAmount(r.outcome.slashed)}, provider got ${formatAmount(r.outcome.reward)}`
                 : 'bond refunded',
           ] as [string, string],
         ]

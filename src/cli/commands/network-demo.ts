@@ -1,10 +1,9 @@
 import { rm } from 'node:fs/promises';
-import { formatUnits } from 'viem';
 import { getBatchCommits, getModel, getRedeemed } from '../../chain/index.js';
 import { devnetClient, startDevnet } from '../../devnet/index.js';
 import { closeClient, charged, infer, settle, type InferReturnType } from '../../sdk/index.js';
 import { devnetProfilePath, writeDevnetProfile } from '../connection.js';
-import { printFields } from '../io.js';
+import { formatAmount, printFields } from '../io.js';
 import type { Context } from '../program.js';
 
 /** The network demo: what `npm start` shows a newcomer, step by step, on a fresh devnet. */
@@ -95,7 +94,7 @@ export async function runNetworkDemo(ctx: Context): Promise<void> {
       );
     for (const [provider, { charged: amount, receipts }] of Object.entries(owed))
       io.out(
-        `   ${provider}: ${receipts} answer(s), charged ${formatUnits(amount, 18)} GBX, redeemed ${formatUnits(amount, 18)} GBX (held by the escrow until no challenge can convict the provider, then paid out)`,
+        `   ${provider}: ${receipts} answer(s), charged ${formatAmount(amount)}, redeemed ${formatAmount(amount)} (held by the escrow until no challenge can convict the provider, then paid out)`,
       );
 
     io.out(`\nThe network stays up (${elapsed()} in all). Try, in another terminal:`);
@@ -128,7 +127,7 @@ function showAnswer(ctx: Context, result: InferReturnType): void {
       `   ${r.provider} answered; receipt ${r.ok ? 'verified' : 'FAILED'}: ${r.checks.length - failed.length}/${r.checks.length} checks (signature, signer on chain, stake, model, hashes, price, runtime)`,
     );
     ctx.io.out(
-      `     outputHash ${r.receipt.receipt.outputHash}, price ${formatUnits(r.receipt.receipt.price, 18)} GBX`,
+      `     outputHash ${r.receipt.receipt.outputHash}, price ${formatAmount(r.receipt.receipt.price)}`,
     );
   }
 }

@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { formatUnits } from 'viem';
 import { getModel, listProviders, registerModel } from '../../chain/index.js';
 import { tensorsFromJson } from '../../protocol/encoding.js';
 import { GlassboxError } from '../../protocol/errors.js';
@@ -8,7 +7,7 @@ import { modelIdFromDigest } from '../../protocol/manifest.js';
 import { signedReceiptFromJson } from '../../protocol/receipt.js';
 import { closeClient, discoverProviders, verifyReceipt } from '../../sdk/index.js';
 import { connectionOptions, openClient, resolveConnection, type ConnectionFlags } from '../connection.js';
-import { printFields, toJson, usageError } from '../io.js';
+import { formatAmount, printFields, toJson, usageError } from '../io.js';
 import { openStore, packFromPath } from '../models.js';
 import { commonOptions, jsonOption } from '../options.js';
 import type { Context } from '../program.js';
@@ -89,16 +88,13 @@ export function registerNetworkCommands(program: Command, model: Command, ctx: C
         for (const r of rows)
           printFields(ctx.io, [
             ['provider', `${r.address} ${r.endpoint}`],
-            [
-              'stake',
-              `${formatUnits(r.stake, 18)}${r.active ? '' : ' (inactive)'}${r.paused ? ' paused' : ''}`,
-            ],
+            ['stake', `${formatAmount(r.stake)}${r.active ? '' : ' (inactive)'}${r.paused ? ' paused' : ''}`],
             ...(r.price === undefined
               ? []
               : [
                   [
                     'price',
-                    `${r.price}${r.pending ? ` (rising to ${r.pending.price} at ${new Date(r.pending.effectiveAtMs).toISOString()})` : ''}`,
+                    `${formatAmount(r.price)}${r.pending ? `, rising to ${formatAmount(r.pending.price)} at ${new Date(r.pending.effectiveAtMs).toISOString()}` : ''}`,
                   ] as [string, string],
                 ]),
             ['health', r.healthy ? `up, ${r.latencyMs.toFixed(1)} ms` : `down (${r.error})`],
