@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -121,6 +121,8 @@ export type Devnet = {
   readonly deployment: Deployment;
   readonly deploymentFile: string;
   readonly dir: string;
+  /** Whether `dir` is a temporary folder the devnet made, and removes when it stops. */
+  readonly temporary: boolean;
   /** A funded client with a deposit in the escrow. */
   readonly client: { readonly address: Address; readonly privateKey: Hex };
   /** Funded accounts that no node and not the client use (`spareAccounts`). */
@@ -146,6 +148,8 @@ function devKey(index: number): { address: Address; privateKey: Hex } {
 export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> {
   const count = options.providers ?? 3;
   const log = options.log ?? (() => undefined);
+  // A folder the devnet made is removed when it stops (node databases and stores grow to hundreds of MB).
+  const temporary = options.dir === undefined;
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'glassbox-devnet-')));
   await mkdir(dir, { recursive: true });
   // Accounts: 0 deploys and publishes models, 1..nodes stake as providers, verifiers and committee
@@ -282,15 +286,18 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
         } as never);
         await connection.publicClient.request({ method: 'evm_mine' } as never);
       },
+      temporary,
       stop: async () => {
         clearInterval(miner);
         await Promise.all(all().map((p) => p.kill('SIGTERM')));
         await anvil.stop();
+        if (temporary) await rm(dir, { recursive: true, force: true });
       },
     };
   } catch (error) {
     await Promise.all(all().map((p) => p.kill('SIGKILL')));
     await anvil.stop();
+    if (temporary) await rm(dir, { recursive: true, force: true });
     throw error;
   }
 }

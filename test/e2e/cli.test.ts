@@ -1,11 +1,18 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
 import { startDevnet, type Devnet } from '../../src/devnet/index.js';
 import { devnetChainArgs } from '../support/devnet.js';
 import { exampleDir } from '../support/examples.js';
+
+/** The built CLI (npm run build), as users run it. */
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 /* The network commands of the CLI, against a devnet of two provider processes. */
 let devnet: Devnet;
@@ -116,4 +123,31 @@ describe('glassbox over a devnet', () => {
       else process.env.GLASSBOX_HOME = home;
     }
   });
+});
+
+describe('glassbox devnet', () => {
+  it('on Ctrl-C stops its processes, removes its temporary folder and says so', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'glassbox-home-'));
+    const child = spawn(process.execPath, [CLI, 'devnet', '--providers', '1', '--json'], {
+      env: { ...process.env, GLASSBOX_HOME: home },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    try {
+      const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
+      const { dir } = JSON.parse(line) as { dir: string };
+      expect(existsSync(dir)).toBe(true);
+      expect(existsSync(join(home, 'devnet.json'))).toBe(true);
+      child.kill('SIGINT');
+      const [code] = (await once(child, 'exit')) as [number | null];
+      expect(code).toBe(0);
+      expect(stderr).toContain(`stopped; removed ${dir}`);
+      expect(existsSync(dir)).toBe(false);
+      expect(existsSync(join(home, 'devnet.json'))).toBe(false);
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(home, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

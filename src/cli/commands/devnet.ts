@@ -19,6 +19,9 @@ export function registerDevnetCommand(program: Command, ctx: Context): void {
     .option('--committee <n>', 'how many staked committee nodes (vote on challenges)', '0')
     .option('--dir <dir>', 'where the devnet keeps its files (default: a new temporary folder)')
     .action(async (flags: DevnetFlags) => {
+      // Listening from the start: Ctrl-C while it starts up, or right after its ready line, still
+      // stops it cleanly (its processes, its profile, its temporary files).
+      const stopped = ctx.untilStopped;
       const devnet = await startDevnet({
         providers: parsePositiveInt(flags.providers, '--providers'),
         verifiers: parseCount(flags.verifiers, '--verifiers'),
@@ -54,12 +57,21 @@ export function registerDevnetCommand(program: Command, ctx: Context): void {
           ]);
           ctx.io.out('The devnet is up; Ctrl-C stops it.');
         }
-        await ctx.untilStopped;
+        await stopped;
       } finally {
-        await rm(devnetProfilePath(), { force: true });
-        await devnet.stop();
+        await stopDevnet(ctx, devnet);
       }
     });
+}
+
+/** Stops a devnet the CLI started and says so: its processes, its profile and its temporary files go. */
+export async function stopDevnet(ctx: Context, devnet: Devnet): Promise<void> {
+  ctx.io.err('stopping the devnet…');
+  await rm(devnetProfilePath(), { force: true });
+  await devnet.stop();
+  ctx.io.err(
+    devnet.temporary ? `stopped; removed ${devnet.dir}` : `stopped; its files stay in ${devnet.dir}`,
+  );
 }
 
 /** The one JSON line `glassbox devnet --json` prints: everything a client needs to connect. */
@@ -68,6 +80,7 @@ export function describeDevnet(devnet: Devnet) {
     rpcUrl: devnet.rpcUrl,
     chainId: devnet.chainId,
     deploymentFile: devnet.deploymentFile,
+    dir: devnet.dir,
     contracts: devnet.deployment.contracts,
     providers: devnet.providers.map((p) => ({ url: p.url, address: p.address, signer: p.signer })),
     verifiers: devnet.verifiers.map((p) => ({ url: p.url, address: p.address })),

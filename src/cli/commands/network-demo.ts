@@ -1,14 +1,15 @@
-import { rm } from 'node:fs/promises';
 import { getBatchCommits, getModel, getRedeemed } from '../../chain/index.js';
 import { devnetClient, startDevnet } from '../../devnet/index.js';
 import { closeClient, charged, infer, settle, type InferReturnType } from '../../sdk/index.js';
-import { devnetProfilePath, writeDevnetProfile } from '../connection.js';
+import { writeDevnetProfile } from '../connection.js';
+import { stopDevnet } from './devnet.js';
 import { formatAmount, printFields } from '../io.js';
 import type { Context } from '../program.js';
 
 /** The network demo: what `npm start` shows a newcomer, step by step, on a fresh devnet. */
 export async function runNetworkDemo(ctx: Context): Promise<void> {
   const { io } = ctx;
+  const stopped = ctx.untilStopped; // Ctrl-C at any step still stops the devnet cleanly
   const started = performance.now();
   const elapsed = () => `${((performance.now() - started) / 1000).toFixed(1)} s`;
   io.out('Glassbox demo: a local network of 3 providers on an anvil chain.\n');
@@ -109,11 +110,10 @@ export async function runNetworkDemo(ctx: Context): Promise<void> {
       ['client key', devnet.client.privateKey],
     ]);
     io.out('Ctrl-C stops it.');
-    await ctx.untilStopped;
+    await stopped;
   } finally {
     await closeClient(client);
-    await rm(devnetProfilePath(), { force: true });
-    await devnet.stop();
+    await stopDevnet(ctx, devnet);
   }
 }
 
