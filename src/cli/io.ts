@@ -63,6 +63,9 @@ const HINTS: Partial<Record<ErrorCode, string>> = {
   MODEL_TOO_LARGE: 'raise the limit with --max-model-bytes if you trust the model',
   INPUT_TOO_LARGE: 'raise the limit with --max-input-bytes',
   RUN_TIMEOUT: 'raise the limit with --timeout (ms)',
+  RUN_FAILED:
+    'the model itself failed on these inputs (its message is above): check them against `glassbox model inspect <model>`',
+  REQUEST_TOO_LARGE: 'send smaller inputs, or use providers whose bodyLimitBytes admits them',
   RESPONSE_TOO_LARGE:
     'a provider sent more than the client reads; if its answers are that large, raise the SDK option maxResponseBytes',
   USAGE: 'run the command with --help',

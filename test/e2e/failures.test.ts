@@ -109,6 +109,10 @@ describe("the request's own fault", () => {
         `refused the request: .*answered 413: .*larger than this provider accepts \\(${BODY_LIMIT} bytes\\)`,
       ),
     );
+    const cli = await glassbox('infer', rows, '--input', JSON.stringify({ x }));
+    expect(cli.code).toBe(1);
+    expect(cli.err).toMatch(/^error: every provider .* \(16384 bytes\) \[REQUEST_TOO_LARGE\]$/m);
+    expect(cli.err).toMatch(/^hint: send smaller inputs/m);
     // The same model answers an input within the limit.
     const small = await infer(client, { model: rows, inputs: { x: [[1, 2, 3]] }, maxPrice: MAX_PRICE });
     expect(small.report.ok).toBe(true);
