@@ -5,6 +5,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
   addStake,
   answerAvailability,
+  answerAvailabilityChunk,
   challengeAvailability,
   commitBatch,
   commitVote,
@@ -35,6 +36,7 @@ import {
   type GlassboxClient,
 } from '../src/chain/index.js';
 import { proveDivergence } from '../src/node/verifier/check.js';
+import { CHUNK_BYTES, chunkData, dataHash } from '../src/protocol/data.js';
 import { batchTree, traceRoot } from '../src/protocol/merkle.js';
 import { modelDigest, modelIdFromDigest } from '../src/protocol/manifest.js';
 import { receiptHash, signReceipt, type Receipt } from '../src/protocol/receipt.js';
@@ -246,7 +248,7 @@ it('records the gas of every action and the amortised cost per inference', async
   );
 
   // availability: challenge a committed receipt, the provider publishes it with 1 KiB of inputs
-  // and outputs; then the same with the most data a receipt may carry (maxDataBytes, random bytes)
+  // and outputs
   const inputs = new Uint8Array(768).fill(7);
   const outputs = new Uint8Array(256).fill(9);
   const held = receipt(4, { inputHash: keccak256(inputs), outputHash: keccak256(outputs) });
@@ -269,27 +271,40 @@ it('records the gas of every action and the amortised cost per inference', async
       })
     ).gasUsed,
   );
-  const maxInputs = crypto.getRandomValues(new Uint8Array(DEFAULT_PARAMS.maxDataBytes / 2));
-  const maxOutputs = crypto.getRandomValues(new Uint8Array(DEFAULT_PARAMS.maxDataBytes / 2));
-  const full = receipt(8, { inputHash: keccak256(maxInputs), outputHash: keccak256(maxOutputs) });
-  const fullTree = batchTree([receiptHash(full), receiptHash(receipt(9))]);
-  const fullBatch = await commitBatch(clients[1]!, { root: fullTree.root, count: 2, uri });
-  const fullChallenge = await challengeAvailability(clients[10]!, {
-    provider: addr(1),
-    batchId: fullBatch.batchId,
-    receiptHash: receiptHash(full),
-    proof: fullTree.proof(0),
-  });
-  gas[`availability: answer with maxDataBytes (${DEFAULT_PARAMS.maxDataBytes / 1024} KiB) of data`] = Number(
-    (
-      await answerAvailability(clients[1]!, {
-        challengeId: fullChallenge.challengeId,
-        receipt: full,
-        inputs: maxInputs,
-        outputs: maxOutputs,
-      })
-    ).gasUsed,
+  // the most one answer publishes at once (a chunk: 64 KiB, half inputs, half outputs, random
+  // bytes: no zero-byte discount), then a MiB of inputs chunk by chunk
+  const random = (n: number) => {
+    const out = new Uint8Array(n);
+    for (let at = 0; at < n; at += 65_536) crypto.getRandomValues(out.subarray(at, at + 65_536));
+    return out;
+  };
+  const answered = async (n: number, data: { inputs: Uint8Array; outputs: Uint8Array }) => {
+    const r = receipt(n, { inputHash: dataHash(data.inputs), outputHash: dataHash(data.outputs) });
+    const tree = batchTree([receiptHash(r), receiptHash(receipt(n + 1))]);
+    const committed = await commitBatch(clients[1]!, { root: tree.root, count: 2, uri });
+    const { challengeId } = await challengeAvailability(clients[10]!, {
+      provider: addr(1),
+      batchId: committed.batchId,
+      receiptHash: receiptHash(r),
+      proof: tree.proof(0),
+    });
+    return { receipt: r, challengeId };
+  };
+  const half = { inputs: random(CHUNK_BYTES / 2), outputs: random(CHUNK_BYTES / 2) };
+  gas['availability: answer at once with 64 KiB of data (the most hashed whole)'] = Number(
+    (await answerAvailability(clients[1]!, { ...(await answered(8, half)), ...half })).gasUsed,
   );
+  const mib = { inputs: random(1 << 20), outputs: new Uint8Array(256).fill(9) };
+  const chunked = await answered(20, mib);
+  const ins = chunkData(mib.inputs);
+  let mibGas = 0;
+  for (let i = 0; i < ins.count; i++)
+    mibGas += Number(
+      (await answerAvailabilityChunk(clients[1]!, { ...chunked, side: 'inputs', chunk: ins.chunk(i) }))
+        .gasUsed,
+    );
+  gas['availability: answer in chunks, one 64 KiB chunk'] = Math.round(mibGas / ins.count);
+  gas['availability: answer in chunks, 1 MiB of inputs (16 chunks)'] = mibGas;
 
   // the draw walks the committee pool (voters staked at least the minimum): how it grows
   // opening freezes the committee pool (voters staked at least the minimum) and the draw walks

@@ -39,8 +39,10 @@ import {PaymentEscrow} from "./PaymentEscrow.sol";
 ///      own, so members need only re-run up to it.
 ///  (d) unavailability: within `challengeWindow` of a batch's commit, anyone posts the bond and
 ///      names a receipt hash in it (`challengeAvailability`); the provider must publish that
-///      receipt, its inputs and its outputs on chain (`answerAvailability`) within `answerPeriod`,
-///      or be slashed as in (c). Each receipt (and each batch) can be challenged so once.
+///      receipt, its inputs and its outputs on chain within `answerPeriod`, or be slashed as in
+///      (c): in one transaction (`answerAvailability`) when each is at most one chunk, else chunk
+///      by chunk (`answerAvailabilityChunk`, one transaction per 64 KiB chunk, each proven against
+///      the receipt's data commitment). Each receipt (and each batch) can be challenged so once.
 ///      A provider that hides even the list of a batch's receipts is challenged for the batch
 ///      (`challengeBatch`): it must publish the batch's receipt hashes, in order, which rebuild
 ///      the committed root (`answerBatch`), or be slashed. An answered challenge refunds the
@@ -135,6 +137,30 @@ contract DisputeManager is ReentrancyGuard {
         address[] committee;
     }
 
+    /// @notice One chunk of a challenged receipt's inputs or outputs (src/protocol/data.ts): a
+    ///         datum of at most CHUNK_BYTES hashed whole is its own chunk 0 (`root` zero, no
+    ///         proof); a longer one is committed to as keccak256(abi.encodePacked(CHUNKS_TAG,
+    ///         uint64 length, root)), `root` that of a tree whose leaf i is
+    ///         keccak256(abi.encodePacked(uint32 i, keccak256(chunk i))).
+    struct Chunk {
+        /// @dev False: a chunk of the inputs; true: of the outputs.
+        bool outputs;
+        uint64 length;
+        bytes32 root;
+        uint32 index;
+        bytes data;
+        bytes32[] proof;
+    }
+
+    /// @notice Which chunks of an availability challenge's data were published (bit i: chunk i),
+    ///         and how many each side has (0: none published yet).
+    struct PublishedChunks {
+        uint256 inputs;
+        uint256 outputs;
+        uint16 inputCount;
+        uint16 outputCount;
+    }
+
     struct Vote {
         bytes32 commitment;
         /// @dev Tracked on its own: "has committed" never depends on the commitment's value.
@@ -144,6 +170,11 @@ contract DisputeManager is ReentrancyGuard {
     }
 
     uint256 private constant BPS = 10_000;
+    /// @notice The size of a data chunk: one chunk's answer fits a transaction on any chain.
+    uint256 public constant CHUNK_BYTES = 65_536;
+    /// @notice The most chunks of a receipt's inputs, or of its outputs: one word of bits each.
+    uint256 public constant MAX_CHUNKS = 256;
+    bytes18 private constant CHUNKS_TAG = "glassbox.chunks.v1";
 
     IERC20 public immutable token;
     ProviderRegistry public immutable providers;
@@ -168,9 +199,8 @@ contract DisputeManager is ReentrancyGuard {
     ///         unavailable: providers keep (and serve) a batch's data for this long, no longer.
     uint64 public immutable challengeWindow;
     /// @notice The most a challengeable receipt's inputs plus outputs (canonical encodings) may
-    ///         weigh: what `answerAvailability` must be able to publish in one transaction.
-    ///         Providers refuse larger requests (a receipt they could not publish would make them
-    ///         slashable), and clients don't send them.
+    ///         weigh, at most MAX_CHUNKS chunks: providers refuse larger requests (a receipt they
+    ///         could not publish would make them slashable), and clients don't send them.
     uint32 public immutable maxDataBytes;
 
     Challenge[] private _challenges;
@@ -188,6 +218,8 @@ contract DisputeManager is ReentrancyGuard {
     mapping(bytes32 key => bool) public equivocationReported;
     /// @notice Receipts under an unadmitted runtime already punished, by receipt struct hash.
     mapping(bytes32 receiptHash => bool) public runtimeReported;
+    /// @notice The chunks published so far of each availability challenge answered in chunks.
+    mapping(uint256 id => PublishedChunks) public publishedChunks;
 
     event EquivocationSlashed(
         address indexed provider,
@@ -244,6 +276,11 @@ contract DisputeManager is ReentrancyGuard {
     /// @notice The withheld data, now public: the receipt and the canonical encodings of its
     ///         inputs and outputs.
     event AvailabilityAnswered(uint256 indexed id, ReceiptLib.Receipt receipt, bytes inputs, bytes outputs);
+    /// @notice A chunk of the withheld data, now public (`outputs`: of the outputs, else inputs).
+    ///         Indexed by position, so that readers can fetch a large answer a few chunks at a time.
+    event AvailabilityChunk(uint256 indexed id, bool indexed outputs, uint32 indexed index, bytes data);
+    /// @notice Every chunk of the challenged receipt's inputs and outputs is public: answered.
+    event AvailabilityAnsweredInChunks(uint256 indexed id, ReceiptLib.Receipt receipt);
     event VoteCommitted(uint256 indexed id, address indexed member);
     event VoteRevealed(uint256 indexed id, address indexed member, bool guilty);
     event ChallengeResolved(uint256 indexed id, Status status, uint16 guilty, uint16 innocent, uint256 slashed, uint256 reward);
@@ -293,6 +330,8 @@ contract DisputeManager is ReentrancyGuard {
     error DrawClosed(uint64 commitDeadline);
     error OutputsMismatch(bytes32 outputHash);
     error PoolMismatch(uint256 id);
+    error ChunkMismatch(bool outputs, uint32 index);
+    error ChunkAlreadyPublished(bool outputs, uint32 index);
 
     constructor(
         IERC20 token_,
@@ -305,7 +344,7 @@ contract DisputeManager is ReentrancyGuard {
         if (
             p.treasury == address(0) || p.committeeSize == 0 || p.commitPeriod == 0 || p.revealPeriod == 0
                 || p.slashBps > BPS || p.rewardBps >= BPS || p.challengeBond == 0 || p.answerPeriod == 0
-                || p.challengeWindow == 0 || p.maxDataBytes == 0
+                || p.challengeWindow == 0 || p.maxDataBytes == 0 || p.maxDataBytes > MAX_CHUNKS * CHUNK_BYTES
         ) revert InvalidParams();
         token = token_;
         providers = providers_;
@@ -568,7 +607,8 @@ contract DisputeManager is ReentrancyGuard {
 
     /// @notice Claims that `provider` does not serve the receipt with struct hash `receiptHash`,
     ///         proven to be in its batch `batchId`. Pulls `challengeBond`. Unless someone
-    ///         publishes the receipt and its data (`answerAvailability`) within `answerPeriod`,
+    ///         publishes the receipt and its data (`answerAvailability`, or chunk by chunk
+    ///         `answerAvailabilityChunk`) within `answerPeriod`,
     ///         `resolve` upholds the challenge and slashes the provider.
     function challengeAvailability(address provider, uint256 batchId, bytes32 receiptHash, bytes32[] calldata proof)
         external
@@ -590,22 +630,88 @@ contract DisputeManager is ReentrancyGuard {
     }
 
     /// @notice Publishes the receipt an availability challenge names and the canonical encodings
-    ///         of its inputs and outputs, which settles the challenge for the provider (anyone may
-    ///         answer: data is data). The challenger's bond is refunded.
+    ///         of its inputs and outputs, each at most one chunk and hashed whole, which settles the
+    ///         challenge for the provider (anyone may answer: data is data). The challenger's bond
+    ///         is refunded. Larger data is published with `answerAvailabilityChunk`.
     function answerAvailability(
         uint256 id,
         ReceiptLib.Receipt calldata receipt,
         bytes calldata inputs,
         bytes calldata outputs
     ) external nonReentrant {
-        Challenge storage c = _open(id);
+        Challenge storage c = _answerable(id, receipt);
+        if (!_isWhole(inputs, receipt.inputHash)) revert InputsMismatch(receipt.inputHash);
+        if (!_isWhole(outputs, receipt.outputHash)) revert OutputsMismatch(receipt.outputHash);
+        emit AvailabilityAnswered(id, receipt, inputs, outputs);
+        _answered(id, c);
+    }
+
+    /// @notice Publishes one chunk of the inputs or outputs of the receipt an availability
+    ///         challenge names, proven against its inputHash or outputHash (anyone may: data is
+    ///         data). Once every chunk of both is published, the challenge is answered as by
+    ///         `answerAvailability`. A datum hashed whole is published as its chunk 0.
+    function answerAvailabilityChunk(uint256 id, ReceiptLib.Receipt calldata receipt, Chunk calldata chunk)
+        external
+        nonReentrant
+    {
+        Challenge storage c = _answerable(id, receipt);
+        uint16 count = _checkChunk(chunk.outputs ? receipt.outputHash : receipt.inputHash, chunk);
+        PublishedChunks storage p = publishedChunks[id];
+        uint256 bits = chunk.outputs ? p.outputs : p.inputs;
+        uint256 bit = 1 << chunk.index;
+        if (bits & bit != 0) revert ChunkAlreadyPublished(chunk.outputs, chunk.index);
+        if (chunk.outputs) (p.outputs, p.outputCount) = (bits | bit, count);
+        else (p.inputs, p.inputCount) = (bits | bit, count);
+        emit AvailabilityChunk(id, chunk.outputs, chunk.index, chunk.data);
+        if (_complete(p.inputs, p.inputCount) && _complete(p.outputs, p.outputCount)) {
+            emit AvailabilityAnsweredInChunks(id, receipt);
+            _answered(id, c);
+        }
+    }
+
+    /// @dev The open availability challenge `id`, within its answer period, of this receipt.
+    function _answerable(uint256 id, ReceiptLib.Receipt calldata receipt) private view returns (Challenge storage c) {
+        c = _open(id);
         if (c.kind != Kind.Unavailable) revert NotAvailabilityChallenge(id);
         if (block.timestamp >= c.commitDeadline) revert AnswerClosed(c.commitDeadline);
         if (ReceiptLib.hash(receipt) != c.receiptHash) revert ReceiptMismatch(c.receiptHash);
-        if (keccak256(inputs) != receipt.inputHash) revert InputsMismatch(receipt.inputHash);
-        if (keccak256(outputs) != receipt.outputHash) revert OutputsMismatch(receipt.outputHash);
-        emit AvailabilityAnswered(id, receipt, inputs, outputs);
-        _answered(id, c);
+    }
+
+    /// @dev Whether `data` is the datum `hash` commits to whole: at most a chunk, and not shaped
+    ///      like a chunked commitment's preimage (which would open that commitment with 58 bytes).
+    function _isWhole(bytes calldata data, bytes32 hash) private pure returns (bool) {
+        return data.length <= CHUNK_BYTES && !_isChunksHeader(data) && keccak256(data) == hash;
+    }
+
+    function _isChunksHeader(bytes calldata data) private pure returns (bool) {
+        return data.length == 58 && bytes18(data[:18]) == CHUNKS_TAG;
+    }
+
+    /// @dev Checks `k` is chunk `k.index` of the datum `hash` commits to (src/protocol/data.ts
+    ///      `verifyChunk`); returns how many chunks that datum has.
+    function _checkChunk(bytes32 hash, Chunk calldata k) private pure returns (uint16) {
+        if (k.root == bytes32(0)) {
+            if (k.index != 0 || k.length != k.data.length || !_isWhole(k.data, hash)) {
+                revert ChunkMismatch(k.outputs, k.index);
+            }
+            return 1;
+        }
+        uint256 count = (uint256(k.length) + CHUNK_BYTES - 1) / CHUNK_BYTES;
+        uint256 index = k.index;
+        // committed to in chunks only when longer than a chunk, or shaped like a chunks header
+        bool canonical = count > 1 || (count == 1 && _isChunksHeader(k.data));
+        if (!canonical || count > MAX_CHUNKS || index >= count) revert ChunkMismatch(k.outputs, k.index);
+        uint256 size = index + 1 < count ? CHUNK_BYTES : k.length - (count - 1) * CHUNK_BYTES;
+        if (
+            k.data.length != size || keccak256(abi.encodePacked(CHUNKS_TAG, k.length, k.root)) != hash
+                || !MerkleProof.verifyCalldata(k.proof, k.root, keccak256(abi.encodePacked(k.index, keccak256(k.data))))
+        ) revert ChunkMismatch(k.outputs, k.index);
+        return uint16(count);
+    }
+
+    /// @dev Whether all `count` chunks of a side are in `bits` (count 0: none was published yet).
+    function _complete(uint256 bits, uint16 count) private pure returns (bool) {
+        return count != 0 && bits == type(uint256).max >> (256 - count);
     }
 
     /// @notice Claims that the provider of batch `batchId` does not serve even the list of its

@@ -1,7 +1,8 @@
 // Compiles contracts/*.sol with solc-js (standard JSON, optimizer on, evmVersion cancun, no
 // network: @openzeppelin imports resolve from node_modules) and writes typed ABIs and bytecode
 // for viem to src/chain/artifacts/. Skips the compile when the sources, compiler and settings
-// are unchanged (a hash is kept beside the artifacts).
+// are unchanged (a hash is kept beside the artifacts). Fails when a contract's deployed code is
+// over EIP-170's 24,576 bytes (chains refuse to deploy it), and prints the largest one's size.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -17,7 +18,7 @@ const hashFile = join(outDir, '.source-hash');
 const settings = {
   optimizer: { enabled: true, runs: 200 },
   evmVersion: 'cancun',
-  outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object'] } },
+  outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } },
 };
 
 const files = readdirSync(contractsDir)
@@ -66,6 +67,16 @@ for (const e of output.errors ?? []) {
 }
 if (failed) process.exit(1);
 
+/** EIP-170: the most deployed code a contract may have. */
+const MAX_CODE_BYTES = 24_576;
+const sizes = Object.values(output.contracts)
+  .flatMap((byName) => Object.entries(byName))
+  .map(([name, a]) => ({ name, bytes: a.evm.deployedBytecode.object.length / 2 }))
+  .sort((a, b) => b.bytes - a.bytes);
+for (const { name, bytes } of sizes.filter((s) => s.bytes > MAX_CODE_BYTES))
+  console.error(`${name}: ${bytes} bytes of deployed code, over EIP-170's ${MAX_CODE_BYTES}`);
+if (sizes[0].bytes > MAX_CODE_BYTES) process.exit(1);
+
 rmSync(outDir, { recursive: true, force: true });
 mkdirSync(outDir, { recursive: true });
 const names = [];
@@ -90,5 +101,6 @@ writeFileSync(
 );
 writeFileSync(hashFile, hash);
 console.error(
-  `contracts: compiled ${names.join(', ')} with solc ${solcVersion} in ${Date.now() - started} ms -> ${relative(root, outDir)}`,
+  `contracts: compiled ${names.join(', ')} with solc ${solcVersion} in ${Date.now() - started} ms -> ${relative(root, outDir)}; ` +
+    `largest deployed code ${sizes[0].name} ${sizes[0].bytes} of ${MAX_CODE_BYTES} bytes`,
 );

@@ -4,6 +4,7 @@ import { getAddress, isAddress, type Abi, type Account, type Address, type Hex }
 import { z } from 'zod';
 import { GlassboxError } from '../protocol/errors.js';
 import { parseWith } from '../protocol/validate.js';
+import { MAX_DATA_BYTES } from '../protocol/limits.js';
 import {
   DevTokenAbi,
   DevTokenBytecode,
@@ -60,18 +61,14 @@ export type ChainParams = {
   readonly paymentHoldMs: number;
   /**
    * The most a challengeable receipt's inputs plus outputs may weigh (canonical encodings, bytes):
-   * an availability challenge makes the provider publish them in one transaction, so providers
-   * refuse larger requests and clients don't send them. At most MAX_DATA_BYTES (what one
-   * transaction can carry on public mempools).
+   * an availability challenge makes the provider publish them on chain, 64 KiB chunk by chunk
+   * (one transaction each), so providers refuse larger requests and clients don't send them. At
+   * most MAX_DATA_BYTES (256 chunks: what DisputeManager takes of one side).
    */
   readonly maxDataBytes: number;
 };
 
-/**
- * geth's pool refuses transactions over 128 KiB; an availability answer carries the receipt and
- * ABI framing (under 1 KiB) besides the data, so the data cap stays below 120 KiB.
- */
-export const MAX_DATA_BYTES = 120 * 1024;
+export { MAX_DATA_BYTES };
 
 const E18 = 10n ** 18n;
 const DAY = 86_400_000;
@@ -91,7 +88,8 @@ export const DEFAULT_PARAMS: ChainParams = {
   answerPeriodMs: DAY,
   challengeWindowMs: 3 * DAY,
   paymentHoldMs: 6 * DAY,
-  maxDataBytes: 64 * 1024,
+  // a million float32 values in (4 MiB) with up to 8 MiB out: iris on 262,144 rows takes 9 MiB
+  maxDataBytes: 12 * 1024 * 1024,
 };
 
 export type Contracts = {
@@ -149,7 +147,7 @@ export function validateParams(p: ChainParams): void {
   if (!Number.isInteger(p.maxDataBytes) || p.maxDataBytes < 1024 || p.maxDataBytes > MAX_DATA_BYTES)
     bad(
       'maxDataBytes',
-      `must be an integer from 1024 to ${MAX_DATA_BYTES}: an availability answer carries that much in one transaction`,
+      `must be an integer from 1024 to ${MAX_DATA_BYTES}: an availability answer publishes at most 256 chunks of 64 KiB a side`,
     );
   if (!Number.isInteger(p.committeeSize) || p.committeeSize < 1 || p.committeeSize > 255)
     bad('committeeSize', 'must be an integer from 1 to 255');

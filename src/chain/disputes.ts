@@ -1,4 +1,5 @@
-import { bytesToHex, encodeAbiParameters, keccak256, type Address, type Hex } from 'viem';
+import { bytesToHex, encodeAbiParameters, hexToBytes, keccak256, type Address, type Hex } from 'viem';
+import { joinChunks, type DataChunk } from '../protocol/data.js';
 import type { Receipt, SignedReceipt } from '../protocol/receipt.js';
 import { accountOf, eventsOf, secondsToMs, type GlassboxClient, type TxResult } from './client.js';
 import { ABIS, readFrom, sendTo } from './contracts.js';
@@ -186,7 +187,8 @@ async function openDataChallenge(
 
 /**
  * Publishes the receipt, inputs and outputs an availability challenge names, settling it for the
- * provider (the challenger's bond is refunded).
+ * provider (the challenger's bond is refunded). Each must be at most one chunk (hashed whole);
+ * larger data goes chunk by chunk (`answerAvailabilityChunk`).
  */
 export function answerAvailability(
   client: GlassboxClient,
@@ -198,6 +200,106 @@ export function answerAvailability(
     bytesToHex(params.inputs),
     bytesToHex(params.outputs),
   ]);
+}
+
+/** Which side of a receipt's data a chunk belongs to. */
+export type DataSide = 'inputs' | 'outputs';
+
+/**
+ * Publishes one chunk of the inputs or outputs of the receipt an availability challenge names
+ * (`chunkData(bytes).chunk(i)`, src/protocol/data.ts); the chunk that completes both sides
+ * settles the challenge for the provider. Reverts `ChunkMismatch` for a chunk that is not the
+ * receipt's, `ChunkAlreadyPublished` for one already on chain.
+ */
+export function answerAvailabilityChunk(
+  client: GlassboxClient,
+  params: { challengeId: bigint; receipt: Receipt; side: DataSide; chunk: DataChunk },
+): Promise<TxResult> {
+  const { length, root, index, data, proof } = params.chunk;
+  return sendTo(client, 'disputeManager', 'answerAvailabilityChunk', [
+    params.challengeId,
+    params.receipt,
+    {
+      outputs: params.side === 'outputs',
+      length: BigInt(length),
+      root,
+      index,
+      data: bytesToHex(data),
+      proof,
+    },
+  ]);
+}
+
+/** The chunks of one side published so far: bit i of `bits` is chunk i; `count` is 0 until one is. */
+export type ChunkProgress = { readonly count: number; readonly bits: bigint };
+
+/** Which chunks of an availability challenge's inputs and outputs are on chain. */
+export async function getPublishedChunks(
+  client: GlassboxClient,
+  challengeId: bigint,
+): Promise<Record<DataSide, ChunkProgress>> {
+  const [inputs, outputs, inputCount, outputCount] = await readFrom<
+    readonly [bigint, bigint, number, number]
+  >(client, 'disputeManager', 'publishedChunks', [challengeId]);
+  return { inputs: { count: inputCount, bits: inputs }, outputs: { count: outputCount, bits: outputs } };
+}
+
+/** Whether chunk `index` is in `progress`. */
+export const isChunkPublished = (progress: ChunkProgress, index: number): boolean =>
+  ((progress.bits >> BigInt(index)) & 1n) === 1n;
+
+/** What an answered availability challenge put on chain: the receipt and its data. */
+export type PublishedData = { receipt: Receipt; inputs: Uint8Array; outputs: Uint8Array };
+
+/** Chunks read per request: 32 of 64 KiB are 4 MiB of hex, within an RPC client's response cap. */
+const CHUNKS_PER_READ = 32;
+
+/**
+ * The receipt, inputs and outputs an availability challenge's answer published, in one
+ * transaction (AvailabilityAnswered) or chunk by chunk (AvailabilityChunk events, then
+ * AvailabilityAnsweredInChunks); undefined while it is not answered. Chunks are read a few at a
+ * time, rebuilt and checked against the receipt's hashes (DATA_INVALID otherwise: the contract
+ * checked each one).
+ */
+export async function getPublishedData(
+  client: GlassboxClient,
+  challengeId: bigint,
+): Promise<PublishedData | undefined> {
+  const byId = { contract: 'disputeManager', args: { id: challengeId } } as const;
+  const [whole] = await getEvents<{ receipt: Receipt; inputs: Hex; outputs: Hex }>(client, {
+    ...byId,
+    eventName: 'AvailabilityAnswered',
+  });
+  if (whole) {
+    const { receipt, inputs, outputs } = whole.args;
+    return { receipt, inputs: hexToBytes(inputs), outputs: hexToBytes(outputs) };
+  }
+  const [done] = await getEvents<{ receipt: Receipt }>(client, {
+    ...byId,
+    eventName: 'AvailabilityAnsweredInChunks',
+  });
+  if (!done) return undefined;
+  const counts = await getPublishedChunks(client, challengeId);
+  const side = async (outputs: boolean) => {
+    const chunks: { index: number; data: Uint8Array }[] = [];
+    const count = counts[outputs ? 'outputs' : 'inputs'].count;
+    for (let from = 0; from < count; from += CHUNKS_PER_READ) {
+      const index = Array.from({ length: Math.min(CHUNKS_PER_READ, count - from) }, (_, i) => from + i);
+      for (const e of await getEvents<{ index: number; data: Hex }>(client, {
+        contract: 'disputeManager',
+        eventName: 'AvailabilityChunk',
+        args: { id: challengeId, outputs, index },
+      }))
+        chunks.push({ index: e.args.index, data: hexToBytes(e.args.data) });
+    }
+    return chunks;
+  };
+  const { receipt } = done.args;
+  return {
+    receipt,
+    inputs: joinChunks(receipt.inputHash, await side(false)),
+    outputs: joinChunks(receipt.outputHash, await side(true)),
+  };
 }
 
 /**

@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { isHex } from 'viem';
 import { z } from 'zod';
 import { GlassboxError } from '../protocol/errors.js';
+import { MAX_DATA_BYTES } from '../protocol/limits.js';
 import { parseWith } from '../protocol/validate.js';
 
 /*
@@ -113,15 +114,12 @@ export const nodeConfigSchema = z.strictObject({
     })
     .prefault({}),
   /**
-   * The largest request body parsed. A receipt carries at most the chain's data cap (64 KiB by
-   * default, 120 KiB at most), which as JSON numbers is a few hundred KiB; a body far past that
-   * would only be parsed to be refused.
+   * The largest request body parsed: by default the most inputs any chain lets a receipt carry
+   * (MAX_DATA_BYTES, 16 MiB) in the binary transport, whose body is their canonical encoding; a
+   * million float32 values take 4 MiB. The same values as JSON take several times more: large
+   * inputs travel binary.
    */
-  bodyLimitBytes: z
-    .number()
-    .int()
-    .min(1024)
-    .default(4 * 1024 * 1024),
+  bodyLimitBytes: z.number().int().min(1024).default(MAX_DATA_BYTES),
   /** How long committed receipts and their inputs are kept for verifiers, then pruned. */
   challengeWindowMs: ms.default(7 * 24 * 3_600_000),
   /** Other nodes' URLs to fetch model blobs from (GET /v1/blobs/:cid). */

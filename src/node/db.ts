@@ -127,8 +127,11 @@ export type NodeDb = {
   getBatch(root: string): BatchRow | undefined;
   pendingBatches(): BatchRow[];
   batchReceipts(root: string): ReceiptRow[];
-  /** Up to `limit` receipts of a batch from position `offset`, in order. */
-  batchPage(root: string, page: { offset: number; limit: number }): ReceiptRow[];
+  /**
+   * Up to `limit` receipts of a batch from position `offset`, in order, stopping before the one
+   * that would take their inputs plus outputs past `maxDataBytes` (the first is always there).
+   */
+  batchPage(root: string, page: { offset: number; limit: number; maxDataBytes: number }): ReceiptRow[];
   /** A batch's leaves (receipt struct hashes) in order, without the receipts' data. */
   batchLeaves(root: string): Hex[];
   getAccount(client: Address): ClientAccount;
@@ -367,7 +370,17 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
     },
     pendingBatches: () => s.pendingBatches.all().map(toBatch),
     batchReceipts: (root) => s.batchReceipts.all(root.toLowerCase()).map(toReceipt),
-    batchPage: (root, page) => s.batchPage.all(root.toLowerCase(), page.limit, page.offset).map(toReceipt),
+    batchPage: (root, page) => {
+      const rows: ReceiptRow[] = [];
+      let bytes = 0;
+      // row by row: a page of large receipts is never read whole only to be cut
+      for (const raw of s.batchPage.iterate(root.toLowerCase(), page.limit, page.offset)) {
+        bytes += (raw.inputs?.length ?? 0) + (raw.outputs?.length ?? 0);
+        if (rows.length > 0 && bytes > page.maxDataBytes) break;
+        rows.push(toReceipt(raw));
+      }
+      return rows;
+    },
     batchLeaves: (root) => s.batchLeaves.all(root.toLowerCase()).map((r) => r.leaf as Hex),
     getAccount: account,
     offerVoucher: (v) => offerVoucher(v),

@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
-import { bytesToHex, type Address, type Hex, type LocalAccount } from 'viem';
+import type { Address, Hex, LocalAccount } from 'viem';
 import type { InferHead } from '../protocol/api.js';
 import { decodeTensors, encodeTensors, hashTensors } from '../protocol/encoding.js';
 import { GlassboxError } from '../protocol/errors.js';
-import { keccak256Bytes } from '../protocol/keccak.js';
+import { capInValues } from '../protocol/limits.js';
+import { dataHash } from '../protocol/data.js';
 import { modelDigest, type ModelPackage } from '../protocol/manifest.js';
 import { requestMessage, verifyRequestSignature } from '../protocol/request.js';
 import {
@@ -80,8 +81,8 @@ export type InferServiceParameters = {
   readonly runTimeoutMs: number;
   /**
    * The most inputs plus outputs (canonical encodings, bytes) a receipt may carry: what this
-   * provider can publish in one transaction if its data is challenged (src/protocol/limits.ts).
-   * Known once the node has read the chain.
+   * provider can publish on chain if its data is challenged (src/protocol/limits.ts). Known once
+   * the node has read the chain.
    */
   readonly dataCap: () => number;
   /** The fault switch: the probability of perturbing an answer (tests only). */
@@ -107,8 +108,8 @@ export function createInferService(p: InferServiceParameters): InferService {
     const inputBytes = encodeTensors(inputs);
     const cap = p.dataCap();
     if (inputBytes.byteLength > cap)
-      throw dataTooLarge('INPUT_TOO_LARGE', 'inputs', inputBytes.byteLength, cap);
-    const inputHash = bytesToHex(keccak256Bytes(inputBytes));
+      throw dataTooLarge('INPUT_TOO_LARGE', 'inputs', inputBytes.byteLength, cap, [inputs]);
+    const inputHash = dataHash(inputBytes);
     const message = requestMessage(head, { provider: p.provider, inputHash });
     const client = await verifyRequestSignature(message, head.signature as Hex, p.domain);
     return { head, pkg, inputs, inputBytes, inputHash, client };
@@ -153,6 +154,7 @@ export function createInferService(p: InferServiceParameters): InferService {
           'outputs',
           inputBytes.byteLength + outputBytes.byteLength,
           cap,
+          [inputs, outputs],
         );
       if (p.delayMs) await new Promise((resolve) => setTimeout(resolve, p.delayMs));
       const receipt: Receipt = {
@@ -222,20 +224,29 @@ export function createInferService(p: InferServiceParameters): InferService {
 }
 
 /**
- * A receipt over more data than one answer transaction can publish would make this provider
- * slashable for data it could not publish (audit C-1), so such a request is refused, unsigned
- * and unpaid.
+ * A receipt over more data than the chain's data cap would make this provider slashable for data
+ * it could not publish (audit C-1), so such a request is refused, unsigned and unpaid. The cap is
+ * also given in values when the tensors it is shared by have one dtype.
  */
 function dataTooLarge(
   code: 'INPUT_TOO_LARGE' | 'OUTPUT_TOO_LARGE',
   field: 'inputs' | 'outputs',
   sizeBytes: number,
   limitBytes: number,
+  tensors: readonly TensorMap[],
 ): GlassboxError {
   const what = field === 'inputs' ? 'the inputs' : 'the inputs and outputs';
+  const inValues = capInValues(
+    limitBytes,
+    tensors.flatMap((map) => Object.values(map).map((t) => t.dtype)),
+  );
+  const values = inValues ? ` (about ${inValues.values} ${inValues.dtype} values)` : '';
   return new GlassboxError(
     code,
-    `${what} take ${sizeBytes} bytes in canonical encoding; a receipt may carry at most ${limitBytes} (what one transaction can publish if the data is challenged)`,
-    { field, details: { sizeBytes, limitBytes } },
+    `${what} take ${sizeBytes} bytes in canonical encoding; a receipt may carry at most ${limitBytes} bytes${values} of inputs and outputs (the chain's data cap: what a provider can publish on chain if the data is challenged)`,
+    {
+      field,
+      details: { sizeBytes, limitBytes, ...(inValues ? { limitValues: inValues.values } : {}) },
+    },
   );
 }

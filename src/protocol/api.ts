@@ -2,6 +2,7 @@ import { isAddress, isHex, type Address, type Hex } from 'viem';
 import { z } from 'zod';
 import type { JsonTensor } from './encoding.js';
 import { GlassboxError } from './errors.js';
+import { MAX_DATA_BYTES } from './limits.js';
 import { parseWith } from './validate.js';
 import { signedReceiptJsonSchema, type SignedReceiptJson } from './receipt.js';
 import type { SignedVoucher } from './voucher.js';
@@ -140,11 +141,14 @@ const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'is not base64');
 const count = z.number().int().nonnegative();
 
 /**
- * The most receipts one page of GET /v1/batches/:root holds, and its default `limit`. With each
- * receipt's data within the chain's data cap, a page stays within DEFAULT_MAX_RESPONSE_BYTES
- * (src/protocol/body.ts), whatever the batch's size.
+ * The most receipts one page of GET /v1/batches/:root holds, and its default `limit`. A page also
+ * stops before the receipt that would take its data (inputs plus outputs) past
+ * BATCH_PAGE_DATA_BYTES, though it always holds one: so it stays within DEFAULT_MAX_RESPONSE_BYTES
+ * (src/protocol/body.ts), whatever the batch's size and its receipts' sizes.
  */
 export const BATCH_PAGE_MAX = 64;
+/** The most data the receipts of one batch page carry, unless its one receipt carries more: 16 MiB. */
+export const BATCH_PAGE_DATA_BYTES = MAX_DATA_BYTES;
 
 export const voucherAcceptedSchema = z.object({
   /** What the provider holds a voucher for (paid), in base units. */
@@ -219,7 +223,7 @@ export type BatchResponse = z.input<typeof batchResponseSchema>;
 export const evidenceResponseSchema = z.object({
   /** The provider's signed receipt, when the challenger has it (the chain has the receipt anyway). */
   receipt: signedReceiptJsonSchema.optional(),
-  /** Canonical encoding of the inputs, base64; their keccak256 is the receipt's inputHash. */
+  /** Canonical encoding of the inputs, base64; their dataHash is the receipt's inputHash. */
   inputs: base64,
   /** The provider's outputs (canonical encoding, base64), when the challenger has them. */
   outputs: base64.optional(),

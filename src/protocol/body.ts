@@ -1,6 +1,6 @@
-import { BATCH_PAGE_MAX } from './api.js';
+import { BATCH_PAGE_DATA_BYTES, BATCH_PAGE_MAX } from './api.js';
 import { GlassboxError } from './errors.js';
-import { dataCap, TX_GAS_CAP } from './limits.js';
+import { MAX_DATA_BYTES } from './limits.js';
 
 /*
  * Reading an answer without trusting its size (audit M-3). `response.json()` and `.text()` buffer
@@ -10,19 +10,18 @@ import { dataCap, TX_GAS_CAP } from './limits.js';
  * so the SDK and the node's verifier and committee member share them.
  */
 
-/** The most data (inputs and outputs) a receipt carries on any chain: what one answer can publish. */
-const MAX_RECEIPT_DATA = dataCap({ maxDataBytes: Number.MAX_SAFE_INTEGER, blockGasLimit: TX_GAS_CAP });
 /** A stored receipt's JSON besides its data: the signed receipt, its proof and trace (~2.5 KiB). */
 const STORED_RECEIPT_JSON = 4096;
 
 /**
- * The default cap on one answer: a full batch page of receipts at the largest data any chain lets
- * a receipt carry (about 168 KiB, 4/3 of it in base64), about 14 MiB. A page is the largest answer
- * a provider sends: an inference answer's outputs are part of one receipt's data, so even as JSON
- * numbers they stay far below it. A reader expecting more says so.
+ * The default cap on one answer: a full batch page, its data at most the larger of
+ * BATCH_PAGE_DATA_BYTES and the most any chain lets one receipt carry (MAX_DATA_BYTES), 4/3 of it
+ * in base64, and each receipt's JSON besides: about 21.6 MiB. A page is the largest answer a
+ * provider sends besides an inference answer's outputs in JSON, which for the largest receipts
+ * take more: those travel in the binary transport. A reader expecting more says so.
  */
 export const DEFAULT_MAX_RESPONSE_BYTES =
-  BATCH_PAGE_MAX * (Math.ceil((MAX_RECEIPT_DATA * 4) / 3) + STORED_RECEIPT_JSON);
+  Math.ceil((Math.max(BATCH_PAGE_DATA_BYTES, MAX_DATA_BYTES) * 4) / 3) + BATCH_PAGE_MAX * STORED_RECEIPT_JSON;
 
 export type ReadBodyOptions = {
   /** The most bytes read; past them the read stops with RESPONSE_TOO_LARGE. */

@@ -1,6 +1,6 @@
 import type { Hex } from 'viem';
 import { GlassboxError } from './errors.js';
-import { keccak256Stream } from './keccak.js';
+import { dataHashStream } from './data.js';
 import {
   DTYPE_BYTES,
   DTYPE_BY_CODE,
@@ -22,7 +22,7 @@ import {
  *
  * all little-endian; fixed-width data is the elements' little-endian bytes (bool: one byte, 0 or
  * 1); string data is, per element, u32 length | UTF-8 bytes. The encoding is injective, so its
- * keccak256 (inputHash, outputHash) changes whenever any name, dtype, dim or data byte does.
+ * dataHash (inputHash, outputHash) changes whenever any name, dtype, dim or data byte does.
  */
 
 const utf8Encoder = new TextEncoder();
@@ -183,12 +183,12 @@ function assertDecoded(value: Tensor, name: string): void {
 }
 
 /**
- * keccak256 of the canonical encoding: the inputHash / outputHash of receipts. Streams the parts
- * into the hash instead of building the encoding, with hash-wasm's keccak (about 15 times faster
- * than the pure-JS one on large tensors).
+ * The dataHash of the canonical encoding (src/protocol/data.ts): the inputHash / outputHash of
+ * receipts. Streams the parts into the hash instead of building the encoding, with hash-wasm's
+ * keccak (about 15 times faster than the pure-JS one on large tensors).
  */
 export function hashTensors(tensors: TensorMap): Hex {
-  return keccak256Stream((update) => writeTensors(tensors, update));
+  return dataHashStream((update) => writeTensors(tensors, update));
 }
 
 /*

@@ -33,6 +33,7 @@ export const ErrorCodes = {
   SIGNATURE_INVALID: 'a signature is malformed or does not recover to the expected signer',
   RECEIPT_INVALID: 'a receipt or voucher is malformed',
   MERKLE_INVALID: 'a Merkle tree or proof is malformed',
+  DATA_INVALID: 'chunks of published data are missing, repeated, or do not rebuild its commitment',
   // the chain
   CHAIN_REVERTED: 'a contract call reverted; details.error names the custom error',
   CHAIN_RPC: 'the chain RPC could not be reached or answered with an error',

@@ -1,6 +1,7 @@
 /** The protocol: pure data and rules shared by nodes, clients and contracts. No I/O. */
 export * from './canonical-json.js';
 export * from './cid.js';
+export * from './data.js';
 export * from './domain.js';
 export * from './encoding.js';
 export * from './errors.js';

@@ -105,6 +105,40 @@ export function traceRoot(tensorHashes: readonly Hex[]): Hex {
 }
 
 /**
+ * The tree over a datum's chunks (src/protocol/data.ts): leaf i is keccak256(abi.encodePacked(
+ * uint32 i, keccak256(chunk i))), 36 bytes hashed once (an inner node hashes 64, so no inner node
+ * passes for a leaf), the index in it because sorted-pair hashing would not bind a position.
+ * DisputeManager checks the same leaf with MerkleProof.
+ */
+export function chunkTree(chunkHashes: readonly Uint8Array[]): MerkleTree {
+  return heapTree(chunkHashes.length, (i) => chunkLeaf(i, chunkHashes[i]!), 'chunk');
+}
+
+function chunkLeaf(index: number, chunkHash: Uint8Array): Uint8Array {
+  const packed = new Uint8Array(36);
+  new DataView(packed.buffer).setUint32(0, index); // abi.encodePacked(uint32): 4 bytes, big-endian
+  packed.set(chunkHash, 4);
+  return keccak256Bytes(packed);
+}
+
+/** Whether `proof` shows chunk `index`, whose keccak256 is `chunkHash`, under `root` (as MerkleProof.verify). */
+export function verifyChunkProof(
+  root: Hex,
+  index: number,
+  chunkHash: Uint8Array,
+  proof: readonly Hex[],
+): boolean {
+  if (!Number.isInteger(index) || index < 0 || index > 0xffff_ffff || chunkHash.length !== 32) return false;
+  let node = chunkLeaf(index, chunkHash);
+  for (const sibling of proof) {
+    if (!BYTES32.test(sibling)) return false;
+    const other = hexToBytes(sibling);
+    node = compareBytes(node, other) <= 0 ? keccak256Bytes(node, other) : keccak256Bytes(other, node);
+  }
+  return bytesToHex(node) === root.toLowerCase();
+}
+
+/**
  * OpenZeppelin's tree (makeMerkleTree and getProof in @openzeppelin/merkle-tree) over `n` leaf
  * hashes, on raw bytes with the WebAssembly keccak: a heap array whose node i has children 2i + 1
  * and 2i + 2, the leaves in reverse at its end, each inner node the keccak of its two children

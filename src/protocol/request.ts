@@ -34,7 +34,7 @@ export type InferRequestMessage = {
   readonly provider: Address;
   /** The model id's 32-byte digest (see `modelDigest`). */
   readonly model: Hex;
-  /** keccak256 of the canonical encoding of the inputs (`hashTensors`). */
+  /** The dataHash of the canonical encoding of the inputs (`hashTensors`). */
   readonly inputHash: Hex;
   readonly maxPrice: bigint;
   readonly trace: boolean;

@@ -1,8 +1,9 @@
-import { bytesToHex, toHex, type Address, type Hex } from 'viem';
+import { toHex, type Address, type Hex } from 'viem';
 import { encodeTensors, tensorsFromJson, tensorsToJson, type JsonTensor } from '../protocol/encoding.js';
 import { GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
 import { checkInputs, inputsFromJson } from '../protocol/inputs.js';
-import { keccak256Bytes } from '../protocol/keccak.js';
+import { dataHash } from '../protocol/data.js';
+import { capInValues } from '../protocol/limits.js';
 import type { ModelManifest } from '../protocol/manifest.js';
 import { agree, type ComparisonPolicy } from '../protocol/policy.js';
 import type { SignedReceipt } from '../protocol/receipt.js';
@@ -141,14 +142,14 @@ export async function infer(client: Client, params: InferParameters): Promise<In
   const inputs = isTensorMap(params.inputs) ? params.inputs : inputsFromJson(manifest.inputs, params.inputs);
   checkInputs(manifest.inputs, inputs);
   const inputBytes = encodeTensors(inputs);
-  checkDataCap(client, inputBytes.byteLength);
+  checkDataCap(client, inputBytes.byteLength, inputs);
   const ctx: Context = {
     client,
     params,
     manifest,
     inputs,
     inputsJson: tensorsToJson(inputs),
-    inputHash: bytesToHex(keccak256Bytes(inputBytes)),
+    inputHash: dataHash(inputBytes),
     local: mode === 'local',
     chargeEach: typeof mode !== 'object',
     deadline,
@@ -168,17 +169,25 @@ export async function infer(client: Client, params: InferParameters): Promise<In
 }
 
 /**
- * No provider may sign a receipt over more data than one transaction can publish (the chain's
- * `maxDataBytes`, audit C-1), so inputs over it are refused here, before any provider is asked.
+ * No provider may sign a receipt over more data than it could publish on chain if challenged (the
+ * chain's `maxDataBytes`, audit C-1), so inputs over it are refused here, before any provider is
+ * asked.
  */
-function checkDataCap(client: Client, sizeBytes: number): void {
+function checkDataCap(client: Client, sizeBytes: number, inputs: TensorMap): void {
   const limitBytes = client.deployment.params.maxDataBytes; // immutable, set at deployment
-  if (sizeBytes > limitBytes)
-    throw new GlassboxError(
-      'INPUT_TOO_LARGE',
-      `the inputs take ${sizeBytes} bytes in canonical encoding; no provider may sign a receipt over more than ${limitBytes} (the chain's maxDataBytes: what one transaction can publish if the data is challenged)`,
-      { field: 'inputs', details: { sizeBytes, limitBytes } },
-    );
+  if (sizeBytes <= limitBytes) return;
+  const inValues = capInValues(
+    limitBytes,
+    Object.values(inputs).map((t) => t.dtype),
+  );
+  throw new GlassboxError(
+    'INPUT_TOO_LARGE',
+    `the inputs take ${sizeBytes} bytes in canonical encoding; no provider may sign a receipt over more than ${limitBytes} bytes${inValues ? ` (about ${inValues.values} ${inValues.dtype} values)` : ''} of inputs and outputs (the chain's maxDataBytes: what a provider publishes on chain if the data is challenged)`,
+    {
+      field: 'inputs',
+      details: { sizeBytes, limitBytes, ...(inValues ? { limitValues: inValues.values } : {}) },
+    },
+  );
 }
 
 function isTensorMap(value: InferParameters['inputs']): value is TensorMap {

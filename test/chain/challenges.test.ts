@@ -1,7 +1,8 @@
-import { bytesToHex, keccak256, type Hex } from 'viem';
+import { bytesToHex, encodePacked, hexToBytes, keccak256, type Hex } from 'viem';
 import { beforeEach, describe, expect, it } from 'vitest';
 import {
   answerAvailability,
+  answerAvailabilityChunk,
   answerBatch,
   challengeBatch,
   getPublishedBatch,
@@ -12,6 +13,8 @@ import {
   getConvictedAt,
   getEvents,
   getProvider,
+  getPublishedChunks,
+  getPublishedData,
   getTokenBalance,
   openChallenge,
   registerModel,
@@ -19,7 +22,25 @@ import {
   resolveChallenge,
   type DivergenceProof,
 } from '../../src/chain/index.js';
-import { answerAvailabilityGas, answerBatchGas, batchCap, dataCap } from '../../src/protocol/limits.js';
+import {
+  CHUNK_BYTES,
+  CHUNKS_TAG,
+  chunkData,
+  dataHash,
+  MAX_CHUNKS,
+  ZERO_ROOT,
+  type DataChunk,
+} from '../../src/protocol/data.js';
+import {
+  ANSWER_BASE_GAS,
+  ANSWER_GAS_PER_BYTE,
+  answerAvailabilityGas,
+  answerBatchGas,
+  answerChunkGas,
+  batchCap,
+  dataCap,
+  MAX_DATA_BYTES,
+} from '../../src/protocol/limits.js';
 import { batchTree, traceRoot, traceTree } from '../../src/protocol/merkle.js';
 import { modelDigest } from '../../src/protocol/manifest.js';
 import { receiptHash, type Receipt } from '../../src/protocol/receipt.js';
@@ -210,6 +231,171 @@ describe('DisputeManager: availability', () => {
   });
 });
 
+/** `length` bytes that calldata pays full price for (no zero bytes), from a seed. */
+function bytesOf(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed | 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = (x & 0xfe) | 1;
+  }
+  return out;
+}
+
+describe('DisputeManager: availability answered in chunks', () => {
+  /** A committed receipt whose inputs and outputs are these, challenged for availability. */
+  async function challenged(data: { inputs: Uint8Array; outputs: Uint8Array }) {
+    const { receipt, batchId, proof } = await committed({
+      inputHash: dataHash(data.inputs),
+      outputHash: dataHash(data.outputs),
+    });
+    const { challengeId } = await challengeAvailability(chain().as(CHALLENGER), {
+      provider: chain().address(PROVIDER),
+      batchId,
+      receiptHash: receiptHash(receipt),
+      proof,
+    });
+    return { receipt, challengeId };
+  }
+
+  it('C-1: large inputs are published chunk by chunk, each proven; the last settles it for the provider and refunds the bond', async () => {
+    const challengerBefore = await getTokenBalance(chain().as(0), chain().address(CHALLENGER));
+    const data = { inputs: bytesOf(2 * CHUNK_BYTES + 1000, 1), outputs };
+    const { receipt, challengeId } = await challenged(data);
+    const ins = chunkData(data.inputs);
+    const outs = chunkData(data.outputs);
+    expect([ins.count, outs.count, outs.root]).toEqual([3, 1, ZERO_ROOT]);
+    const send = (side: 'inputs' | 'outputs', chunk: DataChunk, as = PROVIDER) =>
+      answerAvailabilityChunk(chain().as(as), { challengeId, receipt, side, chunk });
+    const stakeBefore = (await getProvider(chain().as(0), chain().address(PROVIDER))).stake;
+
+    // too large for one answer: refused whole, and so are the 58 bytes whose keccak256 is the commitment
+    await expectRevert(
+      answerAvailability(chain().as(PROVIDER), { challengeId, receipt, ...data }),
+      'InputsMismatch',
+    );
+    const header = hexToBytes(
+      encodePacked(['string', 'uint64', 'bytes32'], [CHUNKS_TAG, BigInt(ins.length), ins.root]),
+    );
+    expect(keccak256(header)).toBe(receipt.inputHash);
+    await expectRevert(
+      answerAvailability(chain().as(PROVIDER), { challengeId, receipt, inputs: header, outputs }),
+      'InputsMismatch',
+    );
+    await expectRevert(
+      send('inputs', { length: header.length, root: ZERO_ROOT, index: 0, data: header, proof: [] }),
+      'ChunkMismatch',
+    );
+    // a chunk at another index, with another length, with a changed byte, of the other side
+    const first = ins.chunk(0);
+    const last = ins.chunk(2);
+    await expectRevert(send('inputs', { ...first, index: 1, proof: ins.chunk(1).proof }), 'ChunkMismatch');
+    await expectRevert(send('inputs', { ...last, index: 0, proof: first.proof }), 'ChunkMismatch');
+    await expectRevert(send('inputs', { ...first, length: first.length + 1 }), 'ChunkMismatch');
+    const flipped = new Uint8Array(first.data);
+    flipped[7]! ^= 2;
+    await expectRevert(send('inputs', { ...first, data: flipped }), 'ChunkMismatch');
+    await expectRevert(send('outputs', first), 'ChunkMismatch');
+    await expectRevert(send('inputs', { ...first, root: h('root') }), 'ChunkMismatch');
+    await expectRevert(
+      answerAvailabilityChunk(chain().as(PROVIDER), {
+        challengeId,
+        receipt: { ...receipt, price: 1n },
+        side: 'inputs',
+        chunk: first,
+      }),
+      'ReceiptMismatch',
+    );
+
+    // in any order, by anyone (data is data); each once
+    await send('inputs', last, CHALLENGER);
+    await expectRevert(send('inputs', last), 'ChunkAlreadyPublished');
+    await send('outputs', outs.chunk(0));
+    await send('inputs', first);
+    expect(await getPublishedChunks(chain().as(0), challengeId)).toEqual({
+      inputs: { count: 3, bits: 0b101n },
+      outputs: { count: 1, bits: 1n },
+    });
+    expect((await getChallenge(chain().as(0), challengeId)).status).toBe('open');
+    expect(await getPublishedData(chain().as(0), challengeId)).toBeUndefined();
+    const { gasUsed } = await send('inputs', ins.chunk(1)); // the last one: answered
+    expect(Number(gasUsed)).toBeLessThanOrEqual(answerChunkGas());
+    expect((await getChallenge(chain().as(0), challengeId)).status).toBe('answered');
+    expect(await getTokenBalance(chain().as(0), chain().address(CHALLENGER))).toBe(challengerBefore);
+    expect((await getProvider(chain().as(0), chain().address(PROVIDER))).stake).toBe(stakeBefore);
+    expect((await getProvider(chain().as(0), chain().address(PROVIDER))).openChallenges).toBe(0);
+    const published = await getPublishedData(chain().as(0), challengeId);
+    expect(receiptHash(published!.receipt)).toBe(receiptHash(receipt));
+    expect(Buffer.from(published!.inputs).equals(data.inputs)).toBe(true);
+    expect(Buffer.from(published!.outputs).equals(data.outputs)).toBe(true);
+    await expectRevert(send('inputs', first), 'ChallengeNotOpen');
+  });
+
+  it('the contract opens exactly what src/protocol/data.ts opens: every chunk at its index, none elsewhere, whole data through the chunk path too', async () => {
+    const header = hexToBytes(
+      encodePacked(['string', 'uint64', 'bytes32'], [CHUNKS_TAG, 123n, h('any root')]),
+    ); // hashed in chunks (one), never whole
+    for (const [inputs, outputs] of [
+      [bytesOf(CHUNK_BYTES + 1, 2), bytesOf(CHUNK_BYTES, 3)],
+      [header, bytesOf(3 * CHUNK_BYTES, 4)],
+      [new Uint8Array(0), bytesOf(2 * CHUNK_BYTES, 5)],
+    ] as const) {
+      const { receipt, challengeId } = await challenged({ inputs, outputs });
+      const sides = { inputs: chunkData(inputs), outputs: chunkData(outputs) };
+      for (const side of ['outputs', 'inputs'] as const) {
+        const d = sides[side];
+        for (let i = 0; i < d.count; i++) {
+          const chunk = d.chunk(i);
+          if (d.count > 1) {
+            const other = d.chunk((i + 1) % d.count);
+            await expectRevert(
+              answerAvailabilityChunk(chain().as(PROVIDER), {
+                challengeId,
+                receipt,
+                side,
+                chunk: { ...chunk, index: other.index, proof: other.proof },
+              }),
+              'ChunkMismatch',
+            );
+          }
+          await answerAvailabilityChunk(chain().as(PROVIDER), { challengeId, receipt, side, chunk });
+        }
+      }
+      expect((await getChallenge(chain().as(0), challengeId)).status).toBe('answered');
+      const published = await getPublishedData(chain().as(0), challengeId);
+      expect(Buffer.from(published!.inputs).equals(inputs)).toBe(true);
+      expect(Buffer.from(published!.outputs).equals(outputs)).toBe(true);
+    }
+  });
+
+  it('unanswered, or answered in part, it is upheld as before', async () => {
+    const inputs = bytesOf(3 * CHUNK_BYTES, 6);
+    const { receipt, challengeId } = await challenged({ inputs, outputs });
+    const ins = chunkData(inputs);
+    for (const i of [0, 1])
+      await answerAvailabilityChunk(chain().as(PROVIDER), {
+        challengeId,
+        receipt,
+        side: 'inputs',
+        chunk: ins.chunk(i),
+      });
+    await chain().increaseTime(TEST_PARAMS.answerPeriodMs!);
+    await expectRevert(
+      answerAvailabilityChunk(chain().as(PROVIDER), {
+        challengeId,
+        receipt,
+        side: 'inputs',
+        chunk: ins.chunk(2),
+      }),
+      'AnswerClosed',
+    );
+    const res = await resolveChallenge(chain().as(0), challengeId);
+    expect([res.status, res.slashed]).toEqual(['upheld', 100n * E18]);
+  });
+});
+
 describe('C-1 data too large to publish: what an answer costs', () => {
   it('an availability answer with maxDataBytes of data, and a batch answer of the largest batch, fit the bounds the node derives its caps from', async () => {
     const data = TEST_PARAMS.maxDataBytes!;
@@ -255,6 +441,48 @@ describe('C-1 data too large to publish: what an answer costs', () => {
     // the node's caps on this chain (anvil: 30M gas blocks) keep both within half a block
     expect(dataCap({ maxDataBytes: data, blockGasLimit: block.gasLimit })).toBe(data);
     expect(answerBatchGas(batchCap(block.gasLimit))).toBeLessThanOrEqual(Number(block.gasLimit) / 2);
+  });
+});
+
+describe('C-1 data too large for one transaction: what answering in chunks costs', () => {
+  it('a full chunk of the largest datum (256 chunks, the deepest proof) fits the bound per chunk; a MiB costs 16 of them', async () => {
+    const inputs = bytesOf(MAX_CHUNKS * CHUNK_BYTES, 11); // 16 MiB: proofs of 8 siblings
+    const { receipt, batchId, proof } = await committed({
+      inputHash: dataHash(inputs),
+      outputHash: keccak256(outputs),
+    });
+    const { challengeId } = await challengeAvailability(chain().as(CHALLENGER), {
+      provider: chain().address(PROVIDER),
+      batchId,
+      receiptHash: receiptHash(receipt),
+      proof,
+    });
+    const ins = chunkData(inputs);
+    expect(ins.chunk(0).proof).toHaveLength(8);
+    let mib = 0;
+    for (let i = 0; i < (1 << 20) / CHUNK_BYTES; i++) {
+      const { gasUsed } = await answerAvailabilityChunk(chain().as(PROVIDER), {
+        challengeId,
+        receipt,
+        side: 'inputs',
+        chunk: ins.chunk(i),
+      });
+      expect(Number(gasUsed)).toBeLessThanOrEqual(answerChunkGas());
+      // and the bound is tight enough to be worth something (within 25 %)
+      expect(Number(gasUsed)).toBeGreaterThan(answerChunkGas() * 0.75);
+      mib += Number(gasUsed);
+    }
+    // docs/chain.md quotes this: about 42.6M gas a MiB, 40 gas a byte under EIP-7623's floor
+    expect(mib).toBeGreaterThan(40 * (1 << 20));
+    expect(mib).toBeLessThan(44 * (1 << 20));
+    const block = await chain().as(0).publicClient.getBlock();
+    // a node's data cap on this chain (anvil: 30M gas blocks) is the chain's maxDataBytes: a chunk fits
+    expect(answerChunkGas()).toBeLessThanOrEqual(Number(block.gasLimit) / 2);
+    expect(dataCap({ maxDataBytes: MAX_DATA_BYTES, blockGasLimit: block.gasLimit })).toBe(MAX_DATA_BYTES);
+    // where not even a chunk fits half a block, only what one answer can publish at once
+    expect(dataCap({ maxDataBytes: MAX_DATA_BYTES, blockGasLimit: 4_000_000n })).toBe(
+      Math.floor((2_000_000 - ANSWER_BASE_GAS) / ANSWER_GAS_PER_BYTE),
+    );
   });
 });
 

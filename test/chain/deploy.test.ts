@@ -11,6 +11,7 @@ import {
   verifyDeployment,
   writeDeployment,
   DEFAULT_PARAMS,
+  MAX_DATA_BYTES,
   type Anvil,
 } from '../../src/chain/index.js';
 import { isGlassboxError } from '../../src/protocol/errors.js';
@@ -101,7 +102,7 @@ describe('deployGlassbox', () => {
       { unbondingDelayMs: 1000 },
       { slashBps: 10_001 },
       { rewardBps: 10_000 }, // L-5: self-reporting would be free
-      { maxDataBytes: 200 * 1024 }, // C-1: more than one answer transaction can carry
+      { maxDataBytes: MAX_DATA_BYTES + 1 }, // C-1: more than 256 chunks a side, which no answer can publish
       { maxDataBytes: 0 },
       { committeeSize: 0 },
       { minStake: 0n },

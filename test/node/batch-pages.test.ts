@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getBatch, getBatchCommits, MAX_DATA_BYTES } from '../../src/chain/index.js';
 import type { GlassboxNode } from '../../src/node/index.js';
 import {
+  BATCH_PAGE_DATA_BYTES,
   BATCH_PAGE_MAX,
   parseBatchResponse,
   readBatchPages,
@@ -30,8 +31,8 @@ import {
 
 /*
  * GET /v1/batches/:root in pages, on a real node and chain: a batch of more receipts than one page
- * is read whole by following `offset`, a full page of the largest receipts fits a reader's default
- * cap, and a bad query is a 400 naming the field.
+ * is read whole by following `offset`, pages of large receipts stop at a data budget so that each
+ * fits a reader's default cap, and a bad query is a 400 naming the field.
  */
 
 let chain: TestChain;
@@ -117,25 +118,35 @@ describe('batch pages', () => {
     expect(sizes).toEqual([10, 10, 10, 10, 10, 10, 10]);
   });
 
-  it("a full page of the largest receipts the chain allows is within a reader's default cap", async () => {
-    // 4 input bytes and 20 output bytes a row: each receipt just under the chain's data cap
-    const rows = Math.floor((MAX_DATA_BYTES - 400) / 24);
-    const features = { dtype: 'uint8', shape: [rows, 4], data: new Uint8Array(rows * 4).fill(50) } as const;
-    const inputs = encodeTensors({ features });
-    for (let i = 0; i < BATCH_PAGE_MAX; i++) {
+  it("pages stop at BATCH_PAGE_DATA_BYTES of data, and a page of the largest receipt any chain allows is within a reader's default cap", async () => {
+    /** A receipt of iris-int8 on `rows` rows: 4 input bytes and 20 output bytes a row. */
+    const answer = async (rows: number) => {
+      const features = { dtype: 'uint8', shape: [rows, 4], data: new Uint8Array(rows * 4).fill(50) } as const;
       const head = { requestId: requestId(), model: int8().id, client: client(), maxPrice: '1000000000' };
       const signed = await signBody(node, key(), head, hashTensors({ features }));
-      const res = await postBinary(`${node.url}/v1/infer`, signed, inputs);
+      const res = await postBinary(`${node.url}/v1/infer`, signed, encodeTensors({ features }));
       expect(res.status).toBe(200);
       await res.arrayBuffer();
-    }
+    };
+    const sixMiB = (6 << 20) / 24;
+    for (let i = 0; i < 3; i++) await answer(sixMiB);
+    await answer(Math.floor((MAX_DATA_BYTES - 400) / 24)); // just under the most a receipt may carry
     const big = await lastBatch();
-    expect(big.count).toBe(BATCH_PAGE_MAX);
-    const bytes = (await (await page(big.root)).arrayBuffer()).byteLength;
-    expect(bytes).toBeGreaterThan(BATCH_PAGE_MAX * MAX_DATA_BYTES); // full: about 4/3 of that in base64
-    expect(bytes).toBeLessThan(DEFAULT_MAX_RESPONSE_BYTES);
+    expect(big.count).toBe(4);
+    const sizes: number[] = [];
+    for (let offset = 0; offset < big.count;) {
+      const res = await page(big.root, `?offset=${offset}`);
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      expect(bytes.byteLength).toBeLessThan(DEFAULT_MAX_RESPONSE_BYTES);
+      const p = parseBatchResponse(JSON.parse(new TextDecoder().decode(bytes)));
+      sizes.push(p.receipts.length);
+      offset += p.receipts.length;
+    }
+    // 12 MiB, then 6 MiB (another 6 would pass 16 MiB), then the 16 MiB one on its own
+    expect(BATCH_PAGE_DATA_BYTES).toBe(16 << 20);
+    expect(sizes).toEqual([2, 1, 1]);
     const listing = await readBatchPages(big, fetchPage(big.root));
-    expect(listing.receipts).toHaveLength(BATCH_PAGE_MAX);
+    expect(listing.receipts).toHaveLength(4);
     expect(listing.receipts.at(-1)!.receipt.receipt.provider).toBe(node.address);
   });
 

@@ -28,7 +28,7 @@ describe('node config', () => {
   it('fills defaults', () => {
     const c = parseNodeConfig(base);
     expect(c.listen).toEqual({ host: '127.0.0.1', port: 0 });
-    expect(c.bodyLimitBytes).toBe(4 * 1024 * 1024);
+    expect(c.bodyLimitBytes).toBe(16 * 1024 * 1024);
     expect(c.models[0]!.price).toBe(1000n);
     expect(c.stake).toBe(100n * 10n ** 18n);
     expect(c.batch).toEqual({ maxReceipts: 256, maxAgeMs: 10_000 });

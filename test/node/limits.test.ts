@@ -75,8 +75,14 @@ describe('C-1 inputs too large to publish', () => {
     const huge = await inferBody(node, iris, key, { inputs: irisRows(131_072) });
     const r = await post(`${node.url}/v1/infer`, huge);
     expect(r.status).toBe(413);
-    const problem = (await r.json()) as { code: string; field: string; details: { limitBytes: number } };
-    expect(problem).toMatchObject({ code: 'INPUT_TOO_LARGE', field: 'inputs', details: { limitBytes: cap } });
+    const problem = (await r.json()) as { code: string; field: string; message: string };
+    // the cap in bytes, and in values of the inputs' one dtype
+    expect(problem).toMatchObject({
+      code: 'INPUT_TOO_LARGE',
+      field: 'inputs',
+      details: { limitBytes: cap, limitValues: cap / 4 },
+    });
+    expect(problem.message).toMatch(new RegExp(`at most ${cap} bytes \\(about ${cap / 4} float32 values\\)`));
     expect((await fetch(`${node.url}/v1/receipts/${huge.requestId as string}`)).status).toBe(404);
 
     // inputs under the cap whose outputs take the total over it: refused after the run, unsigned

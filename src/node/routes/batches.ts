@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { BATCH_PAGE_MAX, parseWire, type BatchResponse } from '../../protocol/api.js';
+import { BATCH_PAGE_DATA_BYTES, BATCH_PAGE_MAX, parseWire, type BatchResponse } from '../../protocol/api.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
 import { queryInteger } from './query.js';
@@ -21,8 +21,9 @@ const pageQuery = z.strictObject({
  * GET /v1/batches/:root?offset=0&limit=64: one page of a committed batch's receipts, with their
  * proofs and data, for verifiers. Pages keep one answer bounded (audit M-3: a whole batch, up to
  * batch.maxReceipts receipts with their data, was one JSON document): at most `limit` receipts,
- * each within the chain's data cap. `count` is the whole batch's, so a reader knows when it has
- * all of them; it asks again from `offset + receipts.length`.
+ * and no more than BATCH_PAGE_DATA_BYTES of data unless one receipt carries more. `count` is the
+ * whole batch's, so a reader knows when it has all of them; it asks again from
+ * `offset + receipts.length`.
  */
 export function batchesRoute(app: FastifyInstance, ctx: NodeContext): void {
   app.get<{ Params: { root: string } }>('/v1/batches/:root', { schema: { params } }, async (request) => {
@@ -38,7 +39,7 @@ export function batchesRoute(app: FastifyInstance, ctx: NodeContext): void {
         `query.offset: ${offset} is past the batch's ${batch.count} receipts`,
         { field: 'query.offset' },
       );
-    const rows = ctx.db.batchPage(batch.root, { offset, limit });
+    const rows = ctx.db.batchPage(batch.root, { offset, limit, maxDataBytes: BATCH_PAGE_DATA_BYTES });
     const response: BatchResponse = {
       root: batch.root,
       count: batch.count,

@@ -1,6 +1,7 @@
 import { encodeAbiParameters, hexToBigInt, keccak256, type Address, type Hex } from 'viem';
 import type { TensorMap } from '../../protocol/tensor.js';
 import type { DivergenceProof } from '../../chain/index.js';
+import { dataHash } from '../../protocol/data.js';
 import { decodeTensors } from '../../protocol/encoding.js';
 import { modelDigest, type ModelPackage } from '../../protocol/manifest.js';
 import { traceRoot, traceTree } from '../../protocol/merkle.js';
@@ -102,7 +103,7 @@ export async function recheck(params: {
   if (run.outputHash === receipt.outputHash) return { kind: 'match', computeMs };
   if (pkg.manifest.policy.kind !== 'exact') {
     // Bits differ; whether the answer is within the policy needs the provider's own outputs.
-    if (!params.outputs || keccak256(params.outputs) !== receipt.outputHash)
+    if (!params.outputs || dataHash(params.outputs) !== receipt.outputHash)
       return {
         kind: 'unproven',
         detail: "the provider's outputs (matching its outputHash) were not supplied",

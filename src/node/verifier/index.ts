@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
-import { getAddress, hexToBytes, keccak256, type Address, type Hex } from 'viem';
+import { getAddress, type Address, type Hex } from 'viem';
 import {
   answerAvailability,
+  answerAvailabilityChunk,
   answerBatch,
   challengeAvailability,
   challengeBatch,
@@ -20,13 +21,17 @@ import {
   getProvider,
   findChallenge,
   getPublishedBatch,
+  getPublishedChunks,
+  getPublishedData,
   getVote,
+  isChunkPublished,
   openChallenge,
   revealVote,
   settleChallenge,
   type ChainParams,
   type ChallengeInfo,
   type DivergenceProof,
+  type DataSide,
   type BatchCommitted,
   type ChallengeOpened,
   type GlassboxClient,
@@ -39,6 +44,7 @@ import {
   type ParsedStoredReceipt,
 } from '../../protocol/api.js';
 import { DEFAULT_MAX_RESPONSE_BYTES, readJsonBody } from '../../protocol/body.js';
+import { chunkData, dataHash, ZERO_ROOT } from '../../protocol/data.js';
 import { decodeTensors } from '../../protocol/encoding.js';
 import { DEFAULT_SAMPLING, samplingPlan } from '../../protocol/economics.js';
 import { isGlassboxError } from '../../protocol/errors.js';
@@ -71,7 +77,8 @@ import type { Duty, OpenedChallenge, PendingBatch, Sample, SampleOutcome, Verifi
  *   from the challenger's evidence, then commit, reveal and resolve in time. The vote and its salt
  *   are stored before the commit is sent, and each step checks the chain first, so a member
  *   restarted at any point carries on where it stopped.
- * - provider: answer availability challenges against it by publishing the receipt and inputs.
+ * - provider: answer availability challenges against it by publishing the receipt and its data
+ *   (at once, or chunk by chunk when larger than a chunk).
  *
  * All state is in the role store (SQLite); the chain is the source of truth for what was done.
  */
@@ -311,7 +318,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
         return 'done';
       }
       const inputs = r.inputs === undefined ? undefined : unbase64(r.inputs);
-      const served = inputs !== undefined && keccak256(inputs) === r.receipt.receipt.inputHash;
+      const served = inputs !== undefined && dataHash(inputs) === r.receipt.receipt.inputHash;
       // Availability is checked for every receipt (fetching is cheap); re-execution only for a sample.
       const sampled = isSampled({ blockHash: blockHash!, receiptHash: hash, verifier: me, p: p.sampleRate });
       if ((served || withheld) && !sampled) return 'done';
@@ -499,19 +506,13 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
 
   /**
    * A provider that answered an availability challenge published the receipt, inputs and outputs
-   * on chain: check them like any sampled receipt, or withholding then answering would dodge every
-   * check.
+   * on chain (at once, or chunk by chunk): check them like any sampled receipt, or withholding
+   * then answering would dodge every check.
    */
   async function followAnswer(c: OpenedChallenge): Promise<void> {
-    const [answered] = await getEvents<{ receipt: Receipt; inputs: Hex; outputs: Hex }>(p.chain, {
-      contract: 'disputeManager',
-      eventName: 'AvailabilityAnswered',
-      args: { id: c.challengeId },
-    });
-    if (!answered || !c.batch) return;
-    const { receipt } = answered.args;
-    const inputs = hexToBytes(answered.args.inputs);
-    const outputs = hexToBytes(answered.args.outputs);
+    const published = await getPublishedData(p.chain, c.challengeId);
+    if (!published || !c.batch) return;
+    const { receipt, inputs, outputs } = published;
     const { endpoint } = await getProvider(p.chain, c.provider);
     const found = await recheck({
       receipt,
@@ -692,7 +693,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
         await readJsonBody(response, { maxBytes: DEFAULT_MAX_RESPONSE_BYTES, from: 'the challenger' }),
       );
       const inputs = unbase64(body.inputs);
-      if (keccak256(inputs) !== receipt.inputHash) return undefined;
+      if (dataHash(inputs) !== receipt.inputHash) return undefined;
       return { inputs, ...(body.outputs ? { outputs: unbase64(body.outputs) } : {}) };
     } catch {
       // Unreachable or garbled now: try again on later passes (the accused could flood the
@@ -806,29 +807,55 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
           );
           continue;
         }
-        await answer(e.args.id, 'receipt', () =>
-          answerAvailability(p.chain, {
-            challengeId: e.args.id,
-            receipt: signedReceiptFromJson(row.receipt).receipt,
-            inputs: row.inputs!,
-            outputs: row.outputs!,
-          }),
-        );
+        await answerData(e.args.id, signedReceiptFromJson(row.receipt).receipt, row.inputs, row.outputs);
       }
     });
   }
 
-  /** Sends an answer; a revert (the data no longer rebuilds what was committed) is logged, not retried. */
-  async function answer(id: bigint, what: string, send: () => Promise<unknown>): Promise<void> {
+  /**
+   * Publishes a challenged receipt's data: in one transaction when its inputs and outputs are each
+   * hashed whole, else chunk by chunk (one transaction each, through the account's lane, so other
+   * work of this node goes on between them), skipping chunks already on chain: a pass stopped
+   * half way, by a restart or by someone else publishing too, carries on where the chain is.
+   */
+  async function answerData(id: bigint, receipt: Receipt, inputs: Uint8Array, outputs: Uint8Array) {
+    const sides = { inputs: chunkData(inputs), outputs: chunkData(outputs) };
+    if (sides.inputs.root === ZERO_ROOT && sides.outputs.root === ZERO_ROOT) {
+      await answer(id, 'receipt', () =>
+        answerAvailability(p.chain, { challengeId: id, receipt, inputs, outputs }),
+      );
+      return;
+    }
+    const published = await getPublishedChunks(p.chain, id);
+    for (const side of ['inputs', 'outputs'] as const satisfies readonly DataSide[])
+      for (let index = 0; index < sides[side].count; index++) {
+        if (isChunkPublished(published[side], index)) continue;
+        const chunk = sides[side].chunk(index);
+        const sent = await answer(id, `${side} chunk ${index}`, () =>
+          answerAvailabilityChunk(p.chain, { challengeId: id, receipt, side, chunk }),
+        );
+        if (!sent) return; // a revert (the answer period is over, the data no longer matches) ends it
+      }
+  }
+
+  /**
+   * Sends an answer (or one chunk of it); a revert (the data no longer rebuilds what was
+   * committed, the period is over) is logged, not retried. True when it was sent.
+   */
+  async function answer(id: bigint, what: string, send: () => Promise<unknown>): Promise<boolean> {
     try {
       await tx(send);
-      log.info({ challengeId: id.toString(), what }, 'availability challenge answered on chain');
+      log.info({ challengeId: id.toString(), what }, 'availability answer sent on chain');
+      return true;
     } catch (error) {
       if (!isGlassboxError(error, 'CHAIN_REVERTED')) throw error;
+      // someone else published this chunk first: that it is on chain is all that counts
+      if (error.details.error === 'ChunkAlreadyPublished') return true;
       log.error(
         { err: error, challengeId: id.toString(), what },
         'could not answer an availability challenge',
       );
+      return false;
     }
   }
 

@@ -1,6 +1,7 @@
 import onnxProto from 'onnx-proto';
 import type ort from 'onnxruntime-node';
-import { keccak256, type Hex } from 'viem';
+import type { Hex } from 'viem';
+import { dataHash } from '../../protocol/data.js';
 import { hashTensors } from '../../protocol/encoding.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import { isDType, type Tensor } from '../../protocol/tensor.js';
@@ -127,7 +128,7 @@ const EXTRA_CODES: Readonly<Record<string, number>> = {
   int4: 22,
 };
 
-/** A trace step's hash: keccak256 of the canonical encoding of `{[name]: tensor}`. */
+/** A trace step's hash: the dataHash of the canonical encoding of `{[name]: tensor}`. */
 export function traceLeaf(name: string, value: ort.Tensor): Hex {
   const dtype = value.type;
   const shape = value.dims.map(Number);
@@ -156,5 +157,5 @@ export function traceLeaf(name: string, value: ort.Tensor): Hex {
     at += 8;
   }
   out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), at);
-  return keccak256(out);
+  return dataHash(out);
 }
