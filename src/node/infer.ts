@@ -38,6 +38,8 @@ import type { PriceBook } from './prices.js';
 
 export type InferAnswer = {
   readonly outputs: TensorMap;
+  /** Their canonical encoding (what the binary transport sends). */
+  readonly outputBytes: Uint8Array;
   readonly receipt: SignedReceiptJson;
   /** True when this request id was answered before and the stored answer is returned again. */
   readonly replayed: boolean;
@@ -61,9 +63,16 @@ export type InferService = {
    * SIGNATURE_INVALID (field `signature`) when the signature is not the named client's over
    * exactly this request to this provider.
    */
-  authenticate(head: InferHead, inputs: (pkg: ModelPackage) => TensorMap): Promise<ProvenRequest>;
+  authenticate(head: InferHead, inputs: (pkg: ModelPackage) => ReadInputs): Promise<ProvenRequest>;
   infer(request: ProvenRequest): Promise<InferAnswer>;
 };
+
+/**
+ * A request's inputs as its transport gave them: decoded tensors, and their canonical encoding when
+ * they came as one (binary: the body, which decoding checked is canonical), so that it is not
+ * encoded again.
+ */
+export type ReadInputs = { readonly tensors: TensorMap; readonly bytes?: Uint8Array };
 
 export type InferServiceParameters = {
   readonly db: NodeDb;
@@ -95,7 +104,7 @@ export type InferServiceParameters = {
 export function createInferService(p: InferServiceParameters): InferService {
   async function authenticate(
     head: InferHead,
-    readInputs: (pkg: ModelPackage) => TensorMap,
+    readInputs: (pkg: ModelPackage) => ReadInputs,
   ): Promise<ProvenRequest> {
     const pkg = p.models.get(head.model);
     if (!pkg)
@@ -103,8 +112,8 @@ export function createInferService(p: InferServiceParameters): InferService {
         field: 'model',
         details: { served: [...p.models.keys()] },
       });
-    const inputs = readInputs(pkg);
-    const inputBytes = encodeTensors(inputs);
+    const { tensors: inputs, bytes } = readInputs(pkg);
+    const inputBytes = bytes ?? encodeTensors(inputs);
     const cap = p.dataCap();
     if (inputBytes.byteLength > cap)
       throw dataTooLarge('INPUT_TOO_LARGE', 'inputs', inputBytes.byteLength, cap);
@@ -138,6 +147,7 @@ export function createInferService(p: InferServiceParameters): InferService {
       const result = await p.engine.run(pkg, inputs, {
         trace: head.trace === true,
         timeoutMs: p.runTimeoutMs,
+        inputHash,
       });
       p.metrics.inference.observe({ model: pkg.id }, result.durationMs / 1000);
       let { outputs, outputHash, trace } = result;
@@ -193,7 +203,7 @@ export function createInferService(p: InferServiceParameters): InferService {
       }
       p.metrics.receipts.inc({ model: pkg.id });
       p.onReceipt?.();
-      return { outputs, receipt: signed, replayed: false };
+      return { outputs, outputBytes, receipt: signed, replayed: false };
     } finally {
       release();
     }
@@ -215,7 +225,12 @@ export function createInferService(p: InferServiceParameters): InferService {
           : `request id ${stored.requestId} was already used for another request; use a new one`,
         { field: 'requestId' },
       );
-    return { outputs: decodeTensors(stored.outputs), receipt: stored.receipt, replayed: true };
+    return {
+      outputs: decodeTensors(stored.outputs),
+      outputBytes: stored.outputs,
+      receipt: stored.receipt,
+      replayed: true,
+    };
   }
 
   return { authenticate, infer };
