@@ -33,7 +33,10 @@ export function createNodeFetch(): typeof fetch | undefined {
     if (
       !url ||
       url.protocol !== 'http:' ||
-      (body !== undefined && body !== null && typeof body !== 'string' && !(body instanceof ReadableStream)) ||
+      (body !== undefined &&
+        body !== null &&
+        typeof body !== 'string' &&
+        !(body instanceof ReadableStream)) ||
       (init.headers !== undefined && (Array.isArray(init.headers) || init.headers instanceof Headers))
     )
       return globalThis.fetch(input, init);
@@ -52,7 +55,13 @@ export function createNodeFetch(): typeof fetch | undefined {
           done();
           // A kept-alive connection the server closed meanwhile: once more on a fresh one (Node's
           // advice). Not a streamed body: it was read once.
-          if (retry && !(body instanceof ReadableStream) && req.reusedSocket && error.code === 'ECONNRESET' && !signal?.aborted)
+          if (
+            retry &&
+            !(body instanceof ReadableStream) &&
+            req.reusedSocket &&
+            error.code === 'ECONNRESET' &&
+            !signal?.aborted
+          )
             resolve(send(false));
           else reject(signal?.aborted ? signal.reason : error);
         });

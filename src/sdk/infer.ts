@@ -157,9 +157,7 @@ export async function infer(client: Client, params: InferParameters): Promise<In
     params,
     manifest,
     inputs,
-    wire: binary
-      ? { transport: 'binary', encoded }
-      : { transport: 'json', inputs: tensorsToJson(inputs) },
+    wire: binary ? { transport: 'binary', encoded } : { transport: 'json', inputs: tensorsToJson(inputs) },
     binaryOutputs: binary || (outputBytesBound(manifest, inputs) ?? 0) >= threshold,
     inputHash: hashEncoded(encoded),
     local: mode === 'local',

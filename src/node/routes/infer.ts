@@ -85,7 +85,9 @@ async function authenticate(ctx: NodeContext, request: FastifyRequest): Promise<
     return ctx.service.authenticate(head, () => ({ tensors: decodeTensors(bytes), bytes }));
   }
   const body = parseWire(inferRequestSchema, request.body, 'request');
-  return ctx.service.authenticate(body, (pkg) => ({ tensors: inputsFromJson(pkg.manifest.inputs, body.inputs) }));
+  return ctx.service.authenticate(body, (pkg) => ({
+    tensors: inputsFromJson(pkg.manifest.inputs, body.inputs),
+  }));
 }
 
 function isBinary(request: FastifyRequest): boolean {
