@@ -49,6 +49,7 @@ it('puts every figure in one table: bench/results/latest.json and latest.md', as
   const overhead = await fresh<Overhead>('overhead');
   const gas = await fresh<Gas>('gas');
   const hedging = await fresh<Hedging>('hedging');
+  const large = await fresh<{ measuredAt: string; figures: Figure[] }>('large');
 
   const perInference = (n: number) => {
     const row = gas.batchCommit.find((b) => b.receipts === n);
@@ -97,8 +98,8 @@ it('puts every figure in one table: bench/results/latest.json and latest.md', as
     { op: '<=', value: hedging.target },
     `${fmt(hedging.allProviders.p50)} vs ${fmt(hedging.fastProvidersOnly.p50)} ms`,
   );
-  const order = ['1', '2', '3', '4', '5', '6', 'hedging'];
-  const figures = [...overhead.figures, ...gasFigures, hedgingFigure].sort(
+  const order = ['1', '2', '3', '4', '5', '6', 'hedging', 'L'];
+  const figures = [...overhead.figures, ...gasFigures, hedgingFigure, ...large.figures].sort(
     (a, b) => order.indexOf(a.section) - order.indexOf(b.section),
   );
   const targets = figures.filter((f) => f.met !== null);
@@ -113,7 +114,7 @@ it('puts every figure in one table: bench/results/latest.json and latest.md', as
     ...FIGURE_HEADER,
     ...figures.map(figureRow),
     '',
-    'Sections: 1 direct onnxruntime-node vs sdk.infer in receipt mode (one provider process on loopback); 2 quorum 3 vs receipt mode; 3 receipt verification and signing costs; 4 gas; 5 devnet start; 6 trace capture. Details: overhead.md, gas.md, hedging.md.',
+    'Sections: 1 direct onnxruntime-node vs sdk.infer in receipt mode (one provider process on loopback); 2 quorum 3 vs receipt mode; 3 receipt verification and signing costs; 4 gas; 5 devnet start; 6 trace capture; L a large float32 input, direct vs the unverified server vs verified. Details: overhead.md, gas.md, hedging.md, large.md.',
     '',
   ].join('\n');
   await writeResults(
@@ -124,7 +125,12 @@ it('puts every figure in one table: bench/results/latest.json and latest.md', as
       machine: { ...m, loadAverageAtEnd: now.loadAverage },
       targets: { met, total: targets.length },
       figures,
-      sources: { overhead: overhead.measuredAt, gas: gas.measuredAt, hedging: hedging.measuredAt },
+      sources: {
+        overhead: overhead.measuredAt,
+        gas: gas.measuredAt,
+        hedging: hedging.measuredAt,
+        large: large.measuredAt,
+      },
     },
     table,
   );

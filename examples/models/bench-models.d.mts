@@ -15,3 +15,9 @@ export declare function benchModelOnnx(spec: BenchModelSpec): Uint8Array;
 export declare function benchSample(): number[];
 
 export declare function buildBenchModels(outDir?: string): { spec: BenchModelSpec; dir: string }[];
+
+export declare const LARGE_MODEL: { readonly name: string };
+
+export declare function largeModelOnnx(): Uint8Array;
+
+export declare function buildLargeModel(outDir?: string): string;

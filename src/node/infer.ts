@@ -39,6 +39,8 @@ import type { PriceBook } from './prices.js';
 
 export type InferAnswer = {
   readonly outputs: TensorMap;
+  /** Their canonical encoding (what the binary transport sends). */
+  readonly outputBytes: Uint8Array;
   readonly receipt: SignedReceiptJson;
   /** True when this request id was answered before and the stored answer is returned again. */
   readonly replayed: boolean;
@@ -62,9 +64,16 @@ export type InferService = {
    * SIGNATURE_INVALID (field `signature`) when the signature is not the named client's over
    * exactly this request to this provider.
    */
-  authenticate(head: InferHead, inputs: (pkg: ModelPackage) => TensorMap): Promise<ProvenRequest>;
+  authenticate(head: InferHead, inputs: (pkg: ModelPackage) => ReadInputs): Promise<ProvenRequest>;
   infer(request: ProvenRequest): Promise<InferAnswer>;
 };
+
+/**
+ * A request's inputs as its transport gave them: decoded tensors, and their canonical encoding when
+ * they came as one (binary: the body, which decoding checked is canonical), so that it is not
+ * encoded again.
+ */
+export type ReadInputs = { readonly tensors: TensorMap; readonly bytes?: Uint8Array };
 
 export type InferServiceParameters = {
   readonly db: NodeDb;
@@ -96,7 +105,7 @@ export type InferServiceParameters = {
 export function createInferService(p: InferServiceParameters): InferService {
   async function authenticate(
     head: InferHead,
-    readInputs: (pkg: ModelPackage) => TensorMap,
+    readInputs: (pkg: ModelPackage) => ReadInputs,
   ): Promise<ProvenRequest> {
     const pkg = p.models.get(head.model);
     if (!pkg)
@@ -104,8 +113,8 @@ export function createInferService(p: InferServiceParameters): InferService {
         field: 'model',
         details: { served: [...p.models.keys()] },
       });
-    const inputs = readInputs(pkg);
-    const inputBytes = encodeTensors(inputs);
+    const { tensors: inputs, bytes } = readInputs(pkg);
+    const inputBytes = bytes ?? encodeTensors(inputs);
     const cap = p.dataCap();
     if (inputBytes.byteLength > cap)
       throw dataTooLarge('INPUT_TOO_LARGE', 'inputs', inputBytes.byteLength, cap, [inputs]);
@@ -139,6 +148,7 @@ export function createInferService(p: InferServiceParameters): InferService {
       const result = await p.engine.run(pkg, inputs, {
         trace: head.trace === true,
         timeoutMs: p.runTimeoutMs,
+        inputHash,
       });
       p.metrics.inference.observe({ model: pkg.id }, result.durationMs / 1000);
       let { outputs, outputHash, trace } = result;
@@ -195,7 +205,7 @@ export function createInferService(p: InferServiceParameters): InferService {
       }
       p.metrics.receipts.inc({ model: pkg.id });
       p.onReceipt?.();
-      return { outputs, receipt: signed, replayed: false };
+      return { outputs, outputBytes, receipt: signed, replayed: false };
     } finally {
       release();
     }
@@ -217,7 +227,12 @@ export function createInferService(p: InferServiceParameters): InferService {
           : `request id ${stored.requestId} was already used for another request; use a new one`,
         { field: 'requestId' },
       );
-    return { outputs: decodeTensors(stored.outputs), receipt: stored.receipt, replayed: true };
+    return {
+      outputs: decodeTensors(stored.outputs),
+      outputBytes: stored.outputs,
+      receipt: stored.receipt,
+      replayed: true,
+    };
   }
 
   return { authenticate, infer };

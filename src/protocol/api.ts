@@ -107,6 +107,9 @@ export const inferResponseSchema = z.object({
   receipt: signedReceiptJsonSchema,
 });
 
+/** A binary answer's receipt, from its header (the body is the outputs' canonical encoding). */
+export const inferBinaryResponseSchema = z.object({ [RECEIPT_HEADER]: signedReceiptJsonSchema });
+
 /** Validates an untrusted body against a schema, naming the first offending field. */
 export function parseWire<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   return parseWith(schema, value, { code: 'REQUEST_INVALID', root: what });

@@ -26,7 +26,9 @@ import {
  */
 
 const utf8Encoder = new TextEncoder();
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is data, kept, so that decoding is the exact inverse of encoding and
+// the keccak256 of received bytes is the hash of the tensors they decode to.
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** The largest rank we accept on decode; ONNX models in practice stay far below it. */
 export const MAX_RANK = 64;
@@ -75,20 +77,39 @@ function writeTensors(tensors: TensorMap, write: (part: Uint8Array) => void): vo
   }
 }
 
-export function encodeTensors(tensors: TensorMap): Uint8Array {
+/**
+ * The canonical encoding as parts: small headers, and views of the tensors' own data (not copies).
+ * What a sender streams and hashes without ever building the whole encoding; the parts are valid
+ * while the tensors are not changed.
+ */
+export type EncodedTensors = { readonly parts: readonly Uint8Array[]; readonly byteLength: number };
+
+export function encodeTensorParts(tensors: TensorMap): EncodedTensors {
   const parts: Uint8Array[] = [];
-  let total = 0;
+  let byteLength = 0;
   writeTensors(tensors, (part) => {
     parts.push(part);
-    total += part.byteLength;
+    byteLength += part.byteLength;
   });
-  const out = new Uint8Array(total);
+  return { parts, byteLength };
+}
+
+export function encodeTensors(tensors: TensorMap): Uint8Array {
+  const { parts, byteLength } = encodeTensorParts(tensors);
+  const out = new Uint8Array(byteLength);
   let at = 0;
   for (const part of parts) {
     out.set(part, at);
     at += part.byteLength;
   }
   return out;
+}
+
+/** dataHash of an encoding held as parts: the same hash as `hashTensors` of what they encode. */
+export function hashEncoded(encoded: EncodedTensors): Hex {
+  return dataHashStream((update) => {
+    for (const part of encoded.parts) update(part);
+  });
 }
 
 export function decodeTensors(bytes: Uint8Array): Record<string, Tensor> {

@@ -45,6 +45,11 @@ export type RunOptions = {
   readonly trace?: boolean;
   /** Overrides the engine's per-run time limit. */
   readonly timeoutMs?: number;
+  /**
+   * The inputs' hash when the caller has it already (a node hashed the bytes the request came in):
+   * reported as the result's inputHash instead of hashing large inputs a second time.
+   */
+  readonly inputHash?: Hex;
 };
 
 export type RunResult = {

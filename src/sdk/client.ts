@@ -13,7 +13,7 @@ import type { ProviderCandidate } from './discovery.js';
 import { createNodeFetch } from './http.js';
 import type { ProviderHealth } from './health.js';
 import type { PaymentAccount } from './payments.js';
-import type { ProviderModels } from './transport.js';
+import { BINARY_TRANSPORT_MIN_BYTES, type ProviderModels } from './transport.js';
 import type { RememberedAnswer } from './evidence.js';
 
 /**
@@ -60,6 +60,12 @@ export type CreateClientParameters = {
    * their manifest names instead.
    */
   readonly maxResponseBytes?: number;
+  /**
+   * Inputs of at least this many bytes of canonical encoding travel binary, and outputs expected
+   * to reach it are asked for binary (src/sdk/transport.ts). Default BINARY_TRANSPORT_MIN_BYTES
+   * (64 KiB); `Infinity`: always JSON.
+   */
+  readonly binaryTransportMinBytes?: number;
   /** Chain receipt polling interval (ms); ~5 on anvil. */
   readonly pollingIntervalMs?: number;
   /** Skip the eth_chainId check at creation. */
@@ -77,6 +83,7 @@ export type ClientOptions = {
   readonly fetch: typeof fetch;
   readonly headers: Readonly<Record<string, string>>;
   readonly maxResponseBytes: number;
+  readonly binaryTransportMinBytes: number;
 };
 
 /** Mutable state shared by the actions; not part of the public contract. */
@@ -153,6 +160,7 @@ export async function createClient(params: CreateClientParameters): Promise<Clie
       fetch: params.fetch ?? createNodeFetch() ?? globalThis.fetch,
       headers: params.headers ?? {},
       maxResponseBytes: positive(params.maxResponseBytes, 'maxResponseBytes') ?? DEFAULT_MAX_RESPONSE_BYTES,
+      binaryTransportMinBytes: binaryThreshold(params.binaryTransportMinBytes),
     },
     state: {
       offers: new Map(),
@@ -173,6 +181,16 @@ function positive(value: number | undefined, field: string): number | undefined 
   throw new GlassboxError('USAGE', `${field} must be a positive whole number of bytes, not ${value}`, {
     field,
   });
+}
+
+function binaryThreshold(value: number | undefined): number {
+  if (value === undefined) return BINARY_TRANSPORT_MIN_BYTES;
+  if (value === Infinity || (Number.isSafeInteger(value) && value >= 0)) return value;
+  throw new GlassboxError(
+    'USAGE',
+    `binaryTransportMinBytes must be a whole number of bytes or Infinity, not ${value}`,
+    { field: 'binaryTransportMinBytes' },
+  );
 }
 
 /**

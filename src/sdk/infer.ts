@@ -1,14 +1,20 @@
 import { toHex, type Address, type Hex } from 'viem';
-import { encodeTensors, tensorsFromJson, tensorsToJson, type JsonTensor } from '../protocol/encoding.js';
+import {
+  encodeTensorParts,
+  hashEncoded,
+  tensorsFromJson,
+  tensorsToJson,
+  type EncodedTensors,
+  type JsonTensor,
+} from '../protocol/encoding.js';
 import { GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
 import { checkInputs, inputsFromJson } from '../protocol/inputs.js';
-import { dataHash } from '../protocol/data.js';
 import { capInValues } from '../protocol/limits.js';
 import type { ModelManifest } from '../protocol/manifest.js';
 import { agree, type ComparisonPolicy } from '../protocol/policy.js';
 import type { SignedReceipt } from '../protocol/receipt.js';
 import { requestMessage, signRequest } from '../protocol/request.js';
-import { isDType, type TensorMap } from '../protocol/tensor.js';
+import { DTYPE_BYTES, elementCount, isDType, type TensorMap } from '../protocol/tensor.js';
 import { voucherToJson } from '../protocol/api.js';
 import type { BackgroundRequest, Client } from './client.js';
 import { discoverProviders, type ProviderCandidate } from './discovery.js';
@@ -17,7 +23,7 @@ import { hedgeBudgetMs, recordFailure, recordSuccess } from './health.js';
 import { getManifest, getPackage } from './manifests.js';
 import { chargeable, currentVoucher, recordCharge, sendVouchers } from './payments.js';
 import { rankProviders } from './select.js';
-import { postInfer } from './transport.js';
+import { postInfer, type InferAnswer } from './transport.js';
 import { verifyReceipt, type Check, type ReceiptReport } from './verify.js';
 
 export type InferMode = 'receipt' | 'local' | { readonly quorum: number };
@@ -92,7 +98,6 @@ type Answer = {
   readonly provider: ProviderCandidate;
   readonly receipt: SignedReceipt;
   readonly outputs: TensorMap;
-  readonly outputsJson: Record<string, JsonTensor>;
   readonly report: ReceiptReport;
   readonly equivocation: Equivocation | undefined;
 };
@@ -102,7 +107,12 @@ type Context = {
   readonly params: InferParameters;
   readonly manifest: ModelManifest;
   readonly inputs: TensorMap;
-  readonly inputsJson: Record<string, JsonTensor>;
+  /** How the inputs travel: JSON tensors, or their canonical encoding (BINARY_TRANSPORT_MIN_BYTES). */
+  readonly wire:
+    | { readonly transport: 'json'; readonly inputs: Record<string, JsonTensor> }
+    | { readonly transport: 'binary'; readonly encoded: EncodedTensors };
+  /** Whether to ask for the outputs binary. */
+  readonly binaryOutputs: boolean;
   /** What the request signature covers of the inputs. */
   readonly inputHash: Hex;
   readonly local: boolean;
@@ -141,15 +151,20 @@ export async function infer(client: Client, params: InferParameters): Promise<In
   const manifest = await getManifest(client, params.model, ranked);
   const inputs = isTensorMap(params.inputs) ? params.inputs : inputsFromJson(manifest.inputs, params.inputs);
   checkInputs(manifest.inputs, inputs);
-  const inputBytes = encodeTensors(inputs);
-  checkDataCap(client, inputBytes.byteLength, inputs);
+  // Encoded once, as views of the tensors (no copy): hashed here, and streamed as the body of a
+  // binary request.
+  const encoded = encodeTensorParts(inputs);
+  checkDataCap(client, encoded.byteLength, inputs);
+  const threshold = client.options.binaryTransportMinBytes;
+  const binary = encoded.byteLength >= threshold;
   const ctx: Context = {
     client,
     params,
     manifest,
     inputs,
-    inputsJson: tensorsToJson(inputs),
-    inputHash: dataHash(inputBytes),
+    wire: binary ? { transport: 'binary', encoded } : { transport: 'json', inputs: tensorsToJson(inputs) },
+    binaryOutputs: binary || (outputBytesBound(manifest, inputs) ?? 0) >= threshold,
+    inputHash: hashEncoded(encoded),
     local: mode === 'local',
     chargeEach: typeof mode !== 'object',
     deadline,
@@ -188,6 +203,27 @@ function checkDataCap(client: Client, sizeBytes: number, inputs: TensorMap): voi
       details: { sizeBytes, limitBytes, ...(inValues ? { limitValues: inValues.values } : {}) },
     },
   );
+}
+
+/**
+ * The size of the outputs' data when the output schema fixes it (its symbolic dims bound by the
+ * inputs, e.g. a batch size `N`); undefined when it does not (`?` dims, strings).
+ */
+function outputBytesBound(manifest: ModelManifest, inputs: TensorMap): number | undefined {
+  // checkInputs has bound each named dim to one size across the inputs
+  const dims = new Map<string, number>();
+  for (const spec of manifest.inputs)
+    spec.shape.forEach((d, i) => {
+      if (typeof d === 'string' && d !== '?') dims.set(d, inputs[spec.name]!.shape[i]!);
+    });
+  let total = 0;
+  for (const spec of manifest.outputs) {
+    if (spec.dtype === 'string') return undefined;
+    const shape = spec.shape.map((d) => (typeof d === 'number' ? d : dims.get(d)));
+    if (shape.some((d) => d === undefined)) return undefined;
+    total += elementCount(shape as number[]) * DTYPE_BYTES[spec.dtype];
+  }
+  return total;
 }
 
 function isTensorMap(value: InferParameters['inputs']): value is TensorMap {
@@ -248,16 +284,14 @@ async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortS
   );
   const send = async () => {
     const voucher = await currentVoucher(client, provider);
+    const signed = { ...head, signature, ...(voucher ? { voucher: voucherToJson(voucher) } : {}) };
     return postInfer(
       client,
       provider,
-      {
-        ...head,
-        signature,
-        ...(voucher ? { voucher: voucherToJson(voucher) } : {}),
-        inputs: ctx.inputsJson,
-      },
-      opts,
+      ctx.wire.transport === 'binary'
+        ? { ...signed, encoded: ctx.wire.encoded }
+        : { ...signed, inputs: ctx.wire.inputs },
+      { ...opts, binaryOutputs: ctx.binaryOutputs },
     );
   };
   const started = performance.now();
@@ -283,13 +317,7 @@ async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortS
     throw error;
   }
   const latencyMs = performance.now() - started;
-  let outputs: TensorMap | undefined;
-  let decodeProblem: string | undefined;
-  try {
-    outputs = tensorsFromJson(wire.outputs, 'outputs');
-  } catch (error) {
-    decodeProblem = isGlassboxError(error) ? error.shortMessage : String(error);
-  }
+  const { outputs, decodeProblem } = decodeOutputs(wire);
   const base = await verifyReceipt(client, {
     receipt: wire.receipt,
     model: params.model,
@@ -298,6 +326,11 @@ async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortS
     maxPrice: params.maxPrice,
     inputs: ctx.inputs,
     ...(outputs ? { outputs, outputSpecs: ctx.manifest.outputs } : {}),
+    // hashed once: the inputs when they were encoded, binary outputs as they were read
+    hashes: {
+      inputs: ctx.inputHash,
+      ...(wire.outputs.transport === 'binary' ? { outputs: wire.outputs.outputHash } : {}),
+    },
     ...(params.trace ? { trace: true } : {}),
     quote: provider,
     sentAtMs: sentAt,
@@ -329,10 +362,19 @@ async function attempt(ctx: Context, provider: ProviderCandidate, signal: AbortS
     provider,
     receipt: wire.receipt,
     outputs,
-    outputsJson: wire.outputs as Record<string, JsonTensor>,
     report,
     equivocation,
   };
+}
+
+/** The outputs of an answer; JSON ones that do not decode fail the `outputs` check. */
+function decodeOutputs(wire: InferAnswer): { outputs?: TensorMap; decodeProblem?: string } {
+  if (wire.outputs.transport === 'binary') return { outputs: wire.outputs.tensors };
+  try {
+    return { outputs: tensorsFromJson(wire.outputs.json, 'outputs') };
+  } catch (error) {
+    return { decodeProblem: isGlassboxError(error) ? error.shortMessage : String(error) };
+  }
 }
 
 /** Mode 'local': re-execute under our own runtime and compare under the model's policy. */
@@ -715,7 +757,7 @@ function buildEvidence(
       disagreements.push({
         provider: a.provider.address,
         receipt: a.receipt,
-        outputs: a.outputsJson,
+        outputs: tensorsToJson(a.outputs),
         reason: result.agree ? 'agrees' : result.reason,
         ...(against ? { against: against.receipt } : {}),
         inputsUri: `${a.provider.endpoint.replace(/\/+$/, '')}/v1/receipts/${a.receipt.receipt.requestId}`,
@@ -726,11 +768,16 @@ function buildEvidence(
     model: ctx.params.model,
     policy,
     inputHash: (majority[0] ?? groups[0]![0]!).receipt.receipt.inputHash,
-    inputs: ctx.inputsJson,
+    inputs: inputsJson(ctx),
     majority: majority.map((a) => a.receipt),
     disagreements,
     equivocations,
   };
+}
+
+/** The inputs as JSON, for evidence (made only when there is some: a binary request has none). */
+function inputsJson(ctx: Context): Record<string, JsonTensor> {
+  return ctx.wire.transport === 'json' ? ctx.wire.inputs : tensorsToJson(ctx.inputs);
 }
 
 function equivocationEvidence(ctx: Context, equivocations: readonly Equivocation[]): Evidence {
@@ -738,7 +785,7 @@ function equivocationEvidence(ctx: Context, equivocations: readonly Equivocation
     model: ctx.params.model,
     policy: ctx.manifest.policy,
     inputHash: equivocations[0]!.b.receipt.inputHash,
-    inputs: ctx.inputsJson,
+    inputs: inputsJson(ctx),
     majority: [],
     disagreements: [],
     equivocations,

@@ -1,20 +1,28 @@
 import { getAddress, isAddress, isAddressEqual, type Address, type Hex } from 'viem';
 import type { z } from 'zod';
 import {
+  BINARY_TYPE,
   PROVIDER_HEADER,
+  RECEIPT_HEADER,
+  REQUEST_HEADER,
+  inferBinaryResponseSchema,
   inferResponseSchema,
   modelsResponseSchema,
   parseProviderJson,
   voucherAcceptedSchema,
   voucherToJson,
+  type InferHead,
   type InferRequest,
   type ModelsResponse,
   type VoucherAccepted,
 } from '../protocol/api.js';
 import { readBody, readJsonBody } from '../protocol/body.js';
+import { decodeTensors, type EncodedTensors } from '../protocol/encoding.js';
+import { dataHash } from '../protocol/data.js';
 import { ErrorCodes, GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
 import { runtimeHash, runtimeProfileSchema, type RuntimeProfile } from '../protocol/runtime-profile.js';
 import type { SignedReceipt } from '../protocol/receipt.js';
+import type { TensorMap } from '../protocol/tensor.js';
 import type { SignedVoucher } from '../protocol/voucher.js';
 import type { Client } from './client.js';
 
@@ -26,16 +34,63 @@ import type { Client } from './client.js';
  * client's maxResponseBytes), and PROVIDER_ERROR for anything else (5xx without a code, a body
  * that does not follow the API; `field` names where). Every answer is read with a size cap and
  * validated against its schema before anything of it is used.
+ *
+ * Inference has two transports (src/protocol/api.ts): JSON, and binary for large tensors, where the
+ * inputs' canonical encoding is the body, streamed from its parts (headers and views of the
+ * tensors' own data: the encoding is never built whole), and the outputs come back as their
+ * canonical encoding with the receipt in a header. src/sdk/infer.ts picks one per request
+ * (BINARY_TRANSPORT_MIN_BYTES).
  */
+
+/**
+ * From this many bytes of canonical encoding up, inputs travel binary, and outputs expected to
+ * reach it are asked for binary: below it JSON costs little (64 KiB of float32 is 16 K values,
+ * about 5 ms of JSON each way here) and stays readable on the wire; above it JSON's number arrays
+ * cost about 0.6 s per million float32 values each way, against about 15 ms binary.
+ */
+export const BINARY_TRANSPORT_MIN_BYTES = 64 * 1024;
 
 export type ProviderRef = { readonly address: Address; readonly endpoint: string };
 
 type RequestOptions = {
   readonly method?: 'GET' | 'POST';
+  /** A JSON body, or binary: the canonical encoding and the JSON request header that goes with it. */
   readonly body?: unknown;
+  readonly binary?: { readonly encoded: EncodedTensors; readonly head: string };
+  /** What to accept (default JSON). */
+  readonly accept?: string;
   readonly signal?: AbortSignal;
   readonly timeoutMs?: number;
 };
+
+/** The body of a binary request: the encoding's parts, one chunk each, pulled as the socket takes them. */
+function partsStream({ parts }: EncodedTensors): ReadableStream<Uint8Array> {
+  let next = 0;
+  return new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (next < parts.length) controller.enqueue(parts[next++]!);
+        else controller.close();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** The fetch body and content headers of a request. */
+function bodyOf(options: RequestOptions): { headers: Record<string, string>; init: RequestInit } {
+  if (options.binary)
+    return {
+      headers: { 'content-type': BINARY_TYPE, [REQUEST_HEADER]: options.binary.head },
+      // duplex: what fetch requires of a streamed body (undici; not yet in TypeScript's RequestInit).
+      init: { body: partsStream(options.binary.encoded), duplex: 'half' } as RequestInit,
+    };
+  if (options.body === undefined) return { headers: {}, init: {} };
+  return {
+    headers: { 'content-type': 'application/json' },
+    init: { body: JSON.stringify(options.body) },
+  };
+}
 
 function url(provider: ProviderRef, path: string): string {
   return `${provider.endpoint.replace(/\/+$/, '')}${path}`;
@@ -53,14 +108,15 @@ async function request(
   const details = { provider: provider.address, endpoint: provider.endpoint, path };
   let response: Response;
   try {
+    const body = bodyOf(options);
     response = await client.options.fetch(url(provider, path), {
       method: options.method ?? 'GET',
       headers: {
         ...client.options.headers,
-        accept: 'application/json',
-        ...(options.body === undefined ? {} : { 'content-type': 'application/json' }),
+        accept: options.accept ?? 'application/json',
+        ...body.headers,
       },
-      ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+      ...body.init,
       signal,
     });
   } catch (cause) {
@@ -219,22 +275,105 @@ function assertSameProvider(provider: ProviderRef, answeredAs: string): void {
 }
 
 export type InferAnswer = {
-  readonly outputs: unknown;
+  /**
+   * The outputs as they came: JSON tensors (decoded and checked by the caller), or from a binary
+   * answer the decoded tensors with the keccak256 of the bytes they came in (their outputHash:
+   * decoding is the exact inverse of the canonical encoding).
+   */
+  readonly outputs:
+    | { readonly transport: 'json'; readonly json: unknown }
+    | { readonly transport: 'binary'; readonly tensors: TensorMap; readonly outputHash: Hex };
   readonly receipt: SignedReceipt;
 };
 
-/** POST /v1/infer (JSON transport). The body is validated; outputs are decoded by the caller. */
+/** An inference request whose inputs travel binary: their canonical encoding, as parts. */
+export type BinaryInferRequest = InferHead & { readonly encoded: EncodedTensors };
+
+export type PostInferOptions = {
+  readonly signal?: AbortSignal;
+  readonly timeoutMs?: number;
+  /** Ask for the outputs binary (always so for a binary request). */
+  readonly binaryOutputs?: boolean;
+};
+
+/**
+ * POST /v1/infer, JSON or binary (a request with `encoded` inputs). The answer is validated; an
+ * answer in the binary transport is read with the same cap, its receipt header is validated like a
+ * JSON receipt (field `glassbox-receipt...`) and a body that is not a canonical encoding is
+ * PROVIDER_ERROR naming `body` and what is wrong with it.
+ */
 export async function postInfer(
   client: Client,
   provider: ProviderRef,
-  body: InferRequest,
-  options: { signal?: AbortSignal; timeoutMs?: number } = {},
+  body: InferRequest | BinaryInferRequest,
+  options: PostInferOptions = {},
 ): Promise<InferAnswer> {
-  const response = await request(client, provider, '/v1/infer', { method: 'POST', body, ...options });
-  const json = await readJson(client, provider, response, options.signal);
+  const { signal, timeoutMs } = options;
+  const binary = 'encoded' in body;
+  const accept = binary || options.binaryOutputs ? `${BINARY_TYPE}, application/json;q=0.5` : undefined;
+  const response = await request(client, provider, '/v1/infer', {
+    method: 'POST',
+    ...(binary ? { binary: { encoded: body.encoded, head: JSON.stringify(headOf(body)) } } : { body }),
+    ...(accept ? { accept } : {}),
+    ...(signal ? { signal } : {}),
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+  });
+  if (response.ok && isBinaryAnswer(response)) return readBinaryAnswer(client, provider, response, signal);
+  const json = await readJson(client, provider, response, signal);
   const { outputs, receipt } = parseAnswer(provider, inferResponseSchema, json);
   assertSameProvider(provider, receipt.receipt.provider);
-  return { outputs, receipt };
+  return { outputs: { transport: 'json', json: outputs }, receipt };
+}
+
+function headOf(body: BinaryInferRequest): InferHead {
+  const { encoded: _inputs, ...head } = body;
+  return head;
+}
+
+function isBinaryAnswer(response: Response): boolean {
+  return (response.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase() === BINARY_TYPE;
+}
+
+/** A binary answer: the receipt from its header, the outputs decoded from the body. */
+async function readBinaryAnswer(
+  client: Client,
+  provider: ProviderRef,
+  response: Response,
+  signal: AbortSignal | undefined,
+): Promise<InferAnswer> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readBody(response, {
+      maxBytes: client.options.maxResponseBytes,
+      from: `provider ${provider.address}`,
+    });
+  } catch (cause) {
+    throw readError(provider, response, cause, signal);
+  }
+  const header = response.headers.get(RECEIPT_HEADER);
+  let receiptJson: unknown;
+  try {
+    receiptJson = header === null ? undefined : (JSON.parse(header) as unknown);
+  } catch {
+    receiptJson = header; // not JSON: the schema names it
+  }
+  const receipt = parseAnswer(provider, inferBinaryResponseSchema, { [RECEIPT_HEADER]: receiptJson })[
+    RECEIPT_HEADER
+  ];
+  assertSameProvider(provider, receipt.receipt.provider);
+  let tensors: TensorMap;
+  try {
+    tensors = decodeTensors(bytes);
+  } catch (cause) {
+    const message = isGlassboxError(cause) ? cause.shortMessage : String(cause);
+    throw new GlassboxError(
+      'PROVIDER_ERROR',
+      `provider ${provider.address} answered outputs that are not a canonical tensor encoding: ${message}`,
+      { field: 'body', details: { provider: provider.address, bytes: bytes.byteLength }, cause },
+    );
+  }
+  const outputHash = dataHash(bytes);
+  return { outputs: { transport: 'binary', tensors, outputHash }, receipt };
 }
 
 /** POST /v1/vouchers: hands the provider a cumulative voucher. */

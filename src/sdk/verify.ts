@@ -60,6 +60,12 @@ export type VerifyReceiptParameters = {
   readonly inputs?: TensorMap;
   /** The outputs received; their hash must be the receipt's outputHash. */
   readonly outputs?: TensorMap;
+  /**
+   * The keccak256 of `inputs` and `outputs`' canonical encodings when the caller has them already
+   * (it hashed the bytes it sent or received): they are compared instead of hashing a large tensor
+   * twice.
+   */
+  readonly hashes?: { readonly inputs?: Hex; readonly outputs?: Hex };
   /** The model's output schema: the outputs must be exactly these names and dtypes. */
   readonly outputSpecs?: readonly TensorSpec[];
   /** Whether a trace was asked for (then traceRoot must not be zero). */
@@ -181,8 +187,13 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
   );
 
   // hashes recomputed
-  const hashCheck = (check: 'inputHash' | 'outputHash', tensors: TensorMap, what: string) => {
-    const h = hashTensors(tensors);
+  const hashCheck = (
+    check: 'inputHash' | 'outputHash',
+    tensors: TensorMap,
+    known: Hex | undefined,
+    what: string,
+  ) => {
+    const h = known ?? hashTensors(tensors);
     const claimed = r[check];
     push(
       check,
@@ -192,9 +203,9 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
         : `receipt ${check} ${short(claimed)} is not the hash of the ${what} (${short(h)})`,
     );
   };
-  if (params.inputs) hashCheck('inputHash', params.inputs, 'inputs sent');
+  if (params.inputs) hashCheck('inputHash', params.inputs, params.hashes?.inputs, 'inputs sent');
   if (params.outputs) {
-    hashCheck('outputHash', params.outputs, 'outputs received');
+    hashCheck('outputHash', params.outputs, params.hashes?.outputs, 'outputs received');
     if (params.outputSpecs) {
       const problem = outputsProblem(params.outputSpecs, params.outputs);
       push('outputs', problem === undefined, problem ?? 'outputs match the model output schema');

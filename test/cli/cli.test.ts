@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
+import { encodeTensors } from '../../src/protocol/encoding.js';
 import { exampleDir } from '../support/examples.js';
 
 const store = mkdtempSync(join(tmpdir(), 'glassbox-cli-'));
@@ -24,6 +25,21 @@ async function glassbox(...argv: string[]) {
 
 /** The built CLI (npm run build), as users run it. */
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+/** A NumPy .npy file (format 1.0) of one C-order array. */
+function npy(descr: string, shape: readonly number[], data: ArrayBufferView): Buffer {
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
+  const head = Buffer.alloc(10);
+  head.write('\x93NUMPY', 0, 'latin1');
+  head[6] = 1;
+  head.writeUInt16LE(header.length, 8);
+  return Buffer.concat([
+    head,
+    Buffer.from(header, 'latin1'),
+    Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+  ]);
+}
 
 const CID = /^bafkrei[a-z2-7]{52}$/;
 
@@ -124,6 +140,56 @@ describe('glassbox run', () => {
     expect(new Set(parsed.map((p) => p.outputHash)).size).toBe(1);
     expect(parsed[0].traceRoot).toMatch(/^0x[0-9a-f]{64}$/);
     expect(parsed[0].outputs.label).toEqual({ dtype: 'int64', shape: [3], data: ['0', '1', '2'] });
+  });
+
+  it('reads inputs from the canonical encoding (.bin) and NumPy (.npy) as from JSON; a large output prints short', async () => {
+    const dir = exampleDir('iris');
+    const rows = [5.1, 3.5, 1.4, 0.2, 6.3, 3.3, 6.0, 2.5];
+    const features = new Float32Array(rows);
+    const bin = join(store, 'features.bin');
+    writeFileSync(bin, encodeTensors({ features: { dtype: 'float32', shape: [2, 4], data: features } }));
+    const npyFile = join(store, 'features.npy');
+    writeFileSync(npyFile, npy('<f4', [2, 4], features));
+    const hashes = await Promise.all(
+      [
+        `{"features": [${JSON.stringify(rows.slice(0, 4))}, ${JSON.stringify(rows.slice(4))}]}`,
+        bin,
+        npyFile,
+      ].map(
+        async (input) => JSON.parse((await glassbox('run', dir, '--input', input, '--json')).out).outputHash,
+      ),
+    );
+    expect(hashes[0]).toMatch(/^0x[0-9a-f]{64}$/);
+    expect(new Set(hashes).size).toBe(1);
+
+    const fortran = join(store, 'fortran.npy');
+    writeFileSync(
+      fortran,
+      npy('<f4', [2, 4], features).toString('latin1').replace('False', 'True '),
+      'latin1',
+    );
+    expect((await glassbox('run', dir, '--input', fortran)).err).toMatch(
+      /fortran\.npy is not an \.npy array Glassbox reads: Fortran order \(save a C-order array\) \[USAGE\]/,
+    );
+    const big = join(store, 'big.npy');
+    writeFileSync(big, npy('>f4', [2, 4], features));
+    expect((await glassbox('run', dir, '--input', big)).err).toMatch(
+      /element type >f4 \(supported: <f4 float32/,
+    );
+
+    // 500 images in: 5000 probabilities out, printed as a summary, not 5000 numbers
+    const images = join(store, 'images.npy');
+    writeFileSync(images, npy('<f4', [500, 1, 28, 28], new Float32Array(500 * 784).fill(0.5)));
+    const json = JSON.parse((await glassbox('run', exampleDir('cnn'), '--input', images, '--json')).out);
+    expect(json.outputs.probabilities).toMatchObject({
+      dtype: 'float32',
+      shape: [500, 10],
+      values: 5000,
+      truncated: true,
+    });
+    expect(json.outputs.probabilities.first).toHaveLength(12);
+    const human = await glassbox('run', exampleDir('cnn'), '--input', images);
+    expect(human.out).toMatch(/^probabilities\s+float32\[500,10\] \[[^\]]*\] … \(5000 values\)$/m);
   });
 
   it('names the offending field of a bad input, hints, and exits non-zero', async () => {

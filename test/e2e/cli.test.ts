@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
 import { startDevnet, type Devnet } from '../../src/devnet/index.js';
+import { decodeTensors, encodeTensors, tensorsToJson } from '../../src/protocol/encoding.js';
 import { devnetChainArgs } from '../support/devnet.js';
 import { exampleDir } from '../support/examples.js';
 
@@ -72,6 +73,62 @@ describe('glassbox over a devnet', () => {
     expect(tampered.out).toMatch(/FAIL signer\s+0x[0-9a-fA-F]{40} is not a signing key registered by/);
     expect(tampered.out).toMatch(
       /FAIL outputHash\s+receipt outputHash .* is not the hash of the outputs received/,
+    );
+  });
+
+  it('--save writes the tensors binary beside the receipts; verify reads that form and the older JSON one', async () => {
+    const iris = devnet.models[0]!.id;
+    const input = join(dir, 'flowers.bin');
+    const features = new Float32Array([5.1, 3.5, 1.4, 0.2, 6.3, 3.3, 6.0, 2.5]);
+    writeFileSync(input, encodeTensors({ features: { dtype: 'float32', shape: [2, 4], data: features } }));
+    const saved = join(dir, 'flowers.json');
+    const result = await glassbox('infer', iris, '--input', input, '--save', saved);
+    expect(result.code).toBe(0);
+    expect(result.out).toMatch(/^label\s+int64\[2\] \["0","2"\]$/m);
+
+    // the receipts as JSON, the tensors in their canonical encoding beside them
+    const json = JSON.parse(readFileSync(saved, 'utf8'));
+    expect(json).toEqual({
+      model: iris,
+      receipts: [expect.objectContaining({ signature: expect.stringMatching(/^0x/) })],
+      inputsFile: 'flowers.inputs.bin',
+      outputsFile: 'flowers.outputs.bin',
+    });
+    expect(readFileSync(join(dir, 'flowers.inputs.bin')).equals(readFileSync(input))).toBe(true);
+    const outputs = decodeTensors(new Uint8Array(readFileSync(join(dir, 'flowers.outputs.bin'))));
+    expect((await glassbox('verify', saved)).out).toMatch(
+      /ok\s+outputHash\s+outputHash 0x.* recomputed from the outputs received/,
+    );
+
+    // the older form: one JSON file with the tensors as JSON
+    const old = join(dir, 'old.json');
+    const inputs = decodeTensors(new Uint8Array(readFileSync(input)));
+    writeFileSync(
+      old,
+      JSON.stringify({
+        model: iris,
+        inputs: tensorsToJson(inputs),
+        outputs: tensorsToJson(outputs),
+        receipts: json.receipts,
+      }),
+    );
+    const verifiedOld = await glassbox('verify', old);
+    expect(verifiedOld.code).toBe(0);
+    expect(verifiedOld.out).toMatch(/ok\s+inputHash\s+inputHash 0x.* recomputed from the inputs sent/);
+
+    // one changed output byte fails the outputHash check; a missing tensor file is named
+    const tampered = readFileSync(join(dir, 'flowers.outputs.bin'));
+    tampered[tampered.length - 1]! ^= 1;
+    writeFileSync(join(dir, 'flowers.outputs.bin'), tampered);
+    const bad = await glassbox('verify', saved);
+    expect(bad.code).toBe(1);
+    expect(bad.out).toMatch(
+      /FAIL outputHash\s+receipt outputHash .* is not the hash of the outputs received/,
+    );
+    rmSync(join(dir, 'flowers.inputs.bin'));
+    expect(existsSync(join(dir, 'flowers.inputs.bin'))).toBe(false);
+    expect((await glassbox('verify', saved)).err).toMatch(
+      /^error: .*flowers\.json names inputs file .*flowers\.inputs\.bin is not a readable file \[USAGE\]/,
     );
   });
 

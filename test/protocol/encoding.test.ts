@@ -3,7 +3,9 @@ import { keccak256 } from 'viem';
 import { describe, expect, it } from 'vitest';
 import {
   decodeTensors,
+  encodeTensorParts,
   encodeTensors,
+  hashEncoded,
   hashTensors,
   tensorsFromJson,
   tensorsToJson,
@@ -74,6 +76,31 @@ describe('hashTensors', () => {
     // streamed part by part, it is what hashing the whole encoding at once gives
     expect(hashTensors(big)).toBe(dataHash(encodeTensors(big)));
     expect(hashTensors(big)).not.toBe(keccak256(encodeTensors(big)));
+  });
+});
+
+describe('the encoding as parts (what a binary request streams)', () => {
+  it('is the encoding, hashes like it, and views the tensors data instead of copying it', () => {
+    fc.assert(
+      fc.property(tensorMapArb, (tensors) => {
+        const encoded = encodeTensorParts(tensors);
+        const whole = Buffer.concat(encoded.parts);
+        expect(whole.equals(Buffer.from(encodeTensors(tensors)))).toBe(true);
+        expect(encoded.byteLength).toBe(whole.byteLength);
+        expect(hashEncoded(encoded)).toBe(hashTensors(tensors));
+      }),
+    );
+    const data = new Float32Array([1, 2, 3]);
+    const { parts } = encodeTensorParts({ x: { dtype: 'float32', shape: [3], data } });
+    expect(parts.some((p) => p.buffer === data.buffer)).toBe(true);
+  });
+
+  it('decoding is its exact inverse: the hash of received bytes is the hash of what they decode to', () => {
+    // A leading U+FEFF is data (a decoder that dropped it would change the hash on re-encoding).
+    const tensors: TensorMap = { '\uFEFFname': { dtype: 'string', shape: [2], data: ['\uFEFFa', 'b'] } };
+    const bytes = encodeTensors(tensors);
+    expect(Buffer.from(encodeTensors(decodeTensors(bytes))).equals(Buffer.from(bytes))).toBe(true);
+    expect(hashTensors(decodeTensors(bytes))).toBe(keccak256(bytes));
   });
 });
 

@@ -1,15 +1,28 @@
-import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { tensorsToJson } from '../../protocol/encoding.js';
-import { inputsFromJson } from '../../protocol/inputs.js';
 import { signedReceiptToJson } from '../../protocol/receipt.js';
-import { closeClient, getManifest, infer, type InferMode, type VerificationReport } from '../../sdk/index.js';
-import { parsePositiveInt, readJsonArgument } from '../args.js';
+import {
+  closeClient,
+  discoverProviders,
+  getManifest,
+  infer,
+  type InferMode,
+  type VerificationReport,
+} from '../../sdk/index.js';
+import { parsePositiveInt } from '../args.js';
 import { connectionOptions, openClient, resolveConnection, type ConnectionFlags } from '../connection.js';
 import { printFields, toJson, usageError } from '../io.js';
 import { jsonOption } from '../options.js';
 import type { Context } from '../program.js';
-import { classLine, describeTensor } from '../tensors.js';
+import {
+  INPUT_HELP,
+  SAVE_HELP,
+  classLine,
+  describeTensor,
+  inputTensors,
+  readInputArgument,
+  saveAnswer,
+  tensorsForPrint,
+} from '../tensors.js';
 
 type InferFlags = ConnectionFlags & {
   input: string;
@@ -28,16 +41,13 @@ export function registerInferCommand(program: Command, ctx: Context): void {
       'run a model on the network: pick providers from the chain, verify every receipt, pay by voucher',
     )
     .argument('<model>', 'the model id')
-    .requiredOption(
-      '--input <json|file>',
-      'inputs as JSON: {"name": nested arrays | {dtype, shape, data}}, inline or a file',
-    )
+    .requiredOption('--input <json|file>', INPUT_HELP)
     .option('--quorum <k>', "ask k distinct providers and take the majority under the model's policy")
     .option('--local', 'also re-execute locally and compare (small models)', false)
     .option('--max-price <amount>', 'the most to pay per answer, in token base units', '1000000000000000000')
     .option('--timeout <ms>', 'give up after this long')
     .option('--trace', "ask for the execution trace's root in the receipt", false)
-    .option('--save <file>', 'write the receipts, inputs and outputs here, for `glassbox verify`')
+    .option('--save <file.json>', SAVE_HELP)
     .action(async (model: string, flags: InferFlags) => {
       if (flags.quorum !== undefined && flags.local) throw usageError('--quorum and --local are exclusive');
       if (!/^\d+$/.test(flags.maxPrice))
@@ -49,28 +59,33 @@ export function registerInferCommand(program: Command, ctx: Context): void {
           : 'receipt';
       const client = await openClient(await resolveConnection(flags));
       try {
-        const inputs = await readJsonArgument(flags.input, '--input');
+        const input = await readInputArgument(flags.input, async () => {
+          const providers = await discoverProviders(client, { model });
+          return (await getManifest(client, model, providers)).inputs;
+        });
         const result = await infer(client, {
           model,
-          inputs: inputs as Record<string, unknown>,
+          inputs: 'tensors' in input ? input.tensors : (input.json as Record<string, unknown>),
           mode,
           maxPrice: BigInt(flags.maxPrice),
           trace: flags.trace,
           ...(flags.timeout === undefined ? {} : { timeoutMs: parsePositiveInt(flags.timeout, '--timeout') }),
         });
         const manifest = await getManifest(client, model, []); // cached by infer
-        const saved = {
-          model,
-          // The inputs as sent, in full tensor form, so that `glassbox verify` can recompute inputHash.
-          inputs: tensorsToJson(inputsFromJson(manifest.inputs, inputs)),
-          outputs: tensorsToJson(result.outputs),
-          receipts: result.receipts.map(signedReceiptToJson),
-        };
-        if (flags.save) await writeFile(flags.save, JSON.stringify(saved, null, 2) + '\n');
+        if (flags.save)
+          await saveAnswer(flags.save, {
+            model,
+            // the inputs as sent, so that `glassbox verify` can recompute inputHash
+            inputs: inputTensors(input, manifest.inputs),
+            outputs: result.outputs,
+            receipts: result.receipts,
+          });
         if (flags.json)
           return ctx.io.out(
             toJson({
-              ...saved,
+              model,
+              outputs: tensorsForPrint(result.outputs),
+              receipts: result.receipts.map(signedReceiptToJson),
               providers: result.providers,
               report: result.report,
               evidence: result.evidence,

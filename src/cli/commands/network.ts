@@ -1,16 +1,14 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { getModel, listProviders, registerModel } from '../../chain/index.js';
-import { tensorsFromJson } from '../../protocol/encoding.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import { modelIdFromDigest } from '../../protocol/manifest.js';
-import { signedReceiptFromJson } from '../../protocol/receipt.js';
 import { closeClient, discoverProviders, verifyReceipt } from '../../sdk/index.js';
 import { connectionOptions, openClient, resolveConnection, type ConnectionFlags } from '../connection.js';
 import { formatAmount, printFields, toJson, usageError } from '../io.js';
 import { openStore, packFromPath } from '../models.js';
 import { commonOptions, jsonOption } from '../options.js';
 import type { Context } from '../program.js';
+import { readSaved } from '../tensors.js';
 import { printReport } from './infer.js';
 
 /** `glassbox verify`, `glassbox providers` and `glassbox model push`: the commands that read or write the network. */
@@ -19,27 +17,23 @@ export function registerNetworkCommands(program: Command, model: Command, ctx: C
     .description(
       'check a saved receipt: its signature, and against the chain its signer, provider, model and price; with the inputs and outputs saved beside it, their hashes',
     )
-    .argument('<file>', 'a file written by `glassbox infer --save`, or a signed receipt as JSON')
+    .argument(
+      '<file>',
+      'a file written by `glassbox infer --save` (with its .inputs.bin and .outputs.bin beside it, or an older one with JSON tensors), or a signed receipt as JSON',
+    )
     .action(async (file: string, flags: ConnectionFlags & { json: boolean }) => {
-      const saved = JSON.parse(await readFile(file, 'utf8')) as {
-        receipts?: unknown[];
-        receipt?: unknown;
-        inputs?: unknown;
-        outputs?: unknown;
-      };
-      const receipts = (saved.receipts ?? [saved]).map((r) => signedReceiptFromJson(r));
-      if (receipts.length === 0) throw usageError(`${file} holds no receipt`);
+      const saved = await readSaved(file);
       const client = await openClient(await resolveConnection(flags));
       try {
         const reports = [];
-        for (const receipt of receipts) {
+        for (const receipt of saved.receipts) {
           reports.push(
             await verifyReceipt(client, {
               receipt,
               model: modelIdFromDigest(receipt.receipt.model),
               requestId: receipt.receipt.requestId,
-              ...(saved.inputs ? { inputs: tensorsFromJson(saved.inputs, 'inputs') } : {}),
-              ...(saved.outputs ? { outputs: tensorsFromJson(saved.outputs, 'outputs') } : {}),
+              ...(saved.inputs ? { inputs: saved.inputs } : {}),
+              ...(saved.outputs ? { outputs: saved.outputs } : {}),
             }),
           );
         }

@@ -1,14 +1,19 @@
 import { Option, type Command } from 'commander';
-import { tensorToJson } from '../../protocol/encoding.js';
-import { inputsFromJson } from '../../protocol/inputs.js';
 import type { GraphOptimizationLevel, RuntimeProfile } from '../../protocol/runtime-profile.js';
 import { createOnnxEngine } from '../../runtime/index.js';
-import { parsePositiveInt, readJsonArgument } from '../args.js';
+import { parsePositiveInt } from '../args.js';
 import { printFields, toJson } from '../io.js';
 import { openStore, resolvePackage } from '../models.js';
 import { commonOptions, globals } from '../options.js';
 import type { Context } from '../program.js';
-import { classLine, describeTensor } from '../tensors.js';
+import {
+  INPUT_HELP,
+  classLine,
+  describeTensor,
+  inputTensors,
+  readInputArgument,
+  tensorsForPrint,
+} from '../tensors.js';
 
 type RunFlags = {
   input: string;
@@ -22,10 +27,7 @@ export function registerRunCommand(program: Command, ctx: Context): void {
   commonOptions(program.command('run'))
     .description('run a model locally under a pinned runtime profile and print its outputs and hashes')
     .argument('<model>', 'a model id in the store, an .onnx file or a model folder')
-    .requiredOption(
-      '--input <json|file>',
-      'inputs as JSON: {"name": nested arrays | {dtype, shape, data}}, inline or a file',
-    )
+    .requiredOption('--input <json|file>', INPUT_HELP)
     .option(
       '--trace',
       'also hash intermediate tensors (up to 8, evenly spaced) and print the trace root',
@@ -42,7 +44,8 @@ export function registerRunCommand(program: Command, ctx: Context): void {
     .action(async (ref: string, flags: RunFlags, command: Command) => {
       const { json, store } = globals(command);
       const pkg = await resolvePackage(openStore(store), ref);
-      const inputs = inputsFromJson(pkg.manifest.inputs, await readJsonArgument(flags.input, '--input'));
+      const specs = pkg.manifest.inputs;
+      const inputs = inputTensors(await readInputArgument(flags.input, async () => specs), specs);
       const engine = createOnnxEngine({
         ...(flags.optimization === undefined ? {} : { graphOptimizationLevel: flags.optimization }),
         ...(flags.threads === undefined
@@ -55,9 +58,7 @@ export function registerRunCommand(program: Command, ctx: Context): void {
       try {
         const result = await engine.run(pkg, inputs, { trace: flags.trace });
         if (json) {
-          const outputs = Object.fromEntries(
-            Object.entries(result.outputs).map(([k, t]) => [k, tensorToJson(t)]),
-          );
+          const outputs = tensorsForPrint(result.outputs);
           return ctx.io.out(toJson({ model: pkg.id, ...result, outputs, profile: engine.profile }));
         }
         printFields(ctx.io, [

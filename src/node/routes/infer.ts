@@ -9,7 +9,7 @@ import {
   REQUEST_HEADER,
   type InferResponse,
 } from '../../protocol/api.js';
-import { decodeTensors, encodeTensors, tensorsToJson } from '../../protocol/encoding.js';
+import { decodeTensors, tensorsToJson } from '../../protocol/encoding.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import { inputsFromJson } from '../../protocol/inputs.js';
 import type { NodeContext } from '../context.js';
@@ -62,7 +62,7 @@ export function inferRoute(app: FastifyInstance, ctx: NodeContext): void {
     const answer = await ctx.service.infer(outcome.proven);
     if (answer.replayed) reply.header('glassbox-replayed', 'true');
     if (wantsBinary(request)) {
-      const bytes = encodeTensors(answer.outputs);
+      const bytes = answer.outputBytes;
       return reply
         .type(BINARY_TYPE)
         .header(RECEIPT_HEADER, JSON.stringify(answer.receipt))
@@ -80,12 +80,14 @@ async function authenticate(ctx: NodeContext, request: FastifyRequest): Promise<
   if (isBinary(request)) {
     const head = parseWire(inferHeadSchema, parseHeader(request), REQUEST_HEADER);
     const body = request.body as Buffer;
-    return ctx.service.authenticate(head, () =>
-      decodeTensors(new Uint8Array(body.buffer, body.byteOffset, body.byteLength)),
-    );
+    const bytes = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+    // decodeTensors takes only a canonical encoding, whole: the body is the inputs' encoding as is
+    return ctx.service.authenticate(head, () => ({ tensors: decodeTensors(bytes), bytes }));
   }
   const body = parseWire(inferRequestSchema, request.body, 'request');
-  return ctx.service.authenticate(body, (pkg) => inputsFromJson(pkg.manifest.inputs, body.inputs));
+  return ctx.service.authenticate(body, (pkg) => ({
+    tensors: inputsFromJson(pkg.manifest.inputs, body.inputs),
+  }));
 }
 
 function isBinary(request: FastifyRequest): boolean {

@@ -244,7 +244,7 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
     const trace = loaded.points ? traceRun(loaded.points, raw) : undefined;
     return {
       outputs,
-      inputHash: hashTensors(inputs),
+      inputHash: runOptions.inputHash ?? hashTensors(inputs),
       outputHash: hashTensors(outputs),
       runtime: hash,
       traceRoot: trace?.root ?? ZERO_HASH,
