@@ -4,7 +4,7 @@ import { GlassboxError } from '../../protocol/errors.js';
 import { modelIdFromDigest } from '../../protocol/manifest.js';
 import { closeClient, discoverProviders, verifyReceipt } from '../../sdk/index.js';
 import { connectionOptions, openClient, resolveConnection, type ConnectionFlags } from '../connection.js';
-import { formatAmount, printFields, toJson, usageError } from '../io.js';
+import { formatAmount, printFields, toJson } from '../io.js';
 import { openStore, packFromPath } from '../models.js';
 import { commonOptions, jsonOption } from '../options.js';
 import type { Context } from '../program.js';
