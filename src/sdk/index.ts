@@ -49,6 +49,12 @@ export {
 } from './payments.js';
 export { getManifest } from './manifests.js';
 export {
+  offerModel,
+  withdrawModel,
+  type AdminParameters,
+  type OfferModelParameters,
+} from './admin.js';
+export {
   getModels,
   postInfer,
   postVoucher,
