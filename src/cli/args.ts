@@ -21,6 +21,12 @@ export function parsePositiveInt(value: string, flag: string): number {
   return n;
 }
 
+/** A decimal amount of token base units (`--price 1000000000000000`). */
+export function parseAmount(value: string, flag: string): bigint {
+  if (!/^\d{1,78}$/.test(value)) throw usageError(`${flag} ${value} is not a decimal amount of base units`);
+  return BigInt(value);
+}
+
 export function parseCount(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 0) throw usageError(`${flag} ${value} is not a whole number`);
