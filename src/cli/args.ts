@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { ComparisonPolicy } from '../protocol/policy.js';
+import { DEFAULT_TOLERANCE, type ComparisonPolicy } from '../protocol/policy.js';
 import { usageError } from './io.js';
 
 /** `exact` | `tolerance[:ABS[:REL]]` | `argmax:OUTPUT`, the one spelling of a policy on the command line. */
@@ -8,7 +8,7 @@ export function parsePolicy(value: string): ComparisonPolicy {
   if (kind === 'exact' && rest.length === 0) return { kind: 'exact' };
   if (kind === 'argmax' && rest.length === 1 && rest[0]) return { kind: 'argmax', output: rest[0] };
   if (kind === 'tolerance' && rest.length <= 2) {
-    const [abs = 1e-5, rel = 1e-4] = rest.map(Number);
+    const [abs = DEFAULT_TOLERANCE.abs, rel = DEFAULT_TOLERANCE.rel] = rest.map(Number);
     if (Number.isFinite(abs) && Number.isFinite(rel) && abs >= 0 && rel >= 0)
       return { kind: 'tolerance', abs, rel };
   }
@@ -19,6 +19,12 @@ export function parsePositiveInt(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n <= 0) throw usageError(`${flag} ${value} is not a positive integer`);
   return n;
+}
+
+/** A decimal amount of token base units (`--price 1000000000000000`). */
+export function parseAmount(value: string, flag: string): bigint {
+  if (!/^\d{1,78}$/.test(value)) throw usageError(`${flag} ${value} is not a decimal amount of base units`);
+  return BigInt(value);
 }
 
 export function parseCount(value: string, flag: string): number {

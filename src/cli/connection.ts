@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { isHex, type Hex } from 'viem';
 import { connect, readDeployment, type GlassboxClient } from '../chain/index.js';
+import { adminTokenPath, readAdminToken } from '../node/index.js';
 import { createClient, type Client } from '../sdk/index.js';
 import { parsePositiveInt } from './args.js';
 import { glassboxHome, usageError } from './io.js';
@@ -22,9 +23,27 @@ export function devnetProfilePath(): string {
   return join(glassboxHome(), 'devnet.json');
 }
 
-export async function writeDevnetProfile(connection: Required<Connection>): Promise<void> {
+/**
+ * What `glassbox devnet` writes for the commands run beside it: the chain, the client's key, the
+ * model store its providers read (the user's store, so that `model inspect`, `run` and `model push`
+ * see the devnet's models), and each provider's URL and data dir (where its admin token is).
+ */
+export type DevnetProfile = Required<Connection> & {
+  readonly store: string;
+  readonly providers: readonly { readonly url: string; readonly dataDir: string }[];
+};
+
+export async function writeDevnetProfile(profile: DevnetProfile): Promise<void> {
   await mkdir(dirname(devnetProfilePath()), { recursive: true });
-  await writeFile(devnetProfilePath(), JSON.stringify(connection, null, 2) + '\n');
+  await writeFile(devnetProfilePath(), JSON.stringify(profile, null, 2) + '\n');
+}
+
+/** The running devnet's profile, if there is one. */
+export async function readDevnetProfile(): Promise<Partial<DevnetProfile>> {
+  return readFile(devnetProfilePath(), 'utf8').then(
+    (text) => JSON.parse(text) as Partial<DevnetProfile>,
+    () => ({}),
+  );
 }
 
 export function connectionOptions(command: Command): Command {
@@ -39,10 +58,7 @@ export function connectionOptions(command: Command): Command {
 }
 
 export async function resolveConnection(flags: ConnectionFlags): Promise<Connection> {
-  const profile = await readFile(devnetProfilePath(), 'utf8').then(
-    (text) => JSON.parse(text) as Partial<Connection>,
-    () => ({}) as Partial<Connection>,
-  );
+  const profile = await readDevnetProfile();
   const env = process.env;
   const rpcUrl = flags.rpcUrl ?? env.GLASSBOX_RPC_URL ?? profile.rpcUrl;
   const chainId = flags.chainId ?? env.GLASSBOX_CHAIN_ID ?? profile.chainId?.toString();
@@ -82,4 +98,21 @@ export async function openClient(
 export async function openChain(connection: Connection): Promise<GlassboxClient> {
   const deployment = await readDeployment(connection.deploymentFile);
   return { ...connect({ rpcUrl: connection.rpcUrl, chainId: connection.chainId }), deployment };
+}
+
+/**
+ * A node's admin token: --token, else $GLASSBOX_ADMIN_TOKEN, else the file the node wrote into its
+ * data dir (--data-dir; the devnet's providers' data dirs are in its profile).
+ */
+export async function adminToken(flags: { token?: string; dataDir?: string }): Promise<string> {
+  const given = flags.token ?? process.env.GLASSBOX_ADMIN_TOKEN;
+  if (given) return given;
+  if (flags.dataDir === undefined)
+    throw usageError(
+      "no admin token: pass --token, set $GLASSBOX_ADMIN_TOKEN, or pass the node's --data-dir",
+    );
+  const token = await readAdminToken(flags.dataDir);
+  if (token === undefined)
+    throw usageError(`no admin token at ${adminTokenPath(flags.dataDir)}: has the node started once?`);
+  return token;
 }

@@ -44,3 +44,10 @@ export async function resolveManifest(
 export function describeDims(shape: readonly (number | string)[]): string {
   return shape.join(',');
 }
+
+/** Copies model `id` (manifest last, so a stored manifest always has its files) into `to`. */
+export async function copyPackage(from: BlobStore, to: BlobStore, id: ModelId): Promise<void> {
+  const pkg = await loadModel(from, id);
+  for (const bytes of pkg.files.values()) await to.put(bytes);
+  await to.put(await from.get(id));
+}

@@ -88,6 +88,12 @@ export type DevnetOptions = {
   readonly models?: readonly string[];
   /** Where the devnet keeps its files (default: a new temporary folder). */
   readonly dir?: string;
+  /**
+   * The model store the devnet packs its models into and its providers read (default: `<dir>/store`).
+   * `glassbox devnet` passes the user's store, so the CLI sees the devnet's models and its providers
+   * see the models the user pushes.
+   */
+  readonly store?: string;
   readonly params?: Partial<ChainParams>;
   /** Extra node config fields for every provider (batch sizes, credit, log level…). */
   readonly nodeConfig?: Record<string, unknown>;
@@ -106,6 +112,8 @@ export type DevnetProvider = {
   readonly address: Address;
   readonly signer: Address;
   readonly configFile: string;
+  /** Its data dir: database, admin token. */
+  readonly dataDir: string;
   url: string;
   process: ChildProcess;
   /** Stops the process with `signal` (SIGKILL to simulate a crash) and waits for it to exit. */
@@ -123,6 +131,8 @@ export type Devnet = {
   readonly dir: string;
   /** Whether `dir` is a temporary folder the devnet made, and removes when it stops. */
   readonly temporary: boolean;
+  /** The model store its providers share. */
+  readonly store: string;
   /** A funded client with a deposit in the escrow. */
   readonly client: { readonly address: Address; readonly privateKey: Hex };
   /** Funded accounts that no node and not the client use (`spareAccounts`). */
@@ -187,7 +197,8 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       await mintDevTokens(owner, { to: account.address, amount: 10_000n * E18 });
     await deposit(as(client.privateKey), 1_000n * E18);
 
-    const store = createFsStore(join(dir, 'store'));
+    const storeDir = options.store ?? join(dir, 'store');
+    const store = createFsStore(storeDir);
     const models: { name: string; id: ModelId; folder: string }[] = [];
     for (const folder of options.models ?? ['iris', 'iris-int8', 'cnn'].map((m) => join(EXAMPLES, m))) {
       const { id, manifest } = await packModelFolder(store, folder);
@@ -211,13 +222,14 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
         chain: { rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, deploymentFile, pollingIntervalMs: 10 },
         keys: { stakingKey: staking.privateKey, signingKey: signing.privateKey },
         dataDir,
+        store: storeDir,
         peers: [],
         logLevel: 'warn',
         ...options.nodeConfig,
         ...config,
       };
       await writeFile(configFile, JSON.stringify(full, null, 2));
-      return spawnProvider(index, staking.address, signing.address, configFile);
+      return spawnProvider(index, staking.address, signing.address, dataDir);
     };
 
     for (let i = 0; i < count; i++) {
@@ -234,8 +246,9 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
               },
             };
       const node = await writeConfig(`provider-${i}`, i, {
-        // Each node packs the folders into its own store: the same files give the same ids.
-        models: models.map((m) => ({ model: m.folder, price: price.toString() })),
+        models: models.map((m) => ({ model: m.id, price: price.toString() })),
+        // What a model pushed with `glassbox model push --serve` is offered at.
+        defaultPrice: price.toString(),
         // Pay-after: a client may owe up to 100 answers before it must send a voucher.
         creditLimit: (price * 100n).toString(),
         stake: (1_000n * E18).toString(),
@@ -247,7 +260,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
     const roleNode = async (role: 'verifier' | 'committee', i: number, index: number) => {
       const node = await writeConfig(`${role}-${i}`, index, {
         roles: [role],
-        models: models.map((m) => ({ model: m.folder, price: (10n ** 15n).toString() })),
+        models: models.map((m) => ({ model: m.id, price: (10n ** 15n).toString() })),
         stake: role === 'committee' ? (1_000n * E18).toString() : '0',
         ...options.roleConfig,
       });
@@ -273,6 +286,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       deployment,
       deploymentFile,
       dir,
+      store: storeDir,
       client,
       spare,
       models,
@@ -307,13 +321,15 @@ async function spawnProvider(
   index: number,
   address: Address,
   signer: Address,
-  configFile: string,
+  dataDir: string,
 ): Promise<DevnetProvider> {
+  const configFile = join(dataDir, 'config.json');
   const provider: DevnetProvider = {
     index,
     address,
     signer,
     configFile,
+    dataDir,
     url: '',
     process: undefined as unknown as ChildProcess,
     kill: async (signal = 'SIGTERM') => {

@@ -10,6 +10,7 @@ import { BINARY_TYPE, PROVIDER_HEADER } from '../protocol/api.js';
 import { GlassboxError } from '../protocol/errors.js';
 import type { NodeContext } from './context.js';
 import { errorHandler, notFoundHandler } from './problem.js';
+import { adminRoutes } from './routes/admin.js';
 import { batchesRoute } from './routes/batches.js';
 import { blobsRoute } from './routes/blobs.js';
 import { healthRoutes } from './routes/health.js';
@@ -80,6 +81,7 @@ export async function buildApp(ctx: NodeContext, options: AppOptions): Promise<F
   blobsRoute(app, ctx);
   rolesRoutes(app, ctx);
   healthRoutes(app, ctx);
+  adminRoutes(app, ctx);
   return app;
 }
 

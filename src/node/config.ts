@@ -62,8 +62,19 @@ export const nodeConfigSchema = z.strictObject({
       publicUrl: z.url().optional(),
     })
     .prefault({}),
-  /** SQLite database and the blob store live here. */
+  /** SQLite database, the admin token and (by default) the blob store live here. */
   dataDir: z.string().min(1),
+  /**
+   * The blob store (model packages), default `<dataDir>/store`. Content-addressed and re-hashed on
+   * every read, so nodes and the CLI of one user may share one (the devnet's do).
+   */
+  store: z.string().min(1).optional(),
+  /**
+   * The bearer token of the admin API (/v1/admin: add and remove model offers at run time). Default:
+   * $GLASSBOX_ADMIN_TOKEN, else a random one the node writes to `<dataDir>/admin-token` on first
+   * start. At least 32 characters: it is the only thing between the network and the node's stake.
+   */
+  adminToken: z.string().min(32, 'is shorter than 32 characters').optional(),
   models: z
     .array(
       z.strictObject({
@@ -74,6 +85,8 @@ export const nodeConfigSchema = z.strictObject({
       }),
     )
     .min(1),
+  /** The price of a model offered through the admin API when the request names none. */
+  defaultPrice: amount.optional(),
   /** Stake to register with, or to top up to (providers and committee members). */
   stake: amount.default(0n),
   verifier: z
@@ -195,6 +208,7 @@ export async function loadNodeConfig(path: string): Promise<NodeConfig> {
   return {
     ...config,
     dataDir: at(config.dataDir),
+    ...(config.store === undefined ? {} : { store: at(config.store) }),
     chain: {
       ...config.chain,
       ...(config.chain.deploymentFile === undefined

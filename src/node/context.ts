@@ -7,6 +7,7 @@ import type { BlobStore } from '../store/index.js';
 import type { NodeDb } from './db.js';
 import type { InferService } from './infer.js';
 import type { NodeMetrics } from './metrics.js';
+import type { OfferBook } from './offers.js';
 import type { Payments } from './payments.js';
 import type { PriceBook } from './prices.js';
 
@@ -22,6 +23,10 @@ export type NodeContext = {
   readonly prices: PriceBook;
   readonly payments: Payments;
   readonly service: InferService;
+  /** Model offers added and removed at run time (the admin API). */
+  readonly offers: OfferBook;
+  /** The admin API's bearer token (src/node/admin-token.ts). */
+  readonly adminToken: string;
   readonly metrics: NodeMetrics;
   /** 'starting' until the chain setup is done, 'stopping' once stop() began. */
   state(): 'starting' | 'ready' | 'stopping';

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Address, Hex } from 'viem';
+import type { ModelId } from '../protocol/manifest.js';
 import type { SignedReceiptJson } from '../protocol/receipt.js';
 import type { SignedVoucher } from '../protocol/voucher.js';
 
@@ -51,6 +52,11 @@ CREATE TABLE IF NOT EXISTS clients (
   voucher_amount TEXT,
   voucher_signature TEXT,
   redeemed TEXT NOT NULL DEFAULT '0'
+);
+CREATE TABLE IF NOT EXISTS offers (
+  model TEXT PRIMARY KEY,
+  price TEXT NOT NULL,
+  added_at INTEGER NOT NULL
 );
 `;
 
@@ -106,6 +112,9 @@ export type NewAnswer = {
   readonly trace?: readonly Hex[];
 };
 
+/** A model offer added through the admin API (src/node/offers.ts), served again after a restart. */
+export type AddedOffer = { readonly model: ModelId; readonly price: bigint };
+
 export type NodeDb = {
   /** Persists an answer and charges its client, atomically and durably. */
   recordAnswer(answer: NewAnswer): void;
@@ -142,6 +151,12 @@ export type NodeDb = {
   /** Accounts with something redeemed: their payments may be on hold in the escrow. */
   redeemedAccounts(): ClientAccount[];
   setRedeemed(client: Address, redeemed: bigint): void;
+  /** Remembers (or reprices) an offer added at run time. */
+  saveOffer(offer: AddedOffer): void;
+  /** Forgets an offer added at run time; whether there was one. */
+  deleteOffer(model: ModelId): boolean;
+  /** The offers added at run time, oldest first. */
+  addedOffers(): AddedOffer[];
   /** Deletes the receipts (and their data) of batches committed on chain before `before` (ms); returns how many. */
   prune(before: number): number;
   close(): void;
@@ -294,6 +309,14 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
       `DELETE FROM receipts WHERE batch_root IN
          (SELECT root FROM batches WHERE batch_id IS NOT NULL AND committed_at < ?)`,
     ),
+    saveOffer: db.prepare(
+      `INSERT INTO offers (model, price, added_at) VALUES (?, ?, ?)
+       ON CONFLICT(model) DO UPDATE SET price = excluded.price`,
+    ),
+    deleteOffer: db.prepare('DELETE FROM offers WHERE model = ?'),
+    addedOffers: db.prepare<[], { model: string; price: string }>(
+      'SELECT model, price FROM offers ORDER BY added_at, model',
+    ),
     pruneBatches: db.prepare(
       `DELETE FROM batches WHERE batch_id IS NOT NULL AND committed_at < ?
          AND NOT EXISTS (SELECT 1 FROM receipts WHERE batch_root = batches.root)`,
@@ -397,6 +420,12 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
     setRedeemed: (client, redeemed) => {
       s.setRedeemed.run(redeemed.toString(), client);
     },
+    saveOffer: (o) => {
+      s.saveOffer.run(o.model, o.price.toString(), Date.now());
+    },
+    deleteOffer: (model) => s.deleteOffer.run(model).changes > 0,
+    addedOffers: () =>
+      s.addedOffers.all().map((o) => ({ model: o.model as ModelId, price: BigInt(o.price) })),
     prune: (before) => prune(before),
     close: () => db.close(),
   };

@@ -5,7 +5,6 @@ import { getAddress, type Address, type Hex } from 'viem';
 import {
   connect,
   deploymentFromJson,
-  getModel,
   isRuntimeAdmitted,
   type ChainParams,
   readChainParams,
@@ -27,7 +26,9 @@ import { parseNodeConfig, type NodeConfig, type NodeConfigInput } from './config
 import type { NodeContext } from './context.js';
 import { openNodeDb, type NodeDb } from './db.js';
 import { createInferService } from './infer.js';
+import { loadAdminToken } from './admin-token.js';
 import { createNodeMetrics } from './metrics.js';
+import { createOfferBook, modelRefusal } from './offers.js';
 import { resolveModel } from './models.js';
 import { ensureModelRegistered, ensureOffer, ensureProvider, type ChainAction } from './onchain.js';
 import { createPayments } from './payments.js';
@@ -106,15 +107,32 @@ export async function createNode(
   // The native curve where it loads: the same signatures as viem's account, ~5x faster per receipt.
   const signer = privateKeyToSigner((config.keys.signingKey ?? config.keys.stakingKey) as Hex);
 
-  const store = createFsStore(join(config.dataDir, 'store'));
-  const models = new Map<string, ModelPackage>();
-  const offers: { pkg: ModelPackage; price: bigint }[] = [];
-  for (const entry of config.models) {
-    const pkg = await resolveModel(entry.model, { store, peers: config.peers });
-    models.set(pkg.id, pkg);
-    offers.push({ pkg, price: entry.price });
-  }
+  const store = createFsStore(config.store ?? join(config.dataDir, 'store'));
   const db = openNodeDb(join(config.dataDir, 'node.sqlite'), address);
+  const models = new Map<string, ModelPackage>();
+  const offers = new Map<string, { pkg: ModelPackage; price: bigint }>();
+  let adminToken: string;
+  try {
+    for (const entry of config.models) {
+      const pkg = await resolveModel(entry.model, { store, peers: config.peers });
+      models.set(pkg.id, pkg);
+      offers.set(pkg.id, { pkg, price: entry.price });
+    }
+    // Offers added through the admin API, at their latest price; start checks them like the rest.
+    for (const added of db.addedOffers()) {
+      try {
+        const pkg = await resolveModel(added.model, { store, peers: config.peers });
+        models.set(pkg.id, pkg);
+        offers.set(pkg.id, { pkg, price: added.price });
+      } catch (error) {
+        log.error({ err: error, model: added.model }, 'an offer added at run time is not served: no package');
+      }
+    }
+    adminToken = await loadAdminToken(config.dataDir, config.adminToken);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
   const engine = createOnnxEngine({ limits: { timeoutMs: config.runTimeoutMs } });
   const metrics = createNodeMetrics();
   const prices = createPriceBook(chain, address, config.priceCacheMs);
@@ -155,6 +173,18 @@ export async function createNode(
     ...(config.fault ? { perturb: config.fault.perturb, delayMs: config.fault.delayMs } : {}),
     onReceipt: () => batcher?.notify(),
   });
+  const offerBook = createOfferBook({
+    chain,
+    engine,
+    store,
+    peers: config.peers,
+    models,
+    db,
+    prices,
+    serial,
+    defaultPrice: config.defaultPrice,
+    log,
+  });
   const ctx: NodeContext = {
     provider: address,
     signer: signer.address,
@@ -166,6 +196,8 @@ export async function createNode(
     prices,
     payments,
     service,
+    offers: offerBook,
+    adminToken,
     metrics,
     state: () => (state === 'created' ? 'starting' : state),
     startedAt: Date.now(),
@@ -267,7 +299,7 @@ export async function createNode(
             })),
           );
         }
-        for (const { pkg, price } of has('provider') ? offers : []) {
+        for (const { pkg, price } of has('provider') ? offers.values() : []) {
           actions.push(...(await serial(() => ensureModelRegistered(chain, pkg))));
           const refused = await modelRefusal(chain, pkg);
           if (refused) {
@@ -312,7 +344,7 @@ export async function createNode(
             config.verifier.sampleRate ??
             defaultSampleRate(
               chainParams,
-              offers.map((o) => o.price),
+              [...offers.values()].map((o) => o.price),
             ),
           dataDeadlineMs: config.verifier.dataDeadlineMs,
           pollIntervalMs: config.verifier.pollIntervalMs,
@@ -404,21 +436,6 @@ function checkChainLimits(
       `batch.maxReceipts ${config.batch.maxReceipts} is more than this chain can take back in one answer (${most} with a block gas limit of ${blockGasLimit}): a batch challenge could not be answered`,
       { field: 'batch.maxReceipts', details: { max: most } },
     );
-}
-
-/**
- * Why this node must not offer `pkg`, if it must not: the chain's record says another policy than
- * the manifest (an `exact` flag on a model that is not bit-exact exposes honest providers to
- * equivocation slashing), or the model is deprecated (audit M-2).
- */
-async function modelRefusal(chain: GlassboxClient, pkg: ModelPackage): Promise<string | undefined> {
-  const record = await getModel(chain, pkg.id);
-  if (!record) return 'not registered on chain';
-  if (record.deprecated) return 'deprecated on chain by its registrant';
-  const exact = pkg.manifest.policy.kind === 'exact';
-  if (record.exact !== exact)
-    return `registered on chain as ${record.exact ? 'exact' : 'not exact'} (by ${record.owner}), but its manifest's policy is ${pkg.manifest.policy.kind}`;
-  return undefined;
 }
 
 /**

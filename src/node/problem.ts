@@ -9,11 +9,13 @@ import { GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/erro
 export const PROBLEM_TYPE = 'application/problem+json';
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
+  ADMIN_UNAUTHORIZED: 401,
   PAYMENT_REQUIRED: 402,
   NOT_FOUND: 404,
   MODEL_NOT_FOUND: 404,
   BLOB_NOT_FOUND: 404,
   PRICE_TOO_HIGH: 409,
+  MODEL_REFUSED: 409,
   REQUEST_CONFLICT: 409,
   REQUEST_TOO_LARGE: 413,
   INPUT_TOO_LARGE: 413,

@@ -21,6 +21,8 @@ export const ErrorCodes = {
   MODEL_INVALID: 'a model file could not be parsed or loaded',
   MODEL_TOO_LARGE: 'a model file exceeds the size limit',
   MODEL_NOT_FOUND: 'no model with this id or path',
+  MODEL_REFUSED:
+    "the chain's record of a model forbids serving it (deprecated, or registered with another exact flag than its manifest's policy)",
   BLOB_NOT_FOUND: 'no blob with this CID in the store',
   BLOB_CORRUPT: 'a stored blob does not hash to its CID',
   CID_INVALID: 'a string is not a valid CID of the expected kind',
@@ -59,6 +61,7 @@ export const ErrorCodes = {
   // the provider node
   CONFIG_INVALID: 'a node configuration does not match the config schema; field names the offender',
   NODE_UNAVAILABLE: 'the provider is starting up or shutting down; retry later or elsewhere',
+  ADMIN_UNAUTHORIZED: "an admin request carries no bearer token or not the node's admin token",
   // the command line
   USAGE: 'a command was called with missing or invalid arguments',
 } as const;

@@ -26,6 +26,28 @@ export type Agreement =
 
 const AGREE: Agreement = { agree: true };
 
+/**
+ * The tolerance a float model gets when its packer names no policy: the one the example float
+ * models (iris, cnn) use. float32 answers of one admitted profile are bit-identical, but a model
+ * packed `exact` is registered `exact` on chain, which makes any bit difference slashable
+ * equivocation; the default must not expose providers to that for a model nobody declared exact.
+ */
+export const DEFAULT_TOLERANCE = {
+  kind: 'tolerance',
+  abs: 1e-5,
+  rel: 1e-4,
+} as const satisfies ComparisonPolicy;
+
+/**
+ * The policy of a model whose packer named none: `tolerance` (DEFAULT_TOLERANCE) when an output
+ * is a float tensor, else `exact` (integer and string outputs are bit-exact everywhere).
+ */
+export function defaultPolicy(outputs: readonly { readonly dtype: string }[]): ComparisonPolicy {
+  return outputs.some((o) => o.dtype === 'float32' || o.dtype === 'float64')
+    ? DEFAULT_TOLERANCE
+    : { kind: 'exact' };
+}
+
 export function assertPolicy(policy: ComparisonPolicy): void {
   if (policy.kind === 'tolerance') {
     for (const key of ['abs', 'rel'] as const) {

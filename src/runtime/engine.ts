@@ -30,6 +30,12 @@ export type Engine = {
     step: number,
     options?: RunOptions,
   ): Promise<TraceStepResult>;
+  /**
+   * Loads the model now, as its first run would (and keeps it loaded): a model the runtime cannot
+   * load, or whose graph its manifest does not describe, is refused with MODEL_INVALID before it
+   * is served rather than at a client's first request.
+   */
+  load(pkg: ModelPackage): Promise<void>;
   /** Releases cached sessions; runs in flight finish first. */
   close(): Promise<void>;
 };

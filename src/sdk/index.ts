@@ -48,6 +48,7 @@ export {
   type SettleResult,
 } from './payments.js';
 export { getManifest } from './manifests.js';
+export { offerModel, withdrawModel, type AdminParameters, type OfferModelParameters } from './admin.js';
 export {
   getModels,
   postInfer,

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import {
+  defaultPolicy,
   fileCid,
   GlassboxError,
   isGlassboxError,
@@ -98,7 +99,8 @@ export type PackModelFileParameters = Partial<Omit<PackModelParameters, 'entry' 
 
 /**
  * Packs the .onnx file at `path` (and `extraFiles`, relative to its folder) into `store`. Defaults:
- * name = the file name without `.onnx`, version '1', policy exact. A missing file is MODEL_NOT_FOUND.
+ * name = the file name without `.onnx`, version '1', policy `defaultPolicy` of its outputs (a float
+ * model gets a tolerance, not `exact`). A missing file is MODEL_NOT_FOUND.
  */
 export async function packModelFile(
   store: BlobStore,
@@ -124,7 +126,7 @@ export async function packModelFile(
     extraFiles,
     name: params.name ?? basename(path).replace(/\.onnx$/i, ''),
     version: params.version ?? '1',
-    policy: params.policy ?? { kind: 'exact' },
+    policy: params.policy ?? defaultPolicy(readOnnxSchema(entry.bytes).outputs),
   });
 }
 

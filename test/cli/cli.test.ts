@@ -60,7 +60,12 @@ describe('glassbox model pack', () => {
   it('packs a bare .onnx file with flags, which change the id', async () => {
     const file = join(exampleDir('iris'), 'model.onnx');
     const plain = JSON.parse((await glassbox('model', 'pack', file, '--json')).out);
-    expect(plain.manifest).toMatchObject({ name: 'model', version: '1', policy: { kind: 'exact' } });
+    // A float model: a tolerance by default, never `exact` (src/protocol/policy.ts, defaultPolicy).
+    expect(plain.manifest).toMatchObject({
+      name: 'model',
+      version: '1',
+      policy: { kind: 'tolerance', abs: 1e-5, rel: 1e-4 },
+    });
     const named = JSON.parse(
       (
         await glassbox(

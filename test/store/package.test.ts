@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_OUT_DIR } from '../../examples/models/build.mjs';
 import {
   canonicalJson,
+  DEFAULT_TOLERANCE,
   fileCid,
   isGlassboxError,
   manifestBytes,
@@ -17,6 +18,7 @@ import {
 import {
   buildManifest,
   createFsStore,
+  createMemoryStore,
   loadModel,
   packModel,
   packModelFile,
@@ -24,7 +26,7 @@ import {
   readOnnxSchema,
   type PackModelParameters,
 } from '../../src/store/index.js';
-import { tinyClassifier } from './onnx-fixture.js';
+import { ELEM, onnxModel, tinyClassifier } from './onnx-fixture.js';
 import { tempDir } from './temp-dir.js';
 
 async function caught(promise: Promise<unknown>): Promise<GlassboxError> {
@@ -183,7 +185,7 @@ describe('packing a model', () => {
 });
 
 describe('packing a model file', () => {
-  it('defaults the name to the file name, the version to 1 and the policy to exact', async () => {
+  it('defaults the name to the file name, the version to 1 and, for float outputs, the policy to a tolerance', async () => {
     const dir = await tempDir();
     await writeFile(join(dir, 'classifier.onnx'), tinyClassifier());
     const store = createFsStore(join(dir, 'store'));
@@ -191,12 +193,23 @@ describe('packing a model file', () => {
     expect(manifest).toMatchObject({
       name: 'classifier',
       version: '1',
-      policy: { kind: 'exact' },
+      policy: DEFAULT_TOLERANCE,
       entry: 'classifier.onnx',
       description: '',
       license: '',
     });
     expect((await packModelFile(store, join(dir, 'classifier.onnx'), { version: '1' })).id).toBe(id);
+  });
+
+  it('defaults the policy to exact when no output is a float tensor', async () => {
+    const dir = await tempDir();
+    const bytes = onnxModel({
+      inputs: [{ name: 'x', elemType: ELEM.INT8, dims: ['batch', 4] }],
+      outputs: [{ name: 'logits', elemType: ELEM.INT32, dims: ['batch', 3] }],
+    });
+    await writeFile(join(dir, 'quantized.onnx'), bytes);
+    const { manifest } = await packModelFile(createMemoryStore(), join(dir, 'quantized.onnx'));
+    expect(manifest.policy).toEqual({ kind: 'exact' });
   });
 
   it('packs an example model from disk to the same id as from bytes', async () => {

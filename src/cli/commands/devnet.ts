@@ -2,8 +2,8 @@ import { rm } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { startDevnet, type Devnet } from '../../devnet/index.js';
 import { parseCount, parsePositiveInt } from '../args.js';
-import { devnetProfilePath, writeDevnetProfile } from '../connection.js';
-import { printFields, toJson } from '../io.js';
+import { devnetProfilePath, writeDevnetProfile, type DevnetProfile } from '../connection.js';
+import { defaultStoreDir, printFields, toJson } from '../io.js';
 import { jsonOption } from '../options.js';
 import type { Context } from '../program.js';
 
@@ -27,15 +27,11 @@ export function registerDevnetCommand(program: Command, ctx: Context): void {
         verifiers: parseCount(flags.verifiers, '--verifiers'),
         committee: parseCount(flags.committee, '--committee'),
         ...(flags.dir === undefined ? {} : { dir: flags.dir }),
+        store: defaultStoreDir(),
         log: flags.json ? undefined : (line) => ctx.io.err(line),
       });
       // Commands run without chain flags talk to this devnet until it stops.
-      await writeDevnetProfile({
-        rpcUrl: devnet.rpcUrl,
-        chainId: devnet.chainId,
-        deploymentFile: devnet.deploymentFile,
-        privateKey: devnet.client.privateKey,
-      });
+      await writeDevnetProfile(devnetProfile(devnet));
       try {
         if (flags.json) ctx.io.out(toJson(describeDevnet(devnet)));
         else {
@@ -43,6 +39,7 @@ export function registerDevnetCommand(program: Command, ctx: Context): void {
             ['rpc url', devnet.rpcUrl],
             ['chain id', String(devnet.chainId)],
             ['addresses', devnet.deploymentFile],
+            ['model store', devnet.store],
             [
               'client key',
               `${devnet.client.privateKey} (${devnet.client.address}, funded, deposit in escrow)`,
@@ -74,6 +71,18 @@ export async function stopDevnet(ctx: Context, devnet: Devnet): Promise<void> {
   );
 }
 
+/** What commands run beside the devnet read (src/cli/connection.ts). */
+export function devnetProfile(devnet: Devnet): DevnetProfile {
+  return {
+    rpcUrl: devnet.rpcUrl,
+    chainId: devnet.chainId,
+    deploymentFile: devnet.deploymentFile,
+    privateKey: devnet.client.privateKey,
+    store: devnet.store,
+    providers: devnet.providers.map((p) => ({ url: p.url, dataDir: p.dataDir })),
+  };
+}
+
 /** The one JSON line `glassbox devnet --json` prints: everything a client needs to connect. */
 export function describeDevnet(devnet: Devnet) {
   return {
@@ -81,6 +90,7 @@ export function describeDevnet(devnet: Devnet) {
     chainId: devnet.chainId,
     deploymentFile: devnet.deploymentFile,
     dir: devnet.dir,
+    store: devnet.store,
     contracts: devnet.deployment.contracts,
     providers: devnet.providers.map((p) => ({ url: p.url, address: p.address, signer: p.signer })),
     verifiers: devnet.verifiers.map((p) => ({ url: p.url, address: p.address })),

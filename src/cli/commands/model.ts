@@ -3,6 +3,8 @@ import { parsePolicy } from '../args.js';
 import { printFields, toJson } from '../io.js';
 import { commonOptions, globals } from '../options.js';
 import type { Context } from '../program.js';
+import { DEFAULT_TOLERANCE } from '../../protocol/policy.js';
+import type { PackModelFileParameters } from '../../store/index.js';
 import { describeDims, openStore, packFromPath, resolveManifest } from '../models.js';
 
 export function registerModelCommands(program: Command, ctx: Context): Command {
@@ -10,23 +12,12 @@ export function registerModelCommands(program: Command, ctx: Context): Command {
     .command('model')
     .description('pack, inspect and publish content-addressed model packages');
 
-  commonOptions(model.command('pack'))
+  packOptions(commonOptions(model.command('pack')))
     .description('store an .onnx file (or a folder with model.onnx and model.json) as a model package')
     .argument('<path>', 'an .onnx file, or a folder holding model.onnx and its pack options in model.json')
-    .option('--name <name>', 'model name (default: the file name)')
-    .option('--version <version>', 'model version', undefined)
-    .option('--policy <policy>', 'comparison policy: exact | tolerance[:ABS[:REL]] | argmax:OUTPUT')
-    .option('--description <text>', 'what the model does')
-    .option('--license <spdx>', 'the license of the weights')
     .action(async (path: string, options: PackFlags, command: Command) => {
       const { json, store } = globals(command);
-      const packed = await packFromPath(openStore(store), path, {
-        ...(options.name === undefined ? {} : { name: options.name }),
-        ...(options.version === undefined ? {} : { version: options.version }),
-        ...(options.policy === undefined ? {} : { policy: parsePolicy(options.policy) }),
-        ...(options.description === undefined ? {} : { description: options.description }),
-        ...(options.license === undefined ? {} : { license: options.license }),
-      });
+      const packed = await packFromPath(openStore(store), path, packParameters(options));
       if (json) return ctx.io.out(toJson(packed));
       ctx.io.out(packed.id);
       ctx.io.out(JSON.stringify(packed.manifest, null, 2));
@@ -60,4 +51,34 @@ export function registerModelCommands(program: Command, ctx: Context): Command {
   return model;
 }
 
-type PackFlags = { name?: string; version?: string; policy?: string; description?: string; license?: string };
+export type PackFlags = {
+  name?: string;
+  version?: string;
+  policy?: string;
+  description?: string;
+  license?: string;
+};
+
+/** The flags that shape a package: `model pack` and `model push` take the same. */
+export function packOptions(command: Command): Command {
+  return command
+    .option('--name <name>', 'model name (default: the file name)')
+    .option('--version <version>', 'model version (default: 1)')
+    .option(
+      '--policy <policy>',
+      `comparison policy: exact | tolerance[:ABS[:REL]] | argmax:OUTPUT (default: tolerance:${DEFAULT_TOLERANCE.abs}:${DEFAULT_TOLERANCE.rel} when an output is float, else exact)`,
+    )
+    .option('--description <text>', 'what the model does')
+    .option('--license <spdx>', 'the license of the weights');
+}
+
+/** The pack parameters the flags name (only those given: a folder's model.json fills the rest). */
+export function packParameters(flags: PackFlags): PackModelFileParameters {
+  return {
+    ...(flags.name === undefined ? {} : { name: flags.name }),
+    ...(flags.version === undefined ? {} : { version: flags.version }),
+    ...(flags.policy === undefined ? {} : { policy: parsePolicy(flags.policy) }),
+    ...(flags.description === undefined ? {} : { description: flags.description }),
+    ...(flags.license === undefined ? {} : { license: flags.license }),
+  };
+}

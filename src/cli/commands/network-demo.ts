@@ -2,8 +2,8 @@ import { getBatchCommits, getModel, getRedeemed } from '../../chain/index.js';
 import { devnetClient, startDevnet } from '../../devnet/index.js';
 import { closeClient, charged, infer, settle, type InferReturnType } from '../../sdk/index.js';
 import { writeDevnetProfile } from '../connection.js';
-import { stopDevnet } from './devnet.js';
-import { formatAmount, printFields } from '../io.js';
+import { defaultStoreDir, formatAmount, printFields } from '../io.js';
+import { devnetProfile, stopDevnet } from './devnet.js';
 import type { Context } from '../program.js';
 
 /** The network demo: what `npm start` shows a newcomer, step by step, on a fresh devnet. */
@@ -17,14 +17,11 @@ export async function runNetworkDemo(ctx: Context): Promise<void> {
     providers: 3,
     // Short batch and redemption intervals, so the demo can show both within seconds.
     nodeConfig: { batch: { maxReceipts: 256, maxAgeMs: 1000 }, redeemIntervalMs: 1000 },
+    // The user's store: `glassbox model inspect` and `glassbox run` know the ids printed here.
+    store: defaultStoreDir(),
     log: (line) => io.out(`  ${line}`),
   });
-  await writeDevnetProfile({
-    rpcUrl: devnet.rpcUrl,
-    chainId: devnet.chainId,
-    deploymentFile: devnet.deploymentFile,
-    privateKey: devnet.client.privateKey,
-  });
+  await writeDevnetProfile(devnetProfile(devnet));
   const client = await devnetClient(devnet, { pollingIntervalMs: 50 });
   try {
     const iris = devnet.models.find((m) => m.name === 'iris')!;

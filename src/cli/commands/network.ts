@@ -1,11 +1,24 @@
 import type { Command } from 'commander';
 import { getModel, listProviders, registerModel } from '../../chain/index.js';
 import { GlassboxError } from '../../protocol/errors.js';
-import { modelIdFromDigest } from '../../protocol/manifest.js';
-import { closeClient, discoverProviders, verifyReceipt } from '../../sdk/index.js';
-import { connectionOptions, openClient, resolveConnection, type ConnectionFlags } from '../connection.js';
-import { formatAmount, printFields, toJson } from '../io.js';
-import { openStore, packFromPath } from '../models.js';
+import { signedReceiptFromJson } from '../../protocol/receipt.js';
+import { closeClient, discoverProviders, verifyReceipt, type Client } from '../../sdk/index.js';
+import { resolve } from 'node:path';
+import { isModelId, modelIdFromDigest, type ModelId } from '../../protocol/manifest.js';
+import { offerModel } from '../../sdk/index.js';
+import { readManifest, type BlobStore, type PackModelFileParameters } from '../../store/index.js';
+import { parseAmount } from '../args.js';
+import {
+  adminToken,
+  connectionOptions,
+  openClient,
+  readDevnetProfile,
+  resolveConnection,
+  type ConnectionFlags,
+} from '../connection.js';
+import { formatAmount, printFields, toJson, usageError } from '../io.js';
+import { copyPackage, openStore, packFromPath } from '../models.js';
+import { packOptions, packParameters, type PackFlags } from './model.js';
 import { commonOptions, jsonOption } from '../options.js';
 import type { Context } from '../program.js';
 import { readSaved } from '../tensors.js';
@@ -79,6 +92,7 @@ export function registerNetworkCommands(program: Command, model: Command, ctx: C
           })),
         );
         if (flags.json) return ctx.io.out(toJson(rows));
+        if (modelId && rows.length === 0) return await noOffer(ctx, client, modelId);
         for (const r of rows)
           printFields(ctx.io, [
             ['provider', `${r.address} ${r.endpoint}`],
@@ -98,32 +112,113 @@ export function registerNetworkCommands(program: Command, model: Command, ctx: C
       }
     });
 
-  connectionOptions(commonOptions(model.command('push')))
-    .description('pack a model, store it, and register it on chain (as --private-key, its owner)')
-    .argument('<path>', 'an .onnx file, or a folder holding model.onnx and model.json')
-    .action(async (path: string, flags: ConnectionFlags & { json: boolean; store: string }) => {
-      const { id, manifest } = await packFromPath(openStore(flags.store), path, {});
+  connectionOptions(packOptions(commonOptions(model.command('push'))))
+    .description(
+      "register a model on chain (as --private-key, its owner): an .onnx file or folder is packed into the store first; with --serve, the devnet's providers offer it",
+    )
+    .argument(
+      '<model>',
+      'an .onnx file, a folder holding model.onnx and model.json, or a model id in the store',
+    )
+    .option(
+      '--serve',
+      'make every provider of the running devnet fetch, verify and offer it (admin API)',
+      false,
+    )
+    .option(
+      '--price <amount>',
+      "with --serve: the price per inference in base units (default: each node's defaultPrice)",
+    )
+    .action(async (ref: string, flags: PushFlags) => {
+      const store = openStore(flags.store);
+      const { id, manifest } = await packOrRead(store, ref, packParameters(flags));
       const client = await openClient(await resolveConnection(flags));
+      let served: ServedBy[] = [];
+      let existing: Awaited<ReturnType<typeof getModel>>;
+      let tx: Awaited<ReturnType<typeof registerModel>> | undefined;
       try {
-        const existing = await getModel(client.chain, id);
-        const tx = existing
+        existing = await getModel(client.chain, id);
+        tx = existing
           ? undefined
           : await registerModel(client.chain, {
               model: id,
               exact: manifest.policy.kind === 'exact',
               metadata: JSON.stringify({ name: manifest.name, version: manifest.version }),
             });
-        if (flags.json)
-          return ctx.io.out(toJson({ id, manifest, registered: !existing, transaction: tx?.hash }));
-        printFields(ctx.io, [
-          ['model id', id],
-          ['name', `${manifest.name} ${manifest.version}`],
-          ['on chain', existing ? `already registered by ${existing.owner}` : `registered (tx ${tx!.hash})`],
-        ]);
       } finally {
         await closeClient(client);
       }
+      if (flags.serve)
+        served = await serveOnDevnet(
+          flags.store,
+          id,
+          flags.price === undefined ? undefined : parseAmount(flags.price, '--price'),
+        );
+      if (flags.json)
+        return ctx.io.out(toJson({ id, manifest, registered: !existing, transaction: tx?.hash, served }));
+      printFields(ctx.io, [
+        ['model id', id],
+        ['name', `${manifest.name} ${manifest.version}`],
+        ['policy', JSON.stringify(manifest.policy)],
+        ['on chain', existing ? `already registered by ${existing.owner}` : `registered (tx ${tx!.hash})`],
+        ...served.map((s): [string, string] => [
+          'served by',
+          `${s.url} at ${s.price}${s.actions.length ? '' : ' (already offered)'}`,
+        ]),
+      ]);
     });
+}
+
+type PushFlags = ConnectionFlags &
+  PackFlags & { json: boolean; store: string; serve: boolean; price?: string };
+type ServedBy = { url: string; price: string; actions: readonly { action: string }[] };
+
+/** The package a push names: packed from a file or folder, or an id already in the store. */
+async function packOrRead(store: BlobStore, ref: string, overrides: PackModelFileParameters) {
+  if (!isModelId(ref)) return packFromPath(store, ref, overrides);
+  if (Object.keys(overrides).length > 0)
+    throw usageError(
+      `${ref} is a model id, a finished package: --name, --version, --policy, --description and --license apply to a file or folder`,
+    );
+  return { id: ref, manifest: await readManifest(store, ref) };
+}
+
+/**
+ * Makes every provider of the running devnet offer model `id` through its admin API. The providers
+ * read the devnet's store (the user's, unless the devnet was started otherwise): a package pushed
+ * into another store is copied there first, blob by blob, each re-hashed on the way.
+ */
+async function serveOnDevnet(storeDir: string, id: ModelId, price: bigint | undefined): Promise<ServedBy[]> {
+  const profile = await readDevnetProfile();
+  if (!profile.providers?.length || !profile.store)
+    throw usageError(
+      '--serve needs a running `glassbox devnet`; to serve on a real node, run `glassbox node offer <id> --url <node>`',
+    );
+  if (resolve(profile.store) !== resolve(storeDir))
+    await copyPackage(openStore(storeDir), openStore(profile.store), id);
+  const served: ServedBy[] = [];
+  for (const provider of profile.providers) {
+    const token = await adminToken({ dataDir: provider.dataDir });
+    const offer = await offerModel({
+      url: provider.url,
+      token,
+      model: id,
+      ...(price === undefined ? {} : { price }),
+    });
+    served.push({ url: provider.url, price: offer.price, actions: offer.actions });
+  }
+  return served;
+}
+
+/** What `providers <model>` says when nobody offers it: plainly, and how to change that. */
+async function noOffer(ctx: Context, client: Client, model: string): Promise<void> {
+  const registered = await getModel(client.chain, model);
+  ctx.io.out(`no active provider offers model ${model}`);
+  ctx.io.out(
+    registered
+      ? `hint: on the devnet, \`glassbox model push ${model} --serve\` makes its providers offer it; a node's operator runs \`glassbox node offer ${model} --url <node>\``
+      : `hint: it is not even registered on chain: \`glassbox model push <file.onnx|folder> --serve\` registers it and (on the devnet) serves it`,
+  );
 }
 
 /** One GET /health, timed. */

@@ -1,5 +1,8 @@
 import type { Command } from 'commander';
 import { loadNodeConfig, startNode } from '../../node/index.js';
+import { offerModel, withdrawModel } from '../../sdk/index.js';
+import { parseAmount } from '../args.js';
+import { adminToken } from '../connection.js';
 import { printFields, toJson } from '../io.js';
 import { jsonOption } from '../options.js';
 import type { Context } from '../program.js';
@@ -13,7 +16,9 @@ export function registerNodeCommands(program: Command, ctx: Context): Command {
     .description('start a provider node: register and stake where needed, serve the models, commit receipts')
     .requiredOption('--config <file>', 'the node config (JSON; see docs/node.md)')
     .action(async (flags: { config: string; json: boolean }) => {
-      const started = await startNode(await loadNodeConfig(flags.config));
+      const config = await loadNodeConfig(flags.config);
+      const token = config.adminToken ?? process.env.GLASSBOX_ADMIN_TOKEN;
+      const started = await startNode({ ...config, ...(token === undefined ? {} : { adminToken: token }) });
       try {
         const models = [...started.models.keys()];
         // One line a supervisor (glassbox devnet) waits for before it sends traffic.
@@ -40,5 +45,59 @@ export function registerNodeCommands(program: Command, ctx: Context): Command {
         await started.stop();
       }
     });
+  adminOptions(node.command('offer'))
+    .description(
+      'make a running node fetch, verify, load and offer a model, and serve it at once (its admin API; kept across restarts)',
+    )
+    .argument('<model>', 'a model id registered on chain')
+    .option('--price <amount>', "price per inference in base units (default: the node's defaultPrice)")
+    .option(
+      '--from <url...>',
+      'where the node may fetch the package (nodes serving GET /v1/blobs/:cid), before its peers',
+    )
+    .action(async (model: string, flags: AdminFlags & { price?: string; from?: string[] }) => {
+      const offer = await offerModel({
+        url: flags.url,
+        token: await adminToken(flags),
+        model,
+        ...(flags.price === undefined ? {} : { price: parseAmount(flags.price, '--price') }),
+        ...(flags.from === undefined ? {} : { from: flags.from }),
+      });
+      if (flags.json) return ctx.io.out(toJson(offer));
+      printFields(ctx.io, [
+        ['model', `${offer.model} (${offer.name} ${offer.version})`],
+        ['offered by', `${flags.url} at ${offer.price}`],
+        ['on chain', actionsLine(offer.actions)],
+      ]);
+    });
+
+  adminOptions(node.command('withdraw'))
+    .description('make a running node withdraw its offer of a model on chain and stop serving it')
+    .argument('<model>', 'a model id the node serves')
+    .action(async (model: string, flags: AdminFlags) => {
+      const removed = await withdrawModel({ url: flags.url, token: await adminToken(flags), model });
+      if (flags.json) return ctx.io.out(toJson(removed));
+      printFields(ctx.io, [
+        ['model', removed.model],
+        ['on chain', actionsLine(removed.actions)],
+      ]);
+    });
   return node;
+}
+
+type AdminFlags = { url: string; token?: string; dataDir?: string; json: boolean };
+
+/** The flags of the commands that use a node's admin API. */
+function adminOptions(command: Command): Command {
+  return jsonOption(command)
+    .requiredOption('--url <url>', "the node's URL")
+    .option('--token <token>', "the node's admin token ($GLASSBOX_ADMIN_TOKEN)")
+    .option(
+      '--data-dir <dir>',
+      "the node's data dir, to read its admin-token file (when run on its machine)",
+    );
+}
+
+function actionsLine(actions: readonly { action: string; detail?: string }[]): string {
+  return actions.length === 0 ? 'nothing to change' : actions.map((a) => a.action).join(', ');
 }

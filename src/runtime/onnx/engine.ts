@@ -316,7 +316,10 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
     }
   }
 
-  return { profile, runtimeHash: hash, run, traceStep, close };
+  const preload = async (pkg: ModelPackage): Promise<void> => {
+    await session(pkg, 'plain');
+  };
+  return { profile, runtimeHash: hash, run, traceStep, load: preload, close };
 }
 
 /** Hashes each traced tensor, in graph order, and builds the Merkle tree over them. */
