@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { getModel, listProviders, registerModel } from '../../chain/index.js';
 import { GlassboxError } from '../../protocol/errors.js';
-import { signedReceiptFromJson } from '../../protocol/receipt.js';
 import { closeClient, discoverProviders, verifyReceipt, type Client } from '../../sdk/index.js';
 import { resolve } from 'node:path';
 import { isModelId, modelIdFromDigest, type ModelId } from '../../protocol/manifest.js';
