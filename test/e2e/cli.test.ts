@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
 import { startDevnet, type Devnet } from '../../src/devnet/index.js';
 import { decodeTensors, encodeTensors, tensorsToJson } from '../../src/protocol/encoding.js';
-import { devnetChainArgs } from '../support/devnet.js';
+import { devnetCli } from '../support/devnet.js';
 import { exampleDir } from '../support/examples.js';
 
 /** The built CLI (npm run build), as users run it. */
@@ -31,13 +31,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function glassbox(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const connection = [...devnetChainArgs(devnet), '--private-key', devnet.client.privateKey];
-  const code = await runCli([...argv, ...connection], { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const glassbox = (...argv: string[]) => devnetCli(devnet, ...argv);
 
 describe('glassbox over a devnet', () => {
   it('infer prints the class and the verification report, and saves what verify checks again', async () => {

@@ -1,7 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getChallenge, openChallenge, withAccount } from '../../src/chain/index.js';
-import { runCli } from '../../src/cli/program.js';
 import { devnetClient, startDevnet, type Devnet } from '../../src/devnet/index.js';
 import type { EvidenceResponse } from '../../src/protocol/api.js';
 import { encodeTensors } from '../../src/protocol/encoding.js';
@@ -9,7 +8,7 @@ import { inputsFromJson } from '../../src/protocol/inputs.js';
 import { signedReceiptToJson } from '../../src/protocol/receipt.js';
 import { closeClient, infer } from '../../src/sdk/index.js';
 import { createFsStore, loadModel } from '../../src/store/index.js';
-import { devnetChainArgs } from '../support/devnet.js';
+import { captureCli, devnetChainArgs } from '../support/devnet.js';
 import { exampleDir } from '../support/examples.js';
 
 /*
@@ -59,12 +58,7 @@ afterAll(async () => {
   await devnet?.stop();
 });
 
-async function glassbox(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await runCli(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const glassbox = (...argv: string[]) => captureCli(argv);
 
 const connection = () => devnetChainArgs(devnet);
 

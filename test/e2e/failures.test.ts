@@ -3,11 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeModel, initializer, node, valueInfo } from '../../examples/models/onnx-builder.mjs';
-import { runCli } from '../../src/cli/program.js';
 import { devnetClient, startDevnet, type Devnet } from '../../src/devnet/index.js';
 import { isGlassboxError } from '../../src/protocol/errors.js';
 import { closeClient, infer, type Client } from '../../src/sdk/index.js';
-import { devnetChainArgs } from '../support/devnet.js';
+import { devnetCli } from '../support/devnet.js';
 import { exampleDir } from '../support/examples.js';
 
 /*
@@ -59,13 +58,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function glassbox(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const connection = [...devnetChainArgs(devnet), '--private-key', devnet.client.privateKey];
-  const code = await runCli([...argv, ...connection], { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const glassbox = (...argv: string[]) => devnetCli(devnet, ...argv);
 
 async function failure(call: Promise<unknown>) {
   const error = await call.then(

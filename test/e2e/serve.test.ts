@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomMlpOnnx } from '../../examples/models/random-model.mjs';
 import { devnetProfile } from '../../src/cli/commands/devnet.js';
 import { writeDevnetProfile } from '../../src/cli/connection.js';
-import { runCli } from '../../src/cli/program.js';
+import { captureCli } from '../support/devnet.js';
 import { devnetClient, startDevnet, type Devnet } from '../../src/devnet/index.js';
 import { closeClient, infer, type Client } from '../../src/sdk/index.js';
 
@@ -43,12 +43,7 @@ afterAll(async () => {
   rmSync(home, { recursive: true, force: true });
 });
 
-async function glassbox(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await runCli(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const glassbox = (...argv: string[]) => captureCli(argv);
 
 let freshId: string;
 const ask = () =>
