@@ -135,7 +135,6 @@ export type NodeDb = {
   markCommitted(root: Hex, commit: { batchId: bigint; txHash: Hex; committedAt: number }): void;
   getBatch(root: string): BatchRow | undefined;
   pendingBatches(): BatchRow[];
-  batchReceipts(root: string): ReceiptRow[];
   /**
    * Up to `limit` receipts of a batch from position `offset`, in order, stopping before the one
    * that would take their inputs plus outputs past `maxDataBytes` (the first is always there).
@@ -295,9 +294,6 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
     pendingBatches: db.prepare<[], RawBatch>(
       'SELECT * FROM batches WHERE batch_id IS NULL ORDER BY created_at',
     ),
-    batchReceipts: db.prepare<[string], RawReceipt>(
-      'SELECT * FROM receipts WHERE batch_root = ? ORDER BY batch_index',
-    ),
     batchPage: db.prepare<[string, number, number], RawReceipt>(
       'SELECT * FROM receipts WHERE batch_root = ? ORDER BY batch_index LIMIT ? OFFSET ?',
     ),
@@ -392,7 +388,6 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
       return b && toBatch(b);
     },
     pendingBatches: () => s.pendingBatches.all().map(toBatch),
-    batchReceipts: (root) => s.batchReceipts.all(root.toLowerCase()).map(toReceipt),
     batchPage: (root, page) => {
       const rows: ReceiptRow[] = [];
       let bytes = 0;

@@ -44,6 +44,7 @@ import {
 import { batchTree, traceRoot, traceTree } from '../../src/protocol/merkle.js';
 import { modelDigest } from '../../src/protocol/manifest.js';
 import { receiptHash, type Receipt } from '../../src/protocol/receipt.js';
+import { seededBytes } from '../support/arbitraries.js';
 import {
   E18,
   expectRevert,
@@ -232,17 +233,7 @@ describe('DisputeManager: availability', () => {
 });
 
 /** `length` bytes that calldata pays full price for (no zero bytes), from a seed. */
-function bytesOf(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed | 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = (x & 0xfe) | 1;
-  }
-  return out;
-}
+const bytesOf = (length: number, seed: number) => seededBytes(length, seed, { nonZero: true });
 
 describe('DisputeManager: availability answered in chunks', () => {
   /** A committed receipt whose inputs and outputs are these, challenged for availability. */

@@ -14,6 +14,7 @@ import {
   ZERO_ROOT,
   type DataChunk,
 } from '../../src/protocol/data.js';
+import { seededBytes } from '../support/arbitraries.js';
 
 /*
  * Data commitments (src/protocol/data.ts, docs/protocol.md "Data commitments"): keccak256 of data
@@ -21,18 +22,7 @@ import {
  * 64 KiB chunks. Each chunk opens at its own index only, and no datum opens another's hash.
  */
 
-/** `length` bytes from a seed, quickly (fast-check's byte arrays are slow at hundreds of KiB). */
-function bytesOf(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed | 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+const bytesOf = (length: number, seed: number) => seededBytes(length, seed);
 
 // lengths around chunk boundaries, up to five chunks
 const lengthArb = fc.oneof(

@@ -55,3 +55,19 @@ export const tensorArb: fc.Arbitrary<Tensor> = dtypeArb.chain(tensorOfArb);
 export const nameArb = fc.string({ unit: 'grapheme', minLength: 0, maxLength: 6 });
 
 export const tensorMapArb: fc.Arbitrary<TensorMap> = fc.dictionary(nameArb, tensorArb, { maxKeys: 4 });
+
+/**
+ * `length` bytes from a seed (xorshift32), quickly: fast-check's byte arrays are slow at hundreds of
+ * KiB. `nonZero`: every byte odd, so calldata pays full price for each (gas measurements).
+ */
+export function seededBytes(length: number, seed: number, options: { nonZero?: boolean } = {}): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed | 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = options.nonZero ? (x & 0xfe) | 1 : x & 0xff;
+  }
+  return out;
+}
