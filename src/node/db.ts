@@ -9,8 +9,9 @@ import type { SignedVoucher } from '../protocol/voucher.js';
 /*
  * The node's durable state, in one SQLite file (WAL, synchronous=FULL: a committed transaction
  * survives power loss). better-sqlite3 is synchronous, so each call here is atomic with respect to
- * the event loop; `recordAnswer` writes a receipt, its inputs and outputs and the client's account
- * in one transaction, and the HTTP answer leaves only after it returns.
+ * the event loop; `recordAnswers` writes receipts, their inputs and outputs and their clients'
+ * accounts in one transaction (src/node/group-commit.ts gathers them), and an HTTP answer leaves
+ * only after the transaction holding its receipt has committed.
  *
  * Amounts are stored as decimal TEXT (uint256 does not fit SQLite integers).
  */
@@ -116,8 +117,13 @@ export type NewAnswer = {
 export type AddedOffer = { readonly model: ModelId; readonly price: bigint };
 
 export type NodeDb = {
-  /** Persists an answer and charges its client, atomically and durably. */
-  recordAnswer(answer: NewAnswer): void;
+  /**
+   * Persists answers and charges their clients in one durable transaction (one fsync), each answer
+   * in its own savepoint so that one that can't be written (its request id is already answered:
+   * SQLITE_CONSTRAINT_UNIQUE) stays out alone; `alongside` runs inside the same transaction.
+   * Returns, per answer, the error that kept it out, or undefined once it is in.
+   */
+  recordAnswers(answers: readonly NewAnswer[], alongside?: () => void): (Error | undefined)[];
   getReceipt(requestId: string): ReceiptRow | undefined;
   /** A receipt by its struct hash (its batch leaf content). */
   getReceiptByHash(receiptHash: string): ReceiptRow | undefined;
@@ -342,6 +348,20 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
     s.upsertDelivered.run(a.client, delivered.toString());
   });
 
+  // Nested in this transaction, each recordAnswer is a savepoint: a failed one is rolled back alone.
+  const recordAnswers = db.transaction((answers: readonly NewAnswer[], alongside?: () => void) => {
+    const errors = answers.map((a) => {
+      try {
+        recordAnswer(a);
+        return undefined;
+      } catch (error) {
+        return error as Error;
+      }
+    });
+    alongside?.();
+    return errors;
+  });
+
   const createBatch = db.transaction(
     (b: { root: Hex; uri: string; createdAt: number; leaves: { seq: number; proof: Hex[] }[] }) => {
       s.insertBatch.run(b.root, b.leaves.length, b.uri, b.createdAt);
@@ -367,7 +387,7 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
   });
 
   return {
-    recordAnswer: (a) => recordAnswer(a),
+    recordAnswers: (answers, alongside) => recordAnswers(answers, alongside),
     getReceipt: (id) => {
       const r = s.getReceipt.get(id.toLowerCase());
       return r && toReceipt(r);

@@ -20,6 +20,7 @@ import type { TensorMap } from '../protocol/tensor.js';
 import type { Engine } from '../runtime/engine.js';
 import type { NodeDb } from './db.js';
 import { perturbAnswer } from './fault.js';
+import type { GroupCommit } from './group-commit.js';
 import type { NodeMetrics } from './metrics.js';
 import type { Payments } from './payments.js';
 import type { PriceBook } from './prices.js';
@@ -29,8 +30,9 @@ import type { PriceBook } from './prices.js';
  * find the model, decode the inputs and check the client's signature over the request (so that
  * nothing is charged to, counted against or rate-limited as an address that did not ask). Then
  * `infer`: the voucher, the price and the client's credit; run; sign a receipt; persist it with the
- * inputs and outputs; answer. The receipt is in the database (WAL, synchronous=FULL) before this
- * returns, so an answer a client saw is never lost by a crash.
+ * inputs and outputs; answer. The receipt is committed to the database (WAL, synchronous=FULL, with
+ * the answers of concurrent requests: src/node/group-commit.ts) before this returns, so an answer a
+ * client saw is never lost by a crash.
  *
  * onnxruntime-node runs a session synchronously on the main thread: while a model runs, the event
  * loop waits. The example models run in well under a millisecond; large models would need a worker
@@ -77,6 +79,8 @@ export type ReadInputs = { readonly tensors: TensorMap; readonly bytes?: Uint8Ar
 
 export type InferServiceParameters = {
   readonly db: NodeDb;
+  /** Where receipts are written: each answer waits for its group's commit. */
+  readonly receipts: GroupCommit;
   readonly engine: Engine;
   readonly models: ReadonlyMap<string, ModelPackage>;
   readonly prices: PriceBook;
@@ -182,7 +186,7 @@ export function createInferService(p: InferServiceParameters): InferService {
       };
       const signed = signedReceiptToJson(await signReceipt(p.signer, receipt, p.domain));
       try {
-        p.db.recordAnswer({
+        await p.receipts.record({
           requestId,
           client,
           model: pkg.id,

@@ -25,6 +25,7 @@ import { createBatcher, type Batcher } from './batcher.js';
 import { parseNodeConfig, type NodeConfig, type NodeConfigInput } from './config.js';
 import type { NodeContext } from './context.js';
 import { openNodeDb, type NodeDb } from './db.js';
+import { createGroupCommit } from './group-commit.js';
 import { createInferService } from './infer.js';
 import { loadAdminToken } from './admin-token.js';
 import { createNodeMetrics } from './metrics.js';
@@ -159,6 +160,7 @@ export async function createNode(
 
   const service = createInferService({
     db,
+    receipts: createGroupCommit({ db, alongside: payments.flush, log }),
     engine,
     models,
     prices,

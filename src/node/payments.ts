@@ -30,9 +30,10 @@ import type { ClientAccount, NodeDb } from './db.js';
  * refuses a redemption interval that can't).
  *
  * A voucher riding along with an inference request (`acceptVoucher(json, client)`) is checked and
- * counted at once but written to the database after the answer has left (`flush`, which the infer
- * route calls when its response is sent, and a timer otherwise): its own fsync'd transaction took
- * 0.5-2.5 ms of every request's latency. Nothing is risked by the delay: a voucher only grows what
+ * counted at once but written later (`flush`): in the transaction that commits the receipts of the
+ * answers (src/node/group-commit.ts), or, for a request that ends without a receipt, when its
+ * response is sent (the infer route) or on a timer. Its own fsync'd transaction took 0.5-2.5 ms of
+ * every request's latency. Nothing is risked by the delay: a voucher only grows what
  * the node may redeem, a node that crashes before the write merely holds the previous voucher (the
  * client's next request, or its settle, brings a newer one), and `delivered`, which bounds credit,
  * is written with each receipt. A voucher handed over on its own (POST /v1/vouchers) is written

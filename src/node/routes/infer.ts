@@ -39,7 +39,8 @@ export function provenClient(request: FastifyRequest): Address | undefined {
 }
 
 export function inferRoute(app: FastifyInstance, ctx: NodeContext): void {
-  // A voucher that came with the request is written once the answer has left (src/node/payments.ts).
+  // A voucher that came with a request answered without a receipt is written once the answer has
+  // left; the others were written with the receipts (src/node/payments.ts).
   const onResponse = (request: FastifyRequest, _reply: unknown, done: () => void) => {
     try {
       ctx.payments.flush();
