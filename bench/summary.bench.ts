@@ -114,7 +114,7 @@ it('puts every figure in one table: bench/results/latest.json and latest.md', as
     ...FIGURE_HEADER,
     ...figures.map(figureRow),
     '',
-    'Sections: 1 direct onnxruntime-node vs sdk.infer in receipt mode (one provider process on loopback); 2 quorum 3 vs receipt mode; 3 receipt verification and signing costs; 4 gas; 5 devnet start; 6 trace capture; L a large float32 input, direct vs the unverified server vs verified. Details: overhead.md, gas.md, hedging.md, large.md.',
+    'Sections: 1 sdk.infer in receipt mode (one provider process on loopback) vs the same model behind a plain unverified HTTP server in its own process (fastify + onnxruntime-node, JSON, no receipt: the baseline), and vs direct onnxruntime-node in this process (the second reference); 2 quorum 3 vs receipt mode; 3 receipt verification and signing costs; 4 gas; 5 devnet start; 6 trace capture; L a large float32 input, direct vs the unverified server vs verified. Details: overhead.md, gas.md, hedging.md, large.md.',
     '',
   ].join('\n');
   await writeResults(

@@ -171,6 +171,26 @@ describe('provider node: POST /v1/infer', () => {
     expect(hashTensors(inputs)).toBe(answer.receipt.receipt.inputHash);
   });
 
+  it('concurrent answers, committed in groups: each receipt is in the database when its answer arrives', async () => {
+    const db = new Database(join(dataDir.dir, 'node.sqlite'), { readonly: true });
+    try {
+      const stored = db.prepare('SELECT 1 FROM receipts WHERE request_id = ?');
+      const bodies = await Promise.all(Array.from({ length: 12 }, () => inferBody(node, pkgOf(int8), key())));
+      // Checked in the same turn as each answer's headers arrive, before any other answer is read.
+      const seen = await Promise.all(
+        bodies.map((body) =>
+          post(`${node.url}/v1/infer`, body).then((res) => ({
+            status: res.status,
+            stored: stored.get((body.requestId as string).toLowerCase()) !== undefined,
+          })),
+        ),
+      );
+      expect(seen).toEqual(Array(12).fill({ status: 200, stored: true }));
+    } finally {
+      db.close();
+    }
+  });
+
   it('a retried request id gets the same answer; a reused one for other inputs is refused', async () => {
     const body = await inferBody(node, pkgOf(int8), key());
     const first = (await (await post(`${node.url}/v1/infer`, body)).json()) as InferResponse;
