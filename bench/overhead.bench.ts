@@ -354,7 +354,7 @@ describe('the verified path on a devnet', () => {
     md.push(
       '## 1. Verified vs the unverified server (and direct) latency',
       '',
-      "Unverified server: the same model behind a plain HTTP inference server in its own process on the same loopback (bench/unverified-server.mjs: fastify + onnxruntime-node with the engine profile's session options, JSON both ways; no receipt, no voucher, no signature, no disk write), asked through the SDK's own HTTP client. Verified: `sdk.infer` in receipt mode to one provider process of the devnet on loopback (the other two excluded): JSON over HTTP, request signature, voucher, run, receipt signed and stored (SQLite WAL, synchronous=FULL, committed before the answer leaves), receipt verified by the client. Direct: `InferenceSession.run` in this process; engine: `engine.run` in this process (input checks, run, input and output hashing; no network): the second reference. The four interleaved in blocks, one request at a time.",
+      "Unverified server: the same model behind a plain HTTP inference server in its own process on the same loopback (bench/unverified-server.mjs: fastify + onnxruntime-node with the engine profile's session options, JSON both ways; no receipt, no voucher, no signature, no disk write), asked through the SDK's own HTTP client. Verified: `sdk.infer` in receipt mode to one provider process of the devnet on loopback (the other two excluded): JSON over HTTP, request signature, voucher, run, receipt signed and stored (SQLite WAL, committed and synced to disk before the answer leaves, concurrent answers sharing syncs), receipt verified by the client. Direct: `InferenceSession.run` in this process; engine: `engine.run` in this process (input checks, run, input and output hashing; no network): the second reference. The four interleaved in blocks, one request at a time.",
       '',
       '| model | unverified server p50 / p99 ms | verified p50 / p99 ms | added p50 ms | verified / unverified | direct p50 / p99 ms | engine p50 / p99 ms | verified / direct |',
       '|---|---:|---:|---:|---:|---:|---:|---:|',
@@ -529,22 +529,21 @@ describe('the verified path on a devnet', () => {
     const signTimes: number[] = [];
     const persistTimes: number[] = [];
     const totalTimes: number[] = [];
-    const record = (s: SignedReceipt) => {
-      const [error] = db.recordAnswers([
-        {
-          requestId: s.receipt.requestId,
-          client: clientAccount.address,
-          model,
-          inputHash,
-          leaf: receiptHash(s.receipt),
-          receipt: signedReceiptToJson(s),
-          price: E15,
-          createdAt: Date.now(),
-          inputs: inputsBytes,
-          outputs: outputsBytes,
-        },
-      ]);
-      if (error) throw error;
+    // A receipt made durable as the node makes it (src/node/group-commit.ts): committed, then synced.
+    const record = async (s: SignedReceipt) => {
+      db.recordAnswer({
+        requestId: s.receipt.requestId,
+        client: clientAccount.address,
+        model,
+        inputHash,
+        leaf: receiptHash(s.receipt),
+        receipt: signedReceiptToJson(s),
+        price: E15,
+        createdAt: Date.now(),
+        inputs: inputsBytes,
+        outputs: outputsBytes,
+      });
+      await db.syncAnswers();
     };
     // The batcher's cut (src/node/batcher.ts), per receipt: the open receipts read back
     // (NodeDb.openReceipts), the tree and every proof (batchTree), the batch written (createBatch).
@@ -557,7 +556,7 @@ describe('the verified path on a devnet', () => {
         const t0 = performance.now();
         const s = await signReceipt(signer, receipt, domain);
         const t1 = performance.now();
-        record(s);
+        await record(s);
         const t2 = performance.now();
         if (i >= 20) {
           signTimes.push(t1 - t0);
@@ -566,7 +565,7 @@ describe('the verified path on a devnet', () => {
         }
       }
       for (let i = PROVIDER_ROUNDS + 20; i < BATCH_SIZE * BATCH_CUTS; i++)
-        record(await signReceipt(fastSigner, newReceipt(), domain));
+        await record(await signReceipt(fastSigner, newReceipt(), domain));
       for (let b = 0; b < BATCH_CUTS; b++) {
         const t0 = performance.now();
         const open = db.openReceipts(BATCH_SIZE);
@@ -704,7 +703,7 @@ describe('the verified path on a devnet', () => {
       ),
       figure(
         '3',
-        'provider: persist receipt p50 (SQLite WAL, synchronous=FULL)',
+        'provider: persist receipt p50 (SQLite WAL, commit + fdatasync)',
         s.providerPersistReceipt.p50,
         'ms',
       ),
@@ -748,7 +747,7 @@ describe('the verified path on a devnet', () => {
         perRequest,
         'ms',
         undefined,
-        "client signVoucher + provider recoverVoucherSigner + signReceipt + recordAnswers (one receipt) + client verifyReceipt: the verified path's fixed cost before transport",
+        "client signVoucher + provider recoverVoucherSigner + signReceipt + recordAnswer and its sync + client verifyReceipt: the verified path's fixed cost before transport",
       ),
       figure(
         '3',
@@ -779,7 +778,7 @@ describe('the verified path on a devnet', () => {
     md.push(
       '## 3. Receipt costs',
       '',
-      `One receipt of ${m.spec.name} (inputs [1, 64], outputs [1, 10] float32). verifyReceipt's local parts: the signer check against the chain is cached after the first call, and the quote and the provider's /v1/models are passed in, as infer does after discovery; no RPC is timed. Provider: signReceipt then NodeDb.recordAnswers with one answer (src/node/db.ts: one transaction, as a request alone gets it, receipt + inputs + outputs + the client's account, WAL, synchronous=FULL) into a fresh database in ${tmpdir()}; then ${BATCH_CUTS} batch cuts of ${BATCH_SIZE} receipts from that database as src/node/batcher.ts makes them (per-receipt figures are a cut's time / ${BATCH_SIZE}), and the tree with every proof in memory, ${TREE_ROUNDS} batches, batchTree interleaved with the OpenZeppelin StandardMerkleTree it replaced.`,
+      `One receipt of ${m.spec.name} (inputs [1, 64], outputs [1, 10] float32). verifyReceipt's local parts: the signer check against the chain is cached after the first call, and the quote and the provider's /v1/models are passed in, as infer does after discovery; no RPC is timed. Provider: signReceipt then NodeDb.recordAnswer and syncAnswers (src/node/db.ts: one transaction, receipt + inputs + outputs + the client's account, WAL, then an fdatasync of the WAL, as a request alone gets it) into a fresh database in ${tmpdir()}; then ${BATCH_CUTS} batch cuts of ${BATCH_SIZE} receipts from that database as src/node/batcher.ts makes them (per-receipt figures are a cut's time / ${BATCH_SIZE}), and the tree with every proof in memory, ${TREE_ROUNDS} batches, batchTree interleaved with the OpenZeppelin StandardMerkleTree it replaced.`,
       '',
       '| cost | p50 ms | p99 ms |',
       '|---|---:|---:|',
@@ -791,7 +790,7 @@ describe('the verified path on a devnet', () => {
       row('provider: recoverVoucherSigner', s.providerRecoverVoucher),
       row('provider: signReceipt (a viem account, as src/node/node.ts makes)', s.providerSignReceipt),
       row('provider: signReceipt (privateKeyToSigner)', s.providerSignReceiptNative),
-      row('provider: recordAnswers, one receipt (SQLite, fsync)', s.providerPersistReceipt),
+      row('provider: recordAnswer + syncAnswers (SQLite, fdatasync)', s.providerPersistReceipt),
       row('provider: sign + persist', s.providerSignAndPersist),
       row(`provider, per receipt: batchTree + every proof (batches of ${BATCH_SIZE})`, s.batchTreeAndProofs),
       row(
@@ -807,7 +806,7 @@ describe('the verified path on a devnet', () => {
         s.httpJsonRoundTrip,
       ),
       '',
-      `Summed p50s of the per-request signature, hashing and insert work (client signVoucher, provider recoverVoucherSigner, signReceipt, recordAnswers, client verifyReceipt): ${fmt(perRequest)} ms, all on the main threads (secp256k1: ${secp256k1Backend === 'native' ? 'native libsecp256k1 for recovery and the SDK client, viem/noble for a viem account' : 'viem/noble'}; better-sqlite3 is synchronous).`,
+      `Summed p50s of the per-request signature, hashing and insert work (client signVoucher, provider recoverVoucherSigner, signReceipt, recordAnswer and its sync, client verifyReceipt): ${fmt(perRequest)} ms, all on the main threads (secp256k1: ${secp256k1Backend === 'native' ? 'native libsecp256k1 for recovery and the SDK client, viem/noble for a viem account' : 'viem/noble'}; better-sqlite3 is synchronous).`,
       '',
     );
   }, 300_000);

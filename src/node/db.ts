@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { closeSync, fdatasync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Address, Hex } from 'viem';
 import type { ModelId } from '../protocol/manifest.js';
@@ -9,9 +9,18 @@ import type { SignedVoucher } from '../protocol/voucher.js';
 /*
  * The node's durable state, in one SQLite file (WAL, synchronous=FULL: a committed transaction
  * survives power loss). better-sqlite3 is synchronous, so each call here is atomic with respect to
- * the event loop; `recordAnswers` writes receipts, their inputs and outputs and their clients'
- * accounts in one transaction (src/node/group-commit.ts gathers them), and an HTTP answer leaves
- * only after the transaction holding its receipt has committed.
+ * the event loop.
+ *
+ * Answers are the exception to synchronous=FULL, for speed, not for less durability: an fsync
+ * inside a commit stops the event loop for its whole length (0.3-2 ms on the bench machine, more on
+ * a busy disk), during which no other request is parsed or run. `recordAnswer` writes a receipt,
+ * its inputs and outputs, its client's account and the vouchers received with requests through a
+ * second connection with synchronous=NORMAL, which SQLite does not sync at commit (it still syncs
+ * the WAL before each checkpoint and the database after it); `syncAnswers` then makes them durable
+ * with an fdatasync of the WAL on libuv's thread pool, which is what synchronous=FULL would have
+ * done at the commit. src/node/group-commit.ts releases each answer only after a sync that began
+ * after its commit (answers committed during one sync share the next), so no answer leaves before
+ * its receipt is on disk.
  *
  * Amounts are stored as decimal TEXT (uint256 does not fit SQLite integers).
  */
@@ -118,12 +127,14 @@ export type AddedOffer = { readonly model: ModelId; readonly price: bigint };
 
 export type NodeDb = {
   /**
-   * Persists answers and charges their clients in one durable transaction (one fsync), each answer
-   * in its own savepoint so that one that can't be written (its request id is already answered:
-   * SQLITE_CONSTRAINT_UNIQUE) stays out alone; `alongside` runs inside the same transaction.
-   * Returns, per answer, the error that kept it out, or undefined once it is in.
+   * Persists an answer, charging its client, with `vouchers` (each kept if it is the best of its
+   * client, as `offerVoucher`; written even when the answer is refused) in one transaction:
+   * committed, and seen by every reader, but durable only once `syncAnswers` has resolved. Throws
+   * SQLITE_CONSTRAINT_UNIQUE when the request id is already answered.
    */
-  recordAnswers(answers: readonly NewAnswer[], alongside?: () => void): (Error | undefined)[];
+  recordAnswer(answer: NewAnswer, vouchers?: readonly SignedVoucher[]): void;
+  /** Resolves once every answer recorded before the call is on disk (fdatasync of the WAL). */
+  syncAnswers(): Promise<void>;
   getReceipt(requestId: string): ReceiptRow | undefined;
   /** A receipt by its struct hash (its batch leaf content). */
   getReceiptByHash(receiptHash: string): ReceiptRow | undefined;
@@ -252,6 +263,35 @@ function toAccount(client: Address, c: RawClient | undefined): ClientAccount {
   };
 }
 
+/** What reads an account and keeps a better voucher, on either connection. */
+function voucherStatements(conn: Database.Database) {
+  return {
+    getClient: conn.prepare<[string], RawClient>('SELECT * FROM clients WHERE client = ?'),
+    upsertVoucher: conn.prepare(
+      `INSERT INTO clients (client, voucher_amount, voucher_signature) VALUES (?, ?, ?)
+       ON CONFLICT(client) DO UPDATE SET voucher_amount = excluded.voucher_amount,
+         voucher_signature = excluded.voucher_signature`,
+    ),
+  };
+}
+
+type VoucherStatements = ReturnType<typeof voucherStatements>;
+
+/** A client's account as `st`'s connection reads it, the voucher naming this provider. */
+function accountOf(st: VoucherStatements, provider: Address, client: Address): ClientAccount {
+  const a = toAccount(client, st.getClient.get(client));
+  return a.voucher ? { ...a, voucher: { ...a.voucher, voucher: { ...a.voucher.voucher, provider } } } : a;
+}
+
+/** Keeps `signed` if it is higher than the client's voucher held; returns the account after. */
+function keepBestVoucher(st: VoucherStatements, provider: Address, signed: SignedVoucher): ClientAccount {
+  const client = signed.voucher.client;
+  const current = accountOf(st, provider, client);
+  if (current.voucher && current.voucher.voucher.amount >= signed.voucher.amount) return current;
+  st.upsertVoucher.run(client, signed.voucher.amount.toString(), signed.signature);
+  return accountOf(st, provider, client);
+}
+
 /** Opens (creating if needed) the node database at `path`. Clients are keyed by checksummed address. */
 export function openNodeDb(path: string, provider: Address): NodeDb {
   mkdirSync(dirname(path), { recursive: true });
@@ -265,20 +305,7 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
   if (!columns.some((c) => c.name === 'trace')) db.exec('ALTER TABLE receipts ADD COLUMN trace TEXT');
 
   const s = {
-    insertReceipt: db.prepare(
-      `INSERT INTO receipts (request_id, client, model, input_hash, leaf, receipt, price, created_at, inputs, outputs, trace)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    getClient: db.prepare<[string], RawClient>('SELECT * FROM clients WHERE client = ?'),
-    upsertDelivered: db.prepare(
-      `INSERT INTO clients (client, delivered) VALUES (?, ?)
-       ON CONFLICT(client) DO UPDATE SET delivered = excluded.delivered`,
-    ),
-    upsertVoucher: db.prepare(
-      `INSERT INTO clients (client, voucher_amount, voucher_signature) VALUES (?, ?, ?)
-       ON CONFLICT(client) DO UPDATE SET voucher_amount = excluded.voucher_amount,
-         voucher_signature = excluded.voucher_signature`,
-    ),
+    ...voucherStatements(db),
     setRedeemed: db.prepare('UPDATE clients SET redeemed = ? WHERE client = ?'),
     allClients: db.prepare<[], RawClient>('SELECT * FROM clients WHERE voucher_amount IS NOT NULL'),
     getReceipt: db.prepare<[string], RawReceipt>('SELECT * FROM receipts WHERE request_id = ?'),
@@ -325,13 +352,28 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
     ),
   };
 
-  const account = (client: Address): ClientAccount => {
-    const a = toAccount(client, s.getClient.get(client));
-    return a.voucher ? { ...a, voucher: { ...a.voucher, voucher: { ...a.voucher.voucher, provider } } } : a;
+  const account = (client: Address): ClientAccount => accountOf(s, provider, client);
+
+  // Answers' own connection (see the header). The WAL file exists once the schema is written and
+  // stays while a connection is open; syncing any descriptor of it syncs the file.
+  const answersDb = new Database(path);
+  answersDb.pragma('synchronous = NORMAL');
+  answersDb.pragma('foreign_keys = ON');
+  const wal = openSync(`${path}-wal`, 'r');
+  const w = {
+    ...voucherStatements(answersDb),
+    insertReceipt: answersDb.prepare(
+      `INSERT INTO receipts (request_id, client, model, input_hash, leaf, receipt, price, created_at, inputs, outputs, trace)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    upsertDelivered: answersDb.prepare(
+      `INSERT INTO clients (client, delivered) VALUES (?, ?)
+       ON CONFLICT(client) DO UPDATE SET delivered = excluded.delivered`,
+    ),
   };
 
-  const recordAnswer = db.transaction((a: NewAnswer) => {
-    s.insertReceipt.run(
+  const insertAnswer = answersDb.transaction((a: NewAnswer) => {
+    w.insertReceipt.run(
       a.requestId.toLowerCase(),
       a.client,
       a.model,
@@ -344,22 +386,19 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
       Buffer.from(a.outputs.buffer, a.outputs.byteOffset, a.outputs.byteLength),
       a.trace ? JSON.stringify(a.trace) : null,
     );
-    const delivered = account(a.client).delivered + a.price;
-    s.upsertDelivered.run(a.client, delivered.toString());
+    const delivered = accountOf(w, provider, a.client).delivered + a.price;
+    w.upsertDelivered.run(a.client, delivered.toString());
   });
 
-  // Nested in this transaction, each recordAnswer is a savepoint: a failed one is rolled back alone.
-  const recordAnswers = db.transaction((answers: readonly NewAnswer[], alongside?: () => void) => {
-    const errors = answers.map((a) => {
-      try {
-        recordAnswer(a);
-        return undefined;
-      } catch (error) {
-        return error as Error;
-      }
-    });
-    alongside?.();
-    return errors;
+  // Nested in this transaction, insertAnswer is a savepoint: an answer refused leaves the vouchers in.
+  const recordAnswer = answersDb.transaction((a: NewAnswer, vouchers: readonly SignedVoucher[]) => {
+    for (const v of vouchers) keepBestVoucher(w, provider, v);
+    try {
+      insertAnswer(a);
+      return undefined;
+    } catch (error) {
+      return error;
+    }
   });
 
   const createBatch = db.transaction(
@@ -372,13 +411,7 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
     },
   );
 
-  const offerVoucher = db.transaction((signed: SignedVoucher): ClientAccount => {
-    const client = signed.voucher.client;
-    const current = account(client);
-    if (current.voucher && current.voucher.voucher.amount >= signed.voucher.amount) return current;
-    s.upsertVoucher.run(client, signed.voucher.amount.toString(), signed.signature);
-    return account(client);
-  });
+  const offerVoucher = db.transaction((signed: SignedVoucher) => keepBestVoucher(s, provider, signed));
 
   const prune = db.transaction((before: number): number => {
     const n = s.pruneReceipts.run(before).changes;
@@ -387,7 +420,12 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
   });
 
   return {
-    recordAnswers: (answers, alongside) => recordAnswers(answers, alongside),
+    recordAnswer: (answer, vouchers = []) => {
+      const refused = recordAnswer(answer, vouchers);
+      if (refused) throw refused;
+    },
+    syncAnswers: () =>
+      new Promise<void>((resolve, reject) => fdatasync(wal, (error) => (error ? reject(error) : resolve()))),
     getReceipt: (id) => {
       const r = s.getReceipt.get(id.toLowerCase());
       return r && toReceipt(r);
@@ -442,6 +480,10 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
     addedOffers: () =>
       s.addedOffers.all().map((o) => ({ model: o.model as ModelId, price: BigInt(o.price) })),
     prune: (before) => prune(before),
-    close: () => db.close(),
+    close: () => {
+      answersDb.close();
+      closeSync(wal);
+      db.close();
+    },
   };
 }

@@ -1,77 +1,68 @@
-import type { Logger } from 'pino';
+import type { SignedVoucher } from '../protocol/voucher.js';
 import type { NewAnswer, NodeDb } from './db.js';
 
 /*
- * Group commit of receipts. An answer leaves only once its receipt is durable (committed: WAL,
- * synchronous=FULL), and each commit is an fsync on the event loop (better-sqlite3 is synchronous):
- * 0.3-2 ms on the 2-core bench machine, as long as a 1 ms model's run, paid by every request in
- * turn. Concurrent requests whose runs end in the same turn of the event loop (onnxruntime-node runs
- * each in its own setImmediate) bring their answers here one after the other; they are written
- * together on the next turn, in one transaction, and each `record` resolves only after that
- * transaction has committed. One fsync per group instead of one per answer, and still no answer
- * before its receipt is on disk. A request alone waits one turn of the event loop, not a timer.
+ * Group commit of receipts. An answer leaves only once its receipt is durable, and making it
+ * durable is an fsync: 0.3-2 ms on the 2-core bench machine, as long as a 1 ms model's run. Done
+ * inside each commit (synchronous=FULL) it stopped the event loop for every request in turn.
  *
- * The vouchers that came with requests (src/node/payments.ts, `flush`) are written in the same
- * transaction: before the answers leave, at no fsync of their own.
+ * Now each answer is committed at once without a sync (`NodeDb.recordAnswer`), and made durable by
+ * an fdatasync of the WAL on libuv's thread pool (`NodeDb.syncAnswers`) while the event loop goes
+ * on with other requests. One sync runs at a time; every answer committed while it runs waits for
+ * the next, which covers them all: concurrent requests share fsyncs instead of queueing one each.
+ * `record` resolves only after a sync that began after its commit: no answer leaves before its
+ * receipt is on disk. A request alone waits for one fsync, as before.
+ *
+ * The vouchers that came with requests (src/node/payments.ts) are written in the answers'
+ * transactions.
  */
 
 export type GroupCommit = {
   /**
-   * Resolves once `answer` is committed with its group; rejects with the error that kept it out
-   * (SQLITE_CONSTRAINT_UNIQUE when its request id was answered meanwhile), or the commit's own.
+   * Resolves once `answer` is committed and on disk; rejects with the error that kept it out
+   * (SQLITE_CONSTRAINT_UNIQUE when its request id was answered meanwhile), or the sync's.
    */
   record(answer: NewAnswer): Promise<void>;
 };
 
 export type GroupCommitParameters = {
   readonly db: NodeDb;
-  /** Runs inside each group's transaction (the vouchers received with requests); its failure is logged, not the group's. */
-  readonly alongside?: () => void;
-  readonly log: Logger;
+  /** Hands over the vouchers to write with an answer (those accepted with requests, not yet written). */
+  readonly vouchers?: () => readonly SignedVoucher[];
 };
 
-type Waiting = {
-  readonly answer: NewAnswer;
-  readonly resolve: () => void;
-  readonly reject: (error: unknown) => void;
-};
+type Waiting = { readonly resolve: () => void; readonly reject: (error: unknown) => void };
 
-export function createGroupCommit({ db, alongside, log }: GroupCommitParameters): GroupCommit {
-  let group: Waiting[] = [];
+export function createGroupCommit({ db, vouchers }: GroupCommitParameters): GroupCommit {
+  /** Committed, not yet covered by a sync that began after the commit. */
+  let unsynced: Waiting[] = [];
+  let syncing = false;
 
-  const writeAlongside = () => {
-    try {
-      alongside?.();
-    } catch (error) {
-      log.error({ err: error }, 'could not write the vouchers received with requests');
+  async function sync(): Promise<void> {
+    syncing = true;
+    while (unsynced.length > 0) {
+      const covered = unsynced;
+      unsynced = [];
+      try {
+        await db.syncAnswers();
+        for (const w of covered) w.resolve();
+      } catch (error) {
+        for (const w of covered) w.reject(error);
+      }
     }
-  };
-
-  function commit(): void {
-    const committing = group;
-    group = [];
-    let errors: (Error | undefined)[];
-    try {
-      errors = db.recordAnswers(
-        committing.map((w) => w.answer),
-        writeAlongside,
-      );
-    } catch (error) {
-      for (const w of committing) w.reject(error);
-      return;
-    }
-    committing.forEach((w, i) => {
-      const error = errors[i];
-      if (error) w.reject(error);
-      else w.resolve();
-    });
+    syncing = false;
   }
 
+  const durable = () =>
+    new Promise<void>((resolve, reject) => {
+      unsynced.push({ resolve, reject });
+      if (!syncing) void sync();
+    });
+
   return {
-    record: (answer) =>
-      new Promise<void>((resolve, reject) => {
-        group.push({ answer, resolve, reject });
-        if (group.length === 1) setImmediate(commit);
-      }),
+    async record(answer) {
+      db.recordAnswer(answer, vouchers?.() ?? []);
+      await durable();
+    },
   };
 }

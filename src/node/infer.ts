@@ -30,9 +30,9 @@ import type { PriceBook } from './prices.js';
  * find the model, decode the inputs and check the client's signature over the request (so that
  * nothing is charged to, counted against or rate-limited as an address that did not ask). Then
  * `infer`: the voucher, the price and the client's credit; run; sign a receipt; persist it with the
- * inputs and outputs; answer. The receipt is committed to the database (WAL, synchronous=FULL, with
- * the answers of concurrent requests: src/node/group-commit.ts) before this returns, so an answer a
- * client saw is never lost by a crash.
+ * inputs and outputs; answer. The receipt is committed to the database and synced to disk (the
+ * WAL's fsync shared with concurrent requests: src/node/group-commit.ts) before this returns, so an
+ * answer a client saw is never lost by a crash.
  *
  * onnxruntime-node runs a session synchronously on the main thread: while a model runs, the event
  * loop waits. The example models run in well under a millisecond; large models would need a worker

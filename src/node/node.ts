@@ -160,7 +160,7 @@ export async function createNode(
 
   const service = createInferService({
     db,
-    receipts: createGroupCommit({ db, alongside: payments.flush, log }),
+    receipts: createGroupCommit({ db, vouchers: payments.takeVouchers }),
     engine,
     models,
     prices,

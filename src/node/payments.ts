@@ -30,8 +30,8 @@ import type { ClientAccount, NodeDb } from './db.js';
  * refuses a redemption interval that can't).
  *
  * A voucher riding along with an inference request (`acceptVoucher(json, client)`) is checked and
- * counted at once but written later (`flush`): in the transaction that commits the receipts of the
- * answers (src/node/group-commit.ts), or, for a request that ends without a receipt, when its
+ * counted at once but written later: with the next receipt, in its transaction (`takeVouchers`,
+ * src/node/group-commit.ts), or (`flush`), for a request that ends without a receipt, when its
  * response is sent (the infer route) or on a timer. Its own fsync'd transaction took 0.5-2.5 ms of
  * every request's latency. Nothing is risked by the delay: a voucher only grows what
  * the node may redeem, a node that crashes before the write merely holds the previous voucher (the
@@ -50,6 +50,8 @@ export type Payments = {
   reserve(client: Address, price: bigint): Promise<() => void>;
   /** Writes the vouchers accepted with requests but not yet written; safe to call any time. */
   flush(): void;
+  /** Hands over (and forgets) the vouchers accepted with requests but not yet written, for the caller to write. */
+  takeVouchers(): SignedVoucher[];
 };
 
 export type PaymentsParameters = {
@@ -83,12 +85,16 @@ export function createPayments(params: PaymentsParameters): Payments {
   const unwritten = new Map<Address, SignedVoucher>();
   let timer: ReturnType<typeof setTimeout> | undefined;
 
-  function flush(): void {
+  function takeVouchers(): SignedVoucher[] {
     clearTimeout(timer);
     timer = undefined;
     const vouchers = [...unwritten.values()];
     unwritten.clear();
-    for (const v of vouchers) db.offerVoucher(v);
+    return vouchers;
+  }
+
+  function flush(): void {
+    for (const v of takeVouchers()) db.offerVoucher(v);
   }
 
   /** The account as the database has it, with a better unwritten voucher in place of its own. */
@@ -252,5 +258,5 @@ export function createPayments(params: PaymentsParameters): Payments {
     };
   }
 
-  return { acceptVoucher, paid, reserve, flush };
+  return { acceptVoucher, paid, reserve, flush, takeVouchers };
 }

@@ -3,7 +3,6 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import pino from 'pino';
 import { keccak256, toHex, type Hex } from 'viem';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openNodeDb, type NewAnswer, type NodeDb } from '../../src/node/db.js';
@@ -13,9 +12,10 @@ import { privateKeyToSigner } from '../../src/protocol/secp256k1.js';
 import { tempDir } from './support.js';
 
 /*
- * Group commit (src/node/group-commit.ts) against a real SQLite file: answers recorded in one turn
- * of the event loop share one transaction, and none is released before its receipt is committed,
- * which a second connection to the file (it sees committed rows only) and a killed process show.
+ * Group commit (src/node/group-commit.ts) against a real SQLite file: answers committed while a
+ * sync runs share the next one, and none is released before its receipt is committed and synced,
+ * which the order of the calls, a second connection to the file (it sees committed rows only) and
+ * a killed process show.
  */
 
 const signer = privateKeyToSigner(keccak256(toHex('group-commit signer')));
@@ -55,8 +55,6 @@ async function answer(tag: string): Promise<NewAnswer> {
 let dir: Awaited<ReturnType<typeof tempDir>>;
 let db: NodeDb;
 let reader: Database.Database;
-let logged: string[];
-const log = () => pino({}, { write: (line: string) => void logged.push(line) });
 const committed = (requestId: Hex) =>
   reader.prepare('SELECT 1 FROM receipts WHERE request_id = ?').get(requestId.toLowerCase()) !== undefined;
 
@@ -65,7 +63,6 @@ beforeEach(async () => {
   db = openNodeDb(join(dir.dir, 'node.sqlite'), signer.address);
   // A second connection: in WAL mode it sees only what another connection has committed.
   reader = new Database(join(dir.dir, 'node.sqlite'), { readonly: true });
-  logged = [];
 });
 
 afterEach(async () => {
@@ -75,37 +72,66 @@ afterEach(async () => {
 });
 
 describe('group commit of receipts', () => {
-  it('answers recorded in one turn share one transaction, and each is released only once its row is committed', async () => {
-    const groups: number[] = [];
-    const counting: NodeDb = {
+  it('answers committed while a sync runs share the next one, and each is released only after a sync that began after its commit', async () => {
+    const events: string[] = [];
+    const watched: NodeDb = {
       ...db,
-      recordAnswers: (answers, alongside) => {
-        groups.push(answers.length);
-        return db.recordAnswers(answers, alongside);
+      recordAnswer: (a, vouchers) => {
+        db.recordAnswer(a, vouchers);
+        events.push(committed(a.requestId) ? 'commit' : 'commit unseen');
+      },
+      syncAnswers: async () => {
+        events.push('sync');
+        await db.syncAnswers();
+        events.push('synced');
       },
     };
-    const receipts = createGroupCommit({ db: counting, log: log() });
+    const receipts = createGroupCommit({ db: watched });
     const answers = await Promise.all(Array.from({ length: 16 }, (_, i) => answer(`turn ${i}`)));
-    const seenAtRelease: boolean[] = [];
-    const recorded = answers.map((a) =>
-      receipts.record(a).then(() => seenAtRelease.push(committed(a.requestId))),
-    );
-    // Nothing is written in the turn the answers arrive in.
-    expect(answers.some((a) => committed(a.requestId))).toBe(false);
-    await Promise.all(recorded);
-    expect(groups).toEqual([16]);
-    expect(seenAtRelease).toEqual(Array(16).fill(true));
+    await Promise.all(answers.map((a, i) => receipts.record(a).then(() => events.push(`released ${i}`))));
+    const at = (event: string) => events.indexOf(event);
+    // the first answer's sync starts at once; the 15 committed meanwhile share the second
+    expect(events.filter((e) => e.startsWith('commit'))).toEqual(Array(16).fill('commit'));
+    expect(events.filter((e) => e === 'sync')).toHaveLength(2);
+    expect(at('released 0')).toBeGreaterThan(at('synced'));
+    const secondSync = events.indexOf('sync', at('sync') + 1);
+    expect(secondSync).toBeGreaterThan(events.lastIndexOf('commit'));
+    for (let i = 1; i < 16; i++) expect(at(`released ${i}`)).toBeGreaterThan(events.lastIndexOf('synced'));
     expect(db.getAccount(CLIENT).delivered).toBe(16n * 5n);
-
-    // A later turn is a group of its own.
-    const later = await answer('later');
-    await receipts.record(later);
-    expect(groups).toEqual([16, 1]);
-    expect(committed(later.requestId)).toBe(true);
   });
 
-  it('an answer whose request id is already stored fails alone; the rest of its group is committed', async () => {
-    const receipts = createGroupCommit({ db, log: log() });
+  it('answers committed while a slow sync runs wait for the next one, and a failed sync releases nothing', async () => {
+    let syncs = 0;
+    let failSync = false;
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const receipts = createGroupCommit({
+      db: {
+        ...db,
+        syncAnswers: async () => {
+          if (++syncs === 1) await gate; // the first sync is slow
+          await db.syncAnswers();
+          if (failSync) throw new Error('fdatasync said EIO');
+        },
+      },
+    });
+    const [a, b, c] = [await answer('first'), await answer('second'), await answer('third')];
+    const released: string[] = [];
+    const first = receipts.record(a).then(() => released.push('first'));
+    // the first answer is committed and its sync waits at the gate; the others are committed, and wait
+    const rest = [b, c].map((x, i) => receipts.record(x).then(() => released.push(`later ${i}`)));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect([committed(b.requestId), syncs, released]).toEqual([true, 1, []]);
+    openGate();
+    await Promise.all([first, ...rest]);
+    expect([syncs, released]).toEqual([2, ['first', 'later 0', 'later 1']]);
+
+    failSync = true;
+    await expect(receipts.record(await answer('unsynced'))).rejects.toThrow('fdatasync said EIO');
+  });
+
+  it('an answer whose request id is already stored is refused alone; the others are stored', async () => {
+    const receipts = createGroupCommit({ db });
     const [first, second] = [await answer('a'), await answer('b')];
     await receipts.record(first);
     const results = await Promise.allSettled([receipts.record(second), receipts.record({ ...first })]);
@@ -119,43 +145,32 @@ describe('group commit of receipts', () => {
     expect(db.getAccount(CLIENT).delivered).toBe(10n);
   });
 
-  it('writes what `alongside` writes in the same transaction, and a failure there loses no receipt', async () => {
-    const voucher = {
-      voucher: { client: CLIENT, provider: signer.address, amount: 77n },
+  it('writes the vouchers handed over with each answer, the best of each client, even when the answer is refused', async () => {
+    const voucher = (amount: bigint) => ({
+      voucher: { client: CLIENT, provider: signer.address, amount },
       signature: `0x${'22'.repeat(65)}` as Hex,
-    };
-    let fail = false;
-    const receipts = createGroupCommit({
-      db,
-      log: log(),
-      alongside: () => {
-        if (fail) throw new Error('disk said no');
-        db.offerVoucher(voucher);
-      },
     });
-    const a = await answer('with a voucher');
-    const pending = receipts.record(a);
-    expect(db.getAccount(CLIENT).voucher).toBeUndefined();
-    await pending;
-    expect(reader.prepare('SELECT voucher_amount FROM clients WHERE client = ?').get(CLIENT)).toEqual({
-      voucher_amount: '77',
-    });
-
-    fail = true;
-    const b = await answer('alongside fails');
-    await receipts.record(b);
-    expect(committed(b.requestId)).toBe(true);
-    expect(logged.join('')).toContain('disk said no');
+    const handedOver = [[voucher(77n)], [voucher(50n)], [voucher(90n)]];
+    const receipts = createGroupCommit({ db, vouchers: () => handedOver.shift() ?? [] });
+    const voucherHeld = () =>
+      reader.prepare('SELECT voucher_amount FROM clients WHERE client = ?').get(CLIENT);
+    const first = await answer('with a voucher');
+    await receipts.record(first);
+    expect(voucherHeld()).toEqual({ voucher_amount: '77' });
+    await receipts.record(await answer('with a lower voucher'));
+    expect(voucherHeld()).toEqual({ voucher_amount: '77' });
+    await expect(receipts.record({ ...first })).rejects.toMatchObject({ code: 'SQLITE_CONSTRAINT_UNIQUE' });
+    expect(voucherHeld()).toEqual({ voucher_amount: '90' });
+    expect(db.getAccount(CLIENT).delivered).toBe(10n);
   });
 
-  it('a commit that fails rejects every answer of its group', async () => {
-    const receipts = createGroupCommit({ db, log: log() });
-    const answers = [await answer('x'), await answer('y')];
-    const recorded = answers.map((a) => receipts.record(a));
-    db.close(); // before the group's turn comes
-    for (const r of await Promise.allSettled(recorded)) expect(r.status).toBe('rejected');
+  it('an answer that cannot be written is refused, and nothing of it is stored', async () => {
+    const receipts = createGroupCommit({ db });
+    const a = await answer('x');
+    db.close();
+    await expect(receipts.record(a)).rejects.toThrow('not open');
     db = openNodeDb(join(dir.dir, 'node.sqlite'), signer.address);
-    expect(answers.some((a) => committed(a.requestId))).toBe(false);
+    expect(committed(a.requestId)).toBe(false);
   });
 
   it('a process killed mid-stream has committed every answer it had released', async () => {
@@ -166,9 +181,8 @@ describe('group commit of receipts', () => {
     const script = `
       const { openNodeDb } = await import(${JSON.stringify(join(root, 'dist/node/db.js'))});
       const { createGroupCommit } = await import(${JSON.stringify(join(root, 'dist/node/group-commit.js'))});
-      const { default: pino } = await import('pino');
       const db = openNodeDb(${JSON.stringify(path)}, ${JSON.stringify(signer.address)});
-      const receipts = createGroupCommit({ db, log: pino({ level: 'silent' }) });
+      const receipts = createGroupCommit({ db });
       const template = JSON.parse(process.argv[1]);
       for (let n = 0; ; n += 8)
         await Promise.all(Array.from({ length: 8 }, async (_, i) => {
