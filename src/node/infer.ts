@@ -79,7 +79,7 @@ export type ReadInputs = { readonly tensors: TensorMap; readonly bytes?: Uint8Ar
 
 export type InferServiceParameters = {
   readonly db: NodeDb;
-  /** Where receipts are written: each answer waits for its group's commit. */
+  /** Where receipts are written: each answer waits until its receipt is committed and synced. */
   readonly receipts: GroupCommit;
   readonly engine: Engine;
   readonly models: ReadonlyMap<string, ModelPackage>;
