@@ -36,6 +36,7 @@ import { createPayments } from './payments.js';
 import { createPriceBook } from './prices.js';
 import { createRedeemer, type Redeemer } from './redeemer.js';
 import { createSerial } from './serial.js';
+import { createWorker, type Worker } from './worker.js';
 import {
   availabilityAnswerer,
   availabilityDataOf,
@@ -163,7 +164,7 @@ export async function createNode(
   let state: 'created' | 'starting' | 'ready' | 'stopping' = 'created';
   let batcher: Batcher | undefined;
   let redeemer: Redeemer | undefined;
-  let pruner: NodeJS.Timeout | undefined;
+  let pruner: Worker<void> | undefined;
   let roles: RoleServices = {};
   let views: RoleViews | undefined;
   const actions: ChainAction[] = [];
@@ -392,11 +393,12 @@ export async function createNode(
         roles = composeRoles(chainParams);
         for (const service of Object.values(roles)) service.start();
         views = roleViews(roles, config.roles, address);
-        pruner = setInterval(
-          () => void pruneByChainTime(),
-          Math.max(1000, Math.min(config.challengeWindowMs, 60_000)),
-        );
-        pruner.unref();
+        pruner = createWorker({
+          intervalMs: Math.max(1000, Math.min(config.challengeWindowMs, 60_000)),
+          work: pruneByChainTime,
+          onError: (error) => log.warn({ err: error }, 'pruning failed; retrying'),
+        });
+        pruner.start();
         state = 'ready';
         log.info(
           { url, provider: address, signer: signer.address, models: [...models.keys()], actions },
@@ -424,7 +426,7 @@ export async function createNode(
       const grace = setTimeout(() => app.server.closeAllConnections(), config.shutdownGraceMs);
       await app.close();
       clearTimeout(grace);
-      if (pruner) clearInterval(pruner);
+      await pruner?.stop();
       try {
         payments.flush(); // vouchers accepted with the last requests, before the final redemption
         if (wasReady) {
