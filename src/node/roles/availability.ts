@@ -15,7 +15,7 @@ import { signedReceiptFromJson, type Receipt } from '../../protocol/receipt.js';
 import type { NodeDb } from '../db.js';
 import type { Startable } from '../worker.js';
 import { drawWhenDue } from './challenges.js';
-import { accountOf, eachGuarded, roleWorker, type RoleComponents } from './components.js';
+import { addressOf, eachGuarded, roleWorker, type RoleComponents } from './components.js';
 
 /*
  * The provider's availability answerer: it answers the availability challenges against this
@@ -65,7 +65,7 @@ export const availabilityAnswerer =
   (init: AvailabilityInit) =>
   (c: AvailabilityComponents): AvailabilityAnswerer => {
     const { chain, serial, log, events, store, data } = c;
-    const me = accountOf(chain);
+    const me = addressOf(chain);
 
     async function answerChallenges(): Promise<void> {
       await events.follow(

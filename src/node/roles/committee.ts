@@ -16,8 +16,8 @@ import type { Engine, TraceStepResult } from '../../runtime/engine.js';
 import type { Startable } from '../worker.js';
 import { settleWhenDue } from './challenges.js';
 import { recheck, runSafely } from './check.js';
-import { accountOf, eachGuarded, roleWorker, type ModelSource, type RoleComponents } from './components.js';
-import type { ProviderFetches } from './providers.js';
+import { addressOf, eachGuarded, roleWorker, type ModelSource, type RoleComponents } from './components.js';
+import type { ParsedEvidence, ProviderFetches } from './providers.js';
 import type { Duty } from './store.js';
 
 /*
@@ -70,7 +70,7 @@ export const committeeMember =
   (init: CommitteeInit) =>
   (c: CommitteeComponents): CommitteeMember => {
     const { chain, serial, log, events, store, engine, providers } = c;
-    const me = accountOf(chain);
+    const me = addressOf(chain);
 
     async function scanDuties(): Promise<void> {
       await events.follow(
@@ -155,7 +155,7 @@ export const committeeMember =
       receipt: Receipt,
       info: ChallengeInfo,
     ): Promise<{ inputs: Uint8Array; outputs?: Uint8Array } | 'later' | undefined> {
-      let body;
+      let body: ParsedEvidence;
       try {
         if (!['http:', 'https:', 'data:'].includes(new URL(uri).protocol)) return undefined;
         body = await providers.evidence(uri);

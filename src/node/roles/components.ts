@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { getAddress, type Address, type Hex } from 'viem';
-import type { EventReader, GlassboxClient } from '../../chain/index.js';
+import { accountOf, type EventReader, type GlassboxClient } from '../../chain/index.js';
 import type { ModelPackage } from '../../protocol/manifest.js';
 import type { NodeRole } from '../config.js';
 import type { Serial } from '../serial.js';
@@ -30,8 +30,8 @@ export type RoleComponents = {
  */
 export type ModelSource = (digest: Hex, peers: readonly string[]) => Promise<ModelPackage | undefined>;
 
-/** The address the node acts as on chain. */
-export const accountOf = (chain: GlassboxClient): Address => getAddress(chain.walletClient!.account.address);
+/** The address the node acts as on chain (checksummed, as the chain's events give addresses). */
+export const addressOf = (chain: GlassboxClient): Address => getAddress(accountOf(chain).address);
 
 /**
  * A role's background loop: one pass every `intervalMs` (src/node/worker.ts). A pass that fails is

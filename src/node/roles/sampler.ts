@@ -24,7 +24,7 @@ import type { Engine } from '../../runtime/engine.js';
 import type { Startable } from '../worker.js';
 import { drawWhenDue, settleWhenDue } from './challenges.js';
 import { isSampled, recheck, type Recheck } from './check.js';
-import { accountOf, eachGuarded, roleWorker, type ModelSource, type RoleComponents } from './components.js';
+import { addressOf, eachGuarded, roleWorker, type ModelSource, type RoleComponents } from './components.js';
 import type { ProviderFetches } from './providers.js';
 import type { OpenedChallenge, PendingBatch, Sample, SampleOutcome } from './store.js';
 
@@ -83,7 +83,7 @@ export const sampler =
   (init: SamplerInit) =>
   (c: SamplerComponents): Sampler => {
     const { chain, serial, log, events, store, engine, providers } = c;
-    const me = accountOf(chain);
+    const me = addressOf(chain);
     const base64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
     const unbase64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
 
