@@ -2,7 +2,6 @@ import { getAddress, type Hex } from 'viem';
 import {
   commitVote,
   getChallenge,
-  getChallengedReceipt,
   getProvider,
   getVote,
   revealVote,
@@ -90,12 +89,11 @@ export const committeeMember =
      * member that can't judge is never counted as vouching for the provider (audit C-3).
      */
     async function judge(info: ChallengeInfo): Promise<Judgement | undefined> {
-      const receipt = await getChallengedReceipt(chain, info.challengeId);
-      const opened = await events.findLatest({
-        contract: 'disputeManager',
-        eventName: 'ChallengeOpened',
-        args: { id: info.challengeId },
-      });
+      const byId = { contract: 'disputeManager', args: { id: info.challengeId } } as const;
+      const receipt: Receipt | undefined = (
+        await events.findLatest({ ...byId, eventName: 'ChallengedReceipt' })
+      )?.args.receipt;
+      const opened = await events.findLatest({ ...byId, eventName: 'ChallengeOpened' });
       if (!receipt || !opened) return abstain('no challenged receipt on chain');
       if (receipt.runtime !== engine.runtimeHash)
         return abstain(`runtime ${receipt.runtime} differs from ours (${engine.runtimeHash})`);

@@ -6,7 +6,6 @@ import {
   getChallenge,
   getEligibleVoters,
   getProvider,
-  getPublishedBatch,
   getPublishedData,
   isRuntimeAdmitted,
   openChallenge,
@@ -308,7 +307,12 @@ export const sampler =
      * batch challenge is upheld (slashed) or every receipt challenge is open.
      */
     async function withheldBatch(batch: PendingBatch, blockHash: Hex): Promise<void> {
-      const published = await getPublishedBatch(chain, batch.batchId);
+      const answered = await events.findLatest({
+        contract: 'disputeManager',
+        eventName: 'BatchAnswered',
+        args: { batchId: batch.batchId },
+      });
+      const published = answered && [...answered.args.receiptHashes];
       if (!published) {
         const challengeId = await challengeOnce(
           { kind: 'unavailable-batch', batchId: batch.batchId, root: batch.root },
