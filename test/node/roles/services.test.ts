@@ -6,6 +6,7 @@ import {
   challengeBatch,
   commitVote,
   createEventReader,
+  findChallenge,
   getBatchCommits,
   getChallenge,
   getPublishedBatch,
@@ -114,17 +115,17 @@ const judging = () => ({
   providers: createProviderFetches(),
 });
 
-/** Three answers from the provider, committed as one batch. */
-async function committedBatch() {
+/** Three answers from `node` (the honest provider unless named), committed as one batch. */
+async function committedBatch(node = provider) {
   const answers: InferResponse[] = [];
-  const pkg = [...provider.models.values()][0]!;
+  const pkg = [...node.models.values()][0]!;
   for (let i = 0; i < 3; i++) {
-    const res = await post(`${provider.url}/v1/infer`, await inferBody(provider, pkg, chain.key(CLIENT[0])));
+    const res = await post(`${node.url}/v1/infer`, await inferBody(node, pkg, chain.key(CLIENT[0])));
     expect(res.status).toBe(200);
     answers.push((await res.json()) as InferResponse);
   }
-  await provider.flushBatches();
-  const commits = await getBatchCommits(chain.as(0), { provider: provider.address });
+  await node.flushBatches();
+  const commits = await getBatchCommits(chain.as(0), { provider: node.address });
   const receipts = answers.map((a) => signedReceiptFromJson(a.receipt));
   return { batchId: commits.at(-1)!.args.batchId, receipts, pkg };
 }
@@ -183,6 +184,37 @@ describe('the sampler alone', () => {
     expect(status.outcomes.mismatch + status.outcomes.unavailable).toBe(0);
     expect(status.challenges).toEqual([]);
     await verifier.stop();
+  });
+
+  it('challenges the availability of receipts whose inputs their provider does not serve by the deadline', async () => {
+    const dir = await tempDir();
+    const hiding = await startTestNode(chain, PROVIDER[3], dir.dir, {
+      models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
+      batch: { maxReceipts: 3, maxAgeMs: 60_000 },
+      verifier: { pollIntervalMs: 600_000 },
+      fault: { withhold: 'inputs' },
+    });
+    cleanups.push(dir.remove);
+    try {
+      const { receipts } = await committedBatch(hiding);
+      await chain.increaseTime(1000);
+      const verifier = sampler({ sampleRate: 1, dataDeadlineMs: 0, pollIntervalMs: 600_000, url: '' })({
+        ...(await baseComponents(SAMPLER)),
+        ...judging(),
+      });
+      await verifier.tick();
+      const hash = receiptHash(receipts[0]!.receipt);
+      const challengeId = await findChallenge(chain.as(0), { kind: 'unavailable', receiptHash: hash });
+      expect(challengeId).toBeDefined();
+      expect((await getChallenge(chain.as(0), challengeId!)).provider).toBe(hiding.address);
+      expect(verifier.status().samples.find((s) => s.receiptHash === hash)).toMatchObject({
+        outcome: 'unavailable',
+        challengeId: challengeId!.toString(),
+      });
+      await verifier.stop();
+    } finally {
+      await hiding.stop();
+    }
   });
 });
 
