@@ -14,7 +14,8 @@ import {
   type GlassboxClient,
 } from '../chain/index.js';
 import { isSampled } from '../node/verifier/check.js';
-import { STATUS_LIMIT_MAX, type NodeStatus } from '../node/routes/roles.js';
+import { STATUS_LIMIT_MAX } from '../api/routes.js';
+import type { NodeStatus } from '../api/schemas.js';
 import type { EvidenceResponse } from '../protocol/api.js';
 import { encodeTensors } from '../protocol/encoding.js';
 import { isGlassboxError } from '../protocol/errors.js';

@@ -50,13 +50,13 @@ export const RECEIPT_HEADER = 'glassbox-receipt';
 export const BINARY_TYPE = 'application/octet-stream';
 
 // Template literals, so that the inferred types are Hex and Address rather than string.
-const bytes32 = z
+export const bytes32 = z
   .templateLiteral(['0x', z.string()], { error: 'is not 32 bytes of 0x-hex' })
   .refine((v) => isHex(v, { strict: true }) && v.length === 66, 'is not 32 bytes of 0x-hex');
-const address = z
+export const address = z
   .templateLiteral(['0x', z.string()], { error: 'is not an address' })
   .refine((v) => isAddress(v, { strict: false }), 'is not an address');
-const amount = z.string().regex(/^\d{1,78}$/, 'is not a decimal amount of base units');
+export const amount = z.string().regex(/^\d{1,78}$/, 'is not a decimal amount of base units');
 
 export const signedVoucherJsonSchema = z.strictObject({
   voucher: z.strictObject({ client: address, provider: address, amount }),
@@ -246,6 +246,7 @@ export const parseEvidenceResponse = (json: unknown) => parseProviderJson(eviden
 export const parseStoredReceipt = (json: unknown) => parseProviderJson(storedReceiptSchema, json);
 
 export type ParsedStoredReceipt = z.output<typeof storedReceiptSchema>;
+export type BatchPage = z.output<typeof batchResponseSchema>;
 export type BatchListing = {
   readonly root: Hex;
   readonly count: number;
@@ -253,19 +254,19 @@ export type BatchListing = {
 };
 
 /**
- * Reads a whole batch listing page by page: `fetchPage(offset)` answers the JSON of
- * GET /v1/batches/:root?offset=…. Every page is validated and must be of the committed root and
- * count (read from the chain, so a provider can't make the reader loop by claiming more), start
- * where asked, and carry at least one receipt until the count is reached. PROVIDER_ERROR, naming
- * the field, otherwise.
+ * Reads a whole batch listing page by page: `fetchPage(offset)` answers
+ * GET /v1/batches/:root?offset=…, parsed with its schema (the typed client, src/api/client.ts, does).
+ * Every page must be of the committed root and count (read from the chain, so a provider can't make
+ * the reader loop by claiming more), start where asked, and carry at least one receipt until the
+ * count is reached. PROVIDER_ERROR, naming the field, otherwise.
  */
 export async function readBatchPages(
   committed: { readonly root: Hex; readonly count: number },
-  fetchPage: (offset: number) => Promise<unknown>,
+  fetchPage: (offset: number) => Promise<BatchPage>,
 ): Promise<BatchListing> {
   const receipts: ParsedStoredReceipt[] = [];
   while (receipts.length < committed.count) {
-    const page = parseBatchResponse(await fetchPage(receipts.length));
+    const page = await fetchPage(receipts.length);
     const wrong = (field: string, message: string) =>
       new GlassboxError('PROVIDER_ERROR', `response.${field}: ${message}`, { field: `response.${field}` });
     if (page.root.toLowerCase() !== committed.root.toLowerCase())

@@ -13,7 +13,7 @@ import {
   openChallenge,
 } from '../../src/chain/index.js';
 import type { GlassboxNode } from '../../src/node/index.js';
-import type { NodeStatus } from '../../src/node/routes/roles.js';
+import type { NodeStatus } from '../../src/api/schemas.js';
 import {
   BATCH_PAGE_MAX,
   type BatchResponse,

@@ -7,8 +7,10 @@ import {
   type ChallengeInfo,
 } from '../../chain/index.js';
 import { runCheatersScenario, scenarioHeld, scenarioTable } from '../../devnet/scenario.js';
-import type { NodeStatus } from '../../node/routes/roles.js';
-import { DEFAULT_MAX_RESPONSE_BYTES, readJsonBody } from '../../protocol/body.js';
+import { call } from '../../api/client.js';
+import { routes } from '../../api/routes.js';
+import type { NodeStatus } from '../../api/schemas.js';
+import { DEFAULT_MAX_RESPONSE_BYTES } from '../../protocol/body.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import { connectionOptions, openChain, resolveConnection, type ConnectionFlags } from '../connection.js';
 import { formatAmount, printFields, toJson, usageError } from '../io.js';
@@ -47,16 +49,18 @@ export function registerDisputeCommands(program: Command, node: Command, ctx: Co
     .action(async (flags: { url: string; json: boolean }) => {
       let status: NodeStatus;
       try {
-        const response = await fetch(`${flags.url.replace(/\/+$/, '')}/v1/status`, {
-          signal: AbortSignal.timeout(5000),
-        });
-        if (!response.ok) throw new Error(`HTTP ${response.status}`);
-        const from = `the node at ${flags.url}`;
-        status = (await readJsonBody(response, { maxBytes: DEFAULT_MAX_RESPONSE_BYTES, from })) as NodeStatus;
+        const node = {
+          endpoint: flags.url,
+          name: `the node at ${flags.url}`,
+          timeoutMs: 5000,
+          maxResponseBytes: DEFAULT_MAX_RESPONSE_BYTES,
+        };
+        status = await call(node, routes.status, {});
       } catch (cause) {
         throw new GlassboxError('PROVIDER_UNAVAILABLE', `no node status at ${flags.url}`, {
           cause,
           field: 'url',
+          metaMessages: [cause instanceof Error ? cause.message.split('\n')[0]! : String(cause)],
         });
       }
       if (flags.json) return ctx.io.out(toJson(status));

@@ -36,14 +36,13 @@ import {
   type ChallengeOpened,
   type GlassboxClient,
 } from '../../chain/index.js';
+import { getEvidence, providerApi } from '../../api/provider.js';
 import {
-  parseEvidenceResponse,
   readBatchPages,
   type BatchListing,
   type EvidenceResponse,
   type ParsedStoredReceipt,
 } from '../../protocol/api.js';
-import { DEFAULT_MAX_RESPONSE_BYTES, readJsonBody } from '../../protocol/body.js';
 import { chunkData, dataHash, ZERO_ROOT } from '../../protocol/data.js';
 import { decodeTensors } from '../../protocol/encoding.js';
 import { DEFAULT_SAMPLING, samplingPlan } from '../../protocol/economics.js';
@@ -197,18 +196,8 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
    */
   async function fetchBatch(batch: PendingBatch, endpoint: string): Promise<BatchListing | undefined> {
     try {
-      const from = `provider ${batch.provider}`;
-      return await readBatchPages(batch, async (offset) => {
-        const response = await fetch(
-          `${endpoint.replace(/\/+$/, '')}/v1/batches/${batch.root}?offset=${offset}`,
-          {
-            signal: AbortSignal.timeout(5_000),
-            redirect: 'error',
-          },
-        );
-        if (!response.ok) throw new Error(`HTTP ${response.status}`);
-        return readJsonBody(response, { maxBytes: DEFAULT_MAX_RESPONSE_BYTES, from });
-      });
+      const provider = providerApi(endpoint, { provider: batch.provider });
+      return await readBatchPages(batch, (offset) => provider.getBatchPage(batch.root, offset));
     } catch (error) {
       log.debug({ err: error, batchId: batch.batchId.toString() }, 'batch not served (yet)');
       return undefined;
@@ -687,11 +676,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
   ): Promise<{ inputs: Uint8Array; outputs?: Uint8Array } | 'later' | undefined> {
     try {
       if (!['http:', 'https:', 'data:'].includes(new URL(uri).protocol)) return undefined;
-      const response = await fetch(uri, { signal: AbortSignal.timeout(5_000), redirect: 'error' });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      const body = parseEvidenceResponse(
-        await readJsonBody(response, { maxBytes: DEFAULT_MAX_RESPONSE_BYTES, from: 'the challenger' }),
-      );
+      const body = await getEvidence(uri);
       const inputs = unbase64(body.inputs);
       if (dataHash(inputs) !== receipt.inputHash) return undefined;
       return { inputs, ...(body.outputs ? { outputs: unbase64(body.outputs) } : {}) };
