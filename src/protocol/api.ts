@@ -49,13 +49,16 @@ export const PROVIDER_HEADER = 'glassbox-provider';
 export const RECEIPT_HEADER = 'glassbox-receipt';
 export const BINARY_TYPE = 'application/octet-stream';
 
-// Template literals, so that the inferred types are Hex and Address rather than string.
+// Template literals, so that the inferred types are Hex and Address rather than string; `meta`
+// says in the OpenAPI document (src/api/openapi.ts) what the refinements check.
 export const bytes32 = z
   .templateLiteral(['0x', z.string()], { error: 'is not 32 bytes of 0x-hex' })
-  .refine((v) => isHex(v, { strict: true }) && v.length === 66, 'is not 32 bytes of 0x-hex');
+  .refine((v) => isHex(v, { strict: true }) && v.length === 66, 'is not 32 bytes of 0x-hex')
+  .meta({ pattern: '^0x[0-9a-fA-F]{64}$' });
 export const address = z
   .templateLiteral(['0x', z.string()], { error: 'is not an address' })
-  .refine((v) => isAddress(v, { strict: false }), 'is not an address');
+  .refine((v) => isAddress(v, { strict: false }), 'is not an address')
+  .meta({ pattern: '^0x[0-9a-fA-F]{40}$' });
 export const amount = z.string().regex(/^\d{1,78}$/, 'is not a decimal amount of base units');
 
 export const signedVoucherJsonSchema = z.strictObject({

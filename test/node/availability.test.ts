@@ -1,5 +1,10 @@
+import Fastify from 'fastify';
+import { createServer, type AddressInfo } from 'node:net';
 import { bytesToHex, keccak256 } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call } from '../../src/api/client.js';
+import { providerApi } from '../../src/api/provider.js';
+import { routes } from '../../src/api/routes.js';
 import {
   challengeAvailability,
   challengeBatch,
@@ -107,12 +112,24 @@ afterAll(async () => {
   for (const d of dirs) await d.remove();
 });
 
-/** Three answers from `node`, committed as one batch; returns the batch id and the answers. */
-async function committedBatch(node: GlassboxNode) {
+/** A port nothing listens on now. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * Three answers from `node` (asked at `url`: its own, unless it registered another), committed as
+ * one batch; returns the batch id and the answers.
+ */
+async function committedBatch(node: GlassboxNode, url = node.url) {
   const answers: InferResponse[] = [];
   const pkg = [...node.models.values()][0]!;
   for (let i = 0; i < 3; i++) {
-    const res = await post(`${node.url}/v1/infer`, await inferBody(node, pkg, chain.key(CLIENT[0])));
+    const res = await post(`${url}/v1/infer`, await inferBody(node, pkg, chain.key(CLIENT[0])));
     expect(res.status).toBe(200);
     answers.push((await res.json()) as InferResponse);
   }
@@ -321,6 +338,43 @@ describe('availability challenges against a provider node', () => {
       expect((await getChallenge(chain.as(0), challengeId)).committee.length).toBeGreaterThan(0);
     } finally {
       await accused.stop();
+    }
+  });
+
+  it('a provider serving a garbage batch listing is challenged for availability like one serving none, not retried for ever', async () => {
+    // Its registered endpoint answers every listing with a 200 that breaks the page schema.
+    const garbage = Fastify();
+    garbage.get('/v1/batches/:root', async () => ({ root: 'garbage', count: -1, receipts: 'not a list' }));
+    const garbageUrl = await garbage.listen({ host: '127.0.0.1', port: 0 });
+    const port = await freePort();
+    const { node, verifier } = await startWithVerifier(
+      PROVIDER[2],
+      { listen: { port, publicUrl: garbageUrl } },
+      8,
+    );
+    try {
+      const { batchId } = await committedBatch(node, `http://127.0.0.1:${port}`);
+      const root = (await getBatchCommits(chain.as(0), { provider: node.address })).at(-1)!.args.root;
+      await expect(providerApi(garbageUrl).getBatchPage(root, 0)).rejects.toMatchObject({
+        code: 'PROVIDER_ERROR',
+        field: 'response.root',
+      });
+      await chain.increaseTime(1000); // the block after the commit: the sample's draw
+      await verifier.tickRoles(); // the listing does not parse: as if not served, and the deadline is 0
+      const challengeId = await findChallenge(chain.as(0), { kind: 'unavailable-batch', batchId });
+      expect(challengeId, 'no availability challenge of the batch').toBeDefined();
+      const status = await call(
+        { endpoint: verifier.url, name: 'the verifier', timeoutMs: 5000, maxResponseBytes: 1 << 20 },
+        routes.status,
+        {},
+      );
+      expect(status.verifier?.challenges).toEqual([
+        expect.objectContaining({ kind: 'unavailable-batch', provider: node.address, receiptHash: root }),
+      ]);
+    } finally {
+      await verifier.stop();
+      await node.stop();
+      await garbage.close();
     }
   });
 
