@@ -46,8 +46,6 @@ export function providerApi(endpoint: string, options: ProviderApiOptions = {}):
   };
 }
 
-export type Evidence = z.output<typeof evidenceResponseSchema>;
-
 /**
  * A challenger's evidence for its committee, at the URI it chose when it opened the challenge
  * (its GET /v1/evidence/:hash, or any URI: the caller admits only http(s) and data:): no
@@ -56,7 +54,7 @@ export type Evidence = z.output<typeof evidenceResponseSchema>;
 export async function getEvidence(
   uri: string,
   options: { readonly timeoutMs?: number } = {},
-): Promise<Evidence> {
+): Promise<z.output<typeof evidenceResponseSchema>> {
   const target: ApiTarget = {
     endpoint: uri,
     name: 'the challenger',

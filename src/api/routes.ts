@@ -172,7 +172,6 @@ export const routes = {
     path: '/v1/openapi.json',
     summary: 'This document: the provider API as OpenAPI 3.1',
     response: z.looseObject({ openapi: z.string(), paths: z.record(z.string(), z.unknown()) }),
-    unlimited: true,
   },
   offerModel: {
     method: 'POST',
@@ -206,8 +205,6 @@ export const routes = {
     unlimited: true,
   },
 } as const satisfies Record<string, ApiRoute>;
-
-export type Routes = typeof routes;
 
 /** A route that answers JSON. */
 export type JsonRoute = ApiRoute & { readonly response: z.ZodType };

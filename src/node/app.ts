@@ -54,7 +54,7 @@ export async function buildApp(ctx: NodeContext, options: AppOptions): Promise<F
   app.setNotFoundHandler(notFoundHandler);
 
   // Every answer names this provider, errors included: a client that reached us at another
-  // provider's stale endpoint tells so before it reads the body (src/sdk/transport.ts).
+  // provider's stale endpoint tells so before it reads the body (src/api/client.ts).
   app.addHook('onRequest', async (_request, reply) => {
     reply.header(PROVIDER_HEADER, ctx.provider);
   });
@@ -82,9 +82,9 @@ export async function buildApp(ctx: NodeContext, options: AppOptions): Promise<F
       ),
   });
 
-  const features = [inferRoutes, vouchersRoutes, modelsRoutes, receiptsRoutes, batchesRoutes];
-  for (const plugin of [...features, blobsRoutes, rolesRoutes, adminRoutes, openApiRoutes])
-    await app.register(plugin, { ctx, prefix: '/v1' });
+  const v1 = [inferRoutes, vouchersRoutes, modelsRoutes, receiptsRoutes, batchesRoutes, blobsRoutes];
+  for (const plugin of [...v1, rolesRoutes, adminRoutes, openApiRoutes])
+    await app.register(plugin, { ctx, prefix: '/v1' }); // each a plugin: its routes in one place
   await app.register(healthRoutes, { ctx });
   return app;
 }

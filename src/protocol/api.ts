@@ -8,20 +8,11 @@ import { signedReceiptJsonSchema, type SignedReceiptJson } from './receipt.js';
 import type { SignedVoucher } from './voucher.js';
 
 /*
- * The provider HTTP API (DESIGN.md, Data flow): what any client and any provider exchange, so that
- * a client works against every provider that speaks it. Bodies are JSON; bigints travel as decimal
- * strings, hashes and addresses as 0x-hex. Errors are problem+json: {code, message, field?}.
- *
- *   POST /v1/infer          InferRequest -> InferResponse   (JSON, or binary tensors: see below)
- *   POST /v1/vouchers       SignedVoucherJson -> VoucherAccepted
- *   GET  /v1/models         -> ModelsResponse
- *   GET  /v1/receipts/:id   -> StoredReceipt (a request id)
- *   GET  /v1/batches/:root  -> BatchResponse (one page: ?offset=0&limit=64)
- *   GET  /v1/evidence/:hash -> EvidenceResponse (a verifier's, for the committee of its challenge)
- *   GET  /v1/status         -> NodeStatus (roles, and the latest of what the verifier and committee
- *                              member did: ?limit=100)
- *   GET  /v1/blobs/:cid     -> the blob's bytes
- *   GET  /health, GET /metrics (Prometheus)
+ * The provider HTTP API's wire shapes (DESIGN.md, Data flow): what any client and any provider
+ * exchange, so that a client works against every provider that speaks it. Bodies are JSON; bigints
+ * travel as decimal strings, hashes and addresses as 0x-hex. Errors are problem+json:
+ * {code, message, field?}. The routes that carry these shapes are declared in src/api/routes.ts,
+ * and documented in docs/api/openapi.json (generated from it).
  *
  * Binary transport, for large tensors: POST /v1/infer with `content-type: application/octet-stream`,
  * the canonical tensor encoding of the inputs as the body, and the rest of the InferRequest (without
