@@ -83,7 +83,7 @@ const queryInteger = (bounds: { min: number; max: number; fallback: number }) =>
     .default(bounds.fallback);
 
 /** How many of the latest samples, challenges and duties /v1/status lists, by default and at most. */
-export const STATUS_LIMIT = 100;
+const STATUS_LIMIT = 100;
 export const STATUS_LIMIT_MAX = 1000;
 
 const binaryInputs: RawContent = {
