@@ -3,7 +3,7 @@ import { routes } from '../../api/routes.js';
 import type { NodeStatus } from '../../api/schemas.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
-import type { VerifierStatus } from '../verifier/index.js';
+import type { RolesStatus } from '../roles/index.js';
 import { serve } from './serve.js';
 
 /**
@@ -16,7 +16,7 @@ import { serve } from './serve.js';
  */
 export async function rolesRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {
   serve(app, routes.evidence, async (request) => {
-    const evidence = ctx.verifier()?.evidence(request.params.hash);
+    const evidence = ctx.roleViews()?.evidence(request.params.hash);
     if (!evidence)
       throw new GlassboxError('NOT_FOUND', `no evidence for receipt ${request.params.hash} here`, {
         field: 'hash',
@@ -25,7 +25,7 @@ export async function rolesRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCont
   });
   serve(app, routes.status, async (request) => {
     const { limit } = request.query;
-    const roles = ctx.verifier()?.status();
+    const roles = ctx.roleViews()?.status();
     return {
       ...(roles ? latest(roles, limit) : { address: ctx.provider }),
       state: ctx.state(),
@@ -38,7 +38,7 @@ export async function rolesRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCont
 }
 
 function latest(
-  status: VerifierStatus,
+  status: RolesStatus,
   limit: number,
 ): Omit<NodeStatus, 'state' | 'provider' | 'uptimeMs' | 'limit'> {
   const { verifier, committee, ...rest } = status;
