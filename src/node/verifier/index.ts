@@ -25,6 +25,7 @@ import {
   getPublishedData,
   getVote,
   isChunkPublished,
+  isContractRevert,
   openChallenge,
   revealVote,
   settleChallenge,
@@ -32,8 +33,6 @@ import {
   type ChallengeInfo,
   type DivergenceProof,
   type DataSide,
-  type BatchCommitted,
-  type ChallengeOpened,
   type GlassboxClient,
 } from '../../chain/index.js';
 import {
@@ -171,7 +170,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
 
   function scanBatches(): Promise<void> {
     return sinceCursor('batches', async (fromBlock, toBlock) => {
-      for (const e of await getEvents<BatchCommitted>(p.chain, {
+      for (const e of await getEvents(p.chain, {
         contract: 'receiptLedger',
         eventName: 'BatchCommitted',
         fromBlock,
@@ -269,7 +268,16 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       record(existing);
       return existing;
     }
-    const { challengeId } = await tx(open);
+    let challengeId: bigint;
+    try {
+      ({ challengeId } = await tx(open));
+    } catch (error) {
+      // Someone opened theirs between our look and our send; the revert names it: follow it too.
+      if (!isContractRevert(error, 'AlreadyChallenged')) throw error;
+      const [, blocking] = error.args;
+      record(blocking);
+      return blocking;
+    }
     record(challengeId);
     log.warn(
       { challengeId: challengeId.toString(), provider, kind: what.kind, step: extra.step },
@@ -621,7 +629,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
    */
   async function judge(info: ChallengeInfo): Promise<Judgement | undefined> {
     const receipt = await getChallengedReceipt(p.chain, info.challengeId);
-    const [opened] = await getEvents<ChallengeOpened>(p.chain, {
+    const [opened] = await getEvents(p.chain, {
       contract: 'disputeManager',
       eventName: 'ChallengeOpened',
       args: { id: info.challengeId },
@@ -773,7 +781,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     if (latest < from) return;
     // the cursor stays at the oldest challenge still to draw, so a restart picks it up again
     let next = latest + 1n;
-    for (const e of await getEvents<ChallengeOpened>(p.chain, {
+    for (const e of await getEvents(p.chain, {
       contract: 'disputeManager',
       eventName: 'ChallengeOpened',
       args: { provider: me },
@@ -850,7 +858,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     } catch (error) {
       if (!isGlassboxError(error, 'CHAIN_REVERTED')) throw error;
       // someone else published this chunk first: that it is on chain is all that counts
-      if (error.details.error === 'ChunkAlreadyPublished') return true;
+      if (isContractRevert(error, 'ChunkAlreadyPublished')) return true;
       log.error(
         { err: error, challengeId: id.toString(), what },
         'could not answer an availability challenge',
