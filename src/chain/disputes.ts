@@ -12,6 +12,10 @@ import { GlassboxError } from '../protocol/errors.js';
 /** The token's refusals when a challenge bond is pulled (balance or allowance too low). */
 type BondErrorType = ContractRevertErrorType<'ERC20InsufficientBalance' | 'ERC20InsufficientAllowance'>;
 
+/** A call on a challenge that is not open (DisputeManager._open), or not a `wrong` one (_openWrong). */
+type NotOpenRevertName = 'UnknownChallenge' | 'ChallengeNotOpen';
+type NotOpenWrongRevertName = NotOpenRevertName | 'NotWrongChallenge';
+
 /** What the chain refuses a receipt as evidence for (DisputeManager._checkEvidence). */
 type EvidenceRevertName =
   | 'UnknownProvider'
@@ -20,6 +24,17 @@ type EvidenceRevertName =
   | 'ReceiptTooOld'
   | 'NotCommitted'
   | 'ChallengeWindowOver';
+
+export type ReportEquivocationErrorType =
+  | ContractRevertErrorType<
+      | 'NotEquivocation'
+      | 'SameOutput'
+      | 'ModelNotExact'
+      | 'InvalidReceiptSignature'
+      | 'ReceiptTooOld'
+      | 'AlreadyReported'
+    >
+  | ChainCallErrorType;
 
 /** Slashes a provider for two receipts that give one input of an exact model different outputs. */
 export async function reportEquivocation(
@@ -110,6 +125,12 @@ export async function openChallenge(
   return { ...tx, challengeId: event!.id, drawBlock: event!.drawBlock };
 }
 
+export type DrawCommitteeErrorType =
+  | ContractRevertErrorType<
+      NotOpenWrongRevertName | 'AlreadyDrawn' | 'DrawClosed' | 'NotDrawnYet' | 'PoolMismatch'
+    >
+  | ChainCallErrorType;
+
 /**
  * Draws the committee of an open challenge (anyone may) once its draw block exists; returns the
  * committee, or `deferred` when the draw block's hash was gone (then draw again a block later).
@@ -147,6 +168,10 @@ export async function getCommitteePool(
     });
   return event.args.pool.map((address, i) => ({ address, stake: event.args.stakes[i]! }));
 }
+
+/** `AlreadyReported`: this receipt's runtime was reported before (by anyone). */
+export type ReportUnadmittedRuntimeErrorType =
+  ContractRevertErrorType<EvidenceRevertName | 'RuntimeIsAdmitted' | 'AlreadyReported'> | ChainCallErrorType;
 
 /**
  * Slashes a provider for a receipt under a runtime profile that was never admitted (evidence as
@@ -206,6 +231,12 @@ async function openDataChallenge(
   return { ...tx, challengeId: event!.id, answerDeadlineMs: secondsToMs(event!.answerDeadline) };
 }
 
+/** An answer to a challenge that is not an open availability challenge of this receipt, or too late. */
+type AnswerRevertName = NotOpenRevertName | 'NotAvailabilityChallenge' | 'AnswerClosed' | 'ReceiptMismatch';
+
+export type AnswerAvailabilityErrorType =
+  ContractRevertErrorType<AnswerRevertName | 'InputsMismatch' | 'OutputsMismatch'> | ChainCallErrorType;
+
 /**
  * Publishes the receipt, inputs and outputs an availability challenge names, settling it for the
  * provider (the challenger's bond is refunded). Each must be at most one chunk (hashed whole);
@@ -231,14 +262,7 @@ export type DataSide = 'inputs' | 'outputs';
  * chunk is on chain already, whoever sent it.
  */
 export type AnswerAvailabilityChunkErrorType =
-  | ContractRevertErrorType<
-      | 'NotAvailabilityChallenge'
-      | 'AnswerClosed'
-      | 'ReceiptMismatch'
-      | 'ChunkMismatch'
-      | 'ChunkAlreadyPublished'
-    >
-  | ChainCallErrorType;
+  ContractRevertErrorType<AnswerRevertName | 'ChunkMismatch' | 'ChunkAlreadyPublished'> | ChainCallErrorType;
 
 /**
  * Publishes one chunk of the inputs or outputs of the receipt an availability challenge names
@@ -353,6 +377,10 @@ export function challengeBatch(
   );
 }
 
+export type AnswerBatchErrorType =
+  | ContractRevertErrorType<NotOpenRevertName | 'NotAvailabilityChallenge' | 'AnswerClosed' | 'BatchMismatch'>
+  | ChainCallErrorType;
+
 /** Publishes a challenged batch's receipt struct hashes, in batch order, settling it for the provider. */
 export function answerBatch(
   client: GlassboxClient,
@@ -381,6 +409,23 @@ export function voteCommitment(params: {
 }
 
 export type VoteParameters = { readonly challengeId: bigint; readonly guilty: boolean; readonly salt: Hex };
+
+export type CommitVoteErrorType =
+  | ContractRevertErrorType<
+      NotOpenWrongRevertName | 'NotCommitteeMember' | 'CommitClosed' | 'AlreadyVoted' | 'ZeroCommitment'
+    >
+  | ChainCallErrorType;
+
+export type RevealVoteErrorType =
+  | ContractRevertErrorType<
+      | NotOpenWrongRevertName
+      | 'RevealNotOpen'
+      | 'RevealClosed'
+      | 'NoCommitment'
+      | 'AlreadyRevealed'
+      | 'CommitmentMismatch'
+    >
+  | ChainCallErrorType;
 
 /** Commits a hidden vote; keep `guilty` and `salt` to reveal it. */
 export function commitVote(client: GlassboxClient, params: VoteParameters): Promise<TxResult> {
