@@ -9,7 +9,7 @@ import {
   type ContractErrorName as AbiErrorName,
   type Hex,
 } from 'viem';
-import { GlassboxError } from '../protocol/errors.js';
+import { GlassboxError, type GlassboxErrorOptions } from '../protocol/errors.js';
 import {
   DevTokenAbi,
   DisputeManagerAbi,
@@ -68,37 +68,42 @@ const ALL_ERRORS: readonly GlassboxAbiError[] = [
 const plain = (args: Iterable<unknown>) =>
   Array.from(args, (a) => (typeof a === 'bigint' ? a.toString() : a));
 
+type RevertOptions = { readonly hash?: Hex; readonly cause?: unknown };
+
+/**
+ * The message and GlassboxError options of a revert of `call` with `error` (a custom error's name,
+ * or why there is none) and its arguments: `details` are what crosses HTTP and the CLI (arguments
+ * as JSON), with the transaction's hash once it was mined.
+ */
+function reverted(
+  call: string,
+  error: string,
+  args: Iterable<unknown> | undefined,
+  { hash, cause }: RevertOptions,
+): [string, GlassboxErrorOptions] {
+  const json = args === undefined ? [] : plain(args);
+  const shown = args === undefined ? error : `${error}(${json.map(String).join(', ')})`;
+  return [
+    hash ? `${call} reverted on chain: ${shown} (tx ${hash})` : `${call} reverted: ${shown}`,
+    { details: { error, args: json, call, ...(hash ? { hash } : {}) }, cause },
+  ];
+}
+
 /** A call reverted with custom error `N` of our contracts; `args` are its decoded arguments. */
 export class ContractRevertError<N extends ContractErrorName = ContractErrorName> extends GlassboxError {
   override name = 'ContractRevertError';
   declare readonly code: 'CHAIN_REVERTED';
   readonly errorName: N;
   readonly args: ContractErrorArgsOf<N>;
-  /** The contract function that was called (or `deploy X`, `getEvents(x)`). */
-  readonly call: string;
 
   constructor(
     revert: { errorName: N; args: ContractErrorArgsOf<N> },
     call: string,
-    options: { hash?: Hex; cause?: unknown } = {},
+    options: RevertOptions = {},
   ) {
-    const shown = plain(revert.args).map(String).join(', ');
-    super(
-      'CHAIN_REVERTED',
-      `${call} reverted${options.hash ? ' on chain' : ''}: ${revert.errorName}(${shown})${options.hash ? ` (tx ${options.hash})` : ''}`,
-      {
-        details: {
-          error: revert.errorName,
-          args: plain(revert.args),
-          call,
-          ...(options.hash ? { hash: options.hash } : {}),
-        },
-        cause: options.cause,
-      },
-    );
+    super('CHAIN_REVERTED', ...reverted(call, revert.errorName, revert.args, options));
     this.errorName = revert.errorName;
     this.args = revert.args;
-    this.call = call;
   }
 }
 
@@ -116,15 +121,8 @@ export class UnknownRevertError extends GlassboxError {
   declare readonly code: 'CHAIN_REVERTED';
   readonly reason: string;
 
-  constructor(reason: string, call: string, options: { hash?: Hex; cause?: unknown } = {}) {
-    super(
-      'CHAIN_REVERTED',
-      `${call} reverted${options.hash ? ' on chain' : ''}: ${reason}${options.hash ? ` (tx ${options.hash})` : ''}`,
-      {
-        details: { error: reason, args: [], call, ...(options.hash ? { hash: options.hash } : {}) },
-        cause: options.cause,
-      },
-    );
+  constructor(reason: string, call: string, options: RevertOptions = {}) {
+    super('CHAIN_REVERTED', ...reverted(call, reason, undefined, options));
     this.reason = reason;
   }
 }
