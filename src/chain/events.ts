@@ -53,6 +53,7 @@ export async function getEvents(
       args: params.args,
       fromBlock: params.fromBlock ?? client.deployment.startBlock,
       toBlock: params.toBlock ?? 'latest',
+      // every argument decoded, as the typed result promises (a log that does not decode is dropped)
       strict: true,
     });
     return logs.map((l) => ({
