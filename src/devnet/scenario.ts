@@ -13,7 +13,7 @@ import {
   type ChallengeInfo,
   type GlassboxClient,
 } from '../chain/index.js';
-import { isSampled } from '../node/verifier/check.js';
+import { isSampled } from '../node/roles/check.js';
 import { STATUS_LIMIT_MAX, type NodeStatus } from '../node/routes/roles.js';
 import type { EvidenceResponse } from '../protocol/api.js';
 import { encodeTensors } from '../protocol/encoding.js';

@@ -4,6 +4,7 @@ import pino, { type Logger } from 'pino';
 import { getAddress, type Address, type Hex } from 'viem';
 import {
   connect,
+  createEventReader,
   deploymentFromJson,
   isRuntimeAdmitted,
   type ChainParams,
@@ -35,9 +36,23 @@ import { createPayments } from './payments.js';
 import { createPriceBook } from './prices.js';
 import { createRedeemer, type Redeemer } from './redeemer.js';
 import { createSerial } from './serial.js';
-import { modelByDigest } from './verifier/check.js';
-import { createVerifierRole, defaultSampleRate, type VerifierRole } from './verifier/index.js';
-import { openVerifierStore } from './verifier/store.js';
+import { createWorker, type Worker } from './worker.js';
+import {
+  availabilityAnswerer,
+  availabilityDataOf,
+  committeeMember,
+  createProviderFetches,
+  defaultSampleRate,
+  openRoleStore,
+  roleViews,
+  sampler,
+  tickRoles,
+  type AvailabilityData,
+  type RoleServices,
+  type RoleStore,
+  type RoleViews,
+} from './roles/index.js';
+import { modelByDigest } from './roles/check.js';
 
 /*
  * The provider node (DESIGN.md, src/node): `createNode` opens the database and store, loads the
@@ -149,8 +164,9 @@ export async function createNode(
   let state: 'created' | 'starting' | 'ready' | 'stopping' = 'created';
   let batcher: Batcher | undefined;
   let redeemer: Redeemer | undefined;
-  let pruner: NodeJS.Timeout | undefined;
-  let verifier: VerifierRole | undefined;
+  let pruner: Worker<void> | undefined;
+  let roles: RoleServices = {};
+  let views: RoleViews | undefined;
   const actions: ChainAction[] = [];
   const has = (role: (typeof config.roles)[number]) => config.roles.includes(role);
   const withhold = config.fault?.withhold ?? 'none';
@@ -203,7 +219,7 @@ export async function createNode(
     startedAt: Date.now(),
     withhold,
     roles: config.roles,
-    verifier: () => verifier,
+    roleViews: () => views,
   };
   const app = await buildApp(ctx, {
     log,
@@ -248,6 +264,50 @@ export async function createNode(
     }
     return pending;
   };
+
+  /**
+   * The role services the config names, each given only the components it uses: a provider answers
+   * availability challenges against it, a verifier samples, a committee member judges.
+   */
+  let roleStore: RoleStore | undefined;
+  const composeRoles = (chainParams: ChainParams): RoleServices => {
+    const store = (roleStore = openRoleStore(join(config.dataDir, 'roles.sqlite')));
+    const events = createEventReader({
+      client: chain,
+      cursors: { get: store.cursor, set: store.setCursor },
+      confirmations: BigInt(config.chain.confirmations),
+      maxBlockRange: BigInt(config.chain.maxLogBlockRange),
+    });
+    const base = { chain, serial, log, events, store };
+    const judging = { ...base, engine, models: modelOf, providers: createProviderFetches() };
+    const { pollIntervalMs } = config.verifier;
+    return {
+      ...(has('provider')
+        ? { availability: availabilityAnswerer({ pollIntervalMs })({ ...base, data: availabilityData }) }
+        : {}),
+      ...(has('verifier')
+        ? {
+            sampler: sampler({
+              sampleRate:
+                config.verifier.sampleRate ??
+                defaultSampleRate(
+                  chainParams,
+                  [...offers.values()].map((o) => o.price),
+                ),
+              dataDeadlineMs: config.verifier.dataDeadlineMs,
+              pollIntervalMs,
+              url,
+            })(judging),
+          }
+        : {}),
+      ...(has('committee') ? { committee: committeeMember({ pollIntervalMs })(judging) } : {}),
+    };
+  };
+  /** The `withhold: 'batches'` fault (tests only) answers no availability challenge either. */
+  const availabilityData: AvailabilityData =
+    withhold === 'batches'
+      ? { batchLeaves: () => undefined, receiptData: () => undefined }
+      : availabilityDataOf(db);
 
   const node: GlassboxNode = {
     address,
@@ -330,31 +390,15 @@ export async function createNode(
           log,
         });
         redeemer = createRedeemer({ db, chain, serial, intervalMs: config.redeemIntervalMs, metrics, log });
-        verifier = createVerifierRole({
-          roles: config.roles,
-          chain,
-          engine,
-          modelOf: (digest, peers) => modelOf(digest, peers),
-          db,
-          store: openVerifierStore(join(config.dataDir, 'roles.sqlite')),
-          serial,
-          log,
-          url: () => url,
-          sampleRate:
-            config.verifier.sampleRate ??
-            defaultSampleRate(
-              chainParams,
-              [...offers.values()].map((o) => o.price),
-            ),
-          dataDeadlineMs: config.verifier.dataDeadlineMs,
-          pollIntervalMs: config.verifier.pollIntervalMs,
-          withhold,
+        roles = composeRoles(chainParams);
+        for (const service of Object.values(roles)) service.start();
+        views = roleViews(roles, config.roles, address);
+        pruner = createWorker({
+          intervalMs: Math.max(1000, Math.min(config.challengeWindowMs, 60_000)),
+          work: pruneByChainTime,
+          onError: (error) => log.warn({ err: error }, 'pruning failed; retrying'),
         });
-        pruner = setInterval(
-          () => void pruneByChainTime(),
-          Math.max(1000, Math.min(config.challengeWindowMs, 60_000)),
-        );
-        pruner.unref();
+        pruner.start();
         state = 'ready';
         log.info(
           { url, provider: address, signer: signer.address, models: [...models.keys()], actions },
@@ -366,11 +410,12 @@ export async function createNode(
         await app.close().catch(() => undefined);
         await engine.close().catch(() => undefined);
         db.close();
+        roleStore?.close();
         throw error;
       }
     },
     flushBatches: async () => batcher?.flush(),
-    tickRoles: async () => verifier?.tick(),
+    tickRoles: () => tickRoles(roles),
     redeemVouchers: async () => (redeemer ? redeemer.redeemAll() : 0n),
     prune,
     async stop() {
@@ -381,11 +426,11 @@ export async function createNode(
       const grace = setTimeout(() => app.server.closeAllConnections(), config.shutdownGraceMs);
       await app.close();
       clearTimeout(grace);
-      if (pruner) clearInterval(pruner);
+      await pruner?.stop();
       try {
         payments.flush(); // vouchers accepted with the last requests, before the final redemption
         if (wasReady) {
-          await verifier?.stop();
+          for (const service of Object.values(roles)) await service.stop();
           await batcher?.stop();
           await redeemer?.stop();
         }
@@ -394,6 +439,7 @@ export async function createNode(
       } finally {
         await engine.close();
         db.close();
+        roleStore?.close();
         log.info({ provider: address }, 'node stopped');
         log.flush?.();
       }
