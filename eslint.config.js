@@ -23,4 +23,28 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
     },
   },
+  {
+    // src/chain calls contracts through their `as const` ABIs, so a wrong function name or
+    // argument fails to compile; a cast to `never` or an `unknown[]` argument list would let it
+    // through again (test/chain/lint-rule.test.ts proves the rule fires).
+    files: ['src/chain/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: 'TSAsExpression > TSNeverKeyword',
+          message: 'No `as never` in src/chain: type the call by its ABI (viem generics), not around it.',
+        },
+        {
+          selector: 'TSArrayType > TSUnknownKeyword',
+          message: 'No `unknown[]` in src/chain: type arguments by the ABI (ContractFunctionArgs).',
+        },
+        {
+          selector:
+            'TSTypeReference[typeName.name=/^(Readonly)?Array$/] > TSTypeParameterInstantiation > TSUnknownKeyword',
+          message: 'No `Array<unknown>` in src/chain: type arguments by the ABI (ContractFunctionArgs).',
+        },
+      ],
+    },
+  },
 );

@@ -225,7 +225,7 @@ async function play(
     0,
   );
   const owed = (await charged(client))[cheater!.address]?.charged ?? 0n;
-  const resolved = await getEvents<{ id: bigint; status: number; slashed: bigint; reward: bigint }>(chain, {
+  const resolved = await getEvents(chain, {
     contract: 'disputeManager',
     eventName: 'ChallengeResolved',
   });
@@ -240,17 +240,17 @@ async function play(
     : undefined;
   // the client's payments to the cheater come back: the conviction voids its held redemptions
   await releaseHold(chain, { client: client.address, provider: cheater!.address }).catch(() => undefined);
-  const released = await getEvents<{ amount: bigint }>(chain, {
+  const released = await getEvents(chain, {
     contract: 'paymentEscrow',
     eventName: 'Released',
     args: { client: client.address, provider: cheater!.address },
   });
-  const refunded = await getEvents<{ amount: bigint }>(chain, {
+  const refunded = await getEvents(chain, {
     contract: 'paymentEscrow',
     eventName: 'Refunded',
     args: { client: client.address, provider: cheater!.address },
   });
-  const redeemed = await getEvents<{ paid: bigint; refunded: boolean }>(chain, {
+  const redeemed = await getEvents(chain, {
     contract: 'paymentEscrow',
     eventName: 'Redeemed',
     args: { client: client.address, provider: cheater!.address },

@@ -14,7 +14,9 @@ import {
   startAnvil,
   withAccount,
   type Anvil,
+  isContractRevert,
   type ChainParams,
+  type ContractErrorName,
   type Deployment,
   type GlassboxClient,
 } from '../../src/chain/index.js';
@@ -134,8 +136,8 @@ export async function startTestChain(
   }
 }
 
-/** Expects `promise` to reject with CHAIN_REVERTED naming custom error `name`. */
-export async function expectRevert(promise: Promise<unknown>, name: string): Promise<void> {
+/** Expects `promise` to reject with custom error `name` (a name our ABIs lack does not compile). */
+export async function expectRevert(promise: Promise<unknown>, name: ContractErrorName): Promise<void> {
   const error = await promise.then(
     () => undefined,
     (e: unknown) => e,
@@ -143,6 +145,7 @@ export async function expectRevert(promise: Promise<unknown>, name: string): Pro
   expect(error, `expected a revert with ${name}`).toBeDefined();
   if (!isGlassboxError(error, 'CHAIN_REVERTED')) throw error;
   expect(error.details.error).toBe(name);
+  expect(isContractRevert(error, name)).toBe(true);
 }
 
 export const h = (label: string): Hex => keccak256(toHex(label));

@@ -28,7 +28,7 @@ import {
 import { encodeTensors } from '../../src/protocol/encoding.js';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
 import { batchTree } from '../../src/protocol/merkle.js';
-import { receiptHash, signedReceiptFromJson, type Receipt } from '../../src/protocol/receipt.js';
+import { receiptHash, signedReceiptFromJson } from '../../src/protocol/receipt.js';
 import { ENGINE_RUNTIME_HASH, mineTo, registerVoter } from '../chain/support.js';
 import { exampleDir } from '../support/examples.js';
 import {
@@ -155,7 +155,7 @@ describe('availability challenges against a provider node', () => {
     });
     await honest.tickRoles();
     expect((await getChallenge(chain.as(0), receipt.challengeId)).status).toBe('answered');
-    const [answered] = await getEvents<{ receipt: Receipt; inputs: `0x${string}` }>(chain.as(0), {
+    const [answered] = await getEvents(chain.as(0), {
       contract: 'disputeManager',
       eventName: 'AvailabilityAnswered',
       args: { id: receipt.challengeId },

@@ -7,6 +7,7 @@ import {
   getEligibleVoters,
   getProvider,
   getPublishedData,
+  isContractRevert,
   isRuntimeAdmitted,
   openChallenge,
   reportUnadmittedRuntime,
@@ -160,7 +161,16 @@ export const sampler =
         record(existing);
         return existing;
       }
-      const { challengeId } = await serial(open);
+      let challengeId: bigint;
+      try {
+        ({ challengeId } = await serial(open));
+      } catch (error) {
+        // Someone opened theirs between our look and our send; the revert names it: follow it too.
+        if (!isContractRevert(error, 'AlreadyChallenged')) throw error;
+        const [, blocking] = error.args;
+        record(blocking);
+        return blocking;
+      }
       record(challengeId);
       log.warn(
         { challengeId: challengeId.toString(), provider, kind: what.kind, step: extra.step },
