@@ -18,7 +18,7 @@ import { modelIdFromDigest, type ModelPackage } from '../protocol/manifest.js';
 import { batchCap, dataCap } from '../protocol/limits.js';
 import { runtimeProfileJson } from '../protocol/runtime-profile.js';
 import { privateKeyToSigner } from '../protocol/secp256k1.js';
-import { createOnnxEngine } from '../runtime/index.js';
+import { defaultEngines, type Engines } from '../runtime/index.js';
 import { createFsStore } from '../store/index.js';
 import { buildApp } from './app.js';
 import { createBatcher, type Batcher } from './batcher.js';
@@ -77,6 +77,22 @@ export type GlassboxNode = {
 export type CreateNodeOptions = {
   /** A logger to use instead of pino JSON on stderr at `config.logLevel`. */
   readonly log?: Logger;
+  /**
+   * The engines the node runs models with, by format; it closes them when it stops. Default: every
+   * engine of this build (src/runtime/engines.ts) with the config's `runTimeoutMs`. The node
+   * declares the profile of the first one (the ProviderRegistry keeps one runtime per provider).
+   */
+  readonly engines?: Engines;
+  /**
+   * Adds hooks or routes to the node's HTTP app before it listens (a test decorator that changes
+   * what the node serves is installed here, test/support/faults.ts).
+   */
+  readonly extendApp?: (app: FastifyInstance) => void | Promise<void>;
+  /**
+   * Whether the provider answers availability challenges against it on chain (default true). A
+   * provider that does not is slashed once a challenge runs out: tests build one to check that.
+   */
+  readonly answersAvailability?: boolean;
 };
 
 export async function createNode(
@@ -133,7 +149,14 @@ export async function createNode(
     db.close();
     throw error;
   }
-  const engine = createOnnxEngine({ limits: { timeoutMs: config.runTimeoutMs } });
+  const engines = options.engines ?? defaultEngines({ onnx: { limits: { timeoutMs: config.runTimeoutMs } } });
+  const engine = engines.list[0];
+  if (!engine) {
+    db.close();
+    throw new GlassboxError('CONFIG_INVALID', 'the node was given no engine to run models with', {
+      field: 'engines',
+    });
+  }
   const metrics = createNodeMetrics();
   const prices = createPriceBook(chain, address, config.priceCacheMs);
   const payments = createPayments({
@@ -153,13 +176,12 @@ export async function createNode(
   let verifier: VerifierRole | undefined;
   const actions: ChainAction[] = [];
   const has = (role: (typeof config.roles)[number]) => config.roles.includes(role);
-  const withhold = config.fault?.withhold ?? 'none';
   /** What a receipt may carry (src/protocol/limits.ts), from the chain at start; nothing before. */
   let dataCapBytes = 0;
 
   const service = createInferService({
     db,
-    engine,
+    engines,
     models,
     prices,
     payments,
@@ -170,12 +192,11 @@ export async function createNode(
     log,
     runTimeoutMs: config.runTimeoutMs,
     dataCap: () => dataCapBytes,
-    ...(config.fault ? { perturb: config.fault.perturb, delayMs: config.fault.delayMs } : {}),
     onReceipt: () => batcher?.notify(),
   });
   const offerBook = createOfferBook({
     chain,
-    engine,
+    engines,
     store,
     peers: config.peers,
     models,
@@ -201,7 +222,6 @@ export async function createNode(
     metrics,
     state: () => (state === 'created' ? 'starting' : state),
     startedAt: Date.now(),
-    withhold,
     roles: config.roles,
     verifier: () => verifier,
   };
@@ -210,6 +230,7 @@ export async function createNode(
     bodyLimitBytes: config.bodyLimitBytes,
     rateLimitPerMinute: config.rateLimit.perMinute,
   });
+  await options.extendApp?.(app);
 
   /**
    * Deletes receipts whose batch was committed (on chain time) longer than the retention ago: the
@@ -333,7 +354,7 @@ export async function createNode(
         verifier = createVerifierRole({
           roles: config.roles,
           chain,
-          engine,
+          engines,
           modelOf: (digest, peers) => modelOf(digest, peers),
           db,
           store: openVerifierStore(join(config.dataDir, 'roles.sqlite')),
@@ -348,7 +369,9 @@ export async function createNode(
             ),
           dataDeadlineMs: config.verifier.dataDeadlineMs,
           pollIntervalMs: config.verifier.pollIntervalMs,
-          withhold,
+          ...(options.answersAvailability === undefined
+            ? {}
+            : { answersAvailability: options.answersAvailability }),
         });
         pruner = setInterval(
           () => void pruneByChainTime(),
@@ -364,7 +387,7 @@ export async function createNode(
       } catch (error) {
         state = 'stopping';
         await app.close().catch(() => undefined);
-        await engine.close().catch(() => undefined);
+        await engines.close().catch(() => undefined);
         db.close();
         throw error;
       }
@@ -392,7 +415,7 @@ export async function createNode(
       } catch (error) {
         log.error({ err: error }, 'could not commit or redeem on stop; the next start will');
       } finally {
-        await engine.close();
+        await engines.close();
         db.close();
         log.info({ provider: address }, 'node stopped');
         log.flush?.();

@@ -29,7 +29,7 @@ export function batchesRoute(app: FastifyInstance, ctx: NodeContext): void {
   app.get<{ Params: { root: string } }>('/v1/batches/:root', { schema: { params } }, async (request) => {
     const { offset, limit } = parseWire(pageQuery, request.query, 'query');
     const batch = ctx.db.getBatch(request.params.root);
-    if (!batch || batch.batchId === undefined || ctx.withhold === 'batches' || ctx.withhold === 'listing')
+    if (!batch || batch.batchId === undefined)
       throw new GlassboxError('NOT_FOUND', `no committed batch with root ${request.params.root}`, {
         field: 'root',
       });

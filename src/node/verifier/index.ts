@@ -56,8 +56,9 @@ import {
   signedReceiptToJson,
   type Receipt,
 } from '../../protocol/receipt.js';
-import type { Engine, TraceStepResult } from '../../runtime/engine.js';
-import type { NodeRole, Withhold } from '../config.js';
+import type { TraceStepResult } from '../../runtime/engine.js';
+import type { Engines } from '../../runtime/registry.js';
+import type { NodeRole } from '../config.js';
 import type { NodeDb } from '../db.js';
 import type { Serial } from '../serial.js';
 import { isSampled, recheck, runSafely, type Recheck } from './check.js';
@@ -86,7 +87,7 @@ import type { Duty, OpenedChallenge, PendingBatch, Sample, SampleOutcome, Verifi
 export type VerifierRoleParameters = {
   readonly roles: readonly NodeRole[];
   readonly chain: GlassboxClient;
-  readonly engine: Engine;
+  readonly engines: Engines;
   /**
    * The package of a model by its on-chain digest: one this node loaded, else fetched from
    * `peers` (GET /v1/blobs/:cid; every blob re-hashed). Undefined when nobody serves it.
@@ -101,8 +102,11 @@ export type VerifierRoleParameters = {
   readonly sampleRate: number;
   readonly dataDeadlineMs: number;
   readonly pollIntervalMs: number;
-  /** The `withhold` fault (tests only): `batches` also answers no availability challenge. */
-  readonly withhold: Withhold;
+  /**
+   * Whether the provider role answers availability challenges against it on chain (default: it
+   * does). A provider that does not is slashed once a challenge runs out: tests build one.
+   */
+  readonly answersAvailability?: boolean;
 };
 
 export type VerifierStatus = {
@@ -335,7 +339,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
         inputs,
         ...(outputs ? { outputs } : {}),
         ...(r.trace ? { trace: r.trace } : {}),
-        engine: p.engine,
+        engines: p.engines,
         pkg: await p.modelOf(r.receipt.receipt.model, [endpoint]),
       });
       if (found.kind !== 'mismatch') {
@@ -518,7 +522,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       receipt,
       inputs,
       outputs,
-      engine: p.engine,
+      engines: p.engines,
       pkg: await p.modelOf(receipt.model, [endpoint]),
     });
     const sample = (outcome: SampleOutcome, detail: string, computeMs: number, challengeId?: bigint) =>
@@ -627,8 +631,9 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       args: { id: info.challengeId },
     });
     if (!receipt || !opened) return abstain('no challenged receipt on chain');
-    if (receipt.runtime !== p.engine.runtimeHash)
-      return abstain(`runtime ${receipt.runtime} differs from ours (${p.engine.runtimeHash})`);
+    const ours = p.engines.list.map((engine) => engine.runtimeHash);
+    if (!ours.includes(receipt.runtime))
+      return abstain(`runtime ${receipt.runtime} differs from ours (${ours.join(', ')})`);
     const evidence = await fetchEvidence(opened.args.inputsUri, receipt, info);
     // The challenger must make its case: no valid evidence, no model to run, no outputs to compare
     // with (below) all count against it. Holding them against the members instead would let a
@@ -644,7 +649,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
       receipt,
       inputs: evidence.inputs,
       ...(evidence.outputs ? { outputs: evidence.outputs } : {}),
-      engine: p.engine,
+      engines: p.engines,
       pkg,
     });
     if (found.kind === 'skipped') return abstain(found.detail);
@@ -663,7 +668,9 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
     d: NonNullable<ChallengeInfo['divergence']>,
   ): Promise<Judgement> {
     // Only up to the named operator: nothing after it bears on the verdict.
-    const attempt = await runSafely(() => p.engine.traceStep(pkg, decodeTensors(inputs), d.step));
+    const attempt = await runSafely(() =>
+      p.engines.for(pkg, { trace: true }).traceStep(pkg, decodeTensors(inputs), d.step),
+    );
     if ('invalid' in attempt)
       return vote(true, `the receipt's inputs are not valid for the model: ${attempt.invalid}`);
     if ('failed' in attempt) return abstain(attempt.failed);
@@ -787,7 +794,7 @@ export function createVerifierRole(p: VerifierRoleParameters): VerifierRole {
 
   function answerChallenges(): Promise<void> {
     return sinceCursor('availability', async (fromBlock, toBlock) => {
-      if (p.withhold === 'batches') return;
+      if (p.answersAvailability === false) return;
       const range = { provider: me, fromBlock, toBlock };
       for (const e of await getBatchChallenges(p.chain, range)) {
         if ((await getChallenge(p.chain, e.args.id)).status !== 'open') continue;
