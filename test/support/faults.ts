@@ -71,24 +71,24 @@ export function enginesWithFaults(engines: Engines, faults: EngineFaults): Engin
 }
 
 /**
- * What the node serves, with `withhold`: an onRequest hook answers 404 for batch listings, or a
- * preSerialization hook takes the data out of every stored receipt it answers.
+ * What the node serves, with `withhold`: a preSerialization hook takes the data out of every stored
+ * receipt it answers, and (`listing`, `batches`) an onRequest hook answers 404 for batch listings.
  */
 export function withholding(
   withhold: Withhold,
 ): Pick<CreateNodeOptions, 'extendApp' | 'answersAvailability'> {
   const extendApp = (app: FastifyInstance) => {
-    if (withhold === 'inputs')
-      app.addHook('preSerialization', async (request, _reply, payload) => {
-        const path = request.url.split('?')[0]!;
-        if (path.startsWith('/v1/receipts/')) return withoutData(payload as StoredReceiptPayload);
-        if (path.startsWith('/v1/batches/')) {
-          const page = payload as { receipts: StoredReceiptPayload[] };
-          return { ...page, receipts: page.receipts.map(withoutData) };
-        }
-        return payload;
-      });
-    else
+    app.addHook('preSerialization', async (request, reply, payload) => {
+      const path = request.url.split('?')[0]!;
+      if (reply.statusCode !== 200) return payload; // a refusal (problem+json) has no data
+      if (path.startsWith('/v1/receipts/')) return withoutData(payload as StoredReceiptPayload);
+      if (path.startsWith('/v1/batches/')) {
+        const page = payload as { receipts: StoredReceiptPayload[] };
+        return { ...page, receipts: page.receipts.map(withoutData) };
+      }
+      return payload;
+    });
+    if (withhold !== 'inputs')
       app.addHook('onRequest', async (request) => {
         const path = request.url.split('?')[0]!;
         if (path.startsWith('/v1/batches/'))
