@@ -7,10 +7,10 @@ import { runCheatersScenario, scenarioHeld, scenarioTable } from './cheaters.js'
  * A new scenario is one file here and one entry in SCENARIOS.
  */
 
-type Scenario = (options: { requests?: number; log: (line: string) => void }) => Promise<{
-  table: string;
-  held: boolean;
-}>;
+type Scenario = (options: {
+  requests?: number;
+  log: (line: string) => void;
+}) => Promise<{ table: string; held: boolean }>;
 
 const SCENARIOS: Record<string, Scenario> = {
   cheaters: async (options) => {
@@ -21,11 +21,15 @@ const SCENARIOS: Record<string, Scenario> = {
 
 const usage = `usage: npm run scenario -- <${Object.keys(SCENARIOS).join('|')}> [--requests N] [--runs N]`;
 
-function positiveInt(value: string | undefined, flag: string, fallback?: number): number | undefined {
-  if (value === undefined) return fallback;
+function usageError(message: string): never {
+  console.error(`${message}\n${usage}`);
+  process.exit(2);
+}
+
+function positiveInt(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1)
-    throw new Error(`${flag} must be a positive integer, not ${value}\n${usage}`);
+  if (!Number.isInteger(n) || n < 1) usageError(`${flag} must be a positive integer, not ${value}`);
   return n;
 }
 
@@ -34,20 +38,15 @@ const { values, positionals } = parseArgs({
   options: { requests: { type: 'string' }, runs: { type: 'string' } },
 });
 const [name] = positionals;
-const scenario = name === undefined ? undefined : SCENARIOS[name];
-if (!scenario) {
-  console.error(name === undefined ? usage : `unknown scenario ${name}\n${usage}`);
-  process.exit(2);
-}
+if (name === undefined) usageError('name a scenario');
+const scenario = SCENARIOS[name] ?? usageError(`unknown scenario ${name}`);
 const requests = positiveInt(values.requests, '--requests');
-const runs = positiveInt(values.runs, '--runs', 1)!;
+const runs = positiveInt(values.runs, '--runs') ?? 1;
 let held = 0;
 for (let run = 1; run <= runs; run++) {
   if (runs > 1) console.log(`\nrun ${run} of ${runs}`);
-  const result = await scenario({
-    ...(requests === undefined ? {} : { requests }),
-    log: (line) => console.log(line),
-  });
+  const log = (line: string) => console.log(line);
+  const result = await scenario({ ...(requests === undefined ? {} : { requests }), log });
   console.log(`\n${result.table}`);
   if (result.held) held++;
 }
