@@ -90,7 +90,7 @@ export async function recheck(params: {
   try {
     engine = params.engines.for(pkg, { trace: traced });
   } catch (error) {
-    return { kind: 'skipped', detail: `no engine here for it: ${(error as Error).message.split('\n')[0]!}` };
+    return { kind: 'skipped', detail: `no engine here for it: ${firstLine(error)}` };
   }
   if (receipt.runtime !== engine.runtimeHash)
     return {
@@ -163,9 +163,12 @@ export async function runSafely<T>(
     return { value: await f() };
   } catch (error) {
     if (isGlassboxError(error) && INVALID_INPUT_CODES.has(error.code)) return { invalid: error.shortMessage };
-    return { failed: error instanceof Error ? error.message.split('\n')[0]! : String(error) };
+    return { failed: firstLine(error) };
   }
 }
+
+const firstLine = (error: unknown): string =>
+  error instanceof Error ? error.message.split('\n')[0]! : String(error);
 
 /**
  * The first step at which the provider's trace (`theirs`) and ours part, with the Merkle proofs
