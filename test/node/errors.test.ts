@@ -386,7 +386,7 @@ describe('provider node: bad requests get 4xx problem+json, and the node keeps s
   });
 });
 
-describe('provider node: fault switch, health, metrics', () => {
+describe('provider node: a faulty engine (test/support/faults.ts), health, metrics', () => {
   it('perturb: 1 changes the outputs and signs the perturbed hash', async () => {
     const pkg = [...cheat.models.values()][0]!;
     const body = await inferBody(cheat, pkg, client);

@@ -126,7 +126,11 @@ export function faultyNode(config: NodeConfig, faults: NodeFaults): CreateNodeOp
 /** The entry of a devnet provider process with faults (src/devnet's `entry` option). */
 const FAULTY_NODE = fileURLToPath(new URL('./faulty-node.ts', import.meta.url));
 
-/** Devnet options of a provider process that runs with `faults` (through tsx: it runs from test/). */
+/**
+ * Devnet options of a provider process that runs with `faults`, through tsx since it runs from
+ * test/ (`--import tsx` resolves from the working directory: the repository root, where npm and
+ * vitest run).
+ */
 export function faultyProvider(faults: NodeFaults): DevnetProviderOptions {
   return { entry: ['--import', 'tsx', FAULTY_NODE, '--faults', JSON.stringify(faults)] };
 }
