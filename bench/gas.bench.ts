@@ -35,7 +35,7 @@ import {
   type Anvil,
   type GlassboxClient,
 } from '../src/chain/index.js';
-import { proveDivergence } from '../src/node/verifier/check.js';
+import { proveDivergence } from '../src/node/roles/check.js';
 import { CHUNK_BYTES, chunkData, dataHash } from '../src/protocol/data.js';
 import { batchTree, traceRoot } from '../src/protocol/merkle.js';
 import { modelDigest, modelIdFromDigest } from '../src/protocol/manifest.js';

@@ -6,6 +6,7 @@ export * from './deployment.js';
 export * from './disputes.js';
 export * from './errors.js';
 export * from './escrow.js';
+export * from './event-reader.js';
 export * from './events.js';
 export * from './ledger.js';
 export * from './models.js';

@@ -5,6 +5,7 @@ import { batchTree } from '../protocol/merkle.js';
 import type { NodeDb } from './db.js';
 import type { NodeMetrics } from './metrics.js';
 import type { Serial } from './serial.js';
+import { createWorker } from './worker.js';
 
 /*
  * The batch committer (DESIGN.md, Batches): every `maxReceipts` receipts, or once the oldest open
@@ -37,9 +38,9 @@ export type BatcherParameters = {
 };
 
 export function createBatcher(p: BatcherParameters): Batcher {
-  let running: Promise<void> | undefined;
-  let again = false;
   let stopped = false;
+  /** Set by `flush`: the next pass cuts every open receipt, full batch or not. */
+  let forceNext = false;
 
   async function commitPending(): Promise<void> {
     for (const batch of p.db.pendingBatches()) {
@@ -80,45 +81,32 @@ export function createBatcher(p: BatcherParameters): Batcher {
     return true;
   }
 
-  async function work(force: boolean): Promise<void> {
-    do {
-      again = false;
+  const worker = createWorker({
+    intervalMs: Math.max(10, Math.min(1000, Math.floor(p.maxAgeMs / 4))),
+    async work() {
+      const force = forceNext;
+      forceNext = false;
       await commitPending();
       while (cut(force)) await commitPending();
-    } while (again);
-  }
-
-  function run(force: boolean): Promise<void> {
-    if (running) {
-      again = true;
-      return running;
-    }
-    running = work(force).finally(() => {
-      running = undefined;
-    });
-    return running;
-  }
-
-  const tick = Math.max(10, Math.min(1000, Math.floor(p.maxAgeMs / 4)));
-  const timer = setInterval(() => {
-    run(false).catch((error: unknown) => p.log.error({ err: error }, 'batch commit failed; will retry'));
-  }, tick);
-  timer.unref();
+    },
+    onError: (error) => p.log.error({ err: error }, 'batch commit failed; will retry'),
+  });
+  worker.start();
 
   return {
     notify() {
       if (stopped || p.db.countOpen() < p.maxReceipts) return;
-      run(false).catch((error: unknown) => p.log.error({ err: error }, 'batch commit failed; will retry'));
+      worker.run().catch((error: unknown) => p.log.error({ err: error }, 'batch commit failed; will retry'));
     },
-    async flush() {
-      if (running) await running.catch(() => undefined);
-      await run(true);
+    flush() {
+      forceNext = true;
+      return worker.run();
     },
     async stop() {
       stopped = true;
-      clearInterval(timer);
-      if (running) await running.catch(() => undefined);
-      await run(true);
+      await worker.stop();
+      forceNext = true;
+      await worker.run();
     },
   };
 }

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { isHex } from 'viem';
 import { z } from 'zod';
+import { DEFAULT_MAX_BLOCK_RANGE } from '../chain/event-reader.js';
 import { GlassboxError } from '../protocol/errors.js';
 import { MAX_DATA_BYTES } from '../protocol/limits.js';
 import { parseWith } from '../protocol/validate.js';
@@ -42,6 +43,13 @@ export const nodeConfigSchema = z.strictObject({
       deployment: z.unknown().optional(),
       /** viem's receipt polling interval; ~5 ms on anvil. */
       pollingIntervalMs: ms.optional(),
+      /**
+       * How deep a block must be before the roles act on its events (src/chain/event-reader.ts):
+       * 0 on a devnet that makes blocks on demand; a few blocks where reorganisations happen.
+       */
+      confirmations: z.number().int().min(0).max(10_000).default(0),
+      /** The most blocks one getLogs call covers (some RPC providers cap it). */
+      maxLogBlockRange: z.number().int().min(1).max(1_000_000).default(Number(DEFAULT_MAX_BLOCK_RANGE)),
     })
     .refine((c) => (c.deploymentFile === undefined) !== (c.deployment === undefined), {
       message: 'needs exactly one of deploymentFile and deployment',

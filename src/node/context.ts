@@ -1,6 +1,6 @@
 import type { Address } from 'viem';
 import type { NodeRole } from './config.js';
-import type { VerifierRole } from './verifier/index.js';
+import type { RoleViews } from './roles/index.js';
 import type { ModelPackage } from '../protocol/manifest.js';
 import type { Engine } from '../runtime/engine.js';
 import type { BlobStore } from '../store/index.js';
@@ -35,7 +35,7 @@ export type NodeContext = {
   /** 'starting' until the chain setup is done, 'stopping' once stop() began. */
   state(): 'starting' | 'ready' | 'stopping';
   readonly startedAt: number;
-  /** The verifier and committee roles, when the node has them. */
-  verifier(): VerifierRole | undefined;
+  /** The role services' status and the verifier's evidence, once the node started. */
+  roleViews(): RoleViews | undefined;
   readonly roles: readonly NodeRole[];
 };

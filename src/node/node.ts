@@ -4,6 +4,7 @@ import pino, { type Logger } from 'pino';
 import { getAddress, type Address, type Hex } from 'viem';
 import {
   connect,
+  createEventReader,
   deploymentFromJson,
   isRuntimeAdmitted,
   type ChainParams,
@@ -35,9 +36,23 @@ import { createPayments } from './payments.js';
 import { createPriceBook } from './prices.js';
 import { createRedeemer, type Redeemer } from './redeemer.js';
 import { createSerial } from './serial.js';
-import { modelByDigest } from './verifier/check.js';
-import { createVerifierRole, defaultSampleRate, type VerifierRole } from './verifier/index.js';
-import { openVerifierStore } from './verifier/store.js';
+import { createWorker, type Worker } from './worker.js';
+import {
+  availabilityAnswerer,
+  availabilityDataOf,
+  committeeMember,
+  createProviderFetches,
+  defaultSampleRate,
+  openRoleStore,
+  roleViews,
+  sampler,
+  tickRoles,
+  type AvailabilityData,
+  type RoleServices,
+  type RoleStore,
+  type RoleViews,
+} from './roles/index.js';
+import { modelByDigest } from './roles/check.js';
 
 /*
  * The provider node (DESIGN.md, src/node): `createNode` opens the database and store, loads the
@@ -89,10 +104,10 @@ export type CreateNodeOptions = {
    */
   readonly extendApp?: (app: FastifyInstance) => void | Promise<void>;
   /**
-   * Whether the provider answers availability challenges against it on chain (default true). A
-   * provider that does not is slashed once a challenge runs out: tests build one to check that.
+   * Wraps what the availability answerer publishes when challenged, the node's own receipts (a
+   * test wraps it to withhold them, and checks that the node is slashed).
    */
-  readonly answersAvailability?: boolean;
+  readonly availabilityData?: (own: AvailabilityData) => AvailabilityData;
 };
 
 export async function createNode(
@@ -172,8 +187,9 @@ export async function createNode(
   let state: 'created' | 'starting' | 'ready' | 'stopping' = 'created';
   let batcher: Batcher | undefined;
   let redeemer: Redeemer | undefined;
-  let pruner: NodeJS.Timeout | undefined;
-  let verifier: VerifierRole | undefined;
+  let pruner: Worker<void> | undefined;
+  let roles: RoleServices = {};
+  let views: RoleViews | undefined;
   const actions: ChainAction[] = [];
   const has = (role: (typeof config.roles)[number]) => config.roles.includes(role);
   /** What a receipt may carry (src/protocol/limits.ts), from the chain at start; nothing before. */
@@ -223,7 +239,7 @@ export async function createNode(
     state: () => (state === 'created' ? 'starting' : state),
     startedAt: Date.now(),
     roles: config.roles,
-    verifier: () => verifier,
+    roleViews: () => views,
   };
   const app = await buildApp(ctx, {
     log,
@@ -269,6 +285,46 @@ export async function createNode(
     }
     return pending;
   };
+
+  /**
+   * The role services the config names, each given only the components it uses: a provider answers
+   * availability challenges against it, a verifier samples, a committee member judges.
+   */
+  let roleStore: RoleStore | undefined;
+  const composeRoles = (chainParams: ChainParams): RoleServices => {
+    const store = (roleStore = openRoleStore(join(config.dataDir, 'roles.sqlite')));
+    const events = createEventReader({
+      client: chain,
+      cursors: { get: store.cursor, set: store.setCursor },
+      confirmations: BigInt(config.chain.confirmations),
+      maxBlockRange: BigInt(config.chain.maxLogBlockRange),
+    });
+    const base = { chain, serial, log, events, store };
+    const judging = { ...base, engines, models: modelOf, providers: createProviderFetches() };
+    const { pollIntervalMs } = config.verifier;
+    return {
+      ...(has('provider')
+        ? { availability: availabilityAnswerer({ pollIntervalMs })({ ...base, data: availabilityData }) }
+        : {}),
+      ...(has('verifier')
+        ? {
+            sampler: sampler({
+              sampleRate:
+                config.verifier.sampleRate ??
+                defaultSampleRate(
+                  chainParams,
+                  [...offers.values()].map((o) => o.price),
+                ),
+              dataDeadlineMs: config.verifier.dataDeadlineMs,
+              pollIntervalMs,
+              url,
+            })(judging),
+          }
+        : {}),
+      ...(has('committee') ? { committee: committeeMember({ pollIntervalMs })(judging) } : {}),
+    };
+  };
+  const availabilityData = (options.availabilityData ?? ((own) => own))(availabilityDataOf(db));
 
   const node: GlassboxNode = {
     address,
@@ -351,33 +407,15 @@ export async function createNode(
           log,
         });
         redeemer = createRedeemer({ db, chain, serial, intervalMs: config.redeemIntervalMs, metrics, log });
-        verifier = createVerifierRole({
-          roles: config.roles,
-          chain,
-          engines,
-          modelOf: (digest, peers) => modelOf(digest, peers),
-          db,
-          store: openVerifierStore(join(config.dataDir, 'roles.sqlite')),
-          serial,
-          log,
-          url: () => url,
-          sampleRate:
-            config.verifier.sampleRate ??
-            defaultSampleRate(
-              chainParams,
-              [...offers.values()].map((o) => o.price),
-            ),
-          dataDeadlineMs: config.verifier.dataDeadlineMs,
-          pollIntervalMs: config.verifier.pollIntervalMs,
-          ...(options.answersAvailability === undefined
-            ? {}
-            : { answersAvailability: options.answersAvailability }),
+        roles = composeRoles(chainParams);
+        for (const service of Object.values(roles)) service.start();
+        views = roleViews(roles, config.roles, address);
+        pruner = createWorker({
+          intervalMs: Math.max(1000, Math.min(config.challengeWindowMs, 60_000)),
+          work: pruneByChainTime,
+          onError: (error) => log.warn({ err: error }, 'pruning failed; retrying'),
         });
-        pruner = setInterval(
-          () => void pruneByChainTime(),
-          Math.max(1000, Math.min(config.challengeWindowMs, 60_000)),
-        );
-        pruner.unref();
+        pruner.start();
         state = 'ready';
         log.info(
           { url, provider: address, signer: signer.address, models: [...models.keys()], actions },
@@ -389,11 +427,12 @@ export async function createNode(
         await app.close().catch(() => undefined);
         await engines.close().catch(() => undefined);
         db.close();
+        roleStore?.close();
         throw error;
       }
     },
     flushBatches: async () => batcher?.flush(),
-    tickRoles: async () => verifier?.tick(),
+    tickRoles: () => tickRoles(roles),
     redeemVouchers: async () => (redeemer ? redeemer.redeemAll() : 0n),
     prune,
     async stop() {
@@ -404,11 +443,11 @@ export async function createNode(
       const grace = setTimeout(() => app.server.closeAllConnections(), config.shutdownGraceMs);
       await app.close();
       clearTimeout(grace);
-      if (pruner) clearInterval(pruner);
+      await pruner?.stop();
       try {
         payments.flush(); // vouchers accepted with the last requests, before the final redemption
         if (wasReady) {
-          await verifier?.stop();
+          for (const service of Object.values(roles)) await service.stop();
           await batcher?.stop();
           await redeemer?.stop();
         }
@@ -417,6 +456,7 @@ export async function createNode(
       } finally {
         await engines.close();
         db.close();
+        roleStore?.close();
         log.info({ provider: address }, 'node stopped');
         log.flush?.();
       }

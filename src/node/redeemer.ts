@@ -4,6 +4,7 @@ import { isGlassboxError } from '../protocol/errors.js';
 import type { ClientAccount, NodeDb } from './db.js';
 import type { NodeMetrics } from './metrics.js';
 import type { Serial } from './serial.js';
+import { createWorker } from './worker.js';
 
 /*
  * The voucher redeemer: for each client whose best voucher is above what was redeemed, redeem it
@@ -36,7 +37,6 @@ export type RedeemerParameters = {
 
 export function createRedeemer(p: RedeemerParameters): Redeemer {
   const provider = p.chain.walletClient!.account.address;
-  let running: Promise<bigint> | undefined;
 
   async function work(): Promise<bigint> {
     let total = 0n;
@@ -101,27 +101,18 @@ export function createRedeemer(p: RedeemerParameters): Redeemer {
     }
   }
 
-  function redeemAll(): Promise<bigint> {
-    running ??= work().finally(() => {
-      running = undefined;
-    });
-    return running;
-  }
-
-  const timer =
-    p.intervalMs > 0
-      ? setInterval(() => {
-          redeemAll().catch((error: unknown) => p.log.error({ err: error }, 'voucher redemption failed'));
-        }, p.intervalMs)
-      : undefined;
-  timer?.unref();
+  const worker = createWorker({
+    intervalMs: p.intervalMs,
+    work,
+    onError: (error) => p.log.error({ err: error }, 'voucher redemption failed'),
+  });
+  worker.start();
 
   return {
-    redeemAll,
+    redeemAll: () => worker.run(),
     async stop() {
-      if (timer) clearInterval(timer);
-      if (running) await running.catch(() => undefined);
-      await redeemAll();
+      await worker.stop();
+      await worker.run();
     },
   };
 }

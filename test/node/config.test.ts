@@ -32,6 +32,8 @@ describe('node config', () => {
     expect(c.models[0]!.price).toBe(1000n);
     expect(c.stake).toBe(100n * 10n ** 18n);
     expect(c.batch).toEqual({ maxReceipts: 256, maxAgeMs: 10_000 });
+    // the roles' event reader: every block on the devnet, at most 5,000 blocks per getLogs
+    expect(c.chain).toMatchObject({ confirmations: 0, maxLogBlockRange: 5000 });
   });
 
   it('names the offending field', () => {
@@ -46,6 +48,10 @@ describe('node config', () => {
     expect(fieldOf({ ...base, fault: { perturb: 1 } })).toBe('fault');
     expect(fieldOf({ ...base, typo: 1 })).toBe('typo');
     expect(fieldOf({ ...base, batch: { maxReceipt: 1 } })).toBe('batch.maxReceipt');
+    expect(fieldOf({ ...base, chain: { ...base.chain, confirmations: -1 } })).toBe('chain.confirmations');
+    expect(fieldOf({ ...base, chain: { ...base.chain, maxLogBlockRange: 0 } })).toBe(
+      'chain.maxLogBlockRange',
+    );
   });
 
   const dirs: { remove(): Promise<void> }[] = [];

@@ -1,12 +1,12 @@
 import { keccak256, toHex, type Address, type Hex } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isSampled, proveDivergence, recheck } from '../../src/node/verifier/check.js';
+import { isSampled, proveDivergence, recheck } from '../../src/node/roles/check.js';
 import { encodeTensors } from '../../src/protocol/encoding.js';
 import { modelDigest } from '../../src/protocol/manifest.js';
 import { ZERO_HASH, type Receipt } from '../../src/protocol/receipt.js';
 import { defaultEngines } from '../../src/runtime/index.js';
 import { examplePackage, exampleSamples } from '../support/examples.js';
-import { openVerifierStore } from '../../src/node/verifier/store.js';
+import { openRoleStore } from '../../src/node/roles/store.js';
 import { traceRoot, verifyTraceProof } from '../../src/protocol/merkle.js';
 import { tempDir } from './support.js';
 
@@ -75,7 +75,7 @@ describe('the role store', () => {
 
   it('keeps a committee vote and its salt across a restart, and marks progress without going back', () => {
     const path = `${dir.dir}/roles.sqlite`;
-    let store = openVerifierStore(path);
+    let store = openRoleStore(path);
     store.addDuty(7n);
     store.decide(7n, { kind: 'vote', guilty: true, salt: h('salt'), detail: 'step 3 differs' }, 1.5);
     store.addDuty(8n);
@@ -84,7 +84,7 @@ describe('the role store', () => {
     store.setCursor('challenges', 42n);
     store.close(); // a crash between commit and reveal
 
-    store = openVerifierStore(path);
+    store = openRoleStore(path);
     const [duty, abstained] = store.duties();
     expect(duty).toMatchObject({
       challengeId: 7n,
@@ -104,7 +104,7 @@ describe('the role store', () => {
   });
 
   it('serves the evidence it stored for a challenge, by receipt hash in any case', () => {
-    const store = openVerifierStore(`${dir.dir}/evidence.sqlite`);
+    const store = openRoleStore(`${dir.dir}/evidence.sqlite`);
     const receipt = { receipt: {}, signature: '0x' } as never;
     store.putEvidence(h('receipt'), { receipt, inputs: new Uint8Array([1, 2, 3]), outputs: undefined });
     const e = store.getEvidence(h('receipt').toUpperCase().replace('0X', '0x'));

@@ -13,7 +13,7 @@ import {
   type ChallengeInfo,
   type GlassboxClient,
 } from '../../src/chain/index.js';
-import { isSampled } from '../../src/node/verifier/check.js';
+import { isSampled } from '../../src/node/roles/check.js';
 import { STATUS_LIMIT_MAX, type NodeStatus } from '../../src/node/routes/roles.js';
 import type { EvidenceResponse } from '../../src/protocol/api.js';
 import { encodeTensors } from '../../src/protocol/encoding.js';

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { fileURLToPath } from 'node:url';
 import type { DevnetProviderOptions } from '../../src/devnet/index.js';
 import type { CreateNodeOptions, NodeConfig } from '../../src/node/index.js';
+import type { AvailabilityData } from '../../src/node/roles/index.js';
 import { hashTensors } from '../../src/protocol/encoding.js';
 import { GlassboxError } from '../../src/protocol/errors.js';
 import type { Tensor, TensorMap } from '../../src/protocol/tensor.js';
@@ -72,11 +73,10 @@ export function enginesWithFaults(engines: Engines, faults: EngineFaults): Engin
 
 /**
  * What the node serves, with `withhold`: a preSerialization hook takes the data out of every stored
- * receipt it answers, and (`listing`, `batches`) an onRequest hook answers 404 for batch listings.
+ * receipt it answers, (`listing`, `batches`) an onRequest hook answers 404 for batch listings, and
+ * (`batches`) the availability answerer finds nothing to publish.
  */
-export function withholding(
-  withhold: Withhold,
-): Pick<CreateNodeOptions, 'extendApp' | 'answersAvailability'> {
+export function withholding(withhold: Withhold): Pick<CreateNodeOptions, 'extendApp' | 'availabilityData'> {
   const extendApp = (app: FastifyInstance) => {
     app.addHook('preSerialization', async (request, reply, payload) => {
       const path = request.url.split('?')[0]!;
@@ -97,8 +97,10 @@ export function withholding(
           });
       });
   };
-  return { extendApp, ...(withhold === 'batches' ? { answersAvailability: false } : {}) };
+  return { extendApp, ...(withhold === 'batches' ? { availabilityData: () => NOTHING } : {}) };
 }
+
+const NOTHING: AvailabilityData = { batchLeaves: () => undefined, receiptData: () => undefined };
 
 type StoredReceiptPayload = Record<string, unknown>;
 

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { parseWire } from '../../protocol/api.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
-import type { VerifierStatus } from '../verifier/index.js';
+import type { RolesStatus } from '../roles/index.js';
 import { queryInteger } from './query.js';
 
 const params = {
@@ -21,14 +21,14 @@ const statusQuery = z.strictObject({
 });
 
 /** GET /v1/status: the roles' counts, and only the latest `limit` of each list. */
-export type NodeStatus = Omit<VerifierStatus, 'verifier' | 'committee'> & {
+export type NodeStatus = Omit<RolesStatus, 'verifier' | 'committee'> & {
   readonly state: string;
   readonly provider: string;
   readonly uptimeMs: number;
   /** How many of each list are shown: the latest. */
   readonly limit: number;
-  readonly verifier?: NonNullable<VerifierStatus['verifier']> & { readonly challengeCount: number };
-  readonly committee?: NonNullable<VerifierStatus['committee']> & { readonly dutyCount: number };
+  readonly verifier?: NonNullable<RolesStatus['verifier']> & { readonly challengeCount: number };
+  readonly committee?: NonNullable<RolesStatus['committee']> & { readonly dutyCount: number };
 };
 
 /**
@@ -41,7 +41,7 @@ export type NodeStatus = Omit<VerifierStatus, 'verifier' | 'committee'> & {
  */
 export function rolesRoutes(app: FastifyInstance, ctx: NodeContext): void {
   app.get<{ Params: { hash: string } }>('/v1/evidence/:hash', { schema: { params } }, async (request) => {
-    const evidence = ctx.verifier()?.evidence(request.params.hash);
+    const evidence = ctx.roleViews()?.evidence(request.params.hash);
     if (!evidence)
       throw new GlassboxError('NOT_FOUND', `no evidence for receipt ${request.params.hash} here`, {
         field: 'hash',
@@ -50,7 +50,7 @@ export function rolesRoutes(app: FastifyInstance, ctx: NodeContext): void {
   });
   app.get('/v1/status', async (request): Promise<NodeStatus> => {
     const { limit } = parseWire(statusQuery, request.query, 'query');
-    const roles = ctx.verifier()?.status();
+    const roles = ctx.roleViews()?.status();
     return {
       ...(roles ? latest(roles, limit) : { address: ctx.provider }),
       state: ctx.state(),
@@ -63,7 +63,7 @@ export function rolesRoutes(app: FastifyInstance, ctx: NodeContext): void {
 }
 
 function latest(
-  status: VerifierStatus,
+  status: RolesStatus,
   limit: number,
 ): Omit<NodeStatus, 'state' | 'provider' | 'uptimeMs' | 'limit'> {
   const { verifier, committee, ...rest } = status;

@@ -6,11 +6,12 @@ import type { ChallengeKind } from '../../chain/index.js';
 import type { SignedReceiptJson } from '../../protocol/receipt.js';
 
 /*
- * What a verifier and a committee member must not forget across a restart, in its own SQLite file
- * (WAL, synchronous=FULL): how far it has read the chain, the batches it is checking, what it
- * sampled and found, the evidence it serves for its challenges, and each committee duty with the
- * vote and salt it committed, written BEFORE the commit transaction is sent, so that a member
- * restarted between commit and reveal still reveals.
+ * What the node's roles must not forget across a restart, in their own SQLite file (WAL,
+ * synchronous=FULL): how far each has read the chain (the event reader's cursors), the batches the
+ * verifier is checking, what it sampled and found, the evidence it serves for its challenges, each
+ * committee duty with the vote and salt it committed, written BEFORE the commit transaction is
+ * sent, so that a member restarted between commit and reveal still reveals, and the challenges
+ * against this provider whose committee it still has to draw.
  */
 
 const SCHEMA = `
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS duties (
   revealed INTEGER NOT NULL DEFAULT 0,
   settled INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS draws (challenge_id TEXT PRIMARY KEY);
 `;
 
 /** What checking a sampled receipt found. */
@@ -126,14 +128,14 @@ export type Evidence = {
   readonly outputs: Uint8Array | undefined;
 };
 
-export type VerifierStore = ReturnType<typeof openVerifierStore>;
+export type RoleStore = ReturnType<typeof openRoleStore>;
 
 function batchFromJson(text: string): { id: bigint; proof: Hex[] } {
   const { id, proof } = JSON.parse(text) as { id: string; proof: Hex[] };
   return { id: BigInt(id), proof };
 }
 
-export function openVerifierStore(path: string) {
+export function openRoleStore(path: string) {
   mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
@@ -254,10 +256,16 @@ export function openVerifierStore(path: string) {
       'UPDATE duties SET committed = max(committed, ?), revealed = max(revealed, ?), settled = max(settled, ?) WHERE challenge_id = ?',
     ),
     duties: db.prepare<[], RawDuty>('SELECT * FROM duties ORDER BY CAST(challenge_id AS INTEGER)'),
+    addDraw: db.prepare('INSERT OR IGNORE INTO draws (challenge_id) VALUES (?)'),
+    draws: db.prepare<[], { challenge_id: string }>(
+      'SELECT challenge_id FROM draws ORDER BY CAST(challenge_id AS INTEGER)',
+    ),
+    finishDraw: db.prepare('DELETE FROM draws WHERE challenge_id = ?'),
   };
   const blob = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
   return {
+    /** The event reader's cursors (src/chain/event-reader.ts): the next block each stream reads. */
     cursor: (name: string): bigint | undefined => {
       const row = q.getCursor.get(name);
       return row && BigInt(row.block);
@@ -334,6 +342,10 @@ export function openVerifierStore(path: string) {
     markDuty: (id: bigint, done: { committed?: boolean; revealed?: boolean; settled?: boolean }) =>
       void q.markDuty.run(done.committed ? 1 : 0, done.revealed ? 1 : 0, done.settled ? 1 : 0, id.toString()),
     duties: (): Duty[] => q.duties.all().map(toDuty),
+    /** A challenge against this provider whose committee it has to draw (once it is drawable). */
+    addDraw: (id: bigint) => void q.addDraw.run(id.toString()),
+    draws: (): bigint[] => q.draws.all().map((r) => BigInt(r.challenge_id)),
+    finishDraw: (id: bigint) => void q.finishDraw.run(id.toString()),
     close: () => void db.close(),
   };
 }
