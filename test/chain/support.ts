@@ -23,7 +23,7 @@ import {
 import { isGlassboxError } from '../../src/protocol/errors.js';
 import { modelIdFromDigest } from '../../src/protocol/manifest.js';
 import { runtimeProfileJson } from '../../src/protocol/runtime-profile.js';
-import { onnxProfile } from '../../src/runtime/index.js';
+import { defaultProfiles } from '../../src/runtime/index.js';
 import type { Receipt } from '../../src/protocol/receipt.js';
 
 export const E18 = 10n ** 18n;
@@ -52,11 +52,11 @@ export const HOLD_DUE_MS = (TEST_PARAMS.paymentHoldMs! * 9) / 8 + 1000;
 
 /**
  * The runtime profiles a test chain admits: `TEST_RUNTIME` (whose hash is `h('runtime')`, the
- * runtime of `makeReceipt`'s receipts) and the ONNX engine's default profile, which the test
+ * runtime of `makeReceipt`'s receipts) and the (ONNX) engine's default profile, which the test
  * providers and nodes serve under.
  */
 export const TEST_RUNTIME = 'runtime';
-export const ENGINE_RUNTIME = runtimeProfileJson(onnxProfile());
+export const ENGINE_RUNTIME = runtimeProfileJson(defaultProfiles()[0]!);
 export const ENGINE_RUNTIME_HASH = keccak256(toHex(ENGINE_RUNTIME));
 
 export type TestChain = {

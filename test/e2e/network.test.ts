@@ -8,7 +8,6 @@ import { devnetClient, startDevnet, type Devnet } from '../../src/devnet/index.j
 import { DEFAULT_MAX_RESPONSE_BYTES } from '../../src/protocol/body.js';
 import { MAX_MANIFEST_BYTES } from '../../src/protocol/manifest.js';
 import { signedReceiptFromJson, type SignedReceipt } from '../../src/protocol/receipt.js';
-import { createOnnxEngine } from '../../src/runtime/index.js';
 import {
   charged,
   closeClient,
@@ -18,12 +17,13 @@ import {
   verifyReceipt,
   type Client,
 } from '../../src/sdk/index.js';
-import { examplePackage, exampleSamples } from '../support/examples.js';
+import { examplePackage, exampleSamples, exampleEngine } from '../support/examples.js';
+import { faultyProvider } from '../support/faults.js';
 
 /*
  * The network end to end, with real processes on loopback: anvil, five provider nodes started by
  * the built CLI (`glassbox node start`), and a client using the SDK. Providers 0-2 are honest,
- * 3 perturbs half of its answers (the fault switch), 4 charges 100 times the others' price.
+ * 3 perturbs half of its answers (test/support/faults.ts), 4 charges 100 times the others' price.
  */
 const PRICE = 10n ** 15n;
 const MAX_PRICE = 10n ** 16n;
@@ -32,13 +32,14 @@ const EXPENSIVE = 4;
 
 let devnet: Devnet;
 let client: Client;
-const engine = createOnnxEngine();
+const engine = exampleEngine();
 
 beforeAll(async () => {
   devnet = await startDevnet({
     providers: 5,
     models: [(await import('../support/examples.js')).exampleDir('iris-int8')],
-    provider: (i) => (i === CHEATER ? { perturb: 0.5 } : i === EXPENSIVE ? { price: PRICE * 100n } : {}),
+    provider: (i) =>
+      i === CHEATER ? faultyProvider({ perturb: 0.5 }) : i === EXPENSIVE ? { price: PRICE * 100n } : {},
     nodeConfig: { batch: { maxReceipts: 50, maxAgeMs: 500 }, redeemIntervalMs: 500, logLevel: 'error' },
   });
   client = await devnetClient(devnet, { discoveryTtlMs: 200 });

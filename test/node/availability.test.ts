@@ -45,6 +45,7 @@ import {
   TEST_PARAMS,
   type TestChain,
 } from './support.js';
+import { type NodeFaults } from '../support/faults.js';
 
 /*
  * A provider's side of availability challenges, on a real node and chain: an honest node answers
@@ -61,13 +62,10 @@ const CHALLENGER = 5;
 beforeAll(async () => {
   chain = await startTestChain();
   await fundClients(chain);
-  const start = async (i: number, fault?: object) => {
+  const start = async (i: number, faults?: NodeFaults) => {
     const dir = await tempDir();
     dirs.push(dir);
-    return startTestNode(chain, i, dir.dir, {
-      batch: { maxReceipts: 3, maxAgeMs: 60_000 },
-      ...(fault ? { fault } : {}),
-    });
+    return startTestNode(chain, i, dir.dir, { batch: { maxReceipts: 3, maxAgeMs: 60_000 } }, faults);
   };
   honest = await start(PROVIDER[0]);
   withholding = await start(PROVIDER[1], { withhold: 'batches' });
@@ -88,15 +86,22 @@ async function startWithVerifier(
   over: Parameters<typeof startTestNode>[3],
   verifierAccount: number,
   sampleRate = 1,
+  faults?: NodeFaults,
 ) {
   const dir = await tempDir();
   const other = await tempDir();
   dirs.push(dir, other);
-  const node = await startTestNode(chain, provider, dir.dir, {
-    models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
-    batch: { maxReceipts: 3, maxAgeMs: 60_000 },
-    ...over,
-  });
+  const node = await startTestNode(
+    chain,
+    provider,
+    dir.dir,
+    {
+      models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
+      batch: { maxReceipts: 3, maxAgeMs: 60_000 },
+      ...over,
+    },
+    faults,
+  );
   const verifier = await startTestNode(chain, verifierAccount, other.dir, {
     roles: ['verifier'],
     stake: '0',
@@ -167,11 +172,10 @@ describe('availability challenges against a provider node', () => {
   });
 
   it('a node that withholds inputs but answers on chain is re-executed from the published data and challenged', async () => {
-    const { node: dodger, verifier } = await startWithVerifier(
-      PROVIDER[2],
-      { fault: { perturb: 1, withhold: 'inputs' } },
-      10,
-    );
+    const { node: dodger, verifier } = await startWithVerifier(PROVIDER[2], {}, 10, 1, {
+      perturb: 1,
+      withhold: 'inputs',
+    });
     try {
       const { answers } = await committedBatch(dodger);
       const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));
@@ -213,11 +217,10 @@ describe('availability challenges against a provider node', () => {
 
   it('H-4: a node that serves no batch at all but answers on chain has every sampled receipt checked, and the verifier loses no bond', async () => {
     const VERIFIER = 9;
-    const { node: dodger, verifier } = await startWithVerifier(
-      PROVIDER[3],
-      { fault: { perturb: 1, withhold: 'listing' } },
-      VERIFIER,
-    );
+    const { node: dodger, verifier } = await startWithVerifier(PROVIDER[3], {}, VERIFIER, 1, {
+      perturb: 1,
+      withhold: 'listing',
+    });
     try {
       const { batchId, answers } = await committedBatch(dodger);
       const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));
@@ -254,11 +257,10 @@ describe('availability challenges against a provider node', () => {
   });
 
   it("a provider's puppet that challenges and answers first doesn't stall verifiers: the published data is still re-executed", async () => {
-    const { node: dodger, verifier } = await startWithVerifier(
-      PROVIDER[2],
-      { fault: { perturb: 1, withhold: 'inputs' } },
-      8,
-    );
+    const { node: dodger, verifier } = await startWithVerifier(PROVIDER[2], {}, 8, 1, {
+      perturb: 1,
+      withhold: 'inputs',
+    });
     try {
       const { batchId, answers } = await committedBatch(dodger);
       const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));

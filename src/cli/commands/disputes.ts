@@ -6,18 +6,17 @@ import {
   getVote,
   type ChallengeInfo,
 } from '../../chain/index.js';
-import { runCheatersScenario, scenarioHeld, scenarioTable } from '../../devnet/scenario.js';
 import { call } from '../../api/client.js';
 import { routes } from '../../api/routes.js';
 import type { NodeStatus } from '../../api/schemas.js';
 import { DEFAULT_MAX_RESPONSE_BYTES } from '../../protocol/body.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import { connectionOptions, openChain, resolveConnection, type ConnectionFlags } from '../connection.js';
-import { formatAmount, printFields, toJson, usageError } from '../io.js';
+import { formatAmount, printFields, toJson } from '../io.js';
 import { jsonOption } from '../options.js';
 import type { Context } from '../program.js';
 
-/** `glassbox disputes`, `glassbox node status` and `glassbox scenario`: what keeps providers honest. */
+/** `glassbox disputes` and `glassbox node status`: what keeps providers honest. */
 export function registerDisputeCommands(program: Command, node: Command, ctx: Context): void {
   connectionOptions(jsonOption(program.command('disputes')))
     .description('list challenges on chain: kind, status, committee and votes, outcome and amounts')
@@ -104,33 +103,6 @@ export function registerDisputeCommands(program: Command, node: Command, ctx: Co
               .join('; ') || 'none',
           ],
         ]);
-    });
-
-  program
-    .command('scenario')
-    .description('run an acceptance scenario on a fresh devnet and print its table (cheaters: issue 5)')
-    .argument('<name>', 'the scenario: cheaters')
-    .option('--requests <n>', 'receipt-mode requests to the cheating provider', '500')
-    .option('--runs <n>', 'play it this many times, each on a fresh devnet, and count the catches', '1')
-    .action(async (name: string, flags: { requests: string; runs: string }) => {
-      if (name !== 'cheaters') throw usageError(`unknown scenario ${name}; try: cheaters`);
-      const [requests, runs] = [Number(flags.requests), Number(flags.runs)];
-      if (!Number.isInteger(requests) || requests < 1)
-        throw usageError('--requests must be a positive integer');
-      if (!Number.isInteger(runs) || runs < 1) throw usageError('--runs must be a positive integer');
-      let held = 0;
-      for (let run = 1; run <= runs; run++) {
-        if (runs > 1) ctx.io.out(`\nrun ${run} of ${runs}`);
-        const result = await runCheatersScenario({ requests, log: (line) => ctx.io.out(line) });
-        ctx.io.out(`\n${scenarioTable(result)}`);
-        if (scenarioHeld(result)) held++;
-      }
-      if (runs > 1)
-        ctx.io.out(
-          `\nthe scenario held (cheater caught and slashed, and the rest) in ${held} of ${runs} runs`,
-        );
-      if (held < runs)
-        throw new GlassboxError('VERIFICATION_FAILED', 'the scenario did not hold; see the table');
     });
 }
 

@@ -18,7 +18,7 @@ export async function batchesRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCo
   serve(app, routes.batch, async (request) => {
     const { offset, limit } = request.query;
     const batch = ctx.db.getBatch(request.params.root);
-    if (!batch || batch.batchId === undefined || ctx.withhold === 'batches' || ctx.withhold === 'listing')
+    if (!batch || batch.batchId === undefined)
       throw new GlassboxError('NOT_FOUND', `no committed batch with root ${request.params.root}`, {
         field: 'root',
       });

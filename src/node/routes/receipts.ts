@@ -22,7 +22,7 @@ export async function receiptsRoutes(app: FastifyInstance, { ctx }: { ctx: NodeC
   });
 }
 
-/** A receipt with what a verifier needs; a node with the `withhold` fault keeps the data back. */
+/** A receipt with what a verifier needs. */
 export function storedReceipt(row: ReceiptRow, ctx: NodeContext): StoredReceipt {
   const batch = row.batch && ctx.db.getBatch(row.batch.root);
   const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
@@ -31,12 +31,8 @@ export function storedReceipt(row: ReceiptRow, ctx: NodeContext): StoredReceipt 
     ...(row.batch && batch?.batchId !== undefined
       ? { batch: { root: row.batch.root, proof: row.batch.proof, id: batch.batchId.toString() } }
       : {}),
-    ...(ctx.withhold !== 'none'
-      ? {}
-      : {
-          ...(row.inputs ? { inputs: base64(row.inputs) } : {}),
-          ...(row.outputs ? { outputs: base64(row.outputs) } : {}),
-          ...(row.trace ? { trace: row.trace } : {}),
-        }),
+    ...(row.inputs ? { inputs: base64(row.inputs) } : {}),
+    ...(row.outputs ? { outputs: base64(row.outputs) } : {}),
+    ...(row.trace ? { trace: row.trace } : {}),
   };
 }
