@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Address, Hex, LocalAccount } from 'viem';
 import type { InferHead } from '../protocol/api.js';
-import { decodeTensors, encodeTensors, hashTensors } from '../protocol/encoding.js';
+import { decodeTensors, encodeTensors } from '../protocol/encoding.js';
 import { GlassboxError } from '../protocol/errors.js';
 import { capInValues } from '../protocol/limits.js';
 import { dataHash } from '../protocol/data.js';
@@ -17,9 +17,8 @@ import {
   type SignedReceiptJson,
 } from '../protocol/receipt.js';
 import type { TensorMap } from '../protocol/tensor.js';
-import type { Engine } from '../runtime/engine.js';
+import type { Engines } from '../runtime/registry.js';
 import type { NodeDb } from './db.js';
-import { perturbAnswer } from './fault.js';
 import type { GroupCommit } from './group-commit.js';
 import type { NodeMetrics } from './metrics.js';
 import type { Payments } from './payments.js';
@@ -81,7 +80,7 @@ export type InferServiceParameters = {
   readonly db: NodeDb;
   /** Where receipts are written: each answer waits until its receipt is committed and synced. */
   readonly receipts: GroupCommit;
-  readonly engine: Engine;
+  readonly engines: Engines;
   readonly models: ReadonlyMap<string, ModelPackage>;
   readonly prices: PriceBook;
   readonly payments: Payments;
@@ -98,10 +97,6 @@ export type InferServiceParameters = {
    * the node has read the chain.
    */
   readonly dataCap: () => number;
-  /** The fault switch: the probability of perturbing an answer (tests only). */
-  readonly perturb?: number;
-  /** The fault switch: answer this much later (a slow provider; tests and benchmarks only). */
-  readonly delayMs?: number;
   /** Called after each persisted receipt (the batch committer listens). */
   readonly onReceipt?: () => void;
 };
@@ -149,18 +144,13 @@ export function createInferService(p: InferServiceParameters): InferService {
       );
     const release = await p.payments.reserve(client, price);
     try {
-      const result = await p.engine.run(pkg, inputs, {
+      const result = await p.engines.for(pkg, { trace: head.trace === true }).run(pkg, inputs, {
         trace: head.trace === true,
         timeoutMs: p.runTimeoutMs,
         inputHash,
       });
       p.metrics.inference.observe({ model: pkg.id }, result.durationMs / 1000);
-      let { outputs, outputHash, trace } = result;
-      if (p.perturb !== undefined && p.perturb > 0 && Math.random() < p.perturb) {
-        ({ outputs, trace } = perturbAnswer(outputs, trace));
-        outputHash = hashTensors(outputs);
-        p.log.warn({ requestId }, 'fault switch: perturbed the outputs of this answer');
-      }
+      const { outputs, outputHash, trace } = result;
       const outputBytes = encodeTensors(outputs);
       if (inputBytes.byteLength + outputBytes.byteLength > cap)
         throw dataTooLarge(
@@ -170,7 +160,6 @@ export function createInferService(p: InferServiceParameters): InferService {
           cap,
           [inputs, outputs],
         );
-      if (p.delayMs) await new Promise((resolve) => setTimeout(resolve, p.delayMs));
       const receipt: Receipt = {
         requestId,
         provider: p.provider,
@@ -180,7 +169,7 @@ export function createInferService(p: InferServiceParameters): InferService {
         outputHash,
         paramsHash: ZERO_HASH,
         runtime: result.runtime,
-        traceRoot: trace?.root ?? result.traceRoot,
+        traceRoot: result.traceRoot,
         price,
         timestamp: BigInt(Date.now()),
       };

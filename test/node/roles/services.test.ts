@@ -32,7 +32,7 @@ import { encodeTensors } from '../../../src/protocol/encoding.js';
 import { inputsFromJson } from '../../../src/protocol/inputs.js';
 import { batchTree } from '../../../src/protocol/merkle.js';
 import { receiptHash, signedReceiptFromJson, signedReceiptToJson } from '../../../src/protocol/receipt.js';
-import { createOnnxEngine } from '../../../src/runtime/index.js';
+import { defaultEngines } from '../../../src/runtime/index.js';
 import { ENGINE_RUNTIME_HASH, openAndDraw, registerVoter } from '../../chain/support.js';
 import { exampleDir } from '../../support/examples.js';
 import {
@@ -64,7 +64,7 @@ const OTHER_VOTERS = [2, 11];
 
 let chain: TestChain;
 let provider: GlassboxNode;
-const engine = createOnnxEngine();
+const engines = defaultEngines();
 const cleanups: (() => Promise<void> | void)[] = [];
 
 beforeAll(async () => {
@@ -88,7 +88,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await provider?.stop();
-  await engine.close();
+  await engines.close();
   await chain?.stop();
   for (const cleanup of cleanups.reverse()) await cleanup();
 });
@@ -110,7 +110,7 @@ async function baseComponents(i: number): Promise<RoleComponents & { store: Role
 
 /** What the sampler and the committee member run models with: the provider's packages. */
 const judging = () => ({
-  engine,
+  engines,
   models: async (digest: `0x${string}`) => modelByDigest(provider.models, digest),
   providers: createProviderFetches(),
 });
@@ -188,12 +188,17 @@ describe('the sampler alone', () => {
 
   it('challenges the availability of receipts whose inputs their provider does not serve by the deadline', async () => {
     const dir = await tempDir();
-    const hiding = await startTestNode(chain, PROVIDER[3], dir.dir, {
-      models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
-      batch: { maxReceipts: 3, maxAgeMs: 60_000 },
-      verifier: { pollIntervalMs: 600_000 },
-      fault: { withhold: 'inputs' },
-    });
+    const hiding = await startTestNode(
+      chain,
+      PROVIDER[3],
+      dir.dir,
+      {
+        models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
+        batch: { maxReceipts: 3, maxAgeMs: 60_000 },
+        verifier: { pollIntervalMs: 600_000 },
+      },
+      { withhold: 'inputs' },
+    );
     cleanups.push(dir.remove);
     try {
       const { receipts } = await committedBatch(hiding);
