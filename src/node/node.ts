@@ -92,6 +92,11 @@ export type GlassboxNode = {
 export type CreateNodeOptions = {
   /** A logger to use instead of pino JSON on stderr at `config.logLevel`. */
   readonly log?: Logger;
+  /**
+   * Wraps where the provider's availability answerer finds what it publishes (its receipt
+   * database): a test builds a provider that answers nothing, or only some, with it.
+   */
+  readonly availabilityData?: (ours: AvailabilityData) => AvailabilityData;
 };
 
 export async function createNode(
@@ -303,11 +308,13 @@ export async function createNode(
       ...(has('committee') ? { committee: committeeMember({ pollIntervalMs })(judging) } : {}),
     };
   };
-  /** The `withhold: 'batches'` fault (tests only) answers no availability challenge either. */
-  const availabilityData: AvailabilityData =
+  const wrapAvailability = options.availabilityData ?? ((ours: AvailabilityData) => ours);
+  const availabilityData = wrapAvailability(
+    // the `withhold: 'batches'` fault (tests only) answers no availability challenge either
     withhold === 'batches'
       ? { batchLeaves: () => undefined, receiptData: () => undefined }
-      : availabilityDataOf(db);
+      : availabilityDataOf(db),
+  );
 
   const node: GlassboxNode = {
     address,

@@ -13,7 +13,7 @@ import {
   getVote,
   type GlassboxClient,
 } from '../../../src/chain/index.js';
-import type { GlassboxNode } from '../../../src/node/index.js';
+import { startNode, type GlassboxNode } from '../../../src/node/index.js';
 import {
   availabilityAnswerer,
   availabilityDataOf,
@@ -46,7 +46,9 @@ import {
   PROVIDER,
   startTestChain,
   startTestNode,
+  nodeConfig,
   tempDir,
+  TEST_PARAMS,
   type TestChain,
 } from '../support.js';
 
@@ -61,6 +63,7 @@ const CHALLENGER = 5;
 const SAMPLER = 3;
 const MEMBER = 10;
 const OTHER_VOTERS = [2, 11];
+const SILENT_PROVIDER = 12;
 
 let chain: TestChain;
 let provider: GlassboxNode;
@@ -68,7 +71,7 @@ const engine = createOnnxEngine();
 const cleanups: (() => Promise<void> | void)[] = [];
 
 beforeAll(async () => {
-  chain = await startTestChain();
+  chain = await startTestChain(TEST_PARAMS, 13);
   await fundClients(chain);
   const dir = await tempDir();
   cleanups.push(dir.remove);
@@ -275,5 +278,26 @@ describe('createNode composes only the roles it is configured for', () => {
     const status = (await (await fetch(`${provider.url}/v1/status`)).json()) as Record<string, unknown>;
     expect(status).not.toHaveProperty('verifier');
     expect(status).not.toHaveProperty('committee');
+  });
+
+  it("a test wraps a node's availability data: this provider's node answers nothing", async () => {
+    const dir = await tempDir();
+    cleanups.push(dir.remove);
+    const silent = await startNode(
+      nodeConfig(chain, SILENT_PROVIDER, dir.dir, {
+        models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
+        batch: { maxReceipts: 3, maxAgeMs: 60_000 },
+        verifier: { pollIntervalMs: 600_000 },
+      }),
+      { availabilityData: () => ({ batchLeaves: () => undefined, receiptData: () => undefined }) },
+    );
+    try {
+      const { batchId } = await committedBatch(silent);
+      const { challengeId } = await challengeBatch(chain.as(CHALLENGER), batchId);
+      await silent.tickRoles();
+      expect((await getChallenge(chain.as(0), challengeId)).status).toBe('open');
+    } finally {
+      await silent.stop();
+    }
   });
 });
