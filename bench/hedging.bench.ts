@@ -5,6 +5,7 @@ import { afterAll, beforeAll, it } from 'vitest';
 import { devnetClient, startDevnet, type Devnet } from '../src/devnet/index.js';
 import { closeClient, infer, type Client } from '../src/sdk/index.js';
 import { exampleDir, examplePackage, exampleSamples } from '../test/support/examples.js';
+import { faultyProvider } from '../test/support/faults.js';
 
 /*
  * Hedging around a slow provider (issue 4): a devnet of three provider processes, one of which
@@ -23,7 +24,7 @@ beforeAll(async () => {
   devnet = await startDevnet({
     providers: 3,
     models: [exampleDir('iris-int8')],
-    provider: (i) => (i === SLOW ? { delayMs: DELAY_MS } : {}),
+    provider: (i) => (i === SLOW ? faultyProvider({ delayMs: DELAY_MS }) : {}),
     nodeConfig: { logLevel: 'error' },
   });
   client = await devnetClient(devnet);

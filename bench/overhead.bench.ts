@@ -28,7 +28,7 @@ import {
 import { privateKeyToSigner, secp256k1Backend } from '../src/protocol/secp256k1.js';
 import { recoverVoucherSigner, signVoucher } from '../src/protocol/voucher.js';
 import type { TensorMap } from '../src/protocol/tensor.js';
-import { createOnnxEngine, traceOf, type Engine } from '../src/runtime/index.js';
+import { defaultEngines, traceOf, type Engine } from '../src/runtime/index.js';
 import {
   closeClient,
   discoverProviders,
@@ -107,7 +107,7 @@ let models: BenchModel[] = [];
 let engine: Engine;
 
 beforeAll(async () => {
-  engine = createOnnxEngine();
+  engine = defaultEngines().for({ manifest: { format: 'onnx' } });
   // The same session options as the engine's default profile (graph optimisation `basic`,
   // sequential, one inter-op thread, onnxruntime's default intra-op threads).
   const options: ort.InferenceSession.SessionOptions = {

@@ -10,19 +10,25 @@ import {
   parseEventLogs,
   type Abi,
   type Account,
-  type Address,
   type Chain,
+  type ContractEventArgsFromTopics,
+  type ContractEventName,
+  type ContractFunctionArgs,
+  type ContractFunctionName,
+  type ContractFunctionParameters,
   type Hex,
   type Log,
   type PublicClient,
+  type ReadContractParameters,
+  type ReadContractReturnType,
   type TransactionReceipt,
   type Transport,
   type WalletClient,
 } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
-import { GlassboxError } from '../protocol/errors.js';
+import { GlassboxError, isGlassboxError } from '../protocol/errors.js';
 import type { Deployment } from './deployment.js';
-import { decodeRevert, toChainError } from './errors.js';
+import { toChainError, UnknownRevertError } from './errors.js';
 
 /** A chain as viem sees it, for any RPC URL and chain id (nothing anvil-specific). */
 export function glassboxChain(rpcUrl: string, chainId: number): Chain {
@@ -111,12 +117,24 @@ export type TxResult = {
   readonly receipt: TransactionReceipt;
 };
 
-type Call = {
-  readonly address: Address;
-  readonly abi: Abi;
-  readonly functionName: string;
-  readonly args?: readonly unknown[];
-};
+type Writable = 'nonpayable' | 'payable';
+
+/**
+ * A transaction to a contract, typed by its `as const` ABI as viem's writeContract is: a function
+ * name the ABI lacks, or arguments of the wrong types, do not compile.
+ */
+export type ContractWrite<
+  abi extends Abi = Abi,
+  functionName extends ContractFunctionName<abi, Writable> = ContractFunctionName<abi, Writable>,
+  args extends ContractFunctionArgs<abi, Writable, functionName> = ContractFunctionArgs<
+    abi,
+    Writable,
+    functionName
+  >,
+> = ContractFunctionParameters<abi, Writable, functionName, args>;
+
+/** What `send` works on inside, once the caller's call type-checked against its ABI. */
+type Call = ContractWrite;
 
 /*
  * One transaction sender per account. In a process, every transaction of an account goes through
@@ -175,6 +193,11 @@ export async function exclusive<C extends ChainConnection, T>(
  * in the account's lane. Every failure is a GlassboxError (CHAIN_REVERTED names the custom error,
  * also for a transaction that reverted on chain after its simulation passed).
  */
+export function send<
+  const abi extends Abi,
+  functionName extends ContractFunctionName<abi, Writable>,
+  const args extends ContractFunctionArgs<abi, Writable, functionName>,
+>(connection: ChainConnection, call: ContractWrite<abi, functionName, args>): Promise<TxResult>;
 export function send(connection: ChainConnection, call: Call): Promise<TxResult> {
   return exclusive(connection, async (held) => {
     for (let attempt = 1; ; attempt++) {
@@ -193,21 +216,20 @@ async function submit(connection: ChainConnection, call: Call): Promise<Hex> {
   const account = accountOf(connection);
   const { publicClient } = connection;
   const walletClient = connection.walletClient!;
-  const contractCall = { ...call, args: call.args ?? [], account } as never;
-  await publicClient.simulateContract(contractCall);
+  await publicClient.simulateContract({ ...call, account });
   // Gas can depend on the block (committee draws use prevrandao), so leave a margin over the
   // estimate; only what is used is paid.
-  const estimate = await publicClient.estimateContractGas(contractCall);
+  const estimate = await publicClient.estimateContractGas({ ...call, account });
   const request = await walletClient.prepareTransactionRequest({
     account,
     chain: walletClient.chain,
     to: call.address,
-    data: encodeFunctionData(contractCall),
+    data: encodeFunctionData(call),
     gas: (estimate * 5n) / 4n + 20_000n,
-  } as never);
+  });
   // Signed here, so the hash is known before the send: an answer lost on the way (a timeout, then
   // viem's retry told "already known" or "nonce too low") is told from a refusal by that hash.
-  const serializedTransaction = await walletClient.signTransaction(request as never);
+  const serializedTransaction = await walletClient.signTransaction(request);
   const hash = keccak256(serializedTransaction);
   try {
     await walletClient.sendRawTransaction({ serializedTransaction });
@@ -237,26 +259,17 @@ async function revertedOnChain(
   call: Call,
   receipt: TransactionReceipt,
 ): Promise<GlassboxError> {
-  const what = call.functionName;
-  const replay = await connection.publicClient
-    .simulateContract({
-      ...call,
-      args: call.args ?? [],
-      account: accountOf(connection),
-      blockNumber: receipt.blockNumber,
-    } as never)
+  const hash = receipt.transactionHash;
+  const replayed = await connection.publicClient
+    .simulateContract({ ...call, account: accountOf(connection), blockNumber: receipt.blockNumber })
     .then(
       () => undefined,
-      (error: unknown) => decodeRevert(error),
+      (error: unknown) => error,
     );
-  const name = replay?.name ?? 'unknown';
-  return new GlassboxError(
-    'CHAIN_REVERTED',
-    `${what} reverted on chain: ${name} (tx ${receipt.transactionHash})`,
-    {
-      details: { error: name, args: replay?.args ?? [], call: what, hash: receipt.transactionHash },
-    },
-  );
+  const revert = replayed === undefined ? undefined : toChainError(replayed, call.functionName, { hash });
+  return revert && isGlassboxError(revert, 'CHAIN_REVERTED')
+    ? revert
+    : new UnknownRevertError('unknown', call.functionName, { hash });
 }
 
 /** Another sender used the nonce we read (or a pending transaction holds it). */
@@ -273,24 +286,30 @@ function isNonceConflict(error: unknown): boolean {
   );
 }
 
-/** A view call; reverts and RPC failures become GlassboxErrors. */
-export async function read<T>(connection: ChainConnection, call: Call): Promise<T> {
+/** A view call, typed by its `as const` ABI (viem's readContract); failures become GlassboxErrors. */
+export async function read<
+  const abi extends Abi,
+  functionName extends ContractFunctionName<abi, 'pure' | 'view'>,
+  const args extends ContractFunctionArgs<abi, 'pure' | 'view', functionName>,
+>(
+  connection: ChainConnection,
+  call: ReadContractParameters<abi, functionName, args>,
+): Promise<ReadContractReturnType<abi, functionName, args>> {
   try {
-    return (await connection.publicClient.readContract({ ...call, args: call.args ?? [] } as never)) as T;
+    return await connection.publicClient.readContract(call);
   } catch (error) {
     throw toChainError(error, call.functionName);
   }
 }
 
-/** The decoded `eventName` logs of a transaction receipt. */
-export function eventsOf<T = Record<string, unknown>>(
-  abi: Abi,
-  eventName: string,
+/** The decoded `eventName` logs of a transaction receipt, typed by the ABI. */
+export function eventsOf<const abi extends Abi, eventName extends ContractEventName<abi>>(
+  abi: abi,
+  eventName: eventName,
   logs: readonly Log[],
-): T[] {
-  return parseEventLogs({ abi, eventName, logs: logs as Log[] }).map(
-    (l) => (l as unknown as { args: T }).args,
-  );
+): ContractEventArgsFromTopics<abi, eventName>[];
+export function eventsOf(abi: Abi, eventName: string, logs: readonly Log[]) {
+  return parseEventLogs({ abi, eventName, logs: [...logs] }).map((l) => l.args);
 }
 
 /** Seconds on chain -> ms in TypeScript. */

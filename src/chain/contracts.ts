@@ -1,4 +1,12 @@
-import { isHex, type Abi, type Address, type Hex } from 'viem';
+import {
+  isHex,
+  type Abi,
+  type Address,
+  type ContractFunctionArgs,
+  type ContractFunctionName,
+  type ContractFunctionReturnType,
+  type Hex,
+} from 'viem';
 import { modelDigest, modelIdFromDigest } from '../protocol/manifest.js';
 import {
   DevTokenAbi,
@@ -8,7 +16,7 @@ import {
   ProviderRegistryAbi,
   ReceiptLedgerAbi,
 } from './artifacts/index.js';
-import { read, send, type GlassboxClient, type TxResult } from './client.js';
+import { read, send, type ContractWrite, type GlassboxClient, type TxResult } from './client.js';
 import type { Contracts } from './deployment.js';
 
 export const ABIS = {
@@ -22,31 +30,62 @@ export const ABIS = {
 
 export type ContractName = keyof Contracts;
 
-/** Sends `functionName(args)` to one of the deployed contracts. */
+/** The `as const` ABI of one of the Glassbox contracts. */
+export type AbiOf<C extends ContractName> = (typeof ABIS)[C];
+
+type Writable = 'nonpayable' | 'payable';
+
+/**
+ * Sends `functionName(args)` to one of the deployed contracts. Name and arguments are typed by the
+ * contract's ABI: `sendTo(client, 'disputeManager', 'resolve', [id])` compiles, a function the
+ * contract lacks or an argument of the wrong type does not.
+ */
+export function sendTo<
+  C extends ContractName,
+  functionName extends ContractFunctionName<AbiOf<C>, Writable>,
+  const args extends ContractFunctionArgs<AbiOf<C>, Writable, functionName>,
+>(
+  client: GlassboxClient,
+  contract: C,
+  functionName: functionName,
+  ...args: readonly [] extends args ? [args?] : [args]
+): Promise<TxResult>;
 export function sendTo(
   client: GlassboxClient,
   contract: ContractName,
   functionName: string,
-  args: readonly unknown[] = [],
+  args?: ContractWrite['args'],
 ): Promise<TxResult> {
+  const abi: Abi = ABIS[contract];
   return send(client, {
     address: client.deployment.contracts[contract],
-    abi: ABIS[contract],
+    abi,
     functionName,
     args,
   });
 }
 
-/** Calls the view `functionName(args)` of one of the deployed contracts. */
-export function readFrom<T>(
+/** Calls the view `functionName(args)` of one of the deployed contracts; its result is typed by the ABI. */
+export function readFrom<
+  C extends ContractName,
+  functionName extends ContractFunctionName<AbiOf<C>, 'pure' | 'view'>,
+  const args extends ContractFunctionArgs<AbiOf<C>, 'pure' | 'view', functionName>,
+>(
+  client: GlassboxClient,
+  contract: C,
+  functionName: functionName,
+  ...args: readonly [] extends args ? [args?] : [args]
+): Promise<ContractFunctionReturnType<AbiOf<C>, 'pure' | 'view', functionName, args>>;
+export function readFrom(
   client: GlassboxClient,
   contract: ContractName,
   functionName: string,
-  args: readonly unknown[] = [],
-): Promise<T> {
-  return read<T>(client, {
+  args?: ContractWrite['args'],
+) {
+  const abi: Abi = ABIS[contract];
+  return read(client, {
     address: client.deployment.contracts[contract],
-    abi: ABIS[contract],
+    abi,
     functionName,
     args,
   });

@@ -1,6 +1,6 @@
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { getAddress, isAddress, type Abi, type Account, type Address, type Hex } from 'viem';
+import { getAddress, isAddress, type Account, type Address, type Hex } from 'viem';
 import { z } from 'zod';
 import { GlassboxError } from '../protocol/errors.js';
 import { parseWith } from '../protocol/validate.js';
@@ -202,14 +202,11 @@ export async function deployGlassbox(parameters: DeployParameters): Promise<Depl
   const treasury = parameters.treasury ?? deployer;
   let startBlock: bigint | undefined;
 
-  const deploy = async (
-    name: string,
-    abi: Abi,
-    bytecode: Hex,
-    args: readonly unknown[],
-  ): Promise<Address> => {
+  const wallet = connection.walletClient!;
+  /** Waits for a deployment `sent` (typed by its ABI's constructor) and returns its address. */
+  const deploy = async (name: string, sent: () => Promise<Hex>): Promise<Address> => {
     try {
-      const hash = await connection.walletClient!.deployContract({ abi, bytecode, args } as never);
+      const hash = await sent();
       const receipt = await connection.publicClient.waitForTransactionReceipt({ hash });
       if (receipt.status !== 'success' || !receipt.contractAddress)
         throw new GlassboxError('CHAIN_DEPLOYMENT', `deploying ${name} failed (tx ${hash})`);
@@ -223,43 +220,65 @@ export async function deployGlassbox(parameters: DeployParameters): Promise<Depl
   };
 
   const devToken = parameters.token === undefined;
-  const token = parameters.token ?? (await deploy('DevToken', DevTokenAbi, DevTokenBytecode, []));
-  const modelRegistry = await deploy('ModelRegistry', ModelRegistryAbi, ModelRegistryBytecode, []);
-  const providerRegistry = await deploy('ProviderRegistry', ProviderRegistryAbi, ProviderRegistryBytecode, [
-    token,
-    modelRegistry,
-    params.minStake,
-    msToSeconds(params.unbondingDelayMs),
-    msToSeconds(params.priceNoticeMs),
-  ]);
-  const paymentEscrow = await deploy('PaymentEscrow', PaymentEscrowAbi, PaymentEscrowBytecode, [
-    token,
-    msToSeconds(params.withdrawalDelayMs),
-    msToSeconds(params.paymentHoldMs),
-  ]);
-  const receiptLedger = await deploy('ReceiptLedger', ReceiptLedgerAbi, ReceiptLedgerBytecode, [
-    providerRegistry,
-  ]);
-  const disputeManager = await deploy('DisputeManager', DisputeManagerAbi, DisputeManagerBytecode, [
-    token,
-    providerRegistry,
-    modelRegistry,
-    receiptLedger,
-    paymentEscrow,
-    {
-      treasury,
-      challengeBond: params.challengeBond,
-      committeeSize: params.committeeSize,
-      commitPeriod: msToSeconds(params.commitPeriodMs),
-      revealPeriod: msToSeconds(params.revealPeriodMs),
-      slashBps: params.slashBps,
-      rewardBps: params.rewardBps,
-      votePenalty: params.votePenalty,
-      answerPeriod: msToSeconds(params.answerPeriodMs),
-      challengeWindow: msToSeconds(params.challengeWindowMs),
-      maxDataBytes: params.maxDataBytes,
-    },
-  ]);
+  const token =
+    parameters.token ??
+    (await deploy('DevToken', () => wallet.deployContract({ abi: DevTokenAbi, bytecode: DevTokenBytecode })));
+  const modelRegistry = await deploy('ModelRegistry', () =>
+    wallet.deployContract({ abi: ModelRegistryAbi, bytecode: ModelRegistryBytecode }),
+  );
+  const providerRegistry = await deploy('ProviderRegistry', () =>
+    wallet.deployContract({
+      abi: ProviderRegistryAbi,
+      bytecode: ProviderRegistryBytecode,
+      args: [
+        token,
+        modelRegistry,
+        params.minStake,
+        msToSeconds(params.unbondingDelayMs),
+        msToSeconds(params.priceNoticeMs),
+      ],
+    }),
+  );
+  const paymentEscrow = await deploy('PaymentEscrow', () =>
+    wallet.deployContract({
+      abi: PaymentEscrowAbi,
+      bytecode: PaymentEscrowBytecode,
+      args: [token, msToSeconds(params.withdrawalDelayMs), msToSeconds(params.paymentHoldMs)],
+    }),
+  );
+  const receiptLedger = await deploy('ReceiptLedger', () =>
+    wallet.deployContract({
+      abi: ReceiptLedgerAbi,
+      bytecode: ReceiptLedgerBytecode,
+      args: [providerRegistry],
+    }),
+  );
+  const disputeManager = await deploy('DisputeManager', () =>
+    wallet.deployContract({
+      abi: DisputeManagerAbi,
+      bytecode: DisputeManagerBytecode,
+      args: [
+        token,
+        providerRegistry,
+        modelRegistry,
+        receiptLedger,
+        paymentEscrow,
+        {
+          treasury,
+          challengeBond: params.challengeBond,
+          committeeSize: params.committeeSize,
+          commitPeriod: msToSeconds(params.commitPeriodMs),
+          revealPeriod: msToSeconds(params.revealPeriodMs),
+          slashBps: params.slashBps,
+          rewardBps: params.rewardBps,
+          votePenalty: params.votePenalty,
+          answerPeriod: msToSeconds(params.answerPeriodMs),
+          challengeWindow: msToSeconds(params.challengeWindowMs),
+          maxDataBytes: params.maxDataBytes,
+        },
+      ],
+    }),
+  );
   for (const [address, abi] of [
     [providerRegistry, ProviderRegistryAbi],
     [paymentEscrow, PaymentEscrowAbi],

@@ -1,11 +1,40 @@
 import { bytesToHex, encodeAbiParameters, hexToBytes, keccak256, type Address, type Hex } from 'viem';
 import { joinChunks, type DataChunk } from '../protocol/data.js';
 import type { Receipt, SignedReceipt } from '../protocol/receipt.js';
+import { DisputeManagerEnums } from './artifacts/index.js';
 import { accountOf, eventsOf, secondsToMs, type GlassboxClient, type TxResult } from './client.js';
 import { ABIS, readFrom, sendTo } from './contracts.js';
+import type { ChainCallErrorType, ContractRevertErrorType } from './errors.js';
 import { withAllowance } from './token.js';
 import { getEvents } from './events.js';
 import { GlassboxError } from '../protocol/errors.js';
+
+/** The token's refusals when a challenge bond is pulled (balance or allowance too low). */
+type BondErrorType = ContractRevertErrorType<'ERC20InsufficientBalance' | 'ERC20InsufficientAllowance'>;
+
+/** A call on a challenge that is not open (DisputeManager._open), or not a `wrong` one (_openWrong). */
+type NotOpenRevertName = 'UnknownChallenge' | 'ChallengeNotOpen';
+type NotOpenWrongRevertName = NotOpenRevertName | 'NotWrongChallenge';
+
+/** What the chain refuses a receipt as evidence for (DisputeManager._checkEvidence). */
+type EvidenceRevertName =
+  | 'UnknownProvider'
+  | 'SelfChallenge'
+  | 'InvalidReceiptSignature'
+  | 'ReceiptTooOld'
+  | 'NotCommitted'
+  | 'ChallengeWindowOver';
+
+export type ReportEquivocationErrorType =
+  | ContractRevertErrorType<
+      | 'NotEquivocation'
+      | 'SameOutput'
+      | 'ModelNotExact'
+      | 'InvalidReceiptSignature'
+      | 'ReceiptTooOld'
+      | 'AlreadyReported'
+    >
+  | ChainCallErrorType;
 
 /** Slashes a provider for two receipts that give one input of an exact model different outputs. */
 export async function reportEquivocation(
@@ -19,11 +48,7 @@ export async function reportEquivocation(
     b.receipt,
     b.signature,
   ]);
-  const [event] = eventsOf<{ slashed: bigint; reward: bigint }>(
-    ABIS.disputeManager,
-    'EquivocationSlashed',
-    tx.receipt.logs,
-  );
+  const [event] = eventsOf(ABIS.disputeManager, 'EquivocationSlashed', tx.receipt.logs);
   return { ...tx, slashed: event?.slashed ?? 0n, reward: event?.reward ?? 0n };
 }
 
@@ -57,6 +82,23 @@ export type OpenChallengeParameters = {
 };
 
 /**
+ * Why `openChallenge` fails. `AlreadyChallenged` carries the challenge that blocks this one (open
+ * or upheld): `[receiptHash, challengeId]`.
+ */
+export type OpenChallengeErrorType =
+  | ContractRevertErrorType<
+      | EvidenceRevertName
+      | 'AlreadyChallenged'
+      | 'RuntimeNotAdmitted'
+      | 'NoEligibleVoters'
+      | 'NoTrace'
+      | 'NoDivergence'
+      | 'InvalidTraceProof'
+    >
+  | BondErrorType
+  | ChainCallErrorType;
+
+/**
  * Opens a challenge (approving the bond first if needed); returns its id and the block whose hash
  * will seed its committee (`drawCommittee` once the block after it exists).
  */
@@ -79,13 +121,15 @@ export async function openChallenge(
         ])
       : sendTo(held, 'disputeManager', 'openChallenge', args),
   );
-  const [event] = eventsOf<{ id: bigint; drawBlock: bigint }>(
-    ABIS.disputeManager,
-    'ChallengeOpened',
-    tx.receipt.logs,
-  );
+  const [event] = eventsOf(ABIS.disputeManager, 'ChallengeOpened', tx.receipt.logs);
   return { ...tx, challengeId: event!.id, drawBlock: event!.drawBlock };
 }
+
+export type DrawCommitteeErrorType =
+  | ContractRevertErrorType<
+      NotOpenWrongRevertName | 'AlreadyDrawn' | 'DrawClosed' | 'NotDrawnYet' | 'PoolMismatch'
+    >
+  | ChainCallErrorType;
 
 /**
  * Draws the committee of an open challenge (anyone may) once its draw block exists; returns the
@@ -101,11 +145,7 @@ export async function drawCommittee(
     pool.map((v) => v.address),
     pool.map((v) => v.stake),
   ]);
-  const [event] = eventsOf<{ committee: readonly Address[] }>(
-    ABIS.disputeManager,
-    'CommitteeDrawn',
-    tx.receipt.logs,
-  );
+  const [event] = eventsOf(ABIS.disputeManager, 'CommitteeDrawn', tx.receipt.logs);
   return { ...tx, committee: event?.committee ?? [], deferred: event === undefined };
 }
 
@@ -117,7 +157,7 @@ export async function getCommitteePool(
   client: GlassboxClient,
   challengeId: bigint,
 ): Promise<{ address: Address; stake: bigint }[]> {
-  const [event] = await getEvents<{ pool: readonly Address[]; stakes: readonly bigint[] }>(client, {
+  const [event] = await getEvents(client, {
     contract: 'disputeManager',
     eventName: 'CommitteePool',
     args: { id: challengeId },
@@ -128,6 +168,10 @@ export async function getCommitteePool(
     });
   return event.args.pool.map((address, i) => ({ address, stake: event.args.stakes[i]! }));
 }
+
+/** `AlreadyReported`: this receipt's runtime was reported before (by anyone). */
+export type ReportUnadmittedRuntimeErrorType =
+  ContractRevertErrorType<EvidenceRevertName | 'RuntimeIsAdmitted' | 'AlreadyReported'> | ChainCallErrorType;
 
 /**
  * Slashes a provider for a receipt under a runtime profile that was never admitted (evidence as
@@ -143,13 +187,20 @@ export async function reportUnadmittedRuntime(
     params.batchId ?? 0n,
     params.proof ?? [],
   ]);
-  const [event] = eventsOf<{ slashed: bigint; reward: bigint }>(
-    ABIS.disputeManager,
-    'UnadmittedRuntimeSlashed',
-    tx.receipt.logs,
-  );
+  const [event] = eventsOf(ABIS.disputeManager, 'UnadmittedRuntimeSlashed', tx.receipt.logs);
   return { ...tx, slashed: event?.slashed ?? 0n, reward: event?.reward ?? 0n };
 }
+
+/**
+ * Why opening an availability challenge (`challengeAvailability`, `challengeBatch`) fails.
+ * `AlreadyChallenged` carries the earlier challenge of the receipt or batch: `[hash, challengeId]`.
+ */
+export type DataChallengeErrorType =
+  | ContractRevertErrorType<
+      'AlreadyChallenged' | 'SelfChallenge' | 'UnknownProvider' | 'NotCommitted' | 'ChallengeWindowOver'
+    >
+  | BondErrorType
+  | ChainCallErrorType;
 
 /**
  * Challenges a provider to publish a committed receipt (by struct hash, with its inclusion proof
@@ -159,31 +210,32 @@ export function challengeAvailability(
   client: GlassboxClient,
   params: { provider: Address; batchId: bigint; receiptHash: Hex; proof: readonly Hex[] },
 ): Promise<TxResult & { challengeId: bigint; answerDeadlineMs: number }> {
-  return openDataChallenge(client, 'challengeAvailability', 'AvailabilityChallenged', [
-    params.provider,
-    params.batchId,
-    params.receiptHash,
-    params.proof,
-  ]);
+  return openDataChallenge(client, 'AvailabilityChallenged', (held) =>
+    sendTo(held, 'disputeManager', 'challengeAvailability', [
+      params.provider,
+      params.batchId,
+      params.receiptHash,
+      params.proof,
+    ]),
+  );
 }
 
-/** Posts the bond and opens a data-availability challenge; returns its id and answer deadline. */
+/** Posts the bond and opens a data-availability challenge with `open`; returns its id and answer deadline. */
 async function openDataChallenge(
   client: GlassboxClient,
-  functionName: 'challengeAvailability' | 'challengeBatch',
   eventName: 'AvailabilityChallenged' | 'BatchChallenged',
-  args: readonly unknown[],
+  open: (held: GlassboxClient) => Promise<TxResult>,
 ): Promise<TxResult & { challengeId: bigint; answerDeadlineMs: number }> {
-  const tx = await withAllowance(client, 'disputeManager', client.deployment.params.challengeBond, (held) =>
-    sendTo(held, 'disputeManager', functionName, args),
-  );
-  const [event] = eventsOf<{ id: bigint; answerDeadline: bigint }>(
-    ABIS.disputeManager,
-    eventName,
-    tx.receipt.logs,
-  );
+  const tx = await withAllowance(client, 'disputeManager', client.deployment.params.challengeBond, open);
+  const [event] = eventsOf(ABIS.disputeManager, eventName, tx.receipt.logs);
   return { ...tx, challengeId: event!.id, answerDeadlineMs: secondsToMs(event!.answerDeadline) };
 }
+
+/** An answer to a challenge that is not an open availability challenge of this receipt, or too late. */
+type AnswerRevertName = NotOpenRevertName | 'NotAvailabilityChallenge' | 'AnswerClosed' | 'ReceiptMismatch';
+
+export type AnswerAvailabilityErrorType =
+  ContractRevertErrorType<AnswerRevertName | 'InputsMismatch' | 'OutputsMismatch'> | ChainCallErrorType;
 
 /**
  * Publishes the receipt, inputs and outputs an availability challenge names, settling it for the
@@ -204,6 +256,13 @@ export function answerAvailability(
 
 /** Which side of a receipt's data a chunk belongs to. */
 export type DataSide = 'inputs' | 'outputs';
+
+/**
+ * Why `answerAvailabilityChunk` fails: `ChunkAlreadyPublished` (`[outputs, index]`) means the
+ * chunk is on chain already, whoever sent it.
+ */
+export type AnswerAvailabilityChunkErrorType =
+  ContractRevertErrorType<AnswerRevertName | 'ChunkMismatch' | 'ChunkAlreadyPublished'> | ChainCallErrorType;
 
 /**
  * Publishes one chunk of the inputs or outputs of the receipt an availability challenge names
@@ -238,9 +297,12 @@ export async function getPublishedChunks(
   client: GlassboxClient,
   challengeId: bigint,
 ): Promise<Record<DataSide, ChunkProgress>> {
-  const [inputs, outputs, inputCount, outputCount] = await readFrom<
-    readonly [bigint, bigint, number, number]
-  >(client, 'disputeManager', 'publishedChunks', [challengeId]);
+  const [inputs, outputs, inputCount, outputCount] = await readFrom(
+    client,
+    'disputeManager',
+    'publishedChunks',
+    [challengeId],
+  );
   return { inputs: { count: inputCount, bits: inputs }, outputs: { count: outputCount, bits: outputs } };
 }
 
@@ -266,7 +328,7 @@ export async function getPublishedData(
   challengeId: bigint,
 ): Promise<PublishedData | undefined> {
   const byId = { contract: 'disputeManager', args: { id: challengeId } } as const;
-  const [whole] = await getEvents<{ receipt: Receipt; inputs: Hex; outputs: Hex }>(client, {
+  const [whole] = await getEvents(client, {
     ...byId,
     eventName: 'AvailabilityAnswered',
   });
@@ -274,7 +336,7 @@ export async function getPublishedData(
     const { receipt, inputs, outputs } = whole.args;
     return { receipt, inputs: hexToBytes(inputs), outputs: hexToBytes(outputs) };
   }
-  const [done] = await getEvents<{ receipt: Receipt }>(client, {
+  const [done] = await getEvents(client, {
     ...byId,
     eventName: 'AvailabilityAnsweredInChunks',
   });
@@ -285,7 +347,7 @@ export async function getPublishedData(
     const count = counts[outputs ? 'outputs' : 'inputs'].count;
     for (let from = 0; from < count; from += CHUNKS_PER_READ) {
       const index = Array.from({ length: Math.min(CHUNKS_PER_READ, count - from) }, (_, i) => from + i);
-      for (const e of await getEvents<{ index: number; data: Hex }>(client, {
+      for (const e of await getEvents(client, {
         contract: 'disputeManager',
         eventName: 'AvailabilityChunk',
         args: { id: challengeId, outputs, index },
@@ -310,8 +372,14 @@ export function challengeBatch(
   client: GlassboxClient,
   batchId: bigint,
 ): Promise<TxResult & { challengeId: bigint; answerDeadlineMs: number }> {
-  return openDataChallenge(client, 'challengeBatch', 'BatchChallenged', [batchId]);
+  return openDataChallenge(client, 'BatchChallenged', (held) =>
+    sendTo(held, 'disputeManager', 'challengeBatch', [batchId]),
+  );
 }
+
+export type AnswerBatchErrorType =
+  | ContractRevertErrorType<NotOpenRevertName | 'NotAvailabilityChallenge' | 'AnswerClosed' | 'BatchMismatch'>
+  | ChainCallErrorType;
 
 /** Publishes a challenged batch's receipt struct hashes, in batch order, settling it for the provider. */
 export function answerBatch(
@@ -342,6 +410,23 @@ export function voteCommitment(params: {
 
 export type VoteParameters = { readonly challengeId: bigint; readonly guilty: boolean; readonly salt: Hex };
 
+export type CommitVoteErrorType =
+  | ContractRevertErrorType<
+      NotOpenWrongRevertName | 'NotCommitteeMember' | 'CommitClosed' | 'AlreadyVoted' | 'ZeroCommitment'
+    >
+  | ChainCallErrorType;
+
+export type RevealVoteErrorType =
+  | ContractRevertErrorType<
+      | NotOpenWrongRevertName
+      | 'RevealNotOpen'
+      | 'RevealClosed'
+      | 'NoCommitment'
+      | 'AlreadyRevealed'
+      | 'CommitmentMismatch'
+    >
+  | ChainCallErrorType;
+
 /** Commits a hidden vote; keep `guilty` and `salt` to reveal it. */
 export function commitVote(client: GlassboxClient, params: VoteParameters): Promise<TxResult> {
   const member = accountOf(client).address;
@@ -355,9 +440,25 @@ export function revealVote(client: GlassboxClient, params: VoteParameters): Prom
   return sendTo(client, 'disputeManager', 'revealVote', [params.challengeId, params.guilty, params.salt]);
 }
 
-/** `answered`: an availability challenge the provider answered on chain (the bond is refunded). */
-export const CHALLENGE_STATUS = ['none', 'open', 'upheld', 'rejected', 'void', 'answered'] as const;
-export type ChallengeStatus = (typeof CHALLENGE_STATUS)[number];
+/**
+ * Our names of DisputeManager's `Status` members, checked against the enum the compiler read from
+ * the contract (src/chain/artifacts): a member added, renamed or removed there fails to compile
+ * here, and the order (the uint8 on chain) is the contract's. `answered`: an availability
+ * challenge the provider answered on chain (the bond is refunded).
+ */
+const STATUS_NAMES = {
+  None: 'none',
+  Open: 'open',
+  Upheld: 'upheld',
+  Rejected: 'rejected',
+  Void: 'void',
+  Answered: 'answered',
+} as const satisfies Record<(typeof DisputeManagerEnums.Status)[number], string>;
+export const CHALLENGE_STATUS = DisputeManagerEnums.Status.map((member) => STATUS_NAMES[member]);
+export type ChallengeStatus = (typeof STATUS_NAMES)[keyof typeof STATUS_NAMES];
+
+export type ResolveChallengeErrorType =
+  ContractRevertErrorType<'UnknownChallenge' | 'ChallengeNotOpen' | 'TooEarly'> | ChainCallErrorType;
 
 /** Settles a challenge after its reveal deadline (or once all revealed); anyone may call. */
 export async function resolveChallenge(
@@ -365,16 +466,18 @@ export async function resolveChallenge(
   challengeId: bigint,
 ): Promise<TxResult & { status: ChallengeStatus; slashed: bigint; reward: bigint }> {
   const tx = await sendTo(client, 'disputeManager', 'resolve', [challengeId]);
-  const [event] = eventsOf<{ status: number; slashed: bigint; reward: bigint }>(
-    ABIS.disputeManager,
-    'ChallengeResolved',
-    tx.receipt.logs,
-  );
+  const [event] = eventsOf(ABIS.disputeManager, 'ChallengeResolved', tx.receipt.logs);
   return { ...tx, status: CHALLENGE_STATUS[event!.status]!, slashed: event!.slashed, reward: event!.reward };
 }
 
-export const CHALLENGE_KIND = ['wrong', 'unavailable', 'unavailable-batch'] as const;
-export type ChallengeKind = (typeof CHALLENGE_KIND)[number];
+/** Our names of DisputeManager's `Kind` members, checked against the contract's enum as for `Status`. */
+const KIND_NAMES = {
+  Wrong: 'wrong',
+  Unavailable: 'unavailable',
+  UnavailableBatch: 'unavailable-batch',
+} as const satisfies Record<(typeof DisputeManagerEnums.Kind)[number], string>;
+export const CHALLENGE_KIND = DisputeManagerEnums.Kind.map((member) => KIND_NAMES[member]);
+export type ChallengeKind = (typeof KIND_NAMES)[keyof typeof KIND_NAMES];
 
 export type ChallengeInfo = {
   readonly challengeId: bigint;
@@ -406,27 +509,7 @@ export type ChallengeInfo = {
 };
 
 export async function getChallenge(client: GlassboxClient, challengeId: bigint): Promise<ChallengeInfo> {
-  const c = await readFrom<{
-    challenger: Address;
-    provider: Address;
-    kind: number;
-    status: number;
-    traced: boolean;
-    step: bigint;
-    drawBlock: bigint;
-    runtime: Hex;
-    providerStepHash: Hex;
-    challengerStepHash: Hex;
-    commitDeadline: bigint;
-    revealDeadline: bigint;
-    committed: number;
-    revealed: number;
-    guilty: number;
-    innocent: number;
-    receiptHash: Hex;
-    bond: bigint;
-    committee: readonly Address[];
-  }>(client, 'disputeManager', 'getChallenge', [challengeId]);
+  const c = await readFrom(client, 'disputeManager', 'getChallenge', [challengeId]);
   const { kind, traced, step, providerStepHash, challengerStepHash, ...rest } = c;
   return {
     ...rest,
@@ -443,7 +526,7 @@ export async function getChallenge(client: GlassboxClient, challengeId: bigint):
 }
 
 export function getChallengeCount(client: GlassboxClient): Promise<bigint> {
-  return readFrom<bigint>(client, 'disputeManager', 'challengeCount');
+  return readFrom(client, 'disputeManager', 'challengeCount');
 }
 
 export function getVote(
@@ -462,10 +545,13 @@ export async function findChallenge(
   params:
     { kind: 'wrong' | 'unavailable'; receiptHash: Hex } | { kind: 'unavailable-batch'; batchId: bigint },
 ): Promise<bigint | undefined> {
-  const [fn, key] =
-    params.kind === 'unavailable-batch'
-      ? ['batchChallengeOf', params.batchId]
-      : [params.kind === 'wrong' ? 'challengeOfReceipt' : 'availabilityChallengeOf', params.receiptHash];
-  const idPlusOne = await readFrom<bigint>(client, 'disputeManager', fn, [key]);
+  const idPlusOne = await (params.kind === 'unavailable-batch'
+    ? readFrom(client, 'disputeManager', 'batchChallengeOf', [params.batchId])
+    : readFrom(
+        client,
+        'disputeManager',
+        params.kind === 'wrong' ? 'challengeOfReceipt' : 'availabilityChallengeOf',
+        [params.receiptHash],
+      ));
   return idPlusOne === 0n ? undefined : idPlusOne - 1n;
 }

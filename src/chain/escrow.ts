@@ -2,6 +2,7 @@ import type { Address } from 'viem';
 import type { SignedVoucher } from '../protocol/voucher.js';
 import { eventsOf, secondsToMs, type GlassboxClient, type TxResult } from './client.js';
 import { ABIS, readFrom, sendTo } from './contracts.js';
+import type { ChainCallErrorType, ContractRevertErrorType } from './errors.js';
 import { withAllowance } from './token.js';
 
 /** Deposits `amount` into the escrow for the account (approving first if needed). */
@@ -10,6 +11,21 @@ export async function deposit(client: GlassboxClient, amount: bigint): Promise<T
     sendTo(held, 'paymentEscrow', 'deposit', [amount]),
   );
 }
+
+/**
+ * Why `redeemVoucher` fails. `VoucherAlreadyRedeemed` (`[amount, redeemed]`) and
+ * `InsufficientDeposit` (`[balance]`) are the everyday ones: a voucher no higher than what was
+ * redeemed, a client with nothing left in escrow.
+ */
+export type RedeemVoucherErrorType =
+  | ContractRevertErrorType<
+      | 'NotVoucherProvider'
+      | 'InvalidVoucherSignature'
+      | 'VoucherAlreadyRedeemed'
+      | 'InsufficientDeposit'
+      | 'AmountTooLarge'
+    >
+  | ChainCallErrorType;
 
 /**
  * Redeems a cumulative voucher (the account must be the voucher's provider). `paid` is the
@@ -23,11 +39,7 @@ export async function redeemVoucher(
   signed: SignedVoucher,
 ): Promise<TxResult & { paid: bigint; refunded: boolean; released: bigint; returned: bigint }> {
   const tx = await sendTo(client, 'paymentEscrow', 'redeem', [signed.voucher, signed.signature]);
-  const [event] = eventsOf<{ paid: bigint; refunded: boolean }>(
-    ABIS.paymentEscrow,
-    'Redeemed',
-    tx.receipt.logs,
-  );
+  const [event] = eventsOf(ABIS.paymentEscrow, 'Redeemed', tx.receipt.logs);
   return {
     ...tx,
     paid: event?.paid ?? 0n,
@@ -56,12 +68,7 @@ export async function getHold(
   client: GlassboxClient,
   params: { client: Address; provider: Address },
 ): Promise<Hold | undefined> {
-  const buckets = await readFrom<readonly { amount: bigint; since: bigint; releaseAt: bigint }[]>(
-    client,
-    'paymentEscrow',
-    'holdsOf',
-    [params.client, params.provider],
-  );
+  const buckets = await readFrom(client, 'paymentEscrow', 'holdsOf', [params.client, params.provider]);
   if (buckets.length === 0) return undefined;
   return {
     amount: buckets.reduce((t, b) => t + b.amount, 0n),
@@ -85,15 +92,12 @@ export async function releaseHold(
 
 /** The total `amount` of the escrow's `name` events in a transaction. */
 function sumOf(tx: TxResult, name: 'Released' | 'Refunded'): bigint {
-  return eventsOf<{ amount: bigint }>(ABIS.paymentEscrow, name, tx.receipt.logs).reduce(
-    (t, e) => t + e.amount,
-    0n,
-  );
+  return eventsOf(ABIS.paymentEscrow, name, tx.receipt.logs).reduce((t, e) => t + e.amount, 0n);
 }
 
 /** When the provider was last convicted (ms; 0 if never): its held payments go back to clients. */
 export async function getConvictedAt(client: GlassboxClient, provider: Address): Promise<number> {
-  return secondsToMs(await readFrom<bigint>(client, 'paymentEscrow', 'convictedAt', [provider]));
+  return secondsToMs(await readFrom(client, 'paymentEscrow', 'convictedAt', [provider]));
 }
 
 /** Starts (or replaces) a withdrawal; it can complete after the withdrawal delay. */
@@ -104,12 +108,12 @@ export function requestWithdrawal(client: GlassboxClient, amount: bigint): Promi
 /** Completes the pending withdrawal: the requested amount, or what redemptions left of it. */
 export async function withdrawDeposit(client: GlassboxClient): Promise<TxResult & { amount: bigint }> {
   const tx = await sendTo(client, 'paymentEscrow', 'withdraw');
-  const [event] = eventsOf<{ amount: bigint }>(ABIS.paymentEscrow, 'Withdrawn', tx.receipt.logs);
+  const [event] = eventsOf(ABIS.paymentEscrow, 'Withdrawn', tx.receipt.logs);
   return { ...tx, amount: event?.amount ?? 0n };
 }
 
 export function getDeposit(client: GlassboxClient, account: Address): Promise<bigint> {
-  return readFrom<bigint>(client, 'paymentEscrow', 'deposits', [account]);
+  return readFrom(client, 'paymentEscrow', 'deposits', [account]);
 }
 
 /** What `provider` has redeemed from `client` so far (the cumulative amount). */
@@ -117,18 +121,13 @@ export function getRedeemed(
   client: GlassboxClient,
   params: { client: Address; provider: Address },
 ): Promise<bigint> {
-  return readFrom<bigint>(client, 'paymentEscrow', 'redeemed', [params.client, params.provider]);
+  return readFrom(client, 'paymentEscrow', 'redeemed', [params.client, params.provider]);
 }
 
 export async function getWithdrawal(
   client: GlassboxClient,
   account: Address,
 ): Promise<{ amount: bigint; unlocksAtMs: number } | undefined> {
-  const [amount, unlocksAt] = await readFrom<readonly [bigint, bigint]>(
-    client,
-    'paymentEscrow',
-    'withdrawals',
-    [account],
-  );
+  const [amount, unlocksAt] = await readFrom(client, 'paymentEscrow', 'withdrawals', [account]);
   return amount === 0n ? undefined : { amount, unlocksAtMs: secondsToMs(unlocksAt) };
 }

@@ -1,6 +1,6 @@
 import type { ContractEventArgs, ContractEventName, GetContractEventsReturnType } from 'viem';
 import type { GlassboxClient } from './client.js';
-import { ABIS, type ContractName } from './contracts.js';
+import { ABIS, type AbiOf, type ContractName } from './contracts.js';
 import { toChainError } from './errors.js';
 
 /*
@@ -25,8 +25,6 @@ export type CursorStore = {
   get(name: string): bigint | undefined;
   set(name: string, nextBlock: bigint): void | Promise<void>;
 };
-
-type AbiOf<C extends ContractName> = (typeof ABIS)[C];
 
 /** Which events to read: one event of one Glassbox contract, optionally filtered on indexed arguments. */
 export type EventQuery<C extends ContractName, E extends ContractEventName<AbiOf<C>>> = {

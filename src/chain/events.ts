@@ -1,10 +1,17 @@
-import type { Address, Hex } from 'viem';
+import type {
+  Abi,
+  Address,
+  ContractEventArgs,
+  ContractEventArgsFromTopics,
+  ContractEventName,
+  Hex,
+} from 'viem';
 import type { Receipt } from '../protocol/receipt.js';
 import type { GlassboxClient } from './client.js';
-import { ABIS, type ContractName } from './contracts.js';
+import { ABIS, type AbiOf, type ContractName } from './contracts.js';
 import { toChainError } from './errors.js';
 
-export type ChainEvent<T = Record<string, unknown>> = {
+export type ChainEvent<T> = {
   readonly eventName: string;
   readonly args: T;
   readonly blockNumber: bigint;
@@ -12,40 +19,44 @@ export type ChainEvent<T = Record<string, unknown>> = {
   readonly logIndex: number;
 };
 
-export type GetEventsParameters = {
-  readonly contract: ContractName;
-  /** One event name, or every event of the contract when omitted. */
-  readonly eventName?: string;
-  /** Filters on indexed arguments, e.g. `{ provider: '0x…' }`. */
-  readonly args?: Record<string, unknown>;
+/** The decoded arguments of event `E` of contract `C`, typed by its ABI. */
+export type EventArgs<
+  C extends ContractName,
+  E extends ContractEventName<AbiOf<C>>,
+> = ContractEventArgsFromTopics<AbiOf<C>, E>;
+
+export type GetEventsParameters<C extends ContractName, E extends ContractEventName<AbiOf<C>>> = {
+  readonly contract: C;
+  readonly eventName: E;
+  /** Filters on indexed arguments, e.g. `{ provider: '0x…' }` (a list matches any of its values). */
+  readonly args?: ContractEventArgs<AbiOf<C>, E> | undefined;
   /** Default: the deployment's start block. */
-  readonly fromBlock?: bigint;
-  readonly toBlock?: bigint;
+  readonly fromBlock?: bigint | undefined;
+  readonly toBlock?: bigint | undefined;
 };
 
-/** Decoded events of one of the Glassbox contracts, oldest first. */
-export async function getEvents<T = Record<string, unknown>>(
+/** Decoded `eventName` events of one of the Glassbox contracts, oldest first. */
+export function getEvents<C extends ContractName, E extends ContractEventName<AbiOf<C>>>(
   client: GlassboxClient,
-  params: GetEventsParameters,
-): Promise<ChainEvent<T>[]> {
+  params: GetEventsParameters<C, E>,
+): Promise<ChainEvent<EventArgs<C, E>>[]>;
+export async function getEvents(
+  client: GlassboxClient,
+  params: { contract: ContractName; eventName: string; args?: object; fromBlock?: bigint; toBlock?: bigint },
+) {
+  const abi: Abi = ABIS[params.contract];
   try {
     const logs = await client.publicClient.getContractEvents({
       address: client.deployment.contracts[params.contract],
-      abi: ABIS[params.contract],
+      abi,
       eventName: params.eventName,
       args: params.args,
       fromBlock: params.fromBlock ?? client.deployment.startBlock,
       toBlock: params.toBlock ?? 'latest',
-    } as never);
-    return (
-      logs as unknown as {
-        eventName: string;
-        args: T;
-        blockNumber: bigint;
-        transactionHash: Hex;
-        logIndex: number;
-      }[]
-    ).map((l) => ({
+      // every argument decoded, as the typed result promises (a log that does not decode is dropped)
+      strict: true,
+    });
+    return logs.map((l) => ({
       eventName: l.eventName,
       args: l.args,
       blockNumber: l.blockNumber,
@@ -57,13 +68,13 @@ export async function getEvents<T = Record<string, unknown>>(
   }
 }
 
-export type BatchCommitted = { batchId: bigint; provider: Address; root: Hex; count: bigint; uri: string };
+export type BatchCommitted = EventArgs<'receiptLedger', 'BatchCommitted'>;
 
 export function getBatchCommits(
   client: GlassboxClient,
   params: { provider?: Address; fromBlock?: bigint } = {},
 ): Promise<ChainEvent<BatchCommitted>[]> {
-  return getEvents<BatchCommitted>(client, {
+  return getEvents(client, {
     contract: 'receiptLedger',
     eventName: 'BatchCommitted',
     args: params.provider ? { provider: params.provider } : undefined,
@@ -71,21 +82,14 @@ export function getBatchCommits(
   });
 }
 
-export type ChallengeOpened = {
-  id: bigint;
-  provider: Address;
-  challenger: Address;
-  receiptHash: Hex;
-  inputsUri: string;
-  drawBlock: bigint;
-};
+export type ChallengeOpened = EventArgs<'disputeManager', 'ChallengeOpened'>;
 
 /** Opened challenges (their committees come later: `getCommitteesDrawn`). */
 export function getChallengesOpened(
   client: GlassboxClient,
   params: { fromBlock?: bigint; toBlock?: bigint } = {},
 ): Promise<ChainEvent<ChallengeOpened>[]> {
-  return getEvents<ChallengeOpened>(client, {
+  return getEvents(client, {
     contract: 'disputeManager',
     eventName: 'ChallengeOpened',
     fromBlock: params.fromBlock,
@@ -93,19 +97,14 @@ export function getChallengesOpened(
   });
 }
 
-export type CommitteeDrawn = {
-  id: bigint;
-  committee: readonly Address[];
-  commitDeadline: bigint;
-  revealDeadline: bigint;
-};
+export type CommitteeDrawn = EventArgs<'disputeManager', 'CommitteeDrawn'>;
 
 /** Drawn committees (the node's committee member watches these for its own address). */
 export function getCommitteesDrawn(
   client: GlassboxClient,
   params: { id?: bigint; fromBlock?: bigint; toBlock?: bigint } = {},
 ): Promise<ChainEvent<CommitteeDrawn>[]> {
-  return getEvents<CommitteeDrawn>(client, {
+  return getEvents(client, {
     contract: 'disputeManager',
     eventName: 'CommitteeDrawn',
     args: params.id === undefined ? undefined : { id: params.id },
@@ -114,19 +113,17 @@ export function getCommitteesDrawn(
   });
 }
 
-export type OfferSet = { provider: Address; model: Hex; price: bigint; effectiveAt: bigint };
+export type OfferSet = EventArgs<'providerRegistry', 'OfferSet'>;
 
 export function getOfferEvents(
   client: GlassboxClient,
   params: { provider?: Address; model?: Hex; fromBlock?: bigint } = {},
 ): Promise<ChainEvent<OfferSet>[]> {
-  const args: Record<string, unknown> = {};
-  if (params.provider) args.provider = params.provider;
-  if (params.model) args.model = params.model;
-  return getEvents<OfferSet>(client, {
+  return getEvents(client, {
     contract: 'providerRegistry',
     eventName: 'OfferSet',
-    args,
+    // undefined matches any value of an indexed argument
+    args: { provider: params.provider, model: params.model },
     fromBlock: params.fromBlock,
   });
 }
@@ -136,7 +133,7 @@ export async function getChallengedReceipt(
   client: GlassboxClient,
   challengeId: bigint,
 ): Promise<Receipt | undefined> {
-  const [event] = await getEvents<{ id: bigint; receipt: Receipt }>(client, {
+  const [event] = await getEvents(client, {
     contract: 'disputeManager',
     eventName: 'ChallengedReceipt',
     args: { id: challengeId },
@@ -144,21 +141,14 @@ export async function getChallengedReceipt(
   return event?.args.receipt;
 }
 
-export type AvailabilityChallenged = {
-  id: bigint;
-  provider: Address;
-  challenger: Address;
-  batchId: bigint;
-  receiptHash: Hex;
-  answerDeadline: bigint;
-};
+export type AvailabilityChallenged = EventArgs<'disputeManager', 'AvailabilityChallenged'>;
 
 /** Availability challenges (a provider's node answers those against it). */
 export function getAvailabilityChallenges(
   client: GlassboxClient,
   params: { provider?: Address; fromBlock?: bigint; toBlock?: bigint } = {},
 ): Promise<ChainEvent<AvailabilityChallenged>[]> {
-  return getEvents<AvailabilityChallenged>(client, {
+  return getEvents(client, {
     contract: 'disputeManager',
     eventName: 'AvailabilityChallenged',
     args: params.provider ? { provider: params.provider } : undefined,
@@ -167,41 +157,28 @@ export function getAvailabilityChallenges(
   });
 }
 
-export type ChallengeResolved = {
-  id: bigint;
-  status: number;
-  guilty: number;
-  innocent: number;
-  slashed: bigint;
-  reward: bigint;
-};
+export type ChallengeResolved = EventArgs<'disputeManager', 'ChallengeResolved'>;
 
 /** Settled challenges, with what was slashed (or what bond was lost) and the winner's reward. */
 export function getChallengesResolved(
   client: GlassboxClient,
   params: { fromBlock?: bigint } = {},
 ): Promise<ChainEvent<ChallengeResolved>[]> {
-  return getEvents<ChallengeResolved>(client, {
+  return getEvents(client, {
     contract: 'disputeManager',
     eventName: 'ChallengeResolved',
     fromBlock: params.fromBlock,
   });
 }
 
-export type BatchChallenged = {
-  id: bigint;
-  provider: Address;
-  challenger: Address;
-  batchId: bigint;
-  answerDeadline: bigint;
-};
+export type BatchChallenged = EventArgs<'disputeManager', 'BatchChallenged'>;
 
 /** Batch availability challenges (a provider's node answers those against it). */
 export function getBatchChallenges(
   client: GlassboxClient,
   params: { provider?: Address; fromBlock?: bigint; toBlock?: bigint } = {},
 ): Promise<ChainEvent<BatchChallenged>[]> {
-  return getEvents<BatchChallenged>(client, {
+  return getEvents(client, {
     contract: 'disputeManager',
     eventName: 'BatchChallenged',
     args: params.provider ? { provider: params.provider } : undefined,
@@ -212,7 +189,7 @@ export function getBatchChallenges(
 
 /** The receipt hashes of batch `batchId` as its provider published them on chain, if it had to. */
 export async function getPublishedBatch(client: GlassboxClient, batchId: bigint): Promise<Hex[] | undefined> {
-  const [event] = await getEvents<{ receiptHashes: readonly Hex[] }>(client, {
+  const [event] = await getEvents(client, {
     contract: 'disputeManager',
     eventName: 'BatchAnswered',
     args: { batchId },

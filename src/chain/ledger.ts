@@ -18,7 +18,7 @@ export async function commitBatch(
   params: CommitBatchParameters,
 ): Promise<TxResult & { batchId: bigint }> {
   const tx = await sendTo(client, 'receiptLedger', 'commitBatch', [params.root, params.count, params.uri]);
-  const [event] = eventsOf<{ batchId: bigint }>(ABIS.receiptLedger, 'BatchCommitted', tx.receipt.logs);
+  const [event] = eventsOf(ABIS.receiptLedger, 'BatchCommitted', tx.receipt.logs);
   return { ...tx, batchId: event!.batchId };
 }
 
@@ -31,12 +31,7 @@ export type BatchInfo = {
 };
 
 export async function getBatch(client: GlassboxClient, batchId: bigint): Promise<BatchInfo> {
-  const b = await readFrom<{ provider: Address; count: number; committedAt: number; root: Hex }>(
-    client,
-    'receiptLedger',
-    'getBatch',
-    [batchId],
-  );
+  const b = await readFrom(client, 'receiptLedger', 'getBatch', [batchId]);
   return {
     batchId,
     provider: b.provider,
@@ -47,7 +42,7 @@ export async function getBatch(client: GlassboxClient, batchId: bigint): Promise
 }
 
 export function getBatchCount(client: GlassboxClient): Promise<bigint> {
-  return readFrom<bigint>(client, 'receiptLedger', 'batchCount');
+  return readFrom(client, 'receiptLedger', 'batchCount');
 }
 
 /** Whether the receipt with struct hash `receiptHash` is in batch `batchId` (checked on chain). */
@@ -55,7 +50,7 @@ export function verifyInclusion(
   client: GlassboxClient,
   params: { batchId: bigint; receiptHash: Hex; proof: readonly Hex[] },
 ): Promise<boolean> {
-  return readFrom<boolean>(client, 'receiptLedger', 'verifyInclusion', [
+  return readFrom(client, 'receiptLedger', 'verifyInclusion', [
     params.batchId,
     params.receiptHash,
     params.proof,
@@ -67,16 +62,12 @@ export function isCommitted(
   client: GlassboxClient,
   params: { batchId: bigint; receipt: Receipt; proof: readonly Hex[] },
 ): Promise<boolean> {
-  return readFrom<boolean>(client, 'receiptLedger', 'isCommitted', [
-    params.batchId,
-    params.receipt,
-    params.proof,
-  ]);
+  return readFrom(client, 'receiptLedger', 'isCommitted', [params.batchId, params.receipt, params.proof]);
 }
 
 /** The receipt's EIP-712 struct hash as the contract computes it. */
 export function hashReceiptOnChain(client: GlassboxClient, receipt: Receipt): Promise<Hex> {
-  return readFrom<Hex>(client, 'receiptLedger', 'hashReceipt', [receipt]);
+  return readFrom(client, 'receiptLedger', 'hashReceipt', [receipt]);
 }
 
 /** The address that signed `receipt` as the contract recovers it (zero for a malformed signature). */
@@ -84,5 +75,5 @@ export function recoverReceiptSignerOnChain(
   client: GlassboxClient,
   params: { receipt: Receipt; signature: Hex },
 ): Promise<Address> {
-  return readFrom<Address>(client, 'receiptLedger', 'recoverSigner', [params.receipt, params.signature]);
+  return readFrom(client, 'receiptLedger', 'recoverSigner', [params.receipt, params.signature]);
 }

@@ -1,7 +1,7 @@
 import type { Address, Hex } from 'viem';
 import type { GlassboxClient, TxResult } from './client.js';
 import { readFrom, sendTo, toModelDigest, toModelId, type ModelRef } from './contracts.js';
-import { GlassboxError } from '../protocol/errors.js';
+import { isContractRevert, type ChainCallErrorType, type ContractRevertErrorType } from './errors.js';
 
 export type RegisterModelParameters = {
   /** The model id (manifest CIDv1) or its digest; the manifest CID recorded is the id. */
@@ -15,6 +15,13 @@ export type RegisterModelParameters = {
 };
 
 const ZERO: Hex = `0x${'0'.repeat(64)}`;
+
+/** Why `registerModel` fails: `ModelExists` when the digest is registered already (by anyone). */
+export type RegisterModelErrorType =
+  | ContractRevertErrorType<
+      'ZeroModelId' | 'EmptyManifestCid' | 'ModelExists' | 'UnknownModel' | 'NotModelOwner'
+    >
+  | ChainCallErrorType;
 
 export function registerModel(client: GlassboxClient, params: RegisterModelParameters): Promise<TxResult> {
   return sendTo(client, 'modelRegistry', 'register', [
@@ -44,19 +51,12 @@ export type ModelRecord = {
 /** The model's record, or undefined when it is not registered. */
 export async function getModel(client: GlassboxClient, model: ModelRef): Promise<ModelRecord | undefined> {
   const digest = toModelDigest(model);
-  if (!(await readFrom<boolean>(client, 'modelRegistry', 'exists', [digest]))) return undefined;
+  if (!(await readFrom(client, 'modelRegistry', 'exists', [digest]))) return undefined;
   try {
-    const m = await readFrom<{
-      owner: Address;
-      exact: boolean;
-      deprecated: boolean;
-      previous: Hex;
-      manifestCid: string;
-      metadata: string;
-    }>(client, 'modelRegistry', 'getModel', [digest]);
+    const m = await readFrom(client, 'modelRegistry', 'getModel', [digest]);
     return { digest, ...m, previous: m.previous === ZERO ? undefined : m.previous };
   } catch (error) {
-    if (error instanceof GlassboxError && error.details.error === 'UnknownModel') return undefined;
+    if (isContractRevert(error, 'UnknownModel')) return undefined;
     throw error;
   }
 }

@@ -5,8 +5,6 @@ import type { ChainParams } from './deployment.js';
 
 /** The parameters as the contracts hold them (what is in force, whatever the addresses file says). */
 export async function readChainParams(client: GlassboxClient): Promise<ChainParams & { treasury: Address }> {
-  const pr = (fn: string) => readFrom<bigint>(client, 'providerRegistry', fn);
-  const dm = <T>(fn: string) => readFrom<T>(client, 'disputeManager', fn);
   const [
     minStake,
     unbonding,
@@ -25,22 +23,22 @@ export async function readChainParams(client: GlassboxClient): Promise<ChainPara
     treasury,
     maxDataBytes,
   ] = await Promise.all([
-    pr('minStake'),
-    pr('unbondingDelay'),
-    pr('priceNoticePeriod'),
-    readFrom<bigint>(client, 'paymentEscrow', 'withdrawalDelay'),
-    dm<bigint>('challengeBond'),
-    dm<number>('committeeSize'),
-    dm<bigint>('commitPeriod'),
-    dm<bigint>('revealPeriod'),
-    dm<number>('slashBps'),
-    dm<number>('rewardBps'),
-    dm<bigint>('votePenalty'),
-    dm<bigint>('answerPeriod'),
-    dm<bigint>('challengeWindow'),
-    readFrom<bigint>(client, 'paymentEscrow', 'holdPeriod'),
-    dm<Address>('treasury'),
-    dm<number>('maxDataBytes'),
+    readFrom(client, 'providerRegistry', 'minStake'),
+    readFrom(client, 'providerRegistry', 'unbondingDelay'),
+    readFrom(client, 'providerRegistry', 'priceNoticePeriod'),
+    readFrom(client, 'paymentEscrow', 'withdrawalDelay'),
+    readFrom(client, 'disputeManager', 'challengeBond'),
+    readFrom(client, 'disputeManager', 'committeeSize'),
+    readFrom(client, 'disputeManager', 'commitPeriod'),
+    readFrom(client, 'disputeManager', 'revealPeriod'),
+    readFrom(client, 'disputeManager', 'slashBps'),
+    readFrom(client, 'disputeManager', 'rewardBps'),
+    readFrom(client, 'disputeManager', 'votePenalty'),
+    readFrom(client, 'disputeManager', 'answerPeriod'),
+    readFrom(client, 'disputeManager', 'challengeWindow'),
+    readFrom(client, 'paymentEscrow', 'holdPeriod'),
+    readFrom(client, 'disputeManager', 'treasury'),
+    readFrom(client, 'disputeManager', 'maxDataBytes'),
   ]);
   return {
     minStake,

@@ -91,12 +91,12 @@ export async function admitRuntime(
 
 /** Whether the runtime profile with this hash was admitted. */
 export function isRuntimeAdmitted(client: GlassboxClient, runtime: Hex): Promise<boolean> {
-  return readFrom<boolean>(client, 'providerRegistry', 'admittedRuntime', [runtime]);
+  return readFrom(client, 'providerRegistry', 'admittedRuntime', [runtime]);
 }
 
 /** The admitted runtime profiles, as their canonical JSON keyed by hash (from RuntimeAdmitted events). */
 export async function getAdmittedRuntimes(client: GlassboxClient): Promise<Map<Hex, string>> {
-  const events = await getEvents<{ runtime: Hex; profile: string }>(client, {
+  const events = await getEvents(client, {
     contract: 'providerRegistry',
     eventName: 'RuntimeAdmitted',
   });
@@ -112,12 +112,11 @@ export async function getEligibleVoters(
   params: { runtime: Hex; exclude?: readonly [Address?, Address?] },
 ): Promise<{ address: Address; stake: bigint }[]> {
   const zero = '0x0000000000000000000000000000000000000000';
-  const [accounts, stakes] = await readFrom<readonly [readonly Address[], readonly bigint[]]>(
-    client,
-    'providerRegistry',
-    'eligibleVoters',
-    [params.exclude?.[0] ?? zero, params.exclude?.[1] ?? zero, params.runtime],
-  );
+  const [accounts, stakes] = await readFrom(client, 'providerRegistry', 'eligibleVoters', [
+    params.exclude?.[0] ?? zero,
+    params.exclude?.[1] ?? zero,
+    params.runtime,
+  ]);
   return accounts.map((address, i) => ({ address, stake: stakes[i]! }));
 }
 
@@ -143,19 +142,9 @@ export type ProviderInfo = {
 
 export async function getProvider(client: GlassboxClient, provider: Address): Promise<ProviderInfo> {
   const [p, active, openChallenges] = await Promise.all([
-    readFrom<{
-      stake: bigint;
-      unbonding: bigint;
-      unbondingEnds: bigint;
-      signer: Address;
-      registered: boolean;
-      paused: boolean;
-      voter: boolean;
-      runtime: Hex;
-      endpoint: string;
-    }>(client, 'providerRegistry', 'getProvider', [provider]),
-    readFrom<boolean>(client, 'providerRegistry', 'isActive', [provider]),
-    readFrom<bigint>(client, 'providerRegistry', 'openChallenges', [provider]),
+    readFrom(client, 'providerRegistry', 'getProvider', [provider]),
+    readFrom(client, 'providerRegistry', 'isActive', [provider]),
+    readFrom(client, 'providerRegistry', 'openChallenges', [provider]),
   ]);
   return {
     address: provider,
@@ -175,10 +164,10 @@ export async function getProvider(client: GlassboxClient, provider: Address): Pr
 
 /** Every provider ever registered, in registration order. */
 export async function listProviders(client: GlassboxClient): Promise<ProviderInfo[]> {
-  const count = await readFrom<bigint>(client, 'providerRegistry', 'providerCount');
+  const count = await readFrom(client, 'providerRegistry', 'providerCount');
   const addresses = await Promise.all(
     Array.from({ length: Number(count) }, (_, i) =>
-      readFrom<Address>(client, 'providerRegistry', 'providerAt', [BigInt(i)]),
+      readFrom(client, 'providerRegistry', 'providerAt', [BigInt(i)]),
     ),
   );
   return Promise.all(addresses.map((a) => getProvider(client, a)));
@@ -198,11 +187,8 @@ export async function getOffer(
 ): Promise<OfferInfo> {
   const model = toModelDigest(params.model);
   const [[active, price], raw, block] = await Promise.all([
-    readFrom<readonly [boolean, bigint]>(client, 'providerRegistry', 'priceOf', [params.provider, model]),
-    readFrom<{ pendingPrice: bigint; pendingAt: bigint }>(client, 'providerRegistry', 'getOffer', [
-      params.provider,
-      model,
-    ]),
+    readFrom(client, 'providerRegistry', 'priceOf', [params.provider, model]),
+    readFrom(client, 'providerRegistry', 'getOffer', [params.provider, model]),
     client.publicClient.getBlock({ blockTag: 'latest' }),
   ]);
   const pending =
@@ -217,5 +203,5 @@ export function isProviderSigner(
   client: GlassboxClient,
   params: { provider: Address; key: Address },
 ): Promise<boolean> {
-  return readFrom<boolean>(client, 'providerRegistry', 'isSigner', [params.provider, params.key]);
+  return readFrom(client, 'providerRegistry', 'isSigner', [params.provider, params.key]);
 }

@@ -11,14 +11,14 @@ export function mintDevTokens(
 }
 
 export function getTokenBalance(client: GlassboxClient, account: Address): Promise<bigint> {
-  return readFrom<bigint>(client, 'token', 'balanceOf', [account]);
+  return readFrom(client, 'token', 'balanceOf', [account]);
 }
 
 export function getAllowance(
   client: GlassboxClient,
   params: { owner: Address; spender: Address },
 ): Promise<bigint> {
-  return readFrom<bigint>(client, 'token', 'allowance', [params.owner, params.spender]);
+  return readFrom(client, 'token', 'allowance', [params.owner, params.spender]);
 }
 
 export function approveToken(

@@ -25,7 +25,7 @@ import {
 import { GlassboxError } from '../protocol/errors.js';
 import type { ModelId } from '../protocol/manifest.js';
 import { runtimeProfileJson } from '../protocol/runtime-profile.js';
-import { onnxProfile } from '../runtime/index.js';
+import { defaultProfiles } from '../runtime/index.js';
 import { createClient, type Client, type CreateClientParameters } from '../sdk/index.js';
 import { createFsStore, packModelFolder } from '../store/index.js';
 
@@ -60,12 +60,12 @@ const EXAMPLES = fileURLToPath(new URL('../../examples/models/build/', import.me
 export type DevnetProviderOptions = {
   /** Per-model price in base units (default 1e15 = 0.001 token). */
   readonly price?: bigint;
-  /** Test-only fault switch: perturb this share of answers. */
-  readonly perturb?: number;
-  /** Test-only fault switch: answer this much later. */
-  readonly delayMs?: number;
-  /** Test-only fault switch: keep the data of committed batches back. */
-  readonly withhold?: 'inputs' | 'batches';
+  /**
+   * What the provider process runs, as node's arguments, instead of the built CLI's `glassbox node
+   * start`; `--config <file> --json` is appended, and it must print the same ready line. Tests run
+   * providers with faults this way (test/support/faults.ts, `faultyProvider`).
+   */
+  readonly entry?: readonly string[];
 };
 
 export type DevnetOptions = {
@@ -181,7 +181,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       chainId: anvil.chainId,
       account: deployer.privateKey,
       params: { ...DEVNET_PARAMS, ...options.params },
-      runtimes: [runtimeProfileJson(onnxProfile())], // what the devnet's nodes run
+      runtimes: defaultProfiles().map(runtimeProfileJson), // what the devnet's nodes run
       pollingIntervalMs: 10,
     });
     const deploymentFile = join(dir, 'deployment.json');
@@ -212,7 +212,12 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       log(`model    ${manifest.name} ${manifest.version} ${id}`);
     }
 
-    const writeConfig = async (name: string, index: number, config: Record<string, unknown>) => {
+    const writeConfig = async (
+      name: string,
+      index: number,
+      entry: readonly string[] | undefined,
+      config: Record<string, unknown>,
+    ) => {
       const dataDir = join(dir, name);
       await mkdir(dataDir, { recursive: true });
       const configFile = join(dataDir, 'config.json');
@@ -229,36 +234,25 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
         ...config,
       };
       await writeFile(configFile, JSON.stringify(full, null, 2));
-      return spawnProvider(index, staking.address, signing.address, dataDir);
+      return spawnProvider(index, staking.address, signing.address, dataDir, entry);
     };
 
     for (let i = 0; i < count; i++) {
       const settings = options.provider?.(i) ?? {};
       const price = settings.price ?? 10n ** 15n;
-      const fault =
-        settings.perturb === undefined && settings.delayMs === undefined && settings.withhold === undefined
-          ? {}
-          : {
-              fault: {
-                perturb: settings.perturb ?? 0,
-                delayMs: settings.delayMs ?? 0,
-                withhold: settings.withhold ?? 'none',
-              },
-            };
-      const node = await writeConfig(`provider-${i}`, i, {
+      const node = await writeConfig(`provider-${i}`, i, settings.entry, {
         models: models.map((m) => ({ model: m.id, price: price.toString() })),
         // What a model pushed with `glassbox model push --serve` is offered at.
         defaultPrice: price.toString(),
         // Pay-after: a client may owe up to 100 answers before it must send a voucher.
         creditLimit: (price * 100n).toString(),
         stake: (1_000n * E18).toString(),
-        ...fault,
       });
       providers.push(node);
       log(`provider ${i} ${node.url} staking ${node.address} signing ${node.signer}`);
     }
     const roleNode = async (role: 'verifier' | 'committee', i: number, index: number) => {
-      const node = await writeConfig(`${role}-${i}`, index, {
+      const node = await writeConfig(`${role}-${i}`, index, undefined, {
         roles: [role],
         models: models.map((m) => ({ model: m.id, price: (10n ** 15n).toString() })),
         stake: role === 'committee' ? (1_000n * E18).toString() : '0',
@@ -316,12 +310,16 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
   }
 }
 
-/** Starts `glassbox node start --config <file>` and waits for its ready line: {"ready": true, "url": ...}. */
+/**
+ * Starts `glassbox node start --config <file>` (or `entry` with the same arguments) and waits for
+ * its ready line: {"ready": true, "url": ...}.
+ */
 async function spawnProvider(
   index: number,
   address: Address,
   signer: Address,
   dataDir: string,
+  entry: readonly string[] = [CLI_MAIN, 'node', 'start'],
 ): Promise<DevnetProvider> {
   const configFile = join(dataDir, 'config.json');
   const provider: DevnetProvider = {
@@ -345,7 +343,7 @@ async function spawnProvider(
     },
   };
   const launch = async () => {
-    const child = spawn(process.execPath, [CLI_MAIN, 'node', 'start', '--config', configFile, '--json'], {
+    const child = spawn(process.execPath, [...entry, '--config', configFile, '--json'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     provider.process = child;

@@ -5,20 +5,24 @@ import Fastify, {
   type FastifyInstance,
   type FastifyRequest,
 } from 'fastify';
+import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
+import { openApiDocument } from '../api/openapi.js';
+import { routes } from '../api/routes.js';
 import { BINARY_TYPE, PROVIDER_HEADER } from '../protocol/api.js';
 import { GlassboxError } from '../protocol/errors.js';
 import type { NodeContext } from './context.js';
 import { errorHandler, notFoundHandler } from './problem.js';
 import { adminRoutes } from './routes/admin.js';
-import { batchesRoute } from './routes/batches.js';
-import { blobsRoute } from './routes/blobs.js';
+import { batchesRoutes } from './routes/batches.js';
+import { blobsRoutes } from './routes/blobs.js';
 import { healthRoutes } from './routes/health.js';
-import { inferRoute, provenClient } from './routes/infer.js';
-import { modelsRoute } from './routes/models.js';
-import { receiptsRoute } from './routes/receipts.js';
+import { inferRoutes, provenClient } from './routes/infer.js';
+import { modelsRoutes } from './routes/models.js';
+import { receiptsRoutes } from './routes/receipts.js';
 import { rolesRoutes } from './routes/roles.js';
-import { vouchersRoute } from './routes/vouchers.js';
+import { serve, wireSerializerCompiler, type Answer } from './routes/serve.js';
+import { vouchersRoutes } from './routes/vouchers.js';
 
 export type AppOptions = {
   readonly log: Logger;
@@ -26,7 +30,10 @@ export type AppOptions = {
   readonly rateLimitPerMinute: number;
 };
 
-/** The node's HTTP API: every route, problem+json errors, body and rate limits, metrics. */
+/**
+ * The node's HTTP API: every route of the API's table (src/api/routes.ts), each feature a plugin,
+ * validated and checked by the table's schemas; problem+json errors, body and rate limits, metrics.
+ */
 export async function buildApp(ctx: NodeContext, options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: options.log as FastifyBaseLogger,
@@ -41,11 +48,13 @@ export async function buildApp(ctx: NodeContext, options: AppOptions): Promise<F
     { parseAs: 'buffer', bodyLimit: options.bodyLimitBytes },
     (_r, body, done) => done(null, body),
   );
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(wireSerializerCompiler);
   app.setErrorHandler(errorHandler({ bodyLimitBytes: options.bodyLimitBytes }));
   app.setNotFoundHandler(notFoundHandler);
 
   // Every answer names this provider, errors included: a client that reached us at another
-  // provider's stale endpoint tells so before it reads the body (src/sdk/transport.ts).
+  // provider's stale endpoint tells so before it reads the body (src/api/client.ts).
   app.addHook('onRequest', async (_request, reply) => {
     reply.header(PROVIDER_HEADER, ctx.provider);
   });
@@ -73,16 +82,17 @@ export async function buildApp(ctx: NodeContext, options: AppOptions): Promise<F
       ),
   });
 
-  inferRoute(app, ctx);
-  vouchersRoute(app, ctx);
-  modelsRoute(app, ctx);
-  receiptsRoute(app, ctx);
-  batchesRoute(app, ctx);
-  blobsRoute(app, ctx);
-  rolesRoutes(app, ctx);
-  healthRoutes(app, ctx);
-  adminRoutes(app, ctx);
+  const v1 = [inferRoutes, vouchersRoutes, modelsRoutes, receiptsRoutes, batchesRoutes, blobsRoutes];
+  for (const plugin of [...v1, rolesRoutes, adminRoutes, openApiRoutes])
+    await app.register(plugin, { ctx, prefix: '/v1' }); // each a plugin: its routes in one place
+  await app.register(healthRoutes, { ctx });
   return app;
+}
+
+/** GET /v1/openapi.json: the API's document, built once from the route table. */
+async function openApiRoutes(app: FastifyInstance): Promise<void> {
+  const document = openApiDocument() as unknown as Answer<typeof routes.openapi>;
+  serve(app, routes.openapi, async () => document);
 }
 
 /**

@@ -162,30 +162,9 @@ export const nodeConfigSchema = z.strictObject({
   shutdownGraceMs: ms.default(10_000),
   /** pino level; 'silent' for tests. */
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /**
-   * FAULT SWITCH, for tests only: a cheating provider. With probability `perturb` per answer it
-   * changes the first output element (+1e-3 for floats, +1 for integers) before hashing and signing;
-   * with `delayMs` it answers that much later (a slow provider, for hedging); with `withhold` it
-   * keeps the data of its batches to itself.
-   */
-  fault: z
-    .strictObject({
-      perturb: z.number().min(0).max(1).default(0),
-      /** A slow provider: wait this long before answering. */
-      delayMs: ms.default(0),
-      /**
-       * A provider that hides its data: `inputs` serves a batch's receipts without their inputs
-       * (and answers availability challenges on chain, hoping to dodge re-execution), `listing`
-       * serves nothing of its batches but answers every challenge on chain, `batches` serves
-       * nothing of its batches and answers nothing.
-       */
-      withhold: z.enum(['none', 'inputs', 'listing', 'batches']).default('none'),
-    })
-    .optional(),
 });
 
 export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
-export type Withhold = 'none' | 'inputs' | 'listing' | 'batches';
 export type NodeConfig = z.output<typeof nodeConfigSchema>;
 
 /** Validates a config; CONFIG_INVALID names the first offending field. */

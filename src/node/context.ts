@@ -1,5 +1,5 @@
 import type { Address } from 'viem';
-import type { NodeRole, Withhold } from './config.js';
+import type { NodeRole } from './config.js';
 import type { RoleViews } from './roles/index.js';
 import type { ModelPackage } from '../protocol/manifest.js';
 import type { Engine } from '../runtime/engine.js';
@@ -16,6 +16,10 @@ export type NodeContext = {
   readonly provider: Address;
   readonly signer: Address;
   readonly chainId: number;
+  /**
+   * The engine whose runtime profile this node declares (GET /v1/models, and on chain: the
+   * ProviderRegistry keeps one runtime per provider).
+   */
   readonly engine: Engine;
   readonly models: ReadonlyMap<string, ModelPackage>;
   readonly store: BlobStore;
@@ -31,8 +35,6 @@ export type NodeContext = {
   /** 'starting' until the chain setup is done, 'stopping' once stop() began. */
   state(): 'starting' | 'ready' | 'stopping';
   readonly startedAt: number;
-  /** The `withhold` fault (tests only): `inputs` hides receipts' data, `listing` and `batches` whole batches. */
-  readonly withhold: Withhold;
   /** The role services' status and the verifier's evidence, once the node started. */
   roleViews(): RoleViews | undefined;
   readonly roles: readonly NodeRole[];

@@ -2,7 +2,6 @@
 export { ADMIN_TOKEN_FILE, adminTokenPath, readAdminToken } from './admin-token.js';
 export * from './config.js';
 export * from './db.js';
-export * from './fault.js';
 export * from './models.js';
 export * from './node.js';
 export * from './onchain.js';

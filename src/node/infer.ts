@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Address, Hex, LocalAccount } from 'viem';
 import type { InferHead } from '../protocol/api.js';
-import { decodeTensors, encodeTensors, hashTensors } from '../protocol/encoding.js';
+import { decodeTensors, encodeTensors } from '../protocol/encoding.js';
 import { GlassboxError } from '../protocol/errors.js';
 import { capInValues } from '../protocol/limits.js';
 import { dataHash } from '../protocol/data.js';
@@ -17,9 +17,8 @@ import {
   type SignedReceiptJson,
 } from '../protocol/receipt.js';
 import type { TensorMap } from '../protocol/tensor.js';
-import type { Engine } from '../runtime/engine.js';
+import type { Engines } from '../runtime/registry.js';
 import type { NodeDb } from './db.js';
-import { perturbAnswer } from './fault.js';
 import type { NodeMetrics } from './metrics.js';
 import type { Payments } from './payments.js';
 import type { PriceBook } from './prices.js';
@@ -77,7 +76,7 @@ export type ReadInputs = { readonly tensors: TensorMap; readonly bytes?: Uint8Ar
 
 export type InferServiceParameters = {
   readonly db: NodeDb;
-  readonly engine: Engine;
+  readonly engines: Engines;
   readonly models: ReadonlyMap<string, ModelPackage>;
   readonly prices: PriceBook;
   readonly payments: Payments;
@@ -94,10 +93,6 @@ export type InferServiceParameters = {
    * the node has read the chain.
    */
   readonly dataCap: () => number;
-  /** The fault switch: the probability of perturbing an answer (tests only). */
-  readonly perturb?: number;
-  /** The fault switch: answer this much later (a slow provider; tests and benchmarks only). */
-  readonly delayMs?: number;
   /** Called after each persisted receipt (the batch committer listens). */
   readonly onReceipt?: () => void;
 };
@@ -145,18 +140,13 @@ export function createInferService(p: InferServiceParameters): InferService {
       );
     const release = await p.payments.reserve(client, price);
     try {
-      const result = await p.engine.run(pkg, inputs, {
+      const result = await p.engines.for(pkg, { trace: head.trace === true }).run(pkg, inputs, {
         trace: head.trace === true,
         timeoutMs: p.runTimeoutMs,
         inputHash,
       });
       p.metrics.inference.observe({ model: pkg.id }, result.durationMs / 1000);
-      let { outputs, outputHash, trace } = result;
-      if (p.perturb !== undefined && p.perturb > 0 && Math.random() < p.perturb) {
-        ({ outputs, trace } = perturbAnswer(outputs, trace));
-        outputHash = hashTensors(outputs);
-        p.log.warn({ requestId }, 'fault switch: perturbed the outputs of this answer');
-      }
+      const { outputs, outputHash, trace } = result;
       const outputBytes = encodeTensors(outputs);
       if (inputBytes.byteLength + outputBytes.byteLength > cap)
         throw dataTooLarge(
@@ -166,7 +156,6 @@ export function createInferService(p: InferServiceParameters): InferService {
           cap,
           [inputs, outputs],
         );
-      if (p.delayMs) await new Promise((resolve) => setTimeout(resolve, p.delayMs));
       const receipt: Receipt = {
         requestId,
         provider: p.provider,
@@ -176,7 +165,7 @@ export function createInferService(p: InferServiceParameters): InferService {
         outputHash,
         paramsHash: ZERO_HASH,
         runtime: result.runtime,
-        traceRoot: trace?.root ?? result.traceRoot,
+        traceRoot: result.traceRoot,
         price,
         timestamp: BigInt(Date.now()),
       };

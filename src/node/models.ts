@@ -1,18 +1,24 @@
 import { stat } from 'node:fs/promises';
+import { providerApi } from '../api/provider.js';
 import { GlassboxError, isGlassboxError } from '../protocol/errors.js';
-import { manifestFromBytes, type ModelId, type ModelPackage } from '../protocol/manifest.js';
+import {
+  manifestFromBytes,
+  MAX_MANIFEST_BYTES,
+  type ModelId,
+  type ModelPackage,
+} from '../protocol/manifest.js';
 import { blobCid, loadModel, packModelFolder, verifyBlob, type BlobStore } from '../store/index.js';
 
 /*
  * The models a node serves, by id. A config entry is a model id (looked up in the node's store,
  * then at each peer's GET /v1/blobs/:cid) or a model folder (packed into the store). Every blob
- * fetched from a peer is hashed before it is stored, and `loadModel` re-hashes every read.
+ * fetched from a peer is read up to the size it must have (a manifest's cap, the size its manifest
+ * names for a file) and hashed before it is stored, and `loadModel` re-hashes every read.
  */
 
 export type ResolveModelParameters = {
   readonly store: BlobStore;
   readonly peers: readonly string[];
-  readonly fetch?: typeof fetch;
   readonly timeoutMs?: number;
 };
 
@@ -33,33 +39,29 @@ export async function resolveModel(ref: string, params: ResolveModelParameters):
 
 /** Copies model `id` (manifest and files) from the first peer that has each blob. */
 export async function fetchModelFromPeers(id: ModelId, params: ResolveModelParameters): Promise<void> {
-  const manifestBytes = await fetchBlob(id, params);
+  const manifestBytes = await fetchBlob(id, MAX_MANIFEST_BYTES, params);
   const manifest = manifestFromBytes(manifestBytes, id);
   await params.store.put(manifestBytes);
   for (const file of manifest.files) {
     if (await params.store.has(file.cid)) continue;
-    await params.store.put(await fetchBlob(file.cid, params));
+    await params.store.put(await fetchBlob(file.cid, file.size, params));
   }
 }
 
-/** One blob from the first peer that serves it intact. */
-export async function fetchBlob(cid: string, params: ResolveModelParameters): Promise<Uint8Array> {
+/** One blob, at most `maxBytes`, from the first peer that serves it intact. */
+async function fetchBlob(cid: string, maxBytes: number, params: ResolveModelParameters): Promise<Uint8Array> {
   const canonical = blobCid(cid);
-  const doFetch = params.fetch ?? fetch;
   const failures: string[] = [];
   for (const peer of params.peers) {
-    const url = `${peer.replace(/\/+$/, '')}/v1/blobs/${canonical}`;
     try {
-      const response = await doFetch(url, { signal: AbortSignal.timeout(params.timeoutMs ?? 30_000) });
-      if (!response.ok) {
-        failures.push(`${url}: HTTP ${response.status}`);
-        continue;
-      }
-      const bytes = new Uint8Array(await response.arrayBuffer());
-      await verifyBlob(canonical, bytes, url);
+      const bytes = await providerApi(peer, { timeoutMs: params.timeoutMs ?? 30_000 }).getBlob(
+        canonical,
+        maxBytes,
+      );
+      await verifyBlob(canonical, bytes, `${peer} /v1/blobs/${canonical}`);
       return bytes;
     } catch (error) {
-      failures.push(`${url}: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`);
+      failures.push(`${peer}: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`);
     }
   }
   throw new GlassboxError('BLOB_NOT_FOUND', `no peer served blob ${canonical} intact`, {

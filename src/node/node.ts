@@ -19,7 +19,7 @@ import { modelIdFromDigest, type ModelPackage } from '../protocol/manifest.js';
 import { batchCap, dataCap } from '../protocol/limits.js';
 import { runtimeProfileJson } from '../protocol/runtime-profile.js';
 import { privateKeyToSigner } from '../protocol/secp256k1.js';
-import { createOnnxEngine } from '../runtime/index.js';
+import { defaultEngines, type Engines } from '../runtime/index.js';
 import { createFsStore } from '../store/index.js';
 import { buildApp } from './app.js';
 import { createBatcher, type Batcher } from './batcher.js';
@@ -93,10 +93,21 @@ export type CreateNodeOptions = {
   /** A logger to use instead of pino JSON on stderr at `config.logLevel`. */
   readonly log?: Logger;
   /**
-   * Wraps where the provider's availability answerer finds what it publishes (its receipt
-   * database): a test builds a provider that answers nothing, or only some, with it.
+   * The engines the node runs models with, by format; it closes them when it stops. Default: every
+   * engine of this build (src/runtime/engines.ts) with the config's `runTimeoutMs`. The node
+   * declares the profile of the first one (the ProviderRegistry keeps one runtime per provider).
    */
-  readonly availabilityData?: (ours: AvailabilityData) => AvailabilityData;
+  readonly engines?: Engines;
+  /**
+   * Adds hooks or routes to the node's HTTP app before it listens (a test decorator that changes
+   * what the node serves is installed here, test/support/faults.ts).
+   */
+  readonly extendApp?: (app: FastifyInstance) => void | Promise<void>;
+  /**
+   * Wraps what the availability answerer publishes when challenged, the node's own receipts (a
+   * test wraps it to withhold them, and checks that the node is slashed).
+   */
+  readonly availabilityData?: (own: AvailabilityData) => AvailabilityData;
 };
 
 export async function createNode(
@@ -153,7 +164,14 @@ export async function createNode(
     db.close();
     throw error;
   }
-  const engine = createOnnxEngine({ limits: { timeoutMs: config.runTimeoutMs } });
+  const engines = options.engines ?? defaultEngines({ onnx: { limits: { timeoutMs: config.runTimeoutMs } } });
+  const engine = engines.list[0];
+  if (!engine) {
+    db.close();
+    throw new GlassboxError('CONFIG_INVALID', 'the node was given no engine to run models with', {
+      field: 'engines',
+    });
+  }
   const metrics = createNodeMetrics();
   const prices = createPriceBook(chain, address, config.priceCacheMs);
   const payments = createPayments({
@@ -174,13 +192,12 @@ export async function createNode(
   let views: RoleViews | undefined;
   const actions: ChainAction[] = [];
   const has = (role: (typeof config.roles)[number]) => config.roles.includes(role);
-  const withhold = config.fault?.withhold ?? 'none';
   /** What a receipt may carry (src/protocol/limits.ts), from the chain at start; nothing before. */
   let dataCapBytes = 0;
 
   const service = createInferService({
     db,
-    engine,
+    engines,
     models,
     prices,
     payments,
@@ -191,12 +208,11 @@ export async function createNode(
     log,
     runTimeoutMs: config.runTimeoutMs,
     dataCap: () => dataCapBytes,
-    ...(config.fault ? { perturb: config.fault.perturb, delayMs: config.fault.delayMs } : {}),
     onReceipt: () => batcher?.notify(),
   });
   const offerBook = createOfferBook({
     chain,
-    engine,
+    engines,
     store,
     peers: config.peers,
     models,
@@ -222,7 +238,6 @@ export async function createNode(
     metrics,
     state: () => (state === 'created' ? 'starting' : state),
     startedAt: Date.now(),
-    withhold,
     roles: config.roles,
     roleViews: () => views,
   };
@@ -231,6 +246,7 @@ export async function createNode(
     bodyLimitBytes: config.bodyLimitBytes,
     rateLimitPerMinute: config.rateLimit.perMinute,
   });
+  await options.extendApp?.(app);
 
   /**
    * Deletes receipts whose batch was committed (on chain time) longer than the retention ago: the
@@ -284,7 +300,7 @@ export async function createNode(
       maxBlockRange: BigInt(config.chain.maxLogBlockRange),
     });
     const base = { chain, serial, log, events, store };
-    const judging = { ...base, engine, models: modelOf, providers: createProviderFetches() };
+    const judging = { ...base, engines, models: modelOf, providers: createProviderFetches() };
     const { pollIntervalMs } = config.verifier;
     return {
       ...(has('provider')
@@ -308,13 +324,7 @@ export async function createNode(
       ...(has('committee') ? { committee: committeeMember({ pollIntervalMs })(judging) } : {}),
     };
   };
-  const wrapAvailability = options.availabilityData ?? ((ours: AvailabilityData) => ours);
-  const availabilityData = wrapAvailability(
-    // the `withhold: 'batches'` fault (tests only) answers no availability challenge either
-    withhold === 'batches'
-      ? { batchLeaves: () => undefined, receiptData: () => undefined }
-      : availabilityDataOf(db),
-  );
+  const availabilityData = (options.availabilityData ?? ((own) => own))(availabilityDataOf(db));
 
   const node: GlassboxNode = {
     address,
@@ -415,7 +425,7 @@ export async function createNode(
       } catch (error) {
         state = 'stopping';
         await app.close().catch(() => undefined);
-        await engine.close().catch(() => undefined);
+        await engines.close().catch(() => undefined);
         db.close();
         roleStore?.close();
         throw error;
@@ -444,7 +454,7 @@ export async function createNode(
       } catch (error) {
         log.error({ err: error }, 'could not commit or redeem on stop; the next start will');
       } finally {
-        await engine.close();
+        await engines.close();
         db.close();
         roleStore?.close();
         log.info({ provider: address }, 'node stopped');

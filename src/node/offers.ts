@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { getModel, getOffer, isRuntimeAdmitted, removeOffer, type GlassboxClient } from '../chain/index.js';
 import { GlassboxError, isGlassboxError } from '../protocol/errors.js';
 import type { ModelId, ModelPackage } from '../protocol/manifest.js';
-import type { Engine } from '../runtime/engine.js';
+import type { Engines } from '../runtime/registry.js';
 import type { BlobStore } from '../store/index.js';
 import type { NodeDb } from './db.js';
 import { resolveModel } from './models.js';
@@ -39,7 +39,7 @@ export type AddOfferReturnType = {
 
 export type CreateOfferBookParameters = {
   readonly chain: GlassboxClient;
-  readonly engine: Engine;
+  readonly engines: Engines;
   readonly store: BlobStore;
   readonly peers: readonly string[];
   /** The served models: what the infer route answers for. */
@@ -69,20 +69,21 @@ export function createOfferBook(p: CreateOfferBookParameters): OfferBook {
           `model ${model} is not registered on chain: register it first (glassbox model push)`,
           { field: 'model', details: { model } },
         );
-      if (!(await isRuntimeAdmitted(p.chain, p.engine.runtimeHash)))
+      const pkg = await fetchPackage(model, { store: p.store, peers: [...from, ...p.peers] });
+      const engine = p.engines.for(pkg);
+      if (!(await isRuntimeAdmitted(p.chain, engine.runtimeHash)))
         throw new GlassboxError(
           'PROFILE_MISMATCH',
-          `this node's runtime profile ${p.engine.runtimeHash} is no longer admitted on chain: it may not serve`,
-          { field: 'runtime', details: { runtime: p.engine.runtimeHash } },
+          `this node's runtime profile ${engine.runtimeHash} is no longer admitted on chain: it may not serve`,
+          { field: 'runtime', details: { runtime: engine.runtimeHash } },
         );
-      const pkg = await fetchPackage(model, { store: p.store, peers: [...from, ...p.peers] });
       const refused = await modelRefusal(p.chain, pkg);
       if (refused)
         throw new GlassboxError('MODEL_REFUSED', `model ${model} is ${refused}`, {
           field: 'model',
           details: { model },
         });
-      await p.engine.load(pkg);
+      await engine.load(pkg);
       const actions = await p.serial(() => ensureOffer(p.chain, { model, price }));
       p.db.saveOffer({ model, price });
       p.models.set(model, pkg);

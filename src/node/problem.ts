@@ -1,12 +1,11 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { PROBLEM_TYPE } from '../api/schemas.js';
 import { GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
 
 /*
  * Every error the node answers is problem+json `{code, message, field?, details?}` (DESIGN.md,
  * Conventions). The status comes from the code; the code is the contract, the status a courtesy.
  */
-
-export const PROBLEM_TYPE = 'application/problem+json';
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
   ADMIN_UNAUTHORIZED: 401,
@@ -25,6 +24,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   OUTPUT_TOO_LARGE: 422,
   RATE_LIMITED: 429,
   BLOB_CORRUPT: 500,
+  INTERNAL: 500,
   CHAIN_RPC: 502,
   CHAIN_REVERTED: 502,
   NODE_UNAVAILABLE: 503,
@@ -44,8 +44,12 @@ export function statusOf(code: ErrorCode, field?: string): number {
 /** What the error answers name of the node's own limits. */
 export type ProblemLimits = { readonly bodyLimitBytes: number };
 
-/** Maps what fastify and its plugins throw to our codes. */
-export function toGlassboxError(error: unknown, limits: ProblemLimits): GlassboxError {
+/**
+ * Maps what fastify and its plugins throw to our codes. A request that fails its route's schema
+ * names the field under the part it is in (`params.root`, `query.offset`, and the body by its
+ * route's `bodyName`: `voucher.signature`).
+ */
+export function toGlassboxError(error: unknown, limits: ProblemLimits, bodyName = 'body'): GlassboxError {
   if (isGlassboxError(error)) return error;
   const e = error as Partial<FastifyError> & { message?: string };
   const status = typeof e.statusCode === 'number' ? e.statusCode : 500;
@@ -68,37 +72,32 @@ export function toGlassboxError(error: unknown, limits: ProblemLimits): Glassbox
       field: 'body',
     });
   if (e.validation !== undefined) {
-    const first = e.validation[0];
-    const path = (first?.instancePath ?? '').replace(/^\//, '').replaceAll('/', '.');
-    const field = [e.validationContext ?? 'request', ...(path ? [path] : [])].join('.');
+    // fastify-type-provider-zod's issues: instancePath `/inputs/0`, an unknown key in params.keys
+    const first = e.validation[0] as
+      { instancePath?: string; message?: string; keyword?: string; params?: { keys?: unknown } } | undefined;
+    const context = e.validationContext;
+    const part = context === 'querystring' ? 'query' : context === 'body' ? bodyName : context;
+    const path = (first?.instancePath ?? '').split('/').filter(Boolean);
+    const keys = first?.params?.keys;
+    if (first?.keyword === 'unrecognized_keys' && Array.isArray(keys) && typeof keys[0] === 'string')
+      path.push(keys[0]);
+    const field = [part ?? 'request', ...path].join('.');
     return new GlassboxError('REQUEST_INVALID', `${field}: ${first?.message ?? e.message}`, { field });
   }
   if (status === 429) return new GlassboxError('RATE_LIMITED', e.message ?? 'rate limited');
-  if (status >= 400 && status < 500)
-    return new GlassboxError('REQUEST_INVALID', e.message ?? 'bad request', { details: { status } });
-  return new GlassboxError('RUN_FAILED', 'internal error', { cause: error, details: { status: 500 } });
+  if (status >= 400 && status < 500) return new GlassboxError('REQUEST_INVALID', e.message ?? 'bad request');
+  return new GlassboxError('INTERNAL', 'internal error', { cause: error });
 }
 
 export function sendProblem(reply: FastifyReply, error: GlassboxError): FastifyReply {
-  const status = error.details.status === 500 ? 500 : statusOf(error.code, error.field);
-  const problem = error.toProblem();
-  if (problem.details && 'status' in problem.details) {
-    const { status: _status, ...rest } = problem.details;
-    if (Object.keys(rest).length === 0) delete problem.details;
-    else problem.details = rest;
-  }
-  return reply.status(status).type(PROBLEM_TYPE).send(problem);
+  return reply.status(statusOf(error.code, error.field)).type(PROBLEM_TYPE).send(error.toProblem());
 }
 
 export const errorHandler =
   (limits: ProblemLimits) =>
   (error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
-    const problem = toGlassboxError(error, limits);
-    if (
-      reply.statusCode >= 500 ||
-      problem.details.status === 500 ||
-      statusOf(problem.code, problem.field) >= 500
-    )
+    const problem = toGlassboxError(error, limits, request.routeOptions.config.bodyName);
+    if (reply.statusCode >= 500 || statusOf(problem.code, problem.field) >= 500)
       request.log.error({ err: error }, 'request failed');
     else request.log.info({ code: problem.code, field: problem.field }, 'request refused');
     return sendProblem(reply, problem);

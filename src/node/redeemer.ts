@@ -1,5 +1,12 @@
 import type { Logger } from 'pino';
-import { getHold, getRedeemed, redeemVoucher, releaseHold, type GlassboxClient } from '../chain/index.js';
+import {
+  getHold,
+  getRedeemed,
+  isContractRevert,
+  redeemVoucher,
+  releaseHold,
+  type GlassboxClient,
+} from '../chain/index.js';
 import { isGlassboxError } from '../protocol/errors.js';
 import type { ClientAccount, NodeDb } from './db.js';
 import type { NodeMetrics } from './metrics.js';
@@ -68,13 +75,13 @@ export function createRedeemer(p: RedeemerParameters): Redeemer {
       return paid;
     } catch (error) {
       if (!isGlassboxError(error, 'CHAIN_REVERTED')) throw error;
-      const reason = String(error.details.error);
-      const expected = reason === 'VoucherAlreadyRedeemed' || reason === 'InsufficientDeposit';
+      const expected =
+        isContractRevert(error, 'VoucherAlreadyRedeemed') || isContractRevert(error, 'InsufficientDeposit');
       p.log[expected ? 'info' : 'warn'](
         {
           client: account.client,
           amount: voucher.voucher.amount.toString(),
-          reason,
+          reason: error.details.error,
           err: error.shortMessage,
         },
         'voucher not redeemable now; skipped',

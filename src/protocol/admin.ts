@@ -16,11 +16,12 @@ import { isModelId, type ModelId } from './manifest.js';
 export const ADMIN_OFFERS_PATH = '/v1/admin/offers';
 
 const amount = z.string().regex(/^\d{1,78}$/, 'is not a decimal amount of base units');
+const modelId = z.string().refine(isModelId, 'is not a model id (a CIDv1 raw sha2-256)');
 const httpUrl = z.url().refine((u) => /^https?:\/\//i.test(u), 'is not an http(s) URL');
 
 /** Add (or reprice) a model offer: the node fetches, verifies and loads the model, then offers it. */
 export const adminOfferRequestSchema = z.strictObject({
-  model: z.string().refine(isModelId, 'is not a model id (a CIDv1 raw sha2-256)'),
+  model: modelId,
   /** The price per inference in base units; default: the node's `defaultPrice`. */
   price: amount.optional(),
   /**
@@ -33,15 +34,24 @@ export const adminOfferRequestSchema = z.strictObject({
 export type AdminOfferRequest = z.input<typeof adminOfferRequestSchema>;
 
 /** A chain transaction the node sent for the request (none when the chain already agreed). */
-export type AdminChainAction = { readonly action: string; readonly detail?: string };
+export const adminChainActionSchema = z.object({ action: z.string(), detail: z.string().optional() });
+export type AdminChainAction = z.input<typeof adminChainActionSchema>;
 
-export type AdminOfferResponse = {
-  readonly model: ModelId;
-  readonly name: string;
-  readonly version: string;
+export const adminOfferResponseSchema = z.object({
+  model: modelId,
+  name: z.string(),
+  version: z.string(),
   /** The offered price, decimal base units. */
-  readonly price: string;
-  readonly actions: readonly AdminChainAction[];
-};
+  price: amount,
+  actions: z.array(adminChainActionSchema).readonly(),
+});
+export type AdminOfferResponse = z.input<typeof adminOfferResponseSchema> & { readonly model: ModelId };
 
-export type AdminOfferRemoved = { readonly model: ModelId; readonly actions: readonly AdminChainAction[] };
+export const adminOfferRemovedSchema = z.object({
+  model: modelId,
+  actions: z.array(adminChainActionSchema).readonly(),
+});
+export type AdminOfferRemoved = z.input<typeof adminOfferRemovedSchema> & { readonly model: ModelId };
+
+/** DELETE /v1/admin/offers/:model's path parameter. */
+export const adminModelParamsSchema = z.strictObject({ model: modelId });

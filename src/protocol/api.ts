@@ -8,20 +8,11 @@ import { signedReceiptJsonSchema, type SignedReceiptJson } from './receipt.js';
 import type { SignedVoucher } from './voucher.js';
 
 /*
- * The provider HTTP API (DESIGN.md, Data flow): what any client and any provider exchange, so that
- * a client works against every provider that speaks it. Bodies are JSON; bigints travel as decimal
- * strings, hashes and addresses as 0x-hex. Errors are problem+json: {code, message, field?}.
- *
- *   POST /v1/infer          InferRequest -> InferResponse   (JSON, or binary tensors: see below)
- *   POST /v1/vouchers       SignedVoucherJson -> VoucherAccepted
- *   GET  /v1/models         -> ModelsResponse
- *   GET  /v1/receipts/:id   -> StoredReceipt (a request id)
- *   GET  /v1/batches/:root  -> BatchResponse (one page: ?offset=0&limit=64)
- *   GET  /v1/evidence/:hash -> EvidenceResponse (a verifier's, for the committee of its challenge)
- *   GET  /v1/status         -> NodeStatus (roles, and the latest of what the verifier and committee
- *                              member did: ?limit=100)
- *   GET  /v1/blobs/:cid     -> the blob's bytes
- *   GET  /health, GET /metrics (Prometheus)
+ * The provider HTTP API's wire shapes (DESIGN.md, Data flow): what any client and any provider
+ * exchange, so that a client works against every provider that speaks it. Bodies are JSON; bigints
+ * travel as decimal strings, hashes and addresses as 0x-hex. Errors are problem+json:
+ * {code, message, field?}. The routes that carry these shapes are declared in src/api/routes.ts,
+ * and documented in docs/api/openapi.json (generated from it).
  *
  * Binary transport, for large tensors: POST /v1/infer with `content-type: application/octet-stream`,
  * the canonical tensor encoding of the inputs as the body, and the rest of the InferRequest (without
@@ -49,14 +40,17 @@ export const PROVIDER_HEADER = 'glassbox-provider';
 export const RECEIPT_HEADER = 'glassbox-receipt';
 export const BINARY_TYPE = 'application/octet-stream';
 
-// Template literals, so that the inferred types are Hex and Address rather than string.
-const bytes32 = z
+// Template literals, so that the inferred types are Hex and Address rather than string; `meta`
+// says in the OpenAPI document (src/api/openapi.ts) what the refinements check.
+export const bytes32 = z
   .templateLiteral(['0x', z.string()], { error: 'is not 32 bytes of 0x-hex' })
-  .refine((v) => isHex(v, { strict: true }) && v.length === 66, 'is not 32 bytes of 0x-hex');
-const address = z
+  .refine((v) => isHex(v, { strict: true }) && v.length === 66, 'is not 32 bytes of 0x-hex')
+  .meta({ pattern: '^0x[0-9a-fA-F]{64}$' });
+export const address = z
   .templateLiteral(['0x', z.string()], { error: 'is not an address' })
-  .refine((v) => isAddress(v, { strict: false }), 'is not an address');
-const amount = z.string().regex(/^\d{1,78}$/, 'is not a decimal amount of base units');
+  .refine((v) => isAddress(v, { strict: false }), 'is not an address')
+  .meta({ pattern: '^0x[0-9a-fA-F]{40}$' });
+export const amount = z.string().regex(/^\d{1,78}$/, 'is not a decimal amount of base units');
 
 export const signedVoucherJsonSchema = z.strictObject({
   voucher: z.strictObject({ client: address, provider: address, amount }),
@@ -246,6 +240,7 @@ export const parseEvidenceResponse = (json: unknown) => parseProviderJson(eviden
 export const parseStoredReceipt = (json: unknown) => parseProviderJson(storedReceiptSchema, json);
 
 export type ParsedStoredReceipt = z.output<typeof storedReceiptSchema>;
+export type BatchPage = z.output<typeof batchResponseSchema>;
 export type BatchListing = {
   readonly root: Hex;
   readonly count: number;
@@ -253,19 +248,19 @@ export type BatchListing = {
 };
 
 /**
- * Reads a whole batch listing page by page: `fetchPage(offset)` answers the JSON of
- * GET /v1/batches/:root?offset=…. Every page is validated and must be of the committed root and
- * count (read from the chain, so a provider can't make the reader loop by claiming more), start
- * where asked, and carry at least one receipt until the count is reached. PROVIDER_ERROR, naming
- * the field, otherwise.
+ * Reads a whole batch listing page by page: `fetchPage(offset)` answers
+ * GET /v1/batches/:root?offset=…, parsed with its schema (the typed client, src/api/client.ts, does).
+ * Every page must be of the committed root and count (read from the chain, so a provider can't make
+ * the reader loop by claiming more), start where asked, and carry at least one receipt until the
+ * count is reached. PROVIDER_ERROR, naming the field, otherwise.
  */
 export async function readBatchPages(
   committed: { readonly root: Hex; readonly count: number },
-  fetchPage: (offset: number) => Promise<unknown>,
+  fetchPage: (offset: number) => Promise<BatchPage>,
 ): Promise<BatchListing> {
   const receipts: ParsedStoredReceipt[] = [];
   while (receipts.length < committed.count) {
-    const page = parseBatchResponse(await fetchPage(receipts.length));
+    const page = await fetchPage(receipts.length);
     const wrong = (field: string, message: string) =>
       new GlassboxError('PROVIDER_ERROR', `response.${field}: ${message}`, { field: `response.${field}` });
     if (page.root.toLowerCase() !== committed.root.toLowerCase())

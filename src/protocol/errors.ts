@@ -62,6 +62,8 @@ export const ErrorCodes = {
   CONFIG_INVALID: 'a node configuration does not match the config schema; field names the offender',
   NODE_UNAVAILABLE: 'the provider is starting up or shutting down; retry later or elsewhere',
   ADMIN_UNAUTHORIZED: "an admin request carries no bearer token or not the node's admin token",
+  INTERNAL:
+    "the provider failed on its side (a bug, or an answer that broke its own schema): not the request's fault",
   // the command line
   USAGE: 'a command was called with missing or invalid arguments',
 } as const;

@@ -48,43 +48,57 @@ export const modelFileSchema = z.strictObject({
   size: z.number().int().nonnegative(),
 });
 
-export const manifestSchema = z
-  .strictObject({
-    schema: z.literal(MANIFEST_SCHEMA),
-    name,
-    version: z.string().min(1).max(64),
-    format: z.literal('onnx'),
-    /** The file the runtime loads; the other files are its companions (external data, vocab…). */
-    entry: z.string().min(1),
-    files: z.array(modelFileSchema).min(1),
-    inputs: z.array(tensorSpecSchema).min(1),
-    outputs: z.array(tensorSpecSchema).min(1),
-    policy: policySchema,
-    description: z.string().max(4096),
-    license: z.string().max(128),
-    /** The model id of the version this one supersedes. */
-    previous: z.string().optional(),
-  })
-  .superRefine((m, ctx) => {
-    if (!m.files.some((f) => f.path === m.entry))
-      ctx.addIssue({ code: 'custom', path: ['entry'], message: `"${m.entry}" is not one of the files` });
-    const unique = (list: { name?: string; path?: string }[], key: 'name' | 'path', at: string) => {
-      const seen = new Set<string>();
-      list.forEach((item, i) => {
-        const v = item[key]!;
-        if (seen.has(v)) ctx.addIssue({ code: 'custom', path: [at, i, key], message: `"${v}" is repeated` });
-        seen.add(v);
-      });
-    };
-    unique(m.files, 'path', 'files');
-    unique(m.inputs, 'name', 'inputs');
-    unique(m.outputs, 'name', 'outputs');
-    const policy = m.policy;
-    if (policy.kind === 'argmax' && !m.outputs.some((o) => o.name === policy.output))
-      ctx.addIssue({ code: 'custom', path: ['policy', 'output'], message: 'is not one of the outputs' });
-  });
+/**
+ * What every manifest holds whatever its format. A format adds its own fields, if any, in its own
+ * schema below.
+ */
+const manifestFields = {
+  schema: z.literal(MANIFEST_SCHEMA),
+  name,
+  version: z.string().min(1).max(64),
+  /** The file the runtime loads; the other files are its companions (external data, vocab…). */
+  entry: z.string().min(1),
+  files: z.array(modelFileSchema).min(1),
+  inputs: z.array(tensorSpecSchema).min(1),
+  outputs: z.array(tensorSpecSchema).min(1),
+  policy: policySchema,
+  description: z.string().max(4096),
+  license: z.string().max(128),
+  /** The model id of the version this one supersedes. */
+  previous: z.string().optional(),
+};
+
+/** An ONNX graph (`entry` is the .onnx file), run by src/runtime/onnx. */
+export const onnxManifestSchema = z.strictObject({ ...manifestFields, format: z.literal('onnx') });
+
+/**
+ * A manifest, discriminated by `format`: the engine registry (src/runtime/registry.ts) finds the
+ * engine that runs a model by this field. A new format adds its schema to this union (and its
+ * engine folder under src/runtime, and a packer in src/store if it is packed from something else).
+ * Canonical JSON sorts keys, so the order of fields here changes no model id.
+ */
+export const manifestSchema = z.discriminatedUnion('format', [onnxManifestSchema]).superRefine((m, ctx) => {
+  if (!m.files.some((f) => f.path === m.entry))
+    ctx.addIssue({ code: 'custom', path: ['entry'], message: `"${m.entry}" is not one of the files` });
+  const unique = (list: { name?: string; path?: string }[], key: 'name' | 'path', at: string) => {
+    const seen = new Set<string>();
+    list.forEach((item, i) => {
+      const v = item[key]!;
+      if (seen.has(v)) ctx.addIssue({ code: 'custom', path: [at, i, key], message: `"${v}" is repeated` });
+      seen.add(v);
+    });
+  };
+  unique(m.files, 'path', 'files');
+  unique(m.inputs, 'name', 'inputs');
+  unique(m.outputs, 'name', 'outputs');
+  const policy = m.policy;
+  if (policy.kind === 'argmax' && !m.outputs.some((o) => o.name === policy.output))
+    ctx.addIssue({ code: 'custom', path: ['policy', 'output'], message: 'is not one of the outputs' });
+});
 
 export type ModelManifest = z.infer<typeof manifestSchema>;
+/** The formats a manifest may name: one per engine folder under src/runtime. */
+export type ModelFormat = ModelManifest['format'];
 export type TensorSpec = z.infer<typeof tensorSpecSchema>;
 export type Dim = z.infer<typeof dimSchema>;
 export type ModelFile = z.infer<typeof modelFileSchema>;

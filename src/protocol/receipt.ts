@@ -120,10 +120,12 @@ export async function recoverReceiptSigner(signed: SignedReceipt, domain: Receip
 // Checked strings come out typed (Hex, Address), so a parsed receipt is a Receipt without a cast.
 const bytes32 = z
   .string()
+  .meta({ pattern: '^0x[0-9a-fA-F]{64}$' }) // for the OpenAPI document: what the refinement checks
   .refine((v) => isHex(v, { strict: true }) && v.length === 66, 'is not 32 bytes of 0x-hex')
   .transform((v) => v as Hex);
 const address = z
   .string()
+  .meta({ pattern: '^0x[0-9a-fA-F]{40}$' })
   .refine((v) => isAddress(v, { strict: false }), 'is not an address')
   .transform((v) => v as Address);
 const uint = (bits: number) =>

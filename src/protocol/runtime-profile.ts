@@ -20,11 +20,15 @@ export const onnxProfileSchema = z.strictObject({
   options: z.record(z.string(), z.string()),
 });
 
-/** A discriminated union on `engine`, so that LLM engines can join it later. */
-export const runtimeProfileSchema = onnxProfileSchema;
+/**
+ * A profile, discriminated by `engine`: a new engine (src/runtime/<format>/) adds the schema of
+ * what determines its output bits to this union.
+ */
+export const runtimeProfileSchema = z.discriminatedUnion('engine', [onnxProfileSchema]);
 
 export type RuntimeProfile = z.infer<typeof runtimeProfileSchema>;
-export type GraphOptimizationLevel = RuntimeProfile['graphOptimizationLevel'];
+export type OnnxProfile = z.infer<typeof onnxProfileSchema>;
+export type GraphOptimizationLevel = OnnxProfile['graphOptimizationLevel'];
 
 /**
  * The profile's canonical JSON (RFC 8785): what the ProviderRegistry admits on chain

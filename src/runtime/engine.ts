@@ -7,10 +7,16 @@ import type { Trace, TraceStep } from './trace.js';
 export type { Divergence, Trace, TraceStep } from './trace.js';
 
 /**
- * An engine runs model packages under one pinned runtime profile. ONNX is the first engine; LLM
- * engines (token generation with teacher-forced verification) will implement the same shape.
+ * An engine runs the model packages of one manifest `format` under one pinned runtime profile.
+ * ONNX is the first engine; LLM engines (token generation with teacher-forced verification) will
+ * implement the same shape. Callers find an engine in the registry (src/runtime/registry.ts), by
+ * the model's format, never by constructing one.
  */
 export type Engine = {
+  /** The manifest `format` it runs. */
+  readonly format: string;
+  /** What it can do beyond running a model: callers ask for these (`engines.for(pkg, { trace })`). */
+  readonly capabilities: EngineCapabilities;
   readonly profile: RuntimeProfile;
   /** keccak256 of the profile: the `runtime` of every receipt this engine's results go into. */
   readonly runtimeHash: Hex;
@@ -20,7 +26,7 @@ export type Engine = {
    */
   run(pkg: ModelPackage, inputs: TensorMap, options?: RunOptions): Promise<RunResult>;
   /**
-   * Runs the traced model only up to traced step `step` and returns that step (its hash is the
+   * (capability `trace`) Runs the traced model only up to traced step `step` and returns that step (its hash is the
    * one a whole traced run gives): how a committee member checks the operator a bisected
    * challenge names without running the rest of the model.
    */
@@ -38,6 +44,14 @@ export type Engine = {
   load(pkg: ModelPackage): Promise<void>;
   /** Releases cached sessions; runs in flight finish first. */
   close(): Promise<void>;
+};
+
+export type EngineCapabilities = {
+  /**
+   * Traced runs (`RunOptions.trace`) and `traceStep`: what bisecting a disputed answer needs. An
+   * engine without it refuses both.
+   */
+  readonly trace: boolean;
 };
 
 export type RunOptions = {

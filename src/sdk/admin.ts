@@ -1,5 +1,8 @@
-import { ADMIN_OFFERS_PATH, type AdminOfferRemoved, type AdminOfferResponse } from '../protocol/admin.js';
-import { ErrorCodes, GlassboxError, type ErrorCode } from '../protocol/errors.js';
+import { call, type ApiTarget } from '../api/client.js';
+import { routes } from '../api/routes.js';
+import type { AdminOfferRemoved, AdminOfferResponse } from '../protocol/admin.js';
+import { DEFAULT_MAX_RESPONSE_BYTES } from '../protocol/body.js';
+import type { ModelId } from '../protocol/manifest.js';
 
 /*
  * The operator's side of a node's admin API (src/protocol/admin.ts): add or remove a model offer on
@@ -27,54 +30,32 @@ export type OfferModelParameters = AdminParameters & {
  * restarts). Throws the node's error code: ADMIN_UNAUTHORIZED, MODEL_NOT_FOUND (not on chain or
  * nowhere to fetch), BLOB_NOT_FOUND / BLOB_CORRUPT, MODEL_REFUSED, PROFILE_MISMATCH, MODEL_INVALID.
  */
-export function offerModel(params: OfferModelParameters): Promise<AdminOfferResponse> {
-  return adminRequest<AdminOfferResponse>(params, 'POST', ADMIN_OFFERS_PATH, {
-    model: params.model,
-    ...(params.price === undefined ? {} : { price: params.price.toString() }),
-    ...(params.from === undefined ? {} : { from: [...params.from] }),
+export async function offerModel(params: OfferModelParameters): Promise<AdminOfferResponse> {
+  const answer = await call(node(params), routes.offerModel, {
+    body: {
+      model: params.model,
+      ...(params.price === undefined ? {} : { price: params.price.toString() }),
+      ...(params.from === undefined ? {} : { from: [...params.from] }),
+    },
   });
+  return { ...answer, model: answer.model as ModelId };
 }
 
 /** Makes the node at `url` withdraw its offer of `model` on chain and stop serving it. */
-export function withdrawModel(
+export async function withdrawModel(
   params: AdminParameters & { readonly model: string },
 ): Promise<AdminOfferRemoved> {
-  return adminRequest<AdminOfferRemoved>(
-    params,
-    'DELETE',
-    `${ADMIN_OFFERS_PATH}/${encodeURIComponent(params.model)}`,
-  );
+  const answer = await call(node(params), routes.withdrawModel, { params: { model: params.model } });
+  return { ...answer, model: answer.model as ModelId };
 }
 
-async function adminRequest<T>(
-  params: AdminParameters,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<T> {
-  const url = `${params.url.replace(/\/+$/, '')}${path}`;
-  let response: Response;
-  try {
-    response = await fetch(url, {
-      method,
-      headers: {
-        authorization: `Bearer ${params.token}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      // Fetching, hashing and loading a large model takes a while.
-      signal: AbortSignal.timeout(params.timeoutMs ?? 300_000),
-    });
-  } catch (cause) {
-    throw new GlassboxError('PROVIDER_UNAVAILABLE', `${url}: ${(cause as Error).message}`, { cause });
-  }
-  const json = (await response.json().catch(() => undefined)) as Record<string, unknown> | undefined;
-  if (response.ok && json) return json as T;
-  const code =
-    typeof json?.code === 'string' && json.code in ErrorCodes ? (json.code as ErrorCode) : 'PROVIDER_ERROR';
-  const message = typeof json?.message === 'string' ? json.message.slice(0, 1000) : `HTTP ${response.status}`;
-  throw new GlassboxError(code, `${params.url}: ${message}`, {
-    ...(typeof json?.field === 'string' ? { field: json.field } : {}),
-    details: { status: response.status, url },
-  });
+function node(params: AdminParameters): ApiTarget {
+  return {
+    endpoint: params.url,
+    name: params.url,
+    // Fetching, hashing and loading a large model takes a while.
+    timeoutMs: params.timeoutMs ?? 300_000,
+    maxResponseBytes: DEFAULT_MAX_RESPONSE_BYTES,
+    headers: { authorization: `Bearer ${params.token}` },
+  };
 }

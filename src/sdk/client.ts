@@ -8,7 +8,7 @@ import { GlassboxError } from '../protocol/errors.js';
 import { privateKeyToSigner } from '../protocol/secp256k1.js';
 import type { ModelManifest } from '../protocol/manifest.js';
 import type { BlobStore } from '../store/blob-store.js';
-import type { Engine } from '../runtime/engine.js';
+import type { Engines } from '../runtime/registry.js';
 import type { ProviderCandidate } from './discovery.js';
 import { createNodeFetch } from './http.js';
 import type { ProviderHealth } from './health.js';
@@ -100,7 +100,8 @@ export type ClientState = {
   answers: Map<string, RememberedAnswer>;
   /** Hedged requests still running after their call returned: charged if they verify (infer.ts). */
   background: Set<BackgroundRequest>;
-  engine?: Promise<Engine>;
+  /** The engines of mode 'local', loaded on its first use. */
+  engines?: Promise<Engines>;
 };
 
 /** A request left running in the background: cancel it, or wait until it settled (never rejects). */
@@ -196,13 +197,13 @@ function binaryThreshold(value: number | undefined): number {
 /**
  * Releases what the client holds: cancels the hedged requests still running in the background (so
  * nothing runs after this returns; an answer they would have brought is not paid for) and closes
- * the local re-execution engine. Call `settle` first to pay for those answers.
+ * the local re-execution engines. Call `settle` first to pay for those answers.
  */
 export async function closeClient(client: Client): Promise<void> {
   const background = [...client.state.background];
   for (const request of background) request.controller.abort();
   await Promise.all(background.map((request) => request.settled));
-  const engine = client.state.engine;
-  client.state.engine = undefined;
-  if (engine) await (await engine).close();
+  const engines = client.state.engines;
+  client.state.engines = undefined;
+  if (engines) await (await engines).close();
 }

@@ -381,8 +381,8 @@ function decodeOutputs(wire: InferAnswer): { outputs?: TensorMap; decodeProblem?
 async function localCheck(ctx: Context, provider: ProviderCandidate, outputs: TensorMap): Promise<Check> {
   try {
     const pkg = await getPackage(ctx.client, ctx.params.model, ctx.manifest, provider);
-    ctx.client.state.engine ??= import('../runtime/index.js').then((m) => m.createOnnxEngine());
-    const engine = await ctx.client.state.engine;
+    ctx.client.state.engines ??= import('../runtime/index.js').then((m) => m.defaultEngines());
+    const engine = (await ctx.client.state.engines).for(pkg);
     const mine = await engine.run(pkg, ctx.inputs);
     const result = agree(ctx.manifest.policy, mine.outputs, outputs);
     const same = mine.runtime === engine.runtimeHash ? ' (same runtime profile)' : '';

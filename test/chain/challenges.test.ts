@@ -182,7 +182,7 @@ describe('DisputeManager: availability', () => {
     expect(await getTokenBalance(chain().as(0), chain().address(PROVIDER))).toBe(providerBefore);
     expect((await getProvider(chain().as(0), chain().address(PROVIDER))).openChallenges).toBe(0);
     expect(await getConvictedAt(chain().as(0), chain().address(PROVIDER))).toBe(0);
-    const [answered] = await getEvents<{ inputs: Hex; outputs: Hex }>(chain().as(0), {
+    const [answered] = await getEvents(chain().as(0), {
       contract: 'disputeManager',
       eventName: 'AvailabilityAnswered',
     });

@@ -521,17 +521,9 @@ describe('DisputeManager: challenges', () => {
     expect(await stakeOf(m0)).toBe(stakes[0]);
     expect(await stakeOf(m1)).toBe(stakes[1]);
     expect(await stakeOf(m2)).toBe(stakes[2]! - PENALTY);
-    const penalties = eventsOf<{ member: Address; amount: bigint }>(
-      ABIS.disputeManager,
-      'VotePenalised',
-      tx.logs,
-    );
+    const penalties = eventsOf(ABIS.disputeManager, 'VotePenalised', tx.logs);
     expect(penalties.map((e) => [e.member, e.amount])).toEqual([[m2, PENALTY]]);
-    const rewards = eventsOf<{ member: Address; amount: bigint }>(
-      ABIS.disputeManager,
-      'VoteRewarded',
-      tx.logs,
-    );
+    const rewards = eventsOf(ABIS.disputeManager, 'VoteRewarded', tx.logs);
     expect(rewards.map((e) => [e.member, e.amount])).toEqual([
       [m0, PENALTY / 2n],
       [m1, PENALTY / 2n],

@@ -33,7 +33,7 @@ describe('ReceiptLedger', () => {
       chainId: chain().anvil.chainId,
       verifyingContract: chain().deployment.contracts.receiptLedger,
     };
-    expect(await readFrom(chain().as(0), 'receiptLedger', 'receiptDigest', [r])).toBe(
+    expect(await readFrom(chain().as(0), 'receiptLedger', 'receiptDigest', [r!])).toBe(
       receiptDigest(r!, domain),
     );
     const signer = privateKeyToAccount(chain().key(7));

@@ -1,4 +1,3 @@
-import type { Address } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { describe, expect, it } from 'vitest';
 import {
@@ -59,11 +58,7 @@ describe('DisputeManager: a vote penalty larger than the stake', () => {
     await chain().increaseTime(TEST_PARAMS.commitPeriodMs! + TEST_PARAMS.revealPeriodMs!);
     const { status, receipt } = await resolveChallenge(chain().as(0), challengeId);
     expect(status).toBe('void');
-    const taken = eventsOf<{ member: Address; amount: bigint }>(
-      ABIS.disputeManager,
-      'VotePenalised',
-      receipt.logs,
-    );
+    const taken = eventsOf(ABIS.disputeManager, 'VotePenalised', receipt.logs);
     const expected = [2, 3, 4].map((v) => [chain().address(v), 100n * E18 + BigInt(v) * E18]);
     expect(taken.map((e) => [e.member, e.amount]).sort()).toEqual(expected.sort());
     for (const v of [2, 3, 4]) {

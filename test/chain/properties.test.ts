@@ -312,7 +312,7 @@ async function checkInvariants(staked: Map<number, bigint>, deposits: Map<number
   }
   expect(await bal(paymentEscrow)).toBe(held); // deposits and payments on hold, nothing else
 
-  const count = await readFrom<bigint>(chain().as(0), 'disputeManager', 'challengeCount');
+  const count = await readFrom(chain().as(0), 'disputeManager', 'challengeCount');
   let bonds = 0n;
   for (let i = 0n; i < count; i++) {
     const c = await getChallenge(chain().as(0), i);

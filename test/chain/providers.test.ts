@@ -124,7 +124,7 @@ describe('ProviderRegistry: stake', () => {
 
   it('slashing and the stake lock are callable by nobody but the DisputeManager', async () => {
     await register(1);
-    for (const fn of ['lockStake', 'unlockStake'])
+    for (const fn of ['lockStake', 'unlockStake'] as const)
       await expectRevert(
         sendTo(chain().as(1), 'providerRegistry', fn, [chain().address(1)]),
         'NotDisputeManager',
@@ -217,7 +217,7 @@ describe('ProviderRegistry: runtime profiles and the committee pool', () => {
       await setRuntime(chain().as(i), RUNTIME);
       await setVoter(chain().as(i), true);
     }
-    const voters = () => readFrom<bigint>(chain().as(0), 'providerRegistry', 'voterCount');
+    const voters = () => readFrom(chain().as(0), 'providerRegistry', 'voterCount');
     expect(await voters()).toBe(3n);
     await requestUnstake(chain().as(1), MIN); // exits: out of the pool at once
     await setVoter(chain().as(2), false); // opts out

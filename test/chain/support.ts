@@ -14,14 +14,16 @@ import {
   startAnvil,
   withAccount,
   type Anvil,
+  isContractRevert,
   type ChainParams,
+  type ContractErrorName,
   type Deployment,
   type GlassboxClient,
 } from '../../src/chain/index.js';
 import { isGlassboxError } from '../../src/protocol/errors.js';
 import { modelIdFromDigest } from '../../src/protocol/manifest.js';
 import { runtimeProfileJson } from '../../src/protocol/runtime-profile.js';
-import { onnxProfile } from '../../src/runtime/index.js';
+import { defaultProfiles } from '../../src/runtime/index.js';
 import type { Receipt } from '../../src/protocol/receipt.js';
 
 export const E18 = 10n ** 18n;
@@ -50,11 +52,11 @@ export const HOLD_DUE_MS = (TEST_PARAMS.paymentHoldMs! * 9) / 8 + 1000;
 
 /**
  * The runtime profiles a test chain admits: `TEST_RUNTIME` (whose hash is `h('runtime')`, the
- * runtime of `makeReceipt`'s receipts) and the ONNX engine's default profile, which the test
+ * runtime of `makeReceipt`'s receipts) and the (ONNX) engine's default profile, which the test
  * providers and nodes serve under.
  */
 export const TEST_RUNTIME = 'runtime';
-export const ENGINE_RUNTIME = runtimeProfileJson(onnxProfile());
+export const ENGINE_RUNTIME = runtimeProfileJson(defaultProfiles()[0]!);
 export const ENGINE_RUNTIME_HASH = keccak256(toHex(ENGINE_RUNTIME));
 
 export type TestChain = {
@@ -134,8 +136,8 @@ export async function startTestChain(
   }
 }
 
-/** Expects `promise` to reject with CHAIN_REVERTED naming custom error `name`. */
-export async function expectRevert(promise: Promise<unknown>, name: string): Promise<void> {
+/** Expects `promise` to reject with custom error `name` (a name our ABIs lack does not compile). */
+export async function expectRevert(promise: Promise<unknown>, name: ContractErrorName): Promise<void> {
   const error = await promise.then(
     () => undefined,
     (e: unknown) => e,
@@ -143,6 +145,7 @@ export async function expectRevert(promise: Promise<unknown>, name: string): Pro
   expect(error, `expected a revert with ${name}`).toBeDefined();
   if (!isGlassboxError(error, 'CHAIN_REVERTED')) throw error;
   expect(error.details.error).toBe(name);
+  expect(isContractRevert(error, name)).toBe(true);
 }
 
 export const h = (label: string): Hex => keccak256(toHex(label));

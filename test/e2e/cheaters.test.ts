@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runCheatersScenario, scenarioHeld, scenarioTable } from '../../src/devnet/scenario.js';
+import { runCheatersScenario, scenarioHeld, scenarioTable } from '../scenarios/cheaters.js';
 
 /*
  * Issue 5's acceptance scenario, smaller than `npm run scenario -- cheaters` so the suite stays

@@ -1,9 +1,13 @@
 import type { Address, Hex } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call, type ApiTarget } from '../../src/api/client.js';
+import { providerApi } from '../../src/api/provider.js';
+import { routes } from '../../src/api/routes.js';
 import { connect, getProvider, getRedeemed, setOffer, withAccount } from '../../src/chain/index.js';
 import { devnetClient, startDevnet, type Devnet } from '../../src/devnet/index.js';
+import { DEFAULT_MAX_RESPONSE_BYTES } from '../../src/protocol/body.js';
+import { MAX_MANIFEST_BYTES } from '../../src/protocol/manifest.js';
 import { signedReceiptFromJson, type SignedReceipt } from '../../src/protocol/receipt.js';
-import { createOnnxEngine } from '../../src/runtime/index.js';
 import {
   charged,
   closeClient,
@@ -13,12 +17,13 @@ import {
   verifyReceipt,
   type Client,
 } from '../../src/sdk/index.js';
-import { examplePackage, exampleSamples } from '../support/examples.js';
+import { examplePackage, exampleSamples, exampleEngine } from '../support/examples.js';
+import { faultyProvider } from '../support/faults.js';
 
 /*
  * The network end to end, with real processes on loopback: anvil, five provider nodes started by
  * the built CLI (`glassbox node start`), and a client using the SDK. Providers 0-2 are honest,
- * 3 perturbs half of its answers (the fault switch), 4 charges 100 times the others' price.
+ * 3 perturbs half of its answers (test/support/faults.ts), 4 charges 100 times the others' price.
  */
 const PRICE = 10n ** 15n;
 const MAX_PRICE = 10n ** 16n;
@@ -27,13 +32,14 @@ const EXPENSIVE = 4;
 
 let devnet: Devnet;
 let client: Client;
-const engine = createOnnxEngine();
+const engine = exampleEngine();
 
 beforeAll(async () => {
   devnet = await startDevnet({
     providers: 5,
     models: [(await import('../support/examples.js')).exampleDir('iris-int8')],
-    provider: (i) => (i === CHEATER ? { perturb: 0.5 } : i === EXPENSIVE ? { price: PRICE * 100n } : {}),
+    provider: (i) =>
+      i === CHEATER ? faultyProvider({ perturb: 0.5 }) : i === EXPENSIVE ? { price: PRICE * 100n } : {},
     nodeConfig: { batch: { maxReceipts: 50, maxAgeMs: 500 }, redeemIntervalMs: 500, logLevel: 'error' },
   });
   client = await devnetClient(devnet, { discoveryTtlMs: 200 });
@@ -96,6 +102,43 @@ describe('a devnet of five providers', () => {
       ok: false,
       detail: expect.stringMatching(/is not a signing key registered by/),
     });
+  });
+
+  it("every JSON answer of a provider's routes follows its schema, read with the typed client", async () => {
+    // (Each node also checks its own answers against the same schemas before they leave.)
+    const { pkg, inputs } = await irisInt8();
+    const one = await infer(client, {
+      model: pkg.id,
+      inputs,
+      maxPrice: MAX_PRICE,
+      exclude: [address(CHEATER)],
+    });
+    const provider = devnet.providers.find((p) => p.address === one.providers[0])!;
+    const node: ApiTarget = {
+      endpoint: provider.url,
+      name: `provider ${provider.address}`,
+      provider: provider.address,
+      timeoutMs: 10_000,
+      maxResponseBytes: DEFAULT_MAX_RESPONSE_BYTES,
+    };
+    const id = one.receipts[0]!.receipt.requestId;
+    let stored = await call(node, routes.receipt, { params: { id } });
+    for (let i = 0; i < 100 && stored.batch?.id === undefined; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100)); // committed within maxAgeMs
+      stored = await call(node, routes.receipt, { params: { id } });
+    }
+    expect(stored.batch?.id).toBeDefined();
+    const page = await providerApi(provider.url, { provider: provider.address }).getBatchPage(
+      stored.batch!.root,
+      0,
+    );
+    expect(page.receipts.map((r) => r.receipt.receipt.requestId)).toContain(id);
+    expect((await call(node, routes.models, {})).models.map((m) => m.id)).toContain(pkg.id);
+    expect((await call(node, routes.status, { query: { limit: 5 } })).limit).toBe(5);
+    expect((await call(node, routes.health, {})).ok).toBe(true);
+    expect((await call(node, routes.openapi, {})).openapi).toBe('3.1.0');
+    const manifest = await providerApi(provider.url).getBlob(pkg.id, MAX_MANIFEST_BYTES);
+    expect(manifest.byteLength).toBeGreaterThan(0);
   });
 
   it('loses no request when a provider is killed -9 mid-stream, and the restarted provider still has every receipt it answered', async () => {

@@ -1,5 +1,10 @@
+import Fastify from 'fastify';
+import { createServer, type AddressInfo } from 'node:net';
 import { bytesToHex, keccak256 } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call } from '../../src/api/client.js';
+import { providerApi } from '../../src/api/provider.js';
+import { routes } from '../../src/api/routes.js';
 import {
   challengeAvailability,
   challengeBatch,
@@ -13,7 +18,7 @@ import {
   openChallenge,
 } from '../../src/chain/index.js';
 import type { GlassboxNode } from '../../src/node/index.js';
-import type { NodeStatus } from '../../src/node/routes/roles.js';
+import type { NodeStatus } from '../../src/api/schemas.js';
 import {
   BATCH_PAGE_MAX,
   type BatchResponse,
@@ -23,7 +28,7 @@ import {
 import { encodeTensors } from '../../src/protocol/encoding.js';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
 import { batchTree } from '../../src/protocol/merkle.js';
-import { receiptHash, signedReceiptFromJson, type Receipt } from '../../src/protocol/receipt.js';
+import { receiptHash, signedReceiptFromJson } from '../../src/protocol/receipt.js';
 import { ENGINE_RUNTIME_HASH, mineTo, registerVoter } from '../chain/support.js';
 import { exampleDir } from '../support/examples.js';
 import {
@@ -40,6 +45,7 @@ import {
   TEST_PARAMS,
   type TestChain,
 } from './support.js';
+import { type NodeFaults } from '../support/faults.js';
 
 /*
  * A provider's side of availability challenges, on a real node and chain: an honest node answers
@@ -56,13 +62,10 @@ const CHALLENGER = 5;
 beforeAll(async () => {
   chain = await startTestChain();
   await fundClients(chain);
-  const start = async (i: number, fault?: object) => {
+  const start = async (i: number, faults?: NodeFaults) => {
     const dir = await tempDir();
     dirs.push(dir);
-    return startTestNode(chain, i, dir.dir, {
-      batch: { maxReceipts: 3, maxAgeMs: 60_000 },
-      ...(fault ? { fault } : {}),
-    });
+    return startTestNode(chain, i, dir.dir, { batch: { maxReceipts: 3, maxAgeMs: 60_000 } }, faults);
   };
   honest = await start(PROVIDER[0]);
   withholding = await start(PROVIDER[1], { withhold: 'batches' });
@@ -83,15 +86,22 @@ async function startWithVerifier(
   over: Parameters<typeof startTestNode>[3],
   verifierAccount: number,
   sampleRate = 1,
+  faults?: NodeFaults,
 ) {
   const dir = await tempDir();
   const other = await tempDir();
   dirs.push(dir, other);
-  const node = await startTestNode(chain, provider, dir.dir, {
-    models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
-    batch: { maxReceipts: 3, maxAgeMs: 60_000 },
-    ...over,
-  });
+  const node = await startTestNode(
+    chain,
+    provider,
+    dir.dir,
+    {
+      models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
+      batch: { maxReceipts: 3, maxAgeMs: 60_000 },
+      ...over,
+    },
+    faults,
+  );
   const verifier = await startTestNode(chain, verifierAccount, other.dir, {
     roles: ['verifier'],
     stake: '0',
@@ -107,12 +117,24 @@ afterAll(async () => {
   for (const d of dirs) await d.remove();
 });
 
-/** Three answers from `node`, committed as one batch; returns the batch id and the answers. */
-async function committedBatch(node: GlassboxNode) {
+/** A port nothing listens on now. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * Three answers from `node` (asked at `url`: its own, unless it registered another), committed as
+ * one batch; returns the batch id and the answers.
+ */
+async function committedBatch(node: GlassboxNode, url = node.url) {
   const answers: InferResponse[] = [];
   const pkg = [...node.models.values()][0]!;
   for (let i = 0; i < 3; i++) {
-    const res = await post(`${node.url}/v1/infer`, await inferBody(node, pkg, chain.key(CLIENT[0])));
+    const res = await post(`${url}/v1/infer`, await inferBody(node, pkg, chain.key(CLIENT[0])));
     expect(res.status).toBe(200);
     answers.push((await res.json()) as InferResponse);
   }
@@ -138,7 +160,7 @@ describe('availability challenges against a provider node', () => {
     });
     await honest.tickRoles();
     expect((await getChallenge(chain.as(0), receipt.challengeId)).status).toBe('answered');
-    const [answered] = await getEvents<{ receipt: Receipt; inputs: `0x${string}` }>(chain.as(0), {
+    const [answered] = await getEvents(chain.as(0), {
       contract: 'disputeManager',
       eventName: 'AvailabilityAnswered',
       args: { id: receipt.challengeId },
@@ -150,11 +172,10 @@ describe('availability challenges against a provider node', () => {
   });
 
   it('a node that withholds inputs but answers on chain is re-executed from the published data and challenged', async () => {
-    const { node: dodger, verifier } = await startWithVerifier(
-      PROVIDER[2],
-      { fault: { perturb: 1, withhold: 'inputs' } },
-      10,
-    );
+    const { node: dodger, verifier } = await startWithVerifier(PROVIDER[2], {}, 10, 1, {
+      perturb: 1,
+      withhold: 'inputs',
+    });
     try {
       const { answers } = await committedBatch(dodger);
       const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));
@@ -196,11 +217,10 @@ describe('availability challenges against a provider node', () => {
 
   it('H-4: a node that serves no batch at all but answers on chain has every sampled receipt checked, and the verifier loses no bond', async () => {
     const VERIFIER = 9;
-    const { node: dodger, verifier } = await startWithVerifier(
-      PROVIDER[3],
-      { fault: { perturb: 1, withhold: 'listing' } },
-      VERIFIER,
-    );
+    const { node: dodger, verifier } = await startWithVerifier(PROVIDER[3], {}, VERIFIER, 1, {
+      perturb: 1,
+      withhold: 'listing',
+    });
     try {
       const { batchId, answers } = await committedBatch(dodger);
       const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));
@@ -237,11 +257,10 @@ describe('availability challenges against a provider node', () => {
   });
 
   it("a provider's puppet that challenges and answers first doesn't stall verifiers: the published data is still re-executed", async () => {
-    const { node: dodger, verifier } = await startWithVerifier(
-      PROVIDER[2],
-      { fault: { perturb: 1, withhold: 'inputs' } },
-      8,
-    );
+    const { node: dodger, verifier } = await startWithVerifier(PROVIDER[2], {}, 8, 1, {
+      perturb: 1,
+      withhold: 'inputs',
+    });
     try {
       const { batchId, answers } = await committedBatch(dodger);
       const hashes = answers.map((a) => receiptHash(signedReceiptFromJson(a.receipt).receipt));
@@ -321,6 +340,43 @@ describe('availability challenges against a provider node', () => {
       expect((await getChallenge(chain.as(0), challengeId)).committee.length).toBeGreaterThan(0);
     } finally {
       await accused.stop();
+    }
+  });
+
+  it('a provider serving a garbage batch listing is challenged for availability like one serving none, not retried for ever', async () => {
+    // Its registered endpoint answers every listing with a 200 that breaks the page schema.
+    const garbage = Fastify();
+    garbage.get('/v1/batches/:root', async () => ({ root: 'garbage', count: -1, receipts: 'not a list' }));
+    const garbageUrl = await garbage.listen({ host: '127.0.0.1', port: 0 });
+    const port = await freePort();
+    const { node, verifier } = await startWithVerifier(
+      PROVIDER[2],
+      { listen: { port, publicUrl: garbageUrl } },
+      8,
+    );
+    try {
+      const { batchId } = await committedBatch(node, `http://127.0.0.1:${port}`);
+      const root = (await getBatchCommits(chain.as(0), { provider: node.address })).at(-1)!.args.root;
+      await expect(providerApi(garbageUrl).getBatchPage(root, 0)).rejects.toMatchObject({
+        code: 'PROVIDER_ERROR',
+        field: 'response.root',
+      });
+      await chain.increaseTime(1000); // the block after the commit: the sample's draw
+      await verifier.tickRoles(); // the listing does not parse: as if not served, and the deadline is 0
+      const challengeId = await findChallenge(chain.as(0), { kind: 'unavailable-batch', batchId });
+      expect(challengeId, 'no availability challenge of the batch').toBeDefined();
+      const status = await call(
+        { endpoint: verifier.url, name: 'the verifier', timeoutMs: 5000, maxResponseBytes: 1 << 20 },
+        routes.status,
+        {},
+      );
+      expect(status.verifier?.challenges).toContainEqual(
+        expect.objectContaining({ kind: 'unavailable-batch', provider: node.address, receiptHash: root }),
+      );
+    } finally {
+      await verifier.stop();
+      await node.stop();
+      await garbage.close();
     }
   });
 

@@ -9,7 +9,8 @@ import {
   readBatchPages,
   type InferResponse,
 } from '../../src/protocol/api.js';
-import { DEFAULT_MAX_RESPONSE_BYTES, readJsonBody } from '../../src/protocol/body.js';
+import { providerApi } from '../../src/api/provider.js';
+import { DEFAULT_MAX_RESPONSE_BYTES } from '../../src/protocol/body.js';
 import { encodeTensors, hashTensors } from '../../src/protocol/encoding.js';
 import { batchTree } from '../../src/protocol/merkle.js';
 import { receiptHash } from '../../src/protocol/receipt.js';
@@ -69,12 +70,8 @@ async function lastBatch(): Promise<{ root: Hex; count: number }> {
 }
 
 const page = (root: Hex, query = '') => fetch(`${node.url}/v1/batches/${root}${query}`);
-/** What a verifier does: read each page with a cap, validate it, follow the offset. */
-const fetchPage = (root: Hex) => async (offset: number) =>
-  readJsonBody(await page(root, `?offset=${offset}`), {
-    maxBytes: DEFAULT_MAX_RESPONSE_BYTES,
-    from: node.url,
-  });
+/** What a verifier does: read each page with the typed client (a cap, the schema), follow the offset. */
+const fetchPage = (root: Hex) => (offset: number) => providerApi(node.url).getBatchPage(root, offset);
 
 describe('batch pages', () => {
   let batch: { root: Hex; count: number };

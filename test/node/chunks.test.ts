@@ -37,6 +37,7 @@ import {
   TEST_PARAMS,
   type TestChain,
 } from './support.js';
+import { type NodeFaults } from '../support/faults.js';
 
 /*
  * Large receipts on a real node and chain (audit C-1, issue 16): with the chain's default data cap
@@ -68,10 +69,20 @@ afterAll(async () => {
   for (const d of dirs) await d.remove();
 });
 
-async function node(i: number, over: Parameters<typeof startTestNode>[3] = {}): Promise<GlassboxNode> {
+async function node(
+  i: number,
+  over: Parameters<typeof startTestNode>[3] = {},
+  faults?: NodeFaults,
+): Promise<GlassboxNode> {
   const dir = await tempDir();
   dirs.push(dir);
-  const n = await startTestNode(chain, i, dir.dir, { batch: { maxReceipts: 1, maxAgeMs: 60_000 }, ...over });
+  const n = await startTestNode(
+    chain,
+    i,
+    dir.dir,
+    { batch: { maxReceipts: 1, maxAgeMs: 60_000 }, ...over },
+    faults,
+  );
   nodes.push(n);
   return n;
 }
@@ -200,7 +211,7 @@ describe('C-1 large receipts stay answerable', () => {
   );
 
   it('a node that does not answer is slashed as before', async () => {
-    const withholding = await node(PROVIDER[1], { fault: { withhold: 'batches' } });
+    const withholding = await node(PROVIDER[1], {}, { withhold: 'batches' });
     const int8 = int8Of(withholding);
     const { receipt } = await ask(withholding, int8, flowers(int8, 20_000)); // 80 KB in, 400 KB out
     const { batchId, proof } = await committed(withholding, receipt);
@@ -223,10 +234,11 @@ describe('C-1 large receipts stay answerable', () => {
   });
 
   it('a verifier re-executes a receipt whose withheld data was published in chunks, and challenges it when wrong', async () => {
-    const dodger = await node(PROVIDER[2], {
-      models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
-      fault: { perturb: 1, withhold: 'inputs' },
-    });
+    const dodger = await node(
+      PROVIDER[2],
+      { models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }] },
+      { perturb: 1, withhold: 'inputs' },
+    );
     const verifier = await node(9, {
       roles: ['verifier'],
       stake: '0',

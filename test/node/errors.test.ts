@@ -8,7 +8,6 @@ import { BINARY_TYPE, PROVIDER_HEADER, REQUEST_HEADER, type InferResponse } from
 import { encodeTensors, hashTensors, tensorsFromJson } from '../../src/protocol/encoding.js';
 import { fileCid } from '../../src/protocol/cid.js';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
-import { createOnnxEngine } from '../../src/runtime/index.js';
 import {
   CLIENT,
   DUMMY_SIGNATURE,
@@ -26,13 +25,14 @@ import {
   tempDir,
   type TestChain,
 } from './support.js';
+import { exampleEngine } from '../support/examples.js';
 
 let chain: TestChain;
 let node: GlassboxNode;
 let limited: GlassboxNode;
 let cheat: GlassboxNode;
 const dirs: { dir: string; remove(): Promise<void> }[] = [];
-const engine = createOnnxEngine();
+const engine = exampleEngine();
 let client: Hex;
 
 beforeAll(async () => {
@@ -44,7 +44,7 @@ beforeAll(async () => {
       rateLimit: { perMinute: 1_000_000 },
     }),
     startTestNode(chain, PROVIDER[1], dirs[1]!.dir, { rateLimit: { perMinute: 3 } }),
-    startTestNode(chain, PROVIDER[2], dirs[2]!.dir, { fault: { perturb: 1 } }),
+    startTestNode(chain, PROVIDER[2], dirs[2]!.dir, {}, { perturb: 1 }),
   ]);
   client = chain.key(CLIENT[0]);
   await fundClients(chain);
@@ -386,7 +386,7 @@ describe('provider node: bad requests get 4xx problem+json, and the node keeps s
   });
 });
 
-describe('provider node: fault switch, health, metrics', () => {
+describe('provider node: a faulty engine (test/support/faults.ts), health, metrics', () => {
   it('perturb: 1 changes the outputs and signs the perturbed hash', async () => {
     const pkg = [...cheat.models.values()][0]!;
     const body = await inferBody(cheat, pkg, client);

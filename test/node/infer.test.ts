@@ -14,7 +14,6 @@ import { decodeTensors, encodeTensors, hashTensors, tensorsFromJson } from '../.
 import { inputsFromJson } from '../../src/protocol/inputs.js';
 import { modelDigest } from '../../src/protocol/manifest.js';
 import { recoverReceiptSigner, signedReceiptFromJson } from '../../src/protocol/receipt.js';
-import { createOnnxEngine } from '../../src/runtime/index.js';
 import {
   CLIENT,
   fundClients,
@@ -32,6 +31,7 @@ import {
   tempDir,
   type TestChain,
 } from './support.js';
+import { exampleEngine } from '../support/examples.js';
 
 let chain: TestChain;
 let node: GlassboxNode;
@@ -39,7 +39,7 @@ let dataDir: { dir: string; remove(): Promise<void> };
 let iris: string;
 let int8: string;
 const pkgOf = (id: string) => node.models.get(id)!;
-const engine = createOnnxEngine();
+const engine = exampleEngine();
 
 beforeAll(async () => {
   chain = await startTestChain();

@@ -4,7 +4,12 @@ import { join } from 'node:path';
 import { keccak256, toHex, type Address, type Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { deposit } from '../../src/chain/index.js';
-import { startNode, type GlassboxNode, type NodeConfigInput } from '../../src/node/index.js';
+import {
+  createNode,
+  parseNodeConfig,
+  type GlassboxNode,
+  type NodeConfigInput,
+} from '../../src/node/index.js';
 import { BINARY_TYPE, REQUEST_HEADER, voucherToJson } from '../../src/protocol/api.js';
 import { hashTensors } from '../../src/protocol/encoding.js';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
@@ -13,6 +18,7 @@ import { requestMessage, signRequest } from '../../src/protocol/request.js';
 import { signVoucher, type SignedVoucher } from '../../src/protocol/voucher.js';
 import { E18, HOLD_DUE_MS, startTestChain, TEST_PARAMS, type TestChain } from '../chain/support.js';
 import { exampleDir } from '../support/examples.js';
+import { faultyNode, type NodeFaults } from '../support/faults.js';
 
 export { nonCanonical } from '../support/signatures.js';
 
@@ -61,13 +67,16 @@ export function nodeConfig(
   };
 }
 
+/** Starts a node for provider account `i`; with `faults`, a lying, slow or withholding one. */
 export async function startTestNode(
   chain: TestChain,
   i: number,
   dataDir: string,
   over: Partial<NodeConfigInput> = {},
+  faults?: NodeFaults,
 ): Promise<GlassboxNode> {
-  return startNode(nodeConfig(chain, i, dataDir, over));
+  const config = parseNodeConfig(nodeConfig(chain, i, dataDir, over));
+  return (await createNode(config, faults ? faultyNode(config, faults) : {})).start();
 }
 
 export const IRIS_INPUTS = {

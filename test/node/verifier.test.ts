@@ -4,7 +4,7 @@ import { isSampled, proveDivergence, recheck } from '../../src/node/roles/check.
 import { encodeTensors } from '../../src/protocol/encoding.js';
 import { modelDigest } from '../../src/protocol/manifest.js';
 import { ZERO_HASH, type Receipt } from '../../src/protocol/receipt.js';
-import { createOnnxEngine } from '../../src/runtime/index.js';
+import { defaultEngines } from '../../src/runtime/index.js';
 import { examplePackage, exampleSamples } from '../support/examples.js';
 import { openRoleStore } from '../../src/node/roles/store.js';
 import { traceRoot, verifyTraceProof } from '../../src/protocol/merkle.js';
@@ -115,9 +115,10 @@ describe('the role store', () => {
 });
 
 describe('recheck: what a provider can serve to stall or mislead a verifier', () => {
-  const engine = createOnnxEngine();
+  const engines = defaultEngines();
+  const engine = engines.for({ manifest: { format: 'onnx' } });
   afterAll(async () => {
-    await engine.close();
+    await engines.close();
   });
 
   async function signedFor(inputs: Uint8Array, traced: boolean) {
@@ -142,7 +143,7 @@ describe('recheck: what a provider can serve to stall or mislead a verifier', ()
   it('inputs that are not even tensors for the model are a mismatch, not an error that stalls the loop', async () => {
     const garbage = new Uint8Array([1, 2, 3, 4, 5]);
     const { pkg, receipt } = await signedFor(garbage, false);
-    const found = await recheck({ receipt, inputs: garbage, engine, pkg });
+    const found = await recheck({ receipt, inputs: garbage, engines, pkg });
     expect(found).toMatchObject({
       kind: 'mismatch',
       detail: expect.stringMatching(/not valid for the model/),
@@ -166,9 +167,9 @@ describe('recheck: what a provider can serve to stall or mislead a verifier', ()
       price: 1n,
       timestamp: 1n,
     };
-    const found = await recheck({ receipt, inputs, outputs: poison, engine, pkg });
+    const found = await recheck({ receipt, inputs, outputs: poison, engines, pkg });
     expect(found).toMatchObject({ kind: 'mismatch', detail: expect.stringMatching(/do not decode/) });
-    expect((await recheck({ receipt, inputs, engine, pkg })).kind).toBe('unproven');
+    expect((await recheck({ receipt, inputs, engines, pkg })).kind).toBe('unproven');
   });
 
   it('a served trace that is not the one the receipt commits to is ignored: a plain challenge, no bisection', async () => {
@@ -177,11 +178,11 @@ describe('recheck: what a provider can serve to stall or mislead a verifier', ()
     const { receipt, run } = await signedFor(inputs, true);
     const honestTrace = run.trace!.steps.map((s) => s.hash);
     const forged = honestTrace.map((x, i) => (i === 2 ? h('forged') : x));
-    const withForged = await recheck({ receipt, inputs, trace: forged, engine, pkg });
+    const withForged = await recheck({ receipt, inputs, trace: forged, engines, pkg });
     expect(withForged.kind).toBe('mismatch');
     expect('divergence' in withForged).toBe(false);
     // the receipt's own trace matches ours step for step; its lie is the output, so no step differs
-    const withOwn = await recheck({ receipt, inputs, trace: honestTrace, engine, pkg });
+    const withOwn = await recheck({ receipt, inputs, trace: honestTrace, engines, pkg });
     expect(withOwn.kind).toBe('mismatch');
   });
 });

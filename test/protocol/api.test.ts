@@ -38,13 +38,16 @@ const stored = (i: number): StoredReceipt => ({
   inputs: Buffer.from('inputs').toString('base64'),
 });
 
-/** A provider serving `count` receipts in pages of `size`, or whatever `tamper` makes of a page. */
+/**
+ * A provider serving `count` receipts in pages of `size`, or whatever `tamper` makes of a page, read
+ * as the typed client reads it (parsed with the page's schema).
+ */
 function pages(count: number, size: number, tamper: (page: BatchResponse) => unknown = (p) => p) {
   const asked: number[] = [];
   const fetchPage = async (offset: number) => {
     asked.push(offset);
     const receipts = Array.from({ length: Math.min(size, count - offset) }, (_, i) => stored(offset + i));
-    return JSON.parse(JSON.stringify(tamper({ root, count, offset, receipts }))) as unknown;
+    return parseBatchResponse(JSON.parse(JSON.stringify(tamper({ root, count, offset, receipts }))));
   };
   return { fetchPage, asked };
 }

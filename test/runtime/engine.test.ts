@@ -6,7 +6,8 @@ import { inputsFromJson } from '../../src/protocol/inputs.js';
 import type { ModelPackage } from '../../src/protocol/manifest.js';
 import { runtimeHash } from '../../src/protocol/runtime-profile.js';
 import type { Tensor, TensorMap } from '../../src/protocol/tensor.js';
-import { createOnnxEngine, type Engine } from '../../src/runtime/index.js';
+import type { Engine } from '../../src/runtime/index.js';
+import { createOnnxEngine } from '../../src/runtime/onnx/engine.js';
 import { EXAMPLES, examplePackage, exampleSamples } from '../support/examples.js';
 
 const engines: Engine[] = [];

@@ -6,8 +6,8 @@ import { traceTree, verifyTraceProof } from '../../src/protocol/merkle.js';
 import { ZERO_HASH } from '../../src/protocol/receipt.js';
 import type { GraphOptimizationLevel } from '../../src/protocol/runtime-profile.js';
 import type { Tensor } from '../../src/protocol/tensor.js';
+import { createOnnxEngine } from '../../src/runtime/onnx/engine.js';
 import {
-  createOnnxEngine,
   firstDivergence,
   traceOf,
   traceStepPositions,

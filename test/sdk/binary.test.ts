@@ -11,7 +11,7 @@ import type { ModelPackage } from '../../src/protocol/manifest.js';
 import { signedReceiptToJson } from '../../src/protocol/receipt.js';
 import { requestMessage, signRequest } from '../../src/protocol/request.js';
 import type { Tensor, TensorMap } from '../../src/protocol/tensor.js';
-import { createOnnxEngine, type Engine } from '../../src/runtime/index.js';
+import type { Engine } from '../../src/runtime/index.js';
 import {
   BINARY_TRANSPORT_MIN_BYTES,
   closeClient,
@@ -23,7 +23,7 @@ import {
 } from '../../src/sdk/index.js';
 import { createNodeFetch } from '../../src/sdk/http.js';
 import { createMemoryStore, loadModel, packModelFolder } from '../../src/store/index.js';
-import { exampleDir } from '../support/examples.js';
+import { exampleDir, exampleEngine } from '../support/examples.js';
 import {
   E18,
   PRICE,
@@ -105,7 +105,7 @@ beforeAll(async () => {
   node = await startTestNode(chain, 1, dir.dir, {
     models: [{ model: exampleDir('cnn'), price: PRICE.toString() }],
   });
-  engine = createOnnxEngine();
+  engine = exampleEngine();
 });
 
 afterEach(async () => {

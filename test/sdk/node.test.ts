@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { generatePrivateKey } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getRedeemed } from '../../src/chain/index.js';
-import { startNode, type GlassboxNode } from '../../src/node/index.js';
+import { createNode, parseNodeConfig, type GlassboxNode } from '../../src/node/index.js';
 import { isGlassboxError, type GlassboxError } from '../../src/protocol/errors.js';
 import {
   charged,
@@ -16,6 +16,7 @@ import {
 } from '../../src/sdk/index.js';
 import { exampleDir, exampleSamples } from '../support/examples.js';
 import { MIN_STAKE, startNetwork, type Network } from './support/network.js';
+import { faultyNode } from '../support/faults.js';
 
 /* The SDK against the real provider node (src/node). The SDK never imports the node; its tests may. */
 describe('the SDK against src/node', () => {
@@ -32,23 +33,21 @@ describe('the SDK against src/node', () => {
     ] as const) {
       const dataDir = mkdtempSync(join(tmpdir(), 'glassbox-sdk-node-'));
       dirs.push(dataDir);
-      nodes.push(
-        await startNode({
-          chain: {
-            rpcUrl: net.chain.anvil.rpcUrl,
-            chainId: net.chain.anvil.chainId,
-            deployment: net.chain.deployment,
-            pollingIntervalMs: 5,
-          },
-          keys: { stakingKey: net.chain.key(i) },
-          dataDir,
-          models: [{ model: exampleDir('iris-int8'), price: '1000' }],
-          stake: (MIN_STAKE * BigInt(i === 3 ? 3 : 1)).toString(),
-          creditLimit: '5000',
-          logLevel: 'silent',
-          ...(perturb ? { fault: { perturb } } : {}),
-        }),
-      );
+      const config = parseNodeConfig({
+        chain: {
+          rpcUrl: net.chain.anvil.rpcUrl,
+          chainId: net.chain.anvil.chainId,
+          deployment: net.chain.deployment,
+          pollingIntervalMs: 5,
+        },
+        keys: { stakingKey: net.chain.key(i) },
+        dataDir,
+        models: [{ model: exampleDir('iris-int8'), price: '1000' }],
+        stake: (MIN_STAKE * BigInt(i === 3 ? 3 : 1)).toString(),
+        creditLimit: '5000',
+        logLevel: 'silent',
+      });
+      nodes.push(await (await createNode(config, perturb ? faultyNode(config, { perturb }) : {})).start());
     }
     client = await net.client();
   });

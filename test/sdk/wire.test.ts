@@ -87,6 +87,31 @@ describe('provider answers are validated', () => {
     ]);
   });
 
+  it('an answer missing a field is PROVIDER_ERROR naming it; infer fails over', async () => {
+    const bad = await network().startProvider({
+      account: 1,
+      price: 1000n,
+      stake: 5n * MIN_STAKE, // ranked first
+      faults: { answer: ({ receipt: _receipt, ...rest }) => rest },
+    });
+    const good = await network().startProvider({ account: 2, price: 1000n });
+    const c = await newClient();
+
+    const error = await failure(postInfer(c, ref(bad), await request(c, bad)));
+    expect(error.code).toBe('PROVIDER_ERROR');
+    expect(error.field).toBe('response.receipt');
+
+    const result = await run(c);
+    expect(result.providers).toEqual([good.address]);
+    expect(result.report.rejected).toEqual([
+      expect.objectContaining({
+        provider: bad.address,
+        code: 'PROVIDER_ERROR',
+        message: expect.stringContaining('response.receipt: '),
+      }),
+    ]);
+  });
+
   it('an answer over maxResponseBytes is RESPONSE_TOO_LARGE; infer fails over', async () => {
     const big = await network().startProvider({
       account: 1,

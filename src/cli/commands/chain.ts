@@ -11,7 +11,7 @@ import {
   type Deployment,
 } from '../../chain/index.js';
 import { runtimeProfileJson, runtimeProfileSchema } from '../../protocol/runtime-profile.js';
-import { onnxProfile } from '../../runtime/index.js';
+import { defaultProfiles } from '../../runtime/index.js';
 import { parsePositiveInt, readJsonArgument } from '../args.js';
 import { glassboxHome, printFields, toJson, usageError } from '../io.js';
 import { jsonOption } from '../options.js';
@@ -41,15 +41,15 @@ type DeployFlags = {
 };
 
 const RUNTIME_HELP =
-  'a runtime profile (JSON or a file) to admit, repeatable (default: the ONNX engine profile of this machine)';
+  'a runtime profile (JSON or a file) to admit, repeatable (default: the profiles of the engines this build runs, on this machine)';
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 /**
  * The runtime profiles to admit at deployment, as canonical JSON: those given, each checked
- * against the profile schema, or the profile this machine's ONNX engine runs under.
+ * against the profile schema, or the profiles this build's engines run under on this machine.
  */
 async function runtimesToAdmit(values: readonly string[] | undefined): Promise<string[]> {
-  if (!values || values.length === 0) return [runtimeProfileJson(onnxProfile())];
+  if (!values || values.length === 0) return defaultProfiles().map(runtimeProfileJson);
   const out: string[] = [];
   for (const value of values) {
     const parsed = runtimeProfileSchema.safeParse(await readJsonArgument(value, '--runtime'));

@@ -6,7 +6,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { inputsFromJson } from '../../protocol/inputs.js';
 import { modelDigest } from '../../protocol/manifest.js';
 import { recoverReceiptSigner, receiptHash, signReceipt, ZERO_HASH } from '../../protocol/receipt.js';
-import { createOnnxEngine } from '../../runtime/index.js';
+import { defaultEngines } from '../../runtime/index.js';
 import { loadModel } from '../../store/index.js';
 import { printFields } from '../io.js';
 import { openStore, packFromPath } from '../models.js';
@@ -38,8 +38,9 @@ export function registerDemoCommand(program: Command, ctx: Context): void {
       const store = openStore(storeDir);
       const { buildExampleModels } = (await import(EXAMPLES.href)) as ExampleBuilder;
       const examples = buildExampleModels();
-      const engine = createOnnxEngine({ intraOpNumThreads: 1 });
-      const twoThreads = createOnnxEngine({ intraOpNumThreads: 2 });
+      const oneThread = defaultEngines({ onnx: { intraOpNumThreads: 1 } });
+      const twoThreads = defaultEngines({ onnx: { intraOpNumThreads: 2 } });
+      const profiles = new Set<string>();
       try {
         io.out('Glassbox local demo: content-addressed models, a pinned runtime, canonical hashes.\n');
         for (const [name, example] of Object.entries(examples)) {
@@ -49,12 +50,14 @@ export function registerDemoCommand(program: Command, ctx: Context): void {
             pkg.manifest.inputs,
             JSON.parse(await readFile(example.samples, 'utf8')),
           );
+          const engine = oneThread.for(pkg, { trace: true });
+          profiles.add(JSON.stringify(engine.profile));
           const result = await engine.run(pkg, inputs, { trace: true });
           // The same answer, bit for bit, however often and on however many threads it runs.
           const hashes = new Set<string>();
           for (let i = 0; i < 10; i++) {
             hashes.add((await engine.run(pkg, inputs)).outputHash);
-            hashes.add((await twoThreads.run(pkg, inputs)).outputHash);
+            hashes.add((await twoThreads.for(pkg).run(pkg, inputs)).outputHash);
           }
           io.out(`== ${name}: ${pkg.manifest.description.split('. ')[0]}.`);
           printFields(io, [
@@ -76,12 +79,12 @@ export function registerDemoCommand(program: Command, ctx: Context): void {
           io.out('');
           if (name === 'iris') await showReceipt(ctx, pkg.id, result);
         }
-        io.out(`Profile: ${JSON.stringify(engine.profile)}`);
+        for (const profile of profiles) io.out(`Profile: ${profile}`);
         io.out(
           `Store: ${storeDir}. Try: glassbox model inspect <model id>, glassbox run <model id> --input <json>.`,
         );
       } finally {
-        await engine.close();
+        await oneThread.close();
         await twoThreads.close();
       }
     });

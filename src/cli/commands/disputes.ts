@@ -6,16 +6,17 @@ import {
   getVote,
   type ChallengeInfo,
 } from '../../chain/index.js';
-import { runCheatersScenario, scenarioHeld, scenarioTable } from '../../devnet/scenario.js';
-import type { NodeStatus } from '../../node/routes/roles.js';
-import { DEFAULT_MAX_RESPONSE_BYTES, readJsonBody } from '../../protocol/body.js';
+import { call } from '../../api/client.js';
+import { routes } from '../../api/routes.js';
+import type { NodeStatus } from '../../api/schemas.js';
+import { DEFAULT_MAX_RESPONSE_BYTES } from '../../protocol/body.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import { connectionOptions, openChain, resolveConnection, type ConnectionFlags } from '../connection.js';
-import { formatAmount, printFields, toJson, usageError } from '../io.js';
+import { formatAmount, printFields, toJson } from '../io.js';
 import { jsonOption } from '../options.js';
 import type { Context } from '../program.js';
 
-/** `glassbox disputes`, `glassbox node status` and `glassbox scenario`: what keeps providers honest. */
+/** `glassbox disputes` and `glassbox node status`: what keeps providers honest. */
 export function registerDisputeCommands(program: Command, node: Command, ctx: Context): void {
   connectionOptions(jsonOption(program.command('disputes')))
     .description('list challenges on chain: kind, status, committee and votes, outcome and amounts')
@@ -47,16 +48,18 @@ export function registerDisputeCommands(program: Command, node: Command, ctx: Co
     .action(async (flags: { url: string; json: boolean }) => {
       let status: NodeStatus;
       try {
-        const response = await fetch(`${flags.url.replace(/\/+$/, '')}/v1/status`, {
-          signal: AbortSignal.timeout(5000),
-        });
-        if (!response.ok) throw new Error(`HTTP ${response.status}`);
-        const from = `the node at ${flags.url}`;
-        status = (await readJsonBody(response, { maxBytes: DEFAULT_MAX_RESPONSE_BYTES, from })) as NodeStatus;
+        const node = {
+          endpoint: flags.url,
+          name: `the node at ${flags.url}`,
+          timeoutMs: 5000,
+          maxResponseBytes: DEFAULT_MAX_RESPONSE_BYTES,
+        };
+        status = await call(node, routes.status, {});
       } catch (cause) {
         throw new GlassboxError('PROVIDER_UNAVAILABLE', `no node status at ${flags.url}`, {
           cause,
           field: 'url',
+          metaMessages: [cause instanceof Error ? cause.message.split('\n')[0]! : String(cause)],
         });
       }
       if (flags.json) return ctx.io.out(toJson(status));
@@ -100,33 +103,6 @@ export function registerDisputeCommands(program: Command, node: Command, ctx: Co
               .join('; ') || 'none',
           ],
         ]);
-    });
-
-  program
-    .command('scenario')
-    .description('run an acceptance scenario on a fresh devnet and print its table (cheaters: issue 5)')
-    .argument('<name>', 'the scenario: cheaters')
-    .option('--requests <n>', 'receipt-mode requests to the cheating provider', '500')
-    .option('--runs <n>', 'play it this many times, each on a fresh devnet, and count the catches', '1')
-    .action(async (name: string, flags: { requests: string; runs: string }) => {
-      if (name !== 'cheaters') throw usageError(`unknown scenario ${name}; try: cheaters`);
-      const [requests, runs] = [Number(flags.requests), Number(flags.runs)];
-      if (!Number.isInteger(requests) || requests < 1)
-        throw usageError('--requests must be a positive integer');
-      if (!Number.isInteger(runs) || runs < 1) throw usageError('--runs must be a positive integer');
-      let held = 0;
-      for (let run = 1; run <= runs; run++) {
-        if (runs > 1) ctx.io.out(`\nrun ${run} of ${runs}`);
-        const result = await runCheatersScenario({ requests, log: (line) => ctx.io.out(line) });
-        ctx.io.out(`\n${scenarioTable(result)}`);
-        if (scenarioHeld(result)) held++;
-      }
-      if (runs > 1)
-        ctx.io.out(
-          `\nthe scenario held (cheater caught and slashed, and the rest) in ${held} of ${runs} runs`,
-        );
-      if (held < runs)
-        throw new GlassboxError('VERIFICATION_FAILED', 'the scenario did not hold; see the table');
     });
 }
 

@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
+import type { Address } from 'viem';
+import { call } from '../../api/client.js';
+import { routes } from '../../api/routes.js';
 import { getModel, listProviders, registerModel } from '../../chain/index.js';
-import { GlassboxError } from '../../protocol/errors.js';
+import { GlassboxError, isGlassboxError } from '../../protocol/errors.js';
 import { closeClient, discoverProviders, verifyReceipt, type Client } from '../../sdk/index.js';
 import { resolve } from 'node:path';
 import { isModelId, modelIdFromDigest, type ModelId } from '../../protocol/manifest.js';
@@ -87,7 +90,7 @@ export function registerNetworkCommands(program: Command, model: Command, ctx: C
             ...p,
             price: offers?.get(p.address)?.price,
             pending: offers?.get(p.address)?.pending,
-            ...(await probe(p.endpoint)),
+            ...(await probe(p)),
           })),
         );
         if (flags.json) return ctx.io.out(toJson(rows));
@@ -220,17 +223,24 @@ async function noOffer(ctx: Context, client: Client, model: string): Promise<voi
   );
 }
 
-/** One GET /health, timed. */
-async function probe(endpoint: string): Promise<{ healthy: boolean; latencyMs: number; error?: string }> {
+/** One GET /health, timed, read with the typed client (a 503 while starting or stopping is down). */
+async function probe(provider: {
+  address: Address;
+  endpoint: string;
+}): Promise<{ healthy: boolean; latencyMs: number; error?: string }> {
   const started = performance.now();
+  const node = {
+    endpoint: provider.endpoint,
+    name: `provider ${provider.address}`,
+    provider: provider.address,
+    timeoutMs: 3000,
+    maxResponseBytes: 64 * 1024,
+  };
   try {
-    const response = await fetch(new URL('/health', endpoint), { signal: AbortSignal.timeout(3000) });
-    return {
-      healthy: response.ok,
-      latencyMs: performance.now() - started,
-      ...(response.ok ? {} : { error: `HTTP ${response.status}` }),
-    };
+    await call(node, routes.health, {});
+    return { healthy: true, latencyMs: performance.now() - started };
   } catch (error) {
-    return { healthy: false, latencyMs: performance.now() - started, error: (error as Error).message };
+    const message = isGlassboxError(error) ? error.shortMessage : String(error);
+    return { healthy: false, latencyMs: performance.now() - started, error: message };
   }
 }

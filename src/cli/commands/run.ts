@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { GraphOptimizationLevel, RuntimeProfile } from '../../protocol/runtime-profile.js';
-import { createOnnxEngine } from '../../runtime/index.js';
+import { defaultEngines } from '../../runtime/index.js';
 import { parsePositiveInt } from '../args.js';
 import { printFields, toJson } from '../io.js';
 import { openStore, resolvePackage } from '../models.js';
@@ -46,16 +46,19 @@ export function registerRunCommand(program: Command, ctx: Context): void {
       const pkg = await resolvePackage(openStore(store), ref);
       const specs = pkg.manifest.inputs;
       const inputs = inputTensors(await readInputArgument(flags.input, async () => specs), specs);
-      const engine = createOnnxEngine({
-        ...(flags.optimization === undefined ? {} : { graphOptimizationLevel: flags.optimization }),
-        ...(flags.threads === undefined
-          ? {}
-          : { intraOpNumThreads: parsePositiveInt(flags.threads, '--threads') }),
-        ...(flags.timeout === undefined
-          ? {}
-          : { limits: { timeoutMs: parsePositiveInt(flags.timeout, '--timeout') } }),
+      const engines = defaultEngines({
+        onnx: {
+          ...(flags.optimization === undefined ? {} : { graphOptimizationLevel: flags.optimization }),
+          ...(flags.threads === undefined
+            ? {}
+            : { intraOpNumThreads: parsePositiveInt(flags.threads, '--threads') }),
+          ...(flags.timeout === undefined
+            ? {}
+            : { limits: { timeoutMs: parsePositiveInt(flags.timeout, '--timeout') } }),
+        },
       });
       try {
+        const engine = engines.for(pkg, { trace: flags.trace });
         const result = await engine.run(pkg, inputs, { trace: flags.trace });
         if (json) {
           const outputs = tensorsForPrint(result.outputs);
@@ -74,7 +77,7 @@ export function registerRunCommand(program: Command, ctx: Context): void {
           ['time', `${result.durationMs.toFixed(2)} ms`],
         ]);
       } finally {
-        await engine.close();
+        await engines.close();
       }
     });
 }

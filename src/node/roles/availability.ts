@@ -7,6 +7,7 @@ import {
   getChallenge,
   getPublishedChunks,
   isChunkPublished,
+  isContractRevert,
   type DataSide,
 } from '../../chain/index.js';
 import { chunkData, ZERO_ROOT } from '../../protocol/data.js';
@@ -164,7 +165,7 @@ export const availabilityAnswerer =
       } catch (error) {
         if (!isGlassboxError(error, 'CHAIN_REVERTED')) throw error;
         // someone else published this chunk first: that it is on chain is all that counts
-        if (error.details.error === 'ChunkAlreadyPublished') return true;
+        if (isContractRevert(error, 'ChunkAlreadyPublished')) return true;
         log.error(
           { err: error, challengeId: id.toString(), what },
           'could not answer an availability challenge',

@@ -9,6 +9,7 @@ import { isGlassboxError } from '../../protocol/errors.js';
 import { agree } from '../../protocol/policy.js';
 import { ZERO_HASH, type Receipt } from '../../protocol/receipt.js';
 import type { Engine } from '../../runtime/engine.js';
+import type { Engines } from '../../runtime/registry.js';
 
 /*
  * The verifier's core rules, free of loops and I/O so they are easy to test: which receipts a
@@ -78,18 +79,24 @@ export async function recheck(params: {
   inputs: Uint8Array;
   outputs?: Uint8Array;
   trace?: readonly Hex[];
-  engine: Engine;
+  engines: Engines;
   /** The receipt's model, when this node has it or could fetch it. */
   pkg: ModelPackage | undefined;
 }): Promise<Recheck> {
-  const { receipt, engine, pkg } = params;
+  const { receipt, pkg } = params;
   if (!pkg) return { kind: 'skipped', detail: `model ${receipt.model} is not available here` };
+  const traced = receipt.traceRoot !== ZERO_HASH;
+  let engine: Engine;
+  try {
+    engine = params.engines.for(pkg, { trace: traced });
+  } catch (error) {
+    return { kind: 'skipped', detail: `no engine here for it: ${firstLine(error)}` };
+  }
   if (receipt.runtime !== engine.runtimeHash)
     return {
       kind: 'skipped',
       detail: `runtime ${receipt.runtime} differs from ours (${engine.runtimeHash})`,
     };
-  const traced = receipt.traceRoot !== ZERO_HASH;
   const attempt = await runSafely(() => engine.run(pkg, decodeTensors(params.inputs), { trace: traced }));
   if ('invalid' in attempt)
     return {
@@ -156,9 +163,12 @@ export async function runSafely<T>(
     return { value: await f() };
   } catch (error) {
     if (isGlassboxError(error) && INVALID_INPUT_CODES.has(error.code)) return { invalid: error.shortMessage };
-    return { failed: error instanceof Error ? error.message.split('\n')[0]! : String(error) };
+    return { failed: firstLine(error) };
   }
 }
+
+const firstLine = (error: unknown): string =>
+  error instanceof Error ? error.message.split('\n')[0]! : String(error);
 
 /**
  * The first step at which the provider's trace (`theirs`) and ours part, with the Merkle proofs

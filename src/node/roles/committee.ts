@@ -11,7 +11,8 @@ import { dataHash } from '../../protocol/data.js';
 import { decodeTensors } from '../../protocol/encoding.js';
 import type { ModelPackage } from '../../protocol/manifest.js';
 import type { Receipt } from '../../protocol/receipt.js';
-import type { Engine, TraceStepResult } from '../../runtime/engine.js';
+import type { TraceStepResult } from '../../runtime/engine.js';
+import type { Engines } from '../../runtime/registry.js';
 import type { Startable } from '../worker.js';
 import { settleWhenDue } from './challenges.js';
 import { recheck, runSafely } from './check.js';
@@ -30,7 +31,8 @@ import type { Duty } from './store.js';
 export type CommitteeInit = { readonly pollIntervalMs: number };
 
 export type CommitteeComponents = RoleComponents & {
-  readonly engine: Engine;
+  /** The engines it re-executes with, by the model's format. */
+  readonly engines: Engines;
   readonly models: ModelSource;
   readonly providers: ProviderFetches;
 };
@@ -68,7 +70,7 @@ const abstain = (detail: string): Judgement => ({ kind: 'abstain', detail: `cann
 export const committeeMember =
   (init: CommitteeInit) =>
   (c: CommitteeComponents): CommitteeMember => {
-    const { chain, serial, log, events, store, engine, providers } = c;
+    const { chain, serial, log, events, store, engines, providers } = c;
     const me = addressOf(chain);
 
     async function scanDuties(): Promise<void> {
@@ -95,8 +97,9 @@ export const committeeMember =
       )?.args.receipt;
       const opened = await events.findLatest({ ...byId, eventName: 'ChallengeOpened' });
       if (!receipt || !opened) return abstain('no challenged receipt on chain');
-      if (receipt.runtime !== engine.runtimeHash)
-        return abstain(`runtime ${receipt.runtime} differs from ours (${engine.runtimeHash})`);
+      const ours = engines.list.map((engine) => engine.runtimeHash);
+      if (!ours.includes(receipt.runtime))
+        return abstain(`runtime ${receipt.runtime} differs from ours (${ours.join(', ')})`);
       const evidence = await fetchEvidence(opened.args.inputsUri, receipt, info);
       // The challenger must make its case: no valid evidence, no model to run, no outputs to compare
       // with (below) all count against it. Holding them against the members instead would let a
@@ -112,7 +115,7 @@ export const committeeMember =
         receipt,
         inputs: evidence.inputs,
         ...(evidence.outputs ? { outputs: evidence.outputs } : {}),
-        engine,
+        engines,
         pkg,
       });
       if (found.kind === 'skipped') return abstain(found.detail);
@@ -131,7 +134,9 @@ export const committeeMember =
       d: NonNullable<ChallengeInfo['divergence']>,
     ): Promise<Judgement> {
       // Only up to the named operator: nothing after it bears on the verdict.
-      const attempt = await runSafely(() => engine.traceStep(pkg, decodeTensors(inputs), d.step));
+      const attempt = await runSafely(() =>
+        engines.for(pkg, { trace: true }).traceStep(pkg, decodeTensors(inputs), d.step),
+      );
       if ('invalid' in attempt)
         return vote(true, `the receipt's inputs are not valid for the model: ${attempt.invalid}`);
       if ('failed' in attempt) return abstain(attempt.failed);

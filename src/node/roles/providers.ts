@@ -1,11 +1,13 @@
-import { parseEvidenceResponse, readBatchPages, type BatchListing } from '../../protocol/api.js';
-import { DEFAULT_MAX_RESPONSE_BYTES, readJsonBody } from '../../protocol/body.js';
+import { getEvidence, providerApi } from '../../api/provider.js';
+import { readBatchPages, type BatchListing, type parseEvidenceResponse } from '../../protocol/api.js';
 
 /*
  * What the roles fetch over HTTP from the nodes they audit or judge for, in one place: the verifier
- * reads a provider's batch listings, a committee member reads a challenger's evidence. Every
- * answer is bounded (a timeout, a byte cap, no redirects) and validated before a role sees it; a
- * failure throws, and the role decides what it means (not served yet, or too late).
+ * reads a provider's batch listings, a committee member reads a challenger's evidence. Both go
+ * through the API's typed client (src/api/provider.ts): every answer is bounded (a timeout, a byte
+ * cap, no redirects) and parsed with its route's schema before a role sees it; a failure throws
+ * (PROVIDER_ERROR naming the field for garbage), and the role decides what it means (not served
+ * yet, or too late).
  */
 
 export type ProviderFetches = {
@@ -24,23 +26,12 @@ export type ProviderFetches = {
 /** A challenger's evidence as validated (src/protocol/api.ts): inputs and outputs still base64. */
 export type ParsedEvidence = ReturnType<typeof parseEvidenceResponse>;
 
-const TIMEOUT_MS = 5_000;
-
-async function getJson(url: string, from: string): Promise<unknown> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS), redirect: 'error' });
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  return readJsonBody(response, { maxBytes: DEFAULT_MAX_RESPONSE_BYTES, from });
-}
-
 export function createProviderFetches(): ProviderFetches {
   return {
-    batchListing: (endpoint, batch) =>
-      readBatchPages(batch, (offset) =>
-        getJson(
-          `${endpoint.replace(/\/+$/, '')}/v1/batches/${batch.root}?offset=${offset}`,
-          `provider ${endpoint}`,
-        ),
-      ),
-    evidence: async (uri) => parseEvidenceResponse(await getJson(uri, 'the challenger')),
+    batchListing: (endpoint, batch) => {
+      const provider = providerApi(endpoint);
+      return readBatchPages(batch, (offset) => provider.getBatchPage(batch.root, offset));
+    },
+    evidence: (uri) => getEvidence(uri),
   };
 }

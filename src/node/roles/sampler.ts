@@ -7,6 +7,7 @@ import {
   getEligibleVoters,
   getProvider,
   getPublishedData,
+  isContractRevert,
   isRuntimeAdmitted,
   openChallenge,
   reportUnadmittedRuntime,
@@ -19,7 +20,7 @@ import { DEFAULT_SAMPLING, samplingPlan } from '../../protocol/economics.js';
 import { isGlassboxError } from '../../protocol/errors.js';
 import { batchTree } from '../../protocol/merkle.js';
 import { receiptHash, signedReceiptToJson, type Receipt } from '../../protocol/receipt.js';
-import type { Engine } from '../../runtime/engine.js';
+import type { Engines } from '../../runtime/registry.js';
 import type { Startable } from '../worker.js';
 import { drawWhenDue, settleWhenDue } from './challenges.js';
 import { isSampled, recheck, type Recheck } from './check.js';
@@ -48,7 +49,8 @@ export type SamplerInit = {
 };
 
 export type SamplerComponents = RoleComponents & {
-  readonly engine: Engine;
+  /** The engines it re-executes with, by the model's format. */
+  readonly engines: Engines;
   readonly models: ModelSource;
   readonly providers: ProviderFetches;
 };
@@ -81,7 +83,7 @@ export type Sampler = Startable & {
 export const sampler =
   (init: SamplerInit) =>
   (c: SamplerComponents): Sampler => {
-    const { chain, serial, log, events, store, engine, providers } = c;
+    const { chain, serial, log, events, store, engines, providers } = c;
     const me = addressOf(chain);
     const base64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
     const unbase64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
@@ -160,7 +162,16 @@ export const sampler =
         record(existing);
         return existing;
       }
-      const { challengeId } = await serial(open);
+      let challengeId: bigint;
+      try {
+        ({ challengeId } = await serial(open));
+      } catch (error) {
+        // Someone opened theirs between our look and our send; the revert names it: follow it too.
+        if (!isContractRevert(error, 'AlreadyChallenged')) throw error;
+        const [, blocking] = error.args;
+        record(blocking);
+        return blocking;
+      }
       record(challengeId);
       log.warn(
         { challengeId: challengeId.toString(), provider, kind: what.kind, step: extra.step },
@@ -231,7 +242,7 @@ export const sampler =
           inputs,
           ...(outputs ? { outputs } : {}),
           ...(r.trace ? { trace: r.trace } : {}),
-          engine,
+          engines,
           pkg: await c.models(r.receipt.receipt.model, [endpoint]),
         });
         if (found.kind !== 'mismatch') {
@@ -420,7 +431,7 @@ export const sampler =
         receipt,
         inputs,
         outputs,
-        engine,
+        engines,
         pkg: await c.models(receipt.model, [endpoint]),
       });
       const sample = (outcome: SampleOutcome, detail: string, computeMs: number, challengeId?: bigint) =>

@@ -1,16 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { z } from 'zod';
-import {
-  ADMIN_OFFERS_PATH,
-  adminOfferRequestSchema,
-  type AdminOfferRemoved,
-  type AdminOfferResponse,
-} from '../../protocol/admin.js';
-import { parseWire } from '../../protocol/api.js';
+import { routes } from '../../api/routes.js';
 import { GlassboxError } from '../../protocol/errors.js';
-import { isModelId, type ModelId } from '../../protocol/manifest.js';
+import type { ModelId } from '../../protocol/manifest.js';
 import { isAdminToken } from '../admin-token.js';
 import type { NodeContext } from '../context.js';
+import { serve } from './serve.js';
 
 /*
  * The admin API (src/protocol/admin.ts, docs/node.md): add and remove model offers while the node
@@ -18,37 +12,42 @@ import type { NodeContext } from '../context.js';
  * unauthenticated caller costs one hash and learns nothing but 401.
  */
 
-const modelParams = z.strictObject({
-  model: z.string().refine(isModelId, 'is not a model id (a CIDv1 raw sha2-256)'),
-});
-
-export function adminRoutes(app: FastifyInstance, ctx: NodeContext): void {
+export async function adminRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {
   const guarded = {
     onRequest: (request: FastifyRequest, reply: FastifyReply) => authorize(ctx, request, reply),
   };
 
-  app.post(ADMIN_OFFERS_PATH, guarded, async (request): Promise<AdminOfferResponse> => {
-    const body = parseWire(adminOfferRequestSchema, request.body, 'body');
-    ready(ctx);
-    const { pkg, price, actions } = await ctx.offers.add({
-      model: body.model as ModelId,
-      ...(body.price === undefined ? {} : { price: BigInt(body.price) }),
-      ...(body.from === undefined ? {} : { from: body.from }),
-    });
-    return {
-      model: pkg.id,
-      name: pkg.manifest.name,
-      version: pkg.manifest.version,
-      price: price.toString(),
-      actions,
-    };
-  });
+  serve(
+    app,
+    routes.offerModel,
+    async ({ body }) => {
+      ready(ctx);
+      const { pkg, price, actions } = await ctx.offers.add({
+        model: body.model as ModelId,
+        ...(body.price === undefined ? {} : { price: BigInt(body.price) }),
+        ...(body.from === undefined ? {} : { from: body.from }),
+      });
+      return {
+        model: pkg.id,
+        name: pkg.manifest.name,
+        version: pkg.manifest.version,
+        price: price.toString(),
+        actions,
+      };
+    },
+    guarded,
+  );
 
-  app.delete(`${ADMIN_OFFERS_PATH}/:model`, guarded, async (request): Promise<AdminOfferRemoved> => {
-    const { model } = parseWire(modelParams, request.params, 'params');
-    ready(ctx);
-    return { model: model as ModelId, actions: await ctx.offers.remove(model as ModelId) };
-  });
+  serve(
+    app,
+    routes.withdrawModel,
+    async ({ params }) => {
+      ready(ctx);
+      const model = params.model as ModelId;
+      return { model, actions: await ctx.offers.remove(model) };
+    },
+    guarded,
+  );
 }
 
 async function authorize(ctx: NodeContext, request: FastifyRequest, reply: FastifyReply): Promise<void> {

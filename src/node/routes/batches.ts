@@ -1,21 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import { z } from 'zod';
-import { BATCH_PAGE_DATA_BYTES, BATCH_PAGE_MAX, parseWire, type BatchResponse } from '../../protocol/api.js';
+import { routes } from '../../api/routes.js';
+import { BATCH_PAGE_DATA_BYTES } from '../../protocol/api.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
-import { queryInteger } from './query.js';
 import { storedReceipt } from './receipts.js';
-
-const params = {
-  type: 'object',
-  properties: { root: { type: 'string', pattern: '^0x[0-9a-fA-F]{64}$' } },
-  required: ['root'],
-} as const;
-
-const pageQuery = z.strictObject({
-  offset: queryInteger({ min: 0, max: Number.MAX_SAFE_INTEGER, fallback: 0 }),
-  limit: queryInteger({ min: 1, max: BATCH_PAGE_MAX, fallback: BATCH_PAGE_MAX }),
-});
+import { serve } from './serve.js';
 
 /**
  * GET /v1/batches/:root?offset=0&limit=64: one page of a committed batch's receipts, with their
@@ -25,11 +14,11 @@ const pageQuery = z.strictObject({
  * whole batch's, so a reader knows when it has all of them; it asks again from
  * `offset + receipts.length`.
  */
-export function batchesRoute(app: FastifyInstance, ctx: NodeContext): void {
-  app.get<{ Params: { root: string } }>('/v1/batches/:root', { schema: { params } }, async (request) => {
-    const { offset, limit } = parseWire(pageQuery, request.query, 'query');
+export async function batchesRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {
+  serve(app, routes.batch, async (request) => {
+    const { offset, limit } = request.query;
     const batch = ctx.db.getBatch(request.params.root);
-    if (!batch || batch.batchId === undefined || ctx.withhold === 'batches' || ctx.withhold === 'listing')
+    if (!batch || batch.batchId === undefined)
       throw new GlassboxError('NOT_FOUND', `no committed batch with root ${request.params.root}`, {
         field: 'root',
       });
@@ -40,12 +29,11 @@ export function batchesRoute(app: FastifyInstance, ctx: NodeContext): void {
         { field: 'query.offset' },
       );
     const rows = ctx.db.batchPage(batch.root, { offset, limit, maxDataBytes: BATCH_PAGE_DATA_BYTES });
-    const response: BatchResponse = {
+    return {
       root: batch.root,
       count: batch.count,
       offset,
       receipts: rows.map((r) => storedReceipt(r, ctx)),
     };
-    return response;
   });
 }

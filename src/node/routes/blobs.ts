@@ -1,10 +1,13 @@
 import type { FastifyInstance } from 'fastify';
+import { routes } from '../../api/routes.js';
+import { BINARY_TYPE } from '../../protocol/api.js';
 import { GlassboxError, isGlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
+import { serve } from './serve.js';
 
 /** GET /v1/blobs/:cid: a blob of the node's store (model manifests and files), for peers and clients. */
-export function blobsRoute(app: FastifyInstance, ctx: NodeContext): void {
-  app.get<{ Params: { cid: string } }>('/v1/blobs/:cid', async (request, reply) => {
+export async function blobsRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {
+  serve(app, routes.blob, async (request, reply) => {
     let bytes: Uint8Array;
     try {
       bytes = await ctx.store.get(request.params.cid);
@@ -16,7 +19,7 @@ export function blobsRoute(app: FastifyInstance, ctx: NodeContext): void {
       throw error;
     }
     return reply
-      .type('application/octet-stream')
+      .type(BINARY_TYPE)
       .header('cache-control', 'public, max-age=31536000, immutable')
       .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   });

@@ -1,9 +1,11 @@
 import type { FastifyInstance } from 'fastify';
+import { routes } from '../../api/routes.js';
 import type { NodeContext } from '../context.js';
+import { serve } from './serve.js';
 
 /** GET /health: 200 while serving, 503 while starting or stopping; GET /metrics: Prometheus text. */
-export function healthRoutes(app: FastifyInstance, ctx: NodeContext): void {
-  app.get('/health', { config: { rateLimit: false } }, async (_request, reply) => {
+export async function healthRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {
+  serve(app, routes.health, async (_request, reply) => {
     const state = ctx.state();
     return reply.status(state === 'ready' ? 200 : 503).send({
       ok: state === 'ready',
@@ -14,7 +16,7 @@ export function healthRoutes(app: FastifyInstance, ctx: NodeContext): void {
       uptimeMs: Date.now() - ctx.startedAt,
     });
   });
-  app.get('/metrics', { config: { rateLimit: false } }, async (_request, reply) => {
+  serve(app, routes.metrics, async (_request, reply) => {
     ctx.metrics.openReceipts.set(ctx.db.countOpen());
     return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
   });

@@ -1,5 +1,6 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Address } from 'viem';
+import { routes } from '../../api/routes.js';
 import {
   BINARY_TYPE,
   inferHeadSchema,
@@ -14,13 +15,15 @@ import { GlassboxError } from '../../protocol/errors.js';
 import { inputsFromJson } from '../../protocol/inputs.js';
 import type { NodeContext } from '../context.js';
 import type { ProvenRequest } from '../infer.js';
+import { serve } from './serve.js';
 
 /*
- * POST /v1/infer (src/protocol/api.ts). JSON: an InferRequest. Binary: the canonical encoding of the
+ * POST /v1/infer (src/api/routes.ts). JSON: an InferRequest. Binary: the canonical encoding of the
  * inputs as an application/octet-stream body, the rest of the request as JSON in the
  * `glassbox-request` header; with `accept: application/octet-stream` the outputs come back the same
- * way and the receipt in the `glassbox-receipt` header. The zod schemas of src/protocol/api.ts are
- * the validation (they name the offending field), so the route declares no body schema of its own.
+ * way and the receipt in the `glassbox-receipt` header. The route's two body forms are validated
+ * here, in `preValidation`, with the route table's schemas (they name the offending field): the
+ * validator can't pick a schema by content type.
  *
  * The client's signature is checked in `preValidation`, before the rate limiter (a `preHandler`,
  * src/node/app.ts) computes its key: the limiter counts a request against the client only once the
@@ -38,7 +41,7 @@ export function provenClient(request: FastifyRequest): Address | undefined {
   return outcome && 'proven' in outcome ? outcome.proven.client : undefined;
 }
 
-export function inferRoute(app: FastifyInstance, ctx: NodeContext): void {
+export async function inferRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {
   // A voucher that came with the request is written once the answer has left (src/node/payments.ts).
   const onResponse = (request: FastifyRequest, _reply: unknown, done: () => void) => {
     try {
@@ -55,7 +58,7 @@ export function inferRoute(app: FastifyInstance, ctx: NodeContext): void {
       outcomes.set(request, { error });
     }
   };
-  app.post('/v1/infer', { preValidation, onResponse }, async (request, reply) => {
+  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const outcome = outcomes.get(request);
     if (!outcome || 'error' in outcome)
       throw outcome?.error ?? new Error('the request was not authenticated');
@@ -70,7 +73,8 @@ export function inferRoute(app: FastifyInstance, ctx: NodeContext): void {
     }
     const response: InferResponse = { outputs: tensorsToJson(answer.outputs), receipt: answer.receipt };
     return reply.send(response);
-  });
+  };
+  serve(app, routes.infer, handler, { preValidation, onResponse });
 }
 
 /** Parses the request (either transport), decodes its inputs and proves its client. */

@@ -1,11 +1,13 @@
 import type { FastifyInstance } from 'fastify';
-import type { ModelsResponse, ServedModel } from '../../protocol/api.js';
+import { routes } from '../../api/routes.js';
+import type { ServedModel } from '../../protocol/api.js';
 import { isGlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
+import { serve } from './serve.js';
 
 /** GET /v1/models: what this provider serves, at its effective on-chain prices, under which runtime. */
-export function modelsRoute(app: FastifyInstance, ctx: NodeContext): void {
-  app.get('/v1/models', async (): Promise<ModelsResponse> => {
+export async function modelsRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {
+  serve(app, routes.models, async () => {
     const models: ServedModel[] = [];
     for (const pkg of ctx.models.values()) {
       let price: bigint;

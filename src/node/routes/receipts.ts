@@ -1,18 +1,14 @@
 import type { FastifyInstance } from 'fastify';
+import { routes } from '../../api/routes.js';
 import type { StoredReceipt } from '../../protocol/api.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
 import type { ReceiptRow } from '../db.js';
-
-const params = {
-  type: 'object',
-  properties: { id: { type: 'string', pattern: '^0x[0-9a-fA-F]{64}$' } },
-  required: ['id'],
-} as const;
+import { serve } from './serve.js';
 
 /** GET /v1/receipts/:id: a receipt by request id, with its batch proof once committed and its inputs. */
-export function receiptsRoute(app: FastifyInstance, ctx: NodeContext): void {
-  app.get<{ Params: { id: string } }>('/v1/receipts/:id', { schema: { params } }, async (request) => {
+export async function receiptsRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {
+  serve(app, routes.receipt, async (request) => {
     const row = ctx.db.getReceipt(request.params.id);
     if (!row)
       throw new GlassboxError(
@@ -26,7 +22,7 @@ export function receiptsRoute(app: FastifyInstance, ctx: NodeContext): void {
   });
 }
 
-/** A receipt with what a verifier needs; a node with the `withhold` fault keeps the data back. */
+/** A receipt with what a verifier needs. */
 export function storedReceipt(row: ReceiptRow, ctx: NodeContext): StoredReceipt {
   const batch = row.batch && ctx.db.getBatch(row.batch.root);
   const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
@@ -35,12 +31,8 @@ export function storedReceipt(row: ReceiptRow, ctx: NodeContext): StoredReceipt 
     ...(row.batch && batch?.batchId !== undefined
       ? { batch: { root: row.batch.root, proof: row.batch.proof, id: batch.batchId.toString() } }
       : {}),
-    ...(ctx.withhold !== 'none'
-      ? {}
-      : {
-          ...(row.inputs ? { inputs: base64(row.inputs) } : {}),
-          ...(row.outputs ? { outputs: base64(row.outputs) } : {}),
-          ...(row.trace ? { trace: row.trace } : {}),
-        }),
+    ...(row.inputs ? { inputs: base64(row.inputs) } : {}),
+    ...(row.outputs ? { outputs: base64(row.outputs) } : {}),
+    ...(row.trace ? { trace: row.trace } : {}),
   };
 }

@@ -1,35 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import { z } from 'zod';
-import { parseWire } from '../../protocol/api.js';
+import { routes } from '../../api/routes.js';
+import type { NodeStatus } from '../../api/schemas.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
 import type { RolesStatus } from '../roles/index.js';
-import { queryInteger } from './query.js';
-
-const params = {
-  type: 'object',
-  properties: { hash: { type: 'string', pattern: '^0x[0-9a-fA-F]{64}$' } },
-  required: ['hash'],
-} as const;
-
-/** How many of the latest samples, challenges and duties /v1/status lists, by default and at most. */
-export const STATUS_LIMIT = 100;
-export const STATUS_LIMIT_MAX = 1000;
-
-const statusQuery = z.strictObject({
-  limit: queryInteger({ min: 1, max: STATUS_LIMIT_MAX, fallback: STATUS_LIMIT }),
-});
-
-/** GET /v1/status: the roles' counts, and only the latest `limit` of each list. */
-export type NodeStatus = Omit<RolesStatus, 'verifier' | 'committee'> & {
-  readonly state: string;
-  readonly provider: string;
-  readonly uptimeMs: number;
-  /** How many of each list are shown: the latest. */
-  readonly limit: number;
-  readonly verifier?: NonNullable<RolesStatus['verifier']> & { readonly challengeCount: number };
-  readonly committee?: NonNullable<RolesStatus['committee']> & { readonly dutyCount: number };
-};
+import { serve } from './serve.js';
 
 /**
  * GET /v1/evidence/:hash: what this node (as a challenger) serves its committee for the receipt
@@ -39,8 +14,8 @@ export type NodeStatus = Omit<RolesStatus, 'verifier' | 'committee'> & {
  * store, the most expensive read the node serves) and its lists are bounded, since they grow with
  * every batch the node ever saw (audit M-3).
  */
-export function rolesRoutes(app: FastifyInstance, ctx: NodeContext): void {
-  app.get<{ Params: { hash: string } }>('/v1/evidence/:hash', { schema: { params } }, async (request) => {
+export async function rolesRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {
+  serve(app, routes.evidence, async (request) => {
     const evidence = ctx.roleViews()?.evidence(request.params.hash);
     if (!evidence)
       throw new GlassboxError('NOT_FOUND', `no evidence for receipt ${request.params.hash} here`, {
@@ -48,8 +23,8 @@ export function rolesRoutes(app: FastifyInstance, ctx: NodeContext): void {
       });
     return evidence;
   });
-  app.get('/v1/status', async (request): Promise<NodeStatus> => {
-    const { limit } = parseWire(statusQuery, request.query, 'query');
+  serve(app, routes.status, async (request) => {
+    const { limit } = request.query;
     const roles = ctx.roleViews()?.status();
     return {
       ...(roles ? latest(roles, limit) : { address: ctx.provider }),

@@ -8,7 +8,7 @@ import { ZERO_HASH } from '../../protocol/receipt.js';
 import {
   runtimeHash,
   type GraphOptimizationLevel,
-  type RuntimeProfile,
+  type OnnxProfile,
 } from '../../protocol/runtime-profile.js';
 import type { Tensor, TensorMap } from '../../protocol/tensor.js';
 import {
@@ -70,7 +70,7 @@ function releaseWhenIdle(loaded: Loaded): void {
  */
 export function onnxProfile(
   options: Pick<OnnxEngineOptions, 'graphOptimizationLevel' | 'options'> = {},
-): RuntimeProfile {
+): OnnxProfile {
   return {
     engine: 'onnxruntime-node',
     engineVersion: ort.env.versions.node ?? ort.env.versions.common,
@@ -319,7 +319,16 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
   const preload = async (pkg: ModelPackage): Promise<void> => {
     await session(pkg, 'plain');
   };
-  return { profile, runtimeHash: hash, run, traceStep, load: preload, close };
+  return {
+    format: 'onnx',
+    capabilities: { trace: true },
+    profile,
+    runtimeHash: hash,
+    run,
+    traceStep,
+    load: preload,
+    close,
+  };
 }
 
 /** Hashes each traced tensor, in graph order, and builds the Merkle tree over them. */

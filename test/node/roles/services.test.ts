@@ -13,7 +13,7 @@ import {
   getVote,
   type GlassboxClient,
 } from '../../../src/chain/index.js';
-import { startNode, type GlassboxNode } from '../../../src/node/index.js';
+import type { GlassboxNode } from '../../../src/node/index.js';
 import {
   availabilityAnswerer,
   availabilityDataOf,
@@ -32,7 +32,7 @@ import { encodeTensors } from '../../../src/protocol/encoding.js';
 import { inputsFromJson } from '../../../src/protocol/inputs.js';
 import { batchTree } from '../../../src/protocol/merkle.js';
 import { receiptHash, signedReceiptFromJson, signedReceiptToJson } from '../../../src/protocol/receipt.js';
-import { createOnnxEngine } from '../../../src/runtime/index.js';
+import { defaultEngines } from '../../../src/runtime/index.js';
 import { ENGINE_RUNTIME_HASH, openAndDraw, registerVoter } from '../../chain/support.js';
 import { exampleDir } from '../../support/examples.js';
 import {
@@ -46,9 +46,7 @@ import {
   PROVIDER,
   startTestChain,
   startTestNode,
-  nodeConfig,
   tempDir,
-  TEST_PARAMS,
   type TestChain,
 } from '../support.js';
 
@@ -63,15 +61,14 @@ const CHALLENGER = 5;
 const SAMPLER = 3;
 const MEMBER = 10;
 const OTHER_VOTERS = [2, 11];
-const SILENT_PROVIDER = 12;
 
 let chain: TestChain;
 let provider: GlassboxNode;
-const engine = createOnnxEngine();
+const engines = defaultEngines();
 const cleanups: (() => Promise<void> | void)[] = [];
 
 beforeAll(async () => {
-  chain = await startTestChain(TEST_PARAMS, 13);
+  chain = await startTestChain();
   await fundClients(chain);
   const dir = await tempDir();
   cleanups.push(dir.remove);
@@ -91,7 +88,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await provider?.stop();
-  await engine.close();
+  await engines.close();
   await chain?.stop();
   for (const cleanup of cleanups.reverse()) await cleanup();
 });
@@ -113,7 +110,7 @@ async function baseComponents(i: number): Promise<RoleComponents & { store: Role
 
 /** What the sampler and the committee member run models with: the provider's packages. */
 const judging = () => ({
-  engine,
+  engines,
   models: async (digest: `0x${string}`) => modelByDigest(provider.models, digest),
   providers: createProviderFetches(),
 });
@@ -191,12 +188,17 @@ describe('the sampler alone', () => {
 
   it('challenges the availability of receipts whose inputs their provider does not serve by the deadline', async () => {
     const dir = await tempDir();
-    const hiding = await startTestNode(chain, PROVIDER[3], dir.dir, {
-      models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
-      batch: { maxReceipts: 3, maxAgeMs: 60_000 },
-      verifier: { pollIntervalMs: 600_000 },
-      fault: { withhold: 'inputs' },
-    });
+    const hiding = await startTestNode(
+      chain,
+      PROVIDER[3],
+      dir.dir,
+      {
+        models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
+        batch: { maxReceipts: 3, maxAgeMs: 60_000 },
+        verifier: { pollIntervalMs: 600_000 },
+      },
+      { withhold: 'inputs' },
+    );
     cleanups.push(dir.remove);
     try {
       const { receipts } = await committedBatch(hiding);
@@ -278,26 +280,5 @@ describe('createNode composes only the roles it is configured for', () => {
     const status = (await (await fetch(`${provider.url}/v1/status`)).json()) as Record<string, unknown>;
     expect(status).not.toHaveProperty('verifier');
     expect(status).not.toHaveProperty('committee');
-  });
-
-  it("a test wraps a node's availability data: this provider's node answers nothing", async () => {
-    const dir = await tempDir();
-    cleanups.push(dir.remove);
-    const silent = await startNode(
-      nodeConfig(chain, SILENT_PROVIDER, dir.dir, {
-        models: [{ model: exampleDir('iris-int8'), price: PRICE.toString() }],
-        batch: { maxReceipts: 3, maxAgeMs: 60_000 },
-        verifier: { pollIntervalMs: 600_000 },
-      }),
-      { availabilityData: () => ({ batchLeaves: () => undefined, receiptData: () => undefined }) },
-    );
-    try {
-      const { batchId } = await committedBatch(silent);
-      const { challengeId } = await challengeBatch(chain.as(CHALLENGER), batchId);
-      await silent.tickRoles();
-      expect((await getChallenge(chain.as(0), challengeId)).status).toBe('open');
-    } finally {
-      await silent.stop();
-    }
   });
 });

@@ -1,7 +1,7 @@
 import type { Hex } from 'viem';
 import { deposit, registerModel } from '../../../src/chain/index.js';
 import type { ModelPackage } from '../../../src/protocol/manifest.js';
-import { createOnnxEngine, type Engine } from '../../../src/runtime/index.js';
+import type { Engine } from '../../../src/runtime/index.js';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import {
   closeClient,
@@ -11,7 +11,7 @@ import {
 } from '../../../src/sdk/index.js';
 import { createMemoryStore, loadModel, packModelFolder, type BlobStore } from '../../../src/store/index.js';
 import { E18, startTestChain, TEST_PARAMS, type TestChain } from '../../chain/support.js';
-import { exampleDir } from '../../support/examples.js';
+import { exampleDir, exampleEngine } from '../../support/examples.js';
 import { startTestProvider, type Faults, type TestProvider } from './provider.js';
 
 /*
@@ -46,7 +46,7 @@ export type Network = {
 export async function startNetwork(): Promise<Network> {
   const chain = await startTestChain();
   const store = createMemoryStore();
-  const engine = createOnnxEngine();
+  const engine = exampleEngine();
   const pack = async (name: 'iris' | 'iris-int8') => {
     const { id } = await packModelFolder(store, exampleDir(name));
     const pkg = await loadModel(store, id);

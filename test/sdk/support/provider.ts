@@ -27,8 +27,9 @@ import { signReceipt, signedReceiptToJson, ZERO_HASH, type Receipt } from '../..
 import { requestMessage, verifyRequestSignature } from '../../../src/protocol/request.js';
 import type { Tensor, TensorMap } from '../../../src/protocol/tensor.js';
 import { recoverVoucherSigner, type SignedVoucher } from '../../../src/protocol/voucher.js';
-import { createOnnxEngine, type Engine } from '../../../src/runtime/index.js';
+import type { Engine } from '../../../src/runtime/index.js';
 import type { BlobStore } from '../../../src/store/index.js';
+import { exampleEngine } from '../../support/examples.js';
 
 /*
  * A small provider that follows src/protocol/api.ts, for the SDK's tests until src/node lands:
@@ -93,7 +94,7 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
   const address = getAddress(params.chain.walletClient!.account.address);
   const signerKey = keccak256(toHex(`signer:${address}`));
   const signer = privateKeyToAccount(signerKey);
-  const engine = params.engine ?? createOnnxEngine();
+  const engine = params.engine ?? exampleEngine();
   const faults: Faults = { ...params.faults };
   const models = new Map(params.models.map((m) => [m.id as string, m]));
   const domain = {

@@ -12,21 +12,23 @@ import {
   withAccount,
   type ChallengeInfo,
   type GlassboxClient,
-} from '../chain/index.js';
-import { isSampled } from '../node/roles/check.js';
-import { STATUS_LIMIT_MAX, type NodeStatus } from '../node/routes/roles.js';
-import type { EvidenceResponse } from '../protocol/api.js';
-import { encodeTensors } from '../protocol/encoding.js';
-import { isGlassboxError } from '../protocol/errors.js';
-import { inputsFromJson } from '../protocol/inputs.js';
-import { signedReceiptToJson, type SignedReceipt } from '../protocol/receipt.js';
-import { createOnnxEngine } from '../runtime/index.js';
-import { charged, closeClient, infer, settle } from '../sdk/index.js';
-import { createFsStore, loadModel } from '../store/index.js';
-import { devnetClient, startDevnet, type Devnet, type DevnetProvider } from './index.js';
+} from '../../src/chain/index.js';
+import { isSampled } from '../../src/node/roles/check.js';
+import { STATUS_LIMIT_MAX } from '../../src/api/routes.js';
+import type { NodeStatus } from '../../src/api/schemas.js';
+import type { EvidenceResponse } from '../../src/protocol/api.js';
+import { encodeTensors } from '../../src/protocol/encoding.js';
+import { isGlassboxError } from '../../src/protocol/errors.js';
+import { inputsFromJson } from '../../src/protocol/inputs.js';
+import { signedReceiptToJson, type SignedReceipt } from '../../src/protocol/receipt.js';
+import { defaultEngines } from '../../src/runtime/index.js';
+import { faultyProvider } from '../support/faults.js';
+import { charged, closeClient, infer, settle } from '../../src/sdk/index.js';
+import { createFsStore, loadModel } from '../../src/store/index.js';
+import { devnetClient, startDevnet, type Devnet, type DevnetProvider } from '../../src/devnet/index.js';
 
 /*
- * `npm run scenario -- cheaters`: issue 5's acceptance run on a fresh devnet. Five providers (0
+ * `npm run scenario -- cheaters` (test/scenarios/run.ts): issue 5's acceptance run on a fresh devnet. Five providers (0
  * perturbs 20% of its answers, 1 serves nothing of its committed batches, 2-4 are honest), two verifiers and three
  * committee members. The client schedules `requests` receipt-mode requests for the cheater (the
  * worst case for a client: all its traffic at a cheating provider; once slashing takes the
@@ -91,7 +93,12 @@ export async function runCheatersScenario(options: ScenarioOptions = {}): Promis
     verifiers: 2,
     committee: 3,
     params: PARAMS,
-    provider: (i) => (i === 0 ? { perturb: options.perturb ?? 0.2 } : i === 1 ? { withhold: 'batches' } : {}),
+    provider: (i) =>
+      i === 0
+        ? faultyProvider({ perturb: options.perturb ?? 0.2 })
+        : i === 1
+          ? faultyProvider({ withhold: 'batches' })
+          : {},
     nodeConfig: { batch: { maxReceipts: 64, maxAgeMs: 1000 }, redeemIntervalMs: 3000, logLevel: 'error' },
     // the rogue challenger's own account: a node's would race that node for its nonces
     spareAccounts: 1,
@@ -122,7 +129,8 @@ async function play(
   const chain = client.chain;
   const model = devnet.models.find((m) => m.name === 'iris-int8')!;
   const pkg = await loadModel(createFsStore(join(devnet.dir, 'store')), model.id);
-  const engine = createOnnxEngine();
+  const engines = defaultEngines();
+  const engine = engines.for(pkg, { trace: true });
   const stakeOf = async (a: Address) => {
     const p = await getProvider(chain, a);
     return p.stake + p.unbonding;
@@ -224,7 +232,7 @@ async function play(
     0,
   );
   const owed = (await charged(client))[cheater!.address]?.charged ?? 0n;
-  const resolved = await getEvents<{ id: bigint; status: number; slashed: bigint; reward: bigint }>(chain, {
+  const resolved = await getEvents(chain, {
     contract: 'disputeManager',
     eventName: 'ChallengeResolved',
   });
@@ -239,17 +247,17 @@ async function play(
     : undefined;
   // the client's payments to the cheater come back: the conviction voids its held redemptions
   await releaseHold(chain, { client: client.address, provider: cheater!.address }).catch(() => undefined);
-  const released = await getEvents<{ amount: bigint }>(chain, {
+  const released = await getEvents(chain, {
     contract: 'paymentEscrow',
     eventName: 'Released',
     args: { client: client.address, provider: cheater!.address },
   });
-  const refunded = await getEvents<{ amount: bigint }>(chain, {
+  const refunded = await getEvents(chain, {
     contract: 'paymentEscrow',
     eventName: 'Refunded',
     args: { client: client.address, provider: cheater!.address },
   });
-  const redeemed = await getEvents<{ paid: bigint; refunded: boolean }>(chain, {
+  const redeemed = await getEvents(chain, {
     contract: 'paymentEscrow',
     eventName: 'Redeemed',
     args: { client: client.address, provider: cheater!.address },
@@ -263,7 +271,7 @@ async function play(
   const cheaterCase = (c: ChallengeInfo) => c.provider === cheater!.address;
   const withholderCase = (c: ChallengeInfo) => c.provider === withholder!.address;
   await closeClient(client);
-  await engine.close();
+  await engines.close();
   return {
     requests: schedule.length,
     cheaterServed,

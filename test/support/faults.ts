@@ -1,0 +1,194 @@
+import type { FastifyInstance } from 'fastify';
+import { fileURLToPath } from 'node:url';
+import type { DevnetProviderOptions } from '../../src/devnet/index.js';
+import type { CreateNodeOptions, NodeConfig } from '../../src/node/index.js';
+import type { AvailabilityData } from '../../src/node/roles/index.js';
+import { hashTensors } from '../../src/protocol/encoding.js';
+import { GlassboxError } from '../../src/protocol/errors.js';
+import type { Tensor, TensorMap } from '../../src/protocol/tensor.js';
+import {
+  createEngines,
+  defaultEngines,
+  traceOf,
+  type Engine,
+  type Engines,
+  type Trace,
+} from '../../src/runtime/index.js';
+
+/*
+ * FAULTS, for tests of the network's defences only: decorators that turn a normal node into a
+ * lying, slow or withholding one. Production code never references them; a test builds a node with
+ * `createNode(config, faultyNode(config, faults))`, and a devnet provider process runs
+ * test/support/faulty-node.ts (`faultyProvider(faults)`) instead of `glassbox node start`.
+ */
+
+export type EngineFaults = {
+  /**
+   * The share of answers (0..1) whose outputs are changed before they are hashed and signed: the
+   * first element of the first numeric output (in canonical name order), +1e-3 for floats, +1 for
+   * integers, bools flip. The receipt is then a valid signature over a wrong answer: exactly what
+   * quorum and disputes must catch.
+   */
+  readonly perturb?: number;
+  /** Answer this much later (a slow provider, for hedging). */
+  readonly delayMs?: number;
+};
+
+/**
+ * A provider that hides its data: `inputs` serves a batch's receipts without their data (and
+ * answers availability challenges on chain, hoping to dodge re-execution), `listing` serves nothing
+ * of its batches but answers every challenge on chain, `batches` serves nothing of its batches and
+ * answers nothing.
+ */
+export type Withhold = 'inputs' | 'listing' | 'batches';
+
+export type NodeFaults = EngineFaults & { readonly withhold?: Withhold };
+
+/** `engine`, lying and slow as `faults` say; traceStep (a committee member's check) is left honest. */
+export function withFaults(engine: Engine, faults: EngineFaults): Engine {
+  const perturb = faults.perturb ?? 0;
+  return {
+    ...engine,
+    async run(pkg, inputs, options) {
+      let result = await engine.run(pkg, inputs, options);
+      if (perturb > 0 && Math.random() < perturb) {
+        const { outputs, trace } = perturbAnswer(result.outputs, result.trace);
+        result = {
+          ...result,
+          outputs,
+          outputHash: hashTensors(outputs),
+          ...(trace ? { trace, traceRoot: trace.root } : {}),
+        };
+      }
+      if (faults.delayMs) await new Promise((resolve) => setTimeout(resolve, faults.delayMs));
+      return result;
+    },
+  };
+}
+
+/** Every engine of `engines`, with `faults`. */
+export function enginesWithFaults(engines: Engines, faults: EngineFaults): Engines {
+  return createEngines(engines.list.map((engine) => withFaults(engine, faults)));
+}
+
+/**
+ * What the node serves, with `withhold`: a preSerialization hook takes the data out of every stored
+ * receipt it answers, (`listing`, `batches`) an onRequest hook answers 404 for batch listings, and
+ * (`batches`) the availability answerer finds nothing to publish.
+ */
+export function withholding(withhold: Withhold): Pick<CreateNodeOptions, 'extendApp' | 'availabilityData'> {
+  const extendApp = (app: FastifyInstance) => {
+    app.addHook('preSerialization', async (request, reply, payload) => {
+      const path = request.url.split('?')[0]!;
+      if (reply.statusCode !== 200) return payload; // a refusal (problem+json) has no data
+      if (path.startsWith('/v1/receipts/')) return withoutData(payload as StoredReceiptPayload);
+      if (path.startsWith('/v1/batches/')) {
+        const page = payload as { receipts: StoredReceiptPayload[] };
+        return { ...page, receipts: page.receipts.map(withoutData) };
+      }
+      return payload;
+    });
+    if (withhold !== 'inputs')
+      app.addHook('onRequest', async (request) => {
+        const path = request.url.split('?')[0]!;
+        if (path.startsWith('/v1/batches/'))
+          throw new GlassboxError('NOT_FOUND', `no committed batch with root ${path.slice(12)}`, {
+            field: 'root',
+          });
+      });
+  };
+  return { extendApp, ...(withhold === 'batches' ? { availabilityData: () => NOTHING } : {}) };
+}
+
+const NOTHING: AvailabilityData = { batchLeaves: () => undefined, receiptData: () => undefined };
+
+type StoredReceiptPayload = Record<string, unknown>;
+
+function withoutData({
+  inputs: _i,
+  outputs: _o,
+  trace: _t,
+  ...rest
+}: StoredReceiptPayload): StoredReceiptPayload {
+  return rest;
+}
+
+/**
+ * The createNode options of a node with `faults`: the engines it would run by default (with the
+ * config's run time limit), wrapped, and the withholding hooks.
+ */
+export function faultyNode(config: NodeConfig, faults: NodeFaults): CreateNodeOptions {
+  const engines = defaultEngines({ onnx: { limits: { timeoutMs: config.runTimeoutMs } } });
+  return {
+    engines: enginesWithFaults(engines, faults),
+    ...(faults.withhold ? withholding(faults.withhold) : {}),
+  };
+}
+
+/** The entry of a devnet provider process with faults (src/devnet's `entry` option). */
+const FAULTY_NODE = fileURLToPath(new URL('./faulty-node.ts', import.meta.url));
+
+/**
+ * Devnet options of a provider process that runs with `faults`, through tsx since it runs from
+ * test/ (`--import tsx` resolves from the working directory: the repository root, where npm and
+ * vitest run).
+ */
+export function faultyProvider(faults: NodeFaults): DevnetProviderOptions {
+  return { entry: ['--import', 'tsx', FAULTY_NODE, '--faults', JSON.stringify(faults)] };
+}
+
+/**
+ * The answer with its first numeric output changed. A traced answer gets a trace that agrees with
+ * the lie (the output's step re-hashed, when that output is one of the trace's checkpoints), as a
+ * cheater would sign, so that bisection finds the step that produced the wrong output; when it is
+ * not, the traces agree and the challenge is plain.
+ */
+export function perturbAnswer(
+  outputs: TensorMap,
+  trace: Trace | undefined,
+): { outputs: TensorMap; trace?: Trace } {
+  const perturbed = perturbOutputs(outputs);
+  if (!trace) return { outputs: perturbed };
+  const steps = trace.steps.map((step) =>
+    perturbed[step.output] !== undefined && perturbed[step.output] !== outputs[step.output]
+      ? { ...step, hash: hashTensors({ [step.output]: perturbed[step.output]! }) }
+      : step,
+  );
+  return { outputs: perturbed, trace: traceOf(steps) };
+}
+
+function perturbOutputs(outputs: TensorMap): TensorMap {
+  const names = Object.keys(outputs).sort();
+  const name = names.find((n) => outputs[n]!.dtype !== 'string' && outputs[n]!.data.length > 0);
+  if (name === undefined) return outputs;
+  const t = outputs[name]!;
+  return { ...outputs, [name]: perturbTensor(t) };
+}
+
+function perturbTensor(t: Tensor): Tensor {
+  switch (t.dtype) {
+    case 'string':
+      return t;
+    case 'float32':
+    case 'float64': {
+      const data = t.data.slice();
+      data[0] = data[0]! + 1e-3;
+      return { ...t, data } as Tensor;
+    }
+    case 'int64': {
+      const data = t.data.slice();
+      data[0] = data[0]! + 1n;
+      return { ...t, data };
+    }
+    case 'bool': {
+      const data = t.data.slice();
+      data[0] = data[0] === 0 ? 1 : 0;
+      return { ...t, data };
+    }
+    default: {
+      const data = t.data.slice();
+      data[0] = data[0]! + 1; // typed arrays wrap at the dtype's range: still a different value
+      return { ...t, data } as Tensor;
+    }
+  }
+}
