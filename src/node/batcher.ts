@@ -8,7 +8,7 @@ import type { Serial } from './serial.js';
 import { createWorker } from './worker.js';
 
 /*
- * The batch committer (DESIGN.md, Batches): every `maxReceipts` receipts, or once the oldest open
+ * The batch committer (docs/protocol.md, Merkle trees): every `maxReceipts` receipts, or once the oldest open
  * receipt is `maxAgeMs` old, it builds the Merkle tree over their struct hashes (`batchTree`),
  * records the batch and each receipt's proof, then commits the root on chain with the URI where
  * the batch is served. The batch is recorded before the transaction, so a crash in between leaves a

@@ -56,7 +56,7 @@ import {
 import { modelByDigest } from './roles/check.js';
 
 /*
- * The provider node (DESIGN.md, src/node): `createNode` opens the database and store, loads the
+ * The provider node (docs/architecture.md): `createNode` opens the database and store, loads the
  * models and builds the HTTP app; `start` listens, makes the chain agree (registration, stake,
  * models, offers), then serves and runs the batch committer, the voucher redeemer and the pruner.
  * `stop` stops accepting, lets requests in flight finish, commits the open batch, redeems

@@ -3,7 +3,7 @@ import { PROBLEM_TYPE } from '../api/schemas.js';
 import { GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
 
 /*
- * Every error the node answers is problem+json `{code, message, field?, details?}` (DESIGN.md,
+ * Every error the node answers is problem+json `{code, message, field?, details?}` (docs/protocol.md,
  * Conventions). The status comes from the code; the code is the contract, the status a courtesy.
  */
 

@@ -8,7 +8,7 @@ import { signedReceiptJsonSchema, type SignedReceiptJson } from './receipt.js';
 import type { SignedVoucher } from './voucher.js';
 
 /*
- * The provider HTTP API's wire shapes (DESIGN.md, Data flow): what any client and any provider
+ * The provider HTTP API's wire shapes (docs/protocol.md, The provider API): what any client and any provider
  * exchange, so that a client works against every provider that speaks it. Bodies are JSON; bigints
  * travel as decimal strings, hashes and addresses as 0x-hex. Errors are problem+json:
  * {code, message, field?}. The routes that carry these shapes are declared in src/api/routes.ts,

@@ -15,7 +15,7 @@ import {
 } from './tensor.js';
 
 /*
- * The canonical binary encoding of a named tensor map (DESIGN.md, Protocol/Tensors). Names are
+ * The canonical binary encoding of a named tensor map (docs/protocol.md, Tensors). Names are
  * sorted by their UTF-8 bytes; per tensor:
  *
  *   u32 name length | name (UTF-8) | u8 dtype code | u32 rank | rank x u64 dim | data

@@ -2,7 +2,7 @@ import { GlassboxError } from './errors.js';
 import type { Tensor, TensorMap } from './tensor.js';
 
 /**
- * How two results of one model are compared (DESIGN.md, Comparison policy). Per model, in its
+ * How two results of one model are compared (docs/protocol.md, Comparison policies). Per model, in its
  * manifest. `exact`: bit equality. `tolerance`: each float element within `abs + rel * max(|a|,|b|)`
  * (non-float tensors still compare exactly). `argmax`: the index of the largest element along the
  * last axis of `output` agrees, row by row (other outputs are not compared).

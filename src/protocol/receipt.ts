@@ -16,7 +16,7 @@ import { recoverDigestSigner, signDigestWith } from './secp256k1.js';
 import { parseWith } from './validate.js';
 
 /**
- * The receipt a provider signs for every answer (DESIGN.md, Receipt): EIP-712 typed data under
+ * The receipt a provider signs for every answer (docs/protocol.md, Receipts): EIP-712 typed data under
  * the domain `Glassbox` v1 whose verifying contract is the ReceiptLedger. This one definition is
  * what the SDK checks, what batches commit and what DisputeManager recovers on chain.
  */

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { canonicalJson } from './canonical-json.js';
 
 /**
- * Everything besides model and input that determines the output bits (DESIGN.md, Runtime
+ * Everything besides model and input that determines the output bits (docs/protocol.md, Runtime
  * profile). Measured: onnxruntime is bit-identical across runs and thread counts, but not across
  * graph optimisation levels, nor between its native and wasm builds for float32; native kernels
  * are chosen by CPU architecture. Thread counts are therefore not part of a profile, and

@@ -5,7 +5,7 @@ import { GlassboxError } from './errors.js';
 import { recoverDigestSigner, signDigestWith } from './secp256k1.js';
 
 /**
- * Payment is a cumulative voucher (DESIGN.md, Vouchers): the client signs the total it owes one
+ * Payment is a cumulative voucher (docs/protocol.md, Vouchers): the client signs the total it owes one
  * provider so far; the provider redeems the latest whenever it likes and is paid only the increase
  * over what it already redeemed, so replaying an old voucher pays nothing. EIP-712 under the
  * domain `Glassbox` v1 whose verifying contract is the PaymentEscrow.

@@ -1,5 +1,5 @@
 /**
- * The Glassbox client library (DESIGN.md, src/sdk): discovery from the chain, routing with price
+ * The Glassbox client library (docs/architecture.md): discovery from the chain, routing with price
  * caps, health, hedging and failover, quorum under the model's comparison policy, verification of
  * every receipt, evidence for disputes, and payment by cumulative vouchers. viem-style: a plain
  * client object, and actions that take it first. It speaks src/protocol/api.ts to any provider.

@@ -6,7 +6,7 @@ import { postVoucher, type ProviderRef } from './transport.js';
 import type { CheckName, ReceiptReport } from './verify.js';
 
 /*
- * Payment by cumulative vouchers (DESIGN.md, Vouchers; api.ts, pay-after with bounded credit). The
+ * Payment by cumulative vouchers (docs/protocol.md, Vouchers; api.ts, pay-after with bounded credit). The
  * amount a client owes a provider is the sum of the prices of the receipts it received from that
  * provider and accepts as genuine (`chargeable`); the latest voucher for that total rides along
  * with every request, and `settle` hands it over explicitly. So what a provider can redeem equals

@@ -21,7 +21,7 @@ import type { ParsedEvidence, ProviderFetches } from './providers.js';
 import type { Duty } from './store.js';
 
 /*
- * The committee member (DESIGN.md: "disputes: a stake-weighted random committee re-executes and
+ * The committee member (docs/architecture.md; docs/protocol.md, Sampling and disputes: "disputes: a stake-weighted random committee re-executes and
  * votes"): it reads CommitteeDrawn events naming this node, re-executes the challenged receipt
  * from the challenger's evidence, then commits, reveals and resolves in time. The vote and its
  * salt are stored before the commit is sent, and each step checks the chain first, so a member

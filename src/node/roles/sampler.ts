@@ -29,7 +29,7 @@ import type { ProviderFetches } from './providers.js';
 import type { OpenedChallenge, PendingBatch, Sample, SampleOutcome } from './store.js';
 
 /*
- * The verifier (DESIGN.md: "verifiers sample committed receipts, fetch the inputs, re-execute,
+ * The verifier (docs/architecture.md; docs/protocol.md, Sampling and disputes: "verifiers sample committed receipts, fetch the inputs, re-execute,
  * challenge on mismatch"): it reads new BatchCommitted events; once the block after a commit
  * exists, it fetches the batch from its provider, checks it against the committed root, samples
  * each receipt (see `isSampled`), re-executes the sampled ones and challenges a mismatch (naming

@@ -115,7 +115,7 @@ export function tracePoints(
 
 /**
  * ONNX type codes of the tensor types a model may compute internally that Glassbox tensors do not
- * carry. A trace hashes them with the same layout as the canonical encoding (DESIGN.md), their
+ * carry. A trace hashes them with the same layout as the canonical encoding (docs/protocol.md), their
  * ONNX code as the dtype byte and their little-endian element bytes as the data (4-bit types: the
  * packed bytes onnxruntime holds).
  */
