@@ -1,12 +1,11 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Readable } from 'node:stream';
-import { keccak256, toHex, type Hex } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, type ApiTarget } from '../../src/api/client.js';
 import { providerApi } from '../../src/api/provider.js';
 import { routes } from '../../src/api/routes.js';
-import { PROVIDER_HEADER, type BatchResponse, type StoredReceipt } from '../../src/protocol/api.js';
-import { isGlassboxError, type GlassboxError } from '../../src/protocol/errors.js';
+import { PROVIDER_HEADER, type BatchResponse } from '../../src/protocol/api.js';
+import { failure, h, PROVIDER, storedReceipt } from '../support/wire.js';
 
 /*
  * The typed client against a provider that lies: a real fastify server on loopback, controlled by
@@ -14,30 +13,8 @@ import { isGlassboxError, type GlassboxError } from '../../src/protocol/errors.j
  * nothing in time. Every refusal is a GlassboxError naming the field.
  */
 
-const PROVIDER = '0x70997970C51812dc3A010C7d01b50e0d17dc79C8';
-const h = (s: string): Hex => keccak256(toHex(s));
 const root = h('root');
 const TEN_MB = 10 * 1024 * 1024;
-
-const stored = (i: number): StoredReceipt => ({
-  receipt: {
-    receipt: {
-      requestId: h(`r${i}`),
-      provider: PROVIDER,
-      client: '0x000000000000000000000000000000000000c11e',
-      model: h('model'),
-      inputHash: h('in'),
-      outputHash: h('out'),
-      paramsHash: `0x${'0'.repeat(64)}`,
-      runtime: h('runtime'),
-      traceRoot: `0x${'0'.repeat(64)}`,
-      price: '1000',
-      timestamp: '1700000000000',
-    },
-    signature: `0x${'11'.repeat(65)}`,
-  },
-  inputs: Buffer.from('inputs').toString('base64'),
-});
 
 let server: FastifyInstance;
 let endpoint: string;
@@ -48,7 +25,12 @@ beforeAll(async () => {
   server = Fastify();
   // (a) wrong types: the fourth receipt's signature is a number
   server.get('/v1/batches/:root', async () => {
-    const page: BatchResponse = { root, count: 5, offset: 0, receipts: [0, 1, 2, 3, 4].map(stored) };
+    const page: BatchResponse = {
+      root,
+      count: 5,
+      offset: 0,
+      receipts: [0, 1, 2, 3, 4].map((i) => storedReceipt(i)),
+    };
     return {
       ...page,
       receipts: page.receipts.map((r, i) =>
@@ -101,15 +83,6 @@ const target = (over: Partial<ApiTarget> = {}): ApiTarget => ({
   maxResponseBytes: 1024 * 1024,
   ...over,
 });
-
-async function failure(promise: Promise<unknown>): Promise<GlassboxError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isGlassboxError(error)) throw new Error(`expected a GlassboxError, got ${String(error)}`);
-  return error;
-}
 
 describe('the typed client refuses what does not follow the route, naming the field', () => {
   it('(a) wrong types: PROVIDER_ERROR naming receipts[3].receipt.signature', async () => {

@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeModel, initializer, node, valueInfo } from '../../examples/models/onnx-builder.mjs';
 import { devnetClient, startDevnet, type Devnet } from '../../src/devnet/index.js';
-import { isGlassboxError } from '../../src/protocol/errors.js';
 import { closeClient, infer, type Client } from '../../src/sdk/index.js';
 import { devnetCli } from '../support/devnet.js';
 import { exampleDir } from '../support/examples.js';
+import { failure } from '../support/wire.js';
 
 /*
  * What a new user meets when things go wrong, against a devnet of three provider processes: a
@@ -59,15 +59,6 @@ afterAll(async () => {
 });
 
 const glassbox = (...argv: string[]) => devnetCli(devnet, ...argv);
-
-async function failure(call: Promise<unknown>) {
-  const error = await call.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isGlassboxError(error)) throw new Error(`expected a GlassboxError, got ${String(error)}`);
-  return error;
-}
 
 const irisInputs = { features: [[6.3, 3.3, 6.0, 2.5]] };
 

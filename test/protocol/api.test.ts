@@ -1,42 +1,21 @@
-import { keccak256, toHex, type Hex } from 'viem';
 import { describe, expect, it } from 'vitest';
 import {
   parseBatchResponse,
   parseEvidenceResponse,
   readBatchPages,
   type BatchResponse,
-  type StoredReceipt,
 } from '../../src/protocol/api.js';
 import { isGlassboxError, type GlassboxError } from '../../src/protocol/errors.js';
+import { failure, h, storedReceipt } from '../support/wire.js';
 
 /*
  * The schemas of what providers answer, and the batch page reader: what a verifier does with a
  * listing that is garbage, or pages that lie about where they are (src/protocol/api.ts).
  */
 
-const h = (s: string): Hex => keccak256(toHex(s));
 const root = h('root');
 
-const stored = (i: number): StoredReceipt => ({
-  receipt: {
-    receipt: {
-      requestId: h(`r${i}`),
-      provider: '0x70997970C51812dc3A010C7d01b50e0d17dc79C8',
-      client: '0x000000000000000000000000000000000000c11e',
-      model: h('model'),
-      inputHash: h('in'),
-      outputHash: h('out'),
-      paramsHash: `0x${'0'.repeat(64)}`,
-      runtime: h('runtime'),
-      traceRoot: `0x${'0'.repeat(64)}`,
-      price: '1000',
-      timestamp: '1700000000000',
-    },
-    signature: `0x${'11'.repeat(65)}`,
-  },
-  batch: { root, proof: [h('sibling')], id: '7' },
-  inputs: Buffer.from('inputs').toString('base64'),
-});
+const stored = (i: number) => storedReceipt(i, { batch: { root, proof: [h('sibling')], id: '7' } });
 
 /**
  * A provider serving `count` receipts in pages of `size`, or whatever `tamper` makes of a page, read
@@ -50,15 +29,6 @@ function pages(count: number, size: number, tamper: (page: BatchResponse) => unk
     return parseBatchResponse(JSON.parse(JSON.stringify(tamper({ root, count, offset, receipts }))));
   };
   return { fetchPage, asked };
-}
-
-async function failure(promise: Promise<unknown>): Promise<GlassboxError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isGlassboxError(error)) throw new Error(`expected a GlassboxError, got ${String(error)}`);
-  return error;
 }
 
 describe('parseBatchResponse', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { readBody, readJsonBody } from '../../src/protocol/body.js';
-import { isGlassboxError, type GlassboxError } from '../../src/protocol/errors.js';
+import { failure } from '../support/wire.js';
 
 /* The capped body reader over web streams, as fetch hands them out (src/protocol/body.ts). */
 
@@ -22,15 +22,6 @@ function streamed(chunks: Uint8Array[], headers: Record<string, string> = {}) {
 
 const bytes = (n: number, fill = 0x61) => new Uint8Array(n).fill(fill);
 const from = 'provider 0xabc';
-
-async function failure(promise: Promise<unknown>): Promise<GlassboxError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isGlassboxError(error)) throw new Error(`expected a GlassboxError, got ${String(error)}`);
-  return error;
-}
 
 describe('readBody', () => {
   it('reads every chunk up to the cap, the cap included', async () => {

@@ -3,11 +3,11 @@ import type { AddressInfo } from 'node:net';
 import { toHex } from 'viem';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hashTensors } from '../../src/protocol/encoding.js';
-import { isGlassboxError, type GlassboxError } from '../../src/protocol/errors.js';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
 import { requestMessage, signRequest } from '../../src/protocol/request.js';
 import { getModels, infer, postInfer, postVoucher, type Client } from '../../src/sdk/index.js';
 import { exampleSamples } from '../support/examples.js';
+import { failure } from '../support/wire.js';
 import { MIN_STAKE, useNetwork } from './support/network.js';
 import type { TestProvider } from './support/provider.js';
 
@@ -46,15 +46,6 @@ async function request(c: Client, to: TestProvider) {
 }
 
 const ref = (p: TestProvider) => ({ address: p.address, endpoint: p.url });
-
-async function failure(promise: Promise<unknown>): Promise<GlassboxError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isGlassboxError(error)) throw new Error(`expected a GlassboxError, got ${String(error)}`);
-  return error;
-}
 
 describe('provider answers are validated', () => {
   it('a malformed answer is PROVIDER_ERROR naming the field; infer fails over to the next provider', async () => {
