@@ -9,8 +9,7 @@ import type { TensorMap } from '../src/protocol/tensor.js';
 import { closeClient, infer, type Client } from '../src/sdk/index.js';
 import {
   figure,
-  figureRow,
-  FIGURE_HEADER,
+  figuresPage,
   fmt,
   interleaved,
   machine,
@@ -81,15 +80,11 @@ afterAll(async () => {
   await writeResults(
     'large',
     { measuredAt, machine: machineAtStart, figures, ...detail },
-    [
+    figuresPage(
       '# Large tensors (measured by `npm run bench`, bench/large.bench.ts)',
-      '',
-      `${machineAtStart.cpu}, ${machineAtStart.cores} cores, Node ${machineAtStart.node}; load average at start ${machineAtStart.loadAverage.join(', ')}.`,
-      '',
-      ...FIGURE_HEADER,
-      ...figures.map(figureRow),
-      '',
-    ].join('\n'),
+      machineAtStart,
+      figures,
+    ),
   );
 });
 

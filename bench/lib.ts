@@ -92,6 +92,25 @@ export function figureRow(f: Figure): string {
 
 export const FIGURE_HEADER = ['| # | figure | value | target | met |', '|---|---|---:|---|---|'];
 
+/** A results page: its title, the machine it ran on, its figures as a table, then any more lines. */
+export function figuresPage(
+  title: string,
+  at: Machine,
+  figures: readonly Figure[],
+  more: readonly string[] = [],
+): string {
+  return [
+    title,
+    '',
+    `${at.cpu}, ${at.cores} cores, Node ${at.node}; load average at start ${at.loadAverage.join(', ')}.`,
+    '',
+    ...FIGURE_HEADER,
+    ...figures.map(figureRow),
+    '',
+    ...more,
+  ].join('\n');
+}
+
 export async function writeResults(name: string, json: unknown, markdown: string): Promise<void> {
   await mkdir(RESULTS_DIR, { recursive: true });
   const replacer = (_key: string, value: unknown) => (typeof value === 'bigint' ? value.toString() : value);

@@ -44,8 +44,7 @@ import { examplePackage, exampleSamples } from '../test/support/examples.js';
 import {
   fmt,
   figure,
-  figureRow,
-  FIGURE_HEADER,
+  figuresPage,
   interleaved,
   machine,
   median,
@@ -156,16 +155,7 @@ afterAll(async () => {
   await writeResults(
     'overhead',
     results,
-    [
-      '# Verification overhead (measured by `npm run bench`)',
-      '',
-      `${machineAtStart.cpu}, ${machineAtStart.cores} cores, Node ${machineAtStart.node}; load average at start ${machineAtStart.loadAverage.join(', ')}.`,
-      '',
-      ...FIGURE_HEADER,
-      ...figures.map(figureRow),
-      '',
-      ...md,
-    ].join('\n'),
+    figuresPage('# Verification overhead (measured by `npm run bench`)', machineAtStart, figures, md),
   );
 });
 
