@@ -28,7 +28,7 @@ import {
 import { privateKeyToSigner, secp256k1Backend } from '../src/protocol/secp256k1.js';
 import { recoverVoucherSigner, signVoucher } from '../src/protocol/voucher.js';
 import type { TensorMap } from '../src/protocol/tensor.js';
-import { defaultEngines, traceOf, type Engine } from '../src/runtime/index.js';
+import { defaultEngines, traceOf, type TensorEngine } from '../src/runtime/index.js';
 import {
   closeClient,
   discoverProviders,
@@ -113,7 +113,7 @@ const md: string[] = [];
 const measuredAt = new Date().toISOString();
 const machineAtStart = machine();
 let models: BenchModel[] = [];
-let engine: Engine;
+let engine: TensorEngine;
 
 beforeAll(async () => {
   engine = defaultEngines().for({ manifest: { format: 'onnx' } });

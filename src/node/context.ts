@@ -2,7 +2,7 @@ import type { Address } from 'viem';
 import type { NodeRole } from './config.js';
 import type { RoleViews } from './roles/index.js';
 import type { ModelPackage } from '../protocol/manifest.js';
-import type { Engine } from '../runtime/engine.js';
+import type { AnyEngine } from '../runtime/engine.js';
 import type { BlobStore } from '../store/index.js';
 import type { NodeDb } from './db.js';
 import type { InferService } from './infer.js';
@@ -20,7 +20,7 @@ export type NodeContext = {
    * The engine whose runtime profile this node declares (GET /v1/models, and on chain: the
    * ProviderRegistry keeps one runtime per provider).
    */
-  readonly engine: Engine;
+  readonly engine: AnyEngine;
   readonly models: ReadonlyMap<string, ModelPackage>;
   readonly store: BlobStore;
   readonly db: NodeDb;

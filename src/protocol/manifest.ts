@@ -35,6 +35,18 @@ export const policySchema = z.discriminatedUnion('kind', [
     rel: z.number().finite().nonnegative(),
   }),
   z.strictObject({ kind: z.literal('argmax'), output: name }),
+  /**
+   * LLM generations (format `llm`): the teacher-forced re-check (docs/protocol.md, Token margins).
+   * A claimed output token's margin is how far its (noised) logit falls below the best one's;
+   * `hard` is the largest margin any single honest token may have, `soft` the margin above which a
+   * token counts as suspicious, and `rate` the share of suspicious tokens allowed (at least one).
+   */
+  z.strictObject({
+    kind: z.literal('token-margin'),
+    hard: z.number().finite().positive(),
+    soft: z.number().finite().nonnegative(),
+    rate: z.number().finite().min(0).max(1),
+  }),
 ]);
 
 export const modelFileSchema = z.strictObject({
@@ -72,31 +84,94 @@ const manifestFields = {
 export const onnxManifestSchema = z.strictObject({ ...manifestFields, format: z.literal('onnx') });
 
 /**
+ * A decoder LLM in the Hugging Face ONNX layout that Optimum and transformers.js export
+ * (`config.json`, `generation_config.json`, `tokenizer.json`, `tokenizer_config.json`,
+ * `onnx/model.onnx` with `input_ids`/`attention_mask`/`position_ids`/`past_key_values.*` ->
+ * `logits`/`present.*`), run by src/runtime/llm. `entry` is the ONNX graph; `inputs` and `outputs`
+ * describe it as for any ONNX model; `llm` names the companion files and what templating,
+ * tokenizing and stopping need, so that anyone re-templates a request the way the provider did.
+ */
+export const llmFieldsSchema = z.strictObject({
+  /** The Hugging Face `tokenizer.json`. */
+  tokenizer: z.string().min(1),
+  /** `tokenizer_config.json` (special tokens, and the chat template unless `chatTemplate` names a file). */
+  tokenizerConfig: z.string().min(1),
+  /** `config.json`: layers, heads, head size, vocabulary. */
+  config: z.string().min(1),
+  /** `generation_config.json`, when the export has one (defaults only: the request decides). */
+  generationConfig: z.string().min(1).optional(),
+  /**
+   * Where the chat template is: a `.jinja` file of the package, or `tokenizerConfig` (its
+   * `chat_template` field). Absent: the model only completes raw prompts (/v1/completions).
+   */
+  chatTemplate: z.string().min(1).optional(),
+  /** The most tokens (prompt plus output) one generation may hold. */
+  contextLength: z.number().int().positive(),
+  /** Token ids that end a generation (the output keeps the one that ended it). */
+  eosTokenIds: z.array(z.number().int().nonnegative()).min(1).max(16),
+  /** The logits' last axis: the size of the vocabulary the graph scores. */
+  vocabSize: z.number().int().positive(),
+});
+
+/** A decoder LLM (see llmFieldsSchema), answered on /v1/chat/completions and /v1/completions. */
+export const llmManifestSchema = z.strictObject({
+  ...manifestFields,
+  format: z.literal('llm'),
+  llm: llmFieldsSchema,
+});
+
+/**
  * A manifest, discriminated by `format`: the engine registry (src/runtime/registry.ts) finds the
  * engine that runs a model by this field. A new format adds its schema to this union (and its
  * engine folder under src/runtime, and a packer in src/store if it is packed from something else).
  * Canonical JSON sorts keys, so the order of fields here changes no model id.
  */
-export const manifestSchema = z.discriminatedUnion('format', [onnxManifestSchema]).superRefine((m, ctx) => {
-  if (!m.files.some((f) => f.path === m.entry))
-    ctx.addIssue({ code: 'custom', path: ['entry'], message: `"${m.entry}" is not one of the files` });
-  const unique = (list: { name?: string; path?: string }[], key: 'name' | 'path', at: string) => {
-    const seen = new Set<string>();
-    list.forEach((item, i) => {
-      const v = item[key]!;
-      if (seen.has(v)) ctx.addIssue({ code: 'custom', path: [at, i, key], message: `"${v}" is repeated` });
-      seen.add(v);
-    });
-  };
-  unique(m.files, 'path', 'files');
-  unique(m.inputs, 'name', 'inputs');
-  unique(m.outputs, 'name', 'outputs');
-  const policy = m.policy;
-  if (policy.kind === 'argmax' && !m.outputs.some((o) => o.name === policy.output))
-    ctx.addIssue({ code: 'custom', path: ['policy', 'output'], message: 'is not one of the outputs' });
-});
+export const manifestSchema = z
+  .discriminatedUnion('format', [onnxManifestSchema, llmManifestSchema])
+  .superRefine((m, ctx) => {
+    if (!m.files.some((f) => f.path === m.entry))
+      ctx.addIssue({ code: 'custom', path: ['entry'], message: `"${m.entry}" is not one of the files` });
+    const unique = (list: { name?: string; path?: string }[], key: 'name' | 'path', at: string) => {
+      const seen = new Set<string>();
+      list.forEach((item, i) => {
+        const v = item[key]!;
+        if (seen.has(v)) ctx.addIssue({ code: 'custom', path: [at, i, key], message: `"${v}" is repeated` });
+        seen.add(v);
+      });
+    };
+    unique(m.files, 'path', 'files');
+    unique(m.inputs, 'name', 'inputs');
+    unique(m.outputs, 'name', 'outputs');
+    const policy = m.policy;
+    if ((m.format === 'llm') !== (policy.kind === 'token-margin'))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['policy', 'kind'],
+        message:
+          m.format === 'llm'
+            ? 'an llm model is compared by token margins: its policy must be "token-margin"'
+            : '"token-margin" compares LLM generations: only an llm model may have it',
+      });
+    if (m.format === 'llm') {
+      for (const key of [
+        'tokenizer',
+        'tokenizerConfig',
+        'config',
+        'generationConfig',
+        'chatTemplate',
+      ] as const) {
+        const path = m.llm[key];
+        if (path !== undefined && !m.files.some((f) => f.path === path))
+          ctx.addIssue({ code: 'custom', path: ['llm', key], message: `"${path}" is not one of the files` });
+      }
+    }
+    if (policy.kind === 'argmax' && !m.outputs.some((o) => o.name === policy.output))
+      ctx.addIssue({ code: 'custom', path: ['policy', 'output'], message: 'is not one of the outputs' });
+  });
 
 export type ModelManifest = z.infer<typeof manifestSchema>;
+export type LlmManifest = z.infer<typeof llmManifestSchema>;
+export type LlmFields = z.infer<typeof llmFieldsSchema>;
 /** The formats a manifest may name: one per engine folder under src/runtime. */
 export type ModelFormat = ModelManifest['format'];
 export type TensorSpec = z.infer<typeof tensorSpecSchema>;

@@ -10,7 +10,9 @@ import type { Tensor, TensorMap } from './tensor.js';
 export type ComparisonPolicy =
   | { readonly kind: 'exact' }
   | { readonly kind: 'tolerance'; readonly abs: number; readonly rel: number }
-  | { readonly kind: 'argmax'; readonly output: string };
+  | { readonly kind: 'argmax'; readonly output: string }
+  /** LLM generations: see docs/protocol.md, Token margins (src/protocol/sampling.ts judges them). */
+  | { readonly kind: 'token-margin'; readonly hard: number; readonly soft: number; readonly rate: number };
 
 export type Agreement =
   | { readonly agree: true }

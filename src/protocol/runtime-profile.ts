@@ -21,13 +21,33 @@ export const onnxProfileSchema = z.strictObject({
 });
 
 /**
+ * The LLM engine (src/runtime/llm) on onnxruntime: what determines its logits, plus the sampler
+ * (docs/protocol.md, Sampling). Its generations are re-checked by token margins, which accept honest
+ * output across profiles; within one profile a re-check reproduces the claimed tokens exactly.
+ */
+export const llmProfileSchema = z.strictObject({
+  engine: z.literal('glassbox-llm'),
+  /** The version of src/runtime/llm's generation loop (KV cache, stopping, sampling calls). */
+  engineVersion: z.string().regex(/^\d+\.\d+\.\d+/),
+  /** The onnxruntime build that computes the logits. */
+  onnxruntime: z.enum(['onnxruntime-node', 'onnxruntime-web']),
+  onnxruntimeVersion: z.string().regex(/^\d+\.\d+\.\d+/),
+  executionProvider: z.enum(['cpu', 'wasm']),
+  graphOptimizationLevel: z.enum(['disabled', 'basic', 'extended', 'all']),
+  arch: z.string().min(1),
+  /** The sampling rule every generation follows: `philox4x32-10/gumbel-max/v1` (docs/protocol.md). */
+  sampler: z.literal('philox4x32-10/gumbel-max/v1'),
+});
+
+/**
  * A profile, discriminated by `engine`: a new engine (src/runtime/<format>/) adds the schema of
  * what determines its output bits to this union.
  */
-export const runtimeProfileSchema = z.discriminatedUnion('engine', [onnxProfileSchema]);
+export const runtimeProfileSchema = z.discriminatedUnion('engine', [onnxProfileSchema, llmProfileSchema]);
 
 export type RuntimeProfile = z.infer<typeof runtimeProfileSchema>;
 export type OnnxProfile = z.infer<typeof onnxProfileSchema>;
+export type LlmProfile = z.infer<typeof llmProfileSchema>;
 export type GraphOptimizationLevel = OnnxProfile['graphOptimizationLevel'];
 
 /**

@@ -12,7 +12,8 @@ export type { Divergence, Trace, TraceStep } from './trace.js';
  * implement the same shape. Callers find an engine in the registry (src/runtime/registry.ts), by
  * the model's format, never by constructing one.
  */
-export type Engine = {
+export type TensorEngine = {
+  readonly kind: 'tensors';
   /** The manifest `format` it runs. */
   readonly format: string;
   /** What it can do beyond running a model: callers ask for these (`engines.for(pkg, { trace })`). */
@@ -106,3 +107,108 @@ export const DEFAULT_LIMITS: RuntimeLimits = {
   maxInputBytes: 64 * 1024 * 1024,
   timeoutMs: 30_000,
 };
+
+/**
+ * What a token engine generates from: a chat (templated with the model's own chat template) or a
+ * raw prompt (tokenized as it is). The message shape is OpenAI's text subset.
+ */
+export type LlmPrompt =
+  | { readonly kind: 'chat'; readonly messages: readonly ChatMessage[] }
+  | { readonly kind: 'completion'; readonly prompt: string };
+
+export type ChatMessage = {
+  readonly role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+  readonly content: string;
+};
+
+/** A prompt after templating: its text and token ids (what a receipt's inputHash covers). */
+export type PromptTokens = { readonly text: string; readonly ids: readonly number[] };
+
+/**
+ * The sampling parameters of one generation, defaults filled in (docs/protocol.md, Sampling):
+ * exactly what a receipt's paramsHash covers. temperature 0 is greedy.
+ */
+export type SamplingParams = {
+  readonly temperature: number;
+  /** (0, 1]; 1 keeps every token. */
+  readonly topP: number;
+  /** 0 keeps every token. */
+  readonly topK: number;
+  /** uint64: the client's, or one the provider picked and discloses. */
+  readonly seed: bigint;
+  readonly maxTokens: number;
+  /** Up to 4 strings; the output ends at (and its text before) the first that appears. */
+  readonly stop: readonly string[];
+};
+
+export type GenerateOptions = {
+  readonly params: SamplingParams;
+  /** Aborting stops the generation before its next token: what a client going away does. */
+  readonly signal?: AbortSignal;
+  /** Also report each token's logprob and this many alternatives (0-20); undefined: none. */
+  readonly logprobs?: number;
+};
+
+export type FinishReason = 'stop' | 'length';
+
+export type TokenLogprob = {
+  readonly token: string;
+  readonly logprob: number;
+  readonly bytes: readonly number[];
+};
+
+/**
+ * What a generation yields, in order: one `token` per output token (its `text` is the new text it
+ * makes visible, possibly empty while a UTF-8 sequence or a possible stop string is incomplete),
+ * then exactly one `done`, unless it is aborted or fails (then the iterator throws).
+ */
+export type GenerationEvent =
+  | {
+      readonly type: 'token';
+      readonly id: number;
+      readonly text: string;
+      readonly logprob?: TokenLogprob & { readonly top: readonly TokenLogprob[] };
+    }
+  | {
+      readonly type: 'done';
+      readonly finishReason: FinishReason;
+      /** Every output token id, including the EOS or the token that completed a stop string. */
+      readonly outputIds: readonly number[];
+      /** The visible text: without EOS, cut before a stop string. */
+      readonly text: string;
+      /** Wall time of prefill and decoding, in ms. */
+      readonly durationMs: number;
+    };
+
+/**
+ * An engine for token generation (format `llm`): templating, tokenizing, generating with a KV cache
+ * under the protocol's sampler, and the teacher-forced pass a re-check needs. Found in the registry
+ * with `engines.tokens(pkg)`.
+ */
+export type TokenEngine = {
+  readonly kind: 'tokens';
+  readonly format: string;
+  readonly capabilities: EngineCapabilities;
+  readonly profile: RuntimeProfile;
+  readonly runtimeHash: Hex;
+  /** Templates a chat with the model's own template (or takes a raw prompt) and tokenizes it. */
+  prompt(pkg: ModelPackage, prompt: LlmPrompt): Promise<PromptTokens>;
+  /** Generates from prompt ids; CONTEXT_TOO_LONG-style refusals are REQUEST_INVALID naming the field. */
+  generate(
+    pkg: ModelPackage,
+    promptIds: readonly number[],
+    options: GenerateOptions,
+  ): AsyncIterable<GenerationEvent>;
+  /**
+   * One teacher-forced forward pass over prompt + output: row t of the result is the logits that
+   * predicted `outputIds[t]` (vocabSize float32 values per row).
+   */
+  score(pkg: ModelPackage, promptIds: readonly number[], outputIds: readonly number[]): Promise<Float32Array>;
+  /** Decodes token ids to text, as the tokenizer does (special tokens skipped). */
+  decode(pkg: ModelPackage, ids: readonly number[]): Promise<string>;
+  load(pkg: ModelPackage): Promise<void>;
+  close(): Promise<void>;
+};
+
+/** Any engine the registry holds. */
+export type AnyEngine = TensorEngine | TokenEngine;

@@ -6,12 +6,12 @@ import { inputsFromJson } from '../../src/protocol/inputs.js';
 import type { ModelPackage } from '../../src/protocol/manifest.js';
 import { runtimeHash } from '../../src/protocol/runtime-profile.js';
 import type { Tensor, TensorMap } from '../../src/protocol/tensor.js';
-import type { Engine } from '../../src/runtime/index.js';
+import type { TensorEngine } from '../../src/runtime/index.js';
 import { createOnnxEngine } from '../../src/runtime/onnx/engine.js';
 import { EXAMPLES, examplePackage, exampleSamples } from '../support/examples.js';
 
-const engines: Engine[] = [];
-function engine(options: Parameters<typeof createOnnxEngine>[0] = {}): Engine {
+const engines: TensorEngine[] = [];
+function engine(options: Parameters<typeof createOnnxEngine>[0] = {}): TensorEngine {
   const e = createOnnxEngine(options);
   engines.push(e);
   return e;

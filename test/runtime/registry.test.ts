@@ -8,7 +8,7 @@ import {
   createEngines,
   defaultEngines,
   defaultProfiles,
-  type Engine,
+  type TensorEngine,
   type Engines,
 } from '../../src/runtime/index.js';
 import { examplePackage, exampleSamples } from '../support/examples.js';
@@ -23,10 +23,11 @@ import { examplePackage, exampleSamples } from '../support/examples.js';
  * A format of this test only: "echo" answers its inputs. A real format adds its profile's schema to
  * the union in src/protocol/runtime-profile.ts; this one borrows the type.
  */
-function echoEngine(): Engine {
+function echoEngine(): TensorEngine {
   const profile = { engine: 'echo', engineVersion: '1.0.0' } as unknown as RuntimeProfile;
   const hash = runtimeHash(profile);
   return {
+    kind: 'tensors',
     format: 'echo',
     capabilities: { trace: false },
     profile,

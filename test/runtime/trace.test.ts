@@ -12,7 +12,7 @@ import {
   traceOf,
   traceStepPositions,
   TRACE_STEPS,
-  type Engine,
+  type TensorEngine,
   type TraceStep,
 } from '../../src/runtime/index.js';
 import { BENCH_MODELS, benchModelOnnx, benchSample } from '../../examples/models/bench-models.mjs';
@@ -31,8 +31,8 @@ import {
 
 const LEVELS: readonly GraphOptimizationLevel[] = ['disabled', 'basic', 'extended', 'all'];
 
-const engines: Engine[] = [];
-function engine(options: Parameters<typeof createOnnxEngine>[0] = {}): Engine {
+const engines: TensorEngine[] = [];
+function engine(options: Parameters<typeof createOnnxEngine>[0] = {}): TensorEngine {
   const e = createOnnxEngine(options);
   engines.push(e);
   return e;

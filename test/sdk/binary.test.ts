@@ -11,7 +11,7 @@ import type { ModelPackage } from '../../src/protocol/manifest.js';
 import { signedReceiptToJson } from '../../src/protocol/receipt.js';
 import { requestMessage, signRequest } from '../../src/protocol/request.js';
 import type { Tensor, TensorMap } from '../../src/protocol/tensor.js';
-import type { Engine } from '../../src/runtime/index.js';
+import type { TensorEngine } from '../../src/runtime/index.js';
 import {
   BINARY_TRANSPORT_MIN_BYTES,
   closeClient,
@@ -48,7 +48,7 @@ const BATCH = 36;
 let chain: TestChain;
 let node: GlassboxNode;
 let pkg: ModelPackage;
-let engine: Engine;
+let engine: TensorEngine;
 const dirs: { remove(): Promise<void> }[] = [];
 const clients: Client[] = [];
 

@@ -4,13 +4,13 @@ import { DEFAULT_OUT_DIR, type ExampleModelName } from '../../examples/models/bu
 import { inputsFromJson } from '../../src/protocol/inputs.js';
 import type { ModelPackage } from '../../src/protocol/manifest.js';
 import type { TensorMap } from '../../src/protocol/tensor.js';
-import { defaultEngines, type Engine } from '../../src/runtime/index.js';
+import { defaultEngines, type TensorEngine } from '../../src/runtime/index.js';
 import { createMemoryStore, loadModel, packModelFolder } from '../../src/store/index.js';
 
 export const EXAMPLES: readonly ExampleModelName[] = ['iris', 'iris-int8', 'cnn'];
 
 /** The engine of the example models' format (all ONNX), from this build's registry. */
-export function exampleEngine(): Engine {
+export function exampleEngine(): TensorEngine {
   return defaultEngines().for({ manifest: { format: 'onnx' } });
 }
 

@@ -10,7 +10,7 @@ import {
   createEngines,
   defaultEngines,
   traceOf,
-  type Engine,
+  type TensorEngine,
   type Engines,
   type Trace,
 } from '../../src/runtime/index.js';
@@ -45,7 +45,7 @@ export type Withhold = 'inputs' | 'listing' | 'batches';
 export type NodeFaults = EngineFaults & { readonly withhold?: Withhold };
 
 /** `engine`, lying and slow as `faults` say; traceStep (a committee member's check) is left honest. */
-export function withFaults(engine: Engine, faults: EngineFaults): Engine {
+export function withFaults(engine: TensorEngine, faults: EngineFaults): TensorEngine {
   const perturb = faults.perturb ?? 0;
   return {
     ...engine,
@@ -68,7 +68,9 @@ export function withFaults(engine: Engine, faults: EngineFaults): Engine {
 
 /** Every engine of `engines`, with `faults`. */
 export function enginesWithFaults(engines: Engines, faults: EngineFaults): Engines {
-  return createEngines(engines.list.map((engine) => withFaults(engine, faults)));
+  return createEngines(
+    engines.list.map((engine) => (engine.kind === 'tensors' ? withFaults(engine, faults) : engine)),
+  );
 }
 
 /**

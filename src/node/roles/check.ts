@@ -8,7 +8,7 @@ import { traceRoot, traceTree } from '../../protocol/merkle.js';
 import { isGlassboxError } from '../../protocol/errors.js';
 import { agree } from '../../protocol/policy.js';
 import { ZERO_HASH, type Receipt } from '../../protocol/receipt.js';
-import type { Engine } from '../../runtime/engine.js';
+import type { TensorEngine } from '../../runtime/engine.js';
 import type { Engines } from '../../runtime/registry.js';
 
 /*
@@ -86,7 +86,7 @@ export async function recheck(params: {
   const { receipt, pkg } = params;
   if (!pkg) return { kind: 'skipped', detail: `model ${receipt.model} is not available here` };
   const traced = receipt.traceRoot !== ZERO_HASH;
-  let engine: Engine;
+  let engine: TensorEngine;
   try {
     engine = params.engines.for(pkg, { trace: traced });
   } catch (error) {

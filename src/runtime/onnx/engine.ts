@@ -13,7 +13,7 @@ import {
 import type { Tensor, TensorMap } from '../../protocol/tensor.js';
 import {
   DEFAULT_LIMITS,
-  type Engine,
+  type TensorEngine,
   type RunOptions,
   type RunResult,
   type RuntimeLimits,
@@ -82,7 +82,7 @@ export function onnxProfile(
 }
 
 /** The ONNX engine on onnxruntime-node's CPU execution provider. */
-export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
+export function createOnnxEngine(options: OnnxEngineOptions = {}): TensorEngine {
   const profile = onnxProfile(options);
   const hash = runtimeHash(profile);
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -320,6 +320,7 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): Engine {
     await session(pkg, 'plain');
   };
   return {
+    kind: 'tensors',
     format: 'onnx',
     capabilities: { trace: true },
     profile,

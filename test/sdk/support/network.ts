@@ -1,7 +1,7 @@
 import type { Hex } from 'viem';
 import { deposit, registerModel } from '../../../src/chain/index.js';
 import type { ModelPackage } from '../../../src/protocol/manifest.js';
-import type { Engine } from '../../../src/runtime/index.js';
+import type { TensorEngine } from '../../../src/runtime/index.js';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import {
   closeClient,
@@ -26,7 +26,7 @@ export const CLIENT_ACCOUNT = 10;
 export type Network = {
   readonly chain: TestChain;
   readonly store: BlobStore;
-  readonly engine: Engine;
+  readonly engine: TensorEngine;
   readonly models: Record<'iris' | 'iris-int8', ModelPackage>;
   readonly providers: TestProvider[];
   startProvider(p: {

@@ -27,7 +27,7 @@ import { signReceipt, signedReceiptToJson, ZERO_HASH, type Receipt } from '../..
 import { requestMessage, verifyRequestSignature } from '../../../src/protocol/request.js';
 import type { Tensor, TensorMap } from '../../../src/protocol/tensor.js';
 import { recoverVoucherSigner, type SignedVoucher } from '../../../src/protocol/voucher.js';
-import type { Engine } from '../../../src/runtime/index.js';
+import type { TensorEngine } from '../../../src/runtime/index.js';
 import type { BlobStore } from '../../../src/store/index.js';
 import { exampleEngine } from '../../support/examples.js';
 
@@ -85,7 +85,7 @@ export type StartTestProviderParameters = {
   readonly price: bigint;
   readonly stake: bigint;
   readonly faults?: Faults;
-  readonly engine?: Engine;
+  readonly engine?: TensorEngine;
   /** The loopback port to listen on (default: a free one). */
   readonly port?: number;
 };
