@@ -5,6 +5,7 @@ export * from './data.js';
 export * from './domain.js';
 export * from './encoding.js';
 export * from './errors.js';
+export * from './llm.js';
 export * from './manifest.js';
 export * from './merkle.js';
 export * from './policy.js';
