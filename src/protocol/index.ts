@@ -13,6 +13,7 @@ export * from './receipt.js';
 export * from './request.js';
 export * from './runtime-profile.js';
 export * from './sampling.js';
+export * from './session.js';
 export * from './tensor.js';
 export * from './voucher.js';
 export * from './api.js';
