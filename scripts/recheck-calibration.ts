@@ -3,7 +3,7 @@
  * of 32-256 tokens under several runtime profiles, each re-checked under another profile, and the
  * impostor runs the re-check must catch. Prints the figures and writes docs/recheck-calibration.md.
  *
- *   npx tsx scripts/recheck-calibration.ts [--honest 1000] [--impostor 60] [--workers 2] [--out docs/recheck-calibration.md]
+ *   npx tsx scripts/recheck-calibration.ts [--honest 1000] [--impostor 30] [--workers 3] [--out docs/recheck-calibration.md]
  *
  * Work is split over worker processes (each onnxruntime session on one thread); every job is a pure
  * function of its index, so a run is reproducible whatever the split.
@@ -28,8 +28,8 @@ import { llmExample, type LlmExampleName } from '../test/support/llm.js';
 const { values: args } = parseArgs({
   options: {
     honest: { type: 'string', default: '1000' },
-    impostor: { type: 'string', default: '60' },
-    workers: { type: 'string', default: '2' },
+    impostor: { type: 'string', default: '30' },
+    workers: { type: 'string', default: '3' },
     out: { type: 'string', default: join('docs', 'recheck-calibration.md') },
     /** Every outcome as a JSON line, as it comes (git-ignored); `--from` reports from such a file. */
     log: { type: 'string', default: join('examples', 'models', 'build', 'recheck-calibration.jsonl') },
@@ -96,9 +96,9 @@ function prng(seed: number): () => number {
 /**
  * The share of sampled generations. Sampling and its re-check cost ~10 ms a token on these logits
  * (151,936 Gumbel draws when the spread of logits is below the noise's: src/protocol/sampling.ts), a
- * greedy token well under 1 ms: a third keeps a 1,000-generation run within the hour.
+ * greedy token well under 1 ms: a quarter keeps a 1,000-generation run within the half hour on a shared 2-core machine.
  */
-const SAMPLED_SHARE = 1 / 3;
+const SAMPLED_SHARE = 1 / 4;
 
 type Job = {
   readonly kind: 'honest' | LlmExampleName | 'prompt-changed' | 'truncated' | 'over-count';
@@ -129,8 +129,9 @@ function jobOf(kind: Job['kind'], index: number): Job {
           ],
         }
       : { kind: 'completion', prompt: `${pick(TOPICS)}: ${ask}` };
-  // honest lengths 32-256, log-uniform; impostor responses 32-64 (one short response is the claim)
-  const maxTokens = kind === 'honest' ? Math.round(32 * Math.pow(8, r())) : 32 + Math.floor(r() * 33);
+  // honest lengths 32-256, most of them short (log-uniform in u^1.8: median ~50, mean ~80); impostor responses 32-64 (one short response is the claim)
+  const maxTokens =
+    kind === 'honest' ? Math.round(32 * Math.pow(8, Math.pow(r(), 1.8))) : 32 + Math.floor(r() * 33);
   const mode = r();
   const params: SamplingParams = {
     temperature: mode < SAMPLED_SHARE ? pick([0.6, 0.8, 1, 1.2]) : 0,
@@ -194,7 +195,7 @@ async function runJob(registries: readonly Engines[], job: Job): Promise<Outcome
     differs = honest.outputIds.join() !== claimed.join();
   }
   const report = await recheckGeneration(verifier, real, {
-    request: { prompt: job.prompt, params: job.params },
+    request: { ...job.prompt, params: job.params },
     promptIds: ids,
     outputIds: claimed,
     completionTokens,
@@ -233,6 +234,11 @@ async function worker(index: number, count: number): Promise<void> {
     defaultEngines({ llm: { ...options, limits: { timeoutMs: 600_000 } } }),
   );
   const all = jobs(Number(args.honest), Number(args.impostor));
+  for (const registry of registries)
+    for (const name of ['tiny-chat', 'tiny-chat-other', 'tiny-chat-int8', 'tiny-chat-perturbed'] as const) {
+      const pkg = await llmExample(name);
+      await registry.tokens(pkg).load(pkg);
+    }
   for (let i = index; i < all.length; i += count) {
     const outcome = await runJob(registries, all[i]!);
     process.send!({
@@ -349,8 +355,9 @@ function report(rows: readonly Row[], policy: MarginPolicy, wallMs: number): str
 }
 
 /**
- * The policy: `hard` a decade above the largest honest margin seen (and at least 1e-4, well above
- * float32 rounding of logits near 10), `soft` at the largest honest margin's order, `rate` 1 %.
+ * The policy from the honest margins: `hard` two decades above the largest honest margin and at
+ * least 1e-4 (about a hundred float32 ulps of logits near 10: cross-profile noise is a few), `soft`
+ * one decade above it and at least 1e-5, `rate` 1 % (and at least 2 suspicious tokens, by the rule).
  */
 function choosePolicy(rows: readonly Row[]): MarginPolicy {
   const honestMax = Math.max(
@@ -359,10 +366,8 @@ function choosePolicy(rows: readonly Row[]): MarginPolicy {
       .filter((r) => r.kind === 'honest')
       .flatMap((r) => r.margins.filter(([, o]) => o === 0).map(([m]) => m)),
   );
-  const decade = (x: number) => Math.pow(10, Math.ceil(Math.log10(x)));
-  const hard = Math.max(1e-3, decade(honestMax) * 10);
-  const soft = Math.max(1e-4, decade(honestMax));
-  return { hard, soft, rate: 0.01 };
+  const decade = honestMax > 0 ? Math.pow(10, Math.ceil(Math.log10(honestMax))) : 0;
+  return { hard: Math.max(1e-4, decade * 100), soft: Math.max(1e-5, decade * 10), rate: 0.01 };
 }
 
 async function main(): Promise<void> {

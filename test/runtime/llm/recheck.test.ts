@@ -1,4 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isGlassboxError, type GlassboxError } from '../../../src/protocol/errors.js';
+import {
+  decodeLlmInput,
+  decodeLlmOutput,
+  llmInputData,
+  llmOutputData,
+  type LlmRequest,
+} from '../../../src/protocol/llm.js';
 import type { ModelPackage } from '../../../src/protocol/manifest.js';
 import {
   recheckGeneration,
@@ -53,6 +61,16 @@ async function generate(
   throw new Error('no done event');
 }
 
+async function refusal(work: () => Promise<unknown>): Promise<GlassboxError> {
+  try {
+    await work();
+  } catch (error) {
+    if (isGlassboxError(error)) return error;
+    throw error;
+  }
+  throw new Error('expected a refusal');
+}
+
 let real: ModelPackage;
 let checker: TokenEngine;
 beforeAll(async () => {
@@ -66,7 +84,7 @@ const recheck = (
   params: SamplingParams,
   claim: Generated & { completionTokens?: number },
   by: TokenEngine = checker,
-): Promise<RecheckReport> => recheckGeneration(by, pkg, { request: { prompt, params }, ...claim });
+): Promise<RecheckReport> => recheckGeneration(by, pkg, { request: { ...prompt, params }, ...claim });
 
 describe('honest generations', () => {
   // three profiles a provider may run, each re-checked under another one
@@ -131,6 +149,26 @@ describe('honest generations', () => {
       outputIds: [...whole.outputIds.slice(0, 10), 151645],
     });
     expect(eos.termination).toEqual({ ok: true, finishReason: 'stop', position: null, reason: null });
+  });
+});
+
+describe("a receipt's stored data", () => {
+  it('re-checks from the input and output data a receipt commits to, and refuses another model', async () => {
+    const request: LlmRequest = {
+      ...PROMPTS[0]!,
+      kind: 'chat',
+      model: real.id,
+      params: SAMPLERS[1]!,
+    } as LlmRequest;
+    const claim = await generate(checker, real, PROMPTS[0]!, request.params);
+    const input = decodeLlmInput(llmInputData(request, claim.promptIds));
+    const outputIds = decodeLlmOutput(llmOutputData(claim.outputIds));
+    const report = await recheckGeneration(checker, real, { ...input, outputIds });
+    expect(report.ok).toBe(true);
+    const other = await refusal(() =>
+      recheckGeneration(checker, real, { request: { ...request, model: 'bafkreiother' }, outputIds }),
+    );
+    expect([other.code, other.field]).toEqual(['REQUEST_INVALID', 'model']);
   });
 });
 
