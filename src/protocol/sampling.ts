@@ -204,7 +204,11 @@ function topKIds(score: Float64Array, k: number): Int32Array {
  * top_p (at least one id; all candidates if rounding keeps the sum below top_p).
  */
 function topPIds(score: Float64Array, candidates: Int32Array | null, topP: number): Int32Array {
-  const all = candidates ?? Int32Array.from({ length: score.length }, (_, i) => i);
+  let all = candidates;
+  if (!all) {
+    all = new Int32Array(score.length);
+    for (let id = 0; id < all.length; id++) all[id] = id;
+  }
   let max = -Infinity;
   for (const id of all) if (score[id]! > max) max = score[id]!;
   const byId = candidates ? Int32Array.from(candidates).sort() : all;
@@ -213,15 +217,18 @@ function topPIds(score: Float64Array, candidates: Int32Array | null, topP: numbe
   // Only the prefix needs ordering: rank the candidates within `width` of the max and widen until
   // their running sum reaches top_p. Those candidates are exactly the head of the full rank order,
   // so the sums, and the prefix, are the same as over a full sort.
+  const near = new Int32Array(all.length);
   for (let width = 16; ; width *= 2) {
-    const near = width > 1e6 ? Int32Array.from(all) : all.filter((id) => score[id]! >= max - width);
-    near.sort((a, b) => (before(score, a, b) ? -1 : 1));
+    let count = 0;
+    const floor = width > 1e6 ? -Infinity : max - width;
+    for (const id of all) if (score[id]! >= floor) near[count++] = id;
+    const ranked = near.subarray(0, count).sort((a, b) => (before(score, a, b) ? -1 : 1));
     let cumulative = 0;
-    for (let j = 0; j < near.length; j++) {
-      cumulative += Math.exp(score[near[j]!]! - max) / z;
-      if (cumulative >= topP) return near.subarray(0, j + 1);
+    for (let j = 0; j < count; j++) {
+      cumulative += Math.exp(score[ranked[j]!]! - max) / z;
+      if (cumulative >= topP) return ranked.slice(0, j + 1);
     }
-    if (near.length === all.length) return near;
+    if (count === all.length) return ranked.slice();
   }
 }
 
