@@ -270,7 +270,7 @@ function argmax(logits: Float32Array): number {
 }
 
 /**
- * The largest Gumbel noise there is (of the largest uniform, x = 2^32 − 1, about 22.18) plus slack: an
+ * The largest Gumbel noise there is (of the largest uniform, x = 2^32 − 1, about 22.87) plus slack: an
  * id whose s + GUMBEL_BOUND is below the best noisy score so far can neither win nor tie, so its
  * noise is never computed. Exact pruning: it changes the work, never the pick or a margin.
  */
