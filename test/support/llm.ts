@@ -35,7 +35,8 @@ function filesOf(dir: string): Map<string, Uint8Array> {
 const json = (bytes: Uint8Array | undefined): Record<string, unknown> =>
   JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
 
-const ids = (value: unknown): number[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
+const ids = (value: unknown): number[] =>
+  value === undefined ? [] : Array.isArray(value) ? (value as number[]) : [value as number];
 
 /** The package of an LLM folder in the Hugging Face ONNX layout, with `model.json`'s options. */
 export async function llmFolderPackage(
