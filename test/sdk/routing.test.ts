@@ -66,6 +66,7 @@ describe('selection', () => {
             active: c.active,
             runtime: `0x${'0'.repeat(64)}`,
             price: c.price,
+            inputPrice: 0n,
             pending: undefined,
           }));
           const health = new Map<Address, ProviderHealth>(
