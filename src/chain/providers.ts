@@ -193,8 +193,7 @@ export type OfferInfo = {
   readonly inputPrice: bigint;
   /** An announced increase (the whole new pair) and when it takes effect (ms), if any. */
   readonly pending:
-    | { readonly price: bigint; readonly inputPrice: bigint; readonly effectiveAtMs: number }
-    | undefined;
+    { readonly price: bigint; readonly inputPrice: bigint; readonly effectiveAtMs: number } | undefined;
 };
 
 export async function getOffer(

@@ -7,7 +7,13 @@ import type { BlobStore } from '../store/index.js';
 import type { NodeDb } from './db.js';
 import { resolveModel } from './models.js';
 import { ensureOffer, type ChainAction } from './onchain.js';
-import { NO_PRICE_MESSAGE, offerPrices, type AskedPrices, type OfferPrices, type PriceBook } from './prices.js';
+import {
+  NO_PRICE_MESSAGE,
+  offerPrices,
+  type AskedPrices,
+  type OfferPrices,
+  type PriceBook,
+} from './prices.js';
 import type { Serial } from './serial.js';
 
 /*

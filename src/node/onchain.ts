@@ -102,7 +102,8 @@ export async function ensureOffer(
   const inputPrice = params.inputPrice ?? 0n;
   const offer = await getOffer(client, { provider, model: params.model });
   const announced = offer.pending?.price === params.price && offer.pending.inputPrice === inputPrice;
-  const inForce = offer.price === params.price && offer.inputPrice === inputPrice && offer.pending === undefined;
+  const inForce =
+    offer.price === params.price && offer.inputPrice === inputPrice && offer.pending === undefined;
   if (offer.active && (announced || inForce)) return [];
   await setOffer(client, { model: params.model, price: params.price, inputPrice });
   const detail = `${params.model} ${params.price}${inputPrice === 0n ? '' : ` input ${inputPrice}`}`;

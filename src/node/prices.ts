@@ -62,14 +62,14 @@ export function offerPrices(
   defaults: AskedPrices,
 ): { ok: true; prices: OfferPrices } | { ok: false; field: 'price' | 'inputPrice'; message: string } {
   const price = asked.price ?? defaults.price;
-  if (price === undefined)
-    return { ok: false, field: 'price', message: NO_PRICE_MESSAGE };
-  if (format === 'llm') return { ok: true, prices: { price, inputPrice: asked.inputPrice ?? defaults.inputPrice ?? 0n } };
+  if (price === undefined) return { ok: false, field: 'price', message: NO_PRICE_MESSAGE };
+  if (format === 'llm')
+    return { ok: true, prices: { price, inputPrice: asked.inputPrice ?? defaults.inputPrice ?? 0n } };
   if (asked.inputPrice !== undefined && asked.inputPrice !== 0n)
     return {
       ok: false,
       field: 'inputPrice',
-      message: `a ${format} model is priced per inference: its inputPrice must be 0, not ${asked.inputPrice}`,
+      message: `${format} models are priced per inference: the inputPrice must be 0, not ${asked.inputPrice}`,
     };
   return { ok: true, prices: { price, inputPrice: 0n } };
 }

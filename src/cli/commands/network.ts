@@ -217,7 +217,12 @@ async function serveOnDevnet(
       ...(prices.price === undefined ? {} : { price: prices.price }),
       ...(prices.inputPrice === undefined ? {} : { inputPrice: prices.inputPrice }),
     });
-    served.push({ url: provider.url, price: offer.price, inputPrice: offer.inputPrice, actions: offer.actions });
+    served.push({
+      url: provider.url,
+      price: offer.price,
+      inputPrice: offer.inputPrice,
+      actions: offer.actions,
+    });
   }
   return served;
 }

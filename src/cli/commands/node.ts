@@ -62,24 +62,29 @@ export function registerNodeCommands(program: Command, ctx: Context): Command {
       '--from <url...>',
       'where the node may fetch the package (nodes serving GET /v1/blobs/:cid), before its peers',
     )
-    .action(async (model: string, flags: AdminFlags & { price?: string; inputPrice?: string; from?: string[] }) => {
-      const offer = await offerModel({
-        url: flags.url,
-        token: await adminToken(flags),
-        model,
-        ...(flags.price === undefined ? {} : { price: parseAmount(flags.price, '--price') }),
-        ...(flags.inputPrice === undefined
-          ? {}
-          : { inputPrice: parseAmount(flags.inputPrice, '--input-price') }),
-        ...(flags.from === undefined ? {} : { from: flags.from }),
-      });
-      if (flags.json) return ctx.io.out(toJson(offer));
-      printFields(ctx.io, [
-        ['model', `${offer.model} (${offer.name} ${offer.version})`],
-        ['offered by', `${flags.url} at ${formatPrices({ price: BigInt(offer.price), inputPrice: BigInt(offer.inputPrice) }, String)}`],
-        ['on chain', actionsLine(offer.actions)],
-      ]);
-    });
+    .action(
+      async (model: string, flags: AdminFlags & { price?: string; inputPrice?: string; from?: string[] }) => {
+        const offer = await offerModel({
+          url: flags.url,
+          token: await adminToken(flags),
+          model,
+          ...(flags.price === undefined ? {} : { price: parseAmount(flags.price, '--price') }),
+          ...(flags.inputPrice === undefined
+            ? {}
+            : { inputPrice: parseAmount(flags.inputPrice, '--input-price') }),
+          ...(flags.from === undefined ? {} : { from: flags.from }),
+        });
+        if (flags.json) return ctx.io.out(toJson(offer));
+        printFields(ctx.io, [
+          ['model', `${offer.model} (${offer.name} ${offer.version})`],
+          [
+            'offered by',
+            `${flags.url} at ${formatPrices({ price: BigInt(offer.price), inputPrice: BigInt(offer.inputPrice) }, String)}`,
+          ],
+          ['on chain', actionsLine(offer.actions)],
+        ]);
+      },
+    );
 
   adminOptions(node.command('withdraw'))
     .description('make a running node withdraw its offer of a model on chain and stop serving it')
