@@ -122,6 +122,27 @@ describe('prices', () => {
   });
 });
 
+describe('prices: the pair', () => {
+  it("a client's quote keeps the pair in force while a raise of one price, behind a lowered other, waits", async () => {
+    const p = await network().startProvider({ account: 1, price: 1000n });
+    const pkg = network().models['iris-int8'];
+    await setOffer(network().chain.as(1), { model: pkg.id, price: 900n, inputPrice: 50n });
+    const c = await newClient();
+    const [quote] = await discoverProviders(c, { model: pkg.id, fresh: true });
+    expect(quote).toMatchObject({
+      address: p.address,
+      price: 1000n,
+      inputPrice: 0n,
+      pending: { price: 900n, inputPrice: 50n },
+    });
+    expect((await run(c)).receipts[0]!.receipt.price).toBe(1000n); // not the lowered 900 either
+
+    await network().chain.increaseTime(network().chain.deployment.params.priceNoticeMs + 1000);
+    const [later] = await discoverProviders(c, { model: pkg.id, fresh: true });
+    expect(later).toMatchObject({ price: 900n, inputPrice: 50n, pending: undefined });
+  });
+});
+
 describe('failover and hedging', () => {
   it('fails over when a provider is down (connection refused) and cools it down', async () => {
     const down = await network().startProvider({ account: 1, price: 1000n, stake: 10n * MIN_STAKE });
