@@ -34,7 +34,7 @@ import { createOfferBook, modelRefusal } from './offers.js';
 import { resolveModel } from './models.js';
 import { ensureModelRegistered, ensureOffer, ensureProvider, type ChainAction } from './onchain.js';
 import { createPayments } from './payments.js';
-import { createPriceBook, offerPrices, type OfferPrices } from './prices.js';
+import { answerPriceBound, createPriceBook, offerPrices, type OfferPrices } from './prices.js';
 import { createRedeemer, type Redeemer } from './redeemer.js';
 import { createSerial } from './serial.js';
 import { createWorker, type Worker } from './worker.js';
@@ -321,7 +321,7 @@ export async function createNode(
                 config.verifier.sampleRate ??
                 defaultSampleRate(
                   chainParams,
-                  [...offers.values()].map((o) => o.price),
+                  [...offers.values()].map((o) => answerPriceBound(o.pkg, o)),
                 ),
               dataDeadlineMs: config.verifier.dataDeadlineMs,
               pollIntervalMs,

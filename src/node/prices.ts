@@ -1,7 +1,7 @@
 import type { Address } from 'viem';
 import { getOffer, type GlassboxClient } from '../chain/index.js';
 import { GlassboxError } from '../protocol/errors.js';
-import type { ModelFormat } from '../protocol/manifest.js';
+import type { ModelFormat, ModelPackage } from '../protocol/manifest.js';
 
 /*
  * The prices a receipt charges are the provider's effective on-chain pair for the model (what
@@ -72,4 +72,17 @@ export function offerPrices(
       message: `${format} models are priced per inference: the inputPrice must be 0, not ${asked.inputPrice}`,
     };
   return { ok: true, prices: { price, inputPrice: 0n } };
+}
+
+/**
+ * The most one answer under this offer can cost: the bound on compute cost a verifier's default
+ * sampling rate is planned for (docs/economics.md). A tensor model's price is per answer; an LLM's
+ * answer holds at most `contextLength` tokens in all, prompt and output, so it costs at most that
+ * many tokens at the dearer of its two prices. Taking the per-token price alone would plan for an
+ * answer a thousand times cheaper than a long one, and sample far too rarely.
+ */
+export function answerPriceBound(pkg: ModelPackage, prices: OfferPrices): bigint {
+  if (pkg.manifest.format !== 'llm') return prices.price;
+  const perToken = prices.price > prices.inputPrice ? prices.price : prices.inputPrice;
+  return perToken * BigInt(pkg.manifest.llm.contextLength);
 }

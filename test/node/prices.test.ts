@@ -2,8 +2,8 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openNodeDb } from '../../src/node/db.js';
-import { offerPrices } from '../../src/node/prices.js';
-import type { ModelId } from '../../src/protocol/manifest.js';
+import { answerPriceBound, offerPrices } from '../../src/node/prices.js';
+import type { ModelId, ModelPackage } from '../../src/protocol/manifest.js';
 import { tempDir } from '../store/temp-dir.js';
 
 /*
@@ -51,6 +51,21 @@ describe('offerPrices', () => {
       field: 'inputPrice',
       message: 'onnx models are priced per inference: the inputPrice must be 0, not 1',
     });
+  });
+});
+
+describe('answerPriceBound (the compute cost a verifier plans its sampling for)', () => {
+  // Only the fields the bound reads: a whole package is not needed to say what one answer may cost.
+  const tensor = { manifest: { format: 'onnx' } } as unknown as ModelPackage;
+  const llm = { manifest: { format: 'llm', llm: { contextLength: 4096 } } } as unknown as ModelPackage;
+
+  it("is a tensor model's price per answer", () => {
+    expect(answerPriceBound(tensor, { price: 1000n, inputPrice: 0n })).toBe(1000n);
+  });
+
+  it("is an LLM's whole context at the dearer of its two per-token prices", () => {
+    expect(answerPriceBound(llm, { price: 40n, inputPrice: 10n })).toBe(40n * 4096n);
+    expect(answerPriceBound(llm, { price: 3n, inputPrice: 10n })).toBe(10n * 4096n);
   });
 });
 
