@@ -12,10 +12,11 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 /// @notice Providers: staked ERC-20, an unbonding delay before stake leaves, an endpoint URL, a
 ///         signing key (which may differ from the staking account) and offers (model -> prices:
 ///         `price`, per inference for a tensor model and per output token for an LLM, and
-///         `inputPrice`, per input (prompt) token, 0 for a tensor model). Lowering applies at once;
-///         raising either price only after the notice period, both new prices together, so a
-///         quote can't jump mid-use. Only the DisputeManager can slash; stake that is unbonding is still
-///         slashable, so the unbonding delay must outlast the challenge window and a dispute.
+///         `inputPrice`, per input (prompt) token, 0 for a tensor model). Lowering applies at
+///         once; raising either price only after the notice period, both new prices together, so
+///         a quote can't jump mid-use. Only the DisputeManager can slash; stake that is unbonding
+///         is still slashable, so the unbonding delay must outlast the challenge window and a
+///         dispute.
 ///         While a challenge against a provider is open, the DisputeManager holds a lock on it and
 ///         nothing (staked or unbonding) can be withdrawn, however long the dispute takes.
 ///
