@@ -332,7 +332,9 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged, Ownable2Step {
     {
         Offer memory o = _offers[provider][model];
         if (!o.active) return (false, 0, 0);
-        if (o.pendingAt != 0 && block.timestamp >= o.pendingAt) return (true, o.pendingPrice, o.pendingInputPrice);
+        if (o.pendingAt != 0 && block.timestamp >= o.pendingAt) {
+            return (true, o.pendingPrice, o.pendingInputPrice);
+        }
         return (true, o.price, o.inputPrice);
     }
 
