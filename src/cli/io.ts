@@ -3,11 +3,15 @@ import { formatUnits } from 'viem';
 import { join } from 'node:path';
 import { ErrorCodes, GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
 
-/** Where a command writes; tests pass their own to capture output. */
-export type Io = { out(line: string): void; err(line: string): void };
+/**
+ * Where a command writes; tests pass their own to capture output. `write` (text without a newline)
+ * is for streamed output; without it, a command prints the whole text once it has it.
+ */
+export type Io = { out(line: string): void; err(line: string): void; write?(text: string): void };
 
 export const processIo: Io = {
   out: (line) => process.stdout.write(`${line}\n`),
+  write: (text) => process.stdout.write(text),
   err: (line) => process.stderr.write(`${line}\n`),
 };
 
@@ -41,6 +45,18 @@ export function toJson(value: unknown): string {
  */
 export function formatAmount(baseUnits: bigint): string {
   return `${formatUnits(baseUnits, 18)} tokens (${baseUnits} base units)`;
+}
+
+/**
+ * An offer's prices, formatted by `format`: one price per inference when there is no input price
+ * (a tensor model), else the price per output token and per input token (an LLM).
+ */
+export function formatPrices(
+  prices: { price: bigint; inputPrice: bigint },
+  format: (amount: bigint) => string = formatAmount,
+): string {
+  if (prices.inputPrice === 0n) return format(prices.price);
+  return `${format(prices.price)} per output token, ${format(prices.inputPrice)} per input token`;
 }
 
 /** Aligned `key  value` lines for people. */
