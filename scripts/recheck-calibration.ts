@@ -23,7 +23,23 @@ import {
   type SamplingParams,
   type TokenEngine,
 } from '../src/runtime/index.js';
-import { llmExample, type LlmExampleName } from '../test/support/llm.js';
+import { DEFAULT_OUT_DIR } from '../examples/models/build.mjs';
+import { createMemoryStore, loadModel, packModelFolder } from '../src/store/index.js';
+
+type LlmExampleName = 'tiny-chat' | 'tiny-chat-other' | 'tiny-chat-int8' | 'tiny-chat-perturbed';
+
+const packages = new Map<string, Promise<ModelPackage>>();
+
+/** A sample LLM (built by `npm run models`), packed as `glassbox model pack` packs it. */
+function llmExample(name: LlmExampleName): Promise<ModelPackage> {
+  let pkg = packages.get(name);
+  if (!pkg) {
+    const store = createMemoryStore();
+    pkg = packModelFolder(store, join(DEFAULT_OUT_DIR, name)).then(({ id }) => loadModel(store, id));
+    packages.set(name, pkg);
+  }
+  return pkg;
+}
 
 const { values: args } = parseArgs({
   options: {

@@ -11,7 +11,8 @@ import {
   type TokenEngine,
 } from '../../../src/runtime/index.js';
 import { createLlmEngine, type LlmEngineOptions } from '../../../src/runtime/llm/engine.js';
-import { llmExample, llmExampleDir, llmFolderPackage } from '../../support/llm.js';
+import { createMemoryStore, loadModel, packLlmFolder } from '../../../src/store/index.js';
+import { llmExample as example } from '../../support/examples.js';
 
 const engines: TokenEngine[] = [];
 let shared: TokenEngine | undefined;
@@ -66,6 +67,8 @@ async function refusal(work: () => Promise<unknown>): Promise<GlassboxError> {
 
 const V = 151936;
 const rowOf = (rows: Float32Array, t: number) => rows.subarray(t * V, (t + 1) * V);
+
+const llmExample = async (name: 'tiny-chat'): Promise<ModelPackage> => (await example(name)).pkg;
 
 let pkg: ModelPackage;
 let chatIds: readonly number[];
@@ -304,7 +307,9 @@ describe('generating', () => {
 describe('refusing what does not fit', () => {
   let small: ModelPackage;
   beforeAll(async () => {
-    small = await llmFolderPackage(llmExampleDir('tiny-chat'), { contextLength: 40 });
+    const store = createMemoryStore();
+    const { id } = await packLlmFolder(store, (await example('tiny-chat')).dir, { contextLength: 40 });
+    small = await loadModel(store, id);
   });
 
   it('refuses a prompt over the context length, naming messages or prompt', async () => {

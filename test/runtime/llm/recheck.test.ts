@@ -16,7 +16,8 @@ import {
   type TokenEngine,
 } from '../../../src/runtime/index.js';
 import { createLlmEngine, type LlmEngineOptions } from '../../../src/runtime/llm/engine.js';
-import { llmExample, type LlmExampleName } from '../../support/llm.js';
+import type { LlmExampleName } from '../../../examples/models/build.mjs';
+import { llmExample as example } from '../../support/examples.js';
 
 /*
  * The re-check against real generations of the sample models: honest ones pass across runtime
@@ -70,6 +71,8 @@ async function refusal(work: () => Promise<unknown>): Promise<GlassboxError> {
   }
   throw new Error('expected a refusal');
 }
+
+const llmExample = async (name: LlmExampleName): Promise<ModelPackage> => (await example(name)).pkg;
 
 let real: ModelPackage;
 let checker: TokenEngine;
