@@ -202,8 +202,11 @@ describe('cheating, caught from one response', () => {
             continue;
           }
           fails(report, 'margins');
-          expect(report.verdict.position).toBe(first);
+          // up to the first difference the prefix is the real model's: margins 0, then not (the
+          // verdict may fall later: a difference by a hair counts as suspicious, not as hard)
           expect(report.margins.slice(0, first).every((m) => m.margin === 0)).toBe(true);
+          expect(report.margins[first]!.margin > 0 || report.margins[first]!.outside).toBe(true);
+          expect(report.verdict.position).toBeGreaterThanOrEqual(first);
         }
     },
   );
