@@ -296,6 +296,17 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
     const { params, signal } = options;
     const model = await loaded(pkg);
     checkGeneration(model, promptIds, params);
+    if (
+      options.logprobs !== undefined &&
+      !(Number.isInteger(options.logprobs) && options.logprobs >= 0 && options.logprobs <= 20)
+    )
+      throw new GlassboxError(
+        'REQUEST_INVALID',
+        `top_logprobs ${options.logprobs} must be an integer from 0 to 20`,
+        {
+          field: 'top_logprobs',
+        },
+      );
     const { vocabSize } = model.layout;
     const started = performance.now();
     const text = createTextStream(model.tok, params.stop);

@@ -335,6 +335,10 @@ describe('refusing what does not fit', () => {
     expect([bad.code, bad.field]).toEqual(['REQUEST_INVALID', 'prompt_ids[1]']);
     const temperature = await refusal(() => run(e, small, ids, { params: { ...GREEDY, temperature: -1 } }));
     expect(temperature.field).toBe('temperature');
+    const logprobs = await refusal(() =>
+      run(e, small, ids, { params: { ...GREEDY, maxTokens: 1 }, logprobs: 21 }),
+    );
+    expect(logprobs.field).toBe('top_logprobs');
   });
 
   it('refuses to load a package whose config.json disagrees with its manifest, naming the field', async () => {
