@@ -416,10 +416,13 @@ async function speed(): Promise<string[]> {
   const pkg = await llmExample('tiny-chat');
   const engine = registry.tokens(pkg);
   await engine.load(pkg);
-  const text = TOPICS.map((t) => `${pick0(ASKS, t)} ${t}.`)
+  // a raw prompt of about 128 tokens: the text of the first 128 tokens of a longer one
+  const long = TOPICS.map((t) => `${pick0(ASKS, t)} ${t}.`)
     .join(' ')
     .repeat(4);
-  const prompt = (await engine.prompt(pkg, { kind: 'completion', prompt: text })).ids.slice(0, 128);
+  const first128 = (await engine.prompt(pkg, { kind: 'completion', prompt: long })).ids.slice(0, 128);
+  const text = await engine.decode(pkg, first128);
+  const prompt = (await engine.prompt(pkg, { kind: 'completion', prompt: text })).ids;
   const greedy: SamplingParams = { temperature: 0, topP: 1, topK: 0, seed: 1n, maxTokens: 256, stop: [] };
   const run = async (params: SamplingParams) => {
     const total = timer();
@@ -454,7 +457,10 @@ async function speed(): Promise<string[]> {
         request: { kind: 'completion', prompt: text, params },
         outputIds: gen.outputIds,
       });
-      if (!report.ok) throw new Error(`an honest generation failed its re-check: ${report.failure?.reason}`);
+      if (!report.ok)
+        throw new Error(
+          `an honest generation failed its re-check: ${report.failure?.reason} (T=${params.temperature}, prompt ${prompt.length} vs ${report.prompt.ids.length}, output ${gen.outputIds.length}, position ${report.failure?.position})`,
+        );
       pairs.push({ gen: gen.total, check: check() });
     }
     const p = best(pairs, (x) => x.check.wallMs / x.gen.wallMs);
