@@ -3,9 +3,13 @@ import { routes } from '../../api/routes.js';
 import type { ServedModel } from '../../protocol/api.js';
 import { isGlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
+import { openAiModel } from './openai.js';
 import { serve } from './serve.js';
 
-/** GET /v1/models: what this provider serves, at its effective on-chain prices, under which runtime. */
+/**
+ * GET /v1/models: what this provider serves, at its effective on-chain prices, under which runtime;
+ * the same list as OpenAI's (`object: "list"`, `data`), so that one answer serves both clients.
+ */
 export async function modelsRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {
   serve(app, routes.models, async () => {
     const models: ServedModel[] = [];
@@ -18,6 +22,7 @@ export async function modelsRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCon
         throw error;
       }
       const m = pkg.manifest;
+      const runtime = ctx.runtimeOf(pkg);
       models.push({
         id: pkg.id,
         name: m.name,
@@ -26,6 +31,7 @@ export async function modelsRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCon
         outputs: m.outputs,
         policy: m.policy,
         price: price.toString(),
+        ...(runtime === ctx.engine.runtimeHash ? {} : { runtime }),
       });
     }
     return {
@@ -35,6 +41,8 @@ export async function modelsRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCon
       runtime: ctx.engine.runtimeHash,
       profile: ctx.engine.profile,
       models,
+      object: 'list' as const,
+      data: models.map((m) => openAiModel(ctx, m.id, m.name)),
     };
   });
 }
