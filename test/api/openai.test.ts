@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import type { z } from 'zod';
 import { chatCompletionRequestSchema, completionRequestSchema } from '../../src/api/openai.js';
 import { parseWire } from '../../src/protocol/api.js';
 import { GlassboxError } from '../../src/protocol/errors.js';
 
 /** The field a refused body names, and its message. */
-function refusal(schema: typeof chatCompletionRequestSchema | typeof completionRequestSchema, body: unknown) {
+function refusal(schema: z.ZodType, body: unknown) {
   try {
     parseWire(schema, body, 'body');
   } catch (error) {

@@ -42,7 +42,10 @@ export async function modelsRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCon
       profile: ctx.engine.profile,
       models,
       object: 'list' as const,
-      data: models.map((m) => openAiModel(ctx, m.id, m.name)),
+      // OpenAI's list holds what its routes answer: the LLMs.
+      data: models
+        .filter((m) => ctx.models.get(m.id)?.manifest.format === 'llm')
+        .map((m) => openAiModel(ctx, m.id, m.name)),
     };
   });
 }

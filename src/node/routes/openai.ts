@@ -431,8 +431,8 @@ async function answer<Whole, Chunk>(
   const usageField = includeUsage ? { usage: null } : {};
   const open = async (requestId: Hex) => {
     if (stream.opened) return;
-    id = openAiId(format.prefix, requestId);
-    stream.open({ 'x-request-id': requestId });
+    id = openAiId(format.prefix, requestId.toLowerCase() as Hex);
+    stream.open({ 'x-request-id': requestId.toLowerCase() });
     const first = format.first(id, at);
     if (first) await stream.send({ ...first, ...usageField });
   };
@@ -555,7 +555,7 @@ export function openAiError(error: GlassboxError, status: number): OpenAiError {
         : error.code.toLowerCase();
   return {
     error: {
-      message: error.shortMessage,
+      message: error.shortMessage.replace(/^body\./, ''),
       type: OPENAI_TYPE[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error'),
       param,
       code,
