@@ -165,8 +165,6 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
     const prompt = await engine.prompt(pkg, request.prompt);
     const promptIds = prompt.ids;
     const normalized = normalize(pkg, request, promptIds.length);
-    const inputs = llmInputData(normalized, promptIds);
-    const inputHash = dataHash(inputs);
     const requestId = (request.requestId ?? randomRequestId()).toLowerCase() as Hex;
     if (request.voucher) await p.payments.acceptVoucher(request.voucher, request.client);
 
@@ -191,6 +189,16 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
           receipt: undefined,
           replayed: false,
         };
+      // A generation the client cut short is recorded as what it became: a request for exactly the
+      // tokens delivered (max_tokens = their count). So its receipt passes the re-check's termination
+      // rule (count == max_tokens) and no verifier takes an honest provider's cut-off answer for a
+      // truncation; the sampling of each delivered token does not depend on max_tokens.
+      const recorded =
+        run.finishReason === 'abort'
+          ? { ...normalized, params: { ...normalized.params, maxTokens: run.outputIds.length } }
+          : normalized;
+      const inputs = llmInputData(recorded, promptIds);
+      const inputHash = dataHash(inputs);
       const outputs = llmOutputData(run.outputIds);
       const cap = p.dataCap();
       if (inputs.byteLength + outputs.byteLength > cap)
@@ -210,7 +218,7 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
         model: modelDigest(pkg.id),
         inputHash,
         outputHash: dataHash(outputs),
-        paramsHash: llmParamsHash(normalized.params),
+        paramsHash: llmParamsHash(recorded.params),
         runtime: engine.runtimeHash,
         traceRoot: ZERO_HASH,
         price,

@@ -497,11 +497,14 @@ describe('OpenAI routes: payment, replay, disconnects', () => {
     // What the receipt covers: no more than what was generated, and it is charged at exactly that.
     const inputs = Buffer.from(stored!.inputs!, 'base64');
     const { decodeLlmInputData } = await import('../../src/protocol/llm.js');
-    const promptTokens = decodeLlmInputData(inputs).promptIds.length;
+    const recorded = decodeLlmInputData(inputs);
+    const promptTokens = recorded.promptIds.length;
     const { decodeTensors } = await import('../../src/protocol/encoding.js');
     const outputIds = decodeTensors(outputs).output_ids!.data as Int32Array;
     expect(outputIds.length).toBeGreaterThan(0);
     expect(outputIds.length).toBeLessThanOrEqual(made);
+    // recorded as a request for exactly what was delivered, so a re-check's termination rule holds
+    expect(recorded.request.params.maxTokens).toBe(outputIds.length);
     expect(receipt.price).toBe(
       tokenPrice(
         { promptTokens, completionTokens: outputIds.length },
