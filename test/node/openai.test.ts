@@ -1,4 +1,7 @@
 import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import { writeDeployment } from '../../src/chain/index.js';
+import { runCli } from '../../src/cli/program.js';
 import OpenAI from 'openai';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -32,6 +35,8 @@ import {
   type TestChain,
 } from './support.js';
 import { createNode, parseNodeConfig } from '../../src/node/index.js';
+import { admitRuntime, getModel, getOffer } from '../../src/chain/index.js';
+import { runtimeProfileJson } from '../../src/protocol/runtime-profile.js';
 import { exampleDir } from '../support/examples.js';
 import { nodeConfig } from './support.js';
 
@@ -89,19 +94,32 @@ const keyFor = async (i: number, provider = node.address, ttlMs = 3_600_000) =>
 
 const clientFor = (key: string) => new OpenAI({ baseURL: `${node.url}/v1`, apiKey: key, maxRetries: 0 });
 
+/** What a node on a chain that has not admitted the LLM engine's profile served. */
+let servedWithoutAdmission: string[] = [];
+
 beforeAll(async () => {
-  chain = await startTestChain();
+  chain = await startTestChain(); // admits the ONNX engine's profile only
   dataDir = await tempDir();
   await fundClients(chain);
   const tiny = llmExample('tiny-chat');
-  const config = parseNodeConfig(
-    nodeConfig(chain, PROVIDER[0], dataDir.dir, {
-      models: [
-        { model: exampleDir('iris'), price: PRICE.toString() },
-        { model: tiny.dir, price: TOKEN_PRICE.toString() },
-      ],
-    }),
-  );
+  const models = [
+    { model: exampleDir('iris'), price: PRICE.toString() },
+    { model: tiny.dir, price: TOKEN_PRICE.toString() },
+  ];
+  // The LLM's runtime is checked per model: unadmitted, the node serves iris and refuses tiny-chat.
+  const other = await tempDir();
+  const refusing = await (
+    await createNode(parseNodeConfig(nodeConfig(chain, PROVIDER[1], other.dir, { models })), {
+      engines: countingEngines(),
+    })
+  ).start();
+  servedWithoutAdmission = [...refusing.models.values()].map((m) => m.manifest.format);
+  await refusing.stop();
+  await other.remove();
+
+  const llm = defaultEngines().list.find((e) => e.kind === 'tokens')!;
+  await admitRuntime(chain.as(0), runtimeProfileJson(llm.profile));
+  const config = parseNodeConfig(nodeConfig(chain, PROVIDER[0], dataDir.dir, { models }));
   node = await (await createNode(config, { engines: countingEngines() })).start();
   pkg = [...node.models.values()].find((m) => m.manifest.format === 'llm')!;
   apiKey = await keyFor(CLIENT[0]);
@@ -170,6 +188,18 @@ function normalizedChat(
     },
   } as LlmRequest;
 }
+
+describe('OpenAI routes: the node', () => {
+  it("serves an LLM only when its token engine's runtime is admitted on chain (checked per model)", () => {
+    expect(servedWithoutAdmission).toEqual(['onnx']);
+    expect([...node.models.values()].map((m) => m.manifest.format).sort()).toEqual(['llm', 'onnx']);
+  });
+
+  it('registers the LLM on chain as not exact (its policy is token-margin) and offers it', async () => {
+    expect((await getModel(chain.as(0), pkg.id))?.exact).toBe(false);
+    expect((await getOffer(chain.as(0), { provider: node.address, model: pkg.id })).price).toBe(TOKEN_PRICE);
+  });
+});
 
 describe('OpenAI routes: the official client', () => {
   it('chat, non-stream: an OpenAI ChatCompletion with usage and a receipt that verifies', async () => {
@@ -340,6 +370,45 @@ describe('OpenAI routes: the official client', () => {
     let text = '';
     for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
     expect(text).toBe(whole.choices[0]!.text);
+  });
+});
+
+describe('glassbox key', () => {
+  it('prints a session key the official client is served with', async () => {
+    const file = join(dataDir.dir, 'deployment.json');
+    await writeDeployment(file, chain.deployment);
+    const out: string[] = [];
+    const io = { out: (line: string) => out.push(line), err: (line: string) => out.push(`err: ${line}`) };
+    const connection = [
+      '--rpc-url',
+      chain.anvil.rpcUrl,
+      '--chain-id',
+      String(chain.anvil.chainId),
+      '--deployment',
+      file,
+    ];
+    const argv = [
+      'key',
+      '--provider',
+      node.address,
+      '--ttl',
+      '2h',
+      ...connection,
+      '--private-key',
+      chain.key(CLIENT[2]),
+    ];
+    expect(await runCli(argv, io)).toBe(0);
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatch(/^gbk\.0x[0-9a-fA-F]{40}\.\d+\.0x[0-9a-f]{130}$/);
+    const answer = await clientFor(out[0]!).chat.completions.create({
+      model: pkg.id,
+      messages: MESSAGES,
+      max_tokens: 2,
+    });
+    expect(signedReceiptFromJson(extraOf(answer).receipt).receipt.client).toBe(
+      privateKeyToAccount(chain.key(CLIENT[2])).address,
+    );
+    expect(await runCli(['key', '--provider', node.address, '--ttl', 'soon', ...connection], io)).not.toBe(0);
   });
 });
 
