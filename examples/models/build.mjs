@@ -2,15 +2,18 @@
  * Builds the example models: `node examples/models/build.mjs [outDir]` (or `npm run models`).
  * Pure JS, no downloads, deterministic: every run writes the same bytes. Writes, per model,
  * `<outDir>/<name>/` with model.onnx, model.json (the options for `glassbox model pack`),
- * samples.json (sample inputs as JSON tensors) and any data its tests use (holdout.json).
+ * samples.json (sample inputs as JSON tensors) and any data its tests use (holdout.json); per LLM
+ * example (llm/tiny-chat.mjs), a Hugging Face ONNX folder (config.json, generation_config.json,
+ * tokenizer.json, tokenizer_config.json, onnx/model.onnx) and its model.json.
  */
 import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cnnModel } from './cnn.mjs';
 import { trainIris } from './iris-data.mjs';
 import { irisInt8Model } from './iris-int8.mjs';
 import { irisModel } from './iris.mjs';
+import { llmExamples } from './llm/tiny-chat.mjs';
 
 /** Where `npm run models` writes (git-ignored). */
 export const DEFAULT_OUT_DIR = fileURLToPath(new URL('./build/', import.meta.url));
@@ -23,6 +26,14 @@ export const DEFAULT_OUT_DIR = fileURLToPath(new URL('./build/', import.meta.url
  * @property {string} options model.json
  * @property {string} samples samples.json
  * @property {Record<string, string>} data the other files, by file name (e.g. holdout.json)
+ */
+/**
+ * @typedef {object} LlmExamplePaths
+ * @property {string} name
+ * @property {string} dir the Hugging Face folder
+ * @property {string} model onnx/model.onnx
+ * @property {string} options model.json
+ * @property {Record<string, string>} files every file of the folder, by its path in the folder
  */
 
 /**
@@ -88,10 +99,28 @@ function writeModel(dir, model) {
 }
 
 /**
+ * @param {string} dir
+ * @param {import('./llm/tiny-chat.mjs').LlmExample} example
+ * @returns {LlmExamplePaths}
+ */
+function writeLlmExample(dir, example) {
+  /** @type {Record<string, string>} */
+  const files = {};
+  for (const [path, content] of Object.entries(example.files)) {
+    files[path] = join(dir, path);
+    mkdirSync(dirname(files[path]), { recursive: true });
+    writeIfChanged(files[path], content instanceof Uint8Array ? content : `${formatJson(content)}\n`);
+  }
+  const options = join(dir, 'model.json');
+  writeIfChanged(options, `${formatJson(example.options)}\n`);
+  return { name: example.options.name, dir, model: join(dir, 'onnx/model.onnx'), options, files };
+}
+
+/**
  * Builds every example model into `outDir/<name>/`.
  * @param {string} [outDir] default: examples/models/build
  * @param {{ log?: (line: string) => void }} [options] `log` gets one line per model
- * @returns {{ iris: ExampleModelPaths, 'iris-int8': ExampleModelPaths, cnn: ExampleModelPaths }}
+ * @returns {{ iris: ExampleModelPaths, 'iris-int8': ExampleModelPaths, cnn: ExampleModelPaths } & Record<(typeof import('./llm/tiny-chat.mjs').LLM_EXAMPLES)[number], LlmExamplePaths>}
  */
 export function buildExampleModels(outDir = DEFAULT_OUT_DIR, options = {}) {
   const log = options.log ?? (() => {});
@@ -111,9 +140,13 @@ export function buildExampleModels(outDir = DEFAULT_OUT_DIR, options = {}) {
       `${name.padEnd(9)} ${relative(process.cwd(), built[name].model)}  ${model.onnx.length} bytes  ${model.summary}`,
     );
   }
-  return /** @type {{ iris: ExampleModelPaths, 'iris-int8': ExampleModelPaths, cnn: ExampleModelPaths }} */ (
-    built
-  );
+  /** @type {Record<string, LlmExamplePaths>} */
+  const llm = {};
+  for (const [name, example] of Object.entries(llmExamples())) {
+    llm[name] = writeLlmExample(join(outDir, name), example);
+    log(`${name} ${relative(process.cwd(), llm[name].dir)}/  ${example.summary}`);
+  }
+  return /** @type {any} */ ({ ...built, ...llm });
 }
 
 const isMain =

@@ -11,6 +11,7 @@ export * from './policy.js';
 export * from './receipt.js';
 export * from './request.js';
 export * from './runtime-profile.js';
+export * from './sampling.js';
 export * from './tensor.js';
 export * from './voucher.js';
 export * from './api.js';
