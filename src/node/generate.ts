@@ -2,18 +2,21 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { keccak256, toHex, type Address, type Hex, type LocalAccount } from 'viem';
 import type { SignedVoucherJson } from '../protocol/api.js';
-import { GlassboxError } from '../protocol/errors.js';
+import { GlassboxError, isGlassboxError } from '../protocol/errors.js';
 import {
   canonicalLlmRequest,
-  decodeLlmInputData,
+  completeLlmRequest,
+  decodeLlmInput,
+  decodeLlmOutput,
   llmInputData,
   llmOutputData,
   llmParamsHash,
+  parseLlmRequest,
   tokenPrice,
   type LlmRequest,
+  type LlmRequestDraft,
 } from '../protocol/llm.js';
 import { dataHash } from '../protocol/data.js';
-import { decodeTensors } from '../protocol/encoding.js';
 import { modelDigest, type ModelPackage } from '../protocol/manifest.js';
 import {
   receiptHash,
@@ -27,7 +30,6 @@ import {
 import type {
   FinishReason,
   LlmPrompt,
-  SamplingParams,
   TokenEngine,
   TokenLogprob,
 } from '../runtime/engine.js';
@@ -162,15 +164,27 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
   async function generate(request: GenerateRequest): Promise<GenerateResult> {
     const pkg = findModel(request.model);
     const engine = p.engines.tokens(pkg);
+    const draft = draftOf(pkg, request);
     const prompt = await engine.prompt(pkg, request.prompt);
     const promptIds = prompt.ids;
-    const normalized = normalize(pkg, request, promptIds.length);
+    const normalized = normalize(pkg, request, draft, promptIds.length);
     const requestId = (request.requestId ?? randomRequestId()).toLowerCase() as Hex;
     if (request.voucher) await p.payments.acceptVoucher(request.voucher, request.client);
 
     const previous = p.db.getReceipt(requestId);
     if (previous) return replay(previous, request, pkg, engine, normalized);
 
+    // A receipt over more data than the chain's cap would make this provider slashable for data it
+    // could not publish (audit C-1): the worst case (max_tokens of output) must fit before it runs.
+    const most =
+      llmInputData(normalized, promptIds).byteLength +
+      llmOutputData(new Array<number>(normalized.params.maxTokens).fill(0)).byteLength;
+    if (most > p.dataCap())
+      throw new GlassboxError(
+        'REQUEST_INVALID',
+        `the prompt and up to ${normalized.params.maxTokens} output tokens take up to ${most} bytes in canonical encoding; a receipt may carry at most ${p.dataCap()} (the chain's data cap): ask for fewer tokens`,
+        { field: request.maxTokensField ?? 'max_tokens', details: { limitBytes: p.dataCap() } },
+      );
     const prices = await perTokenPrices(pkg);
     const worst = tokenPrice(
       { promptTokens: promptIds.length, completionTokens: normalized.params.maxTokens },
@@ -292,7 +306,7 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
           ? `request ${stored.requestId} was answered and its data pruned; use a new request id`
           : `request id ${stored.requestId} was already used for another request; use a new one`,
       );
-    const before = decodeLlmInputData(stored.inputs);
+    const before = decodeLlmInput(stored.inputs);
     const seedGiven = request.sampling.seed !== undefined;
     const same =
       canonicalLlmRequest(
@@ -302,7 +316,7 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
       ) === canonicalLlmRequest(before.request);
     if (!same)
       throw conflict(`request id ${stored.requestId} was already used for another request; use a new one`);
-    const outputIds = decodeOutputIds(stored.outputs);
+    const outputIds = decodeLlmOutput(stored.outputs);
     const finished = visible(await engine.decode(pkg, outputIds), before.request.params.stop);
     const eos = new Set(pkg.manifest.format === 'llm' ? pkg.manifest.llm.eosTokenIds : []);
     const last = outputIds[outputIds.length - 1];
@@ -372,50 +386,57 @@ async function run_(
 }
 
 /**
- * The request as the protocol normalizes it (docs/protocol.md, LLM generations): defaults filled
- * in, max tokens within the context, the seed the client's or a random uint64 disclosed in the
- * answer. Errors name the request's field.
+ * The request's sampling and prompt as the protocol's draft (src/protocol/llm.ts, OpenAI's field
+ * names), validated before anything is tokenized: REQUEST_INVALID naming the field otherwise.
  */
-function normalize(pkg: ModelPackage, request: GenerateRequest, promptTokens: number): LlmRequest {
-  if (pkg.manifest.format !== 'llm') throw new Error('not an llm model');
-  const { contextLength } = pkg.manifest.llm;
-  const promptField = request.prompt.kind === 'chat' ? 'messages' : 'prompt';
-  if (promptTokens >= contextLength)
-    throw new GlassboxError(
-      'REQUEST_INVALID',
-      `the ${promptField} take ${promptTokens} tokens; this model's context holds ${contextLength} (prompt and output), leaving no room for output`,
-      { field: promptField, details: { promptTokens, contextLength } },
-    );
-  const room = contextLength - promptTokens;
+function draftOf(pkg: ModelPackage, request: GenerateRequest): LlmRequestDraft {
   const s = request.sampling;
-  const maxTokensField = request.maxTokensField ?? 'max_tokens';
-  if (s.maxTokens !== undefined && s.maxTokens > room)
-    throw new GlassboxError(
-      'REQUEST_INVALID',
-      `${maxTokensField} is ${s.maxTokens}, but the prompt takes ${promptTokens} of this model's ${contextLength}-token context: at most ${room} tokens can follow it`,
-      { field: maxTokensField, details: { promptTokens, contextLength, max: room } },
-    );
-  const params: SamplingParams = {
-    temperature: s.temperature ?? 1,
-    topP: s.topP ?? 1,
-    topK: s.topK ?? 0,
-    seed: s.seed ?? randomSeed(),
-    maxTokens: s.maxTokens ?? room,
-    stop: s.stop ?? [],
-  };
-  return {
-    ...(request.prompt.kind === 'chat'
-      ? { kind: 'chat', messages: request.prompt.messages }
-      : { kind: 'completion', prompt: request.prompt.prompt }),
-    model: pkg.id,
-    params,
-    ...(request.logprobs === undefined ? {} : { logprobs: true, top_logprobs: request.logprobs }),
-  } as LlmRequest;
+  return renamed(request, () =>
+    parseLlmRequest({
+      ...(request.prompt.kind === 'chat'
+        ? { kind: 'chat', messages: request.prompt.messages }
+        : { kind: 'completion', prompt: request.prompt.prompt }),
+      model: pkg.id,
+      ...(s.temperature === undefined ? {} : { temperature: s.temperature }),
+      ...(s.topP === undefined ? {} : { top_p: s.topP }),
+      ...(s.topK === undefined ? {} : { top_k: s.topK }),
+      ...(s.seed === undefined ? {} : { seed: s.seed.toString() }),
+      ...(s.maxTokens === undefined ? {} : { max_tokens: s.maxTokens }),
+      ...(s.stop === undefined ? {} : { stop: [...s.stop] }),
+      ...(request.logprobs === undefined ? {} : { logprobs: true, top_logprobs: request.logprobs }),
+    }),
+  );
 }
 
-/** A uint64 from the OS's randomness: the seed the provider picks (and discloses) when none is given. */
-function randomSeed(): bigint {
-  return randomBytes(8).readBigUInt64BE();
+/**
+ * The normalized request (docs/protocol.md, LLM generations): defaults filled in, max tokens within
+ * the context, the seed the client's or a random uint64 the answer discloses.
+ */
+function normalize(
+  pkg: ModelPackage,
+  request: GenerateRequest,
+  draft: LlmRequestDraft,
+  promptTokens: number,
+): LlmRequest {
+  if (pkg.manifest.format !== 'llm') throw new Error(`model ${pkg.id} is not an LLM`);
+  const { contextLength } = pkg.manifest.llm;
+  return renamed(request, () => completeLlmRequest(draft, { promptTokens, contextLength }));
+}
+
+/** Runs `f`, its errors naming `max_completion_tokens` where the client used that name. */
+function renamed<T>(request: GenerateRequest, f: () => T): T {
+  try {
+    return f();
+  } catch (error) {
+    const field = request.maxTokensField;
+    if (!isGlassboxError(error) || error.field !== 'max_tokens' || !field || field === 'max_tokens')
+      throw error;
+    throw new GlassboxError(error.code, error.shortMessage.replace(/^max_tokens/, field), {
+      field,
+      details: error.details,
+      cause: error,
+    });
+  }
 }
 
 function randomRequestId(): Hex {
@@ -430,13 +451,6 @@ function visible(decoded: string, stop: readonly string[]): { text: string; cut:
     if (i >= 0 && (at < 0 || i < at)) at = i;
   }
   return at < 0 ? { text: decoded, cut: false } : { text: decoded.slice(0, at), cut: true };
-}
-
-/** The output ids of stored output data (`output_ids`, int32). */
-function decodeOutputIds(outputs: Uint8Array): number[] {
-  const ids = decodeTensors(outputs).output_ids;
-  if (!ids) throw new GlassboxError('DATA_INVALID', 'stored output data holds no output_ids');
-  return Array.from(ids.data as Int32Array);
 }
 
 function llmNames(models: ReadonlyMap<string, ModelPackage>): string[] {

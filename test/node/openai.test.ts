@@ -10,6 +10,8 @@ import type { GlassboxNode } from '../../src/node/index.js';
 import type { ModelsResponse, StoredReceipt } from '../../src/protocol/api.js';
 import { dataHash } from '../../src/protocol/data.js';
 import {
+  decodeLlmInput,
+  decodeLlmOutput,
   llmInputData,
   llmOutputData,
   llmParamsHash,
@@ -21,7 +23,9 @@ import { recoverReceiptSigner, signedReceiptFromJson } from '../../src/protocol/
 import { defaultEngines, type TokenEngine } from '../../src/runtime/index.js';
 import { createEngines } from '../../src/runtime/registry.js';
 import { createSessionKey } from '../../src/sdk/index.js';
-import { llmExample } from '../support/examples.js';
+import { llmExampleDir, llmFolderPackage } from '../support/llm.js';
+import { manifestBytes } from '../../src/protocol/manifest.js';
+import { createFsStore } from '../../src/store/index.js';
 import {
   CLIENT,
   E18,
@@ -101,13 +105,15 @@ beforeAll(async () => {
   chain = await startTestChain(); // admits the ONNX engine's profile only
   dataDir = await tempDir();
   await fundClients(chain);
-  const tiny = llmExample('tiny-chat');
+  const tiny = await llmFolderPackage(llmExampleDir('tiny-chat'));
   const models = [
     { model: exampleDir('iris'), price: PRICE.toString() },
-    { model: tiny.dir, price: TOKEN_PRICE.toString() },
+    { model: tiny.id, price: TOKEN_PRICE.toString() },
   ];
   // The LLM's runtime is checked per model: unadmitted, the node serves iris and refuses tiny-chat.
   const other = await tempDir();
+  await storePackage(other.dir, tiny);
+  await storePackage(dataDir.dir, tiny);
   const refusing = await (
     await createNode(parseNodeConfig(nodeConfig(chain, PROVIDER[1], other.dir, { models })), {
       engines: countingEngines(),
@@ -125,6 +131,13 @@ beforeAll(async () => {
   apiKey = await keyFor(CLIENT[0]);
   openai = clientFor(apiKey);
 });
+
+/** Puts a package (its files and manifest) in the store of the node whose data dir is `dir`. */
+async function storePackage(dir: string, p: ModelPackage): Promise<void> {
+  const store = createFsStore(join(dir, 'store'));
+  for (const bytes of p.files.values()) await store.put(bytes);
+  await store.put(manifestBytes(p.manifest));
+}
 
 afterAll(async () => {
   await node?.stop();
@@ -565,11 +578,9 @@ describe('OpenAI routes: payment, replay, disconnects', () => {
     expect(receipt.outputHash).toBe(dataHash(outputs));
     // What the receipt covers: no more than what was generated, and it is charged at exactly that.
     const inputs = Buffer.from(stored!.inputs!, 'base64');
-    const { decodeLlmInputData } = await import('../../src/protocol/llm.js');
-    const recorded = decodeLlmInputData(inputs);
+    const recorded = decodeLlmInput(inputs);
     const promptTokens = recorded.promptIds.length;
-    const { decodeTensors } = await import('../../src/protocol/encoding.js');
-    const outputIds = decodeTensors(outputs).output_ids!.data as Int32Array;
+    const outputIds = decodeLlmOutput(outputs);
     expect(outputIds.length).toBeGreaterThan(0);
     expect(outputIds.length).toBeLessThanOrEqual(made);
     // recorded as a request for exactly what was delivered, so a re-check's termination rule holds
