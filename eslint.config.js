@@ -5,9 +5,9 @@ import tseslint from 'typescript-eslint';
 // constructed by callers: only src/runtime (and the tests of the engines themselves) may import an
 // engine's folder, and within src/ only src/runtime may import onnxruntime.
 const onnxEngineImport = {
-  group: ['**/runtime/onnx', '**/runtime/onnx/**'],
+  group: ['**/runtime/onnx', '**/runtime/onnx/**', '**/runtime/llm', '**/runtime/llm/**'],
   message:
-    'ask the engine registry (defaultEngines() or an injected Engines, src/runtime/index.ts) instead of importing the ONNX engine',
+    'ask the engine registry (defaultEngines() or an injected Engines, src/runtime/index.ts) instead of importing an engine (the LLM re-check is exported there too)',
 };
 
 export default tseslint.config(

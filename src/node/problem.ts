@@ -23,6 +23,8 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   RUN_FAILED: 422,
   OUTPUT_TOO_LARGE: 422,
   RATE_LIMITED: 429,
+  // nginx's "client closed request": only logged, the client that aborted is gone
+  ABORTED: 499,
   BLOB_CORRUPT: 500,
   INTERNAL: 500,
   CHAIN_RPC: 502,

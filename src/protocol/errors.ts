@@ -29,6 +29,7 @@ export const ErrorCodes = {
   // execution
   RUN_TIMEOUT: 'a model run exceeded its time limit',
   RUN_FAILED: 'the runtime failed while executing the model',
+  ABORTED: 'the caller stopped a generation before it ended (a client went away)',
   PROFILE_MISMATCH: 'the runtime profile differs from the one required',
   // comparison, receipts, batches
   POLICY_INVALID: 'a comparison policy is malformed or does not fit the outputs',

@@ -1,4 +1,5 @@
 import type { RuntimeProfile } from '../protocol/runtime-profile.js';
+import { createLlmEngine, llmProfile, type LlmEngineOptions } from './llm/engine.js';
 import { createOnnxEngine, onnxProfile, type OnnxEngineOptions } from './onnx/engine.js';
 import { createEngines, type Engines } from './registry.js';
 
@@ -13,11 +14,12 @@ import { createEngines, type Engines } from './registry.js';
 
 export type EngineOptions = {
   readonly onnx?: OnnxEngineOptions;
+  readonly llm?: LlmEngineOptions;
 };
 
 /** A registry of every engine this build runs. */
 export function defaultEngines(options: EngineOptions = {}): Engines {
-  return createEngines([createOnnxEngine(options.onnx)]);
+  return createEngines([createOnnxEngine(options.onnx), createLlmEngine(options.llm)]);
 }
 
 /**
@@ -25,5 +27,5 @@ export function defaultEngines(options: EngineOptions = {}): Engines {
  * deployment admits on chain by default.
  */
 export function defaultProfiles(options: EngineOptions = {}): RuntimeProfile[] {
-  return [onnxProfile(options.onnx)];
+  return [onnxProfile(options.onnx), llmProfile(options.llm)];
 }

@@ -71,9 +71,9 @@ describe('the engine registry', () => {
     const engine = engines.for(pkg, { trace: true });
     expect(engine.format).toBe('onnx');
     expect(engine.capabilities.trace).toBe(true);
-    expect(engines.list).toEqual([engine]);
-    // the profile the registry's engine declares is the one a deployment admits by default
-    expect(defaultProfiles()).toEqual([engine.profile]);
+    expect(engines.list.map((e) => e.format)).toEqual(['onnx', 'llm']);
+    // the profiles the registry's engines declare are the ones a deployment admits by default
+    expect(defaultProfiles()).toEqual(engines.list.map((e) => e.profile));
     const result = await engine.run(pkg, exampleSamples(pkg, 'iris-int8'), { trace: true });
     expect(result.runtime).toBe(engine.runtimeHash);
     expect(result.traceRoot).not.toBe(ZERO_HASH);
@@ -84,13 +84,13 @@ describe('the engine registry', () => {
     const error = refusal(() => engines.for({ manifest: { format: 'gguf' } }));
     expect(error.code).toBe('MODEL_INVALID');
     expect(error.field).toBe('manifest.format');
-    expect(error.shortMessage).toBe('no engine runs format "gguf" here (registered: "onnx")');
+    expect(error.shortMessage).toBe('no engine runs format "gguf" here (registered: "onnx", "llm")');
   });
 
   it('takes a second format registered beside ONNX, and each model goes to its own engine', async () => {
     const echo = echoEngine();
     const engines = registry(createEngines([...defaultEngines().list, echo]));
-    expect(engines.list.map((e) => e.format)).toEqual(['onnx', 'echo']);
+    expect(engines.list.map((e) => e.format)).toEqual(['onnx', 'llm', 'echo']);
     const pkg = await examplePackage('iris');
     expect(engines.for(pkg).format).toBe('onnx');
     const echoed = engines.for({ manifest: { format: 'echo' } });

@@ -82,12 +82,29 @@ export function rotaryTables(d) {
  * The serialized model.
  * @param {Qwen3Dims} d
  * @param {Qwen3Weights} w
- * @param {{ name: string, doc: string }} meta
+ * @param {{ name: string, doc: string, quantizeActivations?: boolean }} meta `quantizeActivations`:
+ *   each matrix product's activations go through DynamicQuantizeLinear and back (uint8, one scale
+ *   and zero point per tensor, per run), the numbers onnxruntime's dynamic int8 quantization
+ *   (MatMulInteger) multiplies
  * @returns {Uint8Array}
  */
 export function qwen3Onnx(d, w, meta) {
   const g = graphBuilder();
   const { op, constant } = g;
+  /** The activations a matrix product reads: as they are, or through uint8 and back. */
+  /** @type {Map<string, string>} */
+  const quantized = new Map(); // q, k and v read the same activations: quantize them once
+  const activations = (/** @type {string} */ x) => {
+    if (!meta.quantizeActivations) return x;
+    const done = quantized.get(x);
+    if (done !== undefined) return done;
+    const [q, scale, zeroPoint] = [`${x}.q`, `${x}.scale`, `${x}.zero_point`];
+    g.nodes.push(node('DynamicQuantizeLinear', [x], [q, scale, zeroPoint]));
+    quantized.set(x, op('DequantizeLinear', [q, scale, zeroPoint]));
+    return /** @type {string} */ (quantized.get(x));
+  };
+  const matMul = (/** @type {string} */ x, /** @type {string} */ weight) =>
+    op('MatMul', [activations(x), weight]);
   const i64 = (/** @type {string} */ name, /** @type {number[]} */ values) =>
     constant(name, 'int64', [values.length], values);
   const f32 = (/** @type {string} */ name, /** @type {number} */ value) =>
@@ -165,16 +182,16 @@ export function qwen3Onnx(d, w, meta) {
     const h = rmsNorm(x, mat('input_layernorm'));
     // q [batch, seq, heads, head_dim] → groups [batch, kv_heads, rep, seq, head_dim]: query head
     // k·rep + r reads key/value head k, as transformers' repeat_kv pairs them.
-    const qHeads = op('Reshape', [op('MatMul', [h, mat('self_attn.q_proj')]), headsShape]);
+    const qHeads = op('Reshape', [matMul(h, mat('self_attn.q_proj')), headsShape]);
     const q = rotary(rmsNorm(qHeads, mat('self_attn.q_norm')));
     const qGroups = op('Transpose', [op('Reshape', [q, groupsShape])], [intsAttr('perm', [0, 2, 3, 1, 4])]);
-    const kHeads = op('Reshape', [op('MatMul', [h, mat('self_attn.k_proj')]), kvHeadsShape]);
+    const kHeads = op('Reshape', [matMul(h, mat('self_attn.k_proj')), kvHeadsShape]);
     const k = op(
       'Transpose',
       [rotary(rmsNorm(kHeads, mat('self_attn.k_norm')))],
       [intsAttr('perm', [0, 2, 1, 3])],
     );
-    const vHeads = op('Reshape', [op('MatMul', [h, mat('self_attn.v_proj')]), kvHeadsShape]);
+    const vHeads = op('Reshape', [matMul(h, mat('self_attn.v_proj')), kvHeadsShape]);
     const v = op('Transpose', [vHeads], [intsAttr('perm', [0, 2, 1, 3])]);
     // The cache: [batch, kv_heads, past + seq, head_dim].
     const keys = op('Concat', [`past_key_values.${l}.key`, k], [intAttr('axis', 2)], `present.${l}.key`);
@@ -193,18 +210,18 @@ export function qwen3Onnx(d, w, meta) {
       op('Transpose', [context], [intsAttr('perm', [0, 3, 1, 2, 4])]),
       mergedShape,
     ]);
-    x = op('Add', [x, op('MatMul', [merged, mat('self_attn.o_proj')])]);
+    x = op('Add', [x, matMul(merged, mat('self_attn.o_proj'))]);
     // SwiGLU: down(silu(gate(h)) · up(h))
     const h2 = rmsNorm(x, mat('post_attention_layernorm'));
-    const gate = op('MatMul', [h2, mat('mlp.gate_proj')]);
+    const gate = matMul(h2, mat('mlp.gate_proj'));
     const silu = op('Mul', [gate, op('Sigmoid', [gate])]);
-    const up = op('MatMul', [h2, mat('mlp.up_proj')]);
-    x = op('Add', [x, op('MatMul', [op('Mul', [silu, up]), mat('mlp.down_proj')])]);
+    const up = matMul(h2, mat('mlp.up_proj'));
+    x = op('Add', [x, matMul(op('Mul', [silu, up]), mat('mlp.down_proj'))]);
   }
   const final = rmsNorm(x, weight('model.norm.weight', w.norm));
   // lm_head = embedding transposed: Gemm reads [vocab][hidden] with transB, no second copy.
   const rows = op('Reshape', [final, i64('shape.rows', [-1, d.hidden])]);
-  const logitRows = op('Gemm', [rows, embed], [intAttr('transB', 1), floatAttr('alpha', 1)]);
+  const logitRows = op('Gemm', [activations(rows), embed], [intAttr('transB', 1), floatAttr('alpha', 1)]);
   const logitsShape = op(
     'Concat',
     [op('Shape', ['input_ids']), i64('shape.vocab', [d.vocab])],

@@ -4,9 +4,10 @@
  *
  *   tiny-chat            the model a provider claims to serve
  *   tiny-chat-other      same shapes, other weights (another seed): a different model
- *   tiny-chat-int8       tiny-chat's weights quantized to symmetric int8, per tensor, and
- *                        dequantized back to float32 (the numbers an int8 export computes with)
- *   tiny-chat-perturbed  tiny-chat with one matrix (layer 1's mlp.down_proj) moved by ~5 %
+ *   tiny-chat-int8       tiny-chat as onnxruntime's default dynamic int8 quantization computes it:
+ *                        weights symmetric int8 per tensor, each matrix product's activations
+ *                        uint8 per tensor per run; both dequantized back to float32 in the graph
+ *   tiny-chat-perturbed  tiny-chat with one matrix (layer 0's self_attn.o_proj) moved by 5 %
  *
  * Sizes: the whole Qwen3 vocabulary (151,936 rows, so real token ids work) but a 16-wide hidden
  * state, so that the logits over the vocabulary — each decode step's main cost — stay cheap:
@@ -37,7 +38,7 @@ const IM_END = 151645;
 
 const SEED = 0x71c4a7;
 const OTHER_SEED = 0x0e7e5;
-const PERTURBATION = { layer: 1, matrix: 'mlp.down_proj', relative: 0.05, seed: 0x9e27 };
+const PERTURBATION = { layer: 0, matrix: 'self_attn.o_proj', relative: 0.05, seed: 0x9e27 };
 
 /** The names of the LLM examples, in build order. */
 export const LLM_EXAMPLES = /** @type {const} */ ([
@@ -125,10 +126,11 @@ export function llmExamples() {
    * @param {string} name
    * @param {string} description
    * @param {import('./qwen3-weights.mjs').Qwen3Weights} weights
+   * @param {boolean} [quantizeActivations]
    * @returns {LlmExample}
    */
-  const example = (name, description, weights) => {
-    const onnx = qwen3Onnx(d, weights, { name, doc: description });
+  const example = (name, description, weights, quantizeActivations = false) => {
+    const onnx = qwen3Onnx(d, weights, { name, doc: description, quantizeActivations });
     return {
       files: {
         'onnx/model.onnx': onnx,
@@ -153,8 +155,9 @@ export function llmExamples() {
     ),
     'tiny-chat-int8': example(
       'tiny-chat-int8',
-      'An impostor of tiny-chat: its weights quantized to symmetric int8 per tensor, computed in float32.',
+      'An impostor of tiny-chat: dynamic int8 quantization (weights int8 per tensor, activations uint8 per tensor), computed in float32.',
       quantizeInt8(real, { perChannel: false }),
+      true,
     ),
     'tiny-chat-perturbed': example(
       'tiny-chat-perturbed',

@@ -1,0 +1,2 @@
+/** Types for prompts.mjs. */
+export declare const CHAT_PROMPTS: readonly string[];

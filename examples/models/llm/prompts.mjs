@@ -1,0 +1,23 @@
+/** Twenty chat requests of the kinds a chat model gets, for measurements and tests of the LLM examples. */
+export const CHAT_PROMPTS = [
+  'Hello, who are you?',
+  'What is the capital of France?',
+  'Write a haiku about the sea.',
+  'Explain what a hash function is in one paragraph.',
+  'Give me three tips for sleeping better.',
+  'Translate "good morning" into Spanish, German and Japanese.',
+  'What is 17 times 23?',
+  'Summarize the plot of Hamlet in two sentences.',
+  'Write a Python function that reverses a string.',
+  'Why is the sky blue?',
+  'Suggest a name for a coffee shop run by cats.',
+  'What are the main differences between TCP and UDP?',
+  'List five fruits that are high in vitamin C.',
+  'How do I center a div in CSS?',
+  'Tell me a short joke about programmers.',
+  'What does a verifiable inference network do?',
+  'Describe the taste of a lemon to someone who has never had one.',
+  'Is it better to rent or to buy a house? Answer briefly.',
+  'Write a limerick about a forgetful robot.',
+  '你好！请用一句话介绍一下你自己。',
+];
