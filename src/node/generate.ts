@@ -27,12 +27,7 @@ import {
   type ReceiptDomain,
   type SignedReceiptJson,
 } from '../protocol/receipt.js';
-import type {
-  FinishReason,
-  LlmPrompt,
-  TokenEngine,
-  TokenLogprob,
-} from '../runtime/engine.js';
+import type { FinishReason, LlmPrompt, TokenEngine, TokenLogprob } from '../runtime/engine.js';
 import type { Engines } from '../runtime/registry.js';
 import type { NodeDb, ReceiptRow } from './db.js';
 import type { GroupCommit } from './group-commit.js';
