@@ -3,11 +3,15 @@ import { formatUnits } from 'viem';
 import { join } from 'node:path';
 import { ErrorCodes, GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
 
-/** Where a command writes; tests pass their own to capture output. */
-export type Io = { out(line: string): void; err(line: string): void };
+/**
+ * Where a command writes; tests pass their own to capture output. `write` (text without a newline)
+ * is for streamed output; without it, a command prints the whole text once it has it.
+ */
+export type Io = { out(line: string): void; err(line: string): void; write?(text: string): void };
 
 export const processIo: Io = {
   out: (line) => process.stdout.write(`${line}\n`),
+  write: (text) => process.stdout.write(text),
   err: (line) => process.stderr.write(`${line}\n`),
 };
 

@@ -19,3 +19,16 @@ export function commonOptions(command: Command): Command {
 export function globals(command: Command): GlobalOptions {
   return command.opts<GlobalOptions>();
 }
+
+/** Intra-op threads, graph optimisation level and time limit: how `run` and `chat` run a model locally. */
+export function runtimeOptions(command: Command): Command {
+  return command
+    .option('--threads <n>', 'intra-op threads (does not change the output bits)')
+    .addOption(
+      new Option(
+        '--optimization <level>',
+        'graph optimisation level (part of the runtime profile; default basic)',
+      ).choices(['disabled', 'basic', 'extended', 'all']),
+    )
+    .option('--timeout <ms>', 'time limit of one run or generation, in ms');
+}

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerModelCommands } from './commands/model.js';
 import { registerRunCommand } from './commands/run.js';
+import { registerChatCommand } from './commands/chat.js';
 import { registerChainCommands } from './commands/chain.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerDevnetCommand } from './commands/devnet.js';
@@ -41,6 +42,7 @@ export function createProgram(io: Io, untilStopped: () => Promise<void> = untilS
   };
   const model = registerModelCommands(program, ctx);
   registerRunCommand(program, ctx);
+  registerChatCommand(program, ctx);
   registerDemoCommand(program, ctx);
   registerChainCommands(program, ctx);
   const node = registerNodeCommands(program, ctx);

@@ -1,10 +1,19 @@
-import { Option, type Command } from 'commander';
-import type { GraphOptimizationLevel, RuntimeProfile } from '../../protocol/runtime-profile.js';
-import { defaultEngines } from '../../runtime/index.js';
-import { parsePositiveInt } from '../args.js';
-import { printFields, toJson } from '../io.js';
+import type { Command } from 'commander';
+import type { ModelPackage } from '../../protocol/manifest.js';
+import type { RuntimeProfile } from '../../protocol/runtime-profile.js';
+import type { ChatMessage } from '../../runtime/engine.js';
+import type { Engines } from '../../runtime/index.js';
+import { printFields, toJson, usageError } from '../io.js';
+import {
+  enginesFor,
+  generateLocally,
+  printGeneration,
+  samplingOptions,
+  type RuntimeFlags,
+  type SamplingFlags,
+} from '../llm.js';
 import { openStore, resolvePackage } from '../models.js';
-import { commonOptions, globals } from '../options.js';
+import { commonOptions, globals, runtimeOptions } from '../options.js';
 import type { Context } from '../program.js';
 import {
   INPUT_HELP,
@@ -15,49 +24,37 @@ import {
   tensorsForPrint,
 } from '../tensors.js';
 
-type RunFlags = {
-  input: string;
-  trace: boolean;
-  threads?: string;
-  optimization?: GraphOptimizationLevel;
-  timeout?: string;
-};
+type RunFlags = SamplingFlags &
+  RuntimeFlags & {
+    input?: string;
+    prompt?: string;
+    trace: boolean;
+  };
 
 export function registerRunCommand(program: Command, ctx: Context): void {
-  commonOptions(program.command('run'))
-    .description('run a model locally under a pinned runtime profile and print its outputs and hashes')
+  const run = program.command('run');
+  runtimeOptions(samplingOptions(commonOptions(run)))
+    .description(
+      'run a model locally under a pinned runtime profile and print its outputs and hashes (an LLM: generate from --prompt)',
+    )
     .argument('<model>', 'a model id in the store, an .onnx file or a model folder')
-    .requiredOption('--input <json|file>', INPUT_HELP)
+    .option('--input <json|file>', INPUT_HELP)
+    .option('--prompt <text>', 'an LLM: the user message (chat models) to answer')
     .option(
       '--trace',
       'also hash intermediate tensors (up to 8, evenly spaced) and print the trace root',
       false,
     )
-    .option('--threads <n>', 'intra-op threads (does not change the output bits)')
-    .addOption(
-      new Option(
-        '--optimization <level>',
-        'graph optimisation level (part of the runtime profile; default basic)',
-      ).choices(['disabled', 'basic', 'extended', 'all']),
-    )
-    .option('--timeout <ms>', 'per-run time limit in ms')
     .action(async (ref: string, flags: RunFlags, command: Command) => {
       const { json, store } = globals(command);
       const pkg = await resolvePackage(openStore(store), ref);
-      const specs = pkg.manifest.inputs;
-      const inputs = inputTensors(await readInputArgument(flags.input, async () => specs), specs);
-      const engines = defaultEngines({
-        onnx: {
-          ...(flags.optimization === undefined ? {} : { graphOptimizationLevel: flags.optimization }),
-          ...(flags.threads === undefined
-            ? {}
-            : { intraOpNumThreads: parsePositiveInt(flags.threads, '--threads') }),
-          ...(flags.timeout === undefined
-            ? {}
-            : { limits: { timeoutMs: parsePositiveInt(flags.timeout, '--timeout') } }),
-        },
-      });
+      const engines = enginesFor(flags);
       try {
+        if (pkg.manifest.format === 'llm') return await runLlm(ctx, engines, pkg, flags, json);
+        if (flags.input === undefined)
+          throw usageError(`model ${pkg.manifest.name} takes tensors: give them with --input`);
+        const specs = pkg.manifest.inputs;
+        const inputs = inputTensors(await readInputArgument(flags.input, async () => specs), specs);
         const engine = engines.for(pkg, { trace: flags.trace });
         const result = await engine.run(pkg, inputs, { trace: flags.trace });
         if (json) {
@@ -80,6 +77,24 @@ export function registerRunCommand(program: Command, ctx: Context): void {
         await engines.close();
       }
     });
+}
+
+/** An LLM: one chat turn from --prompt (a completion prompt when the model has no chat template). */
+async function runLlm(ctx: Context, engines: Engines, pkg: ModelPackage, flags: RunFlags, json: boolean) {
+  if (flags.prompt === undefined) throw usageError(`model ${pkg.manifest.name} is an LLM: give it --prompt`);
+  const engine = engines.tokens(pkg);
+  const chat = pkg.manifest.format === 'llm' && pkg.manifest.llm.chatTemplate !== undefined;
+  const messages: ChatMessage[] = [
+    ...(flags.system ? [{ role: 'system' as const, content: flags.system }] : []),
+    { role: 'user', content: flags.prompt },
+  ];
+  const streamed = !json && ctx.io.write !== undefined;
+  const g = await generateLocally(engine, pkg, chat ? messages : flags.prompt, flags, (text) =>
+    streamed ? ctx.io.write!(text) : undefined,
+  );
+  if (streamed) ctx.io.write!('\n');
+  else if (!json) ctx.io.out(g.text);
+  printGeneration(ctx.io, json, engine, g);
 }
 
 function describeProfile(p: RuntimeProfile): string {
