@@ -282,6 +282,25 @@ describe('OpenAI routes: the official client', () => {
     expect(chunks.every((c) => !('usage' in c))).toBe(true); // no include_usage: no usage anywhere
   });
 
+  it("chat.completions.stream() (openai-node's strict stream helper): its final completion is the non-stream answer", async () => {
+    const whole = await chat({ seed: 12, logprobs: true, top_logprobs: 2 });
+    const runner = openai.chat.completions.stream({
+      model: pkg.manifest.name,
+      messages: MESSAGES,
+      max_tokens: 24,
+      seed: 12,
+      temperature: 0.8,
+      logprobs: true,
+      top_logprobs: 2,
+    });
+    const final = await runner.finalChatCompletion();
+    expect(final.choices[0]!.message.content).toBe(whole.choices[0]!.message.content);
+    expect(final.choices[0]!.finish_reason).toBe(whole.choices[0]!.finish_reason);
+    expect(final.choices[0]!.logprobs?.content?.map((t) => t.token)).toEqual(
+      whole.choices[0]!.logprobs!.content!.map((t) => t.token),
+    );
+  });
+
   it('the raw stream: text/event-stream, data lines, the receipt chunk just before data: [DONE]', async () => {
     const res = await fetch(`${node.url}/v1/chat/completions`, {
       method: 'POST',
