@@ -404,7 +404,10 @@ export async function createNode(
         }
         for (const { pkg, price } of has('provider') ? offers.values() : []) {
           actions.push(...(await serial(() => ensureModelRegistered(chain, pkg))));
-          const refused = (await modelRefusal(chain, pkg)) ?? (await runtimeRefusal(chain, engines, pkg));
+          const refused =
+            (await modelRefusal(chain, pkg)) ??
+            (await runtimeRefusal(chain, engines, pkg)) ??
+            (await loadRefusal(engines, pkg));
           if (refused) {
             // Serving it would expose this provider to slashing, or fail: refuse it, serve the rest.
             models.delete(pkg.id);
@@ -509,6 +512,21 @@ async function runtimeRefusal(
   }
   if (await isRuntimeAdmitted(chain, engine.runtimeHash)) return undefined;
   return `run by an engine whose runtime profile ${engine.runtimeHash} (${engine.profile.engine}) is not admitted on chain`;
+}
+
+/**
+ * Why an LLM can't be served, if its engine can't load it. An LLM is loaded at start (its graph,
+ * tokenizer and chat template checked, MODEL_INVALID naming the field otherwise): a broken package
+ * is refused here rather than at a client's first request, which would also pay the load (seconds).
+ */
+async function loadRefusal(engines: Engines, pkg: ModelPackage): Promise<string | undefined> {
+  if (pkg.manifest.format !== 'llm') return undefined;
+  try {
+    await engineOf(engines, pkg).load(pkg);
+    return undefined;
+  } catch (error) {
+    return `not loadable: ${error instanceof Error ? error.message : String(error)}`;
+  }
 }
 
 /** Creates and starts a node: the one call `glassbox node start` makes. */
