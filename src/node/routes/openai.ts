@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { Address, Hex } from 'viem';
 import {
@@ -93,7 +94,7 @@ export async function openAiRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCon
     routes.chatCompletions,
     async (request, reply) => {
       const body = request.body;
-      const common = commonRequest(ctx, request, client(request), body, {
+      const common = commonRequest(request, client(request), body, {
         kind: 'chat',
         messages: body.messages.map(chatMessage),
       });
@@ -117,7 +118,7 @@ export async function openAiRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCon
     async (request, reply) => {
       const body = request.body;
       const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]!;
-      const common = commonRequest(ctx, request, client(request), body, { kind: 'completion', prompt });
+      const common = commonRequest(request, client(request), body, { kind: 'completion', prompt });
       const generation = { ...common, ...(body.logprobs != null ? { logprobs: body.logprobs } : {}) };
       return answer(
         ctx,
@@ -176,13 +177,11 @@ type Common = Pick<
 
 /** What both routes ask of the generation: the client, the headers, the model and the sampling. */
 function commonRequest(
-  ctx: NodeContext,
   request: FastifyRequest,
   client: Address,
   body: Common,
   prompt: LlmPrompt,
 ): GenerateRequest & { sampling: SamplingRequest } {
-  void ctx;
   const requestId = header(request, REQUEST_ID_HEADER);
   const voucher = header(request, VOUCHER_HEADER);
   const sampling: SamplingRequest = {
@@ -471,8 +470,8 @@ async function answer<Whole, Chunk>(
   }
 }
 
-const randomId = (): Hex =>
-  `0x${Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, '0')).join('')}`;
+/** A request id for a client that named none: the stream names it (x-request-id) before it ends. */
+const randomId = (): Hex => `0x${randomBytes(32).toString('hex')}`;
 
 /** A server-sent event stream on the raw response, opened on demand, honouring backpressure. */
 class EventStream {
