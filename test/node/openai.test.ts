@@ -23,6 +23,7 @@ import { recoverReceiptSigner, signedReceiptFromJson } from '../../src/protocol/
 import { defaultEngines, type TokenEngine } from '../../src/runtime/index.js';
 import { createEngines } from '../../src/runtime/registry.js';
 import { createSessionKey } from '../../src/sdk/index.js';
+import { GlassboxError } from '../../src/protocol/errors.js';
 import { llmExampleDir, llmFolderPackage } from '../support/llm.js';
 import { manifestBytes } from '../../src/protocol/manifest.js';
 import { createFsStore } from '../../src/store/index.js';
@@ -59,6 +60,7 @@ let dataDir: { dir: string; remove(): Promise<void> };
 let pkg: ModelPackage;
 let openai: OpenAI;
 let apiKey: string;
+const FAILING_SEED = 666n;
 /** Tokens the engine generated, per generation (the last one last). */
 const generated: number[] = [];
 
@@ -77,6 +79,9 @@ function countGenerated(engine: TokenEngine): TokenEngine {
       const at = generated.push(0) - 1;
       for await (const event of engine.generate(p, promptIds, options)) {
         if (event.type === 'token') generated[at]! += 1;
+        // The seed FAILING_SEED stands for a runtime failure after three tokens (a mid-stream error).
+        if (options.params.seed === FAILING_SEED && generated[at] === 4)
+          throw new GlassboxError('RUN_FAILED', 'the runtime failed (test)');
         yield event;
       }
     },
@@ -99,6 +104,8 @@ const clientFor = (key: string) => new OpenAI({ baseURL: `${node.url}/v1`, apiKe
 
 /** What a node on a chain that has not admitted the LLM engine's profile served. */
 let servedWithoutAdmission: string[] = [];
+/** What a node answered before it was ready. */
+let beforeReady: { status: number; body: unknown };
 
 beforeAll(async () => {
   chain = await startTestChain(); // admits the ONNX engine's profile only
@@ -113,11 +120,17 @@ beforeAll(async () => {
   const other = await tempDir();
   await storePackage(other.dir, tiny);
   await storePackage(dataDir.dir, tiny);
-  const refusing = await (
-    await createNode(parseNodeConfig(nodeConfig(chain, PROVIDER[1], other.dir, { models })), {
-      engines: countingEngines(),
-    })
-  ).start();
+  const created = await createNode(parseNodeConfig(nodeConfig(chain, PROVIDER[1], other.dir, { models })), {
+    engines: countingEngines(),
+  });
+  // Not ready yet: 503 in OpenAI's shape.
+  const early = await created.app.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    payload: { model: tiny.id, messages: [{ role: 'user', content: 'hi' }] },
+  });
+  beforeReady = { status: early.statusCode, body: early.json() };
+  const refusing = await created.start();
   servedWithoutAdmission = [...refusing.models.values()].map((m) => m.manifest.format);
   await refusing.stop();
   await other.remove();
@@ -205,6 +218,11 @@ describe('OpenAI routes: the node', () => {
   it("serves an LLM only when its token engine's runtime is admitted on chain (checked per model)", () => {
     expect(servedWithoutAdmission).toEqual(['onnx']);
     expect([...node.models.values()].map((m) => m.manifest.format).sort()).toEqual(['llm', 'onnx']);
+  });
+
+  it('answers 503 in OpenAI shape until it is ready', () => {
+    expect(beforeReady.status).toBe(503);
+    expect(beforeReady.body).toMatchObject({ error: { type: 'server_error', code: 'node_unavailable' } });
   });
 
   it('registers the LLM on chain as not exact (its policy is token-margin) and offers it', async () => {
@@ -539,6 +557,29 @@ describe('OpenAI routes: payment, replay, disconnects', () => {
       .create({ ...body, seed: 6 }, { headers: { 'glassbox-request-id': id } })
       .catch((e: unknown) => e);
     expect((other as { status?: number }).status).toBe(409);
+  });
+
+  it('a failure mid-stream: data: {"error": ...} (the openai client raises it), no [DONE], nothing charged', async () => {
+    const client = testClient(chain, CLIENT[3]);
+    const ai = clientFor(await keyFor(CLIENT[3]));
+    const body = { model: pkg.id, messages: MESSAGES, max_tokens: 20, seed: Number(FAILING_SEED) };
+    const stream = await ai.chat.completions.create({ ...body, stream: true });
+    const got: string[] = [];
+    const error = await (async () => {
+      for await (const chunk of stream) got.push(chunk.choices[0]?.delta.content ?? '');
+    })().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect((error as InstanceType<typeof OpenAI.APIError>).message).toMatch(/runtime failed/);
+    expect(got.length).toBeGreaterThan(1); // the role and the tokens before the failure came first
+    const raw = await fetch(`${node.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${await keyFor(CLIENT[3])}` },
+      body: JSON.stringify({ ...body, stream: true }),
+    });
+    const events = (await raw.text()).split('\n\n').filter(Boolean);
+    expect(JSON.parse(events.at(-1)!.slice(6))).toMatchObject({ error: { code: 'run_failed' } });
+    expect(events).not.toContain('data: [DONE]');
+    expect(node.db.getAccount(client.address).delivered).toBe(0n);
   });
 
   it('a client that goes away mid-stream stops the generation and is charged only for what was delivered', async () => {
