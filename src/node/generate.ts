@@ -15,6 +15,7 @@ import {
   tokenPrice,
   type LlmRequest,
   type LlmRequestDraft,
+  type TokenPrices,
 } from '../protocol/llm.js';
 import { dataHash } from '../protocol/data.js';
 import { modelDigest, type ModelPackage } from '../protocol/manifest.js';
@@ -271,14 +272,10 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
     }
   }
 
-  /**
-   * The offer's per-token prices. The offer holds one price today (per output token for an LLM);
-   * the input price comes with per-token offers (branch llm-prices): until then input tokens are
-   * charged the same price. TODO(llm-prices): read `inputPrice` from the price book.
-   */
-  async function perTokenPrices(pkg: ModelPackage): Promise<{ inputPrice: bigint; outputPrice: bigint }> {
-    const price = await p.prices.price(pkg.id);
-    return { inputPrice: price, outputPrice: price };
+  /** The offer's per-token prices in force: `inputPrice` per prompt token, `price` per output token. */
+  async function perTokenPrices(pkg: ModelPackage): Promise<TokenPrices> {
+    const { price, inputPrice } = await p.prices.price(pkg.id);
+    return { inputPrice, outputPrice: price };
   }
 
   /**

@@ -24,9 +24,7 @@ import { defaultEngines, type TokenEngine } from '../../src/runtime/index.js';
 import { createEngines } from '../../src/runtime/registry.js';
 import { createSessionKey } from '../../src/sdk/index.js';
 import { GlassboxError } from '../../src/protocol/errors.js';
-import { llmExampleDir, llmFolderPackage } from '../support/llm.js';
-import { manifestBytes } from '../../src/protocol/manifest.js';
-import { createFsStore } from '../../src/store/index.js';
+import { llmExampleDir } from '../support/llm.js';
 import {
   CLIENT,
   fundClients,
@@ -51,8 +49,10 @@ import { nodeConfig } from './support.js';
  * going away can be shown to stop the generation.
  */
 
-/** Per output (and, until per-token offers land, input) token, in base units. */
+/** Per output token, and per input (prompt) token, in base units. */
 const TOKEN_PRICE = 20_000n;
+const INPUT_PRICE = 3_000n;
+const PRICES = { inputPrice: INPUT_PRICE, outputPrice: TOKEN_PRICE };
 
 let chain: TestChain;
 let node: GlassboxNode;
@@ -111,15 +111,13 @@ beforeAll(async () => {
   chain = await startTestChain(); // admits the ONNX engine's profile only
   dataDir = await tempDir();
   await fundClients(chain);
-  const tiny = await llmFolderPackage(llmExampleDir('tiny-chat'));
+  const tiny = llmExampleDir('tiny-chat'); // the folder, packed by the node as `glassbox model pack` does
   const models = [
     { model: exampleDir('iris'), price: PRICE.toString() },
-    { model: tiny.id, price: TOKEN_PRICE.toString() },
+    { model: tiny, price: TOKEN_PRICE.toString(), inputPrice: INPUT_PRICE.toString() },
   ];
   // The LLM's runtime is checked per model: unadmitted, the node serves iris and refuses tiny-chat.
   const other = await tempDir();
-  await storePackage(other.dir, tiny);
-  await storePackage(dataDir.dir, tiny);
   const created = await createNode(parseNodeConfig(nodeConfig(chain, PROVIDER[1], other.dir, { models })), {
     engines: countingEngines(),
   });
@@ -127,7 +125,7 @@ beforeAll(async () => {
   const early = await created.app.inject({
     method: 'POST',
     url: '/v1/chat/completions',
-    payload: { model: tiny.id, messages: [{ role: 'user', content: 'hi' }] },
+    payload: { model: 'tiny-chat', messages: [{ role: 'user', content: 'hi' }] },
   });
   beforeReady = { status: early.statusCode, body: early.json() };
   const refusing = await created.start();
@@ -143,13 +141,6 @@ beforeAll(async () => {
   apiKey = await keyFor(CLIENT[0]);
   openai = clientFor(apiKey);
 });
-
-/** Puts a package (its files and manifest) in the store of the node whose data dir is `dir`. */
-async function storePackage(dir: string, p: ModelPackage): Promise<void> {
-  const store = createFsStore(join(dir, 'store'));
-  for (const bytes of p.files.values()) await store.put(bytes);
-  await store.put(manifestBytes(p.manifest));
-}
 
 afterAll(async () => {
   await node?.stop();
@@ -227,7 +218,8 @@ describe('OpenAI routes: the node', () => {
 
   it('registers the LLM on chain as not exact (its policy is token-margin) and offers it', async () => {
     expect((await getModel(chain.as(0), pkg.id))?.exact).toBe(false);
-    expect((await getOffer(chain.as(0), { provider: node.address, model: pkg.id })).price).toBe(TOKEN_PRICE);
+    const offer = await getOffer(chain.as(0), { provider: node.address, model: pkg.id });
+    expect([offer.price, offer.inputPrice]).toEqual([TOKEN_PRICE, INPUT_PRICE]);
   });
 });
 
@@ -268,11 +260,12 @@ describe('OpenAI routes: the official client', () => {
     expect(r.price).toBe(
       tokenPrice(
         { promptTokens: extra.promptTokenIds!.length, completionTokens: extra.outputTokenIds!.length },
-        { inputPrice: TOKEN_PRICE, outputPrice: TOKEN_PRICE },
+        PRICES,
       ),
     );
     const models = (await (await fetch(`${node.url}/v1/models`)).json()) as ModelsResponse;
     const served = models.models.find((m) => m.id === pkg.id)!;
+    expect(served.inputPrice).toBe(INPUT_PRICE.toString());
     expect(r.runtime).toBe(served.runtime);
     expect(r.runtime).not.toBe(models.runtime); // the token engine's, not the declared tensor engine's
 
@@ -538,7 +531,7 @@ describe('OpenAI routes: payment, replay, disconnects', () => {
     expect(price).toBe(
       tokenPrice(
         { promptTokens: first.usage!.prompt_tokens, completionTokens: first.usage!.completion_tokens },
-        { inputPrice: TOKEN_PRICE, outputPrice: TOKEN_PRICE },
+        PRICES,
       ),
     );
     const account = node.db.getAccount(client.address);
@@ -644,12 +637,7 @@ describe('OpenAI routes: payment, replay, disconnects', () => {
     expect(outputIds.length).toBeLessThanOrEqual(made);
     // recorded as a request for exactly what was delivered, so a re-check's termination rule holds
     expect(recorded.request.params.maxTokens).toBe(outputIds.length);
-    expect(receipt.price).toBe(
-      tokenPrice(
-        { promptTokens, completionTokens: outputIds.length },
-        { inputPrice: TOKEN_PRICE, outputPrice: TOKEN_PRICE },
-      ),
-    );
+    expect(receipt.price).toBe(tokenPrice({ promptTokens, completionTokens: outputIds.length }, PRICES));
     expect(receipt.price).toBeLessThan((BigInt(promptTokens + maxTokens) * TOKEN_PRICE) / 4n);
   });
 });

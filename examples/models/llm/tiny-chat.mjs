@@ -80,7 +80,7 @@ export function qwen3Config(d) {
     rope_theta: d.ropeTheta,
     rope_scaling: null,
     attention_bias: false,
-    tie_word_embeddings: true,
+    tie_word_embeddings: false,
     bos_token_id: ENDOFTEXT,
     eos_token_id: IM_END,
     torch_dtype: 'float32',
