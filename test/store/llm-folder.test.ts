@@ -106,7 +106,7 @@ describe('packLlmFolder', () => {
       format: 'llm',
       entry: 'onnx/model.onnx',
       name: 'tiny-chat',
-      version: '1',
+      version: '1.0.0',
       license: 'Apache-2.0',
       policy: { kind: 'token-margin', hard: 0.05, soft: 0.005, rate: 0.02 },
       llm: {
