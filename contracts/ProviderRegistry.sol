@@ -10,10 +10,13 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 
 /// @title ProviderRegistry
 /// @notice Providers: staked ERC-20, an unbonding delay before stake leaves, an endpoint URL, a
-///         signing key (which may differ from the staking account) and offers (model -> price).
-///         A price decrease applies at once; an increase only after the notice period, so a quote
-///         can't jump mid-use. Only the DisputeManager can slash; stake that is unbonding is still
-///         slashable, so the unbonding delay must outlast the challenge window and a dispute.
+///         signing key (which may differ from the staking account) and offers (model -> prices:
+///         `price`, per inference for a tensor model and per output token for an LLM, and
+///         `inputPrice`, per input (prompt) token, 0 for a tensor model). Lowering applies at
+///         once; raising either price only after the notice period, both new prices together, so
+///         a quote can't jump mid-use. Only the DisputeManager can slash; stake that is unbonding
+///         is still slashable, so the unbonding delay must outlast the challenge window and a
+///         dispute.
 ///         While a challenge against a provider is open, the DisputeManager holds a lock on it and
 ///         nothing (staked or unbonding) can be withdrawn, however long the dispute takes.
 ///
@@ -42,11 +45,15 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged, Ownable2Step {
         string endpoint;
     }
 
-    /// @dev `price` is the price in force; after `removeOffer` it keeps the last price that was
-    ///      in force (`listed` stays true), so re-adding the offer can't skip the notice period.
+    /// @dev `price` and `inputPrice` are the pair in force; after `removeOffer` they keep the
+    ///      last pair that was in force (`listed` stays true), so re-adding the offer can't skip
+    ///      the notice period. A pending pair (`pendingPrice`, `pendingInputPrice`) takes effect
+    ///      as one at `pendingAt`. Three slots: the pair, the pending pair, then the rest.
     struct Offer {
         uint128 price;
+        uint128 inputPrice;
         uint128 pendingPrice;
+        uint128 pendingInputPrice;
         uint64 pendingAt;
         bool active;
         bool listed;
@@ -57,7 +64,7 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged, Ownable2Step {
     uint256 public immutable minStake;
     /// @notice Seconds between requesting an unstake and being able to withdraw it.
     uint64 public immutable unbondingDelay;
-    /// @notice Seconds before a price increase takes effect.
+    /// @notice Seconds before a price increase (of either price of an offer) takes effect.
     uint64 public immutable priceNoticePeriod;
 
     mapping(address account => Provider) private _providers;
@@ -84,7 +91,9 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged, Ownable2Step {
     event EndpointChanged(address indexed provider, string endpoint);
     event SignerChanged(address indexed provider, address indexed signer);
     /// @notice `effectiveAt` (seconds) is now for a decrease or a new offer, later for an increase.
-    event OfferSet(address indexed provider, bytes32 indexed model, uint256 price, uint64 effectiveAt);
+    event OfferSet(
+        address indexed provider, bytes32 indexed model, uint256 price, uint256 inputPrice, uint64 effectiveAt
+    );
     event OfferRemoved(address indexed provider, bytes32 indexed model);
     event Paused(address indexed provider);
     event Resumed(address indexed provider);
@@ -259,39 +268,48 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged, Ownable2Step {
 
     // ---- offers ----
 
-    /// @notice Offers `model` at `price` (token base units per inference). A first offer or a
-    ///         decrease applies now; an increase applies after `priceNoticePeriod`. An offer that
-    ///         was removed and is set again counts as an increase over the last price in force
-    ///         before its removal: it comes back at that price, the higher one pending, so
-    ///         remove-then-re-add can't skip the notice.
-    function setOffer(bytes32 model, uint256 price) external onlyRegistered {
+    /// @notice Offers `model` at `price` and `inputPrice` (token base units). For a tensor (ONNX)
+    ///         model `price` is per inference and `inputPrice` is 0; for an LLM `price` is per
+    ///         output token and `inputPrice` per input (prompt) token. A first offer, or a pair
+    ///         where neither price rises, applies now. If either rises, the whole new pair waits
+    ///         `priceNoticePeriod` (the pair in force stays until then): lowering one price can't
+    ///         carry a raise of the other past the notice. An offer that was removed and is set
+    ///         again is compared with the last pair in force before its removal: it comes back at
+    ///         that pair, the new one pending if it raises either, so remove-then-re-add can't
+    ///         skip the notice.
+    function setOffer(bytes32 model, uint256 price, uint256 inputPrice) external onlyRegistered {
         if (!models.exists(model)) revert UnknownModel(model);
         if (models.isDeprecated(model)) revert ModelIsDeprecated(model);
         if (price > type(uint128).max) revert PriceTooHigh(price);
+        if (inputPrice > type(uint128).max) revert PriceTooHigh(inputPrice);
         Offer storage o = _offers[msg.sender][model];
         _settle(o);
         o.active = true;
-        if (!o.listed || price <= o.price) {
+        if (!o.listed || (price <= o.price && inputPrice <= o.inputPrice)) {
             o.price = uint128(price);
+            o.inputPrice = uint128(inputPrice);
             o.pendingPrice = 0;
+            o.pendingInputPrice = 0;
             o.pendingAt = 0;
             o.listed = true;
-            emit OfferSet(msg.sender, model, price, uint64(block.timestamp));
+            emit OfferSet(msg.sender, model, price, inputPrice, uint64(block.timestamp));
         } else {
             uint64 effectiveAt = uint64(block.timestamp) + priceNoticePeriod;
             o.pendingPrice = uint128(price);
+            o.pendingInputPrice = uint128(inputPrice);
             o.pendingAt = effectiveAt;
-            emit OfferSet(msg.sender, model, price, effectiveAt);
+            emit OfferSet(msg.sender, model, price, inputPrice, effectiveAt);
         }
     }
 
-    /// @notice Withdraws the offer; a pending increase is dropped, the price in force remembered.
+    /// @notice Withdraws the offer; a pending pair is dropped, the pair in force remembered.
     function removeOffer(bytes32 model) external onlyRegistered {
         Offer storage o = _offers[msg.sender][model];
         if (!o.active) revert NoOffer(model);
         _settle(o);
         o.active = false;
         o.pendingPrice = 0;
+        o.pendingInputPrice = 0;
         o.pendingAt = 0;
         emit OfferRemoved(msg.sender, model);
     }
@@ -299,19 +317,29 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged, Ownable2Step {
     function _settle(Offer storage o) private {
         if (o.pendingAt != 0 && block.timestamp >= o.pendingAt) {
             o.price = o.pendingPrice;
+            o.inputPrice = o.pendingInputPrice;
             o.pendingPrice = 0;
+            o.pendingInputPrice = 0;
             o.pendingAt = 0;
         }
     }
 
-    /// @notice The price in force now, and whether the offer exists (price 0 when it does not).
-    function priceOf(address provider, bytes32 model) external view returns (bool active, uint256 price) {
+    /// @notice The pair in force now, and whether the offer exists (prices 0 when it does not).
+    function priceOf(address provider, bytes32 model)
+        external
+        view
+        returns (bool active, uint256 price, uint256 inputPrice)
+    {
         Offer memory o = _offers[provider][model];
-        if (!o.active) return (false, 0);
-        if (o.pendingAt != 0 && block.timestamp >= o.pendingAt) return (o.active, o.pendingPrice);
-        return (o.active, o.price);
+        if (!o.active) return (false, 0, 0);
+        if (o.pendingAt != 0 && block.timestamp >= o.pendingAt) {
+            return (true, o.pendingPrice, o.pendingInputPrice);
+        }
+        return (true, o.price, o.inputPrice);
     }
 
+    /// @notice The stored offer: the pair in force when last written and the pending pair, if any
+    ///         (`priceOf` applies a pending pair whose time has come).
     function getOffer(address provider, bytes32 model) external view returns (Offer memory) {
         return _offers[provider][model];
     }

@@ -44,12 +44,24 @@ export function setSigner(client: GlassboxClient, signer: Address): Promise<TxRe
   return sendTo(client, 'providerRegistry', 'setSigner', [signer]);
 }
 
-/** Offers a model at `price` per inference: at once if new or lower, after the notice period if higher. */
-export function setOffer(
-  client: GlassboxClient,
-  params: { model: ModelRef; price: bigint },
-): Promise<TxResult> {
-  return sendTo(client, 'providerRegistry', 'setOffer', [toModelDigest(params.model), params.price]);
+export type SetOfferParameters = {
+  readonly model: ModelRef;
+  /** Base units per inference (a tensor model) or per output token (an LLM). */
+  readonly price: bigint;
+  /** Base units per input (prompt) token of an LLM; 0 (the default) for a tensor model. */
+  readonly inputPrice?: bigint;
+};
+
+/**
+ * Offers a model at a pair of prices: at once if new or if neither price rises; if either rises,
+ * the whole pair after the notice period.
+ */
+export function setOffer(client: GlassboxClient, params: SetOfferParameters): Promise<TxResult> {
+  return sendTo(client, 'providerRegistry', 'setOffer', [
+    toModelDigest(params.model),
+    params.price,
+    params.inputPrice ?? 0n,
+  ]);
 }
 
 export function removeOffer(client: GlassboxClient, model: ModelRef): Promise<TxResult> {
@@ -175,10 +187,13 @@ export async function listProviders(client: GlassboxClient): Promise<ProviderInf
 
 export type OfferInfo = {
   readonly active: boolean;
-  /** The price in force now. */
+  /** The price in force now: per inference (tensor model) or per output token (LLM). */
   readonly price: bigint;
-  /** An announced increase and when it takes effect (ms), if any. */
-  readonly pending: { readonly price: bigint; readonly effectiveAtMs: number } | undefined;
+  /** The price per input token in force now (0 for a tensor model). */
+  readonly inputPrice: bigint;
+  /** An announced increase (the whole new pair) and when it takes effect (ms), if any. */
+  readonly pending:
+    { readonly price: bigint; readonly inputPrice: bigint; readonly effectiveAtMs: number } | undefined;
 };
 
 export async function getOffer(
@@ -186,16 +201,20 @@ export async function getOffer(
   params: { provider: Address; model: ModelRef },
 ): Promise<OfferInfo> {
   const model = toModelDigest(params.model);
-  const [[active, price], raw, block] = await Promise.all([
+  const [[active, price, inputPrice], raw, block] = await Promise.all([
     readFrom(client, 'providerRegistry', 'priceOf', [params.provider, model]),
     readFrom(client, 'providerRegistry', 'getOffer', [params.provider, model]),
     client.publicClient.getBlock({ blockTag: 'latest' }),
   ]);
   const pending =
     raw.pendingAt > block.timestamp
-      ? { price: raw.pendingPrice, effectiveAtMs: secondsToMs(raw.pendingAt) }
+      ? {
+          price: raw.pendingPrice,
+          inputPrice: raw.pendingInputPrice,
+          effectiveAtMs: secondsToMs(raw.pendingAt),
+        }
       : undefined;
-  return { active, price, pending };
+  return { active, price, inputPrice, pending };
 }
 
 /** Whether `key` is (or was) a signing key of `provider`. */

@@ -47,6 +47,18 @@ export function formatAmount(baseUnits: bigint): string {
   return `${formatUnits(baseUnits, 18)} tokens (${baseUnits} base units)`;
 }
 
+/**
+ * An offer's prices, formatted by `format`: one price per inference when there is no input price
+ * (a tensor model), else the price per output token and per input token (an LLM).
+ */
+export function formatPrices(
+  prices: { price: bigint; inputPrice: bigint },
+  format: (amount: bigint) => string = formatAmount,
+): string {
+  if (prices.inputPrice === 0n) return format(prices.price);
+  return `${format(prices.price)} per output token, ${format(prices.inputPrice)} per input token`;
+}
+
 /** Aligned `key  value` lines for people. */
 export function printFields(io: Io, fields: [string, string][]): void {
   const width = Math.max(...fields.map(([k]) => k.length));

@@ -58,8 +58,13 @@ const CLI_MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url
 const EXAMPLES = fileURLToPath(new URL('../../examples/models/build/', import.meta.url));
 
 export type DevnetProviderOptions = {
-  /** Per-model price in base units (default 1e15 = 0.001 token). */
+  /**
+   * Per-model price in base units (default 1e15 = 0.001 token): per inference for a tensor model,
+   * per output token for an LLM.
+   */
   readonly price?: bigint;
+  /** An LLM's price per input token in base units (default 2.5e14, a quarter of the default price). */
+  readonly inputPrice?: bigint;
   /**
    * What the provider process runs, as node's arguments, instead of the built CLI's `glassbox node
    * start`; `--config <file> --json` is appended, and it must print the same ready line. Tests run
@@ -242,8 +247,10 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       const price = settings.price ?? 10n ** 15n;
       const node = await writeConfig(`provider-${i}`, i, settings.entry, {
         models: models.map((m) => ({ model: m.id, price: price.toString() })),
-        // What a model pushed with `glassbox model push --serve` is offered at.
+        // What a model pushed with `glassbox model push --serve` is offered at (an LLM's prompt
+        // tokens at the input price; a tensor model's input price is always 0).
         defaultPrice: price.toString(),
+        defaultInputPrice: (settings.inputPrice ?? 25n * 10n ** 13n).toString(),
         // Pay-after: a client may owe up to 100 answers before it must send a voucher.
         creditLimit: (price * 100n).toString(),
         stake: (1_000n * E18).toString(),

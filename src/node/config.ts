@@ -88,13 +88,20 @@ export const nodeConfigSchema = z.strictObject({
       z.strictObject({
         /** A model id (CID) in the store or at a peer, or a model folder to pack. */
         model: z.string().min(1),
-        /** The offered price per inference, in base units. */
+        /** The offered price in base units: per inference (tensor model), per output token (LLM). */
         price: amount,
+        /** An LLM's price per input (prompt) token, in base units (default 0); 0 for a tensor model. */
+        inputPrice: amount.optional(),
       }),
     )
     .min(1),
   /** The price of a model offered through the admin API when the request names none. */
   defaultPrice: amount.optional(),
+  /**
+   * The input (prompt) token price of an LLM offered through the admin API when the request names
+   * none (default 0). Never applies to a tensor model: its input price is 0.
+   */
+  defaultInputPrice: amount.optional(),
   /** Stake to register with, or to top up to (providers and committee members). */
   stake: amount.default(0n),
   verifier: z

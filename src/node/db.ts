@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS clients (
 CREATE TABLE IF NOT EXISTS offers (
   model TEXT PRIMARY KEY,
   price TEXT NOT NULL,
+  input_price TEXT NOT NULL DEFAULT '0',
   added_at INTEGER NOT NULL
 );
 `;
@@ -123,7 +124,12 @@ export type NewAnswer = {
 };
 
 /** A model offer added through the admin API (src/node/offers.ts), served again after a restart. */
-export type AddedOffer = { readonly model: ModelId; readonly price: bigint };
+export type AddedOffer = {
+  readonly model: ModelId;
+  readonly price: bigint;
+  /** Per input token (an LLM); 0 for a tensor model. */
+  readonly inputPrice: bigint;
+};
 
 export type NodeDb = {
   /**
@@ -303,6 +309,10 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
   // Databases from before traces were kept: add the column (SQLite has no ADD COLUMN IF NOT EXISTS).
   const columns = db.prepare<[], { name: string }>('PRAGMA table_info(receipts)').all();
   if (!columns.some((c) => c.name === 'trace')) db.exec('ALTER TABLE receipts ADD COLUMN trace TEXT');
+  // Databases from before per-token prices: their offers are all per inference (input price 0).
+  const offerColumns = db.prepare<[], { name: string }>('PRAGMA table_info(offers)').all();
+  if (!offerColumns.some((c) => c.name === 'input_price'))
+    db.exec("ALTER TABLE offers ADD COLUMN input_price TEXT NOT NULL DEFAULT '0'");
 
   const s = {
     ...voucherStatements(db),
@@ -339,12 +349,12 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
          (SELECT root FROM batches WHERE batch_id IS NOT NULL AND committed_at < ?)`,
     ),
     saveOffer: db.prepare(
-      `INSERT INTO offers (model, price, added_at) VALUES (?, ?, ?)
-       ON CONFLICT(model) DO UPDATE SET price = excluded.price`,
+      `INSERT INTO offers (model, price, input_price, added_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT(model) DO UPDATE SET price = excluded.price, input_price = excluded.input_price`,
     ),
     deleteOffer: db.prepare('DELETE FROM offers WHERE model = ?'),
-    addedOffers: db.prepare<[], { model: string; price: string }>(
-      'SELECT model, price FROM offers ORDER BY added_at, model',
+    addedOffers: db.prepare<[], { model: string; price: string; input_price: string }>(
+      'SELECT model, price, input_price FROM offers ORDER BY added_at, model',
     ),
     pruneBatches: db.prepare(
       `DELETE FROM batches WHERE batch_id IS NOT NULL AND committed_at < ?
@@ -474,11 +484,15 @@ export function openNodeDb(path: string, provider: Address): NodeDb {
       s.setRedeemed.run(redeemed.toString(), client);
     },
     saveOffer: (o) => {
-      s.saveOffer.run(o.model, o.price.toString(), Date.now());
+      s.saveOffer.run(o.model, o.price.toString(), o.inputPrice.toString(), Date.now());
     },
     deleteOffer: (model) => s.deleteOffer.run(model).changes > 0,
     addedOffers: () =>
-      s.addedOffers.all().map((o) => ({ model: o.model as ModelId, price: BigInt(o.price) })),
+      s.addedOffers.all().map((o) => ({
+        model: o.model as ModelId,
+        price: BigInt(o.price),
+        inputPrice: BigInt(o.input_price),
+      })),
     prune: (before) => prune(before),
     close: () => {
       answersDb.close();

@@ -132,7 +132,8 @@ export function createInferService(p: InferServiceParameters): InferService {
     const previous = p.db.getReceipt(requestId);
     if (previous) return replay(previous, client, pkg, inputHash);
 
-    const price = await p.prices.price(pkg.id);
+    // A tensor model is priced per inference (`inputPrice` is 0 for it).
+    const { price } = await p.prices.price(pkg.id);
     if (price > BigInt(head.maxPrice))
       throw new GlassboxError(
         'PRICE_TOO_HIGH',

@@ -34,7 +34,7 @@ import { createOfferBook, modelRefusal } from './offers.js';
 import { resolveModel } from './models.js';
 import { ensureModelRegistered, ensureOffer, ensureProvider, type ChainAction } from './onchain.js';
 import { createPayments } from './payments.js';
-import { createPriceBook } from './prices.js';
+import { answerPriceBound, createPriceBook, offerPrices, type OfferPrices } from './prices.js';
 import { createRedeemer, type Redeemer } from './redeemer.js';
 import { createSerial } from './serial.js';
 import { createWorker, type Worker } from './worker.js';
@@ -142,20 +142,25 @@ export async function createNode(
   const store = createFsStore(config.store ?? join(config.dataDir, 'store'));
   const db = openNodeDb(join(config.dataDir, 'node.sqlite'), address);
   const models = new Map<string, ModelPackage>();
-  const offers = new Map<string, { pkg: ModelPackage; price: bigint }>();
+  const offers = new Map<string, { pkg: ModelPackage } & OfferPrices>();
   let adminToken: string;
   try {
-    for (const entry of config.models) {
+    for (const [i, entry] of config.models.entries()) {
       const pkg = await resolveModel(entry.model, { store, peers: config.peers });
+      const priced = offerPrices(pkg.manifest.format, entry, {});
+      if (!priced.ok)
+        throw new GlassboxError('CONFIG_INVALID', `models.${i}.${priced.field}: ${priced.message}`, {
+          field: `models.${i}.${priced.field}`,
+        });
       models.set(pkg.id, pkg);
-      offers.set(pkg.id, { pkg, price: entry.price });
+      offers.set(pkg.id, { pkg, ...priced.prices });
     }
     // Offers added through the admin API, at their latest price; start checks them like the rest.
     for (const added of db.addedOffers()) {
       try {
         const pkg = await resolveModel(added.model, { store, peers: config.peers });
         models.set(pkg.id, pkg);
-        offers.set(pkg.id, { pkg, price: added.price });
+        offers.set(pkg.id, { pkg, price: added.price, inputPrice: added.inputPrice });
       } catch (error) {
         log.error({ err: error, model: added.model }, 'an offer added at run time is not served: no package');
       }
@@ -222,6 +227,7 @@ export async function createNode(
     prices,
     serial,
     defaultPrice: config.defaultPrice,
+    defaultInputPrice: config.defaultInputPrice,
     log,
   });
   const ctx: NodeContext = {
@@ -315,7 +321,7 @@ export async function createNode(
                 config.verifier.sampleRate ??
                 defaultSampleRate(
                   chainParams,
-                  [...offers.values()].map((o) => o.price),
+                  [...offers.values()].map((o) => answerPriceBound(o.pkg, o)),
                 ),
               dataDeadlineMs: config.verifier.dataDeadlineMs,
               pollIntervalMs,
@@ -378,7 +384,7 @@ export async function createNode(
             })),
           );
         }
-        for (const { pkg, price } of has('provider') ? offers.values() : []) {
+        for (const { pkg, price, inputPrice } of has('provider') ? offers.values() : []) {
           actions.push(...(await serial(() => ensureModelRegistered(chain, pkg))));
           const refused = await modelRefusal(chain, pkg);
           if (refused) {
@@ -387,7 +393,7 @@ export async function createNode(
             log.error({ model: pkg.id, reason: refused }, 'model not served');
             continue;
           }
-          actions.push(...(await serial(() => ensureOffer(chain, { model: pkg.id, price }))));
+          actions.push(...(await serial(() => ensureOffer(chain, { model: pkg.id, price, inputPrice }))));
         }
         if (has('provider') && models.size === 0)
           throw new GlassboxError(

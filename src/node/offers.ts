@@ -1,13 +1,19 @@
 import type { Logger } from 'pino';
 import { getModel, getOffer, isRuntimeAdmitted, removeOffer, type GlassboxClient } from '../chain/index.js';
 import { GlassboxError, isGlassboxError } from '../protocol/errors.js';
-import type { ModelId, ModelPackage } from '../protocol/manifest.js';
+import type { ModelFormat, ModelId, ModelPackage } from '../protocol/manifest.js';
 import type { Engines } from '../runtime/registry.js';
 import type { BlobStore } from '../store/index.js';
 import type { NodeDb } from './db.js';
 import { resolveModel } from './models.js';
 import { ensureOffer, type ChainAction } from './onchain.js';
-import type { PriceBook } from './prices.js';
+import {
+  NO_PRICE_MESSAGE,
+  offerPrices,
+  type AskedPrices,
+  type OfferPrices,
+  type PriceBook,
+} from './prices.js';
 import type { Serial } from './serial.js';
 
 /*
@@ -25,8 +31,10 @@ export type OfferBook = {
 
 export type AddOfferParameters = {
   readonly model: ModelId;
-  /** Default: the node's `defaultPrice`. */
+  /** Per inference (tensor model) or per output token (LLM). Default: the node's `defaultPrice`. */
   readonly price?: bigint;
+  /** Per input token, for an LLM (default: the node's `defaultInputPrice`, else 0); 0 for a tensor model. */
+  readonly inputPrice?: bigint;
   /** Blob sources to try before the node's peers. */
   readonly from?: readonly string[];
 };
@@ -34,6 +42,7 @@ export type AddOfferParameters = {
 export type AddOfferReturnType = {
   readonly pkg: ModelPackage;
   readonly price: bigint;
+  readonly inputPrice: bigint;
   readonly actions: ChainAction[];
 };
 
@@ -48,21 +57,18 @@ export type CreateOfferBookParameters = {
   readonly prices: PriceBook;
   readonly serial: Serial;
   readonly defaultPrice: bigint | undefined;
+  readonly defaultInputPrice: bigint | undefined;
   readonly log: Logger;
 };
 
 export function createOfferBook(p: CreateOfferBookParameters): OfferBook {
   return {
-    async add({ model, price: asked, from = [] }) {
-      const price = asked ?? p.defaultPrice;
-      if (price === undefined)
-        throw new GlassboxError(
-          'REQUEST_INVALID',
-          'name a price: this node has no defaultPrice in its config',
-          {
-            field: 'price',
-          },
-        );
+    async add({ model, price: askedPrice, inputPrice: askedInputPrice, from = [] }) {
+      const asked = { price: askedPrice, inputPrice: askedInputPrice };
+      const defaults = { price: p.defaultPrice, inputPrice: p.defaultInputPrice };
+      // A missing price is refused before any fetching; the input price's rule needs the manifest.
+      if (askedPrice === undefined && p.defaultPrice === undefined)
+        throw new GlassboxError('REQUEST_INVALID', NO_PRICE_MESSAGE, { field: 'price' });
       if (!(await getModel(p.chain, model)))
         throw new GlassboxError(
           'MODEL_NOT_FOUND',
@@ -70,6 +76,7 @@ export function createOfferBook(p: CreateOfferBookParameters): OfferBook {
           { field: 'model', details: { model } },
         );
       const pkg = await fetchPackage(model, { store: p.store, peers: [...from, ...p.peers] });
+      const { price, inputPrice } = pricesOf(pkg.manifest.format, asked, defaults);
       const engine = p.engines.for(pkg);
       if (!(await isRuntimeAdmitted(p.chain, engine.runtimeHash)))
         throw new GlassboxError(
@@ -84,12 +91,15 @@ export function createOfferBook(p: CreateOfferBookParameters): OfferBook {
           details: { model },
         });
       await engine.load(pkg);
-      const actions = await p.serial(() => ensureOffer(p.chain, { model, price }));
-      p.db.saveOffer({ model, price });
+      const actions = await p.serial(() => ensureOffer(p.chain, { model, price, inputPrice }));
+      p.db.saveOffer({ model, price, inputPrice });
       p.models.set(model, pkg);
       p.prices.forget();
-      p.log.info({ model, price: price.toString(), actions }, 'model offer added');
-      return { pkg, price, actions };
+      p.log.info(
+        { model, price: price.toString(), inputPrice: inputPrice.toString(), actions },
+        'model offer added',
+      );
+      return { pkg, price, inputPrice, actions };
     },
 
     async remove(model) {
@@ -109,6 +119,13 @@ export function createOfferBook(p: CreateOfferBookParameters): OfferBook {
       return actions;
     },
   };
+}
+
+/** `offerPrices`, its refusal as the admin API's REQUEST_INVALID naming the field. */
+function pricesOf(format: ModelFormat, asked: AskedPrices, defaults: AskedPrices): OfferPrices {
+  const outcome = offerPrices(format, asked, defaults);
+  if (!outcome.ok) throw new GlassboxError('REQUEST_INVALID', outcome.message, { field: outcome.field });
+  return outcome.prices;
 }
 
 /**

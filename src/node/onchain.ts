@@ -90,15 +90,22 @@ export async function ensureModelRegistered(
   return [{ action: 'registerModel', detail: pkg.id }];
 }
 
-/** Offers `model` at `price` unless that price is already in force or announced. */
+/**
+ * Offers `model` at the pair (`price`, `inputPrice`, default 0) unless that pair is already in force
+ * or announced.
+ */
 export async function ensureOffer(
   client: GlassboxClient,
-  params: { model: string; price: bigint },
+  params: { model: string; price: bigint; inputPrice?: bigint },
 ): Promise<ChainAction[]> {
   const provider = client.walletClient!.account.address;
+  const inputPrice = params.inputPrice ?? 0n;
   const offer = await getOffer(client, { provider, model: params.model });
-  const announced = offer.pending?.price === params.price;
-  if (offer.active && (announced || (offer.price === params.price && offer.pending === undefined))) return [];
-  await setOffer(client, params);
-  return [{ action: 'setOffer', detail: `${params.model} ${params.price}` }];
+  const announced = offer.pending?.price === params.price && offer.pending.inputPrice === inputPrice;
+  const inForce =
+    offer.price === params.price && offer.inputPrice === inputPrice && offer.pending === undefined;
+  if (offer.active && (announced || inForce)) return [];
+  await setOffer(client, { model: params.model, price: params.price, inputPrice });
+  const detail = `${params.model} ${params.price}${inputPrice === 0n ? '' : ` input ${inputPrice}`}`;
+  return [{ action: 'setOffer', detail }];
 }

@@ -22,8 +22,16 @@ const httpUrl = z.url().refine((u) => /^https?:\/\//i.test(u), 'is not an http(s
 /** Add (or reprice) a model offer: the node fetches, verifies and loads the model, then offers it. */
 export const adminOfferRequestSchema = z.strictObject({
   model: modelId,
-  /** The price per inference in base units; default: the node's `defaultPrice`. */
+  /**
+   * The price in base units, per inference (tensor model) or per output token (LLM); default: the
+   * node's `defaultPrice`.
+   */
   price: amount.optional(),
+  /**
+   * An LLM's price per input (prompt) token in base units; default: the node's `defaultInputPrice`,
+   * else 0. A tensor model's must be 0 (or absent): it is priced per inference.
+   */
+  inputPrice: amount.optional(),
   /**
    * Where to fetch the package's blobs (nodes or servers answering GET /v1/blobs/:cid), before the
    * node's configured peers. Not needed when the model is in the node's store already.
@@ -41,8 +49,10 @@ export const adminOfferResponseSchema = z.object({
   model: modelId,
   name: z.string(),
   version: z.string(),
-  /** The offered price, decimal base units. */
+  /** The offered price, decimal base units: per inference, or per output token (LLM). */
   price: amount,
+  /** The offered price per input token, decimal base units (`0` for a tensor model). */
+  inputPrice: amount,
   actions: z.array(adminChainActionSchema).readonly(),
 });
 export type AdminOfferResponse = z.input<typeof adminOfferResponseSchema> & { readonly model: ModelId };

@@ -163,8 +163,13 @@ export const servedModelSchema = z.object({
   inputs: z.array(z.unknown()),
   outputs: z.array(z.unknown()),
   policy: z.unknown(),
-  /** The provider's effective price now, in base units. */
+  /**
+   * The provider's effective price now, in base units: per inference for a tensor model, per
+   * output token for an LLM.
+   */
   price: amount,
+  /** The effective price per input (prompt) token, in base units: `0` for a tensor model. */
+  inputPrice: amount,
 });
 export type ServedModel = z.input<typeof servedModelSchema>;
 

@@ -19,8 +19,10 @@ export type AdminParameters = {
 
 export type OfferModelParameters = AdminParameters & {
   readonly model: string;
-  /** Base units per inference; default: the node's `defaultPrice`. */
+  /** Base units per inference, or per output token (LLM); default: the node's `defaultPrice`. */
   readonly price?: bigint;
+  /** An LLM's base units per input token; default: the node's `defaultInputPrice`, else 0. */
+  readonly inputPrice?: bigint;
   /** Where the node may fetch the package (GET /v1/blobs/:cid), before its peers. */
   readonly from?: readonly string[];
 };
@@ -35,6 +37,7 @@ export async function offerModel(params: OfferModelParameters): Promise<AdminOff
     body: {
       model: params.model,
       ...(params.price === undefined ? {} : { price: params.price.toString() }),
+      ...(params.inputPrice === undefined ? {} : { inputPrice: params.inputPrice.toString() }),
       ...(params.from === undefined ? {} : { from: [...params.from] }),
     },
   });

@@ -1,5 +1,5 @@
 import { getAddress, type Address, type Hex } from 'viem';
-import { getOffer, listProviders, type ProviderInfo } from '../chain/providers.js';
+import { getOffer, listProviders, type OfferInfo, type ProviderInfo } from '../chain/providers.js';
 import { modelDigest } from '../protocol/manifest.js';
 import type { Client } from './client.js';
 
@@ -15,10 +15,18 @@ export type ProviderCandidate = {
   readonly active: boolean;
   /** The runtime profile hash it declared on chain: its receipts must name it. */
   readonly runtime: Hex;
-  /** The price in force now (a pending increase is not charged before it takes effect). */
+  /**
+   * The price in force now (a pending increase is not charged before it takes effect): per
+   * inference for a tensor model, per output token for an LLM.
+   */
   readonly price: bigint;
-  /** An announced increase, if any: informational; never what the client is charged before `effectiveAtMs`. */
-  readonly pending: { readonly price: bigint; readonly effectiveAtMs: number } | undefined;
+  /** The price per input (prompt) token in force now; 0 for a tensor model. */
+  readonly inputPrice: bigint;
+  /**
+   * An announced increase (the whole new pair), if any: informational; never what the client is
+   * charged before `effectiveAtMs`.
+   */
+  readonly pending: OfferInfo['pending'];
 };
 
 export type DiscoverProvidersParameters = {
@@ -83,6 +91,7 @@ async function readCandidates(
       active: p.active,
       runtime: p.runtime,
       price: offer.price,
+      inputPrice: offer.inputPrice,
       pending: offer.pending,
     });
   });

@@ -358,6 +358,7 @@ async function readQuote(client: Client, provider: Address, model: string): Prom
     active: info.active && offer.active,
     runtime: info.runtime,
     price: offer.price,
+    inputPrice: offer.inputPrice,
     pending: offer.pending,
   };
 }

@@ -17,6 +17,7 @@ import {
   isRuntimeAdmitted,
   getAdmittedRuntimes,
   getEligibleVoters,
+  getOfferEvents,
   removeOffer,
   requestUnstake,
   resumeProvider,
@@ -24,6 +25,7 @@ import {
   setEndpoint,
   setOffer,
   setSigner,
+  toModelDigest,
   withdrawStake,
 } from '../../src/chain/index.js';
 import {
@@ -259,12 +261,14 @@ describe('ProviderRegistry: offers', () => {
     expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
       active: false,
       price: 0n,
+      inputPrice: 0n,
       pending: undefined,
     });
     await setOffer(chain().as(1), { model, price: 100n });
     expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
       active: true,
       price: 100n,
+      inputPrice: 0n,
       pending: undefined,
     });
     await setOffer(chain().as(1), { model, price: 80n });
@@ -279,6 +283,7 @@ describe('ProviderRegistry: offers', () => {
     expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
       active: true,
       price: 120n,
+      inputPrice: 0n,
       pending: undefined,
     });
     // a decrease cancels a pending increase
@@ -287,6 +292,7 @@ describe('ProviderRegistry: offers', () => {
     expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
       active: true,
       price: 110n,
+      inputPrice: 0n,
       pending: undefined,
     });
     await removeOffer(chain().as(1), model);
@@ -303,6 +309,7 @@ describe('ProviderRegistry: offers', () => {
     expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
       active: false,
       price: 0n,
+      inputPrice: 0n,
       pending: undefined,
     });
     await setOffer(chain().as(1), { model, price: 10_000n });
@@ -326,6 +333,7 @@ describe('ProviderRegistry: offers', () => {
     expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
       active: true,
       price: 50n,
+      inputPrice: 0n,
       pending: undefined,
     });
   });
@@ -336,8 +344,137 @@ describe('ProviderRegistry: offers', () => {
     await register(1);
     await expectRevert(setOffer(chain().as(1), { model: modelOf('ghost'), price: 1n }), 'UnknownModel');
     await expectRevert(setOffer(chain().as(1), { model, price: 2n ** 128n }), 'PriceTooHigh');
+    await expectRevert(setOffer(chain().as(1), { model, price: 1n, inputPrice: 2n ** 128n }), 'PriceTooHigh');
+    await setOffer(chain().as(1), { model, price: 2n ** 128n - 1n, inputPrice: 2n ** 128n - 1n });
+    expect(await getOffer(chain().as(0), { provider: chain().address(1), model })).toMatchObject({
+      price: 2n ** 128n - 1n,
+      inputPrice: 2n ** 128n - 1n,
+    });
     await deprecateModel(chain().as(0), model);
     await expectRevert(setOffer(chain().as(1), { model, price: 1n }), 'ModelIsDeprecated');
     await expectRevert(removeOffer(chain().as(2), model), 'NotRegistered');
   });
 });
+
+/*
+ * Per-token offers (an LLM): `price` per output token, `inputPrice` per input token, as one pair.
+ * The attack these guard against: a provider lowering one price and raising the other in the same
+ * call, so that the raise would ride on the decrease past the notice period.
+ */
+describe('ProviderRegistry: per-token offers (the pair)', () => {
+  const NOTICE = TEST_PARAMS.priceNoticeMs!;
+
+  async function pairOffer() {
+    const model = await registerTestModel(chain(), 'llm');
+    await register(1);
+    await setOffer(chain().as(1), { model, price: 40n, inputPrice: 10n });
+    return { model, p: chain().address(1) };
+  }
+
+  it('applies a new pair and a pair where neither rises at once, both together', async () => {
+    const { model, p } = await pairOffer();
+    expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
+      active: true,
+      price: 40n,
+      inputPrice: 10n,
+      pending: undefined,
+    });
+    await setOffer(chain().as(1), { model, price: 30n, inputPrice: 5n });
+    expect(await getOffer(chain().as(0), { provider: p, model })).toMatchObject({
+      price: 30n,
+      inputPrice: 5n,
+      pending: undefined,
+    });
+    // one lowered, the other unchanged: nothing rises, so at once
+    await setOffer(chain().as(1), { model, price: 30n, inputPrice: 4n });
+    expect(await readFrom(chain().as(0), 'providerRegistry', 'priceOf', [p, toModelDigest(model)])).toEqual([
+      true,
+      30n,
+      4n,
+    ]);
+  });
+
+  it('raising only the input price while lowering the output price makes BOTH wait the notice', async () => {
+    const { model, p } = await pairOffer();
+    const { blockNumber } = await setOffer(chain().as(1), { model, price: 1n, inputPrice: 500n });
+    // the quote a client read before the call holds, output price included, until the notice ends
+    const quote = await getOffer(chain().as(0), { provider: p, model });
+    expect(quote).toMatchObject({ active: true, price: 40n, inputPrice: 10n });
+    expect(quote.pending).toMatchObject({ price: 1n, inputPrice: 500n });
+    const [event] = await getOfferEvents(chain().as(0), { provider: p, fromBlock: blockNumber });
+    expect(event!.args).toMatchObject({ price: 1n, inputPrice: 500n });
+    expect(secondsMs(event!.args.effectiveAt!)).toBe(quote.pending!.effectiveAtMs);
+    await chain().increaseTime(NOTICE - 60_000);
+    expect(await readFrom(chain().as(0), 'providerRegistry', 'priceOf', [p, toModelDigest(model)])).toEqual([
+      true,
+      40n,
+      10n,
+    ]);
+    await chain().increaseTime(60_000);
+    expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
+      active: true,
+      price: 1n,
+      inputPrice: 500n,
+      pending: undefined,
+    });
+  });
+
+  it('raising only the output price while lowering the input price waits the notice too', async () => {
+    const { model, p } = await pairOffer();
+    await setOffer(chain().as(1), { model, price: 41n, inputPrice: 0n });
+    expect(await getOffer(chain().as(0), { provider: p, model })).toMatchObject({
+      price: 40n,
+      inputPrice: 10n,
+      pending: { price: 41n, inputPrice: 0n },
+    });
+    // a pair where neither rises over the one in force cancels the pending pair
+    await setOffer(chain().as(1), { model, price: 40n, inputPrice: 9n });
+    expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
+      active: true,
+      price: 40n,
+      inputPrice: 9n,
+      pending: undefined,
+    });
+  });
+
+  it('a removed pair re-listed with one price raised comes back at the old pair, the new one pending', async () => {
+    const { model, p } = await pairOffer();
+    await removeOffer(chain().as(1), model);
+    expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
+      active: false,
+      price: 0n,
+      inputPrice: 0n,
+      pending: undefined,
+    });
+    await setOffer(chain().as(1), { model, price: 1n, inputPrice: 11n });
+    expect(await getOffer(chain().as(0), { provider: p, model })).toMatchObject({
+      active: true,
+      price: 40n,
+      inputPrice: 10n,
+      pending: { price: 1n, inputPrice: 11n },
+    });
+    // removal while a pair is pending drops it; the pair remembered is the one in force
+    await removeOffer(chain().as(1), model);
+    await chain().increaseTime(NOTICE);
+    await setOffer(chain().as(1), { model, price: 40n, inputPrice: 10n });
+    expect(await getOffer(chain().as(0), { provider: p, model })).toEqual({
+      active: true,
+      price: 40n,
+      inputPrice: 10n,
+      pending: undefined,
+    });
+    // re-listed with neither price above the remembered pair: at once
+    await removeOffer(chain().as(1), model);
+    await setOffer(chain().as(1), { model, price: 40n, inputPrice: 2n });
+    expect(await getOffer(chain().as(0), { provider: p, model })).toMatchObject({
+      active: true,
+      price: 40n,
+      inputPrice: 2n,
+      pending: undefined,
+    });
+  });
+});
+
+function secondsMs(seconds: bigint): number {
+  return Number(seconds) * 1000;
+}

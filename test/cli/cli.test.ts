@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { formatPrices } from '../../src/cli/io.js';
 import { runCli } from '../../src/cli/program.js';
 import { encodeTensors } from '../../src/protocol/encoding.js';
 import { exampleDir } from '../support/examples.js';
@@ -244,6 +245,37 @@ describe('what a new user meets at the edges', () => {
       new RegExp(`^error: the file ${missing} is not a readable file \\[USAGE\\]$`, 'm'),
     );
     expect(err.join('\n')).not.toMatch(/a bug in glassbox/);
+  });
+
+  it('names --input-price when it is not an amount, before it calls the node', async () => {
+    const err: string[] = [];
+    const code = await runCli(
+      [
+        'node',
+        'offer',
+        'bafkreiabc',
+        '--url',
+        'http://127.0.0.1:1',
+        '--token',
+        'x'.repeat(64),
+        '--input-price',
+        '0.5',
+      ],
+      { out: () => undefined, err: (l) => err.push(l) },
+    );
+    expect(code).toBe(1);
+    expect(err.join('\n')).toMatch(
+      /^error: --input-price 0\.5 is not a decimal amount of base units \[USAGE\]$/m,
+    );
+  });
+
+  it('shows one price per inference, or an LLM offer per output and input token', () => {
+    expect(formatPrices({ price: 10n ** 15n, inputPrice: 0n })).toBe(
+      '0.001 tokens (1000000000000000 base units)',
+    );
+    expect(formatPrices({ price: 40n, inputPrice: 10n }, String)).toBe(
+      '40 per output token, 10 per input token',
+    );
   });
 
   it('ends quietly when its reader stops early (| head), with no EPIPE stack trace', async () => {

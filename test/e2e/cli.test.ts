@@ -131,6 +131,7 @@ describe('glassbox over a devnet', () => {
     const rows = JSON.parse(result.out) as {
       address: string;
       price: string;
+      inputPrice: string;
       healthy: boolean;
       stake: string;
     }[];
@@ -138,6 +139,7 @@ describe('glassbox over a devnet', () => {
     for (const r of rows) {
       expect(r.healthy).toBe(true);
       expect(r.price).toBe('1000000000000000');
+      expect(r.inputPrice).toBe('0'); // a tensor model: per inference
       expect(r.stake).toBe((1000n * 10n ** 18n).toString());
     }
     // For people, every amount in tokens and in the base units that --max-price takes.

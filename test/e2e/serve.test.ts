@@ -61,6 +61,8 @@ describe('serve your own model on the devnet', () => {
     });
     expect(json.served.map((s: { url: string }) => s.url)).toEqual(devnet.providers.map((p) => p.url));
     expect(json.served.every((s: { price: string }) => s.price === '1000000000000000')).toBe(true);
+    // the devnet's defaultInputPrice is for LLMs: a tensor model's input price is 0
+    expect(json.served.every((s: { inputPrice: string }) => s.inputPrice === '0')).toBe(true);
 
     const providers = await glassbox('providers', freshId, '--json');
     expect(

@@ -40,7 +40,11 @@ beforeAll(async () => {
   a = await startTestNode(chain, PROVIDER[0], dirs[0]!.dir, {
     models: [{ model: cnn, price: PRICE.toString() }],
   });
-  b = await startTestNode(chain, PROVIDER[1], dirs[1]!.dir, { defaultPrice: (3n * PRICE).toString() });
+  // B's defaultInputPrice is for LLMs: a tensor model's input price stays 0.
+  b = await startTestNode(chain, PROVIDER[1], dirs[1]!.dir, {
+    defaultPrice: (3n * PRICE).toString(),
+    defaultInputPrice: '7',
+  });
   token = (await readFile(adminTokenPath(dirs[1]!.dir), 'utf8')).trim();
   // A blob source that answers every CID with the wrong bytes.
   evil = createServer((_req, res) => res.end('not the blob you asked for'));
@@ -137,13 +141,30 @@ describe('admin API: adding an offer', () => {
       model: cnnId(),
       name: 'cnn',
       price: (3n * PRICE).toString(), // the node's defaultPrice
+      inputPrice: '0', // not the node's defaultInputPrice: cnn is a tensor model
       actions: [{ action: 'setOffer' }],
     });
     expect(await offers(b!)).toContain(cnnId());
     const offer = await getOffer(chain.as(0), { provider: b!.address, model: cnnId() });
-    expect(offer).toMatchObject({ active: true, price: 3n * PRICE });
+    expect(offer).toMatchObject({ active: true, price: 3n * PRICE, inputPrice: 0n });
     // Asking again at the same price changes nothing on chain.
     expect((await offerModel({ url: b!.url, token, model: cnnId() })).actions).toEqual([]);
+  });
+
+  it('refuses an input price for a tensor model, naming the field, and leaves the chain as it was', async () => {
+    await expect(
+      offerModel({ url: b!.url, token, model: cnnId(), price: PRICE, inputPrice: 5n }),
+    ).rejects.toMatchObject({
+      code: 'REQUEST_INVALID',
+      field: 'inputPrice',
+      message: expect.stringMatching(/onnx models are priced per inference: the inputPrice must be 0, not 5/),
+    });
+    expect(await getOffer(chain.as(0), { provider: b!.address, model: cnnId() })).toMatchObject({
+      active: true,
+      price: 3n * PRICE,
+      inputPrice: 0n,
+      pending: undefined,
+    });
   });
 
   it('keeps serving an added offer after a restart, without a transaction', async () => {

@@ -30,6 +30,8 @@ describe('node config', () => {
     expect(c.listen).toEqual({ host: '127.0.0.1', port: 0 });
     expect(c.bodyLimitBytes).toBe(16 * 1024 * 1024);
     expect(c.models[0]!.price).toBe(1000n);
+    expect(c.models[0]!.inputPrice).toBeUndefined(); // per model format: 0 for a tensor model
+    expect(parseNodeConfig({ ...base, defaultInputPrice: '25' }).defaultInputPrice).toBe(25n);
     expect(c.stake).toBe(100n * 10n ** 18n);
     expect(c.batch).toEqual({ maxReceipts: 256, maxAgeMs: 10_000 });
     // the roles' event reader: every block on the devnet, at most 5,000 blocks per getLogs
@@ -40,6 +42,10 @@ describe('node config', () => {
     expect(fieldOf({ ...base, keys: undefined })).toBe('keys');
     expect(fieldOf({ ...base, keys: { stakingKey: '0x12' } })).toBe('keys.stakingKey');
     expect(fieldOf({ ...base, models: [{ model: 'x', price: '1.5' }] })).toBe('models.0.price');
+    expect(fieldOf({ ...base, models: [{ model: 'x', price: '1', inputPrice: '-1' }] })).toBe(
+      'models.0.inputPrice',
+    );
+    expect(fieldOf({ ...base, defaultInputPrice: '1e3' })).toBe('defaultInputPrice');
     expect(fieldOf({ ...base, models: [] })).toBe('models');
     expect(fieldOf({ ...base, listen: { port: 70000 } })).toBe('listen.port');
     expect(fieldOf({ ...base, chain: { ...base.chain, rpcUrl: 'nope' } })).toBe('chain.rpcUrl');

@@ -65,7 +65,12 @@ describe('provider node: start', () => {
     expect(info.active).toBe(true);
     expect(node.signer).not.toBe(node.address);
     for (const id of [iris, int8]) {
-      expect((await getOffer(chain.as(0), { provider: node.address, model: id })).price).toBe(PRICE);
+      // a tensor model is priced per inference: its input price is 0
+      expect(await getOffer(chain.as(0), { provider: node.address, model: id })).toMatchObject({
+        active: true,
+        price: PRICE,
+        inputPrice: 0n,
+      });
     }
     expect((await getModel(chain.as(0), iris))?.exact).toBe(false); // iris: tolerance policy
     expect((await getModel(chain.as(0), int8))?.exact).toBe(true);
@@ -81,7 +86,7 @@ describe('provider node: start', () => {
     expect(body.chainId).toBe(chain.anvil.chainId);
     expect(body.runtime).toBe(engine.runtimeHash);
     expect(body.models.map((m) => m.id).sort()).toEqual([iris, int8].sort());
-    expect(body.models.every((m) => m.price === PRICE.toString())).toBe(true);
+    expect(body.models.every((m) => m.price === PRICE.toString() && m.inputPrice === '0')).toBe(true);
     expect(body.models.find((m) => m.id === iris)?.inputs).toEqual(node.models.get(iris)!.manifest.inputs);
   });
 });

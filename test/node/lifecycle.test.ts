@@ -68,6 +68,21 @@ describe('provider node: models from peers', () => {
   });
 });
 
+describe('provider node: prices', () => {
+  it('refuses to start when a tensor model is given an input price, naming the field', async () => {
+    await expect(
+      startTestNode(chain, PROVIDER[2], dirs[2]!.dir, {
+        models: [{ model: [...a.models.keys()][0]!, price: '1', inputPrice: '5' }],
+        peers: [a.url],
+      }),
+    ).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      field: 'models.0.inputPrice',
+      message: expect.stringMatching(/priced per inference: the inputPrice must be 0, not 5/),
+    });
+  });
+});
+
 describe('provider node: graceful shutdown', () => {
   it('finishes requests in flight on stop, and keeps every receipt it answered', async () => {
     const pkg = [...a.models.values()][0]!;

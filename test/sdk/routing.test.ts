@@ -66,6 +66,7 @@ describe('selection', () => {
             active: c.active,
             runtime: `0x${'0'.repeat(64)}`,
             price: c.price,
+            inputPrice: 0n,
             pending: undefined,
           }));
           const health = new Map<Address, ProviderHealth>(
@@ -118,6 +119,27 @@ describe('prices', () => {
     expect(
       isGlassboxError(await run(later, { maxPrice: 3000n }).catch((e: unknown) => e), 'PRICE_TOO_HIGH'),
     ).toBe(true);
+  });
+});
+
+describe('prices: the pair', () => {
+  it("a client's quote keeps the pair in force while a raise of one price, behind a lowered other, waits", async () => {
+    const p = await network().startProvider({ account: 1, price: 1000n });
+    const pkg = network().models['iris-int8'];
+    await setOffer(network().chain.as(1), { model: pkg.id, price: 900n, inputPrice: 50n });
+    const c = await newClient();
+    const [quote] = await discoverProviders(c, { model: pkg.id, fresh: true });
+    expect(quote).toMatchObject({
+      address: p.address,
+      price: 1000n,
+      inputPrice: 0n,
+      pending: { price: 900n, inputPrice: 50n },
+    });
+    expect((await run(c)).receipts[0]!.receipt.price).toBe(1000n); // not the lowered 900 either
+
+    await network().chain.increaseTime(network().chain.deployment.params.priceNoticeMs + 1000);
+    const [later] = await discoverProviders(c, { model: pkg.id, fresh: true });
+    expect(later).toMatchObject({ price: 900n, inputPrice: 50n, pending: undefined });
   });
 });
 

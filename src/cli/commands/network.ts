@@ -18,7 +18,7 @@ import {
   resolveConnection,
   type ConnectionFlags,
 } from '../connection.js';
-import { formatAmount, printFields, toJson, usageError } from '../io.js';
+import { formatAmount, formatPrices, printFields, toJson, usageError } from '../io.js';
 import { copyPackage, openStore, packFromPath } from '../models.js';
 import { packOptions, packParameters, type PackFlags } from './model.js';
 import { commonOptions, jsonOption } from '../options.js';
@@ -89,6 +89,7 @@ export function registerNetworkCommands(program: Command, model: Command, ctx: C
           providers.map(async (p) => ({
             ...p,
             price: offers?.get(p.address)?.price,
+            inputPrice: offers?.get(p.address)?.inputPrice,
             pending: offers?.get(p.address)?.pending,
             ...(await probe(p)),
           })),
@@ -104,7 +105,7 @@ export function registerNetworkCommands(program: Command, model: Command, ctx: C
               : [
                   [
                     'price',
-                    `${formatAmount(r.price)}${r.pending ? `, rising to ${formatAmount(r.pending.price)} at ${new Date(r.pending.effectiveAtMs).toISOString()}` : ''}`,
+                    `${formatPrices({ price: r.price, inputPrice: r.inputPrice ?? 0n })}${r.pending ? `, rising to ${formatPrices(r.pending)} at ${new Date(r.pending.effectiveAtMs).toISOString()}` : ''}`,
                   ] as [string, string],
                 ]),
             ['health', r.healthy ? `up, ${r.latencyMs.toFixed(1)} ms` : `down (${r.error})`],
@@ -129,7 +130,11 @@ export function registerNetworkCommands(program: Command, model: Command, ctx: C
     )
     .option(
       '--price <amount>',
-      "with --serve: the price per inference in base units (default: each node's defaultPrice)",
+      "with --serve: the price per inference (an LLM: per output token) in base units (default: each node's defaultPrice)",
+    )
+    .option(
+      '--input-price <amount>',
+      "with --serve: an LLM's price per input token in base units (default: each node's defaultInputPrice, else 0)",
     )
     .action(async (ref: string, flags: PushFlags) => {
       const store = openStore(flags.store);
@@ -151,11 +156,11 @@ export function registerNetworkCommands(program: Command, model: Command, ctx: C
         await closeClient(client);
       }
       if (flags.serve)
-        served = await serveOnDevnet(
-          flags.store,
-          id,
-          flags.price === undefined ? undefined : parseAmount(flags.price, '--price'),
-        );
+        served = await serveOnDevnet(flags.store, id, {
+          price: flags.price === undefined ? undefined : parseAmount(flags.price, '--price'),
+          inputPrice:
+            flags.inputPrice === undefined ? undefined : parseAmount(flags.inputPrice, '--input-price'),
+        });
       if (flags.json)
         return ctx.io.out(toJson({ id, manifest, registered: !existing, transaction: tx?.hash, served }));
       printFields(ctx.io, [
@@ -165,15 +170,15 @@ export function registerNetworkCommands(program: Command, model: Command, ctx: C
         ['on chain', existing ? `already registered by ${existing.owner}` : `registered (tx ${tx!.hash})`],
         ...served.map((s): [string, string] => [
           'served by',
-          `${s.url} at ${s.price}${s.actions.length ? '' : ' (already offered)'}`,
+          `${s.url} at ${formatPrices({ price: BigInt(s.price), inputPrice: BigInt(s.inputPrice) }, String)}${s.actions.length ? '' : ' (already offered)'}`,
         ]),
       ]);
     });
 }
 
 type PushFlags = ConnectionFlags &
-  PackFlags & { json: boolean; store: string; serve: boolean; price?: string };
-type ServedBy = { url: string; price: string; actions: readonly { action: string }[] };
+  PackFlags & { json: boolean; store: string; serve: boolean; price?: string; inputPrice?: string };
+type ServedBy = { url: string; price: string; inputPrice: string; actions: readonly { action: string }[] };
 
 /** The package a push names: packed from a file or folder, or an id already in the store. */
 async function packOrRead(store: BlobStore, ref: string, overrides: PackModelFileParameters) {
@@ -190,7 +195,11 @@ async function packOrRead(store: BlobStore, ref: string, overrides: PackModelFil
  * read the devnet's store (the user's, unless the devnet was started otherwise): a package pushed
  * into another store is copied there first, blob by blob, each re-hashed on the way.
  */
-async function serveOnDevnet(storeDir: string, id: ModelId, price: bigint | undefined): Promise<ServedBy[]> {
+async function serveOnDevnet(
+  storeDir: string,
+  id: ModelId,
+  prices: { price: bigint | undefined; inputPrice: bigint | undefined },
+): Promise<ServedBy[]> {
   const profile = await readDevnetProfile();
   if (!profile.providers?.length || !profile.store)
     throw usageError(
@@ -205,9 +214,15 @@ async function serveOnDevnet(storeDir: string, id: ModelId, price: bigint | unde
       url: provider.url,
       token,
       model: id,
-      ...(price === undefined ? {} : { price }),
+      ...(prices.price === undefined ? {} : { price: prices.price }),
+      ...(prices.inputPrice === undefined ? {} : { inputPrice: prices.inputPrice }),
     });
-    served.push({ url: provider.url, price: offer.price, actions: offer.actions });
+    served.push({
+      url: provider.url,
+      price: offer.price,
+      inputPrice: offer.inputPrice,
+      actions: offer.actions,
+    });
   }
   return served;
 }

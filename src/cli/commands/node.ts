@@ -3,7 +3,7 @@ import { loadNodeConfig, startNode } from '../../node/index.js';
 import { offerModel, withdrawModel } from '../../sdk/index.js';
 import { parseAmount } from '../args.js';
 import { adminToken } from '../connection.js';
-import { printFields, toJson } from '../io.js';
+import { formatPrices, printFields, toJson } from '../io.js';
 import { jsonOption } from '../options.js';
 import type { Context } from '../program.js';
 
@@ -50,26 +50,41 @@ export function registerNodeCommands(program: Command, ctx: Context): Command {
       'make a running node fetch, verify, load and offer a model, and serve it at once (its admin API; kept across restarts)',
     )
     .argument('<model>', 'a model id registered on chain')
-    .option('--price <amount>', "price per inference in base units (default: the node's defaultPrice)")
+    .option(
+      '--price <amount>',
+      "price per inference (an LLM: per output token) in base units (default: the node's defaultPrice)",
+    )
+    .option(
+      '--input-price <amount>',
+      "an LLM's price per input token in base units (default: the node's defaultInputPrice, else 0)",
+    )
     .option(
       '--from <url...>',
       'where the node may fetch the package (nodes serving GET /v1/blobs/:cid), before its peers',
     )
-    .action(async (model: string, flags: AdminFlags & { price?: string; from?: string[] }) => {
-      const offer = await offerModel({
-        url: flags.url,
-        token: await adminToken(flags),
-        model,
-        ...(flags.price === undefined ? {} : { price: parseAmount(flags.price, '--price') }),
-        ...(flags.from === undefined ? {} : { from: flags.from }),
-      });
-      if (flags.json) return ctx.io.out(toJson(offer));
-      printFields(ctx.io, [
-        ['model', `${offer.model} (${offer.name} ${offer.version})`],
-        ['offered by', `${flags.url} at ${offer.price}`],
-        ['on chain', actionsLine(offer.actions)],
-      ]);
-    });
+    .action(
+      async (model: string, flags: AdminFlags & { price?: string; inputPrice?: string; from?: string[] }) => {
+        const offer = await offerModel({
+          url: flags.url,
+          token: await adminToken(flags),
+          model,
+          ...(flags.price === undefined ? {} : { price: parseAmount(flags.price, '--price') }),
+          ...(flags.inputPrice === undefined
+            ? {}
+            : { inputPrice: parseAmount(flags.inputPrice, '--input-price') }),
+          ...(flags.from === undefined ? {} : { from: flags.from }),
+        });
+        if (flags.json) return ctx.io.out(toJson(offer));
+        printFields(ctx.io, [
+          ['model', `${offer.model} (${offer.name} ${offer.version})`],
+          [
+            'offered by',
+            `${flags.url} at ${formatPrices({ price: BigInt(offer.price), inputPrice: BigInt(offer.inputPrice) }, String)}`,
+          ],
+          ['on chain', actionsLine(offer.actions)],
+        ]);
+      },
+    );
 
   adminOptions(node.command('withdraw'))
     .description('make a running node withdraw its offer of a model on chain and stop serving it')

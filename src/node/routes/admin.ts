@@ -22,9 +22,10 @@ export async function adminRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCont
     routes.offerModel,
     async ({ body }) => {
       ready(ctx);
-      const { pkg, price, actions } = await ctx.offers.add({
+      const { pkg, price, inputPrice, actions } = await ctx.offers.add({
         model: body.model as ModelId,
         ...(body.price === undefined ? {} : { price: BigInt(body.price) }),
+        ...(body.inputPrice === undefined ? {} : { inputPrice: BigInt(body.inputPrice) }),
         ...(body.from === undefined ? {} : { from: body.from }),
       });
       return {
@@ -32,6 +33,7 @@ export async function adminRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCont
         name: pkg.manifest.name,
         version: pkg.manifest.version,
         price: price.toString(),
+        inputPrice: inputPrice.toString(),
         actions,
       };
     },

@@ -3,6 +3,7 @@ import { routes } from '../../api/routes.js';
 import type { ServedModel } from '../../protocol/api.js';
 import { isGlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
+import type { OfferPrices } from '../prices.js';
 import { serve } from './serve.js';
 
 /** GET /v1/models: what this provider serves, at its effective on-chain prices, under which runtime. */
@@ -10,9 +11,9 @@ export async function modelsRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCon
   serve(app, routes.models, async () => {
     const models: ServedModel[] = [];
     for (const pkg of ctx.models.values()) {
-      let price: bigint;
+      let prices: OfferPrices;
       try {
-        price = await ctx.prices.price(pkg.id);
+        prices = await ctx.prices.price(pkg.id);
       } catch (error) {
         if (isGlassboxError(error, 'NOT_FOUND')) continue; // not offered (yet): not served
         throw error;
@@ -25,7 +26,8 @@ export async function modelsRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCon
         inputs: m.inputs,
         outputs: m.outputs,
         policy: m.policy,
-        price: price.toString(),
+        price: prices.price.toString(),
+        inputPrice: prices.inputPrice.toString(),
       });
     }
     return {

@@ -153,15 +153,19 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
   app.get('/health', async () => ({ ok: true }));
   app.get('/v1/models', async (): Promise<ModelsResponse> => {
     const served = await Promise.all(
-      [...models.values()].map(async (m) => ({
-        id: m.id,
-        name: m.manifest.name,
-        version: m.manifest.version,
-        inputs: m.manifest.inputs,
-        outputs: m.manifest.outputs,
-        policy: m.manifest.policy,
-        price: (await getOffer(params.chain, { provider: address, model: m.id })).price.toString(),
-      })),
+      [...models.values()].map(async (m) => {
+        const offer = await getOffer(params.chain, { provider: address, model: m.id });
+        return {
+          id: m.id,
+          name: m.manifest.name,
+          version: m.manifest.version,
+          inputs: m.manifest.inputs,
+          outputs: m.manifest.outputs,
+          policy: m.manifest.policy,
+          price: offer.price.toString(),
+          inputPrice: offer.inputPrice.toString(),
+        };
+      }),
     );
     return {
       provider: address,
