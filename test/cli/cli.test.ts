@@ -67,7 +67,7 @@ describe('glassbox model pack', () => {
       name: 'tiny-chat',
       format: 'llm',
       entry: 'onnx/model.onnx',
-      llm: { tokenizer: 'tokenizer.json', vocabSize: 151936, eosTokenIds: [151643, 151645] },
+      llm: { tokenizer: 'tokenizer.json', vocabSize: 151936, eosTokenIds: [151645, 151643] },
     });
   });
 

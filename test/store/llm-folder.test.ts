@@ -116,7 +116,7 @@ describe('packLlmFolder', () => {
         generationConfig: 'generation_config.json',
         chatTemplate: 'tokenizer_config.json',
         contextLength: 4096,
-        eosTokenIds: [151643, 151645],
+        eosTokenIds: [151645, 151643],
         vocabSize: 151936,
       },
     });
@@ -188,7 +188,7 @@ describe('packLlmFolder', () => {
     expect(manifest).toMatchObject({
       format: 'llm',
       name: dir.split('/').at(-1),
-      llm: { eosTokenIds: [6, 7], contextLength: 32, vocabSize: 8, chatTemplate: 'tokenizer_config.json' },
+      llm: { eosTokenIds: [7, 6], contextLength: 32, vocabSize: 8, chatTemplate: 'tokenizer_config.json' },
     });
   });
 
