@@ -26,22 +26,16 @@ const M0 = 0xd2511f53;
 const M1 = 0xcd9e8d57;
 const W0 = 0x9e3779b9;
 const W1 = 0xbb67ae85;
-const M0_HI = M0 >>> 16;
-const M0_LO = M0 & 0xffff;
-const M1_HI = M1 >>> 16;
-const M1_LO = M1 & 0xffff;
-const TWO_16 = 65536;
 const TWO_32 = 4294967296;
+const INV_TWO_32 = 1 / TWO_32;
 
 /**
- * High 32 bits of the 64-bit product of a constant (given as 16-bit halves) and a uint32. JS numbers
- * hold 53 bits exactly, so the product is split: each partial product is < 2^48 and exact.
+ * High 32 bits of the 64-bit product of two uint32. The float64 product is within 2^12 of the exact
+ * one and Math.imul gives the exact low word, so (product − low) / 2^32 is within 2^-19 of the
+ * integer high word: rounding recovers it exactly (checked against BigInt in the tests).
  */
-function mulhi(mHi: number, mLo: number, b: number): number {
-  const x = mHi * b;
-  const y = mLo * b;
-  const xHigh = Math.floor(x / TWO_16);
-  return (xHigh + Math.floor(((x - xHigh * TWO_16) * TWO_16 + y) / TWO_32)) >>> 0;
+function mulhi(a: number, b: number): number {
+  return Math.round((a * b - (Math.imul(a, b) >>> 0)) * INV_TWO_32);
 }
 
 /**
@@ -62,9 +56,9 @@ function philoxInto(
       k0 = (k0 + W0) >>> 0;
       k1 = (k1 + W1) >>> 0;
     }
-    const hi0 = mulhi(M0_HI, M0_LO, c0);
+    const hi0 = mulhi(M0, c0);
     const lo0 = Math.imul(M0, c0) >>> 0;
-    const hi1 = mulhi(M1_HI, M1_LO, c2);
+    const hi1 = mulhi(M1, c2);
     const lo1 = Math.imul(M1, c2) >>> 0;
     c0 = (hi1 ^ c1 ^ k0) >>> 0;
     c1 = lo1;
@@ -204,7 +198,11 @@ function topKIds(score: Float64Array, k: number): Int32Array {
  * top_p (at least one id; all candidates if rounding keeps the sum below top_p).
  */
 function topPIds(score: Float64Array, candidates: Int32Array | null, topP: number): Int32Array {
-  const all = candidates ?? Int32Array.from({ length: score.length }, (_, i) => i);
+  let all = candidates;
+  if (!all) {
+    all = new Int32Array(score.length);
+    for (let id = 0; id < all.length; id++) all[id] = id;
+  }
   let max = -Infinity;
   for (const id of all) if (score[id]! > max) max = score[id]!;
   const byId = candidates ? Int32Array.from(candidates).sort() : all;
@@ -213,15 +211,18 @@ function topPIds(score: Float64Array, candidates: Int32Array | null, topP: numbe
   // Only the prefix needs ordering: rank the candidates within `width` of the max and widen until
   // their running sum reaches top_p. Those candidates are exactly the head of the full rank order,
   // so the sums, and the prefix, are the same as over a full sort.
+  const near = new Int32Array(all.length);
   for (let width = 16; ; width *= 2) {
-    const near = width > 1e6 ? Int32Array.from(all) : all.filter((id) => score[id]! >= max - width);
-    near.sort((a, b) => (before(score, a, b) ? -1 : 1));
+    let count = 0;
+    const floor = width > 1e6 ? -Infinity : max - width;
+    for (const id of all) if (score[id]! >= floor) near[count++] = id;
+    const ranked = near.subarray(0, count).sort((a, b) => (before(score, a, b) ? -1 : 1));
     let cumulative = 0;
-    for (let j = 0; j < near.length; j++) {
-      cumulative += Math.exp(score[near[j]!]! - max) / z;
-      if (cumulative >= topP) return near.subarray(0, j + 1);
+    for (let j = 0; j < count; j++) {
+      cumulative += Math.exp(score[ranked[j]!]! - max) / z;
+      if (cumulative >= topP) return ranked.slice(0, j + 1);
     }
-    if (near.length === all.length) return near;
+    if (count === all.length) return ranked.slice();
   }
 }
 
@@ -263,11 +264,21 @@ function argmax(logits: Float32Array): number {
 }
 
 /**
- * The largest Gumbel noise there is (of the largest uniform, x = 2^32 − 1, about 22.18) plus slack: an
+ * The largest Gumbel noise there is (of the largest uniform, x = 2^32 − 1, about 22.87) plus slack: an
  * id whose s + GUMBEL_BOUND is below the best noisy score so far can neither win nor tie, so its
  * noise is never computed. Exact pruning: it changes the work, never the pick or a margin.
  */
 const GUMBEL_BOUND = gumbel(uniform(0xffffffff)) + 1e-6;
+
+/**
+ * A bound on the noise of word x without a logarithm: −ln u ≥ 1 − u gives g ≤ −ln(1 − u), and
+ * 1 − u ≥ 2^(31 − clz32(2^32 − 1 − x)) / 2^32, so g ≤ (1 + clz32(2^32 − 1 − x)) · ln 2 (slack added).
+ * Most ids of a row fall short of the best by more than that, and skip both logarithms.
+ */
+const NOISE_BOUND = Float64Array.from({ length: 33 }, (_, k) => (1 + k) * Math.LN2 + 1e-6);
+function noiseBound(x: number): number {
+  return NOISE_BOUND[Math.clz32(~x)]!;
+}
 
 /** The noisy scores ñ = s + g of a position: the best of the kept ids (all when kept is null). */
 type Noisy = { readonly best: number; readonly bestId: number; readonly noisy: (id: number) => number };
@@ -306,8 +317,10 @@ function noisyScores(scores: Float64Array, kept: Int32Array | null, seed: bigint
     for (let id = first; id < end; id++) if (scores[id]! > blockMax) blockMax = scores[id]!;
     if (blockMax + GUMBEL_BOUND < best) continue;
     philoxInto(block, t0, t1, 0, k0, k1, out);
-    for (let id = first; id < end; id++)
-      if (scores[id]! + GUMBEL_BOUND >= best) consider(id, scores[id]! + gumbel(uniform(out[id - first]!)));
+    for (let id = first; id < end; id++) {
+      const x = out[id - first]!;
+      if (scores[id]! + noiseBound(x) >= best) consider(id, scores[id]! + gumbel(uniform(x)));
+    }
   }
   return { best, bestId, noisy };
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { GlassboxError, parseWith, policySchema } from '../protocol/index.js';
 import type { BlobStore } from './blob-store.js';
+import { isLlmFolder, packLlmFolder } from './llm-folder.js';
 import { packModelFile, type PackModelFileParameters, type PackModelReturnType } from './package.js';
 
 /** A model folder: `model.onnx`, and its pack options in `model.json`. */
@@ -23,13 +24,24 @@ const folderOptionsSchema = z.strictObject({
 
 /**
  * Packs a model folder; `overrides` (e.g. command-line flags) win over `model.json`. A folder
- * without `model.json` packs `model.onnx` with the defaults of `packModelFile`.
+ * without `model.json` packs `model.onnx` with the defaults of `packModelFile`. A decoder LLM in the
+ * Hugging Face ONNX layout (config.json and onnx/model.onnx) is packed as format `llm`
+ * (llm-folder.ts), so one command packs a sample model and a real export alike.
  */
 export async function packModelFolder(
   store: BlobStore,
   dir: string,
   overrides: PackModelFileParameters = {},
 ): Promise<PackModelReturnType> {
+  if (await isLlmFolder(dir)) {
+    const { labels, extraFiles, ...rest } = overrides;
+    for (const [field, value] of Object.entries({ labels, extraFiles }))
+      if (value !== undefined)
+        throw new GlassboxError('MANIFEST_INVALID', `${field} do not apply to an LLM folder (${dir})`, {
+          field,
+        });
+    return packLlmFolder(store, dir, rest);
+  }
   const options = await readFolderOptions(join(dir, MODEL_FOLDER_OPTIONS));
   return packModelFile(store, join(dir, MODEL_FOLDER_ENTRY), {
     ...options,

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { bytesToHex, keccak256, stringToBytes } from 'viem';
 import { describe, expect, it } from 'vitest';
 import { encodeTensors } from '../../src/protocol/encoding.js';
@@ -17,6 +18,8 @@ import {
   tokenPrice,
   type LlmRequest,
 } from '../../src/protocol/llm.js';
+import { explainSample, gumbelNoise, philox4x32, tokenMargin } from '../../src/protocol/sampling.js';
+import { SESSION_TYPES } from '../../src/protocol/session.js';
 
 const model = 'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku';
 const body = {
@@ -194,5 +197,33 @@ describe('decoding stored data', () => {
     expect(() => decodeLlmOutput(llmInputData(request, promptIds))).toThrow(/not output_ids/);
     expect(() => decodeLlmOutput(new Uint8Array([1, 2, 3]))).toThrow(/not a canonical tensor encoding/);
     expect(() => llmOutputData([1, -2])).toThrow(/output_ids.1/);
+  });
+});
+
+describe('docs/protocol.md, LLM generations', () => {
+  it('spells the worked examples with the numbers the code gives', () => {
+    const docs = readFileSync(new URL('../../docs/protocol.md', import.meta.url), 'utf8');
+    // The page writes minus signs as U+2212.
+    const num = (x: number) => String(x).replace('-', '−');
+    const section = docs.slice(docs.indexOf('## LLM generations'), docs.indexOf('## Vouchers'));
+    const row = Float32Array.from([1.5, -0.25, 3, 2.75, 0.5, 2]);
+    const params = { temperature: 0.7, topP: 1, topK: 3 };
+    const pick = explainSample(row, params, 42n, 0);
+    const expected = [
+      canonicalLlmRequest(request),
+      llmInputHash(request, promptIds),
+      llmOutputHash(outputIds),
+      bytesToHex(llmOutputData(outputIds)).slice(2),
+      llmParamsHash(request.params),
+      ...pick.kept.flatMap((k) => [num(k.s), num(k.g), num(k.n)]),
+      num(gumbelNoise(42n, 0, 0)),
+      num(gumbelNoise(42n, 0, 4)),
+      ...[2, 4].map((c) => num(tokenMargin(row, params, 42n, 0, c).margin)),
+      ...[...philox4x32([0, 0, 0, 0], [42, 0]), ...philox4x32([1, 0, 0, 0], [42, 0])].map(
+        (w) => `0x${w.toString(16).padStart(8, '0')}`,
+      ),
+      `Session(${SESSION_TYPES.Session.map((f) => `${f.type} ${f.name}`).join(',')})`,
+    ];
+    for (const text of expected) expect(section, text).toContain(text);
   });
 });

@@ -81,6 +81,31 @@ describe('Philox4x32-10', () => {
     ]);
   });
 
+  it('is the Random123 algorithm, written with BigInt, for any counter and key', () => {
+    const word = fc.integer({ min: 0, max: 0xffffffff });
+    const mulhilo = (a: number, b: number) => {
+      const p = BigInt(a) * BigInt(b);
+      return [Number(p >> 32n), Number(p & 0xffffffffn)] as const;
+    };
+    const slow = (c: number[], k: number[]) => {
+      let [c0, c1, c2, c3] = c as [number, number, number, number];
+      let [k0, k1] = k as [number, number];
+      for (let round = 0; round < 10; round++) {
+        if (round > 0) [k0, k1] = [(k0 + 0x9e3779b9) % 2 ** 32, (k1 + 0xbb67ae85) % 2 ** 32];
+        const [hi0, lo0] = mulhilo(0xd2511f53, c0);
+        const [hi1, lo1] = mulhilo(0xcd9e8d57, c2);
+        [c0, c1, c2, c3] = [(hi1 ^ c1 ^ k0) >>> 0, lo1, (hi0 ^ c3 ^ k1) >>> 0, lo0];
+      }
+      return [c0, c1, c2, c3];
+    };
+    fc.assert(
+      fc.property(fc.tuple(word, word, word, word), fc.tuple(word, word), (c, k) => {
+        expect(philox4x32(c, k)).toEqual(slow(c, k));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it('keys by the seed (low word, high word) and counts (id / 4, position low, position high, 0)', () => {
     expect(philoxKey((1n << 32n) | 42n)).toEqual([42, 1]);
     const seed = 0x0123456789abcdefn;
@@ -274,24 +299,24 @@ describe('worked example (docs/protocol.md)', () => {
 describe('speed over a 151,936-token vocabulary (Qwen3)', () => {
   const vocab = 151_936;
   const logits = Float32Array.from({ length: vocab }, (_, i) => Math.sin(i * 12.9898) * 8);
-  const median = (run: (t: number) => unknown) => {
+  // CPU time per call, not wall time: the machine is shared, and a test waiting for a core says
+  // nothing about the sampler.
+  const cpuMs = (run: (t: number) => unknown) => {
     for (let t = 0; t < 5; t++) run(t);
-    const times = Array.from({ length: 15 }, (_, t) => {
-      const start = performance.now();
-      run(t);
-      return performance.now() - start;
-    });
-    return times.sort((a, b) => a - b)[7]!;
+    const start = process.cpuUsage();
+    for (let t = 0; t < 15; t++) run(t);
+    const used = process.cpuUsage(start);
+    return (used.user + used.system) / 1000 / 15;
   };
 
-  // Loose bounds (a shared 2-core machine): they catch a sort or an allocation per id, not jitter.
+  // Loose bounds: they catch a full sort or an allocation per id, not jitter.
   it('greedy stays under 2 ms, a full-vocabulary sampled pick under 40 ms', () => {
-    expect(median((t) => sampleToken(logits, GREEDY, 42n, t))).toBeLessThan(2);
-    expect(median((t) => sampleToken(logits, { temperature: 0.7, topP: 1, topK: 0 }, 42n, t))).toBeLessThan(
+    expect(cpuMs((t) => sampleToken(logits, GREEDY, 42n, t))).toBeLessThan(2);
+    expect(cpuMs((t) => sampleToken(logits, { temperature: 0.7, topP: 1, topK: 0 }, 42n, t))).toBeLessThan(
       40,
     );
-    expect(
-      median((t) => sampleToken(logits, { temperature: 0.7, topP: 0.9, topK: 50 }, 42n, t)),
-    ).toBeLessThan(40);
+    expect(cpuMs((t) => sampleToken(logits, { temperature: 0.7, topP: 0.9, topK: 50 }, 42n, t))).toBeLessThan(
+      40,
+    );
   });
 });

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_OUT_DIR, type ExampleModelName } from '../../examples/models/build.mjs';
+import { DEFAULT_OUT_DIR, type ExampleModelName, type LlmExampleName } from '../../examples/models/build.mjs';
 import { inputsFromJson } from '../../src/protocol/inputs.js';
 import type { ModelPackage } from '../../src/protocol/manifest.js';
 import type { TensorMap } from '../../src/protocol/tensor.js';
@@ -30,4 +30,22 @@ export function exampleSamples(pkg: ModelPackage, name: ExampleModelName): Tenso
     pkg.manifest.inputs,
     JSON.parse(readFileSync(join(exampleDir(name), 'samples.json'), 'utf8')),
   );
+}
+
+export const LLM_EXAMPLES: readonly LlmExampleName[] = [
+  'tiny-chat',
+  'tiny-chat-other',
+  'tiny-chat-int8',
+  'tiny-chat-perturbed',
+];
+
+/**
+ * An LLM example (tiny-chat, or an impostor of it): its Hugging Face folder, and the package
+ * `glassbox model pack <dir>` makes of it (format llm), loaded with its files.
+ */
+export async function llmExample(name: LlmExampleName): Promise<{ dir: string; pkg: ModelPackage }> {
+  const dir = join(DEFAULT_OUT_DIR, name);
+  const store = createMemoryStore();
+  const { id } = await packModelFolder(store, dir);
+  return { dir, pkg: await loadModel(store, id) };
 }

@@ -10,8 +10,9 @@
  * Per layer, as Qwen3: RMSNorm → q/k/v projections → per-head RMSNorm of q and k → rotary
  * embeddings (rotate-half, cos/sin rows gathered by position_ids) → grouped-query causal attention
  * over past + new keys, masked by attention_mask → o_proj, residual → RMSNorm → SwiGLU MLP,
- * residual. Then the final RMSNorm and lm_head, tied to the embedding: one `[vocab][hidden]`
- * initializer serves Gather (embedding) and Gemm with transB (lm_head), so the file holds it once.
+ * residual. Then the final RMSNorm and lm_head (Gemm with transB over its `[vocab][hidden]`
+ * weight, as Hugging Face stores it). A tied lm_head (weights without `lmHead`) is the embedding's
+ * initializer itself, read by Gather and by that Gemm, so the file holds it once.
  */
 import { encodeModel, floatAttr, initializer, intAttr, intsAttr, node, valueInfo } from '../onnx-builder.mjs';
 
@@ -219,9 +220,9 @@ export function qwen3Onnx(d, w, meta) {
     x = op('Add', [x, matMul(op('Mul', [silu, up]), mat('mlp.down_proj'))]);
   }
   const final = rmsNorm(x, weight('model.norm.weight', w.norm));
-  // lm_head = embedding transposed: Gemm reads [vocab][hidden] with transB, no second copy.
   const rows = op('Reshape', [final, i64('shape.rows', [-1, d.hidden])]);
-  const logitRows = op('Gemm', [activations(rows), embed], [intAttr('transB', 1), floatAttr('alpha', 1)]);
+  const head = w.lmHead === undefined ? embed : weight('lm_head.weight', w.lmHead);
+  const logitRows = op('Gemm', [activations(rows), head], [intAttr('transB', 1), floatAttr('alpha', 1)]);
   const logitsShape = op(
     'Concat',
     [op('Shape', ['input_ids']), i64('shape.vocab', [d.vocab])],

@@ -24,9 +24,10 @@ import { seededRandom } from '../random.mjs';
 /**
  * Per layer, by the Hugging Face parameter name after `model.layers.{i}.` (e.g. `self_attn.q_proj`).
  * @typedef {object} Qwen3Weights
- * @property {Tensor} embed model.embed_tokens (tied to lm_head)
+ * @property {Tensor} embed model.embed_tokens
  * @property {Record<string, Tensor>[]} layers
  * @property {Tensor} norm model.norm
+ * @property {Tensor} [lmHead] lm_head `[vocab][hidden]`; absent: tied to the embedding
  */
 
 const WRITES_RESIDUAL = new Set(['self_attn.o_proj', 'mlp.down_proj']);
@@ -53,8 +54,13 @@ export function layerMatrices(d) {
  * logits a spread of about `logitStd` (the final norm leaves the hidden state at RMS ≈ 1, so a logit
  * ≈ N(0, hidden · σ²)): the next token is clearly preferred, as in a trained model, not a near-tie.
  * The two matrices that write into the residual stream (o_proj, down_proj) are `residualGain` times
- * larger: with lm_head tied to the embedding, a residual stream that still mostly holds the input
- * token's own embedding makes that token the best next one, and greedy decoding repeats it forever.
+ * larger, so that the layers, not the input token's own embedding, decide the next token.
+ *
+ * lm_head is its own matrix (`tie_word_embeddings: false`, as the larger Qwen3 models), although a
+ * tied one would halve the file: with random weights, a tied head scores e_b · M e_a for the step
+ * a → b, and such a bilinear score makes mutual best pairs common, so greedy decoding falls into
+ * 1-3 token loops within a few steps. Loops are where an impostor agrees with the real model, so
+ * with a tied head the impostors were caught from about 3 responses in 4; untied, from all.
  * @param {Qwen3Dims} d
  * @param {number} seed
  * @param {number} [logitStd]
@@ -87,7 +93,8 @@ export function randomWeights(d, seed, logitStd = 3, residualGain = 8) {
       layer[name] = draw([rows, cols], (WRITES_RESIDUAL.has(name) ? residualGain : 1) / Math.sqrt(rows));
     layers.push(layer);
   }
-  return { embed, layers, norm: draw([d.hidden], 0.1, 1) };
+  const norm = draw([d.hidden], 0.1, 1);
+  return { embed, layers, norm, lmHead: draw([d.vocab, d.hidden], logitStd / Math.sqrt(d.hidden)) };
 }
 
 /**
@@ -100,7 +107,7 @@ export function randomWeights(d, seed, logitStd = 3, residualGain = 8) {
  * @returns {Qwen3Weights}
  */
 export function quantizeInt8(w, options) {
-  // The embedding's output channel is its row (one token's vector); a matrix's is its column.
+  // The embedding's and lm_head's output channel is a row (one token's); a matrix's is a column.
   const embed = fakeQuant(w.embed, options.perChannel ? 'rows' : 'tensor');
   const layers = w.layers.map((layer) =>
     Object.fromEntries(
@@ -110,7 +117,14 @@ export function quantizeInt8(w, options) {
       ]),
     ),
   );
-  return { embed, layers, norm: w.norm };
+  return {
+    embed,
+    layers,
+    norm: w.norm,
+    ...(w.lmHead === undefined
+      ? {}
+      : { lmHead: fakeQuant(w.lmHead, options.perChannel ? 'rows' : 'tensor') }),
+  };
 }
 
 /**

@@ -80,7 +80,7 @@ export function qwen3Config(d) {
     rope_theta: d.ropeTheta,
     rope_scaling: null,
     attention_bias: false,
-    tie_word_embeddings: true,
+    tie_word_embeddings: false,
     bos_token_id: ENDOFTEXT,
     eos_token_id: IM_END,
     torch_dtype: 'float32',
@@ -138,7 +138,7 @@ export function llmExamples() {
         'generation_config.json': GENERATION_CONFIG,
         ...tokenizer,
       },
-      options: { name, version: '1', description, license: 'Apache-2.0', policy: POLICY },
+      options: { name, version: '1.0.0', description, license: 'Apache-2.0', policy: POLICY },
       summary: `hidden ${d.hidden}, ${d.layers} layers, vocab ${d.vocab}, ${onnx.length} bytes of ONNX`,
     };
   };
