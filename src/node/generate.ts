@@ -34,7 +34,7 @@ import type { NodeDb, ReceiptRow } from './db.js';
 import type { GroupCommit } from './group-commit.js';
 import type { NodeMetrics } from './metrics.js';
 import type { Payments } from './payments.js';
-import type { PriceBook } from './prices.js';
+import { tokenPricesOf, type PriceBook } from './prices.js';
 
 /*
  * One LLM generation, transport aside (the OpenAI routes, src/node/routes/openai.ts, end here, as
@@ -274,8 +274,7 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
 
   /** The offer's per-token prices in force: `inputPrice` per prompt token, `price` per output token. */
   async function perTokenPrices(pkg: ModelPackage): Promise<TokenPrices> {
-    const { price, inputPrice } = await p.prices.price(pkg.id);
-    return { inputPrice, outputPrice: price };
+    return tokenPricesOf(await p.prices.price(pkg.id));
   }
 
   /**
