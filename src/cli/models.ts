@@ -15,7 +15,7 @@ export function openStore(dir: string): BlobStore {
   return createFsStore(dir);
 }
 
-/** Packs a path: a folder (model.onnx + model.json) or an .onnx file, with flags overriding. */
+/** Packs a path: a folder (model.onnx + model.json, or an LLM's Hugging Face ONNX folder) or an .onnx file, with flags overriding. */
 export async function packFromPath(store: BlobStore, path: string, overrides: PackModelFileParameters) {
   const info = await stat(path).catch(() => undefined);
   return info?.isDirectory()

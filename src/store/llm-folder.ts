@@ -305,7 +305,8 @@ function eosTokenIds(
       );
     ids.add(match.id);
   }
-  return [...ids].sort((a, b) => a - b);
+  // In order of appearance: config.json's own end-of-sequence id first.
+  return [...ids];
 }
 
 function positiveInt(json: Record<string, unknown>, key: string, file: string): number {

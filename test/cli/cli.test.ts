@@ -58,6 +58,19 @@ describe('glassbox model pack', () => {
     expect(again.out.split('\n')[0]).toBe(id);
   });
 
+  it('packs an LLM folder in the Hugging Face ONNX layout as format llm, with the same command', async () => {
+    const packed = await glassbox('model', 'pack', join(exampleDir('iris'), '..', 'tiny-chat'), '--json');
+    expect(packed.code, packed.err).toBe(0);
+    const { id, manifest } = JSON.parse(packed.out);
+    expect(id).toMatch(CID);
+    expect(manifest).toMatchObject({
+      name: 'tiny-chat',
+      format: 'llm',
+      entry: 'onnx/model.onnx',
+      llm: { tokenizer: 'tokenizer.json', vocabSize: 151936, eosTokenIds: [151645, 151643] },
+    });
+  });
+
   it('packs a bare .onnx file with flags, which change the id', async () => {
     const file = join(exampleDir('iris'), 'model.onnx');
     const plain = JSON.parse((await glassbox('model', 'pack', file, '--json')).out);

@@ -143,7 +143,7 @@ export function llmExamples() {
         'generation_config.json': GENERATION_CONFIG,
         ...tokenizer,
       },
-      options: { name, version: '1', description, license: 'Apache-2.0', policy: POLICY },
+      options: { name, version: '1.0.0', description, license: 'Apache-2.0', policy: POLICY },
       summary: `hidden ${d.hidden}, ${d.layers} layers, vocab ${d.vocab}, ${onnx.length} bytes of ONNX`,
     };
   };

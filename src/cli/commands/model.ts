@@ -13,8 +13,13 @@ export function registerModelCommands(program: Command, ctx: Context): Command {
     .description('pack, inspect and publish content-addressed model packages');
 
   packOptions(commonOptions(model.command('pack')))
-    .description('store an .onnx file (or a folder with model.onnx and model.json) as a model package')
-    .argument('<path>', 'an .onnx file, or a folder holding model.onnx and its pack options in model.json')
+    .description(
+      'store an .onnx file, a folder with model.onnx and model.json, or an LLM folder in the Hugging Face ONNX layout (config.json, tokenizer files, onnx/model.onnx) as a model package',
+    )
+    .argument(
+      '<path>',
+      'an .onnx file, a folder holding model.onnx and its pack options in model.json, or an LLM folder (config.json and onnx/model.onnx, pack options in model.json)',
+    )
     .action(async (path: string, options: PackFlags, command: Command) => {
       const { json, store } = globals(command);
       const packed = await packFromPath(openStore(store), path, packParameters(options));
