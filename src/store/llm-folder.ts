@@ -9,7 +9,6 @@ import {
   manifestBytes,
   modelIdOf,
   parseManifest,
-  parseWith,
   policySchema,
   MANIFEST_SCHEMA,
   type LlmFields,
@@ -18,6 +17,7 @@ import {
   type TensorSpec,
 } from '../protocol/index.js';
 import type { BlobStore } from './blob-store.js';
+import { MODEL_FOLDER_OPTIONS, readFolderOptions } from './folder-options.js';
 import { readOnnxSchema } from './onnx-schema.js';
 import type { PackFile, PackModelReturnType } from './package.js';
 
@@ -36,7 +36,6 @@ export const LLM_FOLDER_GENERATION_CONFIG = 'generation_config.json';
 export const LLM_FOLDER_TOKENIZER = 'tokenizer.json';
 export const LLM_FOLDER_TOKENIZER_CONFIG = 'tokenizer_config.json';
 export const LLM_FOLDER_CHAT_TEMPLATE = 'chat_template.jinja';
-const OPTIONS_FILE = 'model.json';
 
 /**
  * The token-margin thresholds a folder gets when neither model.json nor the caller gives a policy:
@@ -92,7 +91,10 @@ export async function packLlmFolder(
   dir: string,
   overrides: PackLlmFolderParameters = {},
 ): Promise<PackModelReturnType> {
-  const options = { ...(await readOptions(dir)), ...definedOnly(overrides) };
+  const options = {
+    ...(await readFolderOptions(join(dir, MODEL_FOLDER_OPTIONS), optionsSchema)),
+    ...definedOnly(overrides),
+  };
   const files = await readFolderFiles(dir);
   const manifest = await buildLlmManifest(files, {
     ...options,
@@ -173,7 +175,7 @@ async function readFolderFiles(dir: string): Promise<PackFile[]> {
     throw new GlassboxError('MODEL_NOT_FOUND', `no model folder at ${dir}`, { field: 'path', cause });
   });
   const paths = entries
-    .filter((e) => e.isFile() && !e.name.startsWith('.') && e.name !== OPTIONS_FILE)
+    .filter((e) => e.isFile() && !e.name.startsWith('.') && e.name !== MODEL_FOLDER_OPTIONS)
     .map((e) => e.name);
   const entry = await readBytes(dir, LLM_FOLDER_ENTRY);
   const files: PackFile[] = [{ path: LLM_FOLDER_ENTRY, bytes: entry }];
@@ -344,26 +346,6 @@ function readJson(
   if (json === null || typeof json !== 'object' || Array.isArray(json))
     throw new GlassboxError('MANIFEST_INVALID', `${path} is not a JSON object`, { field: path });
   return json as Record<string, unknown>;
-}
-
-async function readOptions(dir: string): Promise<z.infer<typeof optionsSchema>> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, OPTIONS_FILE), 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw error;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (cause) {
-    throw new GlassboxError('MANIFEST_INVALID', `${join(dir, OPTIONS_FILE)} is not valid JSON`, {
-      field: OPTIONS_FILE,
-      cause,
-    });
-  }
-  return parseWith(optionsSchema, json, { code: 'MANIFEST_INVALID', root: OPTIONS_FILE });
 }
 
 function missingFile(path: string, what: string, dir?: string): GlassboxError {

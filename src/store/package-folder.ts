@@ -1,14 +1,15 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { GlassboxError, parseWith, policySchema } from '../protocol/index.js';
+import { GlassboxError, policySchema } from '../protocol/index.js';
 import type { BlobStore } from './blob-store.js';
+
+export { MODEL_FOLDER_OPTIONS } from './folder-options.js';
+import { MODEL_FOLDER_OPTIONS, readFolderOptions } from './folder-options.js';
 import { isLlmFolder, packLlmFolder } from './llm-folder.js';
 import { packModelFile, type PackModelFileParameters, type PackModelReturnType } from './package.js';
 
 /** A model folder: `model.onnx`, and its pack options in `model.json`. */
 export const MODEL_FOLDER_ENTRY = 'model.onnx';
-export const MODEL_FOLDER_OPTIONS = 'model.json';
 
 const folderOptionsSchema = z.strictObject({
   name: z.string().min(1).optional(),
@@ -42,30 +43,10 @@ export async function packModelFolder(
         });
     return packLlmFolder(store, dir, rest);
   }
-  const options = await readFolderOptions(join(dir, MODEL_FOLDER_OPTIONS));
+  const options = await readFolderOptions(join(dir, MODEL_FOLDER_OPTIONS), folderOptionsSchema);
   return packModelFile(store, join(dir, MODEL_FOLDER_ENTRY), {
     ...options,
     ...(options.extraFiles ? { extraFiles: options.extraFiles.map((f) => join(dir, f)) } : {}),
     ...overrides,
   });
-}
-
-async function readFolderOptions(path: string): Promise<z.infer<typeof folderOptionsSchema>> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw error;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (cause) {
-    throw new GlassboxError('MANIFEST_INVALID', `${path} is not valid JSON`, {
-      field: MODEL_FOLDER_OPTIONS,
-      cause,
-    });
-  }
-  return parseWith(folderOptionsSchema, json, { code: 'MANIFEST_INVALID', root: MODEL_FOLDER_OPTIONS });
 }

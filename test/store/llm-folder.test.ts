@@ -108,7 +108,9 @@ describe('packLlmFolder', () => {
       name: 'tiny-chat',
       version: '1.0.0',
       license: 'Apache-2.0',
-      policy: { kind: 'token-margin', hard: 0.05, soft: 0.005, rate: 0.02 },
+      // the calibrated policy the folder's pack options carry (docs/recheck-calibration.md)
+      policy: (JSON.parse(await readFile(join(TINY_CHAT, 'model.json'), 'utf8')) as { policy: unknown })
+        .policy,
       llm: {
         tokenizer: 'tokenizer.json',
         tokenizerConfig: 'tokenizer_config.json',
