@@ -68,7 +68,10 @@ type Loaded = {
 
 type Past = Record<string, ort.Tensor>;
 
-/** One forward pass's results: the logits of every fed position, and the cache for the next one. */
+/**
+ * One forward pass's results: the logits of the last `keep` fed positions (of every one when the
+ * graph has no `num_logits_to_keep`), and the cache for the next pass.
+ */
 type Forward = { readonly logits: Float32Array; readonly present: Past };
 
 function releaseWhenIdle(loaded: Loaded): void {
@@ -169,12 +172,16 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
     return model;
   }
 
-  /** The feeds of a pass over `ids` after `pastLength` cached positions. */
+  /**
+   * The feeds of a pass over `ids` after `pastLength` cached positions, asking for the logits of
+   * the last `keep` positions where the graph can leave out the others.
+   */
   function feeds(
     model: Loaded,
     ids: readonly number[],
     past: Past,
     pastLength: number,
+    keep: number,
   ): Record<string, ort.Tensor> {
     const n = ids.length;
     const inputIds = new BigInt64Array(n);
@@ -195,6 +202,8 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
     }
     if (model.layout.useCacheBranch)
       out['use_cache_branch'] = new ort.Tensor('bool', new Uint8Array([pastLength > 0 ? 1 : 0]), [1]);
+    if (model.layout.logitsToKeep)
+      out['num_logits_to_keep'] = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), []);
     return out;
   }
 
@@ -208,13 +217,15 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
   /**
    * One forward pass. The logits come back as one Float32Array, never copied again; a decode step
    * passes `into`, the generation's one logits row, which onnxruntime writes in place (measured: a
-   * third less CPU per step than a fresh output tensor each step).
+   * third less CPU per step than a fresh output tensor each step). `keep`: how many of the last
+   * positions' logits the caller reads (all come back when the graph cannot leave any out).
    */
   async function forward(
     model: Loaded,
     ids: readonly number[],
     past: Past,
     pastLength: number,
+    keep: number,
     into?: ort.Tensor,
   ): Promise<Forward> {
     const { layout } = model;
@@ -223,7 +234,7 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
       : ['logits', ...layout.present];
     model.active++;
     try {
-      const raw = await model.session.run(feeds(model, ids, past, pastLength), fetches);
+      const raw = await model.session.run(feeds(model, ids, past, pastLength, keep), fetches);
       const present: Past = {};
       layout.present.forEach((name, i) => (present[layout.past[i]!] = raw[name]!));
       return { logits: (into ?? raw['logits']!).data as Float32Array, present };
@@ -300,8 +311,10 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
     let pastLength = 0;
     let feed: readonly number[] = promptIds;
     let finishReason: FinishReason = 'length';
-    // the one logits row every decode step writes (the prefill's rows come in their own tensor)
+    // The one logits row every pass writes: decode steps, and a prefill that can ask for its last
+    // row only (without num_logits_to_keep its rows come in their own tensor).
     const step = new ort.Tensor('float32', new Float32Array(vocabSize), [1, 1, vocabSize]);
+    const oneRow = model.layout.logitsToKeep;
     while (outputIds.length < params.maxTokens) {
       if (signal?.aborted) throw aborted(signal, outputIds.length);
       const elapsed = performance.now() - started;
@@ -317,7 +330,8 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
         feed,
         past,
         pastLength,
-        pastLength > 0 ? step : undefined,
+        1,
+        pastLength > 0 || oneRow ? step : undefined,
       );
       past = present;
       pastLength += feed.length;
@@ -370,13 +384,14 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
     if (outputIds.length === 0) return new Float32Array(0);
     // the last output token predicts nothing we check: it is not fed
     const ids = [...promptIds, ...outputIds.slice(0, -1)];
+    // the last outputIds.length positions (from the prompt's last on) predicted the output
     const { value } = await withTimeout(
-      forward(model, ids, emptyPast(model.layout), 0),
+      forward(model, ids, emptyPast(model.layout), 0, outputIds.length),
       limits.timeoutMs,
       `scoring with model ${pkg.id}`,
     );
-    // row p-1+t predicted output token t
-    return value.logits.subarray((promptIds.length - 1) * vocabSize);
+    // row t predicted output token t: the logits' last outputIds.length rows
+    return value.logits.subarray(value.logits.length - outputIds.length * vocabSize);
   }
 
   async function prompt(pkg: ModelPackage, request: LlmPrompt): Promise<PromptTokens> {

@@ -1,4 +1,8 @@
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tinyChatOnnxWithoutLogitsToKeep } from '../../../examples/models/llm/tiny-chat.mjs';
 import { isGlassboxError, type GlassboxError } from '../../../src/protocol/errors.js';
 import type { ModelPackage } from '../../../src/protocol/manifest.js';
 import { runtimeHash } from '../../../src/protocol/runtime-profile.js';
@@ -298,6 +302,60 @@ describe('generating', () => {
     const e = engine({ limits: { timeoutMs: 1 } });
     const error = await refusal(() => run(e, pkg, chatIds, { params: { ...GREEDY, maxTokens: 500 } }));
     expect(error.code).toBe('RUN_TIMEOUT');
+  });
+});
+
+describe('num_logits_to_keep', () => {
+  // tiny-chat as an Optimum export of it would be: the same weights, logits for every position
+  let full: ModelPackage;
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tiny-chat-full-logits-'));
+    await cp(llmExampleDir('tiny-chat'), dir, { recursive: true });
+    await writeFile(join(dir, 'onnx/model.onnx'), tinyChatOnnxWithoutLogitsToKeep());
+    full = await llmFolderPackage(dir);
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+  const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+  it('gives the same logits bit for bit whether the graph computes the last rows only or all of them', async () => {
+    const e = engine();
+    expect(full.manifest.inputs.map((i) => i.name)).not.toContain('num_logits_to_keep');
+    expect(pkg.manifest.inputs.map((i) => i.name)).toContain('num_logits_to_keep');
+    const params = { ...GREEDY, maxTokens: 24 };
+    const kept = await run(e, pkg, chatIds, { params, logprobs: 0 });
+    const all = await run(e, full, chatIds, { params, logprobs: 0 });
+    expect(kept.done.outputIds).toEqual(all.done.outputIds);
+    // the prefill's last row (and every step's) is the same float32 row, so the same logprob
+    expect(kept.tokens.map((t) => t.logprob!.logprob)).toEqual(all.tokens.map((t) => t.logprob!.logprob));
+    const keptRows = await e.score(pkg, chatIds, kept.done.outputIds);
+    const allRows = await e.score(full, chatIds, kept.done.outputIds);
+    expect(keptRows.length).toBe(kept.done.outputIds.length * V);
+    expect(Buffer.compare(bytes(keptRows), bytes(allRows))).toBe(0);
+  });
+
+  it('scores row t as the logits that predicted output t, as step-by-step decoding computed them', async () => {
+    const e = engine();
+    const params = { ...GREEDY, maxTokens: 24 };
+    const { tokens, done } = await run(e, pkg, chatIds, { params, logprobs: 3 });
+    const rows = await e.score(pkg, chatIds, done.outputIds);
+    tokens.forEach((token, t) => {
+      const row = rowOf(rows, t);
+      let max = -Infinity;
+      for (const v of row) if (v > max) max = v;
+      let sum = 0;
+      for (const v of row) sum += Math.exp(v - max);
+      const lse = max + Math.log(sum);
+      // the step's three most likely tokens are the row's, within float rounding
+      const top = [...row].sort((x, y) => y - x).slice(0, 3);
+      token.logprob!.top.forEach((alt, k) =>
+        expect(Math.abs(alt.logprob - (top[k]! - lse))).toBeLessThan(1e-4),
+      );
+      expect(tokenMargin(row, params, 0n, t, token.id)).toEqual({ margin: 0, outside: false });
+    });
+    // a single output token: one row, the prompt's last position's
+    const one = await e.score(pkg, chatIds, done.outputIds.slice(0, 1));
+    expect(Buffer.compare(bytes(one), bytes(rowOf(rows, 0)))).toBe(0);
   });
 });
 
