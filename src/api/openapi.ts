@@ -26,7 +26,7 @@ function jsonSchema(schema: z.ZodType): Schema {
 }
 
 /** The parameters an object schema of path parameters or of the query declares. */
-function parameters(schema: z.ZodType | undefined, where: 'path' | 'query'): Json[] {
+function parameters(schema: z.ZodType | undefined, where: 'path' | 'query' | 'header'): Json[] {
   if (!schema) return [];
   const object = jsonSchema(schema);
   const required = new Set(object.required ?? []);
@@ -73,9 +73,11 @@ function operation(id: string, route: ApiRoute): Json {
     summary: route.summary,
     ...(route.description ? { description: route.description } : {}),
     ...(route.admin ? { security: [{ adminToken: [] }] } : {}),
+    ...(route.session ? { security: [{ sessionKey: [] }] } : {}),
     parameters: [
       ...parameters(route.params, 'path'),
       ...parameters(route.query, 'query'),
+      ...parameters(route.headers, 'header'),
       ...(requestHeader ? [{ ...requestHeader, in: 'header', required: false }] : []),
     ],
     ...(route.body || route.rawBody
@@ -92,10 +94,15 @@ function operation(id: string, route: ApiRoute): Json {
     responses: {
       200: answer,
       ...Object.fromEntries((route.alsoAnswers ?? []).map((status) => [status, answer])),
-      default: {
-        description: 'an error: problem+json, its code the contract',
-        content: { [PROBLEM_TYPE]: { schema: { $ref: '#/components/schemas/Problem' } } },
-      },
+      default: route.errors
+        ? {
+            description: route.errors.description,
+            content: { 'application/json': { schema: jsonSchema(route.errors.schema) } },
+          }
+        : {
+            description: 'an error: problem+json, its code the contract',
+            content: { [PROBLEM_TYPE]: { schema: { $ref: '#/components/schemas/Problem' } } },
+          },
     },
   };
 }
@@ -118,7 +125,14 @@ export function openApiDocument(): OpenAPIV3_1.Document {
     paths,
     components: {
       schemas: { Problem: jsonSchema(problemSchema) },
-      securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } },
+      securitySchemes: {
+        adminToken: { type: 'http', scheme: 'bearer' },
+        sessionKey: {
+          type: 'http',
+          scheme: 'bearer',
+          description: "a client's session key gbk.<client>.<expiresAt>.<signature> (glassbox key)",
+        },
+      },
     },
   };
   return document as unknown as OpenAPIV3_1.Document;

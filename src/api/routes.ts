@@ -23,6 +23,17 @@ import {
   voucherAcceptedSchema,
 } from '../protocol/api.js';
 import { signedReceiptJsonSchema } from '../protocol/receipt.js';
+import {
+  chatCompletionRequestSchema,
+  chatCompletionSchema,
+  completionRequestSchema,
+  completionSchema,
+  openAiErrorSchema,
+  openAiModelSchema,
+  REQUEST_ID_HEADER,
+  SSE_TYPE,
+  VOUCHER_HEADER,
+} from './openai.js';
 import { healthSchema, nodeStatusSchema } from './schemas.js';
 
 /*
@@ -69,6 +80,12 @@ export type ApiRoute = {
   readonly admin?: boolean;
   /** Not counted by the rate limiter (health checks and scrapes). */
   readonly unlimited?: boolean;
+  /** Request headers the route reads (documented as header parameters). */
+  readonly headers?: z.ZodType;
+  /** Authenticated by a client's session key (`Authorization: Bearer gbk.…`, src/protocol/session.ts). */
+  readonly session?: boolean;
+  /** Errors answer this shape instead of problem+json (the OpenAI routes answer OpenAI's). */
+  readonly errors?: { readonly schema: z.ZodType; readonly description: string };
 };
 
 /** A path parameter that is a 32-byte hash. */
@@ -99,6 +116,29 @@ const binaryOutputs: RawContent = {
   header: { name: RECEIPT_HEADER, schema: signedReceiptJsonSchema },
 };
 
+/** What the OpenAI-compatible routes share: their headers, auth and error shape. */
+const openAi = {
+  headers: z.object({
+    [REQUEST_ID_HEADER]: bytes32
+      .optional()
+      .describe('the request id (bytes32): a retry with it is answered again, not charged again'),
+    [VOUCHER_HEADER]: z
+      .string()
+      .optional()
+      .describe("the client's latest cumulative voucher to this provider, as JSON (paid per token)"),
+  }),
+  session: true,
+  errors: {
+    schema: openAiErrorSchema,
+    description: "an error in OpenAI's shape: {error: {message, type, param, code}}",
+  },
+} as const;
+
+const sse = (what: string): RawContent => ({
+  type: SSE_TYPE,
+  description: `with stream: true, server-sent events: ${what} chunks (the first delta names the role, the last choice chunk has finish_reason), a usage chunk (choices: []) with stream_options.include_usage, then a chunk {choices: [], glassbox: {receipt, seed}}, then data: [DONE]; a failure mid-stream is data: {"error": {...}}`,
+});
+
 export const routes = {
   infer: {
     method: 'POST',
@@ -125,6 +165,36 @@ export const routes = {
     path: '/v1/models',
     summary: 'What this provider serves, at its effective on-chain prices, under which runtime',
     response: modelsResponseSchema,
+  },
+  modelById: {
+    method: 'GET',
+    path: '/v1/models/:id',
+    summary: "One served model as OpenAI's model object, by id (CID) or by name",
+    params: z.strictObject({ id: z.string().min(1).max(256) }),
+    response: openAiModelSchema,
+    errors: openAi.errors,
+  },
+  chatCompletions: {
+    method: 'POST',
+    path: '/v1/chat/completions',
+    summary: "OpenAI's chat completions on an LLM model, with a signed token receipt",
+    description:
+      'OpenAI-compatible (the official clients work unchanged). Authenticated by a session key; the answer carries glassbox: {receipt, seed, promptTokenIds, outputTokenIds}.',
+    body: chatCompletionRequestSchema,
+    response: chatCompletionSchema,
+    rawResponse: sse('chat.completion.chunk'),
+    ...openAi,
+  },
+  completions: {
+    method: 'POST',
+    path: '/v1/completions',
+    summary: "OpenAI's (legacy) completions on an LLM model, with a signed token receipt",
+    description:
+      'OpenAI-compatible; the prompt is tokenized as it is (no chat template). Authenticated by a session key.',
+    body: completionRequestSchema,
+    response: completionSchema,
+    rawResponse: sse('text_completion'),
+    ...openAi,
   },
   receipt: {
     method: 'GET',

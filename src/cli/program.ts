@@ -6,6 +6,7 @@ import { registerChainCommands } from './commands/chain.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerDevnetCommand } from './commands/devnet.js';
 import { registerInferCommand } from './commands/infer.js';
+import { registerKeyCommand } from './commands/key.js';
 import { registerNetworkCommands } from './commands/network.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerDisputeCommands } from './commands/disputes.js';
@@ -48,6 +49,7 @@ export function createProgram(io: Io, untilStopped: () => Promise<void> = untilS
   registerDisputeCommands(program, node, ctx);
   registerDevnetCommand(program, ctx);
   registerInferCommand(program, ctx);
+  registerKeyCommand(program, ctx);
   registerNetworkCommands(program, model, ctx);
   return program;
 }

@@ -235,8 +235,9 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
         store: storeDir,
         peers: [],
         logLevel: 'warn',
-        ...options.nodeConfig,
         ...config,
+        // last, so that a caller's credit limit or batch size wins over the devnet's defaults
+        ...options.nodeConfig,
       };
       await writeFile(configFile, JSON.stringify(full, null, 2));
       return spawnProvider(index, staking.address, signing.address, dataDir, entry);

@@ -19,6 +19,7 @@ import { blobsRoutes } from './routes/blobs.js';
 import { healthRoutes } from './routes/health.js';
 import { inferRoutes, provenClient } from './routes/infer.js';
 import { modelsRoutes } from './routes/models.js';
+import { openAiRoutes, sessionClient } from './routes/openai.js';
 import { receiptsRoutes } from './routes/receipts.js';
 import { rolesRoutes } from './routes/roles.js';
 import { serve, wireSerializerCompiler, type Answer } from './routes/serve.js';
@@ -82,7 +83,15 @@ export async function buildApp(ctx: NodeContext, options: AppOptions): Promise<F
       ),
   });
 
-  const v1 = [inferRoutes, vouchersRoutes, modelsRoutes, receiptsRoutes, batchesRoutes, blobsRoutes];
+  const v1 = [
+    inferRoutes,
+    openAiRoutes,
+    vouchersRoutes,
+    modelsRoutes,
+    receiptsRoutes,
+    batchesRoutes,
+    blobsRoutes,
+  ];
   for (const plugin of [...v1, rolesRoutes, adminRoutes, openApiRoutes])
     await app.register(plugin, { ctx, prefix: '/v1' }); // each a plugin: its routes in one place
   await app.register(healthRoutes, { ctx });
@@ -96,11 +105,12 @@ async function openApiRoutes(app: FastifyInstance): Promise<void> {
 }
 
 /**
- * The rate-limit key: the client a request to /v1/infer proved by its signature, else the IP. A
+ * The rate-limit key: the client a request to /v1/infer proved by its signature (or one to the
+ * OpenAI routes by its session key), else the IP. A
  * claimed address is never a key (audit H-3): requests forged in a victim's name would use up the
  * victim's rate and lock it out.
  */
 function rateLimitKey(request: FastifyRequest): string {
-  const client = provenClient(request);
+  const client = provenClient(request) ?? sessionClient(request);
   return client ? `client:${client.toLowerCase()}` : `ip:${request.ip}`;
 }

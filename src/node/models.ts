@@ -7,6 +7,8 @@ import {
   type ModelId,
   type ModelPackage,
 } from '../protocol/manifest.js';
+import type { AnyEngine } from '../runtime/engine.js';
+import type { Engines } from '../runtime/registry.js';
 import { blobCid, loadModel, packModelFolder, verifyBlob, type BlobStore } from '../store/index.js';
 
 /*
@@ -76,4 +78,13 @@ async function isDirectory(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * The engine that serves `pkg`: the token engine for an LLM (answered on the OpenAI routes), the
+ * tensor engine of its format otherwise (/v1/infer). Its runtime is what the model's receipts name,
+ * so it is that engine's profile that must be admitted on chain for the model to be served.
+ */
+export function engineOf(engines: Engines, pkg: ModelPackage): AnyEngine {
+  return pkg.manifest.format === 'llm' ? engines.tokens(pkg) : engines.for(pkg);
 }

@@ -31,7 +31,8 @@ import { createInferService } from './infer.js';
 import { loadAdminToken } from './admin-token.js';
 import { createNodeMetrics } from './metrics.js';
 import { createOfferBook, modelRefusal } from './offers.js';
-import { resolveModel } from './models.js';
+import { engineOf, resolveModel } from './models.js';
+import { createGenerateService } from './generate.js';
 import { ensureModelRegistered, ensureOffer, ensureProvider, type ChainAction } from './onchain.js';
 import { createPayments } from './payments.js';
 import { answerPriceBound, createPriceBook, offerPrices, type OfferPrices } from './prices.js';
@@ -171,7 +172,9 @@ export async function createNode(
     throw error;
   }
   const engines = options.engines ?? defaultEngines({ onnx: { limits: { timeoutMs: config.runTimeoutMs } } });
-  const engine = engines.list[0];
+  // The declared profile is the tensor engine's: LLM models name their token engine's in their
+  // receipts, and that one is checked per model at start.
+  const engine = engines.list.find((e) => e.kind === 'tensors') ?? engines.list[0];
   if (!engine) {
     db.close();
     throw new GlassboxError('CONFIG_INVALID', 'the node was given no engine to run models with', {
@@ -201,9 +204,26 @@ export async function createNode(
   /** What a receipt may carry (src/protocol/limits.ts), from the chain at start; nothing before. */
   let dataCapBytes = 0;
 
+  const receipts = createGroupCommit({ db, vouchers: payments.takeVouchers });
+  const receiptDomain = { chainId: chain.chainId, verifyingContract: deployment.contracts.receiptLedger };
+  const generator = createGenerateService({
+    db,
+    receipts,
+    engines,
+    models,
+    prices,
+    payments,
+    signer,
+    provider: address,
+    domain: receiptDomain,
+    metrics,
+    log,
+    dataCap: () => dataCapBytes,
+    onReceipt: () => batcher?.notify(),
+  });
   const service = createInferService({
     db,
-    receipts: createGroupCommit({ db, vouchers: payments.takeVouchers }),
+    receipts,
     engines,
     models,
     prices,
@@ -241,6 +261,10 @@ export async function createNode(
     prices,
     payments,
     service,
+    generator,
+    receiptDomain,
+    bodyLimitBytes: config.bodyLimitBytes,
+    runtimeOf: (pkg) => engineOf(engines, pkg).runtimeHash,
     offers: offerBook,
     adminToken,
     metrics,
@@ -386,7 +410,10 @@ export async function createNode(
         }
         for (const { pkg, price, inputPrice } of has('provider') ? offers.values() : []) {
           actions.push(...(await serial(() => ensureModelRegistered(chain, pkg))));
-          const refused = await modelRefusal(chain, pkg);
+          const refused =
+            (await modelRefusal(chain, pkg)) ??
+            (await runtimeRefusal(chain, engines, pkg)) ??
+            (await loadRefusal(engines, pkg));
           if (refused) {
             // Serving it would expose this provider to slashing, or fail: refuse it, serve the rest.
             models.delete(pkg.id);
@@ -471,6 +498,41 @@ export async function createNode(
     },
   };
   return node;
+}
+
+/**
+ * Why this node must not serve `pkg` under its engine, if it must not: the engine of THAT model (an
+ * LLM's is the token engine, not the declared tensor engine) runs a profile the chain has not
+ * admitted, so no verifier would accept its receipts.
+ */
+async function runtimeRefusal(
+  chain: GlassboxClient,
+  engines: Engines,
+  pkg: ModelPackage,
+): Promise<string | undefined> {
+  let engine;
+  try {
+    engine = engineOf(engines, pkg);
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+  if (await isRuntimeAdmitted(chain, engine.runtimeHash)) return undefined;
+  return `run by an engine whose runtime profile ${engine.runtimeHash} (${engine.profile.engine}) is not admitted on chain`;
+}
+
+/**
+ * Why an LLM can't be served, if its engine can't load it. An LLM is loaded at start (its graph,
+ * tokenizer and chat template checked, MODEL_INVALID naming the field otherwise): a broken package
+ * is refused here rather than at a client's first request, which would also pay the load (seconds).
+ */
+async function loadRefusal(engines: Engines, pkg: ModelPackage): Promise<string | undefined> {
+  if (pkg.manifest.format !== 'llm') return undefined;
+  try {
+    await engineOf(engines, pkg).load(pkg);
+    return undefined;
+  } catch (error) {
+    return `not loadable: ${error instanceof Error ? error.message : String(error)}`;
+  }
 }
 
 /** Creates and starts a node: the one call `glassbox node start` makes. */

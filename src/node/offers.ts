@@ -5,7 +5,7 @@ import type { ModelFormat, ModelId, ModelPackage } from '../protocol/manifest.js
 import type { Engines } from '../runtime/registry.js';
 import type { BlobStore } from '../store/index.js';
 import type { NodeDb } from './db.js';
-import { resolveModel } from './models.js';
+import { engineOf, resolveModel } from './models.js';
 import { ensureOffer, type ChainAction } from './onchain.js';
 import {
   NO_PRICE_MESSAGE,
@@ -77,11 +77,12 @@ export function createOfferBook(p: CreateOfferBookParameters): OfferBook {
         );
       const pkg = await fetchPackage(model, { store: p.store, peers: [...from, ...p.peers] });
       const { price, inputPrice } = pricesOf(pkg.manifest.format, asked, defaults);
-      const engine = p.engines.for(pkg);
+      // The engine of THIS model (an LLM's is the token engine): its profile is what the receipts name.
+      const engine = engineOf(p.engines, pkg);
       if (!(await isRuntimeAdmitted(p.chain, engine.runtimeHash)))
         throw new GlassboxError(
           'PROFILE_MISMATCH',
-          `this node's runtime profile ${engine.runtimeHash} is no longer admitted on chain: it may not serve`,
+          `the runtime profile ${engine.runtimeHash} of the engine for format "${pkg.manifest.format}" is not admitted on chain: this node may not serve the model`,
           { field: 'runtime', details: { runtime: engine.runtimeHash } },
         );
       const refused = await modelRefusal(p.chain, pkg);

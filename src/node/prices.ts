@@ -1,6 +1,7 @@
 import type { Address } from 'viem';
 import { getOffer, type GlassboxClient } from '../chain/index.js';
 import { GlassboxError } from '../protocol/errors.js';
+import type { TokenPrices } from '../protocol/llm.js';
 import type { ModelFormat, ModelPackage } from '../protocol/manifest.js';
 
 /*
@@ -85,4 +86,12 @@ export function answerPriceBound(pkg: ModelPackage, prices: OfferPrices): bigint
   if (pkg.manifest.format !== 'llm') return prices.price;
   const perToken = prices.price > prices.inputPrice ? prices.price : prices.inputPrice;
   return perToken * BigInt(pkg.manifest.llm.contextLength);
+}
+
+/**
+ * An LLM offer's pair as a token receipt's price rule names it (src/protocol/llm.ts `tokenPrice`):
+ * the offer's `price` is the price per output token.
+ */
+export function tokenPricesOf(prices: OfferPrices): TokenPrices {
+  return { inputPrice: prices.inputPrice, outputPrice: prices.price };
 }

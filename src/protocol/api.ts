@@ -170,6 +170,11 @@ export const servedModelSchema = z.object({
   price: amount,
   /** The effective price per input (prompt) token, in base units: `0` for a tensor model. */
   inputPrice: amount,
+  /**
+   * The runtime its receipts name, when it is not the provider's `runtime` (an LLM model runs on
+   * the token engine, under that engine's admitted profile).
+   */
+  runtime: bytes32.optional(),
 });
 export type ServedModel = z.input<typeof servedModelSchema>;
 
@@ -182,6 +187,23 @@ export const modelsResponseSchema = z.object({
   /** The profile itself: checked by the reader against `runtime` (a bad one is reported, not fatal). */
   profile: z.unknown(),
   models: z.array(servedModelSchema),
+  /**
+   * The same models as OpenAI's list (`object: "list"`, `data: [{id, object: "model", created,
+   * owned_by}]`), so that one answer serves both Glassbox and OpenAI clients (`models.list()`).
+   * Optional for readers: older providers don't send it.
+   */
+  object: z.literal('list').optional(),
+  data: z
+    .array(
+      z.object({
+        id: z.string(),
+        object: z.literal('model'),
+        created: z.number().int().nonnegative(),
+        owned_by: z.string(),
+        name: z.string().optional(),
+      }),
+    )
+    .optional(),
 });
 export type ModelsResponse = z.input<typeof modelsResponseSchema>;
 

@@ -100,7 +100,9 @@ export function allocateData<D extends DType>(dtype: D, length: number): TensorD
 
 /** A typed array of `dtype` viewing a copy of little-endian `bytes` (the host is little-endian). */
 export function dataFromBytes<D extends NumericDType>(dtype: D, bytes: Uint8Array): TensorDataOf[D] {
-  const copy = bytes.slice().buffer;
+  // Uint8Array's slice, a copy: a Node Buffer's own `slice` is a view of its pool, whose `.buffer`
+  // is the whole pool (a pooled Buffer from base64 decoded into the pool's 8 KiB of other data).
+  const copy = Uint8Array.prototype.slice.call(bytes).buffer;
   return new ARRAY_OF[dtype](copy) as TensorDataOf[D];
 }
 

@@ -61,3 +61,9 @@ export {
   type ProviderModels,
   type ProviderRef,
 } from './transport.js';
+export {
+  createSessionKey,
+  type CreateSessionKeyParameters,
+  type CreateSessionKeyReturnType,
+  type SessionSigner,
+} from './session.js';

@@ -2,7 +2,8 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openNodeDb } from '../../src/node/db.js';
-import { answerPriceBound, offerPrices } from '../../src/node/prices.js';
+import { answerPriceBound, offerPrices, tokenPricesOf } from '../../src/node/prices.js';
+import { tokenPrice } from '../../src/protocol/llm.js';
 import type { ModelId, ModelPackage } from '../../src/protocol/manifest.js';
 import { tempDir } from '../store/temp-dir.js';
 
@@ -66,6 +67,14 @@ describe('answerPriceBound (the compute cost a verifier plans its sampling for)'
   it("is an LLM's whole context at the dearer of its two per-token prices", () => {
     expect(answerPriceBound(llm, { price: 40n, inputPrice: 10n })).toBe(40n * 4096n);
     expect(answerPriceBound(llm, { price: 3n, inputPrice: 10n })).toBe(10n * 4096n);
+  });
+});
+
+describe('tokenPricesOf', () => {
+  it("charges a generation the offer's price per output token and inputPrice per prompt token", () => {
+    const prices = tokenPricesOf({ price: 30n, inputPrice: 10n });
+    expect(prices).toEqual({ inputPrice: 10n, outputPrice: 30n });
+    expect(tokenPrice({ promptTokens: 9, completionTokens: 3 }, prices)).toBe(9n * 10n + 3n * 30n);
   });
 });
 

@@ -21,6 +21,13 @@ function expectSameBits(a: TensorMap, b: TensorMap) {
 }
 
 describe('canonical binary encoding', () => {
+  it('decodes a pooled Node Buffer (a view into 8 KiB of other data) as its own bytes', () => {
+    const bytes = encodeTensors({ ids: { dtype: 'int32', shape: [3], data: Int32Array.from([7, 8, 9]) } });
+    const pooled = Buffer.from(Buffer.from(bytes).toString('base64'), 'base64');
+    expect(pooled.byteOffset > 0 || pooled.buffer.byteLength > pooled.byteLength).toBe(true);
+    expect(Array.from(decodeTensors(pooled).ids!.data as Int32Array)).toEqual([7, 8, 9]);
+  });
+
   it('round-trips every dtype and shape, empty and scalar included', () => {
     fc.assert(
       fc.property(tensorMapArb, (tensors) => {
