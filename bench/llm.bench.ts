@@ -88,7 +88,7 @@ it('1-2. decode tokens/s, and the re-check against the generation (128-token pro
     ttft.push(g.firstMs);
     const started = performance.now();
     const report = await recheckGeneration(engine, pkg, {
-      request: { prompt: { kind: 'completion', prompt: prompt.text }, params },
+      request: { kind: 'completion', prompt: prompt.text, params },
       promptIds,
       outputIds: g.outputIds,
       completionTokens: g.outputIds.length,

@@ -24,7 +24,6 @@ import { defaultEngines, type TokenEngine } from '../../src/runtime/index.js';
 import { createEngines } from '../../src/runtime/registry.js';
 import { createSessionKey } from '../../src/sdk/index.js';
 import { GlassboxError } from '../../src/protocol/errors.js';
-import { llmExampleDir } from '../support/llm.js';
 import {
   CLIENT,
   fundClients,
@@ -39,7 +38,7 @@ import {
 import { createNode, parseNodeConfig } from '../../src/node/index.js';
 import { admitRuntime, getModel, getOffer } from '../../src/chain/index.js';
 import { runtimeProfileJson } from '../../src/protocol/runtime-profile.js';
-import { exampleDir } from '../support/examples.js';
+import { exampleDir, llmExample } from '../support/examples.js';
 import { nodeConfig } from './support.js';
 
 /*
@@ -111,7 +110,7 @@ beforeAll(async () => {
   chain = await startTestChain(); // admits the ONNX engine's profile only
   dataDir = await tempDir();
   await fundClients(chain);
-  const tiny = llmExampleDir('tiny-chat'); // the folder, packed by the node as `glassbox model pack` does
+  const tiny = (await llmExample('tiny-chat')).dir; // the folder, packed by the node as `glassbox model pack` does
   const models = [
     { model: exampleDir('iris'), price: PRICE.toString() },
     { model: tiny, price: TOKEN_PRICE.toString(), inputPrice: INPUT_PRICE.toString() },

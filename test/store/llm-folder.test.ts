@@ -108,7 +108,7 @@ describe('packLlmFolder', () => {
       name: 'tiny-chat',
       version: '1.0.0',
       license: 'Apache-2.0',
-      policy: { kind: 'token-margin', hard: 0.05, soft: 0.005, rate: 0.02 },
+      policy: { kind: 'token-margin', hard: 1e-4, soft: 2e-5, rate: 0.01 },
       llm: {
         tokenizer: 'tokenizer.json',
         tokenizerConfig: 'tokenizer_config.json',

@@ -55,8 +55,13 @@ export const LLM_EXAMPLES = /** @type {const} */ ([
  * @property {string} summary one line for the build log
  */
 
-/** Placeholder thresholds; the engine's calibration replaces them. */
-const POLICY = { kind: 'token-margin', hard: 0.05, soft: 0.005, rate: 0.02 };
+/**
+ * The re-check's thresholds, calibrated by scripts/recheck-calibration.ts (docs/recheck-calibration.md):
+ * over 1,000 honest generations under four runtime profiles, each re-checked under another, every
+ * margin was exactly 0; a decode step's logits differ from a one-pass re-check's by at most ~3e-6,
+ * so an honest margin cannot exceed ~7e-6. Impostor tokens that differ have margins from ~4e-3 up.
+ */
+const POLICY = { kind: 'token-margin', hard: 1e-4, soft: 2e-5, rate: 0.01 };
 
 /**
  * The Hugging Face config.json of a Qwen3 model of these sizes.

@@ -12,8 +12,12 @@ import type { FinishReason, LlmPrompt, SamplingParams, TokenEngine } from '../en
  * tiny. Termination and the token count are checked from the ids alone.
  */
 
-/** What a generation was asked: the prompt before templating and the parameters, defaults filled in. */
-export type RecheckRequest = { readonly prompt: LlmPrompt; readonly params: SamplingParams };
+/**
+ * What a generation was asked: the prompt before templating and the parameters, defaults filled in.
+ * The protocol's normalized request (src/protocol/llm.ts `LlmRequest`, as a receipt's input data
+ * decodes) is one; its `model`, when given, must be the package's id.
+ */
+export type RecheckRequest = LlmPrompt & { readonly params: SamplingParams; readonly model?: string };
 
 export type RecheckParameters = {
   readonly request: RecheckRequest;
@@ -75,8 +79,16 @@ export async function recheckGeneration(
       field: 'model',
     });
   const { request, outputIds } = params;
+  if (request.model !== undefined && request.model !== pkg.id)
+    throw new GlassboxError('REQUEST_INVALID', `the request is for model ${request.model}, not ${pkg.id}`, {
+      field: 'model',
+    });
   const sampling = request.params;
-  const expected = await engine.prompt(pkg, request.prompt);
+  const asked: LlmPrompt =
+    request.kind === 'chat'
+      ? { kind: 'chat', messages: request.messages }
+      : { kind: 'completion', prompt: request.prompt };
+  const expected = await engine.prompt(pkg, asked);
   const prompt = comparePrompt(expected.ids, params.promptIds);
   const count = {
     ok: params.completionTokens === undefined || params.completionTokens === outputIds.length,

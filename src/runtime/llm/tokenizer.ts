@@ -35,9 +35,32 @@ export type LlmTokenizer = {
 
 const utf8 = new TextEncoder();
 
-/** Loads the tokenizer and chat template a package names (manifest `llm`). */
+/**
+ * Loaded tokenizers by the content ids of the files they come from: packages that share them (a
+ * model and its quantized copy, several engines of one verifier) share one (a Qwen3 tokenizer is
+ * ~0.5 s to load and some 100 MB of heap).
+ */
+const loadedTokenizers = new Map<string, LlmTokenizer>();
+const MAX_LOADED_TOKENIZERS = 8;
+
+/** Loads the tokenizer and chat template a package names (manifest `llm`), or reuses a loaded one. */
 export function loadTokenizer(pkg: ModelPackage): LlmTokenizer {
   const manifest = pkg.manifest as LlmManifest;
+  const cid = (path: string | undefined) => manifest.files.find((f) => f.path === path)?.cid ?? '';
+  const { llm } = manifest;
+  const key = [llm.tokenizer, llm.tokenizerConfig, llm.chatTemplate ?? '']
+    .map((p) => `${p}=${cid(p)}`)
+    .join(' ');
+  const cached = loadedTokenizers.get(key);
+  if (cached) return cached;
+  const tok = readTokenizer(pkg, manifest);
+  loadedTokenizers.set(key, tok);
+  if (loadedTokenizers.size > MAX_LOADED_TOKENIZERS)
+    loadedTokenizers.delete(loadedTokenizers.keys().next().value!);
+  return tok;
+}
+
+function readTokenizer(pkg: ModelPackage, manifest: LlmManifest): LlmTokenizer {
   const tokenizerJson = readJson(pkg, manifest.llm.tokenizer, 'llm.tokenizer');
   const config = readJson(pkg, manifest.llm.tokenizerConfig, 'llm.tokenizerConfig');
   let tokenizer: Tokenizer;

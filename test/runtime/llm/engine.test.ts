@@ -15,7 +15,8 @@ import {
   type TokenEngine,
 } from '../../../src/runtime/index.js';
 import { createLlmEngine, type LlmEngineOptions } from '../../../src/runtime/llm/engine.js';
-import { llmExample, llmExampleDir, llmFolderPackage } from '../../support/llm.js';
+import { createMemoryStore, loadModel, packLlmFolder } from '../../../src/store/index.js';
+import { llmExample as example } from '../../support/examples.js';
 
 const engines: TokenEngine[] = [];
 let shared: TokenEngine | undefined;
@@ -70,6 +71,8 @@ async function refusal(work: () => Promise<unknown>): Promise<GlassboxError> {
 
 const V = 151936;
 const rowOf = (rows: readonly Float32Array[], t: number) => rows[t]!;
+
+const llmExample = async (name: 'tiny-chat'): Promise<ModelPackage> => (await example(name)).pkg;
 
 let pkg: ModelPackage;
 let chatIds: readonly number[];
@@ -312,9 +315,10 @@ describe('num_logits_to_keep', () => {
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'tiny-chat-full-logits-'));
-    await cp(llmExampleDir('tiny-chat'), dir, { recursive: true });
+    await cp((await example('tiny-chat')).dir, dir, { recursive: true });
     await writeFile(join(dir, 'onnx/model.onnx'), tinyChatOnnxWithoutLogitsToKeep());
-    full = await llmFolderPackage(dir);
+    const store = createMemoryStore();
+    full = await loadModel(store, (await packLlmFolder(store, dir)).id);
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
   const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
@@ -366,7 +370,9 @@ describe('num_logits_to_keep', () => {
 describe('refusing what does not fit', () => {
   let small: ModelPackage;
   beforeAll(async () => {
-    small = await llmFolderPackage(llmExampleDir('tiny-chat'), { contextLength: 40 });
+    const store = createMemoryStore();
+    const { id } = await packLlmFolder(store, (await example('tiny-chat')).dir, { contextLength: 40 });
+    small = await loadModel(store, id);
   });
 
   it('refuses a prompt over the context length, naming messages or prompt', async () => {
@@ -392,6 +398,10 @@ describe('refusing what does not fit', () => {
     expect([bad.code, bad.field]).toEqual(['REQUEST_INVALID', 'prompt_ids[1]']);
     const temperature = await refusal(() => run(e, small, ids, { params: { ...GREEDY, temperature: -1 } }));
     expect(temperature.field).toBe('temperature');
+    const logprobs = await refusal(() =>
+      run(e, small, ids, { params: { ...GREEDY, maxTokens: 1 }, logprobs: 21 }),
+    );
+    expect(logprobs.field).toBe('top_logprobs');
   });
 
   it('refuses to load a package whose config.json disagrees with its manifest, naming the field', async () => {
