@@ -171,7 +171,8 @@ export async function createNode(
     db.close();
     throw error;
   }
-  const engines = options.engines ?? defaultEngines({ onnx: { limits: { timeoutMs: config.runTimeoutMs } } });
+  const limits = { timeoutMs: config.runTimeoutMs };
+  const engines = options.engines ?? defaultEngines({ onnx: { limits }, llm: { limits } });
   // The declared profile is the tensor engine's: LLM models name their token engine's in their
   // receipts, and that one is checked per model at start.
   const engine = engines.list.find((e) => e.kind === 'tensors') ?? engines.list[0];
