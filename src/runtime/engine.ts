@@ -200,10 +200,15 @@ export type TokenEngine = {
     options: GenerateOptions,
   ): AsyncIterable<GenerationEvent>;
   /**
-   * One teacher-forced forward pass over prompt + output: row t of the result is the logits that
-   * predicted `outputIds[t]` (vocabSize float32 values per row).
+   * Teacher-forced forward passes over prompt + output: row t of the result is the logits that
+   * predicted `outputIds[t]` (vocabSize float32 values). Rows, not one flat array: an engine may
+   * compute them in several passes and hand out views of each pass's output, uncopied.
    */
-  score(pkg: ModelPackage, promptIds: readonly number[], outputIds: readonly number[]): Promise<Float32Array>;
+  score(
+    pkg: ModelPackage,
+    promptIds: readonly number[],
+    outputIds: readonly number[],
+  ): Promise<readonly Float32Array[]>;
   /** Decodes token ids to text, as the tokenizer does (special tokens skipped). */
   decode(pkg: ModelPackage, ids: readonly number[]): Promise<string>;
   load(pkg: ModelPackage): Promise<void>;

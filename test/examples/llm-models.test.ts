@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_OUT_DIR, type LlmExampleName } from '../../examples/models/build.mjs';
 import {
   argmaxAt,
+  decoderFeeds,
   decoderShape,
   greedyDecode,
   teacherForced,
@@ -82,6 +83,7 @@ describe('the LLM examples (examples/models/llm)', () => {
       'attention_mask',
       'position_ids',
       ...cache.map((n) => `past_key_values.${n}`),
+      'num_logits_to_keep',
     ]);
     expect(session.outputNames).toEqual(['logits', ...cache.map((n) => `present.${n}`)]);
     await session.release();
@@ -109,6 +111,28 @@ describe('the LLM examples (examples/models/llm)', () => {
         }
         // Not a model that says one token forever: the re-check needs tokens to disagree on.
         expect(new Set(run.ids).size).toBeGreaterThan(16);
+      }
+    });
+
+    it('computes lm_head for the last num_logits_to_keep positions only, the same rows bit for bit', async () => {
+      const [prompt] = chatPrompts(1) as [number[]];
+      const n = prompt.length;
+      const logitsOf = async (keep: number) => {
+        const { logits } = await session.run(decoderFeeds(ort, shape, prompt, 0, undefined, keep));
+        return logits!;
+      };
+      const all = await logitsOf(0);
+      expect(all.dims).toEqual([1, n, shape.vocab]);
+      const whole = all.data as Float32Array;
+      // the prefill's one row (generation), some rows (the re-check), more rows than fed (all)
+      for (const keep of [1, 5, n + 3]) {
+        const kept = await logitsOf(keep);
+        const rows = Math.min(keep, n);
+        expect(kept.dims).toEqual([1, rows, shape.vocab]);
+        const expected = whole.subarray((n - rows) * shape.vocab);
+        // Buffer.compare: the bits, NaN and -0 included, without walking the rows element by element
+        const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+        expect(Buffer.compare(bytes(kept.data as Float32Array), bytes(expected)), `keep ${keep}`).toBe(0);
       }
     });
 
@@ -140,6 +164,7 @@ describe('the LLM examples (examples/models/llm)', () => {
             0,
             shape.headDim,
           ]);
+      feeds['num_logits_to_keep'] = new ort.Tensor('int64', BigInt64Array.of(0n), []);
       const logits = (await session.run(feeds)).logits!.data as Float32Array;
       const last = logits.subarray((n - 1) * shape.vocab, n * shape.vocab);
       let diff = 0;

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isGlassboxError } from '../../src/protocol/errors.js';
 import {
+  argmax,
   explainSample,
   gumbel,
   gumbelNoise,
@@ -163,6 +164,33 @@ describe('sampleToken', () => {
     const logits = Float32Array.from([1, 3, 2, 3]);
     expect(sampleToken(logits, GREEDY, 0n, 0)).toBe(1);
     expect(sampleToken(logits, GREEDY, 99n, 12)).toBe(1);
+  });
+
+  it('greedy picks what one scan keeping the first strictly larger logit picks: ties, NaN, ±0, ±Infinity', () => {
+    const scan = (logits: Float32Array) => {
+      let best = 0;
+      for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+      return best;
+    };
+    const special = [NaN, 0, -0, Infinity, -Infinity, 1, -1, 2.5];
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.constantFrom(...special), fc.float({ noNaN: true })), {
+          minLength: 1,
+          maxLength: 13,
+        }),
+        (values) => {
+          const logits = Float32Array.from(values);
+          expect(argmax(logits)).toBe(scan(logits));
+        },
+      ),
+      { numRuns: 2000 },
+    );
+    // a vocabulary-wide row with the largest value twice: the lower id, wherever the chains split it
+    const row = Float32Array.from({ length: 151936 }, (_, i) => Math.sin(i));
+    row[70001] = 9;
+    row[90002] = 9;
+    expect(argmax(row)).toBe(70001);
   });
 
   it('top-k: k ≥ vocabulary keeps everything; ties at the cut keep the lower ids', () => {

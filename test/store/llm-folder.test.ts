@@ -138,11 +138,12 @@ describe('packLlmFolder', () => {
       'past_key_values.0.value',
       'past_key_values.1.key',
       'past_key_values.1.value',
+      'num_logits_to_keep',
     ]);
     expect(manifest.outputs[0]).toEqual({
       name: 'logits',
       dtype: 'float32',
-      shape: ['batch_size', 'sequence_length', 151936],
+      shape: ['batch_size', 'num_logits', 151936],
     });
     const pkg = await loadModel(store, id);
     for (const file of manifest.files) {

@@ -10,6 +10,8 @@ export declare function decoderFeeds(
   ids: number[],
   past: number,
   cache: Record<string, ort.Tensor> | undefined,
+  /** For a graph with `num_logits_to_keep`: the last `keep` positions get logits (0: all). */
+  keep?: number,
 ): Record<string, ort.Tensor>;
 /** The first largest of `length` values from `offset`. */
 export declare function argmaxAt(values: Float32Array, offset: number, length: number): number;

@@ -37,15 +37,17 @@ function int64(ids) {
 
 /**
  * The inputs for `ids` after `past` cached positions; `cache` holds the previous run's outputs (or
- * none: an empty cache).
+ * none: an empty cache). `keep`, for a graph with a `num_logits_to_keep` input: how many of the
+ * last positions get logits (0: all).
  * @param {typeof import('onnxruntime-node')} ort
  * @param {DecoderShape} shape
  * @param {number[]} ids
  * @param {number} past
  * @param {Record<string, import('onnxruntime-node').Tensor> | undefined} cache
+ * @param {number} [keep]
  * @returns {Record<string, import('onnxruntime-node').Tensor>}
  */
-export function decoderFeeds(ort, shape, ids, past, cache) {
+export function decoderFeeds(ort, shape, ids, past, cache, keep) {
   /** @type {Record<string, import('onnxruntime-node').Tensor>} */
   const feeds = {
     input_ids: new ort.Tensor('int64', int64(ids), [1, ids.length]),
@@ -59,7 +61,19 @@ export function decoderFeeds(ort, shape, ids, past, cache) {
   for (let l = 0; l < shape.layers; l++)
     for (const kv of ['key', 'value'])
       feeds[`past_key_values.${l}.${kv}`] = cache?.[`present.${l}.${kv}`] ?? empty;
+  if (keep !== undefined)
+    feeds['num_logits_to_keep'] = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), []);
   return feeds;
+}
+
+/**
+ * `keep` where the graph takes `num_logits_to_keep`, else undefined (the graph gives every row).
+ * @param {import('onnxruntime-node').InferenceSession} session
+ * @param {number} keep
+ * @returns {number | undefined}
+ */
+function keepIfTaken(session, keep) {
+  return session.inputNames.includes('num_logits_to_keep') ? keep : undefined;
 }
 
 /**
@@ -94,7 +108,8 @@ export function argmaxAt(values, offset, length) {
  * @returns {Promise<{ ids: number[], steps: Float32Array[], decodeMs: number }>} decodeMs: the runs after the prefill
  */
 export async function greedyDecode(ort, session, shape, prompt, count, options = {}) {
-  let outputs = await session.run(decoderFeeds(ort, shape, prompt, 0, undefined));
+  const keep = keepIfTaken(session, 1);
+  let outputs = await session.run(decoderFeeds(ort, shape, prompt, 0, undefined, keep));
   /** @type {Float32Array[]} */
   const steps = [];
   /** @param {Float32Array} logits @param {number} row */
@@ -102,11 +117,12 @@ export async function greedyDecode(ort, session, shape, prompt, count, options =
     if (options.keepLogits) steps.push(logits.slice(row * shape.vocab, (row + 1) * shape.vocab));
     return argmaxAt(logits, row * shape.vocab, shape.vocab);
   };
-  const ids = [take(/** @type {Float32Array} */ (outputs.logits.data), prompt.length - 1)];
+  const prefillRows = /** @type {Float32Array} */ (outputs.logits.data);
+  const ids = [take(prefillRows, prefillRows.length / shape.vocab - 1)];
   const start = performance.now();
   for (let past = prompt.length; ids.length < count; past++) {
     outputs = await session.run(
-      decoderFeeds(ort, shape, [/** @type {number} */ (ids.at(-1))], past, outputs),
+      decoderFeeds(ort, shape, [/** @type {number} */ (ids.at(-1))], past, outputs, keep),
     );
     ids.push(take(/** @type {Float32Array} */ (outputs.logits.data), 0));
   }
@@ -125,9 +141,10 @@ export async function greedyDecode(ort, session, shape, prompt, count, options =
  */
 export async function teacherForced(ort, session, shape, prompt, output) {
   const all = [...prompt, ...output];
-  const { logits } = await session.run(decoderFeeds(ort, shape, all, 0, undefined));
+  const keep = keepIfTaken(session, output.length + 1);
+  const { logits } = await session.run(decoderFeeds(ort, shape, all, 0, undefined, keep));
   const data = /** @type {Float32Array} */ (logits.data);
-  return output.map((_, i) =>
-    data.slice((prompt.length - 1 + i) * shape.vocab, (prompt.length + i) * shape.vocab),
-  );
+  // the rows from the prompt's last position on: all of them, or the last output.length + 1
+  const first = data.length / shape.vocab - output.length - 1;
+  return output.map((_, i) => data.slice((first + i) * shape.vocab, (first + i + 1) * shape.vocab));
 }

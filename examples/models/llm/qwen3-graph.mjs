@@ -5,7 +5,8 @@
  *   inputs   input_ids int64 [batch, sequence_length], attention_mask int64 [batch,
  *            total_sequence_length], position_ids int64 [batch, sequence_length],
  *            past_key_values.{i}.key|value float32 [batch, num_key_value_heads, past_sequence_length, head_dim]
- *   outputs  logits float32 [batch, sequence_length, vocab], present.{i}.key|value (past + new)
+ *            num_logits_to_keep int64 scalar (the last N positions get logits; 0: all)
+ *   outputs  logits float32 [batch, num_logits, vocab], present.{i}.key|value (past + new)
  *
  * Per layer, as Qwen3: RMSNorm → q/k/v projections → per-head RMSNorm of q and k → rotary
  * embeddings (rotate-half, cos/sin rows gathered by position_ids) → grouped-query causal attention
@@ -83,10 +84,11 @@ export function rotaryTables(d) {
  * The serialized model.
  * @param {Qwen3Dims} d
  * @param {Qwen3Weights} w
- * @param {{ name: string, doc: string, quantizeActivations?: boolean }} meta `quantizeActivations`:
- *   each matrix product's activations go through DynamicQuantizeLinear and back (uint8, one scale
- *   and zero point per tensor, per run), the numbers onnxruntime's dynamic int8 quantization
- *   (MatMulInteger) multiplies
+ * @param {{ name: string, doc: string, quantizeActivations?: boolean, logitsToKeep?: boolean }} meta
+ *   `quantizeActivations`: each matrix product's activations go through DynamicQuantizeLinear and
+ *   back (uint8, one scale and zero point per tensor, per run), the numbers onnxruntime's dynamic
+ *   int8 quantization (MatMulInteger) multiplies. `logitsToKeep` (default true): the graph takes
+ *   `num_logits_to_keep`; false gives the graph an Optimum export has, logits for every position
  * @returns {Uint8Array}
  */
 export function qwen3Onnx(d, w, meta) {
@@ -135,8 +137,10 @@ export function qwen3Onnx(d, w, meta) {
   const pastLen = op('Sub', [totalLen, seqLen]);
 
   // allowed[b, 0, 0, s, t]: key t is not padding and not after query s (absolute index P + s).
-  const queryIndex = op('Unsqueeze', [op('Range', [pastLen, totalLen, one]), i64('axes_1', [1])]);
-  const keyIndex = op('Unsqueeze', [op('Range', [zero, totalLen, one]), i64('axes_0', [0])]);
+  const axes0 = i64('axes_0', [0]);
+  const axes1 = i64('axes_1', [1]);
+  const queryIndex = op('Unsqueeze', [op('Range', [pastLen, totalLen, one]), axes1]);
+  const keyIndex = op('Unsqueeze', [op('Range', [zero, totalLen, one]), axes0]);
   const causal = op('LessOrEqual', [keyIndex, queryIndex]);
   const notPadding = op('Unsqueeze', [
     op('Cast', ['attention_mask'], [intAttr('to', 9 /* BOOL */)]),
@@ -220,14 +224,23 @@ export function qwen3Onnx(d, w, meta) {
     x = op('Add', [x, matMul(op('Mul', [silu, up]), mat('mlp.down_proj'))]);
   }
   const final = rmsNorm(x, weight('model.norm.weight', w.norm));
-  const rows = op('Reshape', [final, i64('shape.rows', [-1, d.hidden])]);
+  // lm_head over the last num_logits_to_keep positions only (0: all of them, as transformers reads
+  // it): generation needs one row, the re-check the output's rows, and lm_head over the whole
+  // vocabulary is nearly all of this model's work. Slice clamps a count above the sequence length.
+  const logitsToKeep = meta.logitsToKeep ?? true;
+  const kept = logitsToKeep
+    ? op('Slice', [
+        final,
+        op('Neg', [op('Unsqueeze', ['num_logits_to_keep', axes0])]),
+        i64('slice.end', [Number.MAX_SAFE_INTEGER]),
+        axes1,
+      ])
+    : final;
+  const rows = op('Reshape', [kept, i64('shape.rows', [-1, d.hidden])]);
   const head = w.lmHead === undefined ? embed : weight('lm_head.weight', w.lmHead);
   const logitRows = op('Gemm', [activations(rows), head], [intAttr('transB', 1), floatAttr('alpha', 1)]);
-  const logitsShape = op(
-    'Concat',
-    [op('Shape', ['input_ids']), i64('shape.vocab', [d.vocab])],
-    [intAttr('axis', 0)],
-  );
+  const batch = op('Slice', [op('Shape', ['input_ids']), i64('slice.0', [0]), i64('slice.1', [1])]);
+  const logitsShape = op('Concat', [batch, i64('shape.kept_vocab', [-1, d.vocab])], [intAttr('axis', 0)]);
   op('Reshape', [logitRows, logitsShape], [], 'logits');
 
   const cacheDims = ['batch_size', d.kvHeads, 'past_sequence_length', d.headDim];
@@ -242,9 +255,14 @@ export function qwen3Onnx(d, w, meta) {
       valueInfo('attention_mask', 'int64', ['batch_size', 'total_sequence_length']),
       valueInfo('position_ids', 'int64', ['batch_size', 'sequence_length']),
       ...cacheNames.map((n) => valueInfo(`past_key_values.${n}`, 'float32', cacheDims)),
+      ...(logitsToKeep ? [valueInfo('num_logits_to_keep', 'int64', [])] : []),
     ],
     outputs: [
-      valueInfo('logits', 'float32', ['batch_size', 'sequence_length', d.vocab]),
+      valueInfo('logits', 'float32', [
+        'batch_size',
+        logitsToKeep ? 'num_logits' : 'sequence_length',
+        d.vocab,
+      ]),
       ...cacheNames.map((n) => valueInfo(`present.${n}`, 'float32', presentDims)),
     ],
     initializers: g.initializers,

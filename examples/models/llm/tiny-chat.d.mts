@@ -34,3 +34,5 @@ export type LlmExample = {
 export declare function qwen3Config(d: Qwen3Dims): Record<string, unknown>;
 /** The four examples, built in memory; the same bytes on every call. */
 export declare function llmExamples(): Record<LlmExampleName, LlmExample>;
+/** tiny-chat's graph without the `num_logits_to_keep` input, as an Optimum export has it. */
+export declare function tinyChatOnnxWithoutLogitsToKeep(): Uint8Array;

@@ -119,6 +119,19 @@ function qwen3TokenizerFiles() {
   };
 }
 
+const TINY_CHAT_DOC =
+  'A tiny Qwen3-shaped chat model (random weights, Qwen3 tokenizer and chat template) for tests and demos.';
+
+/**
+ * tiny-chat's graph as an Optimum export would have it: without `num_logits_to_keep`, logits for
+ * every fed position (for tests of the engine's path for such exports).
+ * @returns {Uint8Array}
+ */
+export function tinyChatOnnxWithoutLogitsToKeep() {
+  const d = TINY_CHAT_DIMS;
+  return qwen3Onnx(d, randomWeights(d, SEED), { name: 'tiny-chat', doc: TINY_CHAT_DOC, logitsToKeep: false });
+}
+
 /**
  * All four examples. The tokenizer files are read once and shared.
  * @returns {Record<(typeof LLM_EXAMPLES)[number], LlmExample>}
@@ -148,11 +161,7 @@ export function llmExamples() {
     };
   };
   return {
-    'tiny-chat': example(
-      'tiny-chat',
-      'A tiny Qwen3-shaped chat model (random weights, Qwen3 tokenizer and chat template) for tests and demos.',
-      real,
-    ),
+    'tiny-chat': example('tiny-chat', TINY_CHAT_DOC, real),
     'tiny-chat-other': example(
       'tiny-chat-other',
       'An impostor of tiny-chat: the same shapes and files, other random weights.',

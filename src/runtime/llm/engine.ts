@@ -27,6 +27,15 @@ import { loadTokenizer, promptTokens, type LlmTokenizer } from './tokenizer.js';
  */
 export const LLM_ENGINE_VERSION = '1.0.0';
 
+/**
+ * The most logits bytes one scoring pass asks for (13 rows of a 151,936-token vocabulary).
+ * Measured on tiny-chat, 128 rows, back to back on a busy machine: passes of 13 rows take 120-450
+ * ms of CPU in all (median 200), one pass of all 128 rows 380-540 (median 480). onnxruntime-node copies every output into a fresh ArrayBuffer; one of 78 MB is
+ * fresh memory from the kernel each time (a page fault per 4 KB), outputs of a few MB reuse
+ * memory the allocator already has.
+ */
+const SCORE_PASS_BYTES = 8 * 1024 * 1024;
+
 export type LlmEngineOptions = {
   /**
    * Part of the profile: it changes the logits' last bits. Default `basic` (as the ONNX engine, and
@@ -68,7 +77,10 @@ type Loaded = {
 
 type Past = Record<string, ort.Tensor>;
 
-/** One forward pass's results: the logits of every fed position, and the cache for the next one. */
+/**
+ * One forward pass's results: the logits of the last `keep` fed positions (of every one when the
+ * graph has no `num_logits_to_keep`), and the cache for the next pass.
+ */
 type Forward = { readonly logits: Float32Array; readonly present: Past };
 
 function releaseWhenIdle(loaded: Loaded): void {
@@ -169,12 +181,16 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
     return model;
   }
 
-  /** The feeds of a pass over `ids` after `pastLength` cached positions. */
+  /**
+   * The feeds of a pass over `ids` after `pastLength` cached positions, asking for the logits of
+   * the last `keep` positions where the graph can leave out the others.
+   */
   function feeds(
     model: Loaded,
     ids: readonly number[],
     past: Past,
     pastLength: number,
+    keep: number,
   ): Record<string, ort.Tensor> {
     const n = ids.length;
     const inputIds = new BigInt64Array(n);
@@ -195,6 +211,8 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
     }
     if (model.layout.useCacheBranch)
       out['use_cache_branch'] = new ort.Tensor('bool', new Uint8Array([pastLength > 0 ? 1 : 0]), [1]);
+    if (model.layout.logitsToKeep)
+      out['num_logits_to_keep'] = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), []);
     return out;
   }
 
@@ -209,25 +227,28 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
    * One forward pass. onnxruntime writes the logits straight into a Float32Array of ours (measured:
    * a third less CPU per decode step than letting it allocate an output that is then copied into
    * JS): a decode step passes the generation's one logits row, a pass over many positions a fresh
-   * buffer of them all. They are never copied again.
+   * buffer of its rows. They are never copied again. `keep`: how many of the last positions'
+   * logits the caller reads (all come back when the graph cannot leave any out; 0: all).
    */
   async function forward(
     model: Loaded,
     ids: readonly number[],
     past: Past,
     pastLength: number,
+    keep: number,
     into?: ort.Tensor,
   ): Promise<Forward> {
     const { layout } = model;
     const v = layout.vocabSize;
-    const logits = into ?? new ort.Tensor('float32', new Float32Array(ids.length * v), [1, ids.length, v]);
+    const rows = layout.logitsToKeep && keep > 0 ? Math.min(keep, ids.length) : ids.length;
+    const logits = into ?? new ort.Tensor('float32', new Float32Array(rows * v), [1, rows, v]);
     const fetches: ort.InferenceSession.FetchesType = {
       logits,
       ...Object.fromEntries(layout.present.map((name) => [name, null])),
     };
     model.active++;
     try {
-      const raw = await model.session.run(feeds(model, ids, past, pastLength), fetches);
+      const raw = await model.session.run(feeds(model, ids, past, pastLength, keep), fetches);
       const present: Past = {};
       layout.present.forEach((name, i) => (present[layout.past[i]!] = raw[name]!));
       return { logits: logits.data as Float32Array, present };
@@ -315,8 +336,10 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
     let pastLength = 0;
     let feed: readonly number[] = promptIds;
     let finishReason: FinishReason = 'length';
-    // the one logits row every decode step writes (the prefill's rows come in their own tensor)
+    // The one logits row every pass writes: decode steps, and a prefill that can ask for its last
+    // row only (without num_logits_to_keep its rows come in their own tensor).
     const step = new ort.Tensor('float32', new Float32Array(vocabSize), [1, 1, vocabSize]);
+    const oneRow = model.layout.logitsToKeep;
     while (outputIds.length < params.maxTokens) {
       if (signal?.aborted) throw aborted(signal, outputIds.length);
       const elapsed = performance.now() - started;
@@ -332,7 +355,8 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
         feed,
         past,
         pastLength,
-        pastLength > 0 ? step : undefined,
+        1,
+        pastLength > 0 || oneRow ? step : undefined,
       );
       past = present;
       pastLength += feed.length;
@@ -365,11 +389,39 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
     };
   }
 
+  /**
+   * The rows of logits that predicted `outputIds`, from passes over prompt + output without a
+   * cache, each asking for at most `SCORE_PASS_BYTES` of logits: the rows of positions
+   * [from, to) come from a pass over the first `to` positions (causal attention: later positions
+   * change nothing before them; the same bits as one pass over all, tested). Rows are views of each
+   * pass's output. Without num_logits_to_keep one pass gives every row, as an export without it can.
+   */
+  async function scoreRows(model: Loaded, ids: readonly number[], first: number): Promise<Float32Array[]> {
+    const v = model.layout.vocabSize;
+    const rows: Float32Array[] = [];
+    const take = (logits: Float32Array, count: number) => {
+      const start = logits.length - count * v;
+      for (let r = 0; r < count; r++) rows.push(logits.subarray(start + r * v, start + (r + 1) * v));
+    };
+    if (!model.layout.logitsToKeep) {
+      const { logits } = await forward(model, ids, emptyPast(model.layout), 0, 0);
+      take(logits, ids.length - first);
+      return rows;
+    }
+    const perPass = Math.max(1, Math.floor(SCORE_PASS_BYTES / (4 * v)));
+    for (let from = first; from < ids.length; from += perPass) {
+      const to = Math.min(from + perPass, ids.length);
+      const { logits } = await forward(model, ids.slice(0, to), emptyPast(model.layout), 0, to - from);
+      take(logits, to - from);
+    }
+    return rows;
+  }
+
   async function score(
     pkg: ModelPackage,
     promptIds: readonly number[],
     outputIds: readonly number[],
-  ): Promise<Float32Array> {
+  ): Promise<readonly Float32Array[]> {
     const model = await loaded(pkg);
     const { vocabSize } = model.layout;
     checkIds(promptIds, vocabSize, 'prompt_ids');
@@ -382,16 +434,16 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
         `prompt and output are ${promptIds.length + outputIds.length} tokens, more than the context of ${model.contextLength}`,
         { field: 'output_ids' },
       );
-    if (outputIds.length === 0) return new Float32Array(0);
+    if (outputIds.length === 0) return [];
     // the last output token predicts nothing we check: it is not fed
     const ids = [...promptIds, ...outputIds.slice(0, -1)];
+    // position p-1+t (from the prompt's last on) predicted output token t
     const { value } = await withTimeout(
-      forward(model, ids, emptyPast(model.layout), 0),
+      scoreRows(model, ids, promptIds.length - 1),
       limits.timeoutMs,
       `scoring with model ${pkg.id}`,
     );
-    // row p-1+t predicted output token t
-    return value.logits.subarray((promptIds.length - 1) * vocabSize);
+    return value;
   }
 
   async function prompt(pkg: ModelPackage, request: LlmPrompt): Promise<PromptTokens> {

@@ -5,8 +5,10 @@ import { readJson } from './tokenizer.js';
 
 /*
  * The Hugging Face ONNX decoder layout (Optimum, transformers.js): `input_ids`, `attention_mask`,
- * optional `position_ids` (and `use_cache_branch` in merged exports), `past_key_values.{i}.key|value`
- * → `logits`, `present.{i}.key|value`, all float32. What config.json must say about it is checked
+ * optional `position_ids` (and `use_cache_branch` in merged exports), `past_key_values.{i}.key|value`,
+ * optional `num_logits_to_keep` (int64 scalar: lm_head over the last N positions only, 0 for all; the
+ * name transformers uses, which Optimum exports may lack) → `logits`, `present.{i}.key|value`, all
+ * float32. What config.json must say about it is checked
  * against the graph and the manifest once, when a model is loaded.
  */
 
@@ -21,6 +23,8 @@ export type Layout = {
   readonly present: readonly string[];
   readonly positionIds: boolean;
   readonly useCacheBranch: boolean;
+  /** The graph takes `num_logits_to_keep`: without it, logits come for every fed position. */
+  readonly logitsToKeep: boolean;
 };
 
 /** The fields of config.json the layout needs. */
@@ -187,7 +191,14 @@ export function checkLayout(pkg: ModelPackage, session: ort.InferenceSession): L
       `the graph has more layers than config.json's num_hidden_layers ${config.num_hidden_layers}`,
       { field: 'config.num_hidden_layers' },
     );
-  const known = new Set(['input_ids', 'attention_mask', 'position_ids', 'use_cache_branch', ...past]);
+  const known = new Set([
+    'input_ids',
+    'attention_mask',
+    'position_ids',
+    'use_cache_branch',
+    'num_logits_to_keep',
+    ...past,
+  ]);
   for (const name of inputs.keys())
     if (!known.has(name))
       throw new GlassboxError(
@@ -199,6 +210,7 @@ export function checkLayout(pkg: ModelPackage, session: ort.InferenceSession): L
       );
   if (inputs.has('position_ids')) need(inputs, 'position_ids', 'int64', 'inputs');
   if (inputs.has('use_cache_branch')) need(inputs, 'use_cache_branch', 'bool', 'inputs');
+  if (inputs.has('num_logits_to_keep')) need(inputs, 'num_logits_to_keep', 'int64', 'inputs');
   return {
     layers: config.num_hidden_layers,
     kvHeads: config.num_key_value_heads,
@@ -208,5 +220,6 @@ export function checkLayout(pkg: ModelPackage, session: ort.InferenceSession): L
     present,
     positionIds: inputs.has('position_ids'),
     useCacheBranch: inputs.has('use_cache_branch'),
+    logitsToKeep: inputs.has('num_logits_to_keep'),
   };
 }

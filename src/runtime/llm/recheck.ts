@@ -99,9 +99,8 @@ export async function recheckGeneration(
   const margins: TokenMargin[] = [];
   if (outputIds.length > 0 && expected.ids.length + outputIds.length <= manifest.llm.contextLength) {
     const rows = await engine.score(pkg, expected.ids, outputIds);
-    const v = manifest.llm.vocabSize;
     for (let t = 0; t < outputIds.length; t++)
-      margins.push(tokenMargin(rows.subarray(t * v, (t + 1) * v), sampling, sampling.seed, t, outputIds[t]!));
+      margins.push(tokenMargin(rows[t]!, sampling, sampling.seed, t, outputIds[t]!));
   }
   const verdict = judgeMargins(margins, manifest.policy);
   const failure = firstFailure(prompt, count, termination, verdict);

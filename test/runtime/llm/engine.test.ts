@@ -1,4 +1,8 @@
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tinyChatOnnxWithoutLogitsToKeep } from '../../../examples/models/llm/tiny-chat.mjs';
 import { isGlassboxError, type GlassboxError } from '../../../src/protocol/errors.js';
 import type { ModelPackage } from '../../../src/protocol/manifest.js';
 import { runtimeHash } from '../../../src/protocol/runtime-profile.js';
@@ -66,7 +70,7 @@ async function refusal(work: () => Promise<unknown>): Promise<GlassboxError> {
 }
 
 const V = 151936;
-const rowOf = (rows: Float32Array, t: number) => rows.subarray(t * V, (t + 1) * V);
+const rowOf = (rows: readonly Float32Array[], t: number) => rows[t]!;
 
 const llmExample = async (name: 'tiny-chat'): Promise<ModelPackage> => (await example(name)).pkg;
 
@@ -123,7 +127,8 @@ describe('generating', () => {
     expect(first.done.outputIds).toHaveLength(GREEDY.maxTokens);
     expect(first.done.finishReason).toBe('length');
     const rows = await e.score(pkg, chatIds, first.done.outputIds);
-    expect(rows.length).toBe(first.done.outputIds.length * V);
+    expect(rows).toHaveLength(first.done.outputIds.length);
+    expect(rows.every((row) => row.length === V)).toBe(true);
     first.done.outputIds.forEach((id, t) => {
       expect(tokenMargin(rowOf(rows, t), GREEDY, 0n, t, id)).toEqual({ margin: 0, outside: false });
     });
@@ -301,6 +306,64 @@ describe('generating', () => {
     const e = engine({ limits: { timeoutMs: 1 } });
     const error = await refusal(() => run(e, pkg, chatIds, { params: { ...GREEDY, maxTokens: 500 } }));
     expect(error.code).toBe('RUN_TIMEOUT');
+  });
+});
+
+describe('num_logits_to_keep', () => {
+  // tiny-chat as an Optimum export of it would be: the same weights, logits for every position
+  let full: ModelPackage;
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tiny-chat-full-logits-'));
+    await cp((await example('tiny-chat')).dir, dir, { recursive: true });
+    await writeFile(join(dir, 'onnx/model.onnx'), tinyChatOnnxWithoutLogitsToKeep());
+    const store = createMemoryStore();
+    full = await loadModel(store, (await packLlmFolder(store, dir)).id);
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+  const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+  it('gives the same logits bit for bit whether the graph computes the last rows only or all of them', async () => {
+    const e = engine();
+    expect(full.manifest.inputs.map((i) => i.name)).not.toContain('num_logits_to_keep');
+    expect(pkg.manifest.inputs.map((i) => i.name)).toContain('num_logits_to_keep');
+    const params = { ...GREEDY, maxTokens: 24 };
+    const kept = await run(e, pkg, chatIds, { params, logprobs: 0 });
+    const all = await run(e, full, chatIds, { params, logprobs: 0 });
+    expect(kept.done.outputIds).toEqual(all.done.outputIds);
+    // the prefill's last row (and every step's) is the same float32 row, so the same logprob
+    expect(kept.tokens.map((t) => t.logprob!.logprob)).toEqual(all.tokens.map((t) => t.logprob!.logprob));
+    const keptRows = await e.score(pkg, chatIds, kept.done.outputIds);
+    const allRows = await e.score(full, chatIds, kept.done.outputIds);
+    // 24 rows: two passes of 13 and 11 rows over growing prefixes, against one pass over all
+    expect(keptRows).toHaveLength(kept.done.outputIds.length);
+    expect(allRows).toHaveLength(kept.done.outputIds.length);
+    keptRows.forEach((row, t) => expect(Buffer.compare(bytes(row), bytes(allRows[t]!)), `row ${t}`).toBe(0));
+  });
+
+  it('scores row t as the logits that predicted output t, as step-by-step decoding computed them', async () => {
+    const e = engine();
+    const params = { ...GREEDY, maxTokens: 24 };
+    const { tokens, done } = await run(e, pkg, chatIds, { params, logprobs: 3 });
+    const rows = await e.score(pkg, chatIds, done.outputIds);
+    tokens.forEach((token, t) => {
+      const row = rowOf(rows, t);
+      let max = -Infinity;
+      for (const v of row) if (v > max) max = v;
+      let sum = 0;
+      for (const v of row) sum += Math.exp(v - max);
+      const lse = max + Math.log(sum);
+      // the step's three most likely tokens are the row's, within float rounding
+      const top = [...row].sort((x, y) => y - x).slice(0, 3);
+      token.logprob!.top.forEach((alt, k) =>
+        expect(Math.abs(alt.logprob - (top[k]! - lse))).toBeLessThan(1e-4),
+      );
+      expect(tokenMargin(row, params, 0n, t, token.id)).toEqual({ margin: 0, outside: false });
+    });
+    // a single output token: one row, the prompt's last position's
+    const one = await e.score(pkg, chatIds, done.outputIds.slice(0, 1));
+    expect(one).toHaveLength(1);
+    expect(Buffer.compare(bytes(one[0]!), bytes(rowOf(rows, 0)))).toBe(0);
   });
 });
 
