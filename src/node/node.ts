@@ -207,7 +207,8 @@ export async function createNode(
 
   const receipts = createGroupCommit({ db, vouchers: payments.takeVouchers });
   const receiptDomain = { chainId: chain.chainId, verifyingContract: deployment.contracts.receiptLedger };
-  const generator = createGenerateService({
+  // What both answering services (tensor inference, LLM generation) sign, store and charge with.
+  const answering = {
     db,
     receipts,
     engines,
@@ -221,23 +222,9 @@ export async function createNode(
     log,
     dataCap: () => dataCapBytes,
     onReceipt: () => batcher?.notify(),
-  });
-  const service = createInferService({
-    db,
-    receipts,
-    engines,
-    models,
-    prices,
-    payments,
-    signer,
-    provider: address,
-    domain: { chainId: chain.chainId, verifyingContract: deployment.contracts.receiptLedger },
-    metrics,
-    log,
-    runTimeoutMs: config.runTimeoutMs,
-    dataCap: () => dataCapBytes,
-    onReceipt: () => batcher?.notify(),
-  });
+  };
+  const generator = createGenerateService(answering);
+  const service = createInferService({ ...answering, runTimeoutMs: config.runTimeoutMs });
   const offerBook = createOfferBook({
     chain,
     engines,

@@ -15,6 +15,7 @@ import {
   type SamplingParams,
   type TokenEngine,
 } from '../engine.js';
+import { cpuSessionOptions } from '../session-options.js';
 import { withTimeout } from '../timeout.js';
 import { checkLayout, type Layout } from './layout.js';
 import { logprobsOf } from './logprobs.js';
@@ -94,14 +95,7 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const maxModels = Math.max(1, options.maxModels ?? 4);
   const models = new Map<string, Promise<Loaded>>();
-  const sessionOptions: ort.InferenceSession.SessionOptions = {
-    executionProviders: ['cpu'],
-    graphOptimizationLevel: profile.graphOptimizationLevel,
-    executionMode: 'sequential',
-    interOpNumThreads: 1,
-    logSeverityLevel: 4,
-    ...(options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads }),
-  };
+  const sessionOptions = cpuSessionOptions(profile.graphOptimizationLevel, options.intraOpNumThreads);
 
   async function loadModel(pkg: ModelPackage): Promise<Loaded> {
     const manifest = pkg.manifest as LlmManifest;

@@ -19,6 +19,7 @@ import {
   type RuntimeLimits,
   type TraceStepResult,
 } from '../engine.js';
+import { cpuSessionOptions } from '../session-options.js';
 import { withTimeout } from '../timeout.js';
 import { traceOf, type Trace } from '../trace.js';
 import { fromOrt, toOrt } from './tensors.js';
@@ -91,14 +92,7 @@ export function createOnnxEngine(options: OnnxEngineOptions = {}): TensorEngine 
   const sessions = new Map<string, Promise<Loaded>>();
 
   const sessionOptions: ort.InferenceSession.SessionOptions = {
-    executionProviders: ['cpu'],
-    graphOptimizationLevel: profile.graphOptimizationLevel,
-    executionMode: 'sequential',
-    interOpNumThreads: 1,
-    // onnxruntime's own log lines (warnings, and errors we rethrow with their message) would land
-    // raw on the user's terminal before our error; logging changes no output bit.
-    logSeverityLevel: 4,
-    ...(options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads }),
+    ...cpuSessionOptions(profile.graphOptimizationLevel, options.intraOpNumThreads),
     ...(Object.keys(profile.options).length === 0 ? {} : { extra: nestConfig(profile.options) }),
   };
 
