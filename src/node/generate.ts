@@ -174,7 +174,9 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
     // could not publish (audit C-1): the worst case (max_tokens of output) must fit before it runs.
     const most =
       llmInputData(normalized, promptIds).byteLength +
-      llmOutputData(new Array<number>(normalized.params.maxTokens).fill(0)).byteLength;
+      // the output encoding's header is fixed (one int32 tensor, its dim a u64): 4 bytes per token
+      llmOutputData([]).byteLength +
+      4 * normalized.params.maxTokens;
     if (most > p.dataCap())
       throw new GlassboxError(
         'REQUEST_INVALID',
