@@ -102,7 +102,9 @@ it('records the gas of every action and the amortised cost per inference', async
   gas['stake (add)'] = Number(
     (await sendTo(clients[1]!, 'providerRegistry', 'addStake', [minStake])).gasUsed,
   );
-  gas['declare runtime profiles (setRuntimes, one)'] = Number((await setRuntimes(clients[1]!, [h('runtime')])).gasUsed);
+  gas['declare runtime profiles (setRuntimes, one)'] = Number(
+    (await setRuntimes(clients[1]!, [h('runtime')])).gasUsed,
+  );
   gas['set offer (new)'] = Number((await setOffer(clients[1]!, { model, price: 1000n })).gasUsed);
   gas['set offer (increase, pending)'] = Number(
     (await setOffer(clients[1]!, { model, price: 2000n })).gasUsed,
