@@ -18,7 +18,7 @@ import type { EvidenceResponse, StoredReceipt } from '../../src/protocol/api.js'
 import type { ModelPackage } from '../../src/protocol/manifest.js';
 import { receiptHash, signedReceiptFromJson, type SignedReceipt } from '../../src/protocol/receipt.js';
 import { runtimeProfileJson } from '../../src/protocol/runtime-profile.js';
-import { createEngines, defaultEngines, defaultProfiles, type Engines } from '../../src/runtime/index.js';
+import { defaultEngines, defaultProfiles, type Engines } from '../../src/runtime/index.js';
 import { createSessionKey } from '../../src/sdk/index.js';
 import { ENGINE_RUNTIME, TEST_RUNTIME } from '../chain/support.js';
 import { llmExample } from '../support/examples.js';
@@ -55,6 +55,12 @@ const VERIFIER = 5;
 const FALSE_CHALLENGER = 4;
 const MEMBERS = [3, 10, 11];
 const BOND = TEST_PARAMS.challengeBond!;
+const PROMPTS = [
+  'Tell me about glass.',
+  'Write a poem about the sea.',
+  'What is a receipt?',
+  'Count to five.',
+];
 
 let chain: TestChain;
 let real: { dir: string; pkg: ModelPackage };
@@ -68,14 +74,6 @@ const cleanups: (() => Promise<unknown>)[] = [];
 /** Every engine of this build on one onnxruntime thread (the suite shares two cores). */
 const pinned = (): Engines =>
   defaultEngines({ onnx: { intraOpNumThreads: 1 }, llm: { intraOpNumThreads: 1 } });
-
-/** Only the token engine: a node that judges generations (and declares the LLM runtime). */
-function tokensOnly(): Engines {
-  const all = pinned();
-  const tokens = all.list.filter((e) => e.kind === 'tokens');
-  cleanups.push(() => Promise.all(all.list.filter((e) => e.kind !== 'tokens').map((e) => e.close())));
-  return createEngines(tokens);
-}
 
 async function start(
   i: number,
@@ -119,7 +117,8 @@ beforeAll(async () => {
     pinned(),
   );
   members = [];
-  for (const i of MEMBERS) members.push(await start(i, { roles: ['committee'] }, tokensOnly()));
+  // three voters that declare the LLM runtime (every engine's runtime, D1): the whole pool
+  for (const i of MEMBERS) members.push(await start(i, { roles: ['committee'] }, pinned()));
 }, 300_000);
 
 afterAll(async () => {
@@ -127,13 +126,19 @@ afterAll(async () => {
   await chain?.stop();
 });
 
-type ChatAnswer = {
-  glassbox: { receipt: unknown };
-  usage: { prompt_tokens: number; completion_tokens: number };
-};
+type ChatAnswer = { glassbox: { receipt: unknown; outputTokenIds: number[] } };
 
-/** One sampled chat by client `c` with `node`, paid by a voucher for everything sent so far. */
-async function chat(node: GlassboxNode, c: number, content: string, seed: number, paid: { total: bigint }) {
+/**
+ * One sampled chat by client `c` with `node`, paid by a voucher for everything sent so far: its
+ * receipt and output ids.
+ */
+async function chat(
+  node: GlassboxNode,
+  c: number,
+  content: string,
+  seed: number,
+  paid: { total: bigint },
+): Promise<{ receipt: SignedReceipt; outputIds: number[] }> {
   const { key } = await createSessionKey(
     {
       account: privateKeyToAccount(chain.key(c)),
@@ -152,7 +157,7 @@ async function chat(node: GlassboxNode, c: number, content: string, seed: number
       temperature: 0.8,
       top_p: 0.9,
       seed,
-      max_tokens: 24,
+      max_tokens: 32,
     },
     {
       authorization: `Bearer ${key}`,
@@ -161,8 +166,8 @@ async function chat(node: GlassboxNode, c: number, content: string, seed: number
     },
   );
   expect(res.status).toBe(200);
-  const answer = (await res.json()) as ChatAnswer;
-  return signedReceiptFromJson(answer.glassbox.receipt as never);
+  const { glassbox } = (await res.json()) as ChatAnswer;
+  return { receipt: signedReceiptFromJson(glassbox.receipt as never), outputIds: glassbox.outputTokenIds };
 }
 
 /** Ticks the verifier and the committee until every challenge in `ids` is settled (or gives up). */
@@ -185,9 +190,16 @@ describe('verifiers and committees on LLM receipts', () => {
   it('an impostor serving tiny-chat-perturbed as tiny-chat is re-checked, challenged at a position, convicted by the committee, slashed; the challenger is paid and the client refunded', async () => {
     const client = CLIENT[0];
     const paid = { total: 0n };
-    const receipts: SignedReceipt[] = [];
-    for (const [n, content] of ['Tell me about glass.', 'Write a poem about the sea.'].entries())
-      receipts.push(await chat(impostor, client, content, 100 + n, paid));
+    // A substituted answer is one whose tokens differ from the real model's (the same request to
+    // the honest provider): a model that gives the very same tokens cannot be told apart by them.
+    const substituted: SignedReceipt[] = [];
+    const same: SignedReceipt[] = [];
+    for (const [n, content] of PROMPTS.entries()) {
+      const claimed = await chat(impostor, client, content, 100 + n, paid);
+      const truth = await chat(honest, CLIENT[3], content, 100 + n, { total: BigInt(n) * 200_000n });
+      (claimed.outputIds.join() === truth.outputIds.join() ? same : substituted).push(claimed.receipt);
+    }
+    expect(substituted.length).toBeGreaterThan(0);
     await impostor.flushBatches();
     const redeemed = await impostor.redeemVouchers();
     expect(redeemed).toBeGreaterThan(0n);
@@ -199,11 +211,13 @@ describe('verifiers and committees on LLM receipts', () => {
     await chain.increaseTime(1000); // the block after the commit, whose hash draws the sample
     await verifier.tickRoles();
     const status = (await (await fetch(`${verifier.url}/v1/status`)).json()) as NodeStatus;
+    const sampleOf = (r: SignedReceipt) =>
+      status.verifier!.samples.find((s) => s.receiptHash === receiptHash(r.receipt));
+    for (const r of same) expect(sampleOf(r)).toMatchObject({ outcome: 'match' });
     const ids: bigint[] = [];
-    for (const r of receipts) {
-      const sample = status.verifier!.samples.find((s) => s.receiptHash === receiptHash(r.receipt));
-      expect(sample).toMatchObject({ outcome: 'mismatch', provider: impostor.address });
-      expect(sample!.detail).toMatch(/generation re-check: margin fails at position \d+/);
+    for (const r of substituted) {
+      expect(sampleOf(r)).toMatchObject({ outcome: 'mismatch', provider: impostor.address });
+      expect(sampleOf(r)!.detail).toMatch(/generation re-check: margin fails at position \d+/);
       const id = await findChallenge(chain.as(0), { kind: 'wrong', receiptHash: receiptHash(r.receipt) });
       expect(id).toBeDefined();
       ids.push(id!);
@@ -211,9 +225,12 @@ describe('verifiers and committees on LLM receipts', () => {
     const opened = await getChallenge(chain.as(0), ids[0]!);
     expect(opened.token).toMatchObject({ check: 'margin' });
     expect(opened.token!.position).toBeGreaterThanOrEqual(0);
-    expect(opened.token!.position).toBeLessThan(24);
+    expect(opened.token!.position).toBeLessThan(32);
     expect(opened.challenger).toBe(verifier.address);
 
+    console.info(
+      `substituted ${substituted.length} of ${PROMPTS.length} answers; first challenge names ${opened.token!.check} at position ${opened.token!.position}; re-checks took ${status.verifier!.computeMs.toFixed(0)} ms`,
+    );
     const settled = await settle(ids);
     for (const c of settled) {
       expect(c.status).toBe('upheld');
@@ -227,8 +244,9 @@ describe('verifiers and committees on LLM receipts', () => {
       expect(duty).toMatchObject({ decision: 'vote', guilty: true, revealed: true });
       expect(duty!.detail).toMatch(new RegExp(`margin fails at position ${opened.token!.position}`));
     }
-    // slashed twice (one upheld challenge per wrong receipt), the challenger paid its bond and rewards
-    expect(await stakeOf(impostor)).toBe(stake / 4n);
+    // slashed by half once per upheld challenge (one per substituted answer); the challenger has
+    // its bonds back and the rewards
+    expect(await stakeOf(impostor)).toBe(stake / 2n ** BigInt(ids.length));
     const resolved = await getEvents(chain.as(0), {
       contract: 'disputeManager',
       eventName: 'ChallengeResolved',
@@ -249,8 +267,8 @@ describe('verifiers and committees on LLM receipts', () => {
   it('an honest LLM provider sampled at rate 1 is re-checked and never challenged', async () => {
     const paid = { total: 0n };
     const receipts: SignedReceipt[] = [];
-    for (const [n, content] of ['Tell me about glass.', 'What is a receipt?', 'Count to five.'].entries())
-      receipts.push(await chat(honest, CLIENT[1], content, 200 + n, paid));
+    for (const [n, content] of PROMPTS.slice(0, 3).entries())
+      receipts.push((await chat(honest, CLIENT[1], content, 200 + n, paid)).receipt);
     await honest.flushBatches();
     await chain.increaseTime(1000);
     await verifier.tickRoles();
@@ -267,7 +285,7 @@ describe('verifiers and committees on LLM receipts', () => {
   }, 600_000);
 
   it('a false token challenge (a margin claimed at a position where the receipt is honest) is judged innocent: the challenger loses its bond', async () => {
-    const receipt = await chat(honest, CLIENT[2], 'Name three colours.', 300, { total: 0n });
+    const { receipt } = await chat(honest, CLIENT[2], 'Name three colours.', 300, { total: 0n });
     const stored = (await (
       await fetch(`${honest.url}/v1/receipts/${receipt.receipt.requestId}`)
     ).json()) as StoredReceipt;
