@@ -314,6 +314,7 @@ describe('verifiers and committees on LLM receipts', () => {
       expect(duties.find((d) => d.challengeId === challengeId.toString())).toMatchObject({
         decision: 'vote',
         guilty: false,
+        detail: 'the claim does not hold: margin passes through position 3',
       });
     }
     expect(await stakeOf(honest)).toBe(stake);
