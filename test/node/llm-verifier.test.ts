@@ -8,6 +8,7 @@ import {
   getHold,
   getProvider,
   getTokenBalance,
+  getVote,
   openChallenge,
   releaseHold,
   type ChallengeInfo,
@@ -241,7 +242,12 @@ describe('verifiers and committees on LLM receipts', () => {
     for (const m of members) {
       const duties = ((await (await fetch(`${m.url}/v1/status`)).json()) as NodeStatus).committee!.duties;
       const duty = duties.find((d) => d.challengeId === ids[0]!.toString());
-      expect(duty).toMatchObject({ decision: 'vote', guilty: true, revealed: true });
+      // what it decided and why (its own record), and what it revealed (the chain's)
+      expect(duty).toMatchObject({ decision: 'vote', guilty: true });
+      expect(await getVote(chain.as(0), { challengeId: ids[0]!, member: m.address })).toMatchObject({
+        revealed: true,
+        guilty: true,
+      });
       expect(duty!.detail).toMatch(new RegExp(`margin fails at position ${opened.token!.position}`));
     }
     // slashed by half once per upheld challenge (one per substituted answer); the challenger has
