@@ -22,7 +22,7 @@ import { runtimeProfileJson } from '../../src/protocol/runtime-profile.js';
 import { defaultEngines, defaultProfiles, type Engines } from '../../src/runtime/index.js';
 import { createSessionKey } from '../../src/sdk/index.js';
 import { ENGINE_RUNTIME, TEST_RUNTIME } from '../chain/support.js';
-import { llmExample } from '../support/examples.js';
+import { exampleDir, llmExample } from '../support/examples.js';
 import { enginesWithFaults, faultyNode, type NodeFaults } from '../support/faults.js';
 import {
   CLIENT,
@@ -113,6 +113,8 @@ beforeAll(async () => {
     {
       roles: ['verifier'],
       stake: '0',
+      // it holds no LLM: it fetches tiny-chat from the provider it checks (every blob re-hashed)
+      models: [{ model: exampleDir('iris'), price: '1000' }],
       verifier: { sampleRate: 1, dataDeadlineMs: 60_000, pollIntervalMs: 600_000 },
     },
     pinned(),
