@@ -1,11 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isGlassboxError, type GlassboxError } from '../../../src/protocol/errors.js';
+import {
+  decodeLlmInput,
+  llmInputData,
+  llmInputHash,
+  type LlmChatMessage,
+  type LlmRequest,
+} from '../../../src/protocol/llm.js';
 import type { ModelPackage } from '../../../src/protocol/manifest.js';
-import type {
-  GenerateOptions,
-  GenerationEvent,
-  SamplingParams,
-  TokenEngine,
+import {
+  recheckGeneration,
+  type GenerateOptions,
+  type GenerationEvent,
+  type SamplingParams,
+  type TokenEngine,
 } from '../../../src/runtime/index.js';
 import { createLlmEngine } from '../../../src/runtime/llm/engine.js';
 import { llmExample } from '../../support/examples.js';
@@ -26,9 +34,9 @@ const SAMPLED: SamplingParams = { ...GREEDY, temperature: 0.9, topK: 40, topP: 0
 type Token = Extract<GenerationEvent, { type: 'token' }>;
 type Run = { readonly tokens: Token[]; readonly done: Extract<GenerationEvent, { type: 'done' }> };
 
-async function run(ids: readonly number[], options: GenerateOptions): Promise<Run> {
+async function run(ids: readonly number[], options: GenerateOptions, model = pkg): Promise<Run> {
   const tokens: Token[] = [];
-  for await (const event of engine.generate(pkg, ids, options)) {
+  for await (const event of engine.generate(model, ids, options)) {
     if (event.type === 'token') tokens.push(event);
     else return { tokens, done: event };
   }
@@ -71,10 +79,12 @@ async function refusal(work: () => Promise<unknown>): Promise<GlassboxError> {
 
 let pkg: ModelPackage;
 let promptIds: readonly number[];
+// a prompt in several scripts, so the output holds multi-byte characters split across tokens
+const messages: LlmChatMessage[] = [
+  { role: 'user', content: 'Écris trois mots sur les dragons 🐉, 用中文。' },
+];
 beforeAll(async () => {
   pkg = (await llmExample('tiny-chat')).pkg;
-  // a prompt in several scripts, so the output holds multi-byte characters split across tokens
-  const messages = [{ role: 'user', content: 'Écris trois mots sur les dragons 🐉, 用中文。' }] as const;
   promptIds = (await engine.prompt(pkg, { kind: 'chat', messages })).ids;
 });
 
@@ -146,5 +156,104 @@ describe('continuing a generation from its first k ids', () => {
     const room = contextLength - promptIds.length;
     expect(await field([1, 2], { ...GREEDY, maxTokens: room - 1 })).toBe('glassbox.prefix_ids');
     expect(await field([1, 2], { ...GREEDY, maxTokens: room + 1 })).toBe('max_tokens');
+  });
+});
+
+describe('re-checking a continuation', () => {
+  /** The normalized request a continuation after `prefixIds` answered, for `params` of the whole. */
+  const requestOf = (params: SamplingParams, prefixIds: readonly number[]): LlmRequest => ({
+    kind: 'chat',
+    messages,
+    model: pkg.id,
+    params: { ...params, maxTokens: params.maxTokens - prefixIds.length },
+    ...(prefixIds.length > 0 ? { prefixIds } : {}),
+  });
+  const continueFrom = async (whole: Run, params: SamplingParams, k: number, model = pkg) => {
+    const prefixIds = whole.done.outputIds.slice(0, k);
+    const rest = await run(
+      promptIds,
+      { params: { ...params, maxTokens: params.maxTokens - k }, prefixIds },
+      model,
+    );
+    return { request: requestOf(params, prefixIds), outputIds: rest.done.outputIds };
+  };
+
+  it('an honest continuation passes from its stored data, every margin 0 at the offset positions', async () => {
+    for (const params of [GREEDY, SAMPLED]) {
+      const whole = await run(promptIds, { params });
+      const { request, outputIds } = await continueFrom(whole, params, 15);
+      const input = decodeLlmInput(llmInputData(request, promptIds));
+      const report = await recheckGeneration(engine, pkg, {
+        ...input,
+        outputIds,
+        completionTokens: outputIds.length,
+      });
+      expect(report.failure).toBeNull();
+      expect(report.margins).toHaveLength(params.maxTokens - 15);
+      expect(report.margins.every((m) => m.margin === 0 && !m.outside)).toBe(true);
+      expect(report.termination.finishReason).toBe('length');
+      // judged at positions 0.. instead of 15.. (no prefix), the same ids are not this sample
+      if (params === SAMPLED) {
+        const unshifted = await recheckGeneration(engine, pkg, {
+          request: { ...request, prefixIds: undefined },
+          promptIds: [...promptIds, ...whole.done.outputIds.slice(0, 15)],
+          outputIds,
+        });
+        expect(unshifted.ok).toBe(false);
+      }
+    }
+  });
+
+  it('a stop string that begins in the prefix ends the continuation where the whole run ended', async () => {
+    const text = (await run(promptIds, { params: GREEDY })).done.text;
+    const params = { ...GREEDY, stop: [text.slice(20, 26)] };
+    const whole = await run(promptIds, { params });
+    const n = whole.done.outputIds.length;
+    // cut so that the stop string's first characters are in the prefix: the last token completes it
+    const { request, outputIds } = await continueFrom(whole, params, n - 1);
+    expect(outputIds).toEqual(whole.done.outputIds.slice(n - 1));
+    const report = await recheckGeneration(engine, pkg, { request, promptIds, outputIds });
+    expect(report.ok).toBe(true);
+    expect(report.termination.finishReason).toBe('stop');
+    // claiming a token past it fails termination at output position 0
+    const past = await recheckGeneration(engine, pkg, {
+      request: { ...request, params: { ...request.params, maxTokens: 2 } },
+      promptIds,
+      outputIds: [...outputIds, 11],
+    });
+    expect(past.failure).toMatchObject({ check: 'termination', position: 0 });
+  });
+
+  it("the impostor's continuation (tiny-chat-int8) of an honest prefix is caught", async () => {
+    const impostor = (await llmExample('tiny-chat-int8')).pkg;
+    let caught = 0;
+    for (const params of [GREEDY, SAMPLED]) {
+      const whole = await run(promptIds, { params });
+      const claim = await continueFrom(whole, params, 10, impostor);
+      const honest = whole.done.outputIds.slice(10);
+      const report = await recheckGeneration(engine, pkg, { ...claim, promptIds });
+      const first = claim.outputIds.findIndex((id, t) => id !== honest[t]);
+      if (first < 0) continue; // the very tokens the real model gives: nothing to catch
+      expect(report.failure?.check).toBe('margins');
+      expect(report.margins.slice(0, first).every((m) => m.margin === 0)).toBe(true);
+      caught++;
+    }
+    expect(caught).toBeGreaterThan(0);
+  });
+
+  it('a tampered prefix is another request (inputHash); one that could not be unfinished fails the prompt check', async () => {
+    const whole = await run(promptIds, { params: GREEDY });
+    const { request, outputIds } = await continueFrom(whole, GREEDY, 12);
+    const tampered = { ...request, prefixIds: request.prefixIds!.map((id, i) => (i === 3 ? id + 1 : id)) };
+    expect(llmInputHash(tampered, promptIds)).not.toBe(llmInputHash(request, promptIds));
+    const withEos = { ...request, prefixIds: [...request.prefixIds!.slice(0, 11), 151645] };
+    const eos = await recheckGeneration(engine, pkg, { request: withEos, promptIds, outputIds });
+    expect(eos.failure).toMatchObject({ check: 'prompt', position: 11 });
+    expect(eos.failure?.reason).toMatch(/prefix item 11 is the EOS id 151645/);
+    const stop = whole.done.text.slice(2, 5);
+    const stopped = { ...request, params: { ...request.params, stop: [stop] } };
+    const early = await recheckGeneration(engine, pkg, { request: stopped, promptIds, outputIds });
+    expect(early.failure?.check).toBe('prompt');
+    expect(early.failure?.reason).toMatch(/a stop string is complete at prefix item/);
   });
 });
