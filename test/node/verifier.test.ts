@@ -287,6 +287,23 @@ describe('recheck of a generation: what a sample finds, and how a token claim is
     });
   });
 
+  it('a continuation: positions count its new tokens; a swapped one is named where it sits after the prefix', async () => {
+    const prefix = honest.slice(0, 4);
+    const continued: LlmRequest = {
+      ...request,
+      prefixIds: prefix,
+      params: { ...request.params, maxTokens: request.params.maxTokens - prefix.length },
+    };
+    const inputs = llmInputData(continued, promptIds);
+    const rest = honest.slice(4);
+    expect(await claimed(rest, {}, inputs)()).toMatchObject({ kind: 'match' });
+    const lie = rest.map((id, t) => (t === 2 ? (id === 9707 ? 9708 : 9707) : id));
+    const judge = claimed(lie, {}, inputs);
+    expect(await judge()).toMatchObject({ kind: 'mismatch', token: { check: 'margin', position: 2 } });
+    expect(await judge({ check: 'margin', position: 2 })).toMatchObject({ kind: 'mismatch' });
+    expect(await judge({ check: 'margin', position: 1 })).toMatchObject({ kind: 'match' });
+  });
+
   it('without the output ids it is unproven; under another runtime it is skipped', async () => {
     expect(await claimed(honest)(undefined, 'none')).toMatchObject({ kind: 'unproven' });
     expect(await claimed(honest)(undefined, new Uint8Array([9]))).toMatchObject({ kind: 'unproven' });
