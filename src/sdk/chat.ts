@@ -439,6 +439,8 @@ type Run = {
   /** Whether a receipt behind delivered tokens failed verification (stream only). */
   failedReceipt: boolean;
   evidence: Equivocation[];
+  /** Refusals that follow from the request itself (requestFault). */
+  faults: GlassboxError[];
 };
 
 const newRun = (): Run => ({
@@ -456,6 +458,7 @@ const newRun = (): Run => ({
   uncovered: 0,
   failedReceipt: false,
   evidence: [],
+  faults: [],
 });
 
 /**
@@ -571,6 +574,7 @@ function startSegment(call: Call, ranked: readonly ProviderCandidate[], run: Run
           if (done) return;
           if (!call.deadline.aborted) recordFailure(call.client, provider.address, codeOf(error));
           run.rejected.push(rejection(provider.address, error));
+          if (isGlassboxError(error) && isRequestFault(error)) run.faults.push(error);
           const fault = requestFault(call, run, ranked.length);
           if (!fault) return launch();
           finish();
@@ -637,6 +641,8 @@ async function consumeSegment(
   let text = '';
   let finishReason: 'stop' | 'length' | undefined;
   let end: Extract<LlmStreamEvent, { type: 'end' }> | undefined;
+  /** Text delivered without its token ids: nothing to continue after if the provider breaks off. */
+  let untracked = false;
   const take = (event: LlmStreamEvent) => {
     if (event.type === 'end') {
       end = event;
@@ -649,6 +655,7 @@ async function consumeSegment(
     };
     ids.push(...event.tokenIds);
     text += event.text;
+    if (event.text !== '' && event.tokenIds.length === 0) untracked = true;
     if (event.finishReason) finishReason = event.finishReason;
     if (emit) {
       // Delivered at once: it is part of the generation whatever comes next.
@@ -668,6 +675,12 @@ async function consumeSegment(
     await s.iterator.return?.(undefined);
   } catch (error) {
     s.controller.abort();
+    if (emit && untracked)
+      throw new GlassboxError(
+        'PROVIDER_ERROR',
+        `provider ${s.provider.address} broke off a stream whose chunks named no token ids: it cannot be continued elsewhere`,
+        { details: { provider: s.provider.address, delivered: run.ids.length }, cause: error },
+      );
     cut(call, run, s, from, ids, error);
     return;
   }
@@ -700,7 +713,6 @@ async function consumeSegment(
       for (const d of held) if (d.logprobs !== undefined) run.logprobs.push(d.logprobs);
     } else if (ids.length === 0) run.ids.push(...outputIds);
     run.finishReason = finishReason ?? 'stop';
-    if (finishReason === undefined) run.finishReason = outputIds.length > 0 ? 'stop' : 'length';
     return;
   }
   recordFailure(call.client, s.provider.address, 'VERIFICATION_FAILED');
@@ -823,7 +835,7 @@ async function finish(call: Call, run: Run): Promise<GenerationResult> {
   const covered = run.uncovered === 0 || recheck?.ok === true;
   const ok = !run.failedReceipt && covered && (recheck === undefined || recheck.ok);
   const promptIds = run.promptIds ?? [];
-  const evidence = run.evidence.length > 0 ? equivocationEvidence(call, run.evidence) : undefined;
+  const evidence = run.evidence.length > 0 ? equivocationEvidence(call, run, run.evidence) : undefined;
   return {
     model: call.offer.id,
     text: run.text,
@@ -878,12 +890,12 @@ function inputsJson(call: Call, promptIds: readonly number[]): Record<string, Js
   return tensorsToJson(decodeTensors(llmInputData(request, promptIds)));
 }
 
-function equivocationEvidence(call: Call, equivocations: readonly Equivocation[]): Evidence {
+function equivocationEvidence(call: Call, run: Run, equivocations: readonly Equivocation[]): Evidence {
   return {
     model: call.offer.id,
     policy: call.offer.manifest.policy,
     inputHash: equivocations[0]!.b.receipt.inputHash,
-    inputs: {},
+    inputs: inputsJson(call, run.promptIds ?? []),
     majority: [],
     disagreements: [],
     equivocations,
@@ -1051,23 +1063,25 @@ const REQUEST_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'OUTPUT_TOO_LARGE',
 ]);
 
+const isRequestFault = (error: GlassboxError): boolean => {
+  const status = error.details.status;
+  return REQUEST_FAULTS.has(error.code) && typeof status === 'number' && status >= 400 && status < 500;
+};
+
 /**
  * The request's own fault, once believable: two providers refused it for the same reason, or the
- * only one there is did (a single liar answering 400 must not keep the client from the rest).
+ * only one there is did (a single liar answering 400 must not keep the client from the rest). It
+ * names the field the provider named.
  */
 function requestFault(call: Call, run: Run, providers: number): GlassboxError | undefined {
-  const faults = run.rejected.filter(
-    (r) => REQUEST_FAULTS.has(r.code) && r.status !== undefined && r.status >= 400 && r.status < 500,
-  );
-  const last = faults.at(-1);
+  const last = run.faults.at(-1);
   if (!last) return undefined;
-  const same = faults.filter((r) => r.code === last.code);
+  const same = run.faults.filter((e) => e.code === last.code);
   if (same.length < Math.min(2, providers)) return undefined;
-  const field = /answered \d+: ([\w.]+): /.exec(last.message)?.[1];
-  return new GlassboxError(last.code, `${last.message} (the request's fault: not retried elsewhere)`, {
-    ...(field ? { field } : {}),
-    metaMessages: same.map((r) => `${r.provider} answered ${r.status}: ${r.code}`),
-    details: { model: call.offer.id, status: last.status, rejected: run.rejected },
+  return new GlassboxError(last.code, `${last.shortMessage} (the request's fault: not retried elsewhere)`, {
+    ...(last.field ? { field: last.field } : {}),
+    metaMessages: same.map((e) => e.shortMessage),
+    details: { model: call.offer.id, status: last.details.status, rejected: run.rejected },
   });
 }
 
