@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { prefixIdsSchema } from '../protocol/llm.js';
 import { signedReceiptJsonSchema } from '../protocol/receipt.js';
 
 /*
@@ -121,6 +122,20 @@ const commonFields = {
       .refine((v) => Object.keys(v).length === 0, 'is not served (the sampler is fixed by the protocol)'),
   ),
   user: nullable(z.string()),
+  /**
+   * Glassbox's own request fields (docs/protocol.md, Continuing a generation): `prefix_ids`, the
+   * output ids an earlier provider already produced for this request, to continue after them;
+   * `token_ids: true`, each streamed chunk also carries the ids it consumed. Unknown keys are ignored.
+   */
+  glassbox: nullable(
+    z.object(
+      {
+        prefix_ids: nullable(prefixIdsSchema),
+        token_ids: nullable(z.boolean({ error: 'is not a boolean' })),
+      },
+      { error: 'is not an object' },
+    ),
+  ),
 };
 
 /** tools: refused, naming the field; a tool of an unknown type is named by its type. */
@@ -276,6 +291,12 @@ export const completionSchema = z.object({
 });
 export type Completion = z.input<typeof completionSchema>;
 
+/**
+ * What a streamed chunk carries when the request asked `glassbox.token_ids: true`: the output ids
+ * consumed since the previous chunk (a token whose text is held back goes with the next chunk sent).
+ */
+export type GlassboxChunkIds = { readonly token_ids: readonly number[] };
+
 /** A chat stream chunk (`data: {...}` of the SSE stream). */
 export type ChatCompletionChunk = {
   readonly id: string;
@@ -289,7 +310,8 @@ export type ChatCompletionChunk = {
     readonly finish_reason: 'stop' | 'length' | null;
   }[];
   readonly usage?: Usage | null;
-  readonly glassbox?: GlassboxExtra;
+  /** The receipt's (the last chunk before [DONE]), or the chunk's token ids (`glassbox.token_ids`). */
+  readonly glassbox?: GlassboxExtra | GlassboxChunkIds;
 };
 
 /** A completions stream chunk. */
@@ -305,7 +327,8 @@ export type CompletionChunk = {
     readonly finish_reason: 'stop' | 'length' | null;
   }[];
   readonly usage?: Usage | null;
-  readonly glassbox?: GlassboxExtra;
+  /** The receipt's (the last chunk before [DONE]), or the chunk's token ids (`glassbox.token_ids`). */
+  readonly glassbox?: GlassboxExtra | GlassboxChunkIds;
 };
 
 /** OpenAI's model object, as GET /v1/models lists it and GET /v1/models/:id answers it. */
