@@ -329,6 +329,14 @@ describe('chat', () => {
     expect(await refusal(stream.result)).toMatchObject({ code: 'REQUEST_INVALID', field: 'mode' });
   });
 
+  it('stops at a refusal two providers give alike (the request is at fault), naming its field', async () => {
+    const client = await newClient();
+    const context = pkg.manifest.format === 'llm' ? pkg.manifest.llm.contextLength : 0;
+    const error = await refusal(chat(client, { body: body({ max_tokens: context + 1 }), maxPrice: CAP }));
+    expect(error).toMatchObject({ code: 'REQUEST_INVALID', field: 'max_tokens' });
+    expect((error.details.rejected as unknown[]).length).toBe(2);
+  });
+
   it('lists the LLM models on offer with their cheapest prices', async () => {
     const client = await newClient();
     const models = await listLlmModels(client);
