@@ -238,23 +238,34 @@ describe('chat', () => {
     const reference = await chat(client, { body: body(), maxPrice: CAP });
     const [failing] = await ranked(client);
     failing!.faults.failAfterTokens = 4;
-    const stream = chat(client, { body: body(), maxPrice: CAP, stream: true, mode: 'local' });
+    const stream = chat(client, { body: body(), maxPrice: CAP, stream: true });
     const deltas = await collect(stream);
     const result = await stream.result;
     expect(deltas.map((d) => d.text).join('')).toBe(reference.text);
+    expect(deltas.flatMap((d) => d.tokenIds)).toEqual(reference.outputIds);
     expect(result.outputIds).toEqual(reference.outputIds);
     expect(result.segments).toHaveLength(2);
     expect(result.segments[0]).toMatchObject({ provider: failing!.address, fromToken: 0, toToken: 4 });
     expect(result.segments[0]!.cut).toMatch(/RUN_FAILED/);
+    expect(result.segments[0]!.receipt).toBeUndefined();
     expect(result.segments[1]).toMatchObject({ fromToken: 4, toToken: reference.outputIds.length });
     expect(result.segments[1]!.report?.ok).toBe(true);
     expect(result.report.failovers).toBe(1);
-    // The first 4 tokens have no receipt; the local re-check of the whole generation covers them.
-    expect(result.report.recheck?.ok).toBe(true);
-    expect(result.report.ok).toBe(true);
+    // The first 4 tokens have no receipt: delivered, but not verified.
+    expect(result.report.ok).toBe(false);
+
+    // In local mode the re-check of the whole generation covers them.
+    const local = chat(client, { body: body(), maxPrice: CAP, stream: true, mode: 'local' });
+    await collect(local);
+    const checked = await local.result;
+    expect(checked.outputIds).toEqual(reference.outputIds);
+    expect(checked.report.failovers).toBe(1);
+    expect(checked.report.recheck).toMatchObject({ ok: true });
+    expect(checked.report.recheck!.margins.positions).toBe(reference.outputIds.length);
+    expect(checked.report.ok).toBe(true);
   });
 
-  it('reports a stream whose first provider stalled: delivered tokens without a receipt are not ok in receipt mode', async () => {
+  it('continues a stream after a stall, and covers the stalled provider's tokens with the receipt it recorded', async () => {
     const client = await newClient();
     const reference = await chat(client, { body: body(), maxPrice: CAP });
     const [stalling] = await ranked(client);
