@@ -13,6 +13,7 @@ import {
   type Completion,
   type CompletionChunk,
   type CompletionLogprobs,
+  type GlassboxChunkIds,
   type GlassboxExtra,
   type OpenAiError,
   type OpenAiModel,
@@ -172,7 +173,7 @@ async function authenticate(ctx: NodeContext, request: FastifyRequest): Promise<
 
 type Common = Pick<
   ChatCompletionRequest,
-  'model' | 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'seed' | 'stop'
+  'model' | 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'seed' | 'stop' | 'glassbox'
 >;
 
 /** What both routes ask of the generation: the client, the headers, the model and the sampling. */
@@ -192,11 +193,13 @@ function commonRequest(
     ...(body.max_tokens != null ? { maxTokens: body.max_tokens } : {}),
     ...(body.stop != null ? { stop: typeof body.stop === 'string' ? [body.stop] : body.stop } : {}),
   };
+  const prefixIds = body.glassbox?.prefix_ids;
   return {
     client,
     model: body.model,
     prompt,
     sampling,
+    ...(prefixIds == null ? {} : { prefixIds: prefixIds as number[] }),
     ...(requestId === undefined
       ? {}
       : { requestId: parseWire(bytes32, requestId, REQUEST_ID_HEADER) as Hex }),
@@ -391,13 +394,18 @@ function extraOf(r: GenerateResult): GlassboxExtra {
   };
 }
 
+/** A continuation's prefix is charged as input: prompt_tokens counts it (docs/protocol.md). */
 const usageOf = (r: GenerateResult): Usage => ({
-  prompt_tokens: r.promptIds.length,
+  prompt_tokens: r.promptIds.length + r.prefixIds.length,
   completion_tokens: r.outputIds.length,
-  total_tokens: r.promptIds.length + r.outputIds.length,
+  total_tokens: r.promptIds.length + r.prefixIds.length + r.outputIds.length,
 });
 
-type StreamOptions = { stream?: boolean | null; stream_options?: { include_usage?: boolean | null } | null };
+type StreamOptions = {
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean | null } | null;
+  glassbox?: { token_ids?: boolean | null } | null;
+};
 
 /** Runs the generation and answers it, whole or as a stream. */
 async function answer<Whole, Chunk>(
@@ -428,12 +436,22 @@ async function answer<Whole, Chunk>(
   let id = '';
   let sent = '';
   const usageField = includeUsage ? { usage: null } : {};
+  // glassbox.token_ids: each chunk with choices carries the ids consumed since the previous one, so
+  // a gateway knows the exact prefix to continue from if this provider fails mid-stream
+  const withIds = body.glassbox?.token_ids === true;
+  let pending: number[] = [];
+  const idsField = (): { glassbox?: GlassboxChunkIds } => {
+    if (!withIds) return {};
+    const token_ids = pending;
+    pending = [];
+    return { glassbox: { token_ids } };
+  };
   const open = async (requestId: Hex) => {
     if (stream.opened) return;
     id = openAiId(format.prefix, requestId.toLowerCase() as Hex);
     stream.open({ 'x-request-id': requestId.toLowerCase() });
     const first = format.first(id, at);
-    if (first) await stream.send({ ...first, ...usageField });
+    if (first) await stream.send({ ...first, ...usageField, ...idsField() });
   };
   try {
     const requestId = generation.requestId ?? randomId();
@@ -443,9 +461,10 @@ async function answer<Whole, Chunk>(
       signal,
       onToken: async (token) => {
         await open(requestId);
+        pending.push(token.id);
         const chunk = format.token(id, at, token.text, token);
         sent += token.text;
-        if (chunk) await stream.send({ ...chunk, ...usageField });
+        if (chunk) await stream.send({ ...chunk, ...usageField, ...idsField() });
       },
     });
     if (!result.receipt || signal.aborted) return stream.end();
@@ -456,7 +475,8 @@ async function answer<Whole, Chunk>(
       : result.text.startsWith(sent)
         ? result.text.slice(sent.length)
         : '';
-    await stream.send({ ...format.finish(id, at, rest, finishOf(result)), ...usageField });
+    if (result.replayed) pending = [...result.outputIds]; // no token went out one by one
+    await stream.send({ ...format.finish(id, at, rest, finishOf(result)), ...usageField, ...idsField() });
     if (includeUsage) await stream.send(format.tail(id, at, { usage: usageOf(result) }));
     await stream.send(format.tail(id, at, { ...usageField, glassbox: extraOf(result) }));
     await stream.done();
