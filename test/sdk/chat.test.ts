@@ -254,8 +254,13 @@ describe('chat', () => {
     // The first 4 tokens have no receipt: delivered, but not verified.
     expect(result.report.ok).toBe(false);
 
-    // In local mode the re-check of the whole generation covers them.
-    const local = chat(client, { body: body(), maxPrice: CAP, stream: true, mode: 'local' });
+    // In local mode the re-check of the whole generation covers them (a fresh client, whose first
+    // provider fails: this one now tries the failing provider last).
+    const fresh = await newClient();
+    delete failing!.faults.failAfterTokens;
+    const [first] = await ranked(fresh);
+    first!.faults.failAfterTokens = 4;
+    const local = chat(fresh, { body: body(), maxPrice: CAP, stream: true, mode: 'local' });
     await collect(local);
     const checked = await local.result;
     expect(checked.outputIds).toEqual(reference.outputIds);
