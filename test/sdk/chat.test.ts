@@ -338,6 +338,24 @@ describe('chat', () => {
     expect(result.report.ok).toBe(true);
   });
 
+  it('fails a whole answer whose local re-check finds a token the sampler would not pick', async () => {
+    const client = await newClient();
+    const [liar] = await ranked(client);
+    liar!.faults.substituteAt = 5;
+    const error = await refusal(
+      chat(client, { body: body(), maxPrice: CAP, mode: 'local', hedgeAfterMs: false }),
+    );
+    expect(error.code).toBe('VERIFICATION_FAILED');
+    const report = error.details.report as {
+      ok: boolean;
+      receipts: { ok: boolean }[];
+      recheck: { ok: boolean; firstFailure: { check: string; position: number } };
+    };
+    // The receipt itself is consistent (the liar signed what it sent); the re-check is not.
+    expect(report.receipts.map((r) => r.ok)).toEqual([true]);
+    expect(report.recheck).toMatchObject({ ok: false, firstFailure: { check: 'margins', position: 5 } });
+  });
+
   it('refuses bad requests naming the field, before any provider is asked', async () => {
     const client = await newClient();
     const noMessages = await refusal(chat(client, { body: { model: pkg.id } as never, maxPrice: CAP }));
