@@ -533,6 +533,9 @@ export function failureCode(rejected: readonly RejectedAttempt[]): ErrorCode {
 }
 
 export function exhausted(call: Call, run: Run, what: string): GlassboxError {
+  // The caller cancelled (a stream's reader that stopped reading): that is the reason, not a time limit.
+  const reason: unknown = call.deadline.reason;
+  if (call.deadline.aborted && isGlassboxError(reason, 'ABORTED')) return reason;
   const code = failureCode(run.rejected);
   const timedOut = call.deadline.aborted ? ' before the time limit' : '';
   const message =

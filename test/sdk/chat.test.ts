@@ -356,6 +356,20 @@ describe('chat', () => {
     expect(report.recheck).toMatchObject({ ok: false, firstFailure: { check: 'margins', position: 5 } });
   });
 
+  it("cancels the generation when the stream's reader stops reading", async () => {
+    const client = await newClient();
+    for (const p of providers) p.faults.stallAfterTokens = 2; // the generation cannot end by itself
+    const stream = chat(client, { body: body(), maxPrice: CAP, stream: true });
+    const seen: GenerationDelta[] = [];
+    for await (const delta of stream) {
+      seen.push(delta);
+      break;
+    }
+    const error = await refusal(stream.result);
+    expect(seen).toHaveLength(1);
+    expect(error.code).toBe('ABORTED');
+  });
+
   it('refuses bad requests naming the field, before any provider is asked', async () => {
     const client = await newClient();
     const noMessages = await refusal(chat(client, { body: { model: pkg.id } as never, maxPrice: CAP }));
