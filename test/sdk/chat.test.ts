@@ -185,6 +185,15 @@ describe('chat', () => {
     expect(owed).toBe(whole.receipts[0]!.receipt.price + streamed.receipts[0]!.receipt.price);
   });
 
+  it("carries the chunks' logprobs as one answer's, one per token", async () => {
+    const client = await newClient();
+    const result = await chat(client, { body: body({ logprobs: true, top_logprobs: 2 }), maxPrice: CAP });
+    const content = (result.logprobs as { content: { token: string; top_logprobs: unknown[] }[] }).content;
+    expect(content).toHaveLength(result.outputIds.length);
+    expect(content.every((lp) => lp.top_logprobs.length === 2)).toBe(true);
+    expect(result.report.ok).toBe(true);
+  });
+
   it('picks a seed when the body has none, reports it, and the same seed samples the same', async () => {
     const client = await newClient();
     const first = await chat(client, { body: body({ seed: undefined }), maxPrice: CAP });
