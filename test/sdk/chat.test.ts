@@ -288,7 +288,7 @@ describe('chat', () => {
       body: body(),
       maxPrice: CAP,
       stream: true,
-      firstTokenTimeoutMs: 1_500,
+      firstTokenTimeoutMs: 3_000,
     });
     const deltas = await collect(stream);
     const result = await stream.result;
