@@ -338,6 +338,28 @@ describe('chat', () => {
     expect(result.report.ok).toBe(true);
   });
 
+  it('ends a stream whose provider stalled after its last token, with nothing left to continue', async () => {
+    const client = await newClient();
+    const reference = await chat(client, { body: body({ max_tokens: 6 }), maxPrice: CAP });
+    expect(reference.finishReason).toBe('length');
+    const [stalling] = await ranked(client);
+    stalling!.faults.stallAtEnd = true;
+    const stream = chat(client, {
+      body: body({ max_tokens: 6 }),
+      maxPrice: CAP,
+      stream: true,
+      firstTokenTimeoutMs: 3_000,
+    });
+    const deltas = await collect(stream);
+    const result = await stream.result;
+    expect(deltas.flatMap((d) => d.tokenIds)).toEqual(reference.outputIds);
+    expect(result.finishReason).toBe('length');
+    expect(result.segments).toHaveLength(1);
+    expect(result.segments[0]).toMatchObject({ provider: stalling!.address, toToken: 6 });
+    expect(result.segments[0]!.report?.ok).toBe(true); // the receipt it recorded for the 6 tokens
+    expect(result.report.ok).toBe(true);
+  });
+
   it('a whole answer keeps only receipted tokens: a provider failing mid-way is replaced from the start', async () => {
     const client = await newClient();
     const reference = await chat(client, { body: body(), maxPrice: CAP });
