@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
-import { GlassboxError } from '../protocol/errors.js';
+import type { GlassboxError } from '../protocol/errors.js';
 import {
   SSE_TYPE,
   type ChatCompletion,
@@ -74,6 +74,14 @@ export type AnswerFormat<Whole, Chunk, L, X> = {
 /** The provider's chat answer, or the gateway's with its own `glassbox` field. */
 export type ChatAnswer<X> = Omit<ChatCompletion, 'glassbox'> & { glassbox: X };
 export type CompletionAnswer<X> = Omit<Completion, 'glassbox'> & { glassbox: X };
+
+/**
+ * What of a generation's text the streamed chunks have not carried: the text the last tokens held
+ * back (a possible stop string that did not come). Nothing when the text is not a continuation of
+ * what was sent (a replayed answer's text is sent whole by its caller).
+ */
+export const restOf = (text: string, sent: string): string =>
+  text.startsWith(sent) ? text.slice(sent.length) : '';
 
 export const createdNow = (): number => Math.floor(Date.now() / 1000);
 

@@ -11,6 +11,7 @@ import {
   openAiError,
   openAiErrorHandler,
   openAiStatus,
+  restOf,
   usageOf,
   type AnswerFormat,
 } from '../../api/openai-answer.js';
@@ -301,11 +302,7 @@ async function answer<Whole, Chunk, L>(
     if (!result.receipt || signal.aborted) return stream.end();
     await open(result.requestId);
     // What the last tokens held back (a possible stop string that did not come) ends the text.
-    const rest = result.replayed
-      ? result.text
-      : result.text.startsWith(sent)
-        ? result.text.slice(sent.length)
-        : '';
+    const rest = result.replayed ? result.text : restOf(result.text, sent);
     await stream.finish(rest, finishOf(result), usage(result), extraOf(result));
     return stream.end();
   } catch (error) {
