@@ -28,7 +28,7 @@ import { serve } from '../../api/serve.js';
 import { bytes32, parseWire, signedVoucherJsonSchema, type SignedVoucherJson } from '../../protocol/api.js';
 import { GlassboxError, isGlassboxError } from '../../protocol/errors.js';
 import { verifySessionKey } from '../../protocol/session.js';
-import type { ChatMessage, LlmPrompt, TokenLogprob } from '../../runtime/engine.js';
+import type { ChatMessage, LlmPrompt } from '../../runtime/engine.js';
 import type { NodeContext } from '../context.js';
 import type { GenerateRequest, GenerateResult, GeneratedToken, SamplingRequest } from '../generate.js';
 
