@@ -36,7 +36,7 @@ import {
   type TestChain,
 } from './support.js';
 import { createNode, parseNodeConfig } from '../../src/node/index.js';
-import { admitRuntime, getModel, getOffer } from '../../src/chain/index.js';
+import { admitRuntime, getModel, getOffer, getProvider } from '../../src/chain/index.js';
 import { runtimeProfileJson } from '../../src/protocol/runtime-profile.js';
 import { exampleDir, llmExample } from '../support/examples.js';
 import { nodeConfig } from './support.js';
@@ -266,7 +266,10 @@ describe('OpenAI routes: the official client', () => {
     const served = models.models.find((m) => m.id === pkg.id)!;
     expect(served.inputPrice).toBe(INPUT_PRICE.toString());
     expect(r.runtime).toBe(served.runtime);
-    expect(r.runtime).not.toBe(models.runtime); // the token engine's, not the declared tensor engine's
+    expect(r.runtime).not.toBe(models.runtime); // the token engine's, not the tensor engine's
+    // declared on chain beside the tensor engine's: clients accept it, committees can be drawn for it
+    const declared = (await getProvider(chain.as(0), node.address)).runtimes;
+    expect([...declared].sort()).toEqual([r.runtime, models.runtime].sort());
 
     // Stored with its data, batched and committed like any receipt.
     await node.flushBatches();
@@ -287,8 +290,8 @@ describe('OpenAI routes: the official client', () => {
     expect(textOf(chunks)).toBe(whole.choices[0]!.message.content);
     const last = chunks.at(-1)!;
     expect(last.choices).toEqual([]);
-    expect(last.glassbox?.seed).toBe('11');
-    expect(last.glassbox?.outputTokenIds).toEqual(extraOf(whole).outputTokenIds);
+    expect(extraOf(last).seed).toBe('11');
+    expect(extraOf(last).outputTokenIds).toEqual(extraOf(whole).outputTokenIds);
     expect(chunks.every((c) => !('usage' in c))).toBe(true); // no include_usage: no usage anywhere
   });
 
@@ -325,7 +328,7 @@ describe('OpenAI routes: the official client', () => {
     expect(events.at(-1)).toBe('data: [DONE]');
     const receiptChunk = JSON.parse(events.at(-2)!.slice(6)) as ChatCompletionChunk;
     expect(receiptChunk.choices).toEqual([]);
-    expect(receiptChunk.glassbox?.receipt.receipt.requestId).toBe(res.headers.get('x-request-id'));
+    expect(extraOf(receiptChunk).receipt.receipt.requestId).toBe(res.headers.get('x-request-id'));
     expect(events.some((e) => e.includes('"error"'))).toBe(false);
   });
 
@@ -336,7 +339,7 @@ describe('OpenAI routes: the official client', () => {
     expect(withUsage[0]!.choices).toEqual([]);
     expect(chunks.filter((c) => !c.usage).every((c) => c.usage === null)).toBe(true);
     const receiptChunk = chunks.at(-1)!;
-    expect(withUsage[0]!.usage!.completion_tokens).toBe(receiptChunk.glassbox!.outputTokenIds!.length);
+    expect(withUsage[0]!.usage!.completion_tokens).toBe(extraOf(receiptChunk).outputTokenIds!.length);
   });
 
   it('stop: the text ends before the stop string, finish_reason stop', async () => {
