@@ -40,6 +40,7 @@ import { admitRuntime, getModel, getOffer, getProvider } from '../../src/chain/i
 import { runtimeProfileJson } from '../../src/protocol/runtime-profile.js';
 import { exampleDir, llmExample } from '../support/examples.js';
 import { nodeConfig } from './support.js';
+import { MESSAGES, openAiCalls, openAiClientList } from '../support/openai-list.js';
 
 /*
  * The OpenAI-compatible routes against a real node on anvil, with the official `openai` client
@@ -147,42 +148,10 @@ afterAll(async () => {
   await dataDir?.remove();
 });
 
-const MESSAGES = [
-  { role: 'system' as const, content: 'You are terse.' },
-  { role: 'user' as const, content: 'Name three colours.' },
-];
-
 type Extra = ChatCompletion['glassbox'];
 const extraOf = (answer: unknown) => (answer as { glassbox: Extra }).glassbox;
 
-async function chat(over: Partial<OpenAI.ChatCompletionCreateParamsNonStreaming> = {}) {
-  return openai.chat.completions.create({
-    model: pkg.manifest.name,
-    messages: MESSAGES,
-    max_tokens: 24,
-    seed: 7,
-    temperature: 0.8,
-    ...over,
-  });
-}
-
-async function streamChat(over: Partial<OpenAI.ChatCompletionCreateParamsStreaming> = {}) {
-  const stream = await openai.chat.completions.create({
-    model: pkg.manifest.name,
-    messages: MESSAGES,
-    max_tokens: 24,
-    seed: 7,
-    temperature: 0.8,
-    ...over,
-    stream: true,
-  });
-  const chunks: ChatCompletionChunk[] = [];
-  for await (const chunk of stream) chunks.push(chunk as unknown as ChatCompletionChunk);
-  return chunks;
-}
-
-const textOf = (chunks: ChatCompletionChunk[]) =>
-  chunks.flatMap((c) => c.choices.map((choice) => choice.delta.content ?? '')).join('');
+const { chat } = openAiCalls(() => ({ openai, name: pkg.manifest.name, id: pkg.id }));
 
 /** The normalized request the node hashed, rebuilt from what the client sent and the disclosed seed. */
 function normalizedChat(
@@ -223,6 +192,8 @@ describe('OpenAI routes: the node', () => {
 });
 
 describe('OpenAI routes: the official client', () => {
+  openAiClientList(() => ({ openai, name: pkg.manifest.name, id: pkg.id }));
+
   it('chat, non-stream: an OpenAI ChatCompletion with usage and a receipt that verifies', async () => {
     const answer = await chat();
     expect(answer.object).toBe('chat.completion');
@@ -280,40 +251,6 @@ describe('OpenAI routes: the official client', () => {
     expect(dataHash(Buffer.from(stored.outputs!, 'base64'))).toBe(r.outputHash);
   });
 
-  it('stream: role first, finish_reason last, receipt in a final chunk; the text equals the non-stream text for the seed', async () => {
-    const whole = await chat({ seed: 11 });
-    const chunks = await streamChat({ seed: 11 });
-    expect(chunks[0]!.choices[0]!.delta.role).toBe('assistant');
-    const choiceChunks = chunks.filter((c) => c.choices.length > 0);
-    expect(choiceChunks.at(-1)!.choices[0]!.finish_reason).toBe(whole.choices[0]!.finish_reason);
-    expect(choiceChunks.slice(0, -1).every((c) => c.choices[0]!.finish_reason === null)).toBe(true);
-    expect(textOf(chunks)).toBe(whole.choices[0]!.message.content);
-    const last = chunks.at(-1)!;
-    expect(last.choices).toEqual([]);
-    expect(extraOf(last).seed).toBe('11');
-    expect(extraOf(last).outputTokenIds).toEqual(extraOf(whole).outputTokenIds);
-    expect(chunks.every((c) => !('usage' in c))).toBe(true); // no include_usage: no usage anywhere
-  });
-
-  it("chat.completions.stream() (openai-node's strict stream helper): its final completion is the non-stream answer", async () => {
-    const whole = await chat({ seed: 12, logprobs: true, top_logprobs: 2 });
-    const runner = openai.chat.completions.stream({
-      model: pkg.manifest.name,
-      messages: MESSAGES,
-      max_tokens: 24,
-      seed: 12,
-      temperature: 0.8,
-      logprobs: true,
-      top_logprobs: 2,
-    });
-    const final = await runner.finalChatCompletion();
-    expect(final.choices[0]!.message.content).toBe(whole.choices[0]!.message.content);
-    expect(final.choices[0]!.finish_reason).toBe(whole.choices[0]!.finish_reason);
-    expect(final.choices[0]!.logprobs?.content?.map((t) => t.token)).toEqual(
-      whole.choices[0]!.logprobs!.content!.map((t) => t.token),
-    );
-  });
-
   it('the raw stream: text/event-stream, data lines, the receipt chunk just before data: [DONE]', async () => {
     const res = await fetch(`${node.url}/v1/chat/completions`, {
       method: 'POST',
@@ -332,51 +269,6 @@ describe('OpenAI routes: the official client', () => {
     expect(events.some((e) => e.includes('"error"'))).toBe(false);
   });
 
-  it('stream_options.include_usage: a usage chunk with choices [], usage null on every other', async () => {
-    const chunks = await streamChat({ stream_options: { include_usage: true } });
-    const withUsage = chunks.filter((c) => c.usage);
-    expect(withUsage).toHaveLength(1);
-    expect(withUsage[0]!.choices).toEqual([]);
-    expect(chunks.filter((c) => !c.usage).every((c) => c.usage === null)).toBe(true);
-    const receiptChunk = chunks.at(-1)!;
-    expect(withUsage[0]!.usage!.completion_tokens).toBe(extraOf(receiptChunk).outputTokenIds!.length);
-  });
-
-  it('stop: the text ends before the stop string, finish_reason stop', async () => {
-    const free = await chat({ max_tokens: 40, temperature: 0 });
-    const text = free.choices[0]!.message.content!;
-    const stop = text.slice(Math.floor(text.length / 2), Math.floor(text.length / 2) + 2);
-    expect(stop.length).toBe(2);
-    const stopped = await chat({ max_tokens: 40, temperature: 0, stop: [stop] });
-    expect(stopped.choices[0]!.finish_reason).toBe('stop');
-    expect(stopped.choices[0]!.message.content).toBe(text.slice(0, text.indexOf(stop)));
-    expect(extraOf(stopped).outputTokenIds!.length).toBeLessThan(extraOf(free).outputTokenIds!.length);
-  });
-
-  it('max_tokens (and max_completion_tokens): finish_reason length at exactly that many tokens', async () => {
-    const a = await chat({ max_tokens: 5, temperature: 0 });
-    expect(a.choices[0]!.finish_reason).toBe('length');
-    expect(a.usage!.completion_tokens).toBe(5);
-    const b = await chat({ max_tokens: undefined, max_completion_tokens: 6, temperature: 0 });
-    expect(b.choices[0]!.finish_reason).toBe('length');
-    expect(b.usage!.completion_tokens).toBe(6);
-  });
-
-  it('seed: the same seed gives the same text, another seed another; none: the provider discloses the one it picked', async () => {
-    const [a, b, c] = await Promise.all([
-      chat({ seed: 99, temperature: 1 }),
-      chat({ seed: 99, temperature: 1 }),
-      chat({ seed: 100, temperature: 1 }),
-    ]);
-    expect(a.choices[0]!.message.content).toBe(b.choices[0]!.message.content);
-    expect(extraOf(a).outputTokenIds).not.toEqual(extraOf(c).outputTokenIds);
-    const picked = await chat({ seed: undefined, temperature: 1 });
-    const seed = extraOf(picked).seed;
-    expect(seed).toMatch(/^\d+$/);
-    const again = await chat({ seed: seed as unknown as number, temperature: 1 });
-    expect(extraOf(again).outputTokenIds).toEqual(extraOf(picked).outputTokenIds);
-  });
-
   it('models.list and models.retrieve: OpenAI model objects beside the Glassbox fields', async () => {
     const list = await openai.models.list();
     const ids = list.data.map((m) => m.id);
@@ -387,33 +279,6 @@ describe('OpenAI routes: the official client', () => {
     expect((await openai.models.retrieve(pkg.id)).id).toBe(pkg.id);
     expect((await openai.models.retrieve(pkg.manifest.name)).id).toBe(pkg.id);
     await expect(openai.models.retrieve('no-such-model')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
-  });
-
-  it('logprobs in the chat format: token, logprob, bytes, top_logprobs', async () => {
-    const answer = await chat({ logprobs: true, top_logprobs: 3, max_tokens: 6, temperature: 0 });
-    const content = answer.choices[0]!.logprobs!.content!;
-    expect(content.length).toBe(6);
-    for (const t of content) {
-      expect(typeof t.token).toBe('string');
-      expect(t.logprob).toBeLessThanOrEqual(0);
-      expect(Array.isArray(t.bytes)).toBe(true);
-      expect(t.top_logprobs).toHaveLength(3);
-      // greedy: the chosen token is the most likely one
-      expect(t.logprob).toBeCloseTo(t.top_logprobs[0]!.logprob, 5);
-    }
-    const none = await chat({ logprobs: true, max_tokens: 3 });
-    expect(none.choices[0]!.logprobs!.content!.every((t) => t.top_logprobs.length === 0)).toBe(true);
-  });
-
-  it('completions: text_completion, whole and streamed alike', async () => {
-    const body = { model: pkg.id, prompt: 'Once upon a time', max_tokens: 12, seed: 3, temperature: 0.7 };
-    const whole = await openai.completions.create(body);
-    expect(whole.object).toBe('text_completion');
-    expect(whole.choices[0]!.finish_reason).toBe('length');
-    const stream = await openai.completions.create({ ...body, stream: true });
-    let text = '';
-    for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
-    expect(text).toBe(whole.choices[0]!.text);
   });
 });
 
@@ -457,32 +322,6 @@ describe('glassbox key', () => {
 });
 
 describe('OpenAI routes: errors in OpenAI shape', () => {
-  it('an unknown model: 404 NotFoundError, code model_not_found, param model', async () => {
-    const error = await chat({ model: 'no-such-model' }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(OpenAI.NotFoundError);
-    const e = error as InstanceType<typeof OpenAI.NotFoundError>;
-    expect(e.status).toBe(404);
-    expect(e.code).toBe('model_not_found');
-    expect(e.param).toBe('model');
-    expect(e.type).toBe('invalid_request_error');
-  });
-
-  it('bad input: 4xx naming the field', async () => {
-    const cases: [Record<string, unknown>, string][] = [
-      [{ messages: [{ role: 'user', content: { text: 'hi' } }] }, 'messages.0.content'],
-      [{ messages: [{ role: 'user', content: 'word '.repeat(5000) }] }, 'messages'],
-      [{ max_tokens: 1e9 }, 'max_tokens'],
-      [{ tools: [{ type: 'web_search_preview' }] }, 'tools.0.type'],
-      [{ n: 3 }, 'n'],
-    ];
-    for (const [over, param] of cases) {
-      const error = await chat(over as never).catch((e: unknown) => e);
-      expect(error, param).toBeInstanceOf(OpenAI.BadRequestError);
-      expect((error as InstanceType<typeof OpenAI.BadRequestError>).param).toBe(param);
-      expect((error as InstanceType<typeof OpenAI.BadRequestError>).type).toBe('invalid_request_error');
-    }
-  });
-
   it('a 50 MB body: 413 naming the body', async () => {
     const huge = JSON.stringify({
       model: pkg.id,
