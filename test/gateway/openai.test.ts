@@ -248,7 +248,24 @@ describe('the gateway: the official client', () => {
   });
 });
 
-describe('the gateway: quorum', () => {
+describe('the gateway: modes', () => {
+  it('--recheck local: the generation is re-checked here by teacher forcing, and the report says so', async () => {
+    const local = await createGateway({ client, maxPrice: CAP, mode: 'local', logger: silent(), port: 0 });
+    try {
+      const ai = new OpenAI({ baseURL: `${local.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const { data: answer, response } = await chat({ seed: 31, max_tokens: 8 }, ai).withResponse();
+      const extra = extraOf(answer);
+      expect(response.headers.get(GATEWAY_HEADERS.mode)).toBe('local');
+      expect(extra.report.mode).toBe('local');
+      const recheck = (extra.report as { recheck?: { ok: boolean; margins: { positions: number } } }).recheck;
+      expect(recheck?.ok).toBe(true);
+      expect(recheck?.margins.positions).toBeGreaterThan(0);
+      await expectReceiptsVerify(extra);
+    } finally {
+      await local.close();
+    }
+  });
+
   it('--quorum 2, non-stream: two receipts from two providers with the same token ids', async () => {
     const ai = new OpenAI({ baseURL: `${quorum.url}/v1`, apiKey: 'unused', maxRetries: 0 });
     const { data: answer, response } = await chat({ seed: 21 }, ai).withResponse();
