@@ -1,4 +1,3 @@
-import { request as httpRequest } from 'node:http';
 import OpenAI from 'openai';
 import pino from 'pino';
 import type { Address } from 'viem';
@@ -18,11 +17,17 @@ import {
 import { modelDigest, type ModelPackage } from '../../src/protocol/manifest.js';
 import { recoverReceiptSigner, signedReceiptFromJson } from '../../src/protocol/receipt.js';
 import { runtimeProfileJson } from '../../src/protocol/runtime-profile.js';
-import { defaultEngines, type TokenEngine } from '../../src/runtime/index.js';
-import { createEngines } from '../../src/runtime/registry.js';
+import { defaultEngines } from '../../src/runtime/index.js';
 import { closeClient, createClient, type Client } from '../../src/sdk/index.js';
 import { llmExample } from '../support/examples.js';
-import { MESSAGES, openAiCalls, openAiClientList, textOf } from '../support/openai-list.js';
+import {
+  countingEngines,
+  leaveMidStream,
+  MESSAGES,
+  openAiCalls,
+  openAiClientList,
+  textOf,
+} from '../support/openai-list.js';
 import {
   CLIENT,
   fundClients,
@@ -59,25 +64,6 @@ let openai: OpenAI;
 /** Tokens the providers' engines generated, per generation. */
 const generated: number[] = [];
 
-/** The real engines on one thread, the token engine's generate counted. */
-function countingEngines() {
-  const engines = defaultEngines({ onnx: { intraOpNumThreads: 1 }, llm: { intraOpNumThreads: 1 } });
-  return createEngines(engines.list.map((e) => (e.kind === 'tokens' ? counted(e) : e)));
-}
-
-function counted(engine: TokenEngine): TokenEngine {
-  return {
-    ...engine,
-    async *generate(p, promptIds, options) {
-      const at = generated.push(0) - 1;
-      for await (const event of engine.generate(p, promptIds, options)) {
-        if (event.type === 'token') generated[at]! += 1;
-        yield event;
-      }
-    },
-  };
-}
-
 const silent = () => pino({ level: 'silent' });
 
 beforeAll(async () => {
@@ -92,7 +78,7 @@ beforeAll(async () => {
     const dir = await tempDir();
     dirs.push(dir);
     const config = parseNodeConfig(nodeConfig(chain, i, dir.dir, { models }));
-    nodes.push(await (await createNode(config, { engines: countingEngines() })).start());
+    nodes.push(await (await createNode(config, { engines: countingEngines(generated) })).start());
   }
   client = await createClient({
     rpcUrl: chain.anvil.rpcUrl,
@@ -352,36 +338,12 @@ describe('the gateway: disconnects', () => {
   it('a client that goes away mid-stream stops the generation at the provider', async () => {
     const maxTokens = 1500;
     const before = generated.length;
-    await new Promise<void>((resolve, reject) => {
-      const req = httpRequest(`${gateway.url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-      });
-      req.on('error', () => undefined);
-      req.on('response', (res) => {
-        let events = 0;
-        res.on('data', (data: Buffer) => {
-          events += data
-            .toString()
-            .split('\n\n')
-            .filter((e) => e.startsWith('data: {')).length;
-          if (events >= 8) {
-            req.destroy();
-            resolve();
-          }
-        });
-        res.on('error', () => undefined);
-        res.on('end', () => reject(new Error('the stream ended before the client left')));
-      });
-      req.end(
-        JSON.stringify({
-          model: pkg.id,
-          messages: MESSAGES,
-          max_tokens: maxTokens,
-          temperature: 0,
-          stream: true,
-        }),
-      );
+    await leaveMidStream(`${gateway.url}/v1/chat/completions`, {
+      model: pkg.id,
+      messages: MESSAGES,
+      max_tokens: maxTokens,
+      temperature: 0,
+      stream: true,
     });
     // The provider's generation ends soon after the gateway's SDK call is aborted.
     let made = 0;

@@ -1,4 +1,3 @@
-import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { writeDeployment } from '../../src/chain/index.js';
 import { runCli } from '../../src/cli/program.js';
@@ -20,10 +19,8 @@ import {
 } from '../../src/protocol/llm.js';
 import { modelDigest, type ModelPackage } from '../../src/protocol/manifest.js';
 import { recoverReceiptSigner, signedReceiptFromJson } from '../../src/protocol/receipt.js';
-import { defaultEngines, type TokenEngine } from '../../src/runtime/index.js';
-import { createEngines } from '../../src/runtime/registry.js';
+import { defaultEngines } from '../../src/runtime/index.js';
 import { createSessionKey } from '../../src/sdk/index.js';
-import { GlassboxError } from '../../src/protocol/errors.js';
 import {
   CLIENT,
   fundClients,
@@ -40,7 +37,13 @@ import { admitRuntime, getModel, getOffer, getProvider } from '../../src/chain/i
 import { runtimeProfileJson } from '../../src/protocol/runtime-profile.js';
 import { exampleDir, llmExample } from '../support/examples.js';
 import { nodeConfig } from './support.js';
-import { MESSAGES, openAiCalls, openAiClientList } from '../support/openai-list.js';
+import {
+  countingEngines,
+  leaveMidStream,
+  MESSAGES,
+  openAiCalls,
+  openAiClientList,
+} from '../support/openai-list.js';
 
 /*
  * The OpenAI-compatible routes against a real node on anvil, with the official `openai` client
@@ -60,33 +63,11 @@ let dataDir: { dir: string; remove(): Promise<void> };
 let pkg: ModelPackage;
 let openai: OpenAI;
 let apiKey: string;
+/** The seed FAILING_SEED stands for a runtime failure after three tokens (a mid-stream error). */
 const FAILING_SEED = 666n;
+const failing = (seed: bigint, tokens: number) => seed === FAILING_SEED && tokens === 4;
 /** Tokens the engine generated, per generation (the last one last). */
 const generated: number[] = [];
-
-/** The real engines, the token engine's generate counted. */
-function countingEngines() {
-  const engines = defaultEngines();
-  return createEngines(
-    engines.list.map((engine) => (engine.kind === 'tokens' ? countGenerated(engine) : engine)),
-  );
-}
-
-function countGenerated(engine: TokenEngine): TokenEngine {
-  return {
-    ...engine,
-    async *generate(p, promptIds, options) {
-      const at = generated.push(0) - 1;
-      for await (const event of engine.generate(p, promptIds, options)) {
-        if (event.type === 'token') generated[at]! += 1;
-        // The seed FAILING_SEED stands for a runtime failure after three tokens (a mid-stream error).
-        if (options.params.seed === FAILING_SEED && generated[at] === 4)
-          throw new GlassboxError('RUN_FAILED', 'the runtime failed (test)');
-        yield event;
-      }
-    },
-  };
-}
 
 const keyFor = async (i: number, provider = node.address, ttlMs = 3_600_000) =>
   (
@@ -119,7 +100,7 @@ beforeAll(async () => {
   // The LLM's runtime is checked per model: unadmitted, the node serves iris and refuses tiny-chat.
   const other = await tempDir();
   const created = await createNode(parseNodeConfig(nodeConfig(chain, PROVIDER[1], other.dir, { models })), {
-    engines: countingEngines(),
+    engines: countingEngines(generated, failing),
   });
   // Not ready yet: 503 in OpenAI's shape.
   const early = await created.app.inject({
@@ -136,7 +117,7 @@ beforeAll(async () => {
   const llm = defaultEngines().list.find((e) => e.kind === 'tokens')!;
   await admitRuntime(chain.as(0), runtimeProfileJson(llm.profile));
   const config = parseNodeConfig(nodeConfig(chain, PROVIDER[0], dataDir.dir, { models }));
-  node = await (await createNode(config, { engines: countingEngines() })).start();
+  node = await (await createNode(config, { engines: countingEngines(generated, failing) })).start();
   pkg = [...node.models.values()].find((m) => m.manifest.format === 'llm')!;
   apiKey = await keyFor(CLIENT[0]);
   openai = clientFor(apiKey);
@@ -420,41 +401,11 @@ describe('OpenAI routes: payment, replay, disconnects', () => {
     const id = requestId();
     const maxTokens = 1500;
     const before = generated.length;
-    const delivered = await new Promise<number>((resolve, reject) => {
-      const req = httpRequest(`${node.url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          authorization: `Bearer ${apiKey}`,
-          'glassbox-request-id': id,
-        },
-      });
-      req.on('error', () => undefined);
-      req.on('response', (res) => {
-        let events = 0;
-        res.on('data', (data: Buffer) => {
-          events += data
-            .toString()
-            .split('\n\n')
-            .filter((e) => e.startsWith('data: {')).length;
-          if (events >= 8) {
-            req.destroy();
-            resolve(events);
-          }
-        });
-        res.on('error', () => undefined);
-        res.on('end', () => reject(new Error('the stream ended before the client left')));
-      });
-      req.end(
-        JSON.stringify({
-          model: pkg.id,
-          messages: MESSAGES,
-          max_tokens: maxTokens,
-          temperature: 0,
-          stream: true,
-        }),
-      );
-    });
+    const delivered = await leaveMidStream(
+      `${node.url}/v1/chat/completions`,
+      { model: pkg.id, messages: MESSAGES, max_tokens: maxTokens, temperature: 0, stream: true },
+      { authorization: `Bearer ${apiKey}`, 'glassbox-request-id': id },
+    );
     expect(delivered).toBeGreaterThanOrEqual(8);
     // The receipt is stored once the generation stopped.
     let stored: StoredReceipt | undefined;

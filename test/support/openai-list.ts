@@ -1,12 +1,17 @@
+import { request as httpRequest } from 'node:http';
 import OpenAI from 'openai';
 import { expect, it } from 'vitest';
 import type { ChatCompletionChunk } from '../../src/api/openai.js';
+import { GlassboxError } from '../../src/protocol/errors.js';
+import { defaultEngines, type Engines, type TokenEngine } from '../../src/runtime/index.js';
+import { createEngines } from '../../src/runtime/registry.js';
 
 /*
  * The list the official `openai` client must pass against anything that answers OpenAI's routes
  * for Glassbox (issue 14 acceptance): a provider (test/node/openai.test.ts) and the gateway
  * (test/gateway/openai.test.ts) run the same tests, so "the same list" can't drift. What differs
- * (the receipts, the models list, auth, payment) stays in each file.
+ * (the receipts, the models list, auth, payment) stays in each file. Also what both need around
+ * it: engines that count the tokens they generate, and a client that leaves mid-stream.
  */
 
 /** What the list needs of a server: a client for it and the model to ask for. */
@@ -190,5 +195,65 @@ export function openAiClientList(target: () => OpenAiTarget): void {
       expect((error as InstanceType<typeof OpenAI.BadRequestError>).param, param).toBe(param);
       expect((error as InstanceType<typeof OpenAI.BadRequestError>).type).toBe('invalid_request_error');
     }
+  });
+}
+
+/**
+ * The real engines (onnxruntime on one thread), the token engine's generate counted into
+ * `generated` (one entry per generation, the last one last), so that a client going away can be
+ * shown to stop the generation. `fail(seed, tokens)` may stand for a runtime failure mid-stream.
+ */
+export function countingEngines(
+  generated: number[],
+  fail: (seed: bigint, tokens: number) => boolean = () => false,
+): Engines {
+  const counted = (engine: TokenEngine): TokenEngine => ({
+    ...engine,
+    async *generate(p, promptIds, options) {
+      const at = generated.push(0) - 1;
+      for await (const event of engine.generate(p, promptIds, options)) {
+        if (event.type === 'token') generated[at]! += 1;
+        if (fail(options.params.seed, generated[at]!))
+          throw new GlassboxError('RUN_FAILED', 'the runtime failed (test)');
+        yield event;
+      }
+    },
+  });
+  const engines = defaultEngines({ onnx: { intraOpNumThreads: 1 }, llm: { intraOpNumThreads: 1 } });
+  return createEngines(engines.list.map((e) => (e.kind === 'tokens' ? counted(e) : e)));
+}
+
+/**
+ * Posts a streamed chat and goes away (destroys the connection) once `events` data events came;
+ * resolves with how many came by then.
+ */
+export function leaveMidStream(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+  events = 8,
+): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const req = httpRequest(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+    });
+    req.on('error', () => undefined);
+    req.on('response', (res) => {
+      let seen = 0;
+      res.on('data', (data: Buffer) => {
+        seen += data
+          .toString()
+          .split('\n\n')
+          .filter((e) => e.startsWith('data: {')).length;
+        if (seen >= events) {
+          req.destroy();
+          resolve(seen);
+        }
+      });
+      res.on('error', () => undefined);
+      res.on('end', () => reject(new Error('the stream ended before the client left')));
+    });
+    req.end(JSON.stringify(body));
   });
 }
