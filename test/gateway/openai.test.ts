@@ -24,6 +24,7 @@ import {
   countingEngines,
   leaveMidStream,
   MESSAGES,
+  normalizedChat,
   openAiCalls,
   openAiClientList,
   textOf,
@@ -106,23 +107,6 @@ const providers = (): Address[] => nodes.map((n) => n.address);
 const target = () => ({ openai, name: pkg.manifest.name, id: pkg.id });
 const { chat, streamChat } = openAiCalls(target);
 
-/** The request the provider hashed, rebuilt from what the client sent and the disclosed seed. */
-function normalizedChat(body: { max_tokens: number; temperature: number }, seed: string): LlmRequest {
-  return {
-    kind: 'chat',
-    messages: MESSAGES,
-    model: pkg.id,
-    params: {
-      temperature: body.temperature,
-      topP: 1,
-      topK: 0,
-      seed: BigInt(seed),
-      maxTokens: body.max_tokens,
-      stop: [],
-    },
-  } as LlmRequest;
-}
-
 /** Every receipt of an answer checked from scratch: signer, client, model, hashes of the ids, price. */
 async function expectReceiptsVerify(extra: GatewayExtra, request?: LlmRequest): Promise<void> {
   const signers = nodes.map((n) => n.signer);
@@ -169,7 +153,7 @@ describe('the gateway: the official client', () => {
       completion_tokens: extra.outputTokenIds.length,
       total_tokens: extra.promptTokenIds.length + extra.outputTokenIds.length,
     });
-    await expectReceiptsVerify(extra, normalizedChat({ max_tokens: 24, temperature: 0.8 }, '7'));
+    await expectReceiptsVerify(extra, normalizedChat(pkg.id, { max_tokens: 24, temperature: 0.8 }, '7'));
     expect(extra.receipts).toHaveLength(1);
     expect(extra.segments).toEqual([
       expect.objectContaining({ fromToken: 0, toToken: extra.outputTokenIds.length }),
@@ -187,7 +171,10 @@ describe('the gateway: the official client', () => {
     const last = chunks.at(-1)!;
     expect(textOf(chunks)).toBe(whole.choices[0]!.message.content);
     expect(last.glassbox?.outputTokenIds).toEqual(extraOf(whole).outputTokenIds);
-    await expectReceiptsVerify(last.glassbox!, normalizedChat({ max_tokens: 24, temperature: 0.8 }, '11'));
+    await expectReceiptsVerify(
+      last.glassbox!,
+      normalizedChat(pkg.id, { max_tokens: 24, temperature: 0.8 }, '11'),
+    );
   });
 
   it('the raw stream: text/event-stream with x-glassbox-mode, data lines, the glassbox chunk just before data: [DONE]', async () => {
@@ -258,7 +245,7 @@ describe('the gateway: modes', () => {
     const extra = extraOf(answer);
     expect(extra.receipts).toHaveLength(2);
     expect(new Set(extra.receipts.map((r) => r.receipt.provider)).size).toBe(2);
-    await expectReceiptsVerify(extra, normalizedChat({ max_tokens: 24, temperature: 0.8 }, '21'));
+    await expectReceiptsVerify(extra, normalizedChat(pkg.id, { max_tokens: 24, temperature: 0.8 }, '21'));
     expect(extra.report.mode).toBe('quorum');
     expect(response.headers.get(GATEWAY_HEADERS.receipts)).toBe('2');
     expect(response.headers.get(GATEWAY_HEADERS.mode)).toBe('quorum');

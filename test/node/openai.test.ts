@@ -15,7 +15,6 @@ import {
   llmOutputData,
   llmParamsHash,
   tokenPrice,
-  type LlmRequest,
 } from '../../src/protocol/llm.js';
 import { modelDigest, type ModelPackage } from '../../src/protocol/manifest.js';
 import { recoverReceiptSigner, signedReceiptFromJson } from '../../src/protocol/receipt.js';
@@ -41,6 +40,7 @@ import {
   countingEngines,
   leaveMidStream,
   MESSAGES,
+  normalizedChat,
   openAiCalls,
   openAiClientList,
 } from '../support/openai-list.js';
@@ -134,26 +134,6 @@ const extraOf = (answer: unknown) => (answer as { glassbox: Extra }).glassbox;
 
 const { chat } = openAiCalls(() => ({ openai, name: pkg.manifest.name, id: pkg.id }));
 
-/** The normalized request the node hashed, rebuilt from what the client sent and the disclosed seed. */
-function normalizedChat(
-  body: { max_tokens: number; temperature: number; stop?: string[] },
-  seed: string,
-): LlmRequest {
-  return {
-    kind: 'chat',
-    messages: MESSAGES,
-    model: pkg.id,
-    params: {
-      temperature: body.temperature,
-      topP: 1,
-      topK: 0,
-      seed: BigInt(seed),
-      maxTokens: body.max_tokens,
-      stop: body.stop ?? [],
-    },
-  } as LlmRequest;
-}
-
 describe('OpenAI routes: the node', () => {
   it("serves an LLM only when its token engine's runtime is admitted on chain (checked per model)", () => {
     expect(servedWithoutAdmission).toEqual(['onnx']);
@@ -204,7 +184,7 @@ describe('OpenAI routes: the official client', () => {
     expect(r.client).toBe(privateKeyToAccount(chain.key(CLIENT[0])).address);
     expect(r.provider).toBe(node.address);
     expect(r.model).toBe(modelDigest(pkg.id));
-    const request = normalizedChat({ max_tokens: 24, temperature: 0.8 }, extra.seed);
+    const request = normalizedChat(pkg.id, { max_tokens: 24, temperature: 0.8 }, extra.seed);
     expect(r.inputHash).toBe(dataHash(llmInputData(request, extra.promptTokenIds!)));
     expect(r.outputHash).toBe(dataHash(llmOutputData(extra.outputTokenIds!)));
     expect(r.paramsHash).toBe(llmParamsHash(request.params));

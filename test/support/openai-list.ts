@@ -2,6 +2,7 @@ import { request as httpRequest } from 'node:http';
 import OpenAI from 'openai';
 import { expect, it } from 'vitest';
 import type { ChatCompletionChunk } from '../../src/api/openai.js';
+import type { LlmRequest } from '../../src/protocol/llm.js';
 import { GlassboxError } from '../../src/protocol/errors.js';
 import { defaultEngines, type Engines, type TokenEngine } from '../../src/runtime/index.js';
 import { createEngines } from '../../src/runtime/registry.js';
@@ -30,6 +31,27 @@ export const MESSAGES = [
   { role: 'system' as const, content: 'You are terse.' },
   { role: 'user' as const, content: 'Name three colours.' },
 ];
+
+/** The request a provider hashed for the list's messages, rebuilt from what was sent and the disclosed seed. */
+export function normalizedChat(
+  model: string,
+  body: { max_tokens: number; temperature: number; stop?: string[] },
+  seed: string,
+): LlmRequest {
+  return {
+    kind: 'chat',
+    messages: MESSAGES,
+    model,
+    params: {
+      temperature: body.temperature,
+      topP: 1,
+      topK: 0,
+      seed: BigInt(seed),
+      maxTokens: body.max_tokens,
+      stop: body.stop ?? [],
+    },
+  } as LlmRequest;
+}
 
 /** A chat (whole, or as its chunks) with the list's defaults, `over` on top. */
 export function openAiCalls(target: () => OpenAiTarget) {
