@@ -39,6 +39,7 @@ export function reportJson(report: LlmVerificationReport): GatewayExtra['report'
     })),
     hedged: report.hedged,
     failovers: report.failovers,
+    ...(report.uncovered === undefined ? {} : { uncovered: report.uncovered }),
     ...(report.recheck ? { recheck: report.recheck } : {}),
     ...(report.quorum ? { quorum: report.quorum } : {}),
   };
