@@ -297,8 +297,11 @@ export type Completion = z.input<typeof completionSchema>;
  */
 export type GlassboxChunkIds = { readonly token_ids: readonly number[] };
 
-/** A chat stream chunk (`data: {...}` of the SSE stream). */
-export type ChatCompletionChunk = {
+/**
+ * A chat stream chunk (`data: {...}` of the SSE stream). `glassbox` is the receipt's (the last
+ * chunk before [DONE]) or the chunk's token ids; the gateway's last chunk carries its own `X`.
+ */
+export type ChatCompletionChunk<X = GlassboxExtra | GlassboxChunkIds> = {
   readonly id: string;
   readonly object: 'chat.completion.chunk';
   readonly created: number;
@@ -310,12 +313,11 @@ export type ChatCompletionChunk = {
     readonly finish_reason: 'stop' | 'length' | null;
   }[];
   readonly usage?: Usage | null;
-  /** The receipt's (the last chunk before [DONE]), or the chunk's token ids (`glassbox.token_ids`). */
-  readonly glassbox?: GlassboxExtra | GlassboxChunkIds;
+  readonly glassbox?: X;
 };
 
 /** A completions stream chunk. */
-export type CompletionChunk = {
+export type CompletionChunk<X = GlassboxExtra | GlassboxChunkIds> = {
   readonly id: string;
   readonly object: 'text_completion';
   readonly created: number;
@@ -327,8 +329,7 @@ export type CompletionChunk = {
     readonly finish_reason: 'stop' | 'length' | null;
   }[];
   readonly usage?: Usage | null;
-  /** The receipt's (the last chunk before [DONE]), or the chunk's token ids (`glassbox.token_ids`). */
-  readonly glassbox?: GlassboxExtra | GlassboxChunkIds;
+  readonly glassbox?: X;
 };
 
 /** OpenAI's model object, as GET /v1/models lists it and GET /v1/models/:id answers it. */
