@@ -121,32 +121,52 @@ function withoutData({
 /**
  * How an LLM provider fails its clients without lying, for the gateway's resilience tests
  * (test/e2e/gateway.test.ts): `tokenDelayMs` slows every generated token (a stream long enough to
- * kill the provider in the middle of it); `refuse` answers the OpenAI routes with 403 (a provider
- * that has blocked these clients) for the clients named (every client when none are).
+ * kill the provider in the middle of it) and serves `GET /faults/generations`, how many
+ * generations are running (a test finds the provider of a stream in progress: the gateway names
+ * providers in a stream's headers only once known, and a provider counts a request only once
+ * answered); `refuse` answers the OpenAI routes with 403 (a provider that has blocked these
+ * clients) for the clients named (every client when none are).
  */
 export type ServingFaults = {
   readonly tokenDelayMs?: number;
   readonly refuse?: { readonly status: 403; readonly clients?: readonly Address[] };
 };
 
-/** `engine`, each token held back `delayMs` before it is handed on (the sampler's result unchanged). */
-export function withTokenDelay(engine: TokenEngine, delayMs: number): TokenEngine {
+/** Generations running and started in a node with slow tokens (`GET /faults/generations`). */
+export type Generations = { active: number; started: number };
+
+/**
+ * `engine`, each token held back `delayMs` before it is handed on (the sampler's result unchanged),
+ * its generations counted in `generations`.
+ */
+export function withTokenDelay(
+  engine: TokenEngine,
+  delayMs: number,
+  generations: Generations = { active: 0, started: 0 },
+): TokenEngine {
   return {
     ...engine,
     async *generate(pkg, promptIds, options) {
-      for await (const event of engine.generate(pkg, promptIds, options)) {
-        if (event.type === 'token') await new Promise((resolve) => setTimeout(resolve, delayMs));
-        yield event;
+      generations.active++;
+      generations.started++;
+      try {
+        for await (const event of engine.generate(pkg, promptIds, options)) {
+          if (event.type === 'token') await new Promise((resolve) => setTimeout(resolve, delayMs));
+          yield event;
+        }
+      } finally {
+        generations.active--;
       }
     },
   };
 }
 
 /** Every token engine of `engines`, slowed by `delayMs` a token. */
-function slowTokens(engines: Engines, delayMs: number | undefined): Engines {
-  if (!delayMs) return engines;
+function slowTokens(engines: Engines, delayMs: number, generations: Generations): Engines {
   return createEngines(
-    engines.list.map((engine) => (engine.kind === 'tokens' ? withTokenDelay(engine, delayMs) : engine)),
+    engines.list.map((engine) =>
+      engine.kind === 'tokens' ? withTokenDelay(engine, delayMs, generations) : engine,
+    ),
   );
 }
 
@@ -185,17 +205,25 @@ export function refusing(refuse: NonNullable<ServingFaults['refuse']>): (app: Fa
  */
 export function faultyNode(config: NodeConfig, faults: NodeFaults & ServingFaults): CreateNodeOptions {
   const limits = { timeoutMs: config.runTimeoutMs };
-  const engines = defaultEngines({ onnx: { limits }, llm: { limits } });
+  let engines = enginesWithFaults(defaultEngines({ onnx: { limits }, llm: { limits } }), faults);
   const withheld = faults.withhold ? withholding(faults.withhold) : {};
-  const refuse = faults.refuse;
+  const hooks: ((app: FastifyInstance) => void | Promise<void>)[] = [];
+  if (withheld.extendApp) hooks.push(withheld.extendApp);
+  if (faults.refuse) hooks.push(refusing(faults.refuse));
+  if (faults.tokenDelayMs) {
+    const generations: Generations = { active: 0, started: 0 };
+    engines = slowTokens(engines, faults.tokenDelayMs, generations);
+    hooks.push((app) => {
+      app.get('/faults/generations', async () => generations);
+    });
+  }
   return {
-    engines: slowTokens(enginesWithFaults(engines, faults), faults.tokenDelayMs),
+    engines,
     ...withheld,
-    ...(refuse
+    ...(hooks.length > 0
       ? {
           extendApp: async (app: FastifyInstance) => {
-            await withheld.extendApp?.(app);
-            refusing(refuse)(app);
+            for (const hook of hooks) await hook(app);
           },
         }
       : {}),
