@@ -18,7 +18,7 @@ import { rememberAnswer, type Disagreement, type Equivocation, type Evidence } f
 import { hedgeBudgetMs, recordFailure, recordSuccess } from './health.js';
 import type { RejectedAttempt } from './infer.js';
 import { cheapest, llmOffers, resolveLlmModel, type LlmOffer } from './llm-models.js';
-import { postGeneration, type LlmRoute, type LlmStreamEvent } from './llm-transport.js';
+import { getGenerationReceipt, postGeneration, type LlmRoute, type LlmStreamEvent } from './llm-transport.js';
 import {
   expectedLlmRequest,
   recheckSummary,
@@ -681,11 +681,12 @@ async function consumeSegment(
         `provider ${s.provider.address} broke off a stream whose chunks named no token ids: it cannot be continued elsewhere`,
         { details: { provider: s.provider.address, delivered: run.ids.length }, cause: error },
       );
-    cut(call, run, s, from, ids, error);
+    await cut(call, run, s, from, ids, error);
     return;
   }
   if (!end) {
-    cut(call, run, s, from, ids, new GlassboxError('PROVIDER_ERROR', 'the stream ended without its receipt'));
+    const error = new GlassboxError('PROVIDER_ERROR', 'the stream ended without its receipt');
+    await cut(call, run, s, from, ids, error);
     return;
   }
   // A provider that does not send token ids per chunk still names them all at the end.
@@ -734,21 +735,85 @@ async function consumeSegment(
   }
 }
 
-/** A segment that broke off before its receipt: what it delivered stays (a stream) or goes. */
-function cut(call: Call, run: Run, s: Started, from: number, ids: readonly number[], error: unknown): void {
+/**
+ * A segment that broke off before its receipt. A whole answer drops what it held (the next provider
+ * starts after the last verified segment). A stream keeps what it delivered, and asks the provider
+ * for the receipt it may have recorded for those tokens (one that noticed the client go away signs
+ * for what it delivered): verified, it covers them; otherwise they stay uncovered, and say so.
+ */
+async function cut(
+  call: Call,
+  run: Run,
+  s: Started,
+  from: number,
+  ids: readonly number[],
+  error: unknown,
+): Promise<void> {
   if (!call.deadline.aborted) recordFailure(call.client, s.provider.address, codeOf(error));
   const rejected = rejection(s.provider.address, error);
   run.rejected.push(rejected);
   if (call.deadline.aborted) throw exhausted(call, run, 'time limit reached');
   if (!call.stream || ids.length === 0) return;
-  run.segments.push({
+  run.failovers++;
+  const segment: Segment = {
     provider: s.provider.address,
     fromToken: from,
     toToken: from + ids.length,
     cut: `${rejected.code}: ${rejected.message}`,
-  });
-  run.uncovered += ids.length;
-  run.failovers++;
+  };
+  const report = await cutReceipt(call, run, s, ids);
+  run.segments.push(report ? { ...segment, receipt: report.receipt, report } : segment);
+  if (report?.ok) {
+    run.reports.push(report);
+    if (call.chargeEach && chargeable(report, s.provider.address))
+      recordCharge(call.client, s.provider, report.receipt.receipt.price);
+  } else run.uncovered += ids.length;
+}
+
+/** How long a broken-off segment's receipt is waited for (the provider records it as it stops). */
+const CUT_RECEIPT_WAIT_MS = 1_000;
+
+/**
+ * The receipt a provider recorded for a segment that broke off, checked as a request for exactly
+ * the tokens it delivered (src/node/generate.ts records a cut generation so): undefined when it has
+ * none or does not answer.
+ */
+async function cutReceipt(
+  call: Call,
+  run: Run,
+  s: Started,
+  ids: readonly number[],
+): Promise<ReceiptReport | undefined> {
+  const until = Date.now() + CUT_RECEIPT_WAIT_MS;
+  for (;;) {
+    const stored = await getGenerationReceipt(
+      call.client,
+      s.provider,
+      s.requestId,
+      CUT_RECEIPT_WAIT_MS,
+    ).catch(() => undefined);
+    if (stored) {
+      const sent = withMaxTokens(s.sent, stored.outputIds.length);
+      const report = await verifySegment(
+        call,
+        run,
+        { ...s, sent },
+        { receipt: stored.receipt, promptIds: stored.promptIds },
+        ids,
+      );
+      if (report.ok) run.promptIds ??= stored.promptIds;
+      return report;
+    }
+    if (Date.now() >= until || call.deadline.aborted) return undefined;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** The sent body as the provider records a cut generation: max_tokens = the tokens it delivered. */
+function withMaxTokens(sent: SentBody, maxTokens: number): SentBody {
+  return sent.route === 'chat'
+    ? { route: 'chat', body: { ...sent.body, max_tokens: maxTokens } }
+    : { route: 'completion', body: { ...sent.body, max_tokens: maxTokens } };
 }
 
 /**
@@ -758,8 +823,9 @@ function cut(call: Call, run: Run, s: Started, from: number, ids: readonly numbe
 function verifySegment(
   call: Call,
   run: Run,
-  s: Started,
-  end: Extract<LlmStreamEvent, { type: 'end' }>,
+  s: Pick<Started, 'sent' | 'requestId' | 'provider' | 'sentAtMs'>,
+  end: Pick<Extract<LlmStreamEvent, { type: 'end' }>, 'receipt'> &
+    Partial<Pick<Extract<LlmStreamEvent, { type: 'end' }>, 'promptIds' | 'usage'>>,
   outputIds: readonly number[],
 ): Promise<ReceiptReport> {
   const promptIds = run.promptIds ?? end.promptIds ?? [];

@@ -238,23 +238,34 @@ describe('chat', () => {
     const reference = await chat(client, { body: body(), maxPrice: CAP });
     const [failing] = await ranked(client);
     failing!.faults.failAfterTokens = 4;
-    const stream = chat(client, { body: body(), maxPrice: CAP, stream: true, mode: 'local' });
+    const stream = chat(client, { body: body(), maxPrice: CAP, stream: true });
     const deltas = await collect(stream);
     const result = await stream.result;
     expect(deltas.map((d) => d.text).join('')).toBe(reference.text);
+    expect(deltas.flatMap((d) => d.tokenIds)).toEqual(reference.outputIds);
     expect(result.outputIds).toEqual(reference.outputIds);
     expect(result.segments).toHaveLength(2);
     expect(result.segments[0]).toMatchObject({ provider: failing!.address, fromToken: 0, toToken: 4 });
     expect(result.segments[0]!.cut).toMatch(/RUN_FAILED/);
+    expect(result.segments[0]!.receipt).toBeUndefined();
     expect(result.segments[1]).toMatchObject({ fromToken: 4, toToken: reference.outputIds.length });
     expect(result.segments[1]!.report?.ok).toBe(true);
     expect(result.report.failovers).toBe(1);
-    // The first 4 tokens have no receipt; the local re-check of the whole generation covers them.
-    expect(result.report.recheck?.ok).toBe(true);
-    expect(result.report.ok).toBe(true);
+    // The first 4 tokens have no receipt: delivered, but not verified.
+    expect(result.report.ok).toBe(false);
+
+    // In local mode the re-check of the whole generation covers them.
+    const local = chat(client, { body: body(), maxPrice: CAP, stream: true, mode: 'local' });
+    await collect(local);
+    const checked = await local.result;
+    expect(checked.outputIds).toEqual(reference.outputIds);
+    expect(checked.report.failovers).toBe(1);
+    expect(checked.report.recheck).toMatchObject({ ok: true });
+    expect(checked.report.recheck!.margins.positions).toBe(reference.outputIds.length);
+    expect(checked.report.ok).toBe(true);
   });
 
-  it('reports a stream whose first provider stalled: delivered tokens without a receipt are not ok in receipt mode', async () => {
+  it("continues a stream after a stall, and covers the stalled provider's tokens with the receipt it recorded", async () => {
     const client = await newClient();
     const reference = await chat(client, { body: body(), maxPrice: CAP });
     const [stalling] = await ranked(client);
@@ -274,8 +285,13 @@ describe('chat', () => {
       provider: stalling!.address,
       code: 'PROVIDER_TIMEOUT',
     });
-    expect(result.receipts).toHaveLength(1);
-    expect(result.report.ok).toBe(false);
+    // The stalled provider recorded a receipt for the 3 tokens it delivered, fetched and verified.
+    expect(result.segments[0]!.report?.ok).toBe(true);
+    expect(result.receipts.map((r) => r.receipt.provider)).toEqual([
+      stalling!.address,
+      result.segments[1]!.provider,
+    ]);
+    expect(result.report.ok).toBe(true);
   });
 
   it('a whole answer keeps only receipted tokens: a provider failing mid-way is replaced from the start', async () => {
@@ -327,6 +343,14 @@ describe('chat', () => {
     expect(unknown).toMatchObject({ code: 'MODEL_NOT_FOUND', field: 'model' });
     const stream = chat(client, { body: body(), maxPrice: CAP, stream: true, mode: { quorum: 2 } });
     expect(await refusal(stream.result)).toMatchObject({ code: 'REQUEST_INVALID', field: 'mode' });
+  });
+
+  it('stops at a refusal two providers give alike (the request is at fault), naming its field', async () => {
+    const client = await newClient();
+    const context = pkg.manifest.format === 'llm' ? pkg.manifest.llm.contextLength : 0;
+    const error = await refusal(chat(client, { body: body({ max_tokens: context + 1 }), maxPrice: CAP }));
+    expect(error).toMatchObject({ code: 'REQUEST_INVALID', field: 'max_tokens' });
+    expect((error.details.rejected as unknown[]).length).toBe(2);
   });
 
   it('lists the LLM models on offer with their cheapest prices', async () => {

@@ -345,7 +345,7 @@ export function withTokenFaults(engine: TokenEngine, faults: TokenFaults): Token
   };
 }
 
-/** Engines with the LLM engine first, so a node declares its profile (and with `faults`). */
+/** `engines` with the LLM engine's generations faulty as `faults` says. */
 export function tokenEnginesWithFaults(engines: Engines, faults: TokenFaults): Engines {
   const tokens = engines.list.filter((e) => e.kind === 'tokens');
   const rest = engines.list.filter((e) => e.kind !== 'tokens');
