@@ -5,7 +5,7 @@ import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, setOffer, withAccount } from '../../src/chain/index.js';
 import { devnetClient, startDevnet, type Devnet, type DevnetProvider } from '../../src/devnet/index.js';
-import { createGateway, type Gateway } from '../../src/gateway/index.js';
+import { createGateway, type Gateway, type GatewayExtra } from '../../src/gateway/index.js';
 import type { ModelPackage } from '../../src/protocol/manifest.js';
 import { defaultEngines, type Engines } from '../../src/runtime/index.js';
 import { closeClient, createSessionKey, type Client, type TokenPriceCap } from '../../src/sdk/index.js';
@@ -37,18 +37,8 @@ const TOKEN_DELAY_MS = 10;
 const GREEDY = { temperature: 0 } as const;
 const MESSAGES = [{ role: 'user' as const, content: 'Tell me a story about a lighthouse keeper.' }];
 
-type GlassboxSegment = { provider: Address; fromToken: number; toToken: number; cut?: string };
-type GlassboxFinal = {
-  segments: GlassboxSegment[];
-  receipts: unknown[];
-  report: {
-    ok: boolean;
-    failovers: number;
-    rejected: { provider: Address; code: string; status?: number }[];
-  };
-  outputTokenIds: number[];
-  promptTokenIds: number[];
-};
+/** The gateway's `glassbox` member of a whole answer and of a stream's last chunk. */
+type GlassboxFinal = GatewayExtra;
 /** A chunk or an answer with the gateway's `glassbox` member (the openai client keeps unknown members). */
 type WithGlassbox = { glassbox?: GlassboxFinal };
 
@@ -61,12 +51,6 @@ const providersHeader = (headers: Headers): Address[] =>
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean) as Address[];
-
-const byAddress = (devnet: Devnet, address: string): DevnetProvider => {
-  const p = devnet.providers.find((q) => q.address.toLowerCase() === address.toLowerCase());
-  if (!p) throw new Error(`no devnet provider ${address}`);
-  return p;
-};
 
 /** How many answers of `route` with `status` a provider's /metrics counts. */
 async function answered(provider: DevnetProvider, route: string, status: number): Promise<number> {
@@ -83,19 +67,29 @@ async function answered(provider: DevnetProvider, route: string, status: number)
 }
 
 /**
- * The one provider generating now (its slow-token fault counts generations: a stream's headers go
+ * The providers generating now (their slow-token fault counts generations: a stream's headers go
  * out before the gateway knows who will serve it, and a provider counts a request once answered).
  */
-async function generating(devnet: Devnet): Promise<DevnetProvider> {
+async function busyProviders(devnet: Devnet): Promise<DevnetProvider[]> {
+  const live = devnet.providers.filter((p) => p.process.exitCode === null && p.process.signalCode === null);
   const counts = await Promise.all(
-    devnet.providers.map(async (p) => {
+    live.map(async (p) => {
       const response = await fetch(new URL('/faults/generations', p.url));
       return ((await response.json()) as Generations).active;
     }),
   );
-  const busy = devnet.providers.filter((_, i) => counts[i]! > 0);
-  expect(busy).toHaveLength(1);
-  return busy[0]!;
+  return live.filter((_, i) => counts[i]! > 0);
+}
+
+/**
+ * Every segment of an answer is covered by a receipt (listed once in `receipts`) or was cut; the
+ * report is ok exactly when none is left uncovered (receipt mode).
+ */
+function expectAccounted(glassbox: GlassboxFinal): void {
+  for (const segment of glassbox.segments) expect(segment.requestId ?? segment.cut).toBeDefined();
+  const covered = glassbox.segments.filter((s) => s.requestId !== undefined);
+  expect(glassbox.receipts).toHaveLength(covered.length);
+  expect(glassbox.report.ok).toBe(covered.length === glassbox.segments.length);
 }
 
 type Chat = { text: string; finishReason: string | null; providers: Address[]; glassbox: GlassboxFinal };
@@ -186,49 +180,88 @@ describe('three providers, one killed -9 mid-stream and in the middle of 200 cha
     await engines.close();
   });
 
-  it("a stream whose provider is killed -9 after its 10th token completes with an uninterrupted greedy run's text", async () => {
-    const MAX_TOKENS = 48;
+  /**
+   * A stream through `through` whose provider is killed -9 after its 10th content chunk, then the
+   * same body again (the victim still dead: one provider, no break), then the victim restarted.
+   */
+  async function killMidStream(through: OpenAI, maxTokens: number) {
     let victim: DevnetProvider | undefined;
     let killed: Promise<void> | undefined;
-    const broken = await chatThrough(openai, model, {
+    const broken = await chatThrough(through, model, {
       stream: true,
-      maxTokens: MAX_TOKENS,
+      maxTokens,
       onChunk: async (count) => {
         if (count !== 10) return;
-        victim = await generating(devnet);
+        const busy = await busyProviders(devnet);
+        expect(busy).toHaveLength(1);
+        victim = busy[0]!;
         killed = victim.kill('SIGKILL');
       },
     });
     await killed;
-    expect(victim).toBeDefined();
-    expect(victim!.process.signalCode).toBe('SIGKILL');
+    expect(victim?.process.signalCode).toBe('SIGKILL');
+    const whole = await chatThrough(through, model, { stream: true, maxTokens });
+    await victim!.restart();
+    return { broken, whole, victim: victim!.address.toLowerCase() };
+  }
 
-    // Two providers made it: the victim up to where it died, another from there to the end.
-    const segments = broken.glassbox.segments;
-    expect(segments).toHaveLength(2);
-    expect(segments[0]!.provider.toLowerCase()).toBe(victim!.address.toLowerCase());
-    expect(segments[0]!.cut).toBeDefined();
-    expect(segments[1]!.provider.toLowerCase()).not.toBe(victim!.address.toLowerCase());
-    expect(segments[0]!.fromToken).toBe(0);
-    expect(segments[0]!.toToken).toBeGreaterThanOrEqual(10);
-    expect(segments[1]!.fromToken).toBe(segments[0]!.toToken);
-    expect(segments[1]!.toToken).toBe(MAX_TOKENS);
-    expect(broken.glassbox.receipts).toHaveLength(2);
-    expect(broken.glassbox.report.ok).toBe(true);
-    expect(broken.glassbox.report.failovers).toBe(1);
+  /** Two segments: the victim's, cut after at least 10 tokens, then another provider's to the end. */
+  function expectCutOnce(glassbox: GlassboxFinal, victim: string, maxTokens: number) {
+    const [first, second] = glassbox.segments;
+    expect(glassbox.segments).toHaveLength(2);
+    expect(first!.provider.toLowerCase()).toBe(victim);
+    expect(first!.cut).toMatch(/\S/);
+    expect(first!.fromToken).toBe(0);
+    expect(first!.toToken).toBeGreaterThanOrEqual(10);
+    expect(second!.provider.toLowerCase()).not.toBe(victim);
+    expect(second!.cut).toBeUndefined();
+    expect(second!.fromToken).toBe(first!.toToken);
+    expect(second!.toToken).toBe(maxTokens);
+    expect(glassbox.report.failovers).toBe(1);
+  }
 
-    // The same body again, with the victim dead: one provider, no break, the same text and ids.
-    const whole = await chatThrough(openai, model, { stream: true, maxTokens: MAX_TOKENS });
+  it("a stream whose provider is killed -9 after its 10th token completes with an uninterrupted greedy run's text", async () => {
+    const MAX_TOKENS = 48;
+    const { broken, whole, victim } = await killMidStream(openai, MAX_TOKENS);
+    expectCutOnce(broken.glassbox, victim, MAX_TOKENS);
+    expect(broken.finishReason).toBe('length');
+    // A process killed -9 signs nothing for what it streamed: the continuation's receipt is the
+    // only one, and the report says that the first tokens are not covered (never silently ok).
+    expect(broken.glassbox.segments[0]!.requestId).toBeUndefined();
+    expect(broken.glassbox.segments[1]!.requestId).toBeDefined();
+    expect(broken.glassbox.receipts).toHaveLength(1);
+    expect(broken.glassbox.report.ok).toBe(false);
+
+    // The same body, uninterrupted: the same text and ids, and all of it covered.
     expect(whole.glassbox.segments).toHaveLength(1);
+    expect(whole.glassbox.report.ok).toBe(true);
     expect(broken.text).toBe(whole.text);
     expect(broken.glassbox.outputTokenIds).toEqual(whole.glassbox.outputTokenIds);
-    expect(broken.finishReason).toBe('length');
     // And both are what the model generates greedily, here.
     const local = await localGreedy(engines, pkg, MESSAGES[0]!.content, MAX_TOKENS);
     expect(broken.glassbox.outputTokenIds).toEqual(local.outputIds);
     expect(broken.text).toBe(local.text);
+  }, 120_000);
 
-    await victim!.restart();
+  it('with --recheck local the gateway re-checks the whole broken-off generation itself, and it verifies', async () => {
+    const MAX_TOKENS = 32;
+    const local = await createGateway({
+      client,
+      maxPrice: CAP,
+      mode: 'local',
+      logger: pino({ level: 'silent' }),
+      port: 0,
+    });
+    try {
+      const { broken, whole, victim } = await killMidStream(openaiAt(local), MAX_TOKENS);
+      expectCutOnce(broken.glassbox, victim, MAX_TOKENS);
+      expect(broken.text).toBe(whole.text);
+      expect(broken.glassbox.report.mode).toBe('local');
+      expect(broken.glassbox.report.recheck).toMatchObject({ ok: true });
+      expect(broken.glassbox.report.ok).toBe(true);
+    } finally {
+      await local.close();
+    }
   }, 120_000);
 
   it('200 chats (stream and not), one of three providers killed -9 and restarted during them: none fails', async () => {
@@ -242,7 +275,6 @@ describe('three providers, one killed -9 mid-stream and in the middle of 200 cha
     let done = 0;
     let movedMidStream = 0;
     let retriedBeforeFirstToken = 0;
-    let lastProvider: Address | undefined;
     let victim: DevnetProvider | undefined;
     let killed: Promise<void> | undefined;
     let restarted: Promise<void> | undefined;
@@ -256,28 +288,35 @@ describe('three providers, one killed -9 mid-stream and in the middle of 200 cha
             maxTokens: 8,
             content: prompts[i % prompts.length]!,
           });
-          expect(chat.glassbox.report.ok).toBe(true);
+          expectAccounted(chat.glassbox);
           texts[i % prompts.length]!.add(chat.text);
           if (chat.glassbox.segments.length > 1) movedMidStream++;
           if (chat.glassbox.report.rejected.length > 0) retriedBeforeFirstToken++;
-          lastProvider = chat.glassbox.segments.at(-1)!.provider;
         } catch (error) {
           failures.push(`chat ${i}: ${(error as Error).message}`);
         }
         done++;
-        // The provider that answered last dies after 60 answers (requests in flight), back after 130.
-        if (done >= 60 && !killed && lastProvider) {
-          victim = byAddress(devnet, lastProvider);
-          killed = victim.kill('SIGKILL');
-        }
+        // After 60 answers a provider dies in the middle of a generation, back after 130.
+        if (done >= 60 && !killed) killed = killBusy().then((p) => void (victim = p));
         if (done >= 130 && killed && !restarted) restarted = killed.then(() => victim!.restart());
+      }
+    };
+    /** Kills -9 a provider while it generates (waits for one that does). */
+    const killBusy = async (): Promise<DevnetProvider> => {
+      for (;;) {
+        const busy = await busyProviders(devnet);
+        if (busy[0]) {
+          await busy[0].kill('SIGKILL');
+          return busy[0];
+        }
+        await new Promise((resolve) => setTimeout(resolve, 2));
       }
     };
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
     await restarted;
     const seconds = (performance.now() - began) / 1000;
     console.log(
-      `200 chats in ${seconds.toFixed(1)} s with ${victim?.address} killed -9 after 60 and restarted after 130: ` +
+      `200 chats in ${seconds.toFixed(1)} s with ${victim?.address} killed -9 mid-generation after 60 answers and restarted after 130: ` +
         `${failures.length} failed, ${movedMidStream} moved to another provider mid-stream, ` +
         `${retriedBeforeFirstToken} retried on another before the first token`,
     );
