@@ -16,13 +16,15 @@ import { figure, figuresPage, fmt, machine, pause, stats, writeResults, type Fig
  *   1. the p50 time to first token the gateway adds (target <= 2 ms), and
  *   2. tokens/s streamed through the gateway / directly (target >= 0.95).
  *
- * Requests alternate between the two, one at a time, so that load on the machine falls on both
- * alike; the gateway runs in this process, as an application embedding it would run it.
+ * Requests alternate between the two, one at a time, and each figure is the median of the
+ * differences (ratios) within a round: a direct request and a gateway request made back to back
+ * meet the same load, where the medians of each side alone swing with whatever else the machine
+ * runs. The gateway runs in this process, as an application embedding it would run it.
  */
 
 const CHAT = [{ role: 'user', content: 'Tell me a long story about a lighthouse keeper and the sea.' }];
 const STREAM_TOKENS = 256;
-const ROUNDS = 16;
+const ROUNDS = 24;
 /** Per million tokens: far above the devnet's prices, so the cap never routes the provider away. */
 const CAP = { input: 10n ** 24n, output: 10n ** 24n };
 const figures: Figure[] = [];
@@ -114,28 +116,31 @@ it('the gateway against the provider directly: time to first token and tokens/s'
   const gRate = stats(runs.gateway.map(rate));
   const dFirst = stats(runs.direct.map((r) => r.firstMs));
   const gFirst = stats(runs.gateway.map((r) => r.firstMs));
+  const added = stats(runs.gateway.map((g, i) => g.firstMs - runs.direct[i]!.firstMs));
+  const ratio = stats(runs.gateway.map((g, i) => rate(g) / rate(runs.direct[i]!)));
   detail['stream'] = {
     tokens: STREAM_TOKENS,
     rounds: ROUNDS,
     direct: { tokensPerSecond: dRate, ttftMs: dFirst },
     gateway: { tokensPerSecond: gRate, ttftMs: gFirst },
+    perRound: { ttftAddedMs: added, tokensPerSecondRatio: ratio },
   };
   figures.push(
     figure(
       'gateway',
-      'time to first token added by the gateway (p50)',
-      gFirst.p50 - dFirst.p50,
+      'time to first token added by the gateway (p50 of rounds)',
+      added.p50,
       'ms',
       { op: '<=', value: 2 },
-      `${fmt(gFirst.p50)} vs ${fmt(dFirst.p50)} ms`,
+      `medians ${fmt(gFirst.p50)} vs ${fmt(dFirst.p50)} ms`,
     ),
     figure(
       'gateway',
-      `tokens/s through the gateway / directly (${STREAM_TOKENS} tokens, p50)`,
-      gRate.p50 / dRate.p50,
+      `tokens/s through the gateway / directly (${STREAM_TOKENS} tokens, p50 of rounds)`,
+      ratio.p50,
       'x',
       { op: '>=', value: 0.95 },
-      `${fmt(gRate.p50)} vs ${fmt(dRate.p50)} tokens/s`,
+      `medians ${fmt(gRate.p50)} vs ${fmt(dRate.p50)} tokens/s`,
     ),
   );
 }, 600_000);
