@@ -81,14 +81,7 @@ describe('glassbox chat over the network', () => {
   it('--prompt: the answer from the devnet provider, its receipt and its checks', async () => {
     const { code, out, err } = await devnetCli(
       devnet,
-      'chat',
-      'tiny-chat',
-      '--prompt',
-      'Hi',
-      '--max-tokens',
-      '4',
-      '--temperature',
-      '0',
+      ...'chat tiny-chat --prompt Hi --max-tokens 4 --temperature 0'.split(' '),
     );
     expect(code, err).toBe(0);
     expect(out).toMatch(/^receipt 1\s+0x[0-9a-f]{64} by 0x[0-9a-fA-F]{40}, price /m);
@@ -100,13 +93,7 @@ describe('glassbox chat over the network', () => {
   it('--json: the text, the ids and the receipt, the same ids as the provider signed', async () => {
     const { code, out } = await devnetCli(
       devnet,
-      'chat',
-      'tiny-chat',
-      '--prompt',
-      'Hi',
-      '--max-tokens',
-      '3',
-      '--json',
+      ...'chat tiny-chat --prompt Hi --max-tokens 3 --json'.split(' '),
     );
     expect(code).toBe(0);
     const printed = JSON.parse(out) as { outputIds: number[]; receipts: unknown[]; report: { ok: boolean } };

@@ -22,6 +22,7 @@ import {
   fundClients,
   nodeConfig,
   PROVIDER,
+  requestId,
   startTestChain,
   tempDir,
   type TestChain,
@@ -213,6 +214,32 @@ describe('continuing on a provider after the ids a failed one delivered', () => 
     } as never)) as Completion;
     expect([...textIds.slice(0, 4), ...after.glassbox.outputTokenIds!]).toEqual(textIds);
     expect(after.usage.prompt_tokens).toBe(after.glassbox.promptTokenIds!.length + 4);
+  });
+
+  it('a retried continuation (same request id) is answered again with the same text, ids and receipt', async () => {
+    const sampling = { temperature: 0, seed: 9, stop: ['\u0007never'] };
+    const whole = await streamChat(sampling, MAX_TOKENS, { token_ids: true });
+    const prefix = deliveredUntil(whole, 6).flatMap(idsOf);
+    const body = {
+      model: pkg.manifest.name,
+      messages: MESSAGES,
+      max_tokens: MAX_TOKENS - prefix.length,
+      ...sampling,
+      glassbox: { prefix_ids: prefix, token_ids: true },
+    };
+    const headers = { 'glassbox-request-id': requestId() };
+    const first = (await openai.chat.completions.create(body as never, { headers })) as ChatCompletion;
+    const again = (await openai.chat.completions.create(body as never, { headers })) as ChatCompletion;
+    expect(again.glassbox.replayed).toBe(true);
+    expect(again.choices[0]!.message.content).toBe(first.choices[0]!.message.content);
+    expect(again.glassbox.receipt).toEqual(first.glassbox.receipt);
+    expect(again.usage).toEqual(first.usage);
+    // streamed, the replay's one content chunk carries every id
+    const stream = await openai.chat.completions.create({ ...body, stream: true } as never, { headers });
+    const chunks: ChatCompletionChunk[] = [];
+    for await (const chunk of stream as unknown as AsyncIterable<ChatCompletionChunk>) chunks.push(chunk);
+    expect(textOf(chunks)).toBe(first.choices[0]!.message.content);
+    expect(withChoices(chunks).flatMap(idsOf)).toEqual(first.glassbox.outputTokenIds);
   });
 
   it('refuses a prefix that cannot be continued: 400 naming glassbox.prefix_ids', async () => {
