@@ -59,7 +59,11 @@ type CallParameters = {
 };
 
 export type ChatParameters = CallParameters & {
-  /** The OpenAI body (src/api/openai.ts chatCompletionRequestSchema's input); `model` is an id or a name. */
+  /**
+   * The OpenAI body (src/api/openai.ts chatCompletionRequestSchema's input); `model` is an id or a
+   * name. Its `stream` and `stream_options` are ignored: the `stream` parameter decides, and the
+   * SDK always streams from providers (to continue a generation that breaks off).
+   */
   readonly body: ChatRequestBody;
 };
 

@@ -61,6 +61,8 @@ export type Run = {
   /** Whether a receipt behind delivered tokens failed verification (stream only). */
   failedReceipt: boolean;
   evidence: Equivocation[];
+  /** Receipts of broken-off segments still being asked for (awaited before the result). */
+  pending: Promise<void>[];
   /** Refusals that follow from the request itself (requestFault). */
   faults: GlassboxError[];
 };
@@ -80,6 +82,7 @@ export const newRun = (): Run => ({
   uncovered: 0,
   failedReceipt: false,
   evidence: [],
+  pending: [],
   faults: [],
 });
 
@@ -303,12 +306,12 @@ export async function consumeSegment(
         `provider ${s.provider.address} broke off a stream whose chunks named no token ids: it cannot be continued elsewhere`,
         { details: { provider: s.provider.address, delivered: run.ids.length }, cause: error },
       );
-    await cut(call, run, s, from, ids, error);
+    cut(call, run, s, from, ids, error);
     return;
   }
   if (!end) {
     const error = new GlassboxError('PROVIDER_ERROR', 'the stream ended without its receipt');
-    await cut(call, run, s, from, ids, error);
+    cut(call, run, s, from, ids, error);
     return;
   }
   // A provider that does not send token ids per chunk still names them all at the end.
@@ -359,37 +362,45 @@ export async function consumeSegment(
 
 /**
  * A segment that broke off before its receipt. A whole answer drops what it held (the next provider
- * starts after the last verified segment). A stream keeps what it delivered, and asks the provider
- * for the receipt it may have recorded for those tokens (one that noticed the client go away signs
- * for what it delivered): verified, it covers them; otherwise they stay uncovered, and say so.
+ * starts after the last verified segment). A stream keeps what it delivered, uncovered until the
+ * provider's receipt for those tokens turns up (one that noticed the client go away signs for what
+ * it delivered): asked for while the next provider already continues (`run.pending`, awaited before
+ * the result), so a provider that died costs the stream no wait.
  */
-async function cut(
-  call: Call,
-  run: Run,
-  s: Started,
-  from: number,
-  ids: readonly number[],
-  error: unknown,
-): Promise<void> {
+function cut(call: Call, run: Run, s: Started, from: number, ids: readonly number[], error: unknown): void {
   if (!call.deadline.aborted) recordFailure(call.client, s.provider.address, codeOf(error));
   const rejected = rejection(s.provider.address, error);
   run.rejected.push(rejected);
   if (call.deadline.aborted) throw exhausted(call, run, 'time limit reached');
   if (!call.stream || ids.length === 0) return;
   run.failovers++;
-  const segment: Segment = {
-    provider: s.provider.address,
-    fromToken: from,
-    toToken: from + ids.length,
-    cut: `${rejected.code}: ${rejected.message}`,
-  };
+  run.uncovered += ids.length;
+  const index =
+    run.segments.push({
+      provider: s.provider.address,
+      fromToken: from,
+      toToken: from + ids.length,
+      cut: `${rejected.code}: ${rejected.message}`,
+    }) - 1;
+  run.pending.push(coverCut(call, run, s, ids, index));
+}
+
+/** Adds a broken-off segment's receipt, when its provider has one, and its tokens are covered if it verifies. */
+async function coverCut(
+  call: Call,
+  run: Run,
+  s: Started,
+  ids: readonly number[],
+  index: number,
+): Promise<void> {
   const report = await cutReceipt(call, run, s, ids);
-  run.segments.push(report ? { ...segment, receipt: report.receipt, report } : segment);
-  if (report?.ok) {
-    run.reports.push(report);
-    if (call.chargeEach && chargeable(report, s.provider.address))
-      recordCharge(call.client, s.provider, report.receipt.receipt.price);
-  } else run.uncovered += ids.length;
+  if (!report) return;
+  run.segments[index] = { ...run.segments[index]!, receipt: report.receipt, report };
+  if (call.chargeEach && chargeable(report, s.provider.address))
+    recordCharge(call.client, s.provider, report.receipt.receipt.price);
+  if (!report.ok) return;
+  run.uncovered -= ids.length;
+  run.reports.push(report);
 }
 
 /** How long a broken-off segment's receipt is waited for (the provider records it as it stops). */
@@ -398,7 +409,7 @@ const CUT_RECEIPT_WAIT_MS = 1_000;
 /**
  * The receipt a provider recorded for a segment that broke off, checked as a request for exactly
  * the tokens it delivered (src/node/generate.ts records a cut generation so): undefined when it has
- * none or does not answer.
+ * none yet within CUT_RECEIPT_WAIT_MS, or cannot be reached.
  */
 async function cutReceipt(
   call: Call,
@@ -408,25 +419,20 @@ async function cutReceipt(
 ): Promise<ReceiptReport | undefined> {
   const until = Date.now() + CUT_RECEIPT_WAIT_MS;
   for (;;) {
-    const stored = await getGenerationReceipt(
-      call.client,
-      s.provider,
-      s.requestId,
-      CUT_RECEIPT_WAIT_MS,
-    ).catch(() => undefined);
+    let stored;
+    try {
+      stored = await getGenerationReceipt(call.client, s.provider, s.requestId, CUT_RECEIPT_WAIT_MS);
+    } catch {
+      return undefined; // gone (killed, unreachable) or answering garbage: nothing to cover with
+    }
     if (stored) {
       const sent = withMaxTokens(s.sent, stored.outputIds.length);
-      const report = await verifySegment(
-        call,
-        run,
-        { ...s, sent },
-        { receipt: stored.receipt, promptIds: stored.promptIds },
-        ids,
-      );
+      const receipt = { receipt: stored.receipt, promptIds: stored.promptIds };
+      const report = await verifySegment(call, run, { ...s, sent }, receipt, ids);
       if (report.ok) run.promptIds ??= stored.promptIds;
       return report;
     }
-    if (Date.now() >= until || call.deadline.aborted) return undefined;
+    if (Date.now() >= until) return undefined;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -533,6 +539,9 @@ export function failureCode(rejected: readonly RejectedAttempt[]): ErrorCode {
 }
 
 export function exhausted(call: Call, run: Run, what: string): GlassboxError {
+  // The caller cancelled (a stream's reader that stopped reading): that is the reason, not a time limit.
+  const reason: unknown = call.deadline.reason;
+  if (call.deadline.aborted && isGlassboxError(reason, 'ABORTED')) return reason;
   const code = failureCode(run.rejected);
   const timedOut = call.deadline.aborted ? ' before the time limit' : '';
   const message =

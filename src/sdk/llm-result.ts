@@ -61,6 +61,7 @@ async function localRecheck(call: Call, run: Run): Promise<LlmRecheckSummary> {
 
 /** The result of a run: the re-check in local mode, and whether every token is accounted for. */
 export async function finish(call: Call, run: Run): Promise<GenerationResult> {
+  await Promise.all(run.pending);
   const recheck = call.local ? await localRecheck(call, run) : undefined;
   // Every token returned is covered by a verified receipt, or (local) re-checked here.
   const covered = run.uncovered === 0 || recheck?.ok === true;

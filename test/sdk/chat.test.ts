@@ -185,6 +185,15 @@ describe('chat', () => {
     expect(owed).toBe(whole.receipts[0]!.receipt.price + streamed.receipts[0]!.receipt.price);
   });
 
+  it("carries the chunks' logprobs as one answer's, one per token", async () => {
+    const client = await newClient();
+    const result = await chat(client, { body: body({ logprobs: true, top_logprobs: 2 }), maxPrice: CAP });
+    const content = (result.logprobs as { content: { token: string; top_logprobs: unknown[] }[] }).content;
+    expect(content).toHaveLength(result.outputIds.length);
+    expect(content.every((lp) => lp.top_logprobs.length === 2)).toBe(true);
+    expect(result.report.ok).toBe(true);
+  });
+
   it('picks a seed when the body has none, reports it, and the same seed samples the same', async () => {
     const client = await newClient();
     const first = await chat(client, { body: body({ seed: undefined }), maxPrice: CAP });
@@ -254,8 +263,13 @@ describe('chat', () => {
     // The first 4 tokens have no receipt: delivered, but not verified.
     expect(result.report.ok).toBe(false);
 
-    // In local mode the re-check of the whole generation covers them.
-    const local = chat(client, { body: body(), maxPrice: CAP, stream: true, mode: 'local' });
+    // In local mode the re-check of the whole generation covers them (a fresh client, whose first
+    // provider fails: this one now tries the failing provider last).
+    const fresh = await newClient();
+    delete failing!.faults.failAfterTokens;
+    const [first] = await ranked(fresh);
+    first!.faults.failAfterTokens = 4;
+    const local = chat(fresh, { body: body(), maxPrice: CAP, stream: true, mode: 'local' });
     await collect(local);
     const checked = await local.result;
     expect(checked.outputIds).toEqual(reference.outputIds);
@@ -274,7 +288,7 @@ describe('chat', () => {
       body: body(),
       maxPrice: CAP,
       stream: true,
-      firstTokenTimeoutMs: 1_500,
+      firstTokenTimeoutMs: 3_000,
     });
     const deltas = await collect(stream);
     const result = await stream.result;
@@ -331,6 +345,38 @@ describe('chat', () => {
     expect(result.report.recheck).toMatchObject({ ok: true });
     expect(result.report.recheck!.margins.positions).toBe(result.outputIds.length);
     expect(result.report.ok).toBe(true);
+  });
+
+  it('fails a whole answer whose local re-check finds a token the sampler would not pick', async () => {
+    const client = await newClient();
+    const [liar] = await ranked(client);
+    liar!.faults.substituteAt = 5;
+    const error = await refusal(
+      chat(client, { body: body(), maxPrice: CAP, mode: 'local', hedgeAfterMs: false }),
+    );
+    expect(error.code).toBe('VERIFICATION_FAILED');
+    const report = error.details.report as {
+      ok: boolean;
+      receipts: { ok: boolean }[];
+      recheck: { ok: boolean; firstFailure: { check: string; position: number } };
+    };
+    // The receipt itself is consistent (the liar signed what it sent); the re-check is not.
+    expect(report.receipts.map((r) => r.ok)).toEqual([true]);
+    expect(report.recheck).toMatchObject({ ok: false, firstFailure: { check: 'margins', position: 5 } });
+  });
+
+  it("cancels the generation when the stream's reader stops reading", async () => {
+    const client = await newClient();
+    for (const p of providers) p.faults.stallAfterTokens = 2; // the generation cannot end by itself
+    const stream = chat(client, { body: body(), maxPrice: CAP, stream: true });
+    const seen: GenerationDelta[] = [];
+    for await (const delta of stream) {
+      seen.push(delta);
+      break;
+    }
+    const error = await refusal(stream.result);
+    expect(seen).toHaveLength(1);
+    expect(error.code).toBe('ABORTED');
   });
 
   it('refuses bad requests naming the field, before any provider is asked', async () => {
