@@ -240,10 +240,6 @@ const none: More = () => ({});
  * One streamed answer: opened on demand (with the headers known by then), then the chunks of
  * `format` in the order above. Every write honours backpressure; a closed connection swallows them.
  */
-/** Extra members of a chunk, computed when it is sent. */
-type More = () => Record<string, unknown>;
-const none: More = () => ({});
-
 export class AnswerStream<Chunk, L, X> {
   private readonly events: EventStream;
   private id = '';
