@@ -342,6 +342,8 @@ describe('providers that refuse this client or price themselves above the cap', 
   let model: string;
   /** Every provider that made tokens of an answer in this part, in order. */
   const used: string[] = [];
+  /** Every refusal the gateway's reports listed in this part: `provider status`. */
+  const refusals: string[] = [];
 
   beforeAll(async () => {
     const tiny = await llmExample('tiny-chat');
@@ -388,6 +390,7 @@ describe('providers that refuse this client or price themselves above the cap', 
       // A whole answer's headers name who made it; a stream's go out before anyone is known.
       if (i % 2 === 1) expect(chat.providers.map((a) => a.toLowerCase())).toEqual([...new Set(providers)]);
       made.push(...providers);
+      for (const r of chat.glassbox.report.rejected) refusals.push(`${r.provider.toLowerCase()} ${r.status}`);
     }
     used.push(...made);
     return made;
@@ -414,6 +417,9 @@ describe('providers that refuse this client or price themselves above the cap', 
     // Both were asked (they rank first for a new client) and refused.
     expect(await answered(at(FORBIDS), '/v1/chat/completions', 403)).toBeGreaterThan(0);
     expect(await answered(at(LIMITS), '/v1/chat/completions', 429)).toBeGreaterThan(1);
+    // And the answers' reports say so.
+    expect(refusals).toContain(`${at(FORBIDS).address.toLowerCase()} 403`);
+    expect(refusals).toContain(`${at(LIMITS).address.toLowerCase()} 429`);
   }, 120_000);
 
   it('routes around a provider that raised its price above the cap once its notice period is over', async () => {
