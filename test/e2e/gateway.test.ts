@@ -18,7 +18,9 @@ import { faultyProvider, type Generations } from '../support/faults.js';
  * `openai` client against it with retries off (every failure it would retry shows as one here).
  *
  *   1. A provider killed -9 in the middle of a stream: the stream goes on, from the next provider,
- *      and ends with exactly the tokens an uninterrupted greedy run produces.
+ *      and ends with exactly the tokens an uninterrupted greedy run produces. The dead provider
+ *      signed nothing for its part, which the report says (receipt mode), or which the gateway
+ *      re-checks itself (--recheck local).
  *   2. 200 chats, one of three providers killed -9 and restarted during them: none fails.
  *   3. A provider that refuses this client (403), one that rate-limits it (429, its real limiter)
  *      and one that raises its price above the cap (a real setOffer, after its notice period): all
@@ -37,10 +39,11 @@ const TOKEN_DELAY_MS = 10;
 const GREEDY = { temperature: 0 } as const;
 const MESSAGES = [{ role: 'user' as const, content: 'Tell me a story about a lighthouse keeper.' }];
 
-/** The gateway's `glassbox` member of a whole answer and of a stream's last chunk. */
-type GlassboxFinal = GatewayExtra;
-/** A chunk or an answer with the gateway's `glassbox` member (the openai client keeps unknown members). */
-type WithGlassbox = { glassbox?: GlassboxFinal };
+/**
+ * A whole answer or a stream's last chunk with the gateway's `glassbox` member (receipts, report,
+ * segments): the openai client keeps members it does not know.
+ */
+type WithGlassbox = { glassbox?: GatewayExtra };
 
 const openaiAt = (gateway: Gateway) =>
   new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 60_000 });
@@ -85,16 +88,16 @@ async function busyProviders(devnet: Devnet): Promise<DevnetProvider[]> {
  * Every segment of an answer is covered by a receipt (listed once in `receipts`) or was cut; the
  * report is ok exactly when none is left uncovered (receipt mode).
  */
-function expectAccounted(glassbox: GlassboxFinal): void {
+function expectAccounted(glassbox: GatewayExtra): void {
   for (const segment of glassbox.segments) expect(segment.requestId ?? segment.cut).toBeDefined();
   const covered = glassbox.segments.filter((s) => s.requestId !== undefined);
   expect(glassbox.receipts).toHaveLength(covered.length);
   expect(glassbox.report.ok).toBe(covered.length === glassbox.segments.length);
 }
 
-type Chat = { text: string; finishReason: string | null; providers: Address[]; glassbox: GlassboxFinal };
+type Chat = { text: string; finishReason: string | null; providers: Address[]; glassbox: GatewayExtra };
 
-/** One chat through the gateway, streamed or not; `onToken` sees the count of content chunks so far. */
+/** One chat through the gateway, streamed or not; `onChunk` gets the count of content chunks so far. */
 async function chatThrough(
   openai: OpenAI,
   model: string,
@@ -124,7 +127,7 @@ async function chatThrough(
   const providers = providersHeader(response.headers);
   let text = '';
   let finishReason: string | null = null;
-  let glassbox: GlassboxFinal | undefined;
+  let glassbox: GatewayExtra | undefined;
   let chunks = 0;
   for await (const chunk of data) {
     const delta = chunk.choices[0]?.delta.content;
@@ -206,7 +209,7 @@ describe('three providers, one killed -9 mid-stream and in the middle of 200 cha
   }
 
   /** Two segments: the victim's, cut after at least 10 tokens, then another provider's to the end. */
-  function expectCutOnce(glassbox: GlassboxFinal, victim: string, maxTokens: number) {
+  function expectCutOnce(glassbox: GatewayExtra, victim: string, maxTokens: number) {
     const [first, second] = glassbox.segments;
     expect(glassbox.segments).toHaveLength(2);
     expect(first!.provider.toLowerCase()).toBe(victim);
