@@ -101,10 +101,23 @@ export async function generate(
 ): Promise<Run> {
   const run = newRun();
   while (run.finishReason === undefined) {
+    run.finishReason = endedWithoutReceipt(call, run);
+    if (run.finishReason) break;
     const started = await startSegment(call, ranked, run);
     await consumeSegment(call, run, started, emit);
   }
   return run;
+}
+
+/**
+ * A stream whose provider broke off right after the last token (an EOS, or the max_tokens-th) has
+ * nothing left to continue: no provider takes such a prefix, so it ends here.
+ */
+function endedWithoutReceipt(call: Call, run: Run): 'stop' | 'length' | undefined {
+  const last = run.ids.at(-1);
+  if (last !== undefined && call.offer.manifest.llm.eosTokenIds.includes(last)) return 'stop';
+  if (call.maxTokens !== undefined && run.ids.length >= call.maxTokens) return 'length';
+  return undefined;
 }
 
 /** One provider's stream once it answered its first event. */

@@ -213,11 +213,19 @@ describe('the gateway: the official client', () => {
     await expect(openai.models.retrieve('no-such-model')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
   });
 
-  it('completions: a text_completion with a receipt that verifies', async () => {
-    const body = { model: pkg.id, prompt: 'Once upon a time', max_tokens: 12, seed: 3, temperature: 0.7 };
+  it('completions: a text_completion with a receipt that verifies, and legacy logprobs whole and streamed', async () => {
+    const body = { model: pkg.id, prompt: 'Once upon a time', max_tokens: 6, temperature: 0, logprobs: 2 };
     const whole = await openai.completions.create(body);
     expect(whole.object).toBe('text_completion');
     await expectReceiptsVerify(extraOf(whole));
+    const lp = whole.choices[0]!.logprobs!;
+    expect(lp.tokens).toHaveLength(whole.usage!.completion_tokens);
+    expect(lp.top_logprobs!.every((top) => Object.keys(top).length === 2)).toBe(true);
+    expect(lp.text_offset![0]).toBe(0);
+    const stream = await openai.completions.create({ ...body, stream: true });
+    const tokens: string[] = [];
+    for await (const chunk of stream) tokens.push(...(chunk.choices[0]?.logprobs?.tokens ?? []));
+    expect(tokens).toEqual(lp.tokens);
   });
 });
 

@@ -194,6 +194,36 @@ describe('chat', () => {
     expect(result.report.ok).toBe(true);
   });
 
+  it('hashes the request as the provider does: text parts, max_completion_tokens, top_k -1, one stop string', async () => {
+    const client = await newClient();
+    const result = await chat(client, {
+      body: {
+        model: pkg.manifest.name,
+        messages: [
+          {
+            role: 'system',
+            content: [
+              { type: 'text', text: 'You are ' },
+              { type: 'text', text: 'terse.' },
+            ],
+          },
+          { role: 'user', content: 'Name three colours.' },
+        ],
+        max_completion_tokens: 10,
+        max_tokens: 50,
+        top_k: -1,
+        top_p: 0.9,
+        stop: 'zzz',
+        temperature: 0.7,
+        seed: '18446744073709551615',
+      },
+      maxPrice: CAP,
+    });
+    expect(result.report.ok).toBe(true);
+    expect(result.seed).toBe(2n ** 64n - 1n);
+    expect(result.outputIds.length).toBeLessThanOrEqual(10);
+  });
+
   it('picks a seed when the body has none, reports it, and the same seed samples the same', async () => {
     const client = await newClient();
     const first = await chat(client, { body: body({ seed: undefined }), maxPrice: CAP });
@@ -305,6 +335,28 @@ describe('chat', () => {
       stalling!.address,
       result.segments[1]!.provider,
     ]);
+    expect(result.report.ok).toBe(true);
+  });
+
+  it('ends a stream whose provider stalled after its last token, with nothing left to continue', async () => {
+    const client = await newClient();
+    const reference = await chat(client, { body: body({ max_tokens: 6 }), maxPrice: CAP });
+    expect(reference.finishReason).toBe('length');
+    const [stalling] = await ranked(client);
+    stalling!.faults.stallAtEnd = true;
+    const stream = chat(client, {
+      body: body({ max_tokens: 6 }),
+      maxPrice: CAP,
+      stream: true,
+      firstTokenTimeoutMs: 3_000,
+    });
+    const deltas = await collect(stream);
+    const result = await stream.result;
+    expect(deltas.flatMap((d) => d.tokenIds)).toEqual(reference.outputIds);
+    expect(result.finishReason).toBe('length');
+    expect(result.segments).toHaveLength(1);
+    expect(result.segments[0]).toMatchObject({ provider: stalling!.address, toToken: 6 });
+    expect(result.segments[0]!.report?.ok).toBe(true); // the receipt it recorded for the 6 tokens
     expect(result.report.ok).toBe(true);
   });
 
