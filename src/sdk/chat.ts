@@ -120,6 +120,11 @@ export type LlmVerificationReport = {
   readonly hedged: boolean;
   /** How many times the generation moved to another provider after tokens were delivered. */
   readonly failovers: number;
+  /**
+   * Stream only, when some: delivered tokens no verified receipt covers (a provider that broke off
+   * without one). Unless the local re-check covered them, the report is then not ok.
+   */
+  readonly uncovered?: number;
   readonly recheck?: LlmRecheckSummary;
   readonly quorum?: {
     readonly k: number;

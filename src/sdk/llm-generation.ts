@@ -274,103 +274,143 @@ export async function consumeSegment(
   emit: ((delta: GenerationDelta) => void) | undefined,
 ): Promise<void> {
   const from = run.ids.length;
-  const ids: number[] = [];
-  const held: GenerationDelta[] = [];
-  let text = '';
-  let finishReason: 'stop' | 'length' | undefined;
-  let end: Extract<LlmStreamEvent, { type: 'end' }> | undefined;
-  /** Text delivered without its token ids: nothing to continue after if the provider breaks off. */
-  let untracked = false;
-  const take = (event: LlmStreamEvent) => {
-    if (event.type === 'end') {
-      end = event;
-      return;
-    }
-    const delta: GenerationDelta = {
-      text: event.text,
-      tokenIds: event.tokenIds,
-      ...(event.logprobs === undefined ? {} : { logprobs: event.logprobs }),
-    };
-    ids.push(...event.tokenIds);
-    text += event.text;
-    if (event.text !== '' && event.tokenIds.length === 0) untracked = true;
-    if (event.finishReason) finishReason = event.finishReason;
-    if (emit) {
-      // Delivered at once: it is part of the generation whatever comes next.
-      run.ids.push(...event.tokenIds);
-      run.text += event.text;
-      if (delta.logprobs !== undefined) run.logprobs.push(delta.logprobs);
-      if (delta.text !== '' || delta.tokenIds.length > 0 || delta.logprobs !== undefined) emit(delta);
-    } else held.push(delta);
-  };
+  const read = newRead();
   try {
-    take(s.first);
-    while (!end) {
+    take(run, read, s.first, emit);
+    while (!read.end) {
       const next = await s.iterator.next();
       if (next.done) break;
-      take(next.value);
+      take(run, read, next.value, emit);
     }
     await s.iterator.return?.(undefined);
   } catch (error) {
     s.controller.abort();
-    if (emit && untracked)
+    if (emit && read.untracked)
       throw new GlassboxError(
         'PROVIDER_ERROR',
         `provider ${s.provider.address} broke off a stream whose chunks named no token ids: it cannot be continued elsewhere`,
         { details: { provider: s.provider.address, delivered: run.ids.length }, cause: error },
       );
-    cut(call, run, s, from, ids, error);
+    cut(call, run, s, from, read.ids, error);
     return;
   }
-  if (!end) {
-    const error = new GlassboxError('PROVIDER_ERROR', 'the stream ended without its receipt');
-    cut(call, run, s, from, ids, error);
+  if (!read.end) {
+    cut(
+      call,
+      run,
+      s,
+      from,
+      read.ids,
+      new GlassboxError('PROVIDER_ERROR', 'the stream ended without its receipt'),
+    );
     return;
   }
+  await settleSegment(call, run, s, { ...read, end: read.end }, from, emit !== undefined);
+}
+
+/** What a segment's stream said so far. */
+type SegmentRead = {
+  readonly ids: number[];
+  /** A whole answer's deltas, kept until the receipt verifies. */
+  readonly held: GenerationDelta[];
+  text: string;
+  finishReason: 'stop' | 'length' | undefined;
+  end: Extract<LlmStreamEvent, { type: 'end' }> | undefined;
+  /** Text delivered without its token ids: nothing to continue after if the provider breaks off. */
+  untracked: boolean;
+};
+
+const newRead = (): SegmentRead => ({
+  ids: [],
+  held: [],
+  text: '',
+  finishReason: undefined,
+  end: undefined,
+  untracked: false,
+});
+
+/** One event of a segment: a stream delivers its delta at once (whatever comes next), a whole answer holds it. */
+function take(
+  run: Run,
+  read: SegmentRead,
+  event: LlmStreamEvent,
+  emit: ((delta: GenerationDelta) => void) | undefined,
+): void {
+  if (event.type === 'end') {
+    read.end = event;
+    return;
+  }
+  const delta: GenerationDelta = {
+    text: event.text,
+    tokenIds: event.tokenIds,
+    ...(event.logprobs === undefined ? {} : { logprobs: event.logprobs }),
+  };
+  read.ids.push(...event.tokenIds);
+  read.text += event.text;
+  if (event.text !== '' && event.tokenIds.length === 0) read.untracked = true;
+  if (event.finishReason) read.finishReason = event.finishReason;
+  if (!emit) {
+    read.held.push(delta);
+    return;
+  }
+  run.ids.push(...event.tokenIds);
+  run.text += event.text;
+  if (delta.logprobs !== undefined) run.logprobs.push(delta.logprobs);
+  if (delta.text !== '' || delta.tokenIds.length > 0 || delta.logprobs !== undefined) emit(delta);
+}
+
+/**
+ * A segment that ended with its receipt: verified, its tokens count (a whole answer adds what it
+ * held); failed, it is a rejected attempt: a whole answer goes on from before it, a stream (which
+ * delivered it already) ends as it is and says so.
+ */
+async function settleSegment(
+  call: Call,
+  run: Run,
+  s: Started,
+  read: SegmentRead & { readonly end: Extract<LlmStreamEvent, { type: 'end' }> },
+  from: number,
+  streamed: boolean,
+): Promise<void> {
+  const { end } = read;
   // A provider that does not send token ids per chunk still names them all at the end.
-  const outputIds = ids.length === 0 && end.outputIds ? [...end.outputIds] : ids;
+  const untracked = read.ids.length === 0 && end.outputIds !== undefined;
+  const outputIds = untracked ? [...end.outputIds!] : read.ids;
   const report = await verifySegment(call, run, s, end, outputIds);
-  const segment: Segment = {
+  if (call.chargeEach && chargeable(report, s.provider.address))
+    recordCharge(call.client, s.provider, end.receipt.receipt.price);
+  if (!report.ok) {
+    recordFailure(call.client, s.provider.address, 'VERIFICATION_FAILED');
+    const failed = report.checks.filter((c) => !c.ok);
+    run.rejected.push({
+      provider: s.provider.address,
+      code: 'VERIFICATION_FAILED',
+      message: `the receipt of ${s.provider.address} failed verification: ${failed.map((c) => `${c.check}: ${c.detail}`).join('; ')}`,
+      report,
+    });
+    if (!streamed) return;
+    run.failedReceipt = true;
+    run.uncovered += outputIds.length;
+  } else {
+    recordSuccess(call.client, s.provider.address, s.firstAfterMs);
+    const equivocation = rememberAnswer(call.client, end.receipt);
+    if (equivocation) run.evidence.push(equivocation);
+  }
+  run.reports.push(report);
+  run.segments.push({
     provider: s.provider.address,
     fromToken: from,
     toToken: from + outputIds.length,
     receipt: end.receipt,
     report,
-  };
-  if (call.chargeEach && chargeable(report, s.provider.address))
-    recordCharge(call.client, s.provider, end.receipt.receipt.price);
-  if (report.ok) {
-    recordSuccess(call.client, s.provider.address, s.firstAfterMs);
-    const equivocation = rememberAnswer(call.client, end.receipt);
-    if (equivocation) run.evidence.push(equivocation);
-    run.reports.push(report);
-    run.promptIds ??= end.promptIds;
-    run.segments.push(segment);
-    if (!emit) {
-      run.ids.push(...outputIds);
-      run.text += text;
-      for (const d of held) if (d.logprobs !== undefined) run.logprobs.push(d.logprobs);
-    } else if (ids.length === 0) run.ids.push(...outputIds);
-    run.finishReason = finishReason ?? 'stop';
-    return;
-  }
-  recordFailure(call.client, s.provider.address, 'VERIFICATION_FAILED');
-  const failed = report.checks.filter((c) => !c.ok);
-  run.rejected.push({
-    provider: s.provider.address,
-    code: 'VERIFICATION_FAILED',
-    message: `the receipt of ${s.provider.address} failed verification: ${failed.map((c) => `${c.check}: ${c.detail}`).join('; ')}`,
-    report,
   });
-  if (emit) {
-    // Delivered already: the stream ends as it is, and says so.
-    run.segments.push(segment);
-    run.reports.push(report);
-    run.failedReceipt = true;
-    run.uncovered += outputIds.length;
-    run.promptIds ??= end.promptIds;
-    run.finishReason = finishReason ?? 'stop';
-  }
+  run.promptIds ??= end.promptIds;
+  if (!streamed) {
+    run.ids.push(...outputIds);
+    run.text += read.text;
+    for (const d of read.held) if (d.logprobs !== undefined) run.logprobs.push(d.logprobs);
+  } else if (untracked) run.ids.push(...outputIds);
+  run.finishReason = read.finishReason ?? 'stop';
 }
 
 /**

@@ -85,6 +85,7 @@ export async function finish(call: Call, run: Run): Promise<GenerationResult> {
       rejected: run.rejected,
       hedged: run.hedged,
       failovers: run.failovers,
+      ...(run.uncovered > 0 ? { uncovered: run.uncovered } : {}),
       ...(recheck ? { recheck } : {}),
     },
     ...(evidence ? { evidence } : {}),

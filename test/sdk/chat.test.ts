@@ -291,6 +291,7 @@ describe('chat', () => {
     expect(result.segments[1]!.report?.ok).toBe(true);
     expect(result.report.failovers).toBe(1);
     // The first 4 tokens have no receipt: delivered, but not verified.
+    expect(result.report.uncovered).toBe(4);
     expect(result.report.ok).toBe(false);
 
     // In local mode the re-check of the whole generation covers them (a fresh client, whose first
@@ -331,6 +332,7 @@ describe('chat', () => {
     });
     // The stalled provider recorded a receipt for the 3 tokens it delivered, fetched and verified.
     expect(result.segments[0]!.report?.ok).toBe(true);
+    expect(result.report.uncovered).toBeUndefined();
     expect(result.receipts.map((r) => r.receipt.provider)).toEqual([
       stalling!.address,
       result.segments[1]!.provider,
