@@ -260,7 +260,7 @@ describe('three providers, one killed -9 mid-stream and in the middle of 200 cha
       expectCutOnce(broken.glassbox, victim, MAX_TOKENS);
       expect(broken.text).toBe(whole.text);
       expect(broken.glassbox.report.mode).toBe('local');
-      const { recheck } = broken.glassbox.report;
+      const recheck = broken.glassbox.report.recheck as { ok: boolean; firstFailure?: unknown } | undefined;
       expect(recheck, JSON.stringify(recheck?.firstFailure)).toMatchObject({ ok: true });
       expect(broken.glassbox.report.ok).toBe(true);
     } finally {
