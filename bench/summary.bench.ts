@@ -15,7 +15,7 @@ import {
 
 /*
  * The last benchmark of `npm run bench` (bench/vitest.config.ts runs the files one at a time, in
- * a fixed order): reads what gas, hedging, overhead, large and llm wrote in this run, prints one Markdown table
+ * a fixed order): reads what gas, hedging, overhead, large, llm and gateway wrote in this run, prints one Markdown table
  * of every figure with its target, and writes bench/results/latest.json and latest.md. Fails when
  * a result is missing or was not written by this run (an error), never because a target is missed.
  */
@@ -51,6 +51,7 @@ it('puts every figure in one table: bench/results/latest.json and latest.md', as
   const hedging = await fresh<Hedging>('hedging');
   const large = await fresh<{ measuredAt: string; figures: Figure[] }>('large');
   const llm = await fresh<{ measuredAt: string; figures: Figure[] }>('llm');
+  const gateway = await fresh<{ measuredAt: string; figures: Figure[] }>('gateway');
 
   const perInference = (n: number) => {
     const row = gas.batchCommit.find((b) => b.receipts === n);
@@ -99,10 +100,15 @@ it('puts every figure in one table: bench/results/latest.json and latest.md', as
     { op: '<=', value: hedging.target },
     `${fmt(hedging.allProviders.p50)} vs ${fmt(hedging.fastProvidersOnly.p50)} ms`,
   );
-  const order = ['1', '2', '3', '4', '5', '6', 'hedging', 'L', 'LLM'];
-  const figures = [...overhead.figures, ...gasFigures, hedgingFigure, ...large.figures, ...llm.figures].sort(
-    (a, b) => order.indexOf(a.section) - order.indexOf(b.section),
-  );
+  const order = ['1', '2', '3', '4', '5', '6', 'hedging', 'L', 'LLM', 'gateway'];
+  const figures = [
+    ...overhead.figures,
+    ...gasFigures,
+    hedgingFigure,
+    ...large.figures,
+    ...llm.figures,
+    ...gateway.figures,
+  ].sort((a, b) => order.indexOf(a.section) - order.indexOf(b.section));
   const targets = figures.filter((f) => f.met !== null);
   const met = targets.filter((f) => f.met).length;
   const now = machine();
@@ -115,7 +121,7 @@ it('puts every figure in one table: bench/results/latest.json and latest.md', as
     ...FIGURE_HEADER,
     ...figures.map(figureRow),
     '',
-    'Sections: 1 sdk.infer in receipt mode (one provider process on loopback) vs the same model behind a plain unverified HTTP server in its own process (fastify + onnxruntime-node, JSON, no receipt: the baseline), and vs direct onnxruntime-node in this process (the second reference); 2 quorum 3 vs receipt mode; 3 receipt verification and signing costs; 4 gas; 5 devnet start; 6 trace capture; L a large float32 input, direct vs the unverified server vs verified; LLM the sample chat model: the decode rate of the engine, the re-check against the generation, and a provider streaming with receipts vs a plain server streaming the same engine without (bench/unverified-llm-server.mjs). Details: overhead.md, gas.md, hedging.md, large.md, llm.md.',
+    'Sections: 1 sdk.infer in receipt mode (one provider process on loopback) vs the same model behind a plain unverified HTTP server in its own process (fastify + onnxruntime-node, JSON, no receipt: the baseline), and vs direct onnxruntime-node in this process (the second reference); 2 quorum 3 vs receipt mode; 3 receipt verification and signing costs; 4 gas; 5 devnet start; 6 trace capture; L a large float32 input, direct vs the unverified server vs verified; LLM the sample chat model: the decode rate of the engine, the re-check against the generation, and a provider streaming with receipts vs a plain server streaming the same engine without (bench/unverified-llm-server.mjs); gateway the local OpenAI-compatible gateway (src/gateway) against calling its provider directly, same body. Details: overhead.md, gas.md, hedging.md, large.md, llm.md, gateway.md.',
     '',
   ].join('\n');
   await writeResults(
@@ -132,6 +138,7 @@ it('puts every figure in one table: bench/results/latest.json and latest.md', as
         hedging: hedging.measuredAt,
         large: large.measuredAt,
         llm: llm.measuredAt,
+        gateway: gateway.measuredAt,
       },
     },
     table,

@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /** The order the benchmarks run in: summary.bench.ts reads what the others wrote, so it is last. */
-const ORDER = ['gas', 'hedging', 'overhead', 'large', 'llm', 'summary'];
+const ORDER = ['gas', 'hedging', 'overhead', 'large', 'llm', 'gateway', 'summary'];
 const rank = (spec: TestSpecification) => {
   const name = /([^/\\]+)\.bench\.ts$/.exec(spec.moduleId)?.[1] ?? '';
   const i = ORDER.indexOf(name);

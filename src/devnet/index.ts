@@ -71,6 +71,11 @@ export type DevnetProviderOptions = {
    * providers with faults this way (test/support/faults.ts, `faultyProvider`).
    */
   readonly entry?: readonly string[];
+  /**
+   * Node config fields for this provider alone, over the devnet's and `nodeConfig`'s (a provider
+   * that rate-limits its clients harder, stakes more).
+   */
+  readonly nodeConfig?: Record<string, unknown>;
 };
 
 export type DevnetOptions = {
@@ -221,6 +226,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       name: string,
       index: number,
       entry: readonly string[] | undefined,
+      own: Record<string, unknown> | undefined,
       config: Record<string, unknown>,
     ) => {
       const dataDir = join(dir, name);
@@ -238,6 +244,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
         ...config,
         // last, so that a caller's credit limit or batch size wins over the devnet's defaults
         ...options.nodeConfig,
+        ...own,
       };
       await writeFile(configFile, JSON.stringify(full, null, 2));
       return spawnProvider(index, staking.address, signing.address, dataDir, entry);
@@ -246,7 +253,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
     for (let i = 0; i < count; i++) {
       const settings = options.provider?.(i) ?? {};
       const price = settings.price ?? 10n ** 15n;
-      const node = await writeConfig(`provider-${i}`, i, settings.entry, {
+      const node = await writeConfig(`provider-${i}`, i, settings.entry, settings.nodeConfig, {
         models: models.map((m) => ({ model: m.id, price: price.toString() })),
         // What a model pushed with `glassbox model push --serve` is offered at (an LLM's prompt
         // tokens at the input price; a tensor model's input price is always 0).
@@ -260,7 +267,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       log(`provider ${i} ${node.url} staking ${node.address} signing ${node.signer}`);
     }
     const roleNode = async (role: 'verifier' | 'committee', i: number, index: number) => {
-      const node = await writeConfig(`${role}-${i}`, index, undefined, {
+      const node = await writeConfig(`${role}-${i}`, index, undefined, undefined, {
         roles: [role],
         models: models.map((m) => ({ model: m.id, price: (10n ** 15n).toString() })),
         stake: role === 'committee' ? (1_000n * E18).toString() : '0',

@@ -29,9 +29,10 @@ const runtime = () => import('../runtime/index.js');
  */
 async function localRecheck(call: Call, run: Run): Promise<LlmRecheckSummary> {
   try {
+    // The package from the provider that finished the generation: one that broke off may be gone.
+    const finished = [...run.segments].reverse().find((s) => s.cut === undefined) ?? run.segments.at(-1);
     const provider =
-      call.offer.candidates.find((c) => run.segments.some((s) => s.provider === c.address)) ??
-      call.offer.candidates[0]!;
+      call.offer.candidates.find((c) => c.address === finished?.provider) ?? call.offer.candidates[0]!;
     const pkg = await getPackage(call.client, call.offer.id, call.offer.manifest, provider);
     const engine = (await localEngines(call.client)).tokens(pkg);
     const promptIds = run.promptIds ?? [];

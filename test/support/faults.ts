@@ -1,8 +1,10 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { fileURLToPath } from 'node:url';
+import { isAddressEqual, type Address } from 'viem';
 import type { DevnetProviderOptions } from '../../src/devnet/index.js';
 import type { CreateNodeOptions, NodeConfig } from '../../src/node/index.js';
 import type { AvailabilityData } from '../../src/node/roles/index.js';
+import { sessionClient } from '../../src/node/routes/openai.js';
 import { hashTensors } from '../../src/protocol/encoding.js';
 import { GlassboxError } from '../../src/protocol/errors.js';
 import type { ModelPackage } from '../../src/protocol/manifest.js';
@@ -174,15 +176,114 @@ function withoutData({
 }
 
 /**
- * The createNode options of a node with `faults`: the engines it would run by default (with the
- * config's run time limit), wrapped, and the withholding hooks.
+ * How an LLM provider fails its clients without lying, for the gateway's resilience tests
+ * (test/e2e/gateway.test.ts): `tokenDelayMs` slows every generated token (a stream long enough to
+ * kill the provider in the middle of it) and serves `GET /faults/generations`, how many
+ * generations are running (a test finds the provider of a stream in progress: the gateway names
+ * providers in a stream's headers only once known, and a provider counts a request only once
+ * answered); `refuse` answers the OpenAI routes with 403 (a provider that has blocked these
+ * clients) for the clients named (every client when none are).
  */
-export function faultyNode(config: NodeConfig, faults: NodeFaults): CreateNodeOptions {
-  const limits = { timeoutMs: config.runTimeoutMs };
-  const engines = defaultEngines({ onnx: { limits }, llm: { limits } });
+export type ServingFaults = {
+  readonly tokenDelayMs?: number;
+  readonly refuse?: { readonly status: 403; readonly clients?: readonly Address[] };
+};
+
+/** Generations running and started in a node with slow tokens (`GET /faults/generations`). */
+export type Generations = { active: number; started: number };
+
+/**
+ * `engine`, each token held back `delayMs` before it is handed on (the sampler's result unchanged),
+ * its generations counted in `generations`.
+ */
+export function withTokenDelay(
+  engine: TokenEngine,
+  delayMs: number,
+  generations: Generations = { active: 0, started: 0 },
+): TokenEngine {
   return {
-    engines: enginesWithFaults(engines, faults),
-    ...(faults.withhold ? withholding(faults.withhold) : {}),
+    ...engine,
+    async *generate(pkg, promptIds, options) {
+      generations.active++;
+      generations.started++;
+      try {
+        for await (const event of engine.generate(pkg, promptIds, options)) {
+          if (event.type === 'token') await new Promise((resolve) => setTimeout(resolve, delayMs));
+          yield event;
+        }
+      } finally {
+        generations.active--;
+      }
+    },
+  };
+}
+
+/** Every token engine of `engines`, slowed by `delayMs` a token. */
+function slowTokens(engines: Engines, delayMs: number, generations: Generations): Engines {
+  return createEngines(
+    engines.list.map((engine) =>
+      engine.kind === 'tokens' ? withTokenDelay(engine, delayMs, generations) : engine,
+    ),
+  );
+}
+
+const OPENAI_ROUTES = new Set(['/v1/chat/completions', '/v1/completions']);
+
+/**
+ * A preHandler hook (after the route's preValidation proved the session key) answering the OpenAI
+ * routes with `refuse.status` and OpenAI's error body, as a provider that blocked a client would.
+ */
+export function refusing(refuse: NonNullable<ServingFaults['refuse']>): (app: FastifyInstance) => void {
+  const refused = (request: FastifyRequest) => {
+    if (!OPENAI_ROUTES.has(request.url.split('?')[0]!)) return false;
+    if (refuse.clients === undefined) return true;
+    const client = sessionClient(request);
+    return client !== undefined && refuse.clients.some((c) => isAddressEqual(c, client));
+  };
+  return (app) => {
+    app.addHook('preHandler', async (request: FastifyRequest, reply: FastifyReply) => {
+      if (!refused(request)) return;
+      const client = sessionClient(request) ?? 'this client';
+      return reply.status(refuse.status).send({
+        error: {
+          message: `this provider does not serve ${client}`,
+          type: 'permission_error',
+          param: null,
+          code: 'forbidden',
+        },
+      });
+    });
+  };
+}
+
+/**
+ * The createNode options of a node with `faults`: the engines it would run by default (with the
+ * config's run time limit), wrapped, and the withholding and refusing hooks.
+ */
+export function faultyNode(config: NodeConfig, faults: NodeFaults & ServingFaults): CreateNodeOptions {
+  const limits = { timeoutMs: config.runTimeoutMs };
+  let engines = enginesWithFaults(defaultEngines({ onnx: { limits }, llm: { limits } }), faults);
+  const withheld = faults.withhold ? withholding(faults.withhold) : {};
+  const hooks: ((app: FastifyInstance) => void | Promise<void>)[] = [];
+  if (withheld.extendApp) hooks.push(withheld.extendApp);
+  if (faults.refuse) hooks.push(refusing(faults.refuse));
+  if (faults.tokenDelayMs) {
+    const generations: Generations = { active: 0, started: 0 };
+    engines = slowTokens(engines, faults.tokenDelayMs, generations);
+    hooks.push((app) => {
+      app.get('/faults/generations', async () => generations);
+    });
+  }
+  return {
+    engines,
+    ...withheld,
+    ...(hooks.length > 0
+      ? {
+          extendApp: async (app: FastifyInstance) => {
+            for (const hook of hooks) await hook(app);
+          },
+        }
+      : {}),
   };
 }
 
@@ -194,7 +295,7 @@ const FAULTY_NODE = fileURLToPath(new URL('./faulty-node.ts', import.meta.url));
  * test/ (`--import tsx` resolves from the working directory: the repository root, where npm and
  * vitest run).
  */
-export function faultyProvider(faults: NodeFaults): DevnetProviderOptions {
+export function faultyProvider(faults: NodeFaults & ServingFaults): DevnetProviderOptions {
   return { entry: ['--import', 'tsx', FAULTY_NODE, '--faults', JSON.stringify(faults)] };
 }
 
