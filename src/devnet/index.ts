@@ -85,6 +85,11 @@ export type DevnetProviderOptions = {
    * providers with faults this way (test/support/faults.ts, `faultyProvider`).
    */
   readonly entry?: readonly string[];
+  /**
+   * Node config fields for this provider alone, over the devnet's and `nodeConfig`'s (a provider
+   * that rate-limits its clients harder, stakes more).
+   */
+  readonly nodeConfig?: Record<string, unknown>;
 };
 
 export type DevnetOptions = {
@@ -245,6 +250,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       name: string,
       index: number,
       entry: readonly string[] | undefined,
+      own: Record<string, unknown> | undefined,
       config: Record<string, unknown>,
     ) => {
       const dataDir = join(dir, name);
@@ -265,6 +271,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
         ...config,
         // last, so that a caller's credit limit or batch size wins over the devnet's defaults
         ...options.nodeConfig,
+        ...own,
       };
       await writeFile(configFile, JSON.stringify(full, null, 2));
       return spawnProvider(index, staking.address, signing.address, dataDir, entry);
@@ -274,7 +281,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       const settings = options.provider?.(i) ?? {};
       const price = settings.price ?? DEVNET_PRICE;
       const tokens = settings.tokenPrices ?? DEVNET_TOKEN_PRICES;
-      return writeConfig(`provider-${i}`, i, settings.entry, {
+      return writeConfig(`provider-${i}`, i, settings.entry, settings.nodeConfig, {
         models: models.map((m) => offerOf(m, price, tokens)),
         // What a model pushed with `glassbox model push --serve` is offered at when the push names
         // no price (an LLM's prompt tokens at the input price; a tensor model's is always 0).
@@ -285,7 +292,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       });
     };
     const roleNode = (role: 'verifier' | 'committee', i: number, index: number) =>
-      writeConfig(`${role}-${i}`, index, undefined, {
+      writeConfig(`${role}-${i}`, index, undefined, undefined, {
         roles: [role],
         // held to re-execute and re-check (an LLM by teacher forcing), not offered
         models: models.map((m) => offerOf(m, DEVNET_PRICE, DEVNET_TOKEN_PRICES)),

@@ -1,8 +1,10 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { fileURLToPath } from 'node:url';
+import { isAddressEqual, type Address } from 'viem';
 import type { DevnetProviderOptions } from '../../src/devnet/index.js';
 import type { CreateNodeOptions, NodeConfig } from '../../src/node/index.js';
 import type { AvailabilityData } from '../../src/node/roles/index.js';
+import { sessionClient } from '../../src/node/routes/openai.js';
 import { hashTensors } from '../../src/protocol/encoding.js';
 import { GlassboxError } from '../../src/protocol/errors.js';
 import type { Tensor, TensorMap } from '../../src/protocol/tensor.js';
@@ -11,6 +13,7 @@ import {
   defaultEngines,
   traceOf,
   type TensorEngine,
+  type TokenEngine,
   type Engines,
   type Trace,
 } from '../../src/runtime/index.js';
@@ -116,14 +119,86 @@ function withoutData({
 }
 
 /**
- * The createNode options of a node with `faults`: the engines it would run by default (with the
- * config's run time limit), wrapped, and the withholding hooks.
+ * How an LLM provider fails its clients without lying, for the gateway's resilience tests
+ * (test/e2e/gateway.test.ts): `tokenDelayMs` slows every generated token (a stream long enough to
+ * kill the provider in the middle of it); `refuse` answers the OpenAI routes with 403 (a provider
+ * that has blocked these clients) for the clients named (every client when none are).
  */
-export function faultyNode(config: NodeConfig, faults: NodeFaults): CreateNodeOptions {
-  const engines = defaultEngines({ onnx: { limits: { timeoutMs: config.runTimeoutMs } } });
+export type ServingFaults = {
+  readonly tokenDelayMs?: number;
+  readonly refuse?: { readonly status: 403; readonly clients?: readonly Address[] };
+};
+
+/** `engine`, each token held back `delayMs` before it is handed on (the sampler's result unchanged). */
+export function withTokenDelay(engine: TokenEngine, delayMs: number): TokenEngine {
   return {
-    engines: enginesWithFaults(engines, faults),
-    ...(faults.withhold ? withholding(faults.withhold) : {}),
+    ...engine,
+    async *generate(pkg, promptIds, options) {
+      for await (const event of engine.generate(pkg, promptIds, options)) {
+        if (event.type === 'token') await new Promise((resolve) => setTimeout(resolve, delayMs));
+        yield event;
+      }
+    },
+  };
+}
+
+/** Every token engine of `engines`, slowed by `delayMs` a token. */
+function slowTokens(engines: Engines, delayMs: number | undefined): Engines {
+  if (!delayMs) return engines;
+  return createEngines(
+    engines.list.map((engine) => (engine.kind === 'tokens' ? withTokenDelay(engine, delayMs) : engine)),
+  );
+}
+
+const OPENAI_ROUTES = new Set(['/v1/chat/completions', '/v1/completions']);
+
+/**
+ * A preHandler hook (after the route's preValidation proved the session key) answering the OpenAI
+ * routes with `refuse.status` and OpenAI's error body, as a provider that blocked a client would.
+ */
+export function refusing(refuse: NonNullable<ServingFaults['refuse']>): (app: FastifyInstance) => void {
+  const refused = (request: FastifyRequest) => {
+    if (!OPENAI_ROUTES.has(request.url.split('?')[0]!)) return false;
+    if (refuse.clients === undefined) return true;
+    const client = sessionClient(request);
+    return client !== undefined && refuse.clients.some((c) => isAddressEqual(c, client));
+  };
+  return (app) => {
+    app.addHook('preHandler', async (request: FastifyRequest, reply: FastifyReply) => {
+      if (!refused(request)) return;
+      const client = sessionClient(request) ?? 'this client';
+      return reply.status(refuse.status).send({
+        error: {
+          message: `this provider does not serve ${client}`,
+          type: 'permission_error',
+          param: null,
+          code: 'forbidden',
+        },
+      });
+    });
+  };
+}
+
+/**
+ * The createNode options of a node with `faults`: the engines it would run by default (with the
+ * config's run time limit), wrapped, and the withholding and refusing hooks.
+ */
+export function faultyNode(config: NodeConfig, faults: NodeFaults & ServingFaults): CreateNodeOptions {
+  const limits = { timeoutMs: config.runTimeoutMs };
+  const engines = defaultEngines({ onnx: { limits }, llm: { limits } });
+  const withheld = faults.withhold ? withholding(faults.withhold) : {};
+  const refuse = faults.refuse;
+  return {
+    engines: slowTokens(enginesWithFaults(engines, faults), faults.tokenDelayMs),
+    ...withheld,
+    ...(refuse
+      ? {
+          extendApp: async (app: FastifyInstance) => {
+            await withheld.extendApp?.(app);
+            refusing(refuse)(app);
+          },
+        }
+      : {}),
   };
 }
 
@@ -135,7 +210,7 @@ const FAULTY_NODE = fileURLToPath(new URL('./faulty-node.ts', import.meta.url));
  * test/ (`--import tsx` resolves from the working directory: the repository root, where npm and
  * vitest run).
  */
-export function faultyProvider(faults: NodeFaults): DevnetProviderOptions {
+export function faultyProvider(faults: NodeFaults & ServingFaults): DevnetProviderOptions {
   return { entry: ['--import', 'tsx', FAULTY_NODE, '--faults', JSON.stringify(faults)] };
 }
 

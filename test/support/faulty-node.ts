@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { createNode, loadNodeConfig } from '../../src/node/index.js';
-import { faultyNode, type NodeFaults } from './faults.js';
+import { faultyNode, type NodeFaults, type ServingFaults } from './faults.js';
 
 /*
  * A devnet provider process with faults (test/support/faults.ts): what `glassbox node start
@@ -13,7 +13,10 @@ const { values } = parseArgs({
 });
 if (!values.config || !values.faults) throw new Error('usage: faulty-node --faults <json> --config <file>');
 const config = await loadNodeConfig(values.config);
-const node = await createNode(config, faultyNode(config, JSON.parse(values.faults) as NodeFaults));
+const node = await createNode(
+  config,
+  faultyNode(config, JSON.parse(values.faults) as NodeFaults & ServingFaults),
+);
 await node.start();
 // The line the devnet waits for before it sends traffic (as `glassbox node start --json` prints).
 console.log(JSON.stringify({ ready: true, url: node.url, address: node.address, signer: node.signer }));
