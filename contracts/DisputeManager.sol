@@ -69,6 +69,17 @@ contract DisputeManager is ReentrancyGuard {
         UnavailableBatch
     }
 
+    /// @notice What a token challenge says fails in a generation's teacher-forced re-check
+    ///         (src/runtime/llm/recheck.ts): a claimed token's margin, the prompt ids, how the
+    ///         output ends, or the token count. `None`: not a token challenge.
+    enum TokenCheck {
+        None,
+        Margin,
+        Prompt,
+        Termination,
+        Count
+    }
+
     enum Status {
         None,
         Open,
@@ -117,6 +128,9 @@ contract DisputeManager is ReentrancyGuard {
         /// @dev True when a Divergence was proven: `step` and the two hashes below are set.
         bool traced;
         uint64 step;
+        /// @dev Set by `openTokenChallenge`: the check that fails and the first position it names.
+        TokenCheck tokenCheck;
+        uint32 tokenPosition;
         /// @dev The block whose hash seeds the committee draw (`drawCommittee`).
         uint64 drawBlock;
         uint64 commitDeadline;
@@ -256,6 +270,9 @@ contract DisputeManager is ReentrancyGuard {
     /// @notice The challenged receipt, for committee members to re-execute (inputs: `inputsUri`).
     event ChallengedReceipt(uint256 indexed id, ReceiptLib.Receipt receipt);
     event DivergenceProven(uint256 indexed id, uint64 step, bytes32 providerHash, bytes32 challengerHash, bytes32 challengerRoot);
+    /// @notice A token challenge's claim: `check` fails at output position `position` (for `Prompt`,
+    ///         the first differing prompt id's index; for `Count`, 0).
+    event TokenDivergenceClaimed(uint256 indexed id, uint32 position, TokenCheck check);
     event AvailabilityChallenged(
         uint256 indexed id,
         address indexed provider,
@@ -314,6 +331,7 @@ contract DisputeManager is ReentrancyGuard {
     error TooEarly(uint64 revealDeadline);
     error NoTrace();
     error NoDivergence();
+    error NoTokenCheck();
     error InvalidTraceProof(uint64 step);
     error NotAvailabilityChallenge(uint256 id);
     error NotWrongChallenge(uint256 id);
@@ -497,6 +515,29 @@ contract DisputeManager is ReentrancyGuard {
         c.providerStepHash = divergence.providerHash;
         c.challengerStepHash = divergence.challengerHash;
         emit DivergenceProven(id, divergence.step, divergence.providerHash, divergence.challengerHash, divergence.challengerRoot);
+    }
+
+    /// @notice `openChallenge` for a generation (a receipt of an LLM model): names what the
+    ///         challenger's teacher-forced re-check found wrong, `check`, and the first output
+    ///         position where it does (docs/protocol.md, Re-checking a generation in a dispute), so
+    ///         members score the generation only through that position. The bond, the committee,
+    ///         the votes and the verdict are those of any challenge: a claim that does not hold is a
+    ///         rejected challenge, its bond lost.
+    function openTokenChallenge(
+        ReceiptLib.Receipt calldata receipt,
+        bytes calldata signature,
+        uint256 batchId,
+        bytes32[] calldata proof,
+        string calldata inputsUri,
+        uint32 position,
+        TokenCheck check
+    ) external nonReentrant returns (uint256 id) {
+        if (check == TokenCheck.None) revert NoTokenCheck();
+        id = _openChallenge(receipt, signature, batchId, proof, inputsUri);
+        Challenge storage c = _challenges[id];
+        c.tokenCheck = check;
+        c.tokenPosition = position;
+        emit TokenDivergenceClaimed(id, position, check);
     }
 
     function _checkDivergence(bytes32 traceRoot, Divergence calldata d) private pure {

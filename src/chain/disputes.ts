@@ -69,6 +69,27 @@ export type DivergenceProof = {
   readonly priorChallengerProof: readonly Hex[];
 };
 
+/**
+ * Our names of DisputeManager's `TokenCheck` members (checked against the contract's enum as for
+ * `Status`): what a generation's re-check found wrong (src/runtime/llm/recheck.ts `RecheckCheck`,
+ * whose `margins` is `margin` here). `none` marks a challenge that is not a token challenge.
+ */
+const TOKEN_CHECK_NAMES = {
+  None: 'none',
+  Margin: 'margin',
+  Prompt: 'prompt',
+  Termination: 'termination',
+  Count: 'count',
+} as const satisfies Record<(typeof DisputeManagerEnums.TokenCheck)[number], string>;
+export const TOKEN_CHECK = DisputeManagerEnums.TokenCheck.map((member) => TOKEN_CHECK_NAMES[member]);
+export type TokenCheckName = Exclude<(typeof TOKEN_CHECK_NAMES)[keyof typeof TOKEN_CHECK_NAMES], 'none'>;
+
+/**
+ * A token challenge's claim: `check` fails at `position`, the first output position where it does
+ * (for `prompt`, the index of the first differing prompt id; for `count`, 0).
+ */
+export type TokenClaim = { readonly position: number; readonly check: TokenCheckName };
+
 export type OpenChallengeParameters = {
   readonly receipt: Receipt;
   /** The provider's signature over the receipt; or, instead, a batch inclusion proof. */
@@ -77,9 +98,18 @@ export type OpenChallengeParameters = {
   readonly proof?: readonly Hex[];
   /** Where the committee can fetch the receipt's inputs. */
   readonly inputsUri: string;
-  /** Trace bisection: the first divergent step, when both runs were traced. */
-  readonly divergence?: DivergenceProof;
-};
+} & (
+  | {
+      /** Trace bisection: the first divergent step, when both runs were traced. */
+      readonly divergence?: DivergenceProof;
+      readonly token?: undefined;
+    }
+  | {
+      /** A generation's re-check: what fails, and where (DisputeManager.openTokenChallenge). */
+      readonly token: TokenClaim;
+      readonly divergence?: undefined;
+    }
+);
 
 /**
  * Why `openChallenge` fails. `AlreadyChallenged` carries the challenge that blocks this one (open
@@ -94,13 +124,15 @@ export type OpenChallengeErrorType =
       | 'NoTrace'
       | 'NoDivergence'
       | 'InvalidTraceProof'
+      | 'NoTokenCheck'
     >
   | BondErrorType
   | ChainCallErrorType;
 
 /**
- * Opens a challenge (approving the bond first if needed); returns its id and the block whose hash
- * will seed its committee (`drawCommittee` once the block after it exists).
+ * Opens a challenge (approving the bond first if needed): plain, traced (`divergence`) or of a
+ * generation (`token`); returns its id and the block whose hash will seed its committee
+ * (`drawCommittee` once the block after it exists).
  */
 export async function openChallenge(
   client: GlassboxClient,
@@ -113,13 +145,20 @@ export async function openChallenge(
     params.proof ?? [],
     params.inputsUri,
   ] as const;
+  const { divergence, token } = params;
   const tx = await withAllowance(client, 'disputeManager', client.deployment.params.challengeBond, (held) =>
-    params.divergence
+    divergence
       ? sendTo(held, 'disputeManager', 'openTracedChallenge', [
           ...args,
-          { ...params.divergence, step: BigInt(params.divergence.step) },
+          { ...divergence, step: BigInt(divergence.step) },
         ])
-      : sendTo(held, 'disputeManager', 'openChallenge', args),
+      : token
+        ? sendTo(held, 'disputeManager', 'openTokenChallenge', [
+            ...args,
+            token.position,
+            TOKEN_CHECK.indexOf(token.check),
+          ])
+        : sendTo(held, 'disputeManager', 'openChallenge', args),
   );
   const [event] = eventsOf(ABIS.disputeManager, 'ChallengeOpened', tx.receipt.logs);
   return { ...tx, challengeId: event!.id, drawBlock: event!.drawBlock };
@@ -491,6 +530,8 @@ export type ChallengeInfo = {
   readonly status: ChallengeStatus;
   /** The first divergent trace step, when the challenge proved one. */
   readonly divergence: { step: number; providerHash: Hex; challengerHash: Hex } | undefined;
+  /** A token challenge's claim (what fails in the generation, and where), when it is one. */
+  readonly token: TokenClaim | undefined;
   /** `wrong` only: the challenged receipt's runtime profile (members are drawn among its voters). */
   readonly runtime: Hex;
   /** `wrong` only: the block whose hash seeds the committee; drawable once a later block exists. */
@@ -510,7 +551,8 @@ export type ChallengeInfo = {
 
 export async function getChallenge(client: GlassboxClient, challengeId: bigint): Promise<ChallengeInfo> {
   const c = await readFrom(client, 'disputeManager', 'getChallenge', [challengeId]);
-  const { kind, traced, step, providerStepHash, challengerStepHash, ...rest } = c;
+  const { kind, traced, step, providerStepHash, challengerStepHash, tokenCheck, tokenPosition, ...rest } = c;
+  const check = TOKEN_CHECK[tokenCheck]!;
   return {
     ...rest,
     challengeId,
@@ -518,6 +560,7 @@ export async function getChallenge(client: GlassboxClient, challengeId: bigint):
     divergence: traced
       ? { step: Number(step), providerHash: providerStepHash, challengerHash: challengerStepHash }
       : undefined,
+    token: check === 'none' ? undefined : { position: tokenPosition, check },
     status: CHALLENGE_STATUS[c.status]!,
     drawBlock: BigInt(c.drawBlock),
     commitDeadlineMs: secondsToMs(c.commitDeadline),

@@ -20,6 +20,8 @@ import {
   registerModel,
   registerProvider,
   resolveChallenge,
+  revealVote,
+  sendTo,
   type DivergenceProof,
 } from '../../src/chain/index.js';
 import {
@@ -588,5 +590,87 @@ describe('DisputeManager: trace bisection', () => {
       'NoTrace',
     );
     expect(await open(divergence(3))).toMatchObject({ challengeId: 0n });
+  });
+});
+
+describe('DisputeManager: token challenges (a generation re-checked by teacher forcing)', () => {
+  const token = { position: 17, check: 'margin' } as const;
+
+  it('records the claimed position and check, emits them, and is judged like any challenge: guilty slashes, the challenger is paid', async () => {
+    const { receipt, batchId, proof } = await committed();
+    const before = await getTokenBalance(chain().as(0), chain().address(CHALLENGER));
+    const { challengeId, committee } = await openAndDraw(chain(), chain().as(CHALLENGER), {
+      receipt,
+      batchId,
+      proof,
+      inputsUri: 'http://challenger/evidence',
+      token,
+    });
+    const c = await getChallenge(chain().as(0), challengeId);
+    expect([c.kind, c.status, c.divergence, c.token]).toEqual(['wrong', 'open', undefined, token]);
+    const [event] = await getEvents(chain().as(0), {
+      contract: 'disputeManager',
+      eventName: 'TokenDivergenceClaimed',
+      args: { id: challengeId },
+    });
+    expect([event!.args.position, event!.args.check]).toEqual([17, 1]);
+    expect(committee).toHaveLength(3);
+    const i = (m: string) => chain().anvil.accounts.findIndex((a) => a.address === m);
+    for (const m of committee) await commitVote(chain().as(i(m)), { challengeId, guilty: true, salt: h(m) });
+    for (const m of committee) await revealVote(chain().as(i(m)), { challengeId, guilty: true, salt: h(m) });
+    const res = await resolveChallenge(chain().as(0), challengeId);
+    expect([res.status, res.slashed]).toEqual(['upheld', 100n * E18]);
+    expect(await getTokenBalance(chain().as(0), chain().address(CHALLENGER))).toBe(before + res.reward);
+    // an upheld receipt is not challenged again, in either form
+    await expectRevert(
+      openChallenge(chain().as(9), { receipt, batchId, proof, inputsUri: 'x', token }),
+      'AlreadyChallenged',
+    );
+  });
+
+  it('every check name round-trips; an ordinary challenge has no token claim', async () => {
+    for (const [n, check] of (['prompt', 'termination', 'count'] as const).entries()) {
+      const { receipt, batchId, proof } = await committed({ requestId: h(`round ${n}`) });
+      const opened = await openChallenge(chain().as(CHALLENGER), {
+        receipt,
+        batchId,
+        proof,
+        inputsUri: 'x',
+        token: { position: n, check },
+      });
+      expect((await getChallenge(chain().as(0), opened.challengeId)).token).toEqual({ position: n, check });
+    }
+    const plain = await committed({ requestId: h('plain') });
+    const opened = await openChallenge(chain().as(CHALLENGER), { ...plain, inputsUri: 'x' });
+    expect((await getChallenge(chain().as(0), opened.challengeId)).token).toBeUndefined();
+  });
+
+  it('refuses as openChallenge does: the provider itself, a receipt it never committed or signed, an unadmitted runtime, one already open; and a claim naming no check', async () => {
+    const { receipt, batchId, proof } = await committed();
+    const open = (i: number, at = { receipt, batchId, proof }) =>
+      openChallenge(chain().as(i), { ...at, inputsUri: 'x', token });
+    await expectRevert(open(PROVIDER), 'SelfChallenge');
+    const altered = { receipt: { ...receipt, outputHash: h('not the committed one') }, batchId, proof };
+    await expectRevert(open(CHALLENGER, altered), 'NotCommitted');
+    await expectRevert(
+      open(CHALLENGER, await committed({ runtime: h('a runtime nobody admitted') })),
+      'RuntimeNotAdmitted',
+    );
+    // `none` is not a claim; a check past the enum does not even decode
+    const raw = (check: number) =>
+      sendTo(chain().as(CHALLENGER), 'disputeManager', 'openTokenChallenge', [
+        receipt,
+        '0x',
+        batchId,
+        proof,
+        'x',
+        3,
+        check,
+      ]);
+    await expectRevert(raw(0), 'NoTokenCheck');
+    await expect(raw(9)).rejects.toThrow();
+    const opened = await open(CHALLENGER);
+    await expectRevert(open(9), 'AlreadyChallenged');
+    expect((await getChallenge(chain().as(0), opened.challengeId)).token).toEqual(token);
   });
 });

@@ -1,9 +1,15 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { hashTensors } from '../../src/protocol/encoding.js';
 import { verifyTraceProof, traceTree } from '../../src/protocol/merkle.js';
-import { defaultEngines } from '../../src/runtime/index.js';
-import { examplePackage, exampleSamples } from './examples.js';
-import { enginesWithFaults, withFaults } from './faults.js';
+import {
+  defaultEngines,
+  recheckGeneration,
+  type SamplingParams,
+  type TokenEngine,
+} from '../../src/runtime/index.js';
+import type { ModelPackage } from '../../src/protocol/manifest.js';
+import { examplePackage, exampleSamples, llmExample } from './examples.js';
+import { enginesWithFaults, withFaults, withSubstitute } from './faults.js';
 
 /*
  * The test-only faulty engine (test/support/faults.ts): a lie the node signs as its answer must be
@@ -11,7 +17,7 @@ import { enginesWithFaults, withFaults } from './faults.js';
  * defences would catch a malformed answer instead of a wrong one.
  */
 
-const engines = defaultEngines();
+const engines = defaultEngines({ onnx: { intraOpNumThreads: 1 }, llm: { intraOpNumThreads: 1 } });
 const honest = engines.for({ manifest: { format: 'onnx' } });
 afterAll(async () => {
   await engines.close();
@@ -72,5 +78,37 @@ describe('withFaults', () => {
     expect(engine.runtimeHash).toBe(honest.runtimeHash);
     const inputs = exampleSamples(pkg, 'iris-int8');
     expect((await engine.run(pkg, inputs)).outputHash).not.toBe((await honest.run(pkg, inputs)).outputHash);
+  });
+});
+
+describe('withSubstitute (an LLM provider serving an impostor under the real id)', () => {
+  const GREEDY: SamplingParams = { temperature: 0, topP: 1, topK: 0, seed: 0n, maxTokens: 12, stop: [] };
+  const PROMPT = { kind: 'chat', messages: [{ role: 'user', content: 'Tell me about glass.' }] } as const;
+
+  async function generated(engine: TokenEngine, pkg: ModelPackage): Promise<number[]> {
+    const { ids } = await engine.prompt(pkg, PROMPT);
+    for await (const event of engine.generate(pkg, ids, { params: GREEDY }))
+      if (event.type === 'done') return [...event.outputIds];
+    throw new Error('no done event');
+  }
+
+  it('asked for tiny-chat it generates what tiny-chat-perturbed generates, under the same runtime; a re-check with the real weights fails', async () => {
+    const tokens = engines.tokens({ manifest: { format: 'llm' } });
+    const [real, impostor] = await Promise.all([llmExample('tiny-chat'), llmExample('tiny-chat-perturbed')]);
+    const faulty = withSubstitute(tokens, { model: real.dir, with: impostor.dir });
+    expect(faulty.runtimeHash).toBe(tokens.runtimeHash);
+    const lie = await generated(faulty, real.pkg);
+    expect(lie).toEqual(await generated(tokens, impostor.pkg));
+    expect(lie).not.toEqual(await generated(tokens, real.pkg));
+    // another model is left alone
+    expect(await generated(faulty, impostor.pkg)).toEqual(lie);
+    const { ids } = await tokens.prompt(real.pkg, PROMPT);
+    const report = await recheckGeneration(tokens, real.pkg, {
+      request: { ...PROMPT, params: GREEDY },
+      promptIds: ids,
+      outputIds: lie,
+    });
+    expect(report.ok).toBe(false);
+    expect(report.failure).toMatchObject({ check: 'margins' });
   });
 });

@@ -7,6 +7,7 @@ import type { AvailabilityData } from '../../src/node/roles/index.js';
 import { sessionClient } from '../../src/node/routes/openai.js';
 import { hashTensors } from '../../src/protocol/encoding.js';
 import { GlassboxError } from '../../src/protocol/errors.js';
+import type { ModelPackage } from '../../src/protocol/manifest.js';
 import type { Tensor, TensorMap } from '../../src/protocol/tensor.js';
 import {
   createEngines,
@@ -17,6 +18,7 @@ import {
   type Engines,
   type Trace,
 } from '../../src/runtime/index.js';
+import { createMemoryStore, loadModel, packModelFolder } from '../../src/store/index.js';
 
 /*
  * FAULTS, for tests of the network's defences only: decorators that turn a normal node into a
@@ -45,7 +47,19 @@ export type EngineFaults = {
  */
 export type Withhold = 'inputs' | 'listing' | 'batches';
 
-export type NodeFaults = EngineFaults & { readonly withhold?: Withhold };
+/**
+ * An LLM provider that swaps the model: whenever its token engine is asked for the model packed from
+ * folder `model` (tiny-chat), it runs the package packed from folder `with` (tiny-chat-perturbed,
+ * or -int8, whose greedy tokens often equal the real model's) instead: its weights, its tokenizer. Everything else is the real node: the offer,
+ * the model id in the receipts, the sampler, the receipts' hashes over what the impostor generated.
+ * What verifiers' re-checks (teacher forcing under the real weights) must catch.
+ */
+export type LlmSubstitution = { readonly model: string; readonly with: string };
+
+export type NodeFaults = EngineFaults & {
+  readonly withhold?: Withhold;
+  readonly substitute?: LlmSubstitution;
+};
 
 /** `engine`, lying and slow as `faults` say; traceStep (a committee member's check) is left honest. */
 export function withFaults(engine: TensorEngine, faults: EngineFaults): TensorEngine {
@@ -70,10 +84,53 @@ export function withFaults(engine: TensorEngine, faults: EngineFaults): TensorEn
 }
 
 /** Every engine of `engines`, with `faults`. */
-export function enginesWithFaults(engines: Engines, faults: EngineFaults): Engines {
+export function enginesWithFaults(
+  engines: Engines,
+  faults: EngineFaults & Pick<NodeFaults, 'substitute'>,
+): Engines {
+  const { substitute } = faults;
   return createEngines(
-    engines.list.map((engine) => (engine.kind === 'tensors' ? withFaults(engine, faults) : engine)),
+    engines.list.map((engine) =>
+      engine.kind === 'tensors'
+        ? withFaults(engine, faults)
+        : substitute
+          ? withSubstitute(engine, substitute)
+          : engine,
+    ),
   );
+}
+
+/**
+ * `engine`, running `substitution.with`'s package whenever it is asked for `substitution.model`'s
+ * (both folders packed as the node packs them, on first use). The impostor package keeps its own
+ * id, so the engine's cache of loaded models holds it apart from the real one.
+ */
+export function withSubstitute(engine: TokenEngine, substitution: LlmSubstitution): TokenEngine {
+  let packed: Promise<{ real: string; impostor: ModelPackage }> | undefined;
+  const swap = async (pkg: ModelPackage): Promise<ModelPackage> => {
+    packed ??= Promise.all([packFolder(substitution.model), packFolder(substitution.with)]).then(
+      ([real, impostor]) => ({ real: real.id, impostor }),
+    );
+    const { real, impostor } = await packed;
+    return pkg.id === real ? impostor : pkg;
+  };
+  return {
+    ...engine,
+    prompt: async (pkg, prompt) => engine.prompt(await swap(pkg), prompt),
+    async *generate(pkg, promptIds, options) {
+      yield* engine.generate(await swap(pkg), promptIds, options);
+    },
+    score: async (pkg, promptIds, outputIds) => engine.score(await swap(pkg), promptIds, outputIds),
+    decode: async (pkg, ids) => engine.decode(await swap(pkg), ids),
+    load: async (pkg) => engine.load(await swap(pkg)),
+  };
+}
+
+/** A model folder packed as `glassbox model pack` (and a node's config) packs it. */
+async function packFolder(dir: string): Promise<ModelPackage> {
+  const store = createMemoryStore();
+  const { id } = await packModelFolder(store, dir);
+  return loadModel(store, id);
 }
 
 /**

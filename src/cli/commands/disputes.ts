@@ -124,6 +124,9 @@ function printDispute(
           ] as [string, string],
         ]
       : []),
+    ...(r.token
+      ? [['token claim', `${r.token.check} fails at position ${r.token.position}`] as [string, string]]
+      : []),
     [
       'committee',
       r.votes
