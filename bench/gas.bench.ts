@@ -26,7 +26,7 @@ import {
   revealVote,
   sendTo,
   setOffer,
-  setRuntime,
+  setRuntimes,
   setVoter,
   startAnvil,
   withAccount,
@@ -102,7 +102,9 @@ it('records the gas of every action and the amortised cost per inference', async
   gas['stake (add)'] = Number(
     (await sendTo(clients[1]!, 'providerRegistry', 'addStake', [minStake])).gasUsed,
   );
-  gas['declare runtime profile (setRuntime)'] = Number((await setRuntime(clients[1]!, h('runtime'))).gasUsed);
+  gas['declare runtime profiles (setRuntimes, one)'] = Number(
+    (await setRuntimes(clients[1]!, [h('runtime')])).gasUsed,
+  );
   gas['set offer (new)'] = Number((await setOffer(clients[1]!, { model, price: 1000n })).gasUsed);
   gas['set offer (increase, pending)'] = Number(
     (await setOffer(clients[1]!, { model, price: 2000n })).gasUsed,
@@ -113,7 +115,7 @@ it('records the gas of every action and the amortised cost per inference', async
       signer: addr(i),
       stake: minStake + BigInt(i) * E18,
     });
-    await setRuntime(clients[i]!, h('runtime')); // committees are drawn among voters of the runtime
+    await setRuntimes(clients[i]!, [h('runtime')]); // committees are drawn among voters of the runtime
     const voted = await setVoter(clients[i]!, true); // committee duty: only voters are drawn
     if (i === 2) gas['opt in to committee duty (setVoter)'] = Number(voted.gasUsed);
   }
@@ -321,7 +323,7 @@ it('records the gas of every action and the amortised cost per inference', async
       signer: addr(i),
       stake: minStake,
     });
-    await setRuntime(clients[i]!, h('runtime'));
+    await setRuntimes(clients[i]!, [h('runtime')]);
     await setVoter(clients[i]!, true);
   }
   const after = await withPool(EXTRA_PROVIDERS);

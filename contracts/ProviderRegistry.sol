@@ -20,9 +20,9 @@ import {ModelRegistry} from "./ModelRegistry.sol";
 ///         While a challenge against a provider is open, the DisputeManager holds a lock on it and
 ///         nothing (staked or unbonding) can be withdrawn, however long the dispute takes.
 ///
-///         Runtime profiles: a provider serves, and as a committee member judges, under one
-///         runtime profile (the keccak256 of its canonical JSON, the `runtime` of its receipts),
-///         which must be one the owner admitted: one that the network's verifiers and committee
+///         Runtime profiles: a provider serves, and as a committee member judges, under a few
+///         runtime profiles (each the keccak256 of a canonical JSON, the `runtime` of receipts; one
+///         per engine it runs: a tensor engine, a token engine), each one the owner admitted: one that the network's verifiers and committee
 ///         members run, so that every answer served under it can be re-executed and judged. A
 ///         receipt under a runtime never admitted is outside the protocol and slashable on sight
 ///         (DisputeManager.reportUnadmittedRuntime). The owner (governance: a multisig in a real
@@ -40,8 +40,9 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged, Ownable2Step {
         /// @dev Opted in to committee duty (`setVoter`): only voters are drawn onto committees,
         ///      so a provider that doesn't run a committee member is never penalised for silence.
         bool voter;
-        /// @dev The admitted runtime profile it serves under and judges under (`setRuntime`).
-        bytes32 runtime;
+        /// @dev The admitted runtime profiles it serves and judges under (`setRuntimes`), at most
+        ///      MAX_RUNTIMES: one per engine, so a node serving ONNX models and LLMs declares two.
+        bytes32[] runtimes;
         string endpoint;
     }
 
@@ -66,6 +67,8 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged, Ownable2Step {
     uint64 public immutable unbondingDelay;
     /// @notice Seconds before a price increase (of either price of an offer) takes effect.
     uint64 public immutable priceNoticePeriod;
+    /// @notice The most runtime profiles one provider declares: one per engine is a handful.
+    uint256 public constant MAX_RUNTIMES = 8;
 
     mapping(address account => Provider) private _providers;
     mapping(address account => mapping(bytes32 model => Offer)) private _offers;
@@ -100,7 +103,7 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged, Ownable2Step {
     event Slashed(address indexed provider, uint256 amount);
     event VoterSet(address indexed provider, bool voter);
     event RuntimeAdmitted(bytes32 indexed runtime, string profile);
-    event RuntimeSet(address indexed provider, bytes32 indexed runtime);
+    event RuntimesSet(address indexed provider, bytes32[] runtimes);
 
     error AlreadyRegistered(address provider);
     error NotRegistered(address provider);
@@ -119,6 +122,8 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged, Ownable2Step {
     error NotPaused();
     error StakeLocked(uint256 openChallenges);
     error RuntimeNotAdmitted(bytes32 runtime);
+    error TooManyRuntimes(uint256 count, uint256 max);
+    error DuplicateRuntime(bytes32 runtime);
 
     modifier onlyRegistered() {
         if (!_providers[msg.sender].registered) revert NotRegistered(msg.sender);
@@ -258,12 +263,25 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged, Ownable2Step {
         emit RuntimeAdmitted(runtime, profile);
     }
 
-    /// @notice Declares the admitted runtime profile the caller serves under (and, as a voter,
-    ///         judges under: committees are drawn among voters of the challenged receipt's runtime).
-    function setRuntime(bytes32 runtime) external onlyRegistered {
-        if (!admittedRuntime[runtime]) revert RuntimeNotAdmitted(runtime);
-        _providers[msg.sender].runtime = runtime;
-        emit RuntimeSet(msg.sender, runtime);
+    /// @notice Declares the admitted runtime profiles the caller serves under (and, as a voter,
+    ///         judges under: committees are drawn among voters that serve the challenged
+    ///         receipt's runtime), replacing the ones declared before. At most MAX_RUNTIMES, no
+    ///         duplicates: the committee pool walks them for every voter.
+    function setRuntimes(bytes32[] calldata runtimes) external onlyRegistered {
+        if (runtimes.length > MAX_RUNTIMES) revert TooManyRuntimes(runtimes.length, MAX_RUNTIMES);
+        for (uint256 i; i < runtimes.length; ++i) {
+            if (!admittedRuntime[runtimes[i]]) revert RuntimeNotAdmitted(runtimes[i]);
+            for (uint256 j; j < i; ++j) if (runtimes[j] == runtimes[i]) revert DuplicateRuntime(runtimes[i]);
+        }
+        _providers[msg.sender].runtimes = runtimes;
+        emit RuntimesSet(msg.sender, runtimes);
+    }
+
+    /// @notice Whether `provider` declared `runtime` among the profiles it serves under.
+    function servesRuntime(address provider, bytes32 runtime) public view returns (bool) {
+        bytes32[] storage declared = _providers[provider].runtimes;
+        for (uint256 i; i < declared.length; ++i) if (declared[i] == runtime) return true;
+        return false;
     }
 
     // ---- offers ----
@@ -437,7 +455,7 @@ contract ProviderRegistry is ReentrancyGuard, DisputeManaged, Ownable2Step {
         for (uint256 i; i < n; ++i) {
             address acc = _voters[i];
             Provider storage p = _providers[acc];
-            if (acc == a || acc == b || p.paused || p.runtime != runtime) continue;
+            if (acc == a || acc == b || p.paused || !servesRuntime(acc, runtime)) continue;
             accounts[k] = acc;
             stakes[k] = p.stake;
             ++k;

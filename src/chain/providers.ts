@@ -82,11 +82,12 @@ export function setVoter(client: GlassboxClient, voter: boolean): Promise<TxResu
 }
 
 /**
- * Declares the runtime profile (its hash) the account serves under and, as a voter, judges under;
- * it must be admitted (`admitRuntime`).
+ * Declares the runtime profiles (their hashes: one per engine the node runs) the account serves
+ * under and, as a voter, judges under, replacing those declared before; each must be admitted
+ * (`admitRuntime`), at most 8, no duplicates.
  */
-export function setRuntime(client: GlassboxClient, runtime: Hex): Promise<TxResult> {
-  return sendTo(client, 'providerRegistry', 'setRuntime', [runtime]);
+export function setRuntimes(client: GlassboxClient, runtimes: readonly Hex[]): Promise<TxResult> {
+  return sendTo(client, 'providerRegistry', 'setRuntimes', [runtimes]);
 }
 
 /**
@@ -138,8 +139,8 @@ export type ProviderInfo = {
   readonly paused: boolean;
   /** Opted in to committee duty. */
   readonly voter: boolean;
-  /** The runtime profile hash it serves and judges under (zero until it sets one). */
-  readonly runtime: Hex;
+  /** The runtime profile hashes it serves and judges under (empty until it declares some). */
+  readonly runtimes: readonly Hex[];
   readonly stake: bigint;
   readonly unbonding: bigint;
   /** When the unbonding stake can be withdrawn (ms since the epoch; 0 if none requested). */
@@ -163,7 +164,7 @@ export async function getProvider(client: GlassboxClient, provider: Address): Pr
     registered: p.registered,
     paused: p.paused,
     voter: p.voter,
-    runtime: p.runtime,
+    runtimes: p.runtimes,
     stake: p.stake,
     unbonding: p.unbonding,
     unbondingEndsMs: secondsToMs(p.unbondingEnds),

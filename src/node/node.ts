@@ -391,7 +391,7 @@ export async function createNode(
               endpoint: url,
               signer: signer.address,
               stake: config.stake,
-              runtime: engine.runtimeHash,
+              runtimes: await admittedRuntimes(chain, engines),
               voter: has('committee'),
             })),
           );
@@ -506,6 +506,17 @@ async function runtimeRefusal(
   }
   if (await isRuntimeAdmitted(chain, engine.runtimeHash)) return undefined;
   return `run by an engine whose runtime profile ${engine.runtimeHash} (${engine.profile.engine}) is not admitted on chain`;
+}
+
+/**
+ * The runtime profiles this node declares on chain: every engine's that is admitted (the tensor
+ * engine's always is: start checked it). A committee member is drawn for a receipt only under a
+ * runtime it declared, so a node that can re-check LLM generations declares its token engine's too.
+ */
+async function admittedRuntimes(chain: GlassboxClient, engines: Engines): Promise<Hex[]> {
+  const hashes = [...new Set(engines.list.map((e) => e.runtimeHash))];
+  const admitted = await Promise.all(hashes.map((h) => isRuntimeAdmitted(chain, h)));
+  return hashes.filter((_, i) => admitted[i]);
 }
 
 /**

@@ -8,7 +8,7 @@ import {
   registerProvider,
   setEndpoint,
   setOffer,
-  setRuntime,
+  setRuntimes,
   setSigner,
   setVoter,
   type GlassboxClient,
@@ -26,8 +26,8 @@ export type EnsureProviderParameters = {
   readonly endpoint: string;
   readonly signer: Address;
   readonly stake: bigint;
-  /** The admitted runtime profile hash it serves and judges under. */
-  readonly runtime: Hex;
+  /** The admitted runtime profile hashes it serves and judges under (one per engine). */
+  readonly runtimes: readonly Hex[];
   /** Opt in to committee duty (the `committee` role). */
   readonly voter?: boolean;
 };
@@ -57,9 +57,9 @@ export async function ensureProvider(
     await addStake(client, params.stake - info.stake);
     done.push({ action: 'addStake', detail: (params.stake - info.stake).toString() });
   }
-  if (info.runtime !== params.runtime) {
-    await setRuntime(client, params.runtime);
-    done.push({ action: 'setRuntime', detail: params.runtime });
+  if (!sameSet(info.runtimes, params.runtimes)) {
+    await setRuntimes(client, params.runtimes);
+    done.push({ action: 'setRuntimes', detail: params.runtimes.join(',') });
   }
   const voter = params.voter ?? false;
   if (voter !== info.voter) {
@@ -109,3 +109,6 @@ export async function ensureOffer(
   const detail = `${params.model} ${params.price}${inputPrice === 0n ? '' : ` input ${inputPrice}`}`;
   return [{ action: 'setOffer', detail }];
 }
+
+const sameSet = (a: readonly Hex[], b: readonly Hex[]): boolean =>
+  a.length === b.length && a.every((x) => b.some((y) => y.toLowerCase() === x.toLowerCase()));

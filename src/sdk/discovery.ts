@@ -13,8 +13,8 @@ export type ProviderCandidate = {
   readonly paused: boolean;
   /** Registered, not paused, staked at least the minimum. */
   readonly active: boolean;
-  /** The runtime profile hash it declared on chain: its receipts must name it. */
-  readonly runtime: Hex;
+  /** The runtime profile hashes it declared on chain (one per engine): its receipts must name one. */
+  readonly runtimes: readonly Hex[];
   /**
    * The price in force now (a pending increase is not charged before it takes effect): per
    * inference for a tensor model, per output token for an LLM.
@@ -89,7 +89,7 @@ async function readCandidates(
       registered: p.registered,
       paused: p.paused,
       active: p.active,
-      runtime: p.runtime,
+      runtimes: p.runtimes,
       price: offer.price,
       inputPrice: offer.inputPrice,
       pending: offer.pending,

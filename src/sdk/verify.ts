@@ -280,10 +280,10 @@ async function runtimeCheck(
   if (allow && !allow.some((h) => h.toLowerCase() === runtime.toLowerCase()))
     return [false, `runtime ${short(runtime)} is not in the allow-list`];
   if (!quote) return [false, `no on-chain record of ${provider} to compare the runtime with`];
-  if (quote.runtime.toLowerCase() !== runtime.toLowerCase())
+  if (!quote.runtimes.some((r) => r.toLowerCase() === runtime.toLowerCase()))
     return [
       false,
-      `runtime ${short(runtime)} is not the profile ${provider} declared on chain (${short(quote.runtime)})`,
+      `runtime ${short(runtime)} is not among the profiles ${provider} declared on chain (${quote.runtimes.map(short).join(', ') || 'none'})`,
     ];
   let admitted = client.state.admittedRuntimes.has(runtime.toLowerCase());
   if (!admitted) {
@@ -356,7 +356,7 @@ async function readQuote(client: Client, provider: Address, model: string): Prom
     registered: info.registered,
     paused: info.paused,
     active: info.active && offer.active,
-    runtime: info.runtime,
+    runtimes: info.runtimes,
     price: offer.price,
     inputPrice: offer.inputPrice,
     pending: offer.pending,

@@ -16,7 +16,7 @@ import {
   reportUnadmittedRuntime,
   resolveChallenge,
   revealVote,
-  setRuntime,
+  setRuntimes,
   setVoter,
   type GlassboxClient,
 } from '../../src/chain/index.js';
@@ -73,7 +73,7 @@ beforeEach(async () => {
     signer: chain().address(ACCUSED),
     stake: 200n * E18,
   });
-  await setRuntime(chain().as(ACCUSED), h(TEST_RUNTIME));
+  await setRuntimes(chain().as(ACCUSED), [h(TEST_RUNTIME)]);
   for (const v of HONEST)
     await registerVoter(chain().as(v), {
       endpoint: `http://v${v}`,
@@ -239,7 +239,7 @@ describe('C-3 runtime profiles nobody runs', () => {
     const again = await reportUnadmittedRuntime(chain().as(ATTACKER), await signed({ runtime: UNKNOWN }));
     expect(again.slashed).toBe(50n * E18);
     await expectRevert(reportUnadmittedRuntime(chain().as(ATTACKER), await signed()), 'RuntimeIsAdmitted');
-    await expectRevert(setRuntime(chain().as(ACCUSED), UNKNOWN), 'RuntimeNotAdmitted');
+    await expectRevert(setRuntimes(chain().as(ACCUSED), [UNKNOWN]), 'RuntimeNotAdmitted');
   });
 
   it('L-5: receipts are challengeable and reportable only within the challenge window', async () => {

@@ -12,7 +12,7 @@ import {
   readFrom,
   registerProvider,
   setVoter,
-  setRuntime,
+  setRuntimes,
   admitRuntime,
   isRuntimeAdmitted,
   getAdmittedRuntimes,
@@ -195,8 +195,8 @@ describe('ProviderRegistry: runtime profiles and the committee pool', () => {
 
   it('eligibleVoters leaves out the two excluded accounts, non-voters, other runtimes, paused providers and those under the minimum', async () => {
     for (const i of [1, 2, 3, 4, 5, 6, 7]) await register(i, MIN + BigInt(i) * E18);
-    for (const i of [1, 2, 3, 4, 5, 6, 7]) await setRuntime(chain().as(i), RUNTIME);
-    await setRuntime(chain().as(7), keccak256(toHex(ENGINE_RUNTIME))); // judges another runtime
+    for (const i of [1, 2, 3, 4, 5, 6, 7]) await setRuntimes(chain().as(i), [RUNTIME]);
+    await setRuntimes(chain().as(7), [keccak256(toHex(ENGINE_RUNTIME))]); // judges another runtime
     for (const i of [1, 2, 3, 4, 5, 7]) await setVoter(chain().as(i), true); // 6 stays out of committee duty
     await pauseProvider(chain().as(3));
     await requestUnstake(chain().as(4), MIN + 4n * E18); // a full exit: staked 0
@@ -213,10 +213,30 @@ describe('ProviderRegistry: runtime profiles and the committee pool', () => {
     ]);
   });
 
+  it('a voter declaring two runtimes (a tensor and a token engine) sits in both pools; a re-declaration replaces the set', async () => {
+    const OTHER = keccak256(toHex(ENGINE_RUNTIME));
+    for (const i of [1, 2, 3]) await register(i);
+    await setRuntimes(chain().as(3), [RUNTIME, OTHER]);
+    await setVoter(chain().as(3), true);
+    expect((await pool(1, 2)).map(([a]) => a)).toEqual([chain().address(3)]);
+    expect((await pool(1, 2, OTHER)).map(([a]) => a)).toEqual([chain().address(3)]);
+    expect(
+      await readFrom(chain().as(0), 'providerRegistry', 'servesRuntime', [chain().address(3), OTHER]),
+    ).toBe(true);
+    await setRuntimes(chain().as(3), [OTHER]); // stops judging RUNTIME
+    expect(await pool(1, 2)).toEqual([]);
+    expect((await getProvider(chain().as(0), chain().address(3))).runtimes).toEqual([OTHER]);
+    // a padded list would make every committee draw walk it: bounded, and no duplicates
+    await expectRevert(setRuntimes(chain().as(3), [OTHER, OTHER]), 'DuplicateRuntime');
+    await expectRevert(setRuntimes(chain().as(3), Array(9).fill(OTHER) as Hex[]), 'TooManyRuntimes');
+    await expectRevert(setRuntimes(chain().as(3), [OTHER, h('never admitted')]), 'RuntimeNotAdmitted');
+    expect((await getProvider(chain().as(0), chain().address(3))).runtimes).toEqual([OTHER]);
+  });
+
   it('M-1: the pool holds only voters staked at least the minimum, so exited accounts cost the draw nothing', async () => {
     for (const i of [1, 2, 3]) {
       await register(i);
-      await setRuntime(chain().as(i), RUNTIME);
+      await setRuntimes(chain().as(i), [RUNTIME]);
       await setVoter(chain().as(i), true);
     }
     const voters = () => readFrom(chain().as(0), 'providerRegistry', 'voterCount');
@@ -228,7 +248,7 @@ describe('ProviderRegistry: runtime profiles and the committee pool', () => {
     await chain().increaseTime(TEST_PARAMS.unbondingDelayMs!);
     await withdrawStake(chain().as(1));
     await register(4);
-    await setRuntime(chain().as(4), RUNTIME);
+    await setRuntimes(chain().as(4), [RUNTIME]);
     await setVoter(chain().as(4), true);
     expect(await voters()).toBe(2n);
     await addStake(chain().as(1), MIN); // back above the minimum: back in the pool
@@ -242,14 +262,14 @@ describe('ProviderRegistry: runtime profiles and the committee pool', () => {
     await register(1);
     const profile = '{"engine":"some-engine"}';
     await expectRevert(admitRuntime(chain().as(1), profile), 'OwnableUnauthorizedAccount');
-    await expectRevert(setRuntime(chain().as(1), keccak256(toHex(profile))), 'RuntimeNotAdmitted');
+    await expectRevert(setRuntimes(chain().as(1), [keccak256(toHex(profile))]), 'RuntimeNotAdmitted');
     const { runtime } = await admitRuntime(chain().as(0), profile);
     expect(runtime).toBe(keccak256(toHex(profile)));
     expect(await isRuntimeAdmitted(chain().as(0), runtime)).toBe(true);
     expect((await getAdmittedRuntimes(chain().as(0))).get(runtime)).toBe(profile);
-    await setRuntime(chain().as(1), runtime);
-    expect((await getProvider(chain().as(0), chain().address(1))).runtime).toBe(runtime);
-    await expectRevert(setRuntime(chain().as(2), runtime), 'NotRegistered');
+    await setRuntimes(chain().as(1), [runtime]);
+    expect((await getProvider(chain().as(0), chain().address(1))).runtimes).toEqual([runtime]);
+    await expectRevert(setRuntimes(chain().as(2), [runtime]), 'NotRegistered');
   });
 });
 

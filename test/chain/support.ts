@@ -7,7 +7,7 @@ import {
   mintDevTokens,
   registerModel,
   registerProvider,
-  setRuntime,
+  setRuntimes,
   setVoter,
   openChallenge,
   drawCommittee,
@@ -191,7 +191,7 @@ export async function registerVoter(
   runtime: Hex = h(TEST_RUNTIME),
 ): Promise<void> {
   await registerProvider(client, params);
-  await setRuntime(client, runtime);
+  await setRuntimes(client, [runtime]);
   await setVoter(client, true);
 }
 

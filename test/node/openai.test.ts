@@ -36,7 +36,7 @@ import {
   type TestChain,
 } from './support.js';
 import { createNode, parseNodeConfig } from '../../src/node/index.js';
-import { admitRuntime, getModel, getOffer } from '../../src/chain/index.js';
+import { admitRuntime, getModel, getOffer, getProvider } from '../../src/chain/index.js';
 import { runtimeProfileJson } from '../../src/protocol/runtime-profile.js';
 import { exampleDir, llmExample } from '../support/examples.js';
 import { nodeConfig } from './support.js';
@@ -266,7 +266,10 @@ describe('OpenAI routes: the official client', () => {
     const served = models.models.find((m) => m.id === pkg.id)!;
     expect(served.inputPrice).toBe(INPUT_PRICE.toString());
     expect(r.runtime).toBe(served.runtime);
-    expect(r.runtime).not.toBe(models.runtime); // the token engine's, not the declared tensor engine's
+    expect(r.runtime).not.toBe(models.runtime); // the token engine's, not the tensor engine's
+    // declared on chain beside the tensor engine's: clients accept it, committees can be drawn for it
+    const declared = (await getProvider(chain.as(0), node.address)).runtimes;
+    expect([...declared].sort()).toEqual([r.runtime, models.runtime].sort());
 
     // Stored with its data, batched and committed like any receipt.
     await node.flushBatches();

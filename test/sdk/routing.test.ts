@@ -64,7 +64,7 @@ describe('selection', () => {
             registered: true,
             paused: !c.active,
             active: c.active,
-            runtime: `0x${'0'.repeat(64)}`,
+            runtimes: [`0x${'0'.repeat(64)}`],
             price: c.price,
             inputPrice: 0n,
             pending: undefined,

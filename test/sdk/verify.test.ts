@@ -111,7 +111,7 @@ describe('C-3 a runtime profile nobody runs', () => {
       expect(refused.code).toBe('VERIFICATION_FAILED');
       const runtime = refused.report!.checks.find((x) => x.check === 'runtime')!;
       expect(runtime.ok).toBe(false);
-      expect(runtime.detail).toMatch(/not the profile .* declared on chain/);
+      expect(runtime.detail).toMatch(/not among the profiles .* declared on chain/);
       // a genuine receipt for this request, within price, but under a profile nobody runs: not paid
       expect(charged(c)[liar.address]).toBeUndefined();
       expect(charged(c)[honest.address]).toMatchObject({ receipts: 1 });

@@ -7,7 +7,7 @@ import {
   redeemVoucher,
   registerProvider,
   setOffer,
-  setRuntime,
+  setRuntimes,
   type GlassboxClient,
 } from '../../../src/chain/index.js';
 import {
@@ -236,7 +236,7 @@ export async function startTestProvider(params: StartTestProviderParameters): Pr
   await app.listen({ host: '127.0.0.1', port: params.port ?? 0 });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   await registerProvider(params.chain, { endpoint: url, signer: signer.address, stake: params.stake });
-  await setRuntime(params.chain, engine.runtimeHash); // admitted by the test chain
+  await setRuntimes(params.chain, [engine.runtimeHash]); // admitted by the test chain
 
   for (const m of params.models) await setOffer(params.chain, { model: m.id, price: params.price });
 
