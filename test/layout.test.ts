@@ -17,8 +17,9 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   chain: ['protocol'],
   node: ['protocol', 'api', 'store', 'runtime', 'chain'],
   sdk: ['protocol', 'api', 'store', 'chain', 'runtime'],
-  devnet: ['protocol', 'api', 'store', 'runtime', 'chain', 'node', 'sdk'],
-  cli: ['protocol', 'api', 'store', 'runtime', 'chain', 'node', 'sdk', 'devnet'],
+  gateway: ['protocol', 'api', 'sdk'],
+  devnet: ['protocol', 'api', 'store', 'runtime', 'chain', 'node', 'sdk', 'gateway'],
+  cli: ['protocol', 'api', 'store', 'runtime', 'chain', 'node', 'sdk', 'devnet', 'gateway'],
 };
 
 function sourceFiles(dir: string): string[] {

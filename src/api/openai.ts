@@ -276,8 +276,8 @@ export const completionSchema = z.object({
 });
 export type Completion = z.input<typeof completionSchema>;
 
-/** A chat stream chunk (`data: {...}` of the SSE stream). */
-export type ChatCompletionChunk = {
+/** A chat stream chunk (`data: {...}` of the SSE stream); the gateway's carries its own `glassbox`. */
+export type ChatCompletionChunk<X = GlassboxExtra> = {
   readonly id: string;
   readonly object: 'chat.completion.chunk';
   readonly created: number;
@@ -289,11 +289,11 @@ export type ChatCompletionChunk = {
     readonly finish_reason: 'stop' | 'length' | null;
   }[];
   readonly usage?: Usage | null;
-  readonly glassbox?: GlassboxExtra;
+  readonly glassbox?: X;
 };
 
 /** A completions stream chunk. */
-export type CompletionChunk = {
+export type CompletionChunk<X = GlassboxExtra> = {
   readonly id: string;
   readonly object: 'text_completion';
   readonly created: number;
@@ -305,7 +305,7 @@ export type CompletionChunk = {
     readonly finish_reason: 'stop' | 'length' | null;
   }[];
   readonly usage?: Usage | null;
-  readonly glassbox?: GlassboxExtra;
+  readonly glassbox?: X;
 };
 
 /** OpenAI's model object, as GET /v1/models lists it and GET /v1/models/:id answers it. */

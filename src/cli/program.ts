@@ -10,6 +10,7 @@ import { registerKeyCommand } from './commands/key.js';
 import { registerNetworkCommands } from './commands/network.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerDisputeCommands } from './commands/disputes.js';
+import { registerGatewayCommand } from './commands/gateway.js';
 import { reportError, type Io } from './io.js';
 
 /** What each command receives: where to write, and (for long-running commands) when to stop. */
@@ -50,6 +51,7 @@ export function createProgram(io: Io, untilStopped: () => Promise<void> = untilS
   registerDevnetCommand(program, ctx);
   registerInferCommand(program, ctx);
   registerKeyCommand(program, ctx);
+  registerGatewayCommand(program, ctx);
   registerNetworkCommands(program, model, ctx);
   return program;
 }

@@ -22,7 +22,7 @@ import { modelsRoutes } from './routes/models.js';
 import { openAiRoutes, sessionClient } from './routes/openai.js';
 import { receiptsRoutes } from './routes/receipts.js';
 import { rolesRoutes } from './routes/roles.js';
-import { serve, wireSerializerCompiler, type Answer } from './routes/serve.js';
+import { serve, wireSerializerCompiler, type Answer } from '../api/serve.js';
 import { vouchersRoutes } from './routes/vouchers.js';
 
 export type AppOptions = {

@@ -67,3 +67,21 @@ export {
   type CreateSessionKeyReturnType,
   type SessionSigner,
 } from './session.js';
+export {
+  chat,
+  completion,
+  listLlmModels,
+  type ChatParameters,
+  type ChatRequestBody,
+  type CompletionParameters,
+  type CompletionRequestBody,
+  type GenerationDelta,
+  type GenerationResult,
+  type GenerationStream,
+  type LlmMode,
+  type LlmModelListing,
+  type LlmRecheckSummary,
+  type LlmVerificationReport,
+  type Segment,
+  type TokenPriceCap,
+} from './chat.js';

@@ -3,10 +3,10 @@ import { validatorCompiler } from 'fastify-type-provider-zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { routes } from '../../src/api/routes.js';
 import { errorHandler } from '../../src/node/problem.js';
-import { serve, wireSerializerCompiler, type Answer } from '../../src/node/routes/serve.js';
+import { serve, wireSerializerCompiler, type Answer } from '../../src/api/serve.js';
 
 /*
- * The node's side of the route table (src/node/routes/serve.ts) on a real fastify server: requests
+ * The node's side of the route table (src/api/serve.ts) on a real fastify server: requests
  * are validated by the entry's schemas, naming the field under the part it is in, and an answer
  * that breaks its schema never leaves: 500 INTERNAL naming the field instead.
  */

@@ -4,7 +4,7 @@ import { GlassboxError } from '../../protocol/errors.js';
 import type { ModelId } from '../../protocol/manifest.js';
 import { isAdminToken } from '../admin-token.js';
 import type { NodeContext } from '../context.js';
-import { serve } from './serve.js';
+import { serve } from '../../api/serve.js';
 
 /*
  * The admin API (src/protocol/admin.ts, docs/node.md): add and remove model offers while the node

@@ -4,7 +4,7 @@ import { BATCH_PAGE_DATA_BYTES } from '../../protocol/api.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
 import { storedReceipt } from './receipts.js';
-import { serve } from './serve.js';
+import { serve } from '../../api/serve.js';
 
 /**
  * GET /v1/batches/:root?offset=0&limit=64: one page of a committed batch's receipts, with their

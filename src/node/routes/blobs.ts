@@ -3,7 +3,7 @@ import { routes } from '../../api/routes.js';
 import { BINARY_TYPE } from '../../protocol/api.js';
 import { GlassboxError, isGlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
-import { serve } from './serve.js';
+import { serve } from '../../api/serve.js';
 
 /** GET /v1/blobs/:cid: a blob of the node's store (model manifests and files), for peers and clients. */
 export async function blobsRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { routes } from '../../api/routes.js';
 import type { NodeContext } from '../context.js';
-import { serve } from './serve.js';
+import { serve } from '../../api/serve.js';
 
 /** GET /health: 200 while serving, 503 while starting or stopping; GET /metrics: Prometheus text. */
 export async function healthRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {

@@ -15,7 +15,7 @@ import { GlassboxError } from '../../protocol/errors.js';
 import { inputsFromJson } from '../../protocol/inputs.js';
 import type { NodeContext } from '../context.js';
 import type { ProvenRequest } from '../infer.js';
-import { serve } from './serve.js';
+import { serve } from '../../api/serve.js';
 
 /*
  * POST /v1/infer (src/api/routes.ts). JSON: an InferRequest. Binary: the canonical encoding of the

@@ -5,7 +5,7 @@ import { isGlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
 import type { OfferPrices } from '../prices.js';
 import { openAiModel } from './openai.js';
-import { serve } from './serve.js';
+import { serve } from '../../api/serve.js';
 
 /**
  * GET /v1/models: what this provider serves, at its effective on-chain prices, under which runtime;

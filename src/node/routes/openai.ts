@@ -1,38 +1,43 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { randomBytes } from 'node:crypto';
-import type { ServerResponse } from 'node:http';
 import type { Address, Hex } from 'viem';
 import {
+  abortOnClose,
+  AnswerStream,
+  chatFormat,
+  chatLogprob,
+  completionFormat,
+  legacyLogprobs,
+  openAiError,
+  openAiErrorHandler,
+  openAiStatus,
+  restOf,
+  usageOf,
+  type AnswerFormat,
+} from '../../api/openai-answer.js';
+import {
   REQUEST_ID_HEADER,
-  SSE_TYPE,
   VOUCHER_HEADER,
-  type ChatCompletion,
-  type ChatCompletionChunk,
   type ChatCompletionRequest,
-  type ChatLogprob,
-  type Completion,
-  type CompletionChunk,
-  type CompletionLogprobs,
   type GlassboxExtra,
-  type OpenAiError,
   type OpenAiModel,
-  type Usage,
 } from '../../api/openai.js';
+import { toGlassboxError } from '../../api/problem.js';
 import { routes } from '../../api/routes.js';
+import { serve } from '../../api/serve.js';
 import { bytes32, parseWire, signedVoucherJsonSchema, type SignedVoucherJson } from '../../protocol/api.js';
 import { GlassboxError, isGlassboxError } from '../../protocol/errors.js';
 import { verifySessionKey } from '../../protocol/session.js';
-import type { ChatMessage, LlmPrompt, TokenLogprob } from '../../runtime/engine.js';
+import type { ChatMessage, LlmPrompt } from '../../runtime/engine.js';
 import type { NodeContext } from '../context.js';
 import type { GenerateRequest, GenerateResult, GeneratedToken, SamplingRequest } from '../generate.js';
-import { statusOf, toGlassboxError } from '../problem.js';
-import { serve } from './serve.js';
 
 /*
  * The OpenAI-compatible routes (src/api/routes.ts, schemas in src/api/openai.ts): POST
  * /v1/chat/completions and /v1/completions, answered whole or streamed as server-sent events, and
  * GET /v1/models/:id. The generation itself is src/node/generate.ts; this file is the transport:
- * the session key, the headers, OpenAI's answer and chunk shapes, and OpenAI's error body.
+ * the session key, the headers, and the generation's tokens handed to OpenAI's answer and chunk
+ * shapes (src/api/openai-answer.ts, shared with the gateway).
  *
  * The client is proven by its session key (`Authorization: Bearer gbk.…`, src/protocol/session.ts)
  * in `preValidation`, before the rate limiter keys on it (as /v1/infer does with its signature, so
@@ -41,11 +46,9 @@ import { serve } from './serve.js';
  *
  * A stream opens (status 200, text/event-stream) with the first token, so that whatever is refused
  * before (a bad key, an unknown model, a prompt over the context, credit) is an ordinary error
- * answer with its status. Then one chunk per token; once the generation is over and its receipt is
- * on disk, the finish_reason chunk, the usage chunk (only with stream_options.include_usage), a
- * chunk `{choices: [], glassbox: {receipt, seed, …}}` and `data: [DONE]`. A failure after the
- * stream opened is a `data: {"error": {...}}` event, which the openai clients raise as an APIError.
- * The connection closing before the answer ended aborts the generation (src/node/generate.ts).
+ * answer with its status. Then one chunk per token; the finish_reason chunk and the receipt chunk
+ * `{choices: [], glassbox: {receipt, seed, …}}` once the generation is over and its receipt is on
+ * disk. The connection closing before the answer ended aborts the generation (src/node/generate.ts).
  */
 
 type Outcome = { readonly client: Address } | { readonly error: unknown };
@@ -58,13 +61,7 @@ export function sessionClient(request: FastifyRequest): Address | undefined {
 }
 
 export async function openAiRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {
-  app.setErrorHandler((error, request, reply) => {
-    const problem = toGlassboxError(error, { bodyLimitBytes: ctx.bodyLimitBytes }, 'body');
-    const status = openAiStatus(problem);
-    if (status >= 500) request.log.error({ err: error }, 'request failed');
-    else request.log.info({ code: problem.code, field: problem.field }, 'request refused');
-    return reply.status(status).send(openAiError(problem, status));
-  });
+  app.setErrorHandler(openAiErrorHandler({ bodyLimitBytes: ctx.bodyLimitBytes }));
 
   const preValidation = async (request: FastifyRequest) => {
     try {
@@ -107,7 +104,10 @@ export async function openAiRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCon
         },
         ...(body.logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
       };
-      return answer(ctx, request, reply, generation, body, chatFormat(body.model, body.logprobs === true));
+      const format = chatFormat(body.model, body.logprobs === true);
+      return answer(ctx, request, reply, generation, body, format, chatPiece, (r) =>
+        logprobsOf(r).map(chatLogprob),
+      );
     },
     { preValidation, onResponse },
   );
@@ -120,13 +120,9 @@ export async function openAiRoutes(app: FastifyInstance, { ctx }: { ctx: NodeCon
       const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]!;
       const common = commonRequest(request, client(request), body, { kind: 'completion', prompt });
       const generation = { ...common, ...(body.logprobs != null ? { logprobs: body.logprobs } : {}) };
-      return answer(
-        ctx,
-        request,
-        reply,
-        generation,
-        body,
-        completionFormat(body.model, body.logprobs != null),
+      const format = completionFormat(body.model, body.logprobs != null);
+      return answer(ctx, request, reply, generation, body, format, legacyPiece, (r) =>
+        legacyLogprobs(logprobsOf(r)),
       );
     },
     { preValidation, onResponse },
@@ -234,152 +230,15 @@ function chatMessage(m: ChatCompletionRequest['messages'][number]): ChatMessage 
   return { role: m.role, content };
 }
 
-/** How one route shapes its answer, its chunks and its logprobs. */
-type Format<Whole, Chunk> = {
-  /** The answer id's prefix (`chatcmpl`, `cmpl`). */
-  readonly prefix: string;
-  whole(result: GenerateResult, extra: GlassboxExtra, usage: Usage): Whole;
-  /** The chunk before the first token (chat: the role), if any. */
-  first(id: string, created: number): Chunk | undefined;
-  token(id: string, created: number, text: string, token: GeneratedToken | undefined): Chunk | undefined;
-  finish(id: string, created: number, text: string, reason: 'stop' | 'length'): Chunk;
-  tail(id: string, created: number, fields: { usage?: Usage | null; glassbox?: GlassboxExtra }): Chunk;
-};
-
-const created = () => Math.floor(Date.now() / 1000);
-const openAiId = (prefix: string, requestId: Hex) => `${prefix}-${requestId.slice(2)}`;
-
-function chatFormat(model: string, logprobs: boolean): Format<ChatCompletion, ChatCompletionChunk> {
-  const chunk = (
-    id: string,
-    at: number,
-    choices: ChatCompletionChunk['choices'],
-    more = {},
-  ): ChatCompletionChunk => ({
-    id,
-    object: 'chat.completion.chunk',
-    created: at,
-    model,
-    choices,
-    ...more,
-  });
-  return {
-    prefix: 'chatcmpl',
-    whole: (r, glassbox, usage) => ({
-      id: openAiId('chatcmpl', r.requestId),
-      object: 'chat.completion',
-      created: created(),
-      model,
-      choices: [
-        {
-          index: 0,
-          message: { role: 'assistant', content: r.text, refusal: null },
-          logprobs: logprobs ? { content: r.tokens.flatMap(chatLogprob), refusal: null } : null,
-          finish_reason: finishOf(r),
-        },
-      ],
-      usage,
-      glassbox,
-    }),
-    first: (id, at) =>
-      chunk(id, at, [
-        { index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null },
-      ]),
-    token: (id, at, text, token) => {
-      const lp = logprobs && token ? chatLogprob(token) : [];
-      if (text === '' && lp.length === 0) return undefined;
-      return chunk(id, at, [
-        {
-          index: 0,
-          delta: { content: text },
-          logprobs: logprobs ? { content: lp } : null,
-          finish_reason: null,
-        },
-      ]);
-    },
-    finish: (id, at, text, reason) =>
-      chunk(id, at, [
-        { index: 0, delta: text === '' ? {} : { content: text }, logprobs: null, finish_reason: reason },
-      ]),
-    tail: (id, at, fields) => chunk(id, at, [], fields),
-  };
-}
-
-function completionFormat(model: string, logprobs: boolean): Format<Completion, CompletionChunk> {
-  const chunk = (
-    id: string,
-    at: number,
-    choices: CompletionChunk['choices'],
-    more = {},
-  ): CompletionChunk => ({
-    id,
-    object: 'text_completion',
-    created: at,
-    model,
-    choices,
-    ...more,
-  });
-  return {
-    prefix: 'cmpl',
-    whole: (r, glassbox, usage) => ({
-      id: openAiId('cmpl', r.requestId),
-      object: 'text_completion',
-      created: created(),
-      model,
-      choices: [
-        {
-          index: 0,
-          text: r.text,
-          logprobs: logprobs ? legacyLogprobs(r.tokens) : null,
-          finish_reason: finishOf(r),
-        },
-      ],
-      usage,
-      glassbox,
-    }),
-    first: () => undefined,
-    token: (id, at, text, token) => {
-      const lp = logprobs && token?.logprob ? legacyLogprobs([token]) : null;
-      if (text === '' && !lp) return undefined;
-      return chunk(id, at, [{ index: 0, text, logprobs: lp, finish_reason: null }]);
-    },
-    finish: (id, at, text, reason) =>
-      chunk(id, at, [{ index: 0, text, logprobs: null, finish_reason: reason }]),
-    tail: (id, at, fields) => chunk(id, at, [], fields),
-  };
-}
+const openAiId = (requestId: Hex) => requestId.slice(2).toLowerCase();
 
 /** An aborted answer reaches nobody; whatever is answered ended by stop or length. */
 const finishOf = (r: GenerateResult): 'stop' | 'length' => (r.finishReason === 'length' ? 'length' : 'stop');
 
-const bytesOf = (lp: TokenLogprob) => [...lp.bytes];
-
-function chatLogprob(token: GeneratedToken): ChatLogprob[] {
-  const lp = token.logprob;
-  if (!lp) return [];
-  return [
-    {
-      token: lp.token,
-      logprob: lp.logprob,
-      bytes: bytesOf(lp),
-      top_logprobs: lp.top.map((t) => ({ token: t.token, logprob: t.logprob, bytes: bytesOf(t) })),
-    },
-  ];
-}
-
-function legacyLogprobs(tokens: readonly GeneratedToken[]): CompletionLogprobs {
-  const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
-  let offset = 0;
-  for (const { logprob: lp } of tokens) {
-    if (!lp) continue;
-    out.tokens.push(lp.token);
-    out.token_logprobs.push(lp.logprob);
-    out.top_logprobs!.push(Object.fromEntries(lp.top.map((t) => [t.token, t.logprob])));
-    out.text_offset.push(offset);
-    offset += lp.token.length;
-  }
-  return out;
-}
+/** A token's logprobs in each route's shape. */
+const chatPiece = (token: GeneratedToken) => (token.logprob ? [chatLogprob(token.logprob)] : []);
+const legacyPiece = (token: GeneratedToken) => (token.logprob ? legacyLogprobs([token.logprob]) : null);
+const logprobsOf = (r: GenerateResult) => r.tokens.flatMap((t) => (t.logprob ? [t.logprob] : []));
 
 function extraOf(r: GenerateResult): GlassboxExtra {
   return {
@@ -391,50 +250,43 @@ function extraOf(r: GenerateResult): GlassboxExtra {
   };
 }
 
-const usageOf = (r: GenerateResult): Usage => ({
-  prompt_tokens: r.promptIds.length,
-  completion_tokens: r.outputIds.length,
-  total_tokens: r.promptIds.length + r.outputIds.length,
-});
+const usage = (r: GenerateResult) => usageOf(r.promptIds.length, r.outputIds.length);
 
 type StreamOptions = { stream?: boolean | null; stream_options?: { include_usage?: boolean | null } | null };
 
 /** Runs the generation and answers it, whole or as a stream. */
-async function answer<Whole, Chunk>(
+async function answer<Whole, Chunk, L>(
   ctx: NodeContext,
   request: FastifyRequest,
   reply: FastifyReply,
   generation: GenerateRequest,
   body: StreamOptions,
-  format: Format<Whole, Chunk>,
+  format: AnswerFormat<Whole, Chunk, L, GlassboxExtra>,
+  piece: (token: GeneratedToken) => L,
+  whole: (result: GenerateResult) => L,
 ): Promise<FastifyReply> {
-  const aborter = new AbortController();
-  // The connection closing before the answer ended: the client went away.
-  reply.raw.on('close', () => {
-    if (!reply.raw.writableEnded) aborter.abort();
-  });
-  const signal = aborter.signal;
+  const signal = abortOnClose(reply);
   if (!body.stream) {
     const result = await ctx.generator.generate({ ...generation, signal });
     if (!result.receipt) return reply; // aborted before anything was delivered: nobody to answer
     reply.header('x-request-id', result.requestId);
     if (result.replayed) reply.header('glassbox-replayed', 'true');
-    return reply.send(format.whole(result, extraOf(result), usageOf(result)));
+    return reply.send(
+      format.whole({
+        id: openAiId(result.requestId),
+        text: result.text,
+        finishReason: finishOf(result),
+        logprobs: whole(result),
+        usage: usage(result),
+        glassbox: extraOf(result),
+      }),
+    );
   }
 
-  const includeUsage = body.stream_options?.include_usage === true;
-  const stream = new EventStream(reply);
-  const at = created();
-  let id = '';
+  const stream = new AnswerStream(reply, format, body.stream_options?.include_usage === true);
   let sent = '';
-  const usageField = includeUsage ? { usage: null } : {};
-  const open = async (requestId: Hex) => {
-    if (stream.opened) return;
-    id = openAiId(format.prefix, requestId.toLowerCase() as Hex);
-    stream.open({ 'x-request-id': requestId.toLowerCase() });
-    const first = format.first(id, at);
-    if (first) await stream.send({ ...first, ...usageField });
-  };
+  const open = (requestId: Hex) =>
+    stream.open(openAiId(requestId), { 'x-request-id': requestId.toLowerCase() });
   try {
     const requestId = generation.requestId ?? randomId();
     const result = await ctx.generator.generate({
@@ -443,121 +295,24 @@ async function answer<Whole, Chunk>(
       signal,
       onToken: async (token) => {
         await open(requestId);
-        const chunk = format.token(id, at, token.text, token);
         sent += token.text;
-        if (chunk) await stream.send({ ...chunk, ...usageField });
+        await stream.token(token.text, piece(token));
       },
     });
     if (!result.receipt || signal.aborted) return stream.end();
     await open(result.requestId);
     // What the last tokens held back (a possible stop string that did not come) ends the text.
-    const rest = result.replayed
-      ? result.text
-      : result.text.startsWith(sent)
-        ? result.text.slice(sent.length)
-        : '';
-    await stream.send({ ...format.finish(id, at, rest, finishOf(result)), ...usageField });
-    if (includeUsage) await stream.send(format.tail(id, at, { usage: usageOf(result) }));
-    await stream.send(format.tail(id, at, { ...usageField, glassbox: extraOf(result) }));
-    await stream.done();
+    const rest = result.replayed ? result.text : restOf(result.text, sent);
+    await stream.finish(rest, finishOf(result), usage(result), extraOf(result));
     return stream.end();
   } catch (error) {
     if (!stream.opened) throw error;
     const problem = toGlassboxError(error, { bodyLimitBytes: ctx.bodyLimitBytes });
     request.log.error({ err: error }, 'generation failed mid-stream');
-    await stream.send(openAiError(problem, openAiStatus(problem))).catch(() => undefined);
+    await stream.fail(openAiError(problem, openAiStatus(problem)));
     return stream.end();
   }
 }
 
 /** A request id for a client that named none: the stream names it (x-request-id) before it ends. */
 const randomId = (): Hex => `0x${randomBytes(32).toString('hex')}`;
-
-/** A server-sent event stream on the raw response, opened on demand, honouring backpressure. */
-class EventStream {
-  opened = false;
-  private readonly res: ServerResponse;
-  constructor(private readonly reply: FastifyReply) {
-    this.res = reply.raw;
-  }
-
-  open(headers: Record<string, string>): void {
-    // Fastify no longer sends this answer; the headers it set (glassbox-provider) go along.
-    this.reply.hijack();
-    this.res.writeHead(200, {
-      ...(this.reply.getHeaders() as Record<string, string>),
-      ...headers,
-      'content-type': `${SSE_TYPE}; charset=utf-8`,
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
-    this.opened = true;
-  }
-
-  async send(data: unknown): Promise<void> {
-    await this.write(`data: ${JSON.stringify(data)}\n\n`);
-  }
-
-  async done(): Promise<void> {
-    await this.write('data: [DONE]\n\n');
-  }
-
-  end(): FastifyReply {
-    if (this.opened && !this.res.writableEnded) this.res.end();
-    return this.reply;
-  }
-
-  private async write(text: string): Promise<void> {
-    if (this.res.destroyed || this.res.writableEnded) return;
-    if (this.res.write(text)) return;
-    await new Promise<void>((resolve) => {
-      const go = () => {
-        this.res.off('drain', go);
-        this.res.off('close', go);
-        resolve();
-      };
-      this.res.on('drain', go);
-      this.res.on('close', go);
-    });
-  }
-}
-
-/**
- * The status of an error on these routes. A refused session key is 401; a payment the client owes,
- * 402; an unknown model, 404 (code model_not_found); the rest as on every route (src/node/problem.ts).
- */
-function openAiStatus(error: GlassboxError): number {
-  if (error.field === 'authorization') return 401;
-  return statusOf(error.code, error.field);
-}
-
-const OPENAI_TYPE: Record<number, string> = {
-  400: 'invalid_request_error',
-  401: 'authentication_error',
-  402: 'insufficient_quota',
-  404: 'invalid_request_error',
-  409: 'invalid_request_error',
-  413: 'invalid_request_error',
-  422: 'invalid_request_error',
-  429: 'rate_limit_error',
-};
-
-/** OpenAI's error body: the openai clients raise it as the APIError subclass of its status. */
-export function openAiError(error: GlassboxError, status: number): OpenAiError {
-  const param = error.field === undefined ? null : error.field.replace(/^body\./, '');
-  const code =
-    error.code === 'MODEL_NOT_FOUND'
-      ? 'model_not_found'
-      : status === 401
-        ? 'invalid_api_key'
-        : error.code.toLowerCase();
-  return {
-    error: {
-      message: error.shortMessage.replace(/^body\./, ''),
-      type: OPENAI_TYPE[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error'),
-      param,
-      code,
-    },
-  };
-}

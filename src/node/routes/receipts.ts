@@ -4,7 +4,7 @@ import type { StoredReceipt } from '../../protocol/api.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
 import type { ReceiptRow } from '../db.js';
-import { serve } from './serve.js';
+import { serve } from '../../api/serve.js';
 
 /** GET /v1/receipts/:id: a receipt by request id, with its batch proof once committed and its inputs. */
 export async function receiptsRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {

@@ -4,7 +4,7 @@ import type { NodeStatus } from '../../api/schemas.js';
 import { GlassboxError } from '../../protocol/errors.js';
 import type { NodeContext } from '../context.js';
 import type { RolesStatus } from '../roles/index.js';
-import { serve } from './serve.js';
+import { serve } from '../../api/serve.js';
 
 /**
  * GET /v1/evidence/:hash: what this node (as a challenger) serves its committee for the receipt

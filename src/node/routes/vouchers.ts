@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { routes } from '../../api/routes.js';
 import type { NodeContext } from '../context.js';
-import { serve } from './serve.js';
+import { serve } from '../../api/serve.js';
 
 /** POST /v1/vouchers: a client's cumulative voucher, kept if it is its best; answers what is paid and owed. */
 export async function vouchersRoutes(app: FastifyInstance, { ctx }: { ctx: NodeContext }): Promise<void> {

@@ -6,14 +6,15 @@ import type {
   RouteShorthandOptions,
 } from 'fastify';
 import type { z } from 'zod';
-import { isJsonAnswer, type ApiRoute, type RawContent } from '../../api/routes.js';
-import { parseWith } from '../../protocol/validate.js';
+import { isJsonAnswer, type ApiRoute, type RawContent } from './routes.js';
+import { parseWith } from '../protocol/validate.js';
 
 /*
- * Registers the node's handlers against the API's route table (src/api/routes.ts): the entry's
- * schemas validate the request (fastify-type-provider-zod's validatorCompiler, set in app.ts) and
- * check the answer (wireSerializerCompiler), so the node can neither take nor give what the table
- * does not declare.
+ * Registers a server's handlers against a route table (the provider's, src/api/routes.ts, or the
+ * gateway's, src/api/gateway.ts): the entry's schemas validate the request
+ * (fastify-type-provider-zod's validatorCompiler, set by the app) and check the answer
+ * (wireSerializerCompiler), so a server can neither take nor give what its table does not declare.
+ * Here, not in src/node, because the provider and the gateway (src/gateway) both serve tables.
  */
 
 declare module 'fastify' {
