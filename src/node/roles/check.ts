@@ -1,14 +1,16 @@
 import { encodeAbiParameters, hexToBigInt, keccak256, type Address, type Hex } from 'viem';
 import type { TensorMap } from '../../protocol/tensor.js';
-import type { DivergenceProof } from '../../chain/index.js';
+import type { DivergenceProof, TokenCheckName, TokenClaim } from '../../chain/index.js';
 import { dataHash } from '../../protocol/data.js';
 import { decodeTensors } from '../../protocol/encoding.js';
+import { decodeLlmInput, decodeLlmOutput } from '../../protocol/llm.js';
 import { modelDigest, type ModelPackage } from '../../protocol/manifest.js';
 import { traceRoot, traceTree } from '../../protocol/merkle.js';
 import { isGlassboxError } from '../../protocol/errors.js';
 import { agree } from '../../protocol/policy.js';
 import { ZERO_HASH, type Receipt } from '../../protocol/receipt.js';
-import type { TensorEngine } from '../../runtime/engine.js';
+import type { TensorEngine, TokenEngine } from '../../runtime/engine.js';
+import { recheckGeneration, type RecheckReport } from '../../runtime/index.js';
 import type { Engines } from '../../runtime/registry.js';
 
 /*
@@ -51,6 +53,8 @@ export type Recheck =
       readonly detail: string;
       /** The first divergent step, when both runs were traced and the provider served its trace. */
       readonly divergence?: DivergenceProof;
+      /** A generation: the check that fails and the first position where it does (a token challenge). */
+      readonly token?: TokenClaim;
     }
   | { readonly kind: 'skipped'; readonly detail: string }
   /**
@@ -82,9 +86,13 @@ export async function recheck(params: {
   engines: Engines;
   /** The receipt's model, when this node has it or could fetch it. */
   pkg: ModelPackage | undefined;
+  /** A generation's token challenge being judged: only what it claims (`recheckTokens`). */
+  claim?: TokenClaim;
 }): Promise<Recheck> {
   const { receipt, pkg } = params;
   if (!pkg) return { kind: 'skipped', detail: `model ${receipt.model} is not available here` };
+  if (params.engines.list.some((e) => e.kind === 'tokens' && e.format === pkg.manifest.format))
+    return recheckTokens({ ...params, pkg });
   const traced = receipt.traceRoot !== ZERO_HASH;
   let engine: TensorEngine;
   try {
@@ -137,6 +145,101 @@ export async function recheck(params: {
         )
       : undefined;
   return { kind: 'mismatch', computeMs, detail, ...(divergence ? { divergence } : {}) };
+}
+
+/**
+ * Re-checks a generation's receipt by teacher forcing (src/runtime/llm/recheck.ts) from its input
+ * data (request and prompt ids) and output data (the claimed ids), under the token engine whose
+ * runtime is the receipt's. Without `claim` (a verifier's sample) the whole generation is checked
+ * and a failure names its first failing check and position; with one (a committee member judging
+ * a token challenge) the margins are scored only through the named position and the verdict is
+ * whether the named check fails there: a false claim is innocent, however else the receipt fares.
+ * Input data that is no request for this model is a `prompt` failure at 0 (the provider signed it).
+ */
+export async function recheckTokens(params: {
+  receipt: Receipt;
+  inputs: Uint8Array;
+  outputs?: Uint8Array;
+  engines: Engines;
+  pkg: ModelPackage;
+  claim?: TokenClaim;
+}): Promise<Recheck> {
+  const { receipt, pkg, claim } = params;
+  let engine: TokenEngine;
+  try {
+    engine = params.engines.tokens(pkg);
+  } catch (error) {
+    return { kind: 'skipped', detail: `no engine here for it: ${firstLine(error)}` };
+  }
+  if (receipt.runtime !== engine.runtimeHash)
+    return {
+      kind: 'skipped',
+      detail: `runtime ${receipt.runtime} differs from ours (${engine.runtimeHash})`,
+    };
+  if (!params.outputs || dataHash(params.outputs) !== receipt.outputHash)
+    return {
+      kind: 'unproven',
+      detail: "the provider's output ids (matching its outputHash) were not supplied",
+    };
+  const badData = (detail: string): Recheck =>
+    !claim || claim.check === 'prompt'
+      ? { kind: 'mismatch', computeMs: 0, detail, token: { check: 'prompt', position: 0 } }
+      : { kind: 'match', computeMs: 0 }; // true, but not what this challenge claims
+  let input: ReturnType<typeof decodeLlmInput>;
+  let outputIds: number[];
+  try {
+    input = decodeLlmInput(params.inputs);
+    outputIds = decodeLlmOutput(params.outputs);
+  } catch (error) {
+    return badData(`the receipt's data is not a generation's: ${firstLine(error)}`);
+  }
+  if (input.request.model !== pkg.id)
+    return badData(`the receipt's request is for model ${input.request.model}, not ${pkg.id}`);
+  const through = claim === undefined ? undefined : claim.check === 'margin' ? claim.position : -1;
+  const attempt = await runSafely(() =>
+    recheckGeneration(engine, pkg, { ...input, outputIds, ...(through === undefined ? {} : { through }) }),
+  );
+  if (!('value' in attempt))
+    return {
+      kind: 'skipped',
+      detail: `re-check failed: ${'failed' in attempt ? attempt.failed : attempt.invalid}`,
+    };
+  const report = attempt.value;
+  const computeMs = report.durationMs;
+  if (claim)
+    return failsAt(report, claim.check)
+      ? { kind: 'mismatch', computeMs, detail: describeFailure(report, claim), token: claim }
+      : { kind: 'match', computeMs };
+  if (!report.failure) return { kind: 'match', computeMs };
+  const { check, position } = report.failure;
+  const token: TokenClaim = { check: check === 'margins' ? 'margin' : check, position: position ?? 0 };
+  return { kind: 'mismatch', computeMs, detail: describeFailure(report, token), token };
+}
+
+/** Whether `check` fails in the report (for `margin`: the verdict over the margins it scored). */
+function failsAt(report: RecheckReport, check: TokenCheckName): boolean {
+  switch (check) {
+    case 'margin':
+      return !report.verdict.ok;
+    case 'prompt':
+      return !report.prompt.ok;
+    case 'termination':
+      return !report.termination.ok;
+    case 'count':
+      return !report.count.ok;
+  }
+}
+
+function describeFailure(report: RecheckReport, token: TokenClaim): string {
+  const why =
+    token.check === 'margin'
+      ? `${report.verdict.failure} margin failure (max ${report.verdict.maxMargin}, ${report.verdict.suspicious} suspicious of ${report.margins.length})`
+      : token.check === 'termination'
+        ? report.termination.reason
+        : token.check === 'prompt'
+          ? `prompt ids differ at ${report.prompt.firstMismatch}`
+          : `${report.count.claimed} tokens claimed, ${report.count.actual} output`;
+  return `generation re-check: ${token.check} fails at position ${token.position}: ${why}`;
 }
 
 /** Input problems that mean the receipt's inputs could never have been run: a provider signed garbage. */

@@ -111,12 +111,20 @@ export const committeeMember =
       if (!pkg)
         return vote(false, `model ${receipt.model} is served neither by the provider nor by the challenger`);
       if (info.divergence) return judgeStep(receipt, pkg, evidence.inputs, info.divergence);
+      // A token challenge claims a check fails at a position of a generation: judged on that claim
+      // alone, by scoring the claimed ids through it (teacher forcing; nothing is generated).
+      if (info.token && !engines.list.some((e) => e.kind === 'tokens' && e.format === pkg.manifest.format))
+        return vote(
+          false,
+          `a token challenge of a receipt whose model (${pkg.manifest.format}) generates no tokens`,
+        );
       const found = await recheck({
         receipt,
         inputs: evidence.inputs,
         ...(evidence.outputs ? { outputs: evidence.outputs } : {}),
         engines,
         pkg,
+        ...(info.token ? { claim: info.token } : {}),
       });
       if (found.kind === 'skipped') return abstain(found.detail);
       if (found.kind === 'unproven')

@@ -13,6 +13,7 @@ import {
   reportUnadmittedRuntime,
   type ChainParams,
   type DivergenceProof,
+  type TokenClaim,
 } from '../../chain/index.js';
 import type { BatchListing, EvidenceResponse, ParsedStoredReceipt } from '../../protocol/api.js';
 import { dataHash } from '../../protocol/data.js';
@@ -251,11 +252,7 @@ export const sampler =
           return 'done';
         }
         store.putEvidence(hash, { receipt: signedReceiptToJson(r.receipt), inputs, outputs });
-        const challengeId = await challengeWrong(
-          r.receipt.receipt,
-          { id: batch.batchId, proof },
-          found.divergence,
-        );
+        const challengeId = await challengeWrong(r.receipt.receipt, { id: batch.batchId, proof }, found);
         record('mismatch', found.detail, { computeMs: found.computeMs, challengeId });
         return 'done';
       }
@@ -350,15 +347,18 @@ export const sampler =
     }
 
     /**
-     * Challenges a wrong receipt, naming the divergent step when there is one. A challenge the
-     * chain refuses (no eligible committee, a proof it rejects) is not retried forever: the
-     * bisected form falls back to the plain one, and a refusal of that is recorded with the sample.
+     * Challenges a wrong receipt, naming the divergent step when there is one, or for a generation
+     * the check that fails and its first position (a token challenge: the committee scores only
+     * that prefix). A challenge the chain refuses (no eligible committee, a proof it rejects) is
+     * not retried forever: the bisected form falls back to the plain one, and a refusal of that is
+     * recorded with the sample.
      */
     async function challengeWrong(
       receipt: Receipt,
       batch: { id: bigint; proof: readonly Hex[] },
-      divergence: DivergenceProof | undefined,
+      found: { divergence?: DivergenceProof; token?: TokenClaim },
     ): Promise<bigint | undefined> {
+      const { divergence, token } = found;
       const hash = receiptHash(receipt);
       // no voter judges this runtime (besides us and the accused): a challenge could only void
       const pool = await getEligibleVoters(chain, {
@@ -372,18 +372,17 @@ export const sampler =
         );
         return undefined;
       }
+      const at = {
+        receipt,
+        batchId: batch.id,
+        proof: batch.proof,
+        inputsUri: `${init.url}/v1/evidence/${hash}`,
+      };
       const open = (d: DivergenceProof | undefined) =>
         challengeOnce(
           { kind: 'wrong', receiptHash: hash },
           receipt.provider,
-          () =>
-            openChallenge(chain, {
-              receipt,
-              batchId: batch.id,
-              proof: batch.proof,
-              inputsUri: `${init.url}/v1/evidence/${hash}`,
-              ...(d ? { divergence: d } : {}),
-            }),
+          () => openChallenge(chain, token ? { ...at, token } : { ...at, ...(d ? { divergence: d } : {}) }),
           { step: d?.step },
         );
       for (const d of divergence ? [divergence, undefined] : [undefined]) {
@@ -450,7 +449,7 @@ export const sampler =
         return sample(outcome, detail, computeMs);
       }
       store.putEvidence(challenge.receiptHash, { receipt: undefined, inputs, outputs });
-      const challengeId = await challengeWrong(receipt, where, undefined);
+      const challengeId = await challengeWrong(receipt, where, { token: found.token });
       sample('mismatch', found.detail, found.computeMs, challengeId);
     }
 

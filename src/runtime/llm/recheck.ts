@@ -27,6 +27,12 @@ export type RecheckParameters = {
   readonly outputIds: readonly number[];
   /** The completion token count the provider claims (and charged for); checked if given. */
   readonly completionTokens?: number;
+  /**
+   * Scores and judges the margins of `outputIds[0..through]` only (a committee judging a token
+   * challenge: nothing after the named position bears on the claim); negative scores none (a claim
+   * about the prompt, the count or the ending, which the ids settle). Default: every output.
+   */
+  readonly through?: number;
 };
 
 export type RecheckCheck = 'prompt' | 'margins' | 'termination' | 'count';
@@ -97,10 +103,15 @@ export async function recheckGeneration(
   };
   const termination = await checkTermination(engine, pkg, manifest, outputIds, sampling);
   const margins: TokenMargin[] = [];
-  if (outputIds.length > 0 && expected.ids.length + outputIds.length <= manifest.llm.contextLength) {
-    const rows = await engine.score(pkg, expected.ids, outputIds);
-    for (let t = 0; t < outputIds.length; t++)
-      margins.push(tokenMargin(rows[t]!, sampling, sampling.seed, t, outputIds[t]!));
+  // teacher forcing needs only the tokens up to the last judged one: row t depends on ids before t
+  const scored = outputIds.slice(
+    0,
+    params.through === undefined ? undefined : Math.max(0, params.through + 1),
+  );
+  if (scored.length > 0 && expected.ids.length + outputIds.length <= manifest.llm.contextLength) {
+    const rows = await engine.score(pkg, expected.ids, scored);
+    for (let t = 0; t < scored.length; t++)
+      margins.push(tokenMargin(rows[t]!, sampling, sampling.seed, t, scored[t]!));
   }
   const verdict = judgeMargins(margins, manifest.policy);
   const failure = firstFailure(prompt, count, termination, verdict);

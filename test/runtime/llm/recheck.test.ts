@@ -266,3 +266,40 @@ describe('cheating, caught from one response', () => {
     fails(over, 'termination');
   });
 });
+
+describe('judging a prefix (a committee member on a token challenge)', () => {
+  it("scores only through the named position: through an impostor's first failing position it fails with the whole run's margins, before it no token is past the hard limit; a negative one scores nothing", async () => {
+    const impostor = await llmExample('tiny-chat-perturbed');
+    const params = SAMPLERS[1]!;
+    const claim = await generate(checker, impostor, PROMPTS[0]!, params);
+    const whole = await recheck(real, PROMPTS[0]!, params, claim);
+    expect(whole.failure?.check).toBe('margins');
+    const at = whole.failure!.position!;
+    const through = (n: number) =>
+      recheckGeneration(checker, real, { request: { ...PROMPTS[0]!, params }, ...claim, through: n });
+    const named = await through(at);
+    expect(named.margins).toHaveLength(at + 1);
+    expect(named.margins).toEqual(whole.margins.slice(0, at + 1)); // the same margins, fewer of them
+    expect(named.failure).toMatchObject({ check: 'margins', position: at });
+    // a claim one position early: no token before the first failure is past the hard limit
+    const early = await through(at - 1);
+    expect(early.margins).toHaveLength(at);
+    expect(early.verdict.hardCount).toBe(0);
+    const none = await through(-1);
+    expect([none.margins, none.ok]).toEqual([[], true]);
+  }, 120_000);
+
+  it('on an honest generation, every prefix passes', async () => {
+    const params = SAMPLERS[2]!;
+    const claim = await generate(checker, real, PROMPTS[1]!, params);
+    for (const n of [0, 5, claim.outputIds.length - 1, claim.outputIds.length + 3]) {
+      const report = await recheckGeneration(checker, real, {
+        request: { ...PROMPTS[1]!, params },
+        ...claim,
+        through: n,
+      });
+      expect(report.ok).toBe(true);
+      expect(report.margins).toHaveLength(Math.min(n + 1, claim.outputIds.length));
+    }
+  }, 120_000);
+});
