@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { prefixIdsSchema } from '../protocol/llm.js';
 import { signedReceiptJsonSchema } from '../protocol/receipt.js';
 
 /*
@@ -121,6 +122,20 @@ const commonFields = {
       .refine((v) => Object.keys(v).length === 0, 'is not served (the sampler is fixed by the protocol)'),
   ),
   user: nullable(z.string()),
+  /**
+   * Glassbox's own request fields (docs/protocol.md, Continuing a generation): `prefix_ids`, the
+   * output ids an earlier provider already produced for this request, to continue after them;
+   * `token_ids: true`, each streamed chunk also carries the ids it consumed. Unknown keys are ignored.
+   */
+  glassbox: nullable(
+    z.object(
+      {
+        prefix_ids: nullable(prefixIdsSchema),
+        token_ids: nullable(z.boolean({ error: 'is not a boolean' })),
+      },
+      { error: 'is not an object' },
+    ),
+  ),
 };
 
 /** tools: refused, naming the field; a tool of an unknown type is named by its type. */
@@ -276,8 +291,17 @@ export const completionSchema = z.object({
 });
 export type Completion = z.input<typeof completionSchema>;
 
-/** A chat stream chunk (`data: {...}` of the SSE stream); the gateway's carries its own `glassbox`. */
-export type ChatCompletionChunk<X = GlassboxExtra> = {
+/**
+ * What a streamed chunk carries when the request asked `glassbox.token_ids: true`: the output ids
+ * consumed since the previous chunk (a token whose text is held back goes with the next chunk sent).
+ */
+export type GlassboxChunkIds = { readonly token_ids: readonly number[] };
+
+/**
+ * A chat stream chunk (`data: {...}` of the SSE stream): a provider's carries its receipt (the last
+ * chunk before [DONE]) or the chunk's token ids (`glassbox.token_ids`); the gateway's its own `glassbox`.
+ */
+export type ChatCompletionChunk<X = GlassboxExtra | GlassboxChunkIds> = {
   readonly id: string;
   readonly object: 'chat.completion.chunk';
   readonly created: number;
@@ -293,7 +317,7 @@ export type ChatCompletionChunk<X = GlassboxExtra> = {
 };
 
 /** A completions stream chunk. */
-export type CompletionChunk<X = GlassboxExtra> = {
+export type CompletionChunk<X = GlassboxExtra | GlassboxChunkIds> = {
   readonly id: string;
   readonly object: 'text_completion';
   readonly created: number;

@@ -42,6 +42,12 @@ export type LlmRequest = (
   readonly params: LlmParams;
   /** Present (0-20) when the client asked for logprobs: how many alternatives per token. */
   readonly topLogprobs?: number;
+  /**
+   * Output ids an earlier provider already produced for this same request (docs/protocol.md,
+   * Continuing a generation): generation goes on after them, and `params.maxTokens` counts only
+   * the tokens still to come. Absent when empty, so a request without one hashes as before.
+   */
+  readonly prefixIds?: readonly number[];
 };
 
 export const MAX_STOP_STRINGS = 4;
@@ -87,6 +93,28 @@ const topLogprobs = z
   .min(0, `must be an integer in [0, ${MAX_TOP_LOGPROBS}]`)
   .max(MAX_TOP_LOGPROBS, `must be an integer in [0, ${MAX_TOP_LOGPROBS}]`);
 
+/** The wire field of a continuation's prefix, as every refusal of it names it. */
+export const PREFIX_FIELD = 'glassbox.prefix_ids';
+const INT32_MAX = 0x7fffffff;
+
+/**
+ * The prefix ids of a continuation as sent: an array of token ids (int32 ≥ 0). Elements are checked
+ * here rather than by an element schema so that every refusal names `glassbox.prefix_ids` itself
+ * (the index is in the message), whichever way it is wrong.
+ */
+export const prefixIdsSchema = z
+  .array(z.unknown(), { error: 'must be an array of token ids' })
+  .superRefine((ids, ctx) => {
+    const bad = ids.findIndex(
+      (id) => !(Number.isInteger(id) && (id as number) >= 0 && (id as number) <= INT32_MAX),
+    );
+    if (bad >= 0)
+      ctx.addIssue({
+        code: 'custom',
+        message: `item ${bad} (${JSON.stringify(ids[bad])}) is not a token id (an integer ≥ 0)`,
+      });
+  });
+
 /** The prompt and sampling fields of a chat or completion body as clients send them (OpenAI names). */
 const wireFields = {
   model,
@@ -98,6 +126,8 @@ const wireFields = {
   stop: z.union([stopString, stopList], { error: 'must be a string or an array of strings' }).optional(),
   logprobs: z.boolean({ error: 'must be true or false' }).optional(),
   top_logprobs: topLogprobs.optional(),
+  // The rest of `glassbox` (token_ids) is the route's business: it changes no output.
+  glassbox: z.object({ prefix_ids: prefixIdsSchema.optional() }, { error: 'must be an object' }).optional(),
 };
 const wireSchema = z.discriminatedUnion('kind', [
   z.object({
@@ -131,35 +161,73 @@ export function randomSeed(): bigint {
   return (BigInt(words[1]!) << 32n) | BigInt(words[0]!);
 }
 
+/** What a prefix is checked against: the model's vocabulary and its EOS ids (its llm manifest). */
+export type LlmVocabulary = { readonly vocabSize: number; readonly eosTokenIds: readonly number[] };
+
+export type CompleteLlmRequestContext = {
+  readonly promptTokens: number;
+  readonly contextLength: number;
+  readonly seed?: () => bigint;
+  /** Needed when the draft carries a prefix: its ids must be in the vocabulary and hold no EOS. */
+  readonly vocabulary?: LlmVocabulary;
+};
+
 /**
  * The normalized request of a draft once its prompt is tokenized: defaults filled in (temperature
- * 1, top_p 1, top_k 0, max_tokens = contextLength − promptTokens, stop [], a random seed). A prompt
- * that leaves no room for one token, or max_tokens beyond the context, is REQUEST_INVALID.
+ * 1, top_p 1, top_k 0, max_tokens = contextLength − promptTokens − prefix length, stop [], a random
+ * seed). A prompt (and prefix) that leaves no room for one token, max_tokens beyond the context, a
+ * prefix id outside the vocabulary or an EOS in the prefix is REQUEST_INVALID naming the field.
+ * (A prefix whose text already completes a stop string is the engine's to refuse: it needs the
+ * tokenizer.)
  */
-export function completeLlmRequest(
-  draft: LlmRequestDraft,
-  context: { readonly promptTokens: number; readonly contextLength: number; readonly seed?: () => bigint },
-): LlmRequest {
-  const room = context.contextLength - context.promptTokens;
+export function completeLlmRequest(draft: LlmRequestDraft, context: CompleteLlmRequestContext): LlmRequest {
+  const prefixIds = draft.glassbox?.prefix_ids as number[] | undefined;
+  const prefix = prefixIds?.length ?? 0;
+  if (prefixIds && prefix > 0) {
+    if (!context.vocabulary) throw new Error('bug: a prefix is checked against the model vocabulary');
+    checkPrefix(prefixIds, context.vocabulary);
+  }
+  const room = context.contextLength - context.promptTokens - prefix;
   const promptField = draft.kind === 'chat' ? 'messages' : 'prompt';
-  if (room < 1)
+  if (room < 1) {
+    const field = prefix > 0 && context.promptTokens < context.contextLength ? PREFIX_FIELD : promptField;
+    const what =
+      prefix > 0
+        ? `the prompt is ${context.promptTokens} tokens and the prefix ${prefix}`
+        : `the prompt is ${context.promptTokens} tokens`;
     throw new GlassboxError(
       'REQUEST_INVALID',
-      `${promptField}: the prompt is ${context.promptTokens} tokens, the model's context holds ${context.contextLength}: no room for output`,
+      `${field}: ${what}, the model's context holds ${context.contextLength}: no room for output`,
       {
-        field: promptField,
-        details: { promptTokens: context.promptTokens, contextLength: context.contextLength },
+        field,
+        details: {
+          promptTokens: context.promptTokens,
+          prefixTokens: prefix,
+          contextLength: context.contextLength,
+        },
       },
     );
-  if (draft.max_tokens !== undefined && draft.max_tokens > room)
+  }
+  if (draft.max_tokens !== undefined && draft.max_tokens > room) {
+    // The prefix is named when it is what pushed max_tokens over: without it, the request fits.
+    const field = prefix > 0 && draft.max_tokens <= room + prefix ? PREFIX_FIELD : 'max_tokens';
+    const what =
+      prefix > 0
+        ? `the prompt is ${context.promptTokens} tokens and the prefix ${prefix}`
+        : `the prompt is ${context.promptTokens} tokens`;
     throw new GlassboxError(
       'REQUEST_INVALID',
-      `max_tokens: ${draft.max_tokens} does not fit: the prompt is ${context.promptTokens} tokens of a ${context.contextLength}-token context (at most ${room})`,
+      `${field === PREFIX_FIELD ? `${field}: with max_tokens ${draft.max_tokens}, it` : `max_tokens: ${draft.max_tokens}`} does not fit: ${what} of a ${context.contextLength}-token context (at most ${room} tokens to generate)`,
       {
-        field: 'max_tokens',
-        details: { promptTokens: context.promptTokens, contextLength: context.contextLength },
+        field,
+        details: {
+          promptTokens: context.promptTokens,
+          prefixTokens: prefix,
+          contextLength: context.contextLength,
+        },
       },
     );
+  }
   const params: LlmParams = {
     temperature: draft.temperature ?? 1,
     topP: draft.top_p ?? 1,
@@ -177,7 +245,42 @@ export function completeLlmRequest(
     model: draft.model,
     params,
     ...(draft.logprobs === true ? { topLogprobs: draft.top_logprobs ?? 0 } : {}),
+    ...(prefixIds && prefix > 0 ? { prefixIds: [...prefixIds] } : {}),
   };
+}
+
+/**
+ * A prefix fits the model: every id in the vocabulary, and no EOS (an EOS ends a generation, so a
+ * prefix holding one was no unfinished generation). REQUEST_INVALID naming `glassbox.prefix_ids`.
+ */
+export function checkPrefix(prefixIds: readonly number[], vocabulary: LlmVocabulary): void {
+  const eos = new Set(vocabulary.eosTokenIds);
+  prefixIds.forEach((id, i) => {
+    if (!(Number.isInteger(id) && id >= 0 && id < vocabulary.vocabSize))
+      throw new GlassboxError(
+        'REQUEST_INVALID',
+        `${PREFIX_FIELD}: item ${i} (${id}) is not a token id of the model (0..${vocabulary.vocabSize - 1})`,
+        { field: PREFIX_FIELD, details: { index: i, id } },
+      );
+    if (eos.has(id))
+      throw new GlassboxError(
+        'REQUEST_INVALID',
+        `${PREFIX_FIELD}: item ${i} is the EOS id ${id}: a generation that ended cannot be continued`,
+        { field: PREFIX_FIELD, details: { index: i, id } },
+      );
+  });
+}
+
+/**
+ * The token counts a generation is charged for: a continuation's prefix is charged as input (the
+ * provider prefills it like the prompt), so promptTokens = prompt ids + prefix ids.
+ */
+export function llmTokenCounts(
+  request: Pick<LlmRequest, 'prefixIds'>,
+  promptTokens: number,
+  outputTokens: number,
+): TokenCounts {
+  return { promptTokens: promptTokens + (request.prefixIds?.length ?? 0), completionTokens: outputTokens };
 }
 
 /** The stored form (canonical JSON) of a normalized request; see `canonicalLlmRequest`. */
@@ -194,6 +297,7 @@ const storedFields = {
   params: storedParams,
   logprobs: z.literal(true).optional(),
   top_logprobs: topLogprobs.optional(),
+  prefix_ids: prefixIdsSchema.min(1, 'is stored only when not empty').optional(),
 };
 const storedSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('chat'), messages: z.array(message).min(1), ...storedFields }),
@@ -218,12 +322,17 @@ function requestJson(request: LlmRequest): Record<string, unknown> {
       stop: [...params.stop],
     },
     ...(request.topLogprobs === undefined ? {} : { logprobs: true, top_logprobs: request.topLogprobs }),
+    // only when not empty: a request without a prefix keeps the hash it had before prefixes existed
+    ...(request.prefixIds === undefined || request.prefixIds.length === 0
+      ? {}
+      : { prefix_ids: [...request.prefixIds] }),
   };
 }
 
 /**
  * RFC 8785 canonical JSON of the normalized request: `{kind, messages | prompt, model, params:
- * {temperature, topP, topK, seed (decimal string), maxTokens, stop}, logprobs?, top_logprobs?}`.
+ * {temperature, topP, topK, seed (decimal string), maxTokens, stop}, logprobs?, top_logprobs?,
+ * prefix_ids?}` (`prefix_ids` only when not empty).
  * Validated first, so that no request that could not be decoded back is ever stored.
  */
 export function canonicalLlmRequest(request: LlmRequest): string {
@@ -257,6 +366,7 @@ export function parseCanonicalLlmRequest(text: string): LlmRequest {
     model: stored.model,
     params: { ...stored.params, seed: BigInt(stored.params.seed) },
     ...(stored.logprobs === true ? { topLogprobs: stored.top_logprobs ?? 0 } : {}),
+    ...(stored.prefix_ids === undefined ? {} : { prefixIds: stored.prefix_ids as number[] }),
   };
   // One request has one stored form: anything else would give one generation two input hashes.
   if (canonicalLlmRequest(request) !== text)

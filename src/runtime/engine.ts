@@ -147,6 +147,14 @@ export type GenerateOptions = {
   readonly signal?: AbortSignal;
   /** Also report each token's logprob and this many alternatives (0-20); undefined: none. */
   readonly logprobs?: number;
+  /**
+   * Continue a generation (docs/protocol.md, Continuing a generation): output ids already produced
+   * for this same request, prefilled after the prompt. The new tokens are sampled at positions
+   * prefixIds.length + i and `params.maxTokens` counts only them, so a continuation yields exactly
+   * the tokens (and text deltas) an uninterrupted run yields after the prefix. Events and `done`
+   * carry only the new tokens and their text.
+   */
+  readonly prefixIds?: readonly number[];
 };
 
 export type FinishReason = 'stop' | 'length';

@@ -102,6 +102,8 @@ export type ClientState = {
   background: Set<BackgroundRequest>;
   /** The engines of mode 'local', loaded on its first use. */
   engines?: Promise<Engines>;
+  /** Session keys for providers' OpenAI routes (src/sdk/llm-transport.ts), reused until near expiry. */
+  sessionKeys: Map<Address, { readonly key: string; readonly expiresAt: number }>;
 };
 
 /** A request left running in the background: cancel it, or wait until it settled (never rejects). */
@@ -173,6 +175,7 @@ export async function createClient(params: CreateClientParameters): Promise<Clie
       payments: new Map(),
       answers: new Map(),
       background: new Set(),
+      sessionKeys: new Map(),
     },
   };
 }

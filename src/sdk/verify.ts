@@ -26,7 +26,9 @@ export type CheckName =
   | 'timestamp'
   | 'outputs'
   | 'trace'
-  | 'local';
+  | 'local'
+  /** An LLM receipt's token counts are the ones the provider's answer reported (usage). */
+  | 'usage';
 
 export type Check = {
   readonly check: CheckName;
@@ -93,8 +95,111 @@ const short = (h: string) => (h.length > 14 ? `${h.slice(0, 10)}…${h.slice(-4)
  */
 export async function verifyReceipt(client: Client, params: VerifyReceiptParameters): Promise<ReceiptReport> {
   const r = params.receipt.receipt;
+  const { checks, push, quote, expectedProvider } = await identityChecks(client, params);
+  push(
+    'params',
+    r.paramsHash === ZERO_HASH,
+    r.paramsHash === ZERO_HASH
+      ? 'no parameters'
+      : `paramsHash ${short(r.paramsHash)} is not zero, but the request had no parameters`,
+  );
+
+  // hashes recomputed
+  const hashCheck = (
+    check: 'inputHash' | 'outputHash',
+    tensors: TensorMap,
+    known: Hex | undefined,
+    what: string,
+  ) => {
+    const h = known ?? hashTensors(tensors);
+    const claimed = r[check];
+    push(
+      check,
+      h === claimed,
+      h === claimed
+        ? `${check} ${short(h)} recomputed from the ${what}`
+        : `receipt ${check} ${short(claimed)} is not the hash of the ${what} (${short(h)})`,
+    );
+  };
+  if (params.inputs) hashCheck('inputHash', params.inputs, params.hashes?.inputs, 'inputs sent');
+  if (params.outputs) {
+    hashCheck('outputHash', params.outputs, params.hashes?.outputs, 'outputs received');
+    if (params.outputSpecs) {
+      const problem = outputsProblem(params.outputSpecs, params.outputs);
+      push('outputs', problem === undefined, problem ?? 'outputs match the model output schema');
+    }
+  }
+
+  // price
+  const priceProblems: string[] = [];
+  if (params.maxPrice !== undefined && r.price > params.maxPrice)
+    priceProblems.push(`price ${r.price} is above maxPrice ${params.maxPrice}`);
+  if (quote && r.price > quote.price)
+    priceProblems.push(`price ${r.price} is above the provider's effective offer ${quote.price}`);
+  if (!quote) priceProblems.push('no quote to compare the price with');
+  push(
+    'price',
+    priceProblems.length === 0,
+    priceProblems.length === 0
+      ? `price ${r.price} <= quote ${quote?.price}${params.maxPrice === undefined ? '' : ` and <= maxPrice ${params.maxPrice}`}`
+      : priceProblems.join('; '),
+    !quote && priceProblems.length === 1, // only the quote was missing: a read that failed
+  );
+
+  await profileChecks(client, {
+    receipt: params.receipt,
+    expectedProvider,
+    quote,
+    push,
+    ...(params.sentAtMs === undefined ? {} : { sentAtMs: params.sentAtMs }),
+  });
+  if (params.trace)
+    push(
+      'trace',
+      r.traceRoot !== ZERO_HASH,
+      r.traceRoot !== ZERO_HASH
+        ? `trace root ${short(r.traceRoot)}`
+        : 'a trace was asked for but traceRoot is zero',
+    );
+  return {
+    provider: expectedProvider,
+    requestId: r.requestId,
+    ok: checks.every((c) => c.ok),
+    checks,
+    receipt: params.receipt,
+  };
+}
+
+/** How a check is recorded: `unknown` when it could not be done (a chain read failed). */
+export type PushCheck = (check: CheckName, ok: boolean, detail: string, unknown?: boolean) => void;
+
+/** What every receipt is checked against, whatever it answers (a tensor inference, an LLM generation). */
+export type ReceiptIdentity = {
+  readonly receipt: SignedReceipt;
+  readonly model: string;
+  readonly requestId: Hex;
+  readonly provider?: Address;
+  readonly quote?: ProviderCandidate;
+};
+
+/**
+ * The checks every receipt goes through first: its signature, its signer is a key its provider
+ * registered, the provider is the one asked and is registered, active and staked, and the model,
+ * request id and client are the ones of the request. Returns the checks so far (for the caller's
+ * own to follow) and the provider's quote (read from the chain when not given).
+ */
+export async function identityChecks(
+  client: Client,
+  params: ReceiptIdentity,
+): Promise<{
+  checks: Check[];
+  push: PushCheck;
+  quote: ProviderCandidate | undefined;
+  expectedProvider: Address;
+}> {
+  const r = params.receipt.receipt;
   const checks: Check[] = [];
-  const push = (check: CheckName, ok: boolean, detail: string, unknown = false) =>
+  const push: PushCheck = (check, ok, detail, unknown = false) =>
     checks.push({ check, ok, detail, ...(unknown ? { unknown: true as const } : {}) });
   const expectedProvider = getAddress(params.provider ?? r.provider);
 
@@ -148,7 +253,7 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
     else push('provider', true, `${expectedProvider} is registered and active with stake ${quote.stake}`);
   }
 
-  // model, request, client, params
+  // model, request, client
   let digest: Hex | undefined;
   try {
     digest = modelDigest(params.model);
@@ -178,56 +283,25 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
       ? `client ${client.address}`
       : `receipt client ${r.client} is not this client (${client.address})`,
   );
-  push(
-    'params',
-    r.paramsHash === ZERO_HASH,
-    r.paramsHash === ZERO_HASH
-      ? 'no parameters'
-      : `paramsHash ${short(r.paramsHash)} is not zero, but the request had no parameters`,
-  );
+  return { checks, push, quote, expectedProvider };
+}
 
-  // hashes recomputed
-  const hashCheck = (
-    check: 'inputHash' | 'outputHash',
-    tensors: TensorMap,
-    known: Hex | undefined,
-    what: string,
-  ) => {
-    const h = known ?? hashTensors(tensors);
-    const claimed = r[check];
-    push(
-      check,
-      h === claimed,
-      h === claimed
-        ? `${check} ${short(h)} recomputed from the ${what}`
-        : `receipt ${check} ${short(claimed)} is not the hash of the ${what} (${short(h)})`,
-    );
-  };
-  if (params.inputs) hashCheck('inputHash', params.inputs, params.hashes?.inputs, 'inputs sent');
-  if (params.outputs) {
-    hashCheck('outputHash', params.outputs, params.hashes?.outputs, 'outputs received');
-    if (params.outputSpecs) {
-      const problem = outputsProblem(params.outputSpecs, params.outputs);
-      push('outputs', problem === undefined, problem ?? 'outputs match the model output schema');
-    }
-  }
-
-  // price
-  const priceProblems: string[] = [];
-  if (params.maxPrice !== undefined && r.price > params.maxPrice)
-    priceProblems.push(`price ${r.price} is above maxPrice ${params.maxPrice}`);
-  if (quote && r.price > quote.price)
-    priceProblems.push(`price ${r.price} is above the provider's effective offer ${quote.price}`);
-  if (!quote) priceProblems.push('no quote to compare the price with');
-  push(
-    'price',
-    priceProblems.length === 0,
-    priceProblems.length === 0
-      ? `price ${r.price} <= quote ${quote?.price}${params.maxPrice === undefined ? '' : ` and <= maxPrice ${params.maxPrice}`}`
-      : priceProblems.join('; '),
-    !quote && priceProblems.length === 1, // only the quote was missing: a read that failed
-  );
-
+/**
+ * The checks every receipt goes through last: its runtime profile is admitted on chain and declared
+ * by its provider, and (when the send time is known) its timestamp is the time of the request.
+ */
+export async function profileChecks(
+  client: Client,
+  p: {
+    readonly receipt: SignedReceipt;
+    readonly expectedProvider: Address;
+    readonly quote: ProviderCandidate | undefined;
+    readonly push: PushCheck;
+    readonly sentAtMs?: number;
+  },
+): Promise<void> {
+  const r = p.receipt.receipt;
+  const { push, quote, expectedProvider } = p;
   // runtime profile
   const [runtimeOk, runtimeDetail, runtimeUnknown] = await runtimeCheck(
     client,
@@ -236,33 +310,17 @@ export async function verifyReceipt(client: Client, params: VerifyReceiptParamet
     quote,
   );
   push('runtime', runtimeOk, runtimeDetail, runtimeUnknown === true || (!quote && !runtimeOk));
-  if (params.sentAtMs !== undefined) {
+  if (p.sentAtMs !== undefined) {
     const at = Number(r.timestamp);
-    const ok = at >= params.sentAtMs - RECEIPT_CLOCK_SKEW_MS && at <= Date.now() + RECEIPT_CLOCK_SKEW_MS;
+    const ok = at >= p.sentAtMs - RECEIPT_CLOCK_SKEW_MS && at <= Date.now() + RECEIPT_CLOCK_SKEW_MS;
     push(
       'timestamp',
       ok,
       ok
         ? `timestamp ${new Date(at).toISOString()} is the time of the request`
-        : `timestamp ${at} is not the time of the request (sent at ${params.sentAtMs}): a backdated receipt leaves the challenge window early`,
+        : `timestamp ${at} is not the time of the request (sent at ${p.sentAtMs}): a backdated receipt leaves the challenge window early`,
     );
   }
-
-  if (params.trace)
-    push(
-      'trace',
-      r.traceRoot !== ZERO_HASH,
-      r.traceRoot !== ZERO_HASH
-        ? `trace root ${short(r.traceRoot)}`
-        : 'a trace was asked for but traceRoot is zero',
-    );
-  return {
-    provider: expectedProvider,
-    requestId: r.requestId,
-    ok: checks.every((c) => c.ok),
-    checks,
-    receipt: params.receipt,
-  };
 }
 
 /**

@@ -290,8 +290,8 @@ describe('OpenAI routes: the official client', () => {
     expect(textOf(chunks)).toBe(whole.choices[0]!.message.content);
     const last = chunks.at(-1)!;
     expect(last.choices).toEqual([]);
-    expect(last.glassbox?.seed).toBe('11');
-    expect(last.glassbox?.outputTokenIds).toEqual(extraOf(whole).outputTokenIds);
+    expect(extraOf(last).seed).toBe('11');
+    expect(extraOf(last).outputTokenIds).toEqual(extraOf(whole).outputTokenIds);
     expect(chunks.every((c) => !('usage' in c))).toBe(true); // no include_usage: no usage anywhere
   });
 
@@ -328,7 +328,7 @@ describe('OpenAI routes: the official client', () => {
     expect(events.at(-1)).toBe('data: [DONE]');
     const receiptChunk = JSON.parse(events.at(-2)!.slice(6)) as ChatCompletionChunk;
     expect(receiptChunk.choices).toEqual([]);
-    expect(receiptChunk.glassbox?.receipt.receipt.requestId).toBe(res.headers.get('x-request-id'));
+    expect(extraOf(receiptChunk).receipt.receipt.requestId).toBe(res.headers.get('x-request-id'));
     expect(events.some((e) => e.includes('"error"'))).toBe(false);
   });
 
@@ -339,7 +339,7 @@ describe('OpenAI routes: the official client', () => {
     expect(withUsage[0]!.choices).toEqual([]);
     expect(chunks.filter((c) => !c.usage).every((c) => c.usage === null)).toBe(true);
     const receiptChunk = chunks.at(-1)!;
-    expect(withUsage[0]!.usage!.completion_tokens).toBe(receiptChunk.glassbox!.outputTokenIds!.length);
+    expect(withUsage[0]!.usage!.completion_tokens).toBe(extraOf(receiptChunk).outputTokenIds!.length);
   });
 
   it('stop: the text ends before the stop string, finish_reason stop', async () => {

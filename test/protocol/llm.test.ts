@@ -13,6 +13,7 @@ import {
   llmOutputData,
   llmOutputHash,
   llmParamsHash,
+  llmTokenCounts,
   parseCanonicalLlmRequest,
   parseLlmRequest,
   tokenPrice,
@@ -123,6 +124,89 @@ describe('the normalized request', () => {
       'max_tokens',
     );
     expect(fieldOf(() => completeLlmRequest(draft, { promptTokens: 9, contextLength: 25 }))).toBe('none');
+  });
+});
+
+describe('a continuation (glassbox.prefix_ids)', () => {
+  // Qwen3's vocabulary and EOS ids (<|im_end|>, <|endoftext|>).
+  const vocabulary = { vocabSize: 151936, eosTokenIds: [151645, 151643] };
+  const continued = (prefix: unknown, context: Partial<Parameters<typeof completeLlmRequest>[1]> = {}) =>
+    completeLlmRequest(parseLlmRequest({ ...body, glassbox: { prefix_ids: prefix, token_ids: true } }), {
+      promptTokens: 9,
+      contextLength: 4096,
+      vocabulary,
+      ...context,
+    });
+
+  it('carries the prefix in the request, its canonical JSON and so its inputHash', () => {
+    const r = continued([9707, 0]);
+    expect(r.prefixIds).toEqual([9707, 0]);
+    expect(canonicalLlmRequest(r)).toBe(
+      canonicalLlmRequest(request).replace(/}$/, ',"prefix_ids":[9707,0]}'),
+    );
+    expect(llmInputHash(r, promptIds)).not.toBe(llmInputHash(request, promptIds));
+    // a tampered prefix is another request
+    expect(llmInputHash(continued([9707, 1]), promptIds)).not.toBe(llmInputHash(r, promptIds));
+    expect(decodeLlmInput(llmInputData(r, promptIds))).toEqual({ request: r, promptIds });
+  });
+
+  it('leaves a request with an empty or no prefix exactly as before (same hash)', () => {
+    for (const r of [
+      continued([]),
+      completeLlmRequest(parseLlmRequest({ ...body, glassbox: {} }), {
+        promptTokens: 9,
+        contextLength: 4096,
+      }),
+    ]) {
+      expect(r).toEqual(request);
+      expect(llmInputHash(r, promptIds)).toBe(llmInputHash(request, promptIds));
+    }
+  });
+
+  it('counts max_tokens after the prefix, and charges the prefix as input', () => {
+    const r = continued([1, 2, 3], { contextLength: 28 });
+    expect(
+      completeLlmRequest(
+        parseLlmRequest({ ...body, max_tokens: undefined, glassbox: { prefix_ids: [1, 2, 3] } }),
+        { promptTokens: 9, contextLength: 20, vocabulary },
+      ).params.maxTokens,
+    ).toBe(8);
+    expect(r.params.maxTokens).toBe(16);
+    expect(() => continued([1, 2, 3], { contextLength: 27 })).toThrow(/at most 15 tokens to generate/);
+    const counts = llmTokenCounts(r, promptIds.length, 4);
+    expect(counts).toEqual({ promptTokens: 12, completionTokens: 4 });
+    expect(tokenPrice(counts, { inputPrice: 10n, outputPrice: 30n })).toBe(240n);
+    expect(llmTokenCounts(request, promptIds.length, 4)).toEqual({ promptTokens: 9, completionTokens: 4 });
+  });
+
+  it('refuses a bad prefix naming glassbox.prefix_ids', () => {
+    expect(fieldOf(() => continued([1, 151935]))).toBe('none');
+    expect(fieldOf(() => continued([1, -1]))).toBe('glassbox.prefix_ids');
+    expect(fieldOf(() => continued([1, 2.5]))).toBe('glassbox.prefix_ids');
+    expect(fieldOf(() => continued(['7']))).toBe('glassbox.prefix_ids');
+    expect(fieldOf(() => continued(7))).toBe('glassbox.prefix_ids');
+    expect(fieldOf(() => continued([1, 151936]))).toBe('glassbox.prefix_ids');
+    expect(() => continued([1, 151936])).toThrow(/item 1 \(151936\) is not a token id/);
+    expect(fieldOf(() => continued([151643, 5]))).toBe('glassbox.prefix_ids');
+    expect(() => continued([5, 151645])).toThrow(/item 1 is the EOS id 151645/);
+    // prompt + prefix + max_tokens over the context: the prefix is what does not fit
+    expect(fieldOf(() => continued([1, 2], { contextLength: 26 }))).toBe('glassbox.prefix_ids');
+    expect(fieldOf(() => continued([1, 2], { contextLength: 27 }))).toBe('none');
+    // no room at all after the prefix
+    expect(fieldOf(() => continued([1, 2], { contextLength: 11 }))).toBe('glassbox.prefix_ids');
+    // max_tokens that never fit, prefix or not, is still max_tokens's fault
+    expect(fieldOf(() => continued([1, 2], { contextLength: 20 }))).toBe('max_tokens');
+  });
+
+  it('refuses a stored prefix that is empty or not token ids', () => {
+    const stored = canonicalLlmRequest(continued([9707, 0]));
+    expect(parseCanonicalLlmRequest(stored).prefixIds).toEqual([9707, 0]);
+    expect(fieldOf(() => parseCanonicalLlmRequest(stored.replace('[9707,0]', '[]')))).toBe(
+      'request.prefix_ids',
+    );
+    expect(fieldOf(() => parseCanonicalLlmRequest(stored.replace('[9707,0]', '[9707,-1]')))).toBe(
+      'request.prefix_ids',
+    );
   });
 });
 

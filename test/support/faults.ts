@@ -326,3 +326,73 @@ function perturbTensor(t: Tensor): Tensor {
     }
   }
 }
+
+/**
+ * Faults of an LLM provider, read at every generation (a test may change them on a running node):
+ * a slow first token (hedging), a stream that stalls or fails after some tokens (mid-stream
+ * failover), and a substituted token (a provider signing a generation it did not sample).
+ */
+export type TokenFaults = {
+  /** Wait this long before the first token. */
+  firstTokenDelayMs?: number;
+  /** After this many tokens, send nothing more until the client goes away. */
+  stallAfterTokens?: number;
+  /** After this many tokens, fail (RUN_FAILED): the stream ends with an error event. */
+  failAfterTokens?: number;
+  /** Replace the output token at this position by the next id of the vocabulary. */
+  substituteAt?: number;
+};
+
+/** `engine`'s generations, with the faults `faults` holds when each starts. */
+export function withTokenFaults(engine: TokenEngine, faults: TokenFaults): TokenEngine {
+  return {
+    ...engine,
+    async *generate(pkg, promptIds, options) {
+      const f = { ...faults };
+      let n = 0;
+      const swap = (id: number) =>
+        (id + 1) % (pkg.manifest.format === 'llm' ? pkg.manifest.llm.vocabSize : 1);
+      for await (const event of engine.generate(pkg, promptIds, options)) {
+        if (event.type === 'done') {
+          const ids = [...event.outputIds];
+          if (f.substituteAt !== undefined && f.substituteAt < ids.length)
+            ids[f.substituteAt] = swap(ids[f.substituteAt]!);
+          yield { ...event, outputIds: ids };
+          return;
+        }
+        if (n === 0 && f.firstTokenDelayMs) await sleep(f.firstTokenDelayMs, options.signal);
+        if (f.stallAfterTokens !== undefined && n === f.stallAfterTokens) {
+          await sleep(Infinity, options.signal);
+          return;
+        }
+        if (f.failAfterTokens !== undefined && n === f.failAfterTokens)
+          throw new GlassboxError('RUN_FAILED', 'the runtime failed (test fault)');
+        yield n === f.substituteAt ? { ...event, id: swap(event.id) } : event;
+        n++;
+      }
+    },
+  };
+}
+
+/** Engines with the LLM engine first, so a node declares its profile (and with `faults`). */
+export function tokenEnginesWithFaults(engines: Engines, faults: TokenFaults): Engines {
+  const tokens = engines.list.filter((e) => e.kind === 'tokens');
+  const rest = engines.list.filter((e) => e.kind !== 'tokens');
+  return createEngines([...tokens.map((e) => withTokenFaults(e as TokenEngine, faults)), ...rest]);
+}
+
+/** Resolves after `ms`, or when `signal` aborts (Infinity: only then). */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = ms === Infinity ? undefined : setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}

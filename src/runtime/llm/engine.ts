@@ -1,6 +1,7 @@
 import { arch } from 'node:process';
 import ort from 'onnxruntime-node';
 import { GlassboxError, isGlassboxError } from '../../protocol/errors.js';
+import { checkPrefix, PREFIX_FIELD } from '../../protocol/llm.js';
 import type { LlmManifest, ModelPackage } from '../../protocol/manifest.js';
 import { runtimeHash, type GraphOptimizationLevel, type LlmProfile } from '../../protocol/runtime-profile.js';
 import { checkSamplerParams, SAMPLER, sampleToken } from '../../protocol/sampling.js';
@@ -19,7 +20,7 @@ import { cpuSessionOptions } from '../session-options.js';
 import { withTimeout } from '../timeout.js';
 import { checkLayout, type Layout } from './layout.js';
 import { logprobsOf } from './logprobs.js';
-import { createTextStream } from './text.js';
+import { createTextStream, type TextStream } from './text.js';
 import { loadTokenizer, promptTokens, type LlmTokenizer } from './tokenizer.js';
 
 /**
@@ -272,8 +273,18 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
   }
 
   /** The prompt and sampling parameters fit the model: REQUEST_INVALID naming the field otherwise. */
-  function checkGeneration(model: Loaded, promptIds: readonly number[], params: SamplingParams): void {
+  function checkGeneration(
+    model: Loaded,
+    promptIds: readonly number[],
+    prefixIds: readonly number[],
+    params: SamplingParams,
+  ): void {
     checkIds(promptIds, model.layout.vocabSize, 'prompt_ids');
+    if (!Array.isArray(prefixIds))
+      throw new GlassboxError('REQUEST_INVALID', `${PREFIX_FIELD} must be an array of token ids`, {
+        field: PREFIX_FIELD,
+      });
+    checkPrefix(prefixIds, { vocabSize: model.layout.vocabSize, eosTokenIds: [...model.eos] });
     const { contextLength } = model;
     if (promptIds.length === 0)
       throw new GlassboxError('REQUEST_INVALID', 'the prompt has no tokens', { field: 'prompt' });
@@ -289,12 +300,25 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
       throw new GlassboxError('REQUEST_INVALID', `max_tokens ${maxTokens} must be a positive integer`, {
         field: 'max_tokens',
       });
-    if (promptIds.length + maxTokens > contextLength)
+    const held = promptIds.length + prefixIds.length;
+    if (held + maxTokens > contextLength) {
+      // the prefix is named when it is what does not fit: without it, prompt and max_tokens do
+      const field =
+        prefixIds.length > 0 && promptIds.length + maxTokens <= contextLength ? PREFIX_FIELD : 'max_tokens';
       throw new GlassboxError(
         'REQUEST_INVALID',
-        `max_tokens ${maxTokens} with a prompt of ${promptIds.length} tokens exceeds the context of ${contextLength}: at most ${contextLength - promptIds.length}`,
-        { field: 'max_tokens', details: { promptTokens: promptIds.length, contextLength, maxTokens } },
+        `max_tokens ${maxTokens} with a prompt of ${promptIds.length} tokens${prefixIds.length > 0 ? ` and a prefix of ${prefixIds.length}` : ''} exceeds the context of ${contextLength}: at most ${Math.max(0, contextLength - held)}`,
+        {
+          field,
+          details: {
+            promptTokens: promptIds.length,
+            prefixTokens: prefixIds.length,
+            contextLength,
+            maxTokens,
+          },
+        },
       );
+    }
     if (!(typeof params.seed === 'bigint' && params.seed >= 0n && params.seed < 1n << 64n))
       throw new GlassboxError('REQUEST_INVALID', `seed ${String(params.seed)} is not a uint64`, {
         field: 'seed',
@@ -303,14 +327,33 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
       throw new GlassboxError('REQUEST_INVALID', 'stop must be a list of strings', { field: 'stop' });
   }
 
+  /**
+   * The text stream of a continuation, its prefix consumed silently: it holds back (or shows next)
+   * exactly what an uninterrupted run's would after those ids. A prefix whose text already completes
+   * a stop string was a finished generation: REQUEST_INVALID naming the prefix.
+   */
+  function continuedText(model: Loaded, prefixIds: readonly number[], stop: readonly string[]): TextStream {
+    const text = createTextStream(model.tok, stop);
+    prefixIds.forEach((id, i) => {
+      if (text.push(id).stopped)
+        throw new GlassboxError(
+          'REQUEST_INVALID',
+          `${PREFIX_FIELD}: its text already completes a stop string at item ${i}: the generation ended there`,
+          { field: PREFIX_FIELD, details: { index: i } },
+        );
+    });
+    return text;
+  }
+
   async function* generate(
     pkg: ModelPackage,
     promptIds: readonly number[],
     options: GenerateOptions,
   ): AsyncGenerator<GenerationEvent> {
     const { params, signal } = options;
+    const prefixIds = options.prefixIds ?? [];
     const model = await loaded(pkg);
-    checkGeneration(model, promptIds, params);
+    checkGeneration(model, promptIds, prefixIds, params);
     if (
       options.logprobs !== undefined &&
       !(Number.isInteger(options.logprobs) && options.logprobs >= 0 && options.logprobs <= 20)
@@ -324,11 +367,15 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
       );
     const { vocabSize } = model.layout;
     const started = performance.now();
-    const text = createTextStream(model.tok, params.stop);
+    const text = continuedText(model, prefixIds, params.stop);
+    // what the prefix made visible: not this generation's text
+    const shownBefore = text.text.length;
     const outputIds: number[] = [];
     let past = emptyPast(model.layout);
     let pastLength = 0;
-    let feed: readonly number[] = promptIds;
+    // a continuation prefills the prefix with the prompt: the cache then holds what an
+    // uninterrupted run's would after those ids
+    let feed: readonly number[] = prefixIds.length > 0 ? [...promptIds, ...prefixIds] : promptIds;
     let finishReason: FinishReason = 'length';
     // The one logits row every pass writes: decode steps, and a prefill that can ask for its last
     // row only (without num_logits_to_keep its rows come in their own tensor).
@@ -356,7 +403,8 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
       pastLength += feed.length;
       // the last position's logits predict the next token: a view, not a copy
       const row = logits.subarray(logits.length - vocabSize);
-      const id = sampleToken(row, params, params.seed, outputIds.length);
+      // the Philox counter is the position in the whole output, prefix included
+      const id = sampleToken(row, params, params.seed, prefixIds.length + outputIds.length);
       outputIds.push(id);
       const logprob =
         options.logprobs === undefined ? undefined : logprobsOf(model.tok, row, id, options.logprobs);
@@ -378,7 +426,7 @@ export function createLlmEngine(options: LlmEngineOptions = {}): TokenEngine {
       type: 'done',
       finishReason,
       outputIds,
-      text: text.text,
+      text: text.text.slice(shownBefore),
       durationMs: performance.now() - started,
     };
   }

@@ -17,7 +17,15 @@ import type { FinishReason, LlmPrompt, SamplingParams, TokenEngine } from '../en
  * The protocol's normalized request (src/protocol/llm.ts `LlmRequest`, as a receipt's input data
  * decodes) is one; its `model`, when given, must be the package's id.
  */
-export type RecheckRequest = LlmPrompt & { readonly params: SamplingParams; readonly model?: string };
+export type RecheckRequest = LlmPrompt & {
+  readonly params: SamplingParams;
+  readonly model?: string;
+  /**
+   * A continuation's prefix (docs/protocol.md, Continuing a generation): output ids an earlier
+   * provider produced, which this generation continued after. Scored as context, never judged.
+   */
+  readonly prefixIds?: readonly number[];
+};
 
 export type RecheckParameters = {
   readonly request: RecheckRequest;
@@ -52,8 +60,13 @@ export type RecheckReport = {
     readonly ids: readonly number[];
     /** The first index where the claimed ids differ (or where one ends), null when equal or not claimed. */
     readonly firstMismatch: number | null;
+    /**
+     * Why the request's prefix cannot be one an unfinished generation left (an id outside the
+     * vocabulary, an EOS, a stop string already complete), and at which of its items; null if it can.
+     */
+    readonly prefix: { readonly position: number; readonly reason: string } | null;
   };
-  /** Per output position: the claimed token's margin (sampling.ts `tokenMargin`). */
+  /** Per output position (a continuation's new tokens only): the claimed token's margin (sampling.ts `tokenMargin`). */
   readonly margins: readonly TokenMargin[];
   readonly verdict: MarginVerdict;
   readonly termination: {
@@ -95,23 +108,34 @@ export async function recheckGeneration(
       ? { kind: 'chat', messages: request.messages }
       : { kind: 'completion', prompt: request.prompt };
   const expected = await engine.prompt(pkg, asked);
-  const prompt = comparePrompt(expected.ids, params.promptIds);
+  const prefixIds = request.prefixIds ?? [];
+  const prefixProblem = await checkPrefix(engine, pkg, manifest, prefixIds, sampling.stop);
+  const compared = comparePrompt(expected.ids, params.promptIds);
+  const prompt = { ...compared, ok: compared.ok && prefixProblem === null, prefix: prefixProblem };
   const count = {
     ok: params.completionTokens === undefined || params.completionTokens === outputIds.length,
     claimed: params.completionTokens ?? null,
     actual: outputIds.length,
   };
-  const termination = await checkTermination(engine, pkg, manifest, outputIds, sampling);
+  const termination = prefixProblem
+    ? { ok: false, finishReason: null, position: null, reason: 'the prefix is not an unfinished generation' }
+    : await checkTermination(engine, pkg, manifest, prefixIds, outputIds, sampling);
   const margins: TokenMargin[] = [];
-  // teacher forcing needs only the tokens up to the last judged one: row t depends on ids before t
+  // a continuation's context is prompt + prefix; its new tokens sit at positions after the prefix.
+  // Teacher forcing needs only the tokens up to the last judged one: row t depends on ids before t.
+  const context = [...expected.ids, ...prefixIds];
   const scored = outputIds.slice(
     0,
     params.through === undefined ? undefined : Math.max(0, params.through + 1),
   );
-  if (scored.length > 0 && expected.ids.length + outputIds.length <= manifest.llm.contextLength) {
-    const rows = await engine.score(pkg, expected.ids, scored);
+  if (
+    !prefixProblem &&
+    scored.length > 0 &&
+    context.length + outputIds.length <= manifest.llm.contextLength
+  ) {
+    const rows = await engine.score(pkg, context, scored);
     for (let t = 0; t < scored.length; t++)
-      margins.push(tokenMargin(rows[t]!, sampling, sampling.seed, t, scored[t]!));
+      margins.push(tokenMargin(rows[t]!, sampling, sampling.seed, prefixIds.length + t, scored[t]!));
   }
   const verdict = judgeMargins(margins, manifest.policy);
   const failure = firstFailure(prompt, count, termination, verdict);
@@ -130,7 +154,7 @@ export async function recheckGeneration(
 function comparePrompt(
   ids: readonly number[],
   claimed: readonly number[] | undefined,
-): RecheckReport['prompt'] {
+): { ok: boolean; ids: readonly number[]; firstMismatch: number | null } {
   if (claimed === undefined) return { ok: true, ids, firstMismatch: null };
   const n = Math.min(ids.length, claimed.length);
   let at = 0;
@@ -140,13 +164,46 @@ function comparePrompt(
 }
 
 /**
+ * A continuation's prefix is what an unfinished generation of this model leaves: ids of its
+ * vocabulary, no EOS, and no stop string complete in its text. The first problem, or null.
+ */
+async function checkPrefix(
+  engine: TokenEngine,
+  pkg: ModelPackage,
+  manifest: LlmManifest,
+  prefixIds: readonly number[],
+  stop: readonly string[],
+): Promise<RecheckReport['prompt']['prefix']> {
+  const eos = new Set(manifest.llm.eosTokenIds);
+  for (const [i, id] of prefixIds.entries()) {
+    if (!(Number.isInteger(id) && id >= 0 && id < manifest.llm.vocabSize))
+      return { position: i, reason: `prefix item ${i} (${id}) is not a token id of the model` };
+    if (eos.has(id))
+      return {
+        position: i,
+        reason: `prefix item ${i} is the EOS id ${id}: the generation had ended, it cannot be continued`,
+      };
+  }
+  const at = await stopPosition(engine, pkg, prefixIds, stop);
+  return at === null
+    ? null
+    : {
+        position: at,
+        reason: `a stop string is complete at prefix item ${at}: the generation had ended there`,
+      };
+}
+
+/**
  * How the output may end: its last id is an EOS, or it completes a stop string (first completed by
- * exactly its last token), or it holds max_tokens ids; and no EOS comes before the end.
+ * exactly its last token, stop strings sought in the text of prefix + output, since a stop string
+ * may begin in the prefix), or it holds max_tokens ids; and no EOS comes before the end. Positions
+ * are output positions (after the prefix).
  */
 async function checkTermination(
   engine: TokenEngine,
   pkg: ModelPackage,
   manifest: LlmManifest,
+  prefixIds: readonly number[],
   outputIds: readonly number[],
   params: SamplingParams,
 ): Promise<RecheckReport['termination']> {
@@ -164,7 +221,9 @@ async function checkTermination(
   const early = outputIds.findIndex((id, t) => eos.has(id) && t < n - 1);
   if (early >= 0) return fail(early, `EOS ${outputIds[early]} at position ${early}, before the end`);
   if (eos.has(outputIds[n - 1]!)) return { ok: true, finishReason: 'stop', position: null, reason: null };
-  const stopAt = await stopPosition(engine, pkg, outputIds, params.stop);
+  const whole = await stopPosition(engine, pkg, [...prefixIds, ...outputIds], params.stop);
+  // checkPrefix has ruled out a stop string complete within the prefix
+  const stopAt = whole === null ? null : whole - prefixIds.length;
   if (stopAt !== null && stopAt < n - 1)
     return fail(stopAt, `a stop string is complete at position ${stopAt}, but the output goes on`);
   if (stopAt === n - 1) return { ok: true, finishReason: 'stop', position: null, reason: null };
@@ -208,6 +267,8 @@ function firstFailure(
   termination: RecheckReport['termination'],
   verdict: MarginVerdict,
 ): RecheckReport['failure'] {
+  if (prompt.prefix)
+    return { check: 'prompt', position: prompt.prefix.position, reason: prompt.prefix.reason };
   if (!prompt.ok)
     return {
       check: 'prompt',

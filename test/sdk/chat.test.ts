@@ -1,0 +1,408 @@
+import { getAddress, type Address } from 'viem';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { admitRuntime, pauseProvider, setOffer } from '../../src/chain/index.js';
+import { createNode, parseNodeConfig, type GlassboxNode } from '../../src/node/index.js';
+import { isGlassboxError, type GlassboxError } from '../../src/protocol/errors.js';
+import { llmOutputHash } from '../../src/protocol/llm.js';
+import type { ModelPackage } from '../../src/protocol/manifest.js';
+import { runtimeProfileJson } from '../../src/protocol/runtime-profile.js';
+import { defaultEngines, type Engines } from '../../src/runtime/index.js';
+import {
+  chat,
+  closeClient,
+  completion,
+  createClient,
+  discoverProviders,
+  listLlmModels,
+  rankProviders,
+  type Client,
+  type GenerationDelta,
+  type TokenPriceCap,
+} from '../../src/sdk/index.js';
+import { llmExample } from '../support/examples.js';
+import { tokenEnginesWithFaults, type TokenFaults } from '../support/faults.js';
+import { CLIENT, fundClients, nodeConfig, startTestChain, tempDir, type TestChain } from '../node/support.js';
+
+/*
+ * The SDK's chat API (issue 14, D3) against three real providers on anvil: real nodes in this
+ * process (src/node) serving the tiny-chat model built by our scripts on the real LLM engine (one
+ * thread), real SQLite, real HTTP on loopback. Faults (test/support/faults.ts) make a provider slow
+ * to its first token, fail or stall mid-stream, or substitute a token; they are switched per test
+ * on the running nodes.
+ */
+
+/** Per output token, and per input (prompt) token, in base units. */
+const TOKEN_PRICE = 20_000n;
+const INPUT_PRICE = 3_000n;
+/** A cap (per million tokens) that every honest provider here is within. */
+const CAP: TokenPriceCap = { input: INPUT_PRICE * 1_000_000n, output: TOKEN_PRICE * 1_000_000n };
+const MESSAGES = [
+  { role: 'system' as const, content: 'You are terse.' },
+  { role: 'user' as const, content: 'Name three colours.' },
+];
+
+type Provider = {
+  readonly account: number;
+  readonly address: Address;
+  node: GlassboxNode;
+  readonly faults: TokenFaults;
+  readonly dir: { dir: string; remove(): Promise<void> };
+};
+
+let chain: TestChain;
+let tiny: string;
+let pkg: ModelPackage;
+const providers: Provider[] = [];
+const clients: Client[] = [];
+
+/** One thread per engine, the LLM engine first (the node declares its runtime profile). */
+function engines(faults: TokenFaults): Engines {
+  return tokenEnginesWithFaults(
+    defaultEngines({ onnx: { intraOpNumThreads: 1 }, llm: { intraOpNumThreads: 1 } }),
+    faults,
+  );
+}
+
+async function startProvider(account: number, over: { price?: bigint; priceCacheMs?: number } = {}) {
+  const dir = await tempDir();
+  const faults: TokenFaults = {};
+  const models = [
+    {
+      model: tiny,
+      price: (over.price ?? TOKEN_PRICE).toString(),
+      inputPrice: INPUT_PRICE.toString(),
+    },
+  ];
+  const config = parseNodeConfig(
+    nodeConfig(chain, account, dir.dir, {
+      models,
+      ...(over.priceCacheMs === undefined ? {} : { priceCacheMs: over.priceCacheMs }),
+    }),
+  );
+  const node = await (await createNode(config, { engines: engines(faults) })).start();
+  const p = { account, address: getAddress(node.address), node, faults, dir };
+  providers.push(p);
+  return p;
+}
+
+async function newClient(): Promise<Client> {
+  const c = await createClient({
+    rpcUrl: chain.anvil.rpcUrl,
+    chainId: chain.anvil.chainId,
+    deployment: chain.deployment,
+    account: chain.key(CLIENT[0]),
+    pollingIntervalMs: 5,
+    discoveryTtlMs: 60_000,
+    timeoutMs: 60_000,
+  });
+  // mode 'local' re-checks on one thread too
+  c.state.engines = Promise.resolve(defaultEngines({ llm: { intraOpNumThreads: 1 } }));
+  clients.push(c);
+  return c;
+}
+
+/** The providers in the order the SDK tries them (no health yet: stake, then price, then address). */
+async function ranked(client: Client): Promise<Provider[]> {
+  const candidates = await discoverProviders(client, { model: pkg.id });
+  const order = rankProviders({ candidates, maxPrice: 2n ** 255n, health: client.state.health });
+  return order.map((c) => providers.find((p) => p.address === c.address)!);
+}
+
+beforeAll(async () => {
+  chain = await startTestChain();
+  await fundClients(chain);
+  tiny = (await llmExample('tiny-chat')).dir;
+  pkg = (await llmExample('tiny-chat')).pkg;
+  const llm = defaultEngines().list.find((e) => e.kind === 'tokens')!;
+  await admitRuntime(chain.as(0), runtimeProfileJson(llm.profile));
+  for (const account of [1, 2, 3]) await startProvider(account);
+}, 180_000);
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => closeClient(c)));
+  for (const p of providers)
+    for (const key of Object.keys(p.faults)) delete p.faults[key as keyof TokenFaults];
+});
+
+afterAll(async () => {
+  await Promise.all(providers.map((p) => p.node.stop().catch(() => undefined)));
+  await Promise.all(providers.map((p) => p.dir.remove()));
+  await chain?.stop();
+});
+
+const body = (over: Record<string, unknown> = {}) => ({
+  model: pkg.manifest.name,
+  messages: MESSAGES,
+  max_tokens: 24,
+  seed: 7,
+  temperature: 0.8,
+  ...over,
+});
+
+async function collect(stream: AsyncIterable<GenerationDelta>): Promise<GenerationDelta[]> {
+  const out: GenerationDelta[] = [];
+  for await (const d of stream) out.push(d);
+  return out;
+}
+
+async function refusal(p: Promise<unknown>): Promise<GlassboxError> {
+  try {
+    await p;
+  } catch (error) {
+    if (isGlassboxError(error)) return error;
+    throw error;
+  }
+  throw new Error('expected a GlassboxError');
+}
+
+describe('chat', () => {
+  it('answers the same generation whole and streamed, every receipt verified and paid', async () => {
+    const client = await newClient();
+    const whole = await chat(client, { body: body(), maxPrice: CAP });
+    expect(whole.model).toBe(pkg.id);
+    expect(whole.report).toMatchObject({ ok: true, mode: 'receipt', failovers: 0, hedged: false });
+    expect(whole.segments).toHaveLength(1);
+    expect(whole.receipts).toHaveLength(1);
+    expect(whole.report.receipts[0]!.checks.every((c) => c.ok)).toBe(true);
+    expect(whole.receipts[0]!.receipt.outputHash).toBe(llmOutputHash(whole.outputIds));
+    expect(whole.usage).toEqual({
+      promptTokens: whole.promptIds.length,
+      completionTokens: whole.outputIds.length,
+    });
+    expect(whole.text.length).toBeGreaterThan(0);
+
+    const stream = chat(client, { body: body(), maxPrice: CAP, stream: true });
+    const deltas = await collect(stream);
+    const streamed = await stream.result;
+    expect(deltas.map((d) => d.text).join('')).toBe(whole.text);
+    expect(deltas.flatMap((d) => d.tokenIds)).toEqual(whole.outputIds);
+    expect(streamed.outputIds).toEqual(whole.outputIds);
+    expect(streamed.text).toBe(whole.text);
+    expect(streamed.finishReason).toBe(whole.finishReason);
+    expect(streamed.report.ok).toBe(true);
+    // The receipts' prices are what the client owes (pay-after), to the base unit.
+    const owed = [...client.state.payments.values()].reduce((a, b) => a + b.charged, 0n);
+    expect(owed).toBe(whole.receipts[0]!.receipt.price + streamed.receipts[0]!.receipt.price);
+  });
+
+  it('picks a seed when the body has none, reports it, and the same seed samples the same', async () => {
+    const client = await newClient();
+    const first = await chat(client, { body: body({ seed: undefined }), maxPrice: CAP });
+    expect(typeof first.seed).toBe('bigint');
+    const again = await chat(client, { body: body({ seed: first.seed.toString() }), maxPrice: CAP });
+    expect(again.outputIds).toEqual(first.outputIds);
+    expect(again.seed).toBe(first.seed);
+  });
+
+  it('completes a raw prompt on /v1/completions', async () => {
+    const client = await newClient();
+    const result = await completion(client, {
+      body: { model: pkg.id, prompt: 'Once upon a time', max_tokens: 8, seed: 3 },
+      maxPrice: CAP,
+    });
+    expect(result.report.ok).toBe(true);
+    expect(result.outputIds.length).toBeGreaterThan(0);
+    expect(result.outputIds.length).toBeLessThanOrEqual(8);
+  });
+
+  it('fails over before the first token when the first provider is down', async () => {
+    const client = await newClient();
+    const [first] = await ranked(client);
+    await first!.node.stop();
+    try {
+      const result = await chat(client, { body: body(), maxPrice: CAP, hedgeAfterMs: false });
+      expect(result.report.ok).toBe(true);
+      expect(result.segments[0]!.provider).not.toBe(first!.address);
+      expect(result.report.rejected.map((r) => r.provider)).toEqual([first!.address]);
+      expect(result.report.rejected[0]!.code).toBe('PROVIDER_UNAVAILABLE');
+      expect(client.state.health.get(first!.address)?.failures).toBe(1);
+    } finally {
+      first!.node = await restart(first!);
+    }
+  });
+
+  it('hedges a slow first token: a second provider races and wins', async () => {
+    const client = await newClient();
+    const [slow, fast] = await ranked(client);
+    slow!.faults.firstTokenDelayMs = 20_000;
+    const t0 = performance.now();
+    const result = await chat(client, { body: body(), maxPrice: CAP, hedgeAfterMs: 300 });
+    expect(performance.now() - t0).toBeLessThan(15_000);
+    expect(result.report.hedged).toBe(true);
+    expect(result.segments.map((s) => s.provider)).toEqual([fast!.address]);
+    expect(result.report.ok).toBe(true);
+  });
+
+  it('continues a stream on the next provider when the first fails mid-stream: the same text, no break', async () => {
+    const client = await newClient();
+    const reference = await chat(client, { body: body(), maxPrice: CAP });
+    const [failing] = await ranked(client);
+    failing!.faults.failAfterTokens = 4;
+    const stream = chat(client, { body: body(), maxPrice: CAP, stream: true, mode: 'local' });
+    const deltas = await collect(stream);
+    const result = await stream.result;
+    expect(deltas.map((d) => d.text).join('')).toBe(reference.text);
+    expect(result.outputIds).toEqual(reference.outputIds);
+    expect(result.segments).toHaveLength(2);
+    expect(result.segments[0]).toMatchObject({ provider: failing!.address, fromToken: 0, toToken: 4 });
+    expect(result.segments[0]!.cut).toMatch(/RUN_FAILED/);
+    expect(result.segments[1]).toMatchObject({ fromToken: 4, toToken: reference.outputIds.length });
+    expect(result.segments[1]!.report?.ok).toBe(true);
+    expect(result.report.failovers).toBe(1);
+    // The first 4 tokens have no receipt; the local re-check of the whole generation covers them.
+    expect(result.report.recheck?.ok).toBe(true);
+    expect(result.report.ok).toBe(true);
+  });
+
+  it('reports a stream whose first provider stalled: delivered tokens without a receipt are not ok in receipt mode', async () => {
+    const client = await newClient();
+    const reference = await chat(client, { body: body(), maxPrice: CAP });
+    const [stalling] = await ranked(client);
+    stalling!.faults.stallAfterTokens = 3;
+    const stream = chat(client, {
+      body: body(),
+      maxPrice: CAP,
+      stream: true,
+      firstTokenTimeoutMs: 1_500,
+    });
+    const deltas = await collect(stream);
+    const result = await stream.result;
+    expect(deltas.map((d) => d.text).join('')).toBe(reference.text);
+    expect(result.segments[0]).toMatchObject({ provider: stalling!.address, toToken: 3 });
+    expect(result.segments[0]!.cut).toMatch(/PROVIDER_TIMEOUT/);
+    expect(result.report.rejected[0]).toMatchObject({
+      provider: stalling!.address,
+      code: 'PROVIDER_TIMEOUT',
+    });
+    expect(result.receipts).toHaveLength(1);
+    expect(result.report.ok).toBe(false);
+  });
+
+  it('a whole answer keeps only receipted tokens: a provider failing mid-way is replaced from the start', async () => {
+    const client = await newClient();
+    const reference = await chat(client, { body: body(), maxPrice: CAP });
+    const [failing] = await ranked(client);
+    failing!.faults.failAfterTokens = 4;
+    const result = await chat(client, { body: body(), maxPrice: CAP });
+    expect(result.outputIds).toEqual(reference.outputIds);
+    expect(result.segments).toHaveLength(1);
+    expect(result.segments[0]!.provider).not.toBe(failing!.address);
+    expect(result.report.rejected[0]).toMatchObject({ provider: failing!.address, code: 'RUN_FAILED' });
+    expect(result.report.ok).toBe(true);
+  });
+
+  it('compares a quorum of 3 and names the provider that substituted a token', async () => {
+    const client = await newClient();
+    const honest = await chat(client, { body: body(), maxPrice: CAP, mode: { quorum: 3 } });
+    expect(honest.report.quorum).toMatchObject({ k: 3, majority: 3, answered: 3 });
+    expect(honest.receipts).toHaveLength(3);
+    expect(honest.evidence).toBeUndefined();
+
+    const liar = providers[1]!;
+    liar.faults.substituteAt = 2;
+    const result = await chat(client, { body: body(), maxPrice: CAP, mode: { quorum: 3 } });
+    expect(result.outputIds).toEqual(honest.outputIds);
+    expect(result.report.quorum).toMatchObject({ k: 3, majority: 2, answered: 3 });
+    expect(result.receipts.map((r) => r.receipt.provider)).not.toContain(liar.address);
+    expect(result.evidence?.disagreements.map((d) => d.provider)).toEqual([liar.address]);
+    expect(result.evidence?.disagreements[0]!.reason).toMatch(/from token 2/);
+  });
+
+  it('re-checks the generation locally in local mode', async () => {
+    const client = await newClient();
+    const result = await chat(client, { body: body(), maxPrice: CAP, mode: 'local' });
+    expect(result.report.mode).toBe('local');
+    expect(result.report.recheck).toMatchObject({ ok: true });
+    expect(result.report.recheck!.margins.positions).toBe(result.outputIds.length);
+    expect(result.report.ok).toBe(true);
+  });
+
+  it('refuses bad requests naming the field, before any provider is asked', async () => {
+    const client = await newClient();
+    const noMessages = await refusal(chat(client, { body: { model: pkg.id } as never, maxPrice: CAP }));
+    expect(noMessages).toMatchObject({ code: 'REQUEST_INVALID', field: 'messages' });
+    const badTemp = await refusal(chat(client, { body: body({ temperature: 3 }), maxPrice: CAP }));
+    expect(badTemp).toMatchObject({ code: 'REQUEST_INVALID', field: 'temperature' });
+    const unknown = await refusal(chat(client, { body: body({ model: 'no-such-model' }), maxPrice: CAP }));
+    expect(unknown).toMatchObject({ code: 'MODEL_NOT_FOUND', field: 'model' });
+    const stream = chat(client, { body: body(), maxPrice: CAP, stream: true, mode: { quorum: 2 } });
+    expect(await refusal(stream.result)).toMatchObject({ code: 'REQUEST_INVALID', field: 'mode' });
+  });
+
+  it('lists the LLM models on offer with their cheapest prices', async () => {
+    const client = await newClient();
+    const models = await listLlmModels(client);
+    expect(models).toEqual([
+      {
+        id: pkg.id,
+        name: pkg.manifest.name,
+        contextLength: pkg.manifest.format === 'llm' ? pkg.manifest.llm.contextLength : 0,
+        providers: 3,
+        price: { input: INPUT_PRICE, output: TOKEN_PRICE },
+      },
+    ]);
+  });
+});
+
+describe('prices', () => {
+  it('routes around a provider priced above the cap, and refuses when every one is', async () => {
+    const expensive = await startProvider(4, { price: TOKEN_PRICE * 10n });
+    try {
+      const client = await newClient();
+      for (let i = 0; i < 3; i++) {
+        const result = await chat(client, { body: body({ seed: i }), maxPrice: CAP });
+        expect(result.segments.map((s) => s.provider)).not.toContain(expensive.address);
+      }
+      const tooLow = { input: CAP.input, output: TOKEN_PRICE * 1_000_000n - 1n };
+      const error = await refusal(chat(client, { body: body(), maxPrice: tooLow }));
+      expect(error).toMatchObject({ code: 'PRICE_TOO_HIGH', field: 'maxPrice' });
+    } finally {
+      await stopProvider(expensive);
+    }
+  });
+
+  it('rejects a receipt at a price that is not the offer in force, and answers from the next provider', async () => {
+    // A provider that read its price before it lowered its offer, and charges the old one.
+    const stale = await startProvider(5, { price: TOKEN_PRICE + 1n, priceCacheMs: 600_000 });
+    try {
+      const warm = await newClient();
+      await chat(warm, {
+        body: body(),
+        maxPrice: CAP,
+        exclude: providers.filter((p) => p !== stale).map((p) => p.address),
+      }).catch(() => undefined);
+      await setOffer(chain.as(5), { model: pkg.id, price: TOKEN_PRICE - 1n, inputPrice: INPUT_PRICE });
+      const client = await newClient();
+      const order = await ranked(client);
+      expect(order[0]!.address).toBe(stale.address); // staked alike: the cheapest first
+      const result = await chat(client, { body: body(), maxPrice: CAP, hedgeAfterMs: false });
+      expect(result.report.ok).toBe(true);
+      expect(result.segments[0]!.provider).not.toBe(stale.address);
+      const rejected = result.report.rejected[0]!;
+      expect(rejected).toMatchObject({ provider: stale.address, code: 'VERIFICATION_FAILED' });
+      const price = rejected.report!.checks.find((c) => c.check === 'price')!;
+      expect(price.ok).toBe(false);
+      expect(price.detail).toMatch(/not .* \(the offer in force\)/);
+    } finally {
+      await stopProvider(stale);
+    }
+  });
+});
+
+/** Starts a stopped provider's node again (same account, same data). */
+async function restart(p: Provider): Promise<GlassboxNode> {
+  const config = parseNodeConfig(
+    nodeConfig(chain, p.account, p.dir.dir, {
+      models: [{ model: tiny, price: TOKEN_PRICE.toString(), inputPrice: INPUT_PRICE.toString() }],
+    }),
+  );
+  return (await createNode(config, { engines: engines(p.faults) })).start();
+}
+
+async function stopProvider(p: Provider): Promise<void> {
+  await p.node.stop();
+  providers.splice(providers.indexOf(p), 1);
+  await p.dir.remove();
+  // The chain still lists it: paused, later tests don't try it.
+  await pauseProvider(chain.as(p.account));
+}
