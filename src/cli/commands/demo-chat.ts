@@ -82,22 +82,18 @@ function showReceipts(ctx: Context, extra: GatewayExtra): void {
     io.out(
       `   receipt ${i + 1} of ${extra.receipts.length}${segment ? `, tokens ${segment.fromToken}-${segment.toToken}` : ''}:`,
     );
-    printFields(
-      { out: (line) => io.out(`     ${line}`), err: io.err },
-      [
-        ['provider', receipt.provider],
-        ['model', receipt.model],
-        ['inputHash', `${receipt.inputHash} (the prompt ids and the request, seed included)`],
-        ['outputHash', `${receipt.outputHash} (the output token ids)`],
-        ['paramsHash', receipt.paramsHash],
-        ['runtime', receipt.runtime],
-        ['price', `${formatAmount(receipt.price)} (tokens × the offer's per-token prices)`],
-      ],
-    );
+    printFields({ out: (line) => io.out(`     ${line}`), err: io.err }, [
+      ['provider', receipt.provider],
+      ['model', receipt.model],
+      ['inputHash', `${receipt.inputHash} (the prompt ids and the request, seed included)`],
+      ['outputHash', `${receipt.outputHash} (the output token ids)`],
+      ['paramsHash', receipt.paramsHash],
+      ['runtime', receipt.runtime],
+      ['price', `${formatAmount(receipt.price)} (tokens × the offer's per-token prices)`],
+    ]);
     const report = extra.report.receipts.find((r) => r.requestId === receipt.requestId);
     for (const check of report?.checks ?? [])
       io.out(`     ${check.ok ? 'ok  ' : 'FAIL'} ${check.check}: ${check.detail}`);
   }
-  for (const r of extra.report.rejected)
-    io.out(`   rejected: ${r.provider} ${r.code}: ${r.message}`);
+  for (const r of extra.report.rejected) io.out(`   rejected: ${r.provider} ${r.code}: ${r.message}`);
 }
