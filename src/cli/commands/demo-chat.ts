@@ -46,7 +46,8 @@ export async function streamedChat(ctx: Context, gateway: Gateway, content: stri
   const headers = Object.values(GATEWAY_HEADERS)
     .filter((h) => response.headers.has(h))
     .map((h) => `${h}: ${response.headers.get(h)}`);
-  io.out(`   ${headers.join(', ')}`);
+  // a stream's headers say only what is known before its first byte (the mode); the rest comes last
+  if (headers.length > 0) io.out(`   ${headers.join(', ')}`);
   // tiny-chat has random weights: its text is noise, but noise that anyone can check token by token
   const write = io.write?.bind(io);
   write?.('   tiny-chat says: ');
