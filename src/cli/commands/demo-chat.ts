@@ -90,7 +90,7 @@ function showReceipts(ctx: Context, extra: GatewayExtra): void {
       ['outputHash', `${receipt.outputHash} (the output token ids)`],
       ['paramsHash', receipt.paramsHash],
       ['runtime', receipt.runtime],
-      ['price', `${formatAmount(receipt.price)} (tokens × the offer's per-token prices)`],
+      ['price', formatAmount(receipt.price)],
     ]);
     const report = extra.report.receipts.find((r) => r.requestId === receipt.requestId);
     for (const check of report?.checks ?? [])
