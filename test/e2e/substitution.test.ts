@@ -14,7 +14,7 @@ describe('the substitution scenario', () => {
       maxTokens: 12,
       verifiers: 1,
       sampleRate: 1,
-      timeoutMs: 120_000,
+      timeoutMs: 150_000,
     });
     console.log(substitutionTable(result));
     expect(result.clientErrors).toBe(0);
@@ -30,5 +30,5 @@ describe('the substitution scenario', () => {
     expect(result.tokens.impostor.released).toBe(0n);
     expect(result.tokens.impostor.refunded).toBe(result.tokens.impostor.takenIntoHold);
     expect(substitutionHeld(result)).toBe(true);
-  }, 180_000);
+  }, 400_000);
 });

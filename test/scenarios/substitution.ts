@@ -38,7 +38,7 @@ export type SubstitutionOptions = {
   readonly sampleRate?: number;
   readonly verifiers?: number;
   readonly log?: (line: string) => void;
-  /** Give up waiting for the network after this long. */
+  /** Give up waiting for the network (after the load) after this long (default 180 s). */
   readonly timeoutMs?: number;
 };
 
@@ -91,7 +91,6 @@ export async function runSubstitutionScenario(
 ): Promise<SubstitutionResult> {
   const log = options.log ?? (() => undefined);
   const requests = options.requests ?? 200;
-  const deadline = Date.now() + (options.timeoutMs ?? 300_000);
   const devnet = await startDevnet({
     providers: 5,
     verifiers: options.verifiers ?? 2,
@@ -116,17 +115,18 @@ export async function runSubstitutionScenario(
     log,
   });
   try {
-    return await play(devnet, { requests, maxTokens: options.maxTokens ?? 16, deadline, log });
+    const timeoutMs = options.timeoutMs ?? 180_000;
+    return await play(devnet, { requests, maxTokens: options.maxTokens ?? 16, timeoutMs, log });
   } finally {
     await devnet.stop();
   }
 }
 
-type Play = { requests: number; maxTokens: number; deadline: number; log: (line: string) => void };
+type Play = { requests: number; maxTokens: number; timeoutMs: number; log: (line: string) => void };
 
 async function play(
   devnet: Devnet,
-  { requests, maxTokens, deadline, log }: Play,
+  { requests, maxTokens, timeoutMs, log }: Play,
 ): Promise<SubstitutionResult> {
   const [impostor, ...honest] = devnet.providers as DevnetProvider[];
   const client = await devnetClient(devnet, { pollingIntervalMs: 50 });
@@ -150,7 +150,12 @@ async function play(
     log(
       `load done: ${requests} chats, ${recheck.substituted} answered by the impostor, ${recheck.substitutedFailing} of them fail a re-check under tiny-chat`,
     );
-    const challenges = await untilConvicted(chain, impostor!.address, deadline, log);
+    const challenges = await untilConvicted(
+      chain,
+      { impostor: impostor!.address, verifiers: devnet.verifiers.map((v) => v.url) },
+      Date.now() + timeoutMs,
+      log,
+    );
     return await tally({
       devnet,
       client,
@@ -259,25 +264,39 @@ async function recheckAll(
   };
 }
 
-/** Waits until the impostor is convicted and no challenge is open any more. */
+/**
+ * Waits until the impostor is convicted and no challenge is open any more, saying every 10 s what
+ * the verifiers have done (a timeout then shows where it stalled).
+ */
 async function untilConvicted(
   chain: GlassboxClient,
-  impostor: Address,
+  watch: { readonly impostor: Address; readonly verifiers: readonly string[] },
   deadline: number,
   log: (line: string) => void,
 ): Promise<ChallengeInfo[]> {
   let reported = 0;
+  let progressAt = Date.now() + 10_000;
   for (;;) {
     const challenges = await allChallenges(chain);
-    for (const c of challenges.slice(reported))
-      log(`challenge against ${c.provider === impostor ? 'the impostor' : c.provider} opened`);
+    for (const [id, c] of challenges.entries())
+      if (id >= reported)
+        log(
+          `challenge ${id} against ${c.provider === watch.impostor ? 'the impostor' : c.provider}: ${c.status}`,
+        );
     reported = challenges.length;
-    const convicted = challenges.some((c) => c.provider === impostor && c.status === 'upheld');
+    const convicted = challenges.some((c) => c.provider === watch.impostor && c.status === 'upheld');
     if (convicted && challenges.every((c) => c.status !== 'open')) return challenges;
-    if (Date.now() > deadline)
-      throw new Error(
-        `the scenario timed out waiting for the impostor's conviction (${challenges.length} challenges: ${challenges.map((c) => c.status).join(', ')})`,
+    if (Date.now() > progressAt || Date.now() > deadline) {
+      progressAt = Date.now() + 10_000;
+      const statuses = await Promise.all(
+        watch.verifiers.map((url) => nodeStatus(url).catch(() => undefined)),
       );
+      const seen = statuses.map((st) => JSON.stringify(st?.verifier?.outcomes ?? 'no status'));
+      const line = `${challenges.length} challenge(s) (${challenges.map((c) => c.status).join(', ')}); verifier outcomes ${seen.join(' ')}`;
+      if (Date.now() > deadline)
+        throw new Error(`the scenario timed out waiting for the conviction: ${line}`);
+      log(`  waiting: ${line}`);
+    }
     await new Promise((r) => setTimeout(r, 300));
   }
 }
