@@ -232,6 +232,10 @@ export function abortOnClose(reply: FastifyReply): AbortSignal {
   return aborter.signal;
 }
 
+/** Extra members of a chunk, computed when it is sent. */
+type More = () => Record<string, unknown>;
+const none: More = () => ({});
+
 /**
  * One streamed answer: opened on demand (with the headers known by then), then the chunks of
  * `format` in the order above. Every write honours backpressure; a closed connection swallows them.
@@ -255,24 +259,34 @@ export class AnswerStream<Chunk, L, X> {
     return this.events.opened;
   }
 
-  /** Opens the stream (once) and sends the chunk before the first token. */
-  async open(answerId: string, headers: Record<string, string>): Promise<void> {
+  /**
+   * Opens the stream (once) and sends the chunk before the first token. `more` (here, in `token`
+   * and in `finish`): members a chunk with choices also carries, asked for lazily and only when that
+   * chunk is sent (a provider's `glassbox.token_ids`).
+   */
+  async open(answerId: string, headers: Record<string, string>, more: More = none): Promise<void> {
     if (this.events.opened) return;
     this.id = `${this.format.prefix}-${answerId}`;
     this.events.open(headers);
     const first = this.format.first(this.id, this.created);
-    if (first) await this.events.send({ ...first, ...this.usageField });
+    if (first) await this.events.send({ ...first, ...this.usageField, ...more() });
   }
 
-  async token(text: string, logprobs: L): Promise<void> {
+  async token(text: string, logprobs: L, more: More = none): Promise<void> {
     const chunk = this.format.token(this.id, this.created, text, logprobs);
-    if (chunk) await this.events.send({ ...chunk, ...this.usageField });
+    if (chunk) await this.events.send({ ...chunk, ...this.usageField, ...more() });
   }
 
   /** The finish_reason chunk (with what text was still held back), usage, `glassbox`, [DONE]. */
-  async finish(rest: string, reason: FinishReason, usage: Usage, glassbox: X): Promise<void> {
+  async finish(
+    rest: string,
+    reason: FinishReason,
+    usage: Usage,
+    glassbox: X,
+    more: More = none,
+  ): Promise<void> {
     const { id, created, format } = this;
-    await this.events.send({ ...format.finish(id, created, rest, reason), ...this.usageField });
+    await this.events.send({ ...format.finish(id, created, rest, reason), ...this.usageField, ...more() });
     if (this.includeUsage) await this.events.send(format.tail(id, created, { usage }));
     await this.events.send(format.tail(id, created, { ...this.usageField, glassbox }));
     await this.events.done();

@@ -298,8 +298,8 @@ export type Completion = z.input<typeof completionSchema>;
 export type GlassboxChunkIds = { readonly token_ids: readonly number[] };
 
 /**
- * A chat stream chunk (`data: {...}` of the SSE stream): a provider's carries its receipt (the last
- * chunk before [DONE]) or the chunk's token ids (`glassbox.token_ids`); the gateway's its own `glassbox`.
+ * A chat stream chunk (`data: {...}` of the SSE stream). `glassbox` is the receipt's (the last
+ * chunk before [DONE]) or the chunk's token ids; the gateway's last chunk carries its own `X`.
  */
 export type ChatCompletionChunk<X = GlassboxExtra | GlassboxChunkIds> = {
   readonly id: string;

@@ -68,19 +68,26 @@ function parseNumber(value: string | undefined, flag: string): number | undefine
   return n;
 }
 
-/** The wire body a client would send for these messages and flags (OpenAI's names). */
-function body(pkg: ModelPackage, messages: readonly ChatMessage[] | string, flags: SamplingFlags): unknown {
+/** The OpenAI fields of the sampling flags: what a client sends beside the model and the prompt. */
+export function samplingFields(flags: SamplingFlags) {
   const seed = flags.seed;
   if (seed !== undefined && !/^\d{1,20}$/.test(seed)) throw usageError(`--seed ${seed} is not a uint64`);
   return {
-    model: pkg.id,
-    ...(typeof messages === 'string' ? { kind: 'completion', prompt: messages } : { kind: 'chat', messages }),
     temperature: parseNumber(flags.temperature, '--temperature'),
     top_p: parseNumber(flags.topP, '--top-p'),
     top_k: parseNumber(flags.topK, '--top-k'),
     seed,
     max_tokens: parseNumber(flags.maxTokens, '--max-tokens'),
     stop: flags.stop,
+  };
+}
+
+/** The wire body a client would send for these messages and flags (OpenAI's names). */
+function body(pkg: ModelPackage, messages: readonly ChatMessage[] | string, flags: SamplingFlags): unknown {
+  return {
+    model: pkg.id,
+    ...(typeof messages === 'string' ? { kind: 'completion', prompt: messages } : { kind: 'chat', messages }),
+    ...samplingFields(flags),
   };
 }
 

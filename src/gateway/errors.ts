@@ -27,26 +27,29 @@ export function gatewayStatus(error: GlassboxError): number {
   return UPSTREAM[error.code] ?? openAiStatus(error);
 }
 
-type Rejected = { provider?: unknown; code?: unknown; message?: unknown; status?: unknown };
+/** Fields of the SDK call the gateway makes, not of the client's body: no `param` to name to it. */
+const CALL_FIELDS = /^(maxPrice|mode|exclude|timeoutMs|hedgeAfterMs)(\.|$)/;
 
 /**
  * The SDK's failure with who failed and why in its message (the OpenAI error body has no other
- * place for it), and a model the network does not know named as the `model` field.
+ * place for it: the SDK lists each provider's refusal in its meta messages), a model the network
+ * does not know named as the `model` field, and no `param` for what was the gateway's own setting
+ * (its price cap, its quorum).
  */
 export function explainFailure(error: unknown): unknown {
   if (!isGlassboxError(error)) return error;
-  if (error.code === 'MODEL_NOT_FOUND' && error.field === undefined)
-    return new GlassboxError('MODEL_NOT_FOUND', error.shortMessage, { field: 'model', cause: error });
-  const rejected = Array.isArray(error.details.rejected) ? (error.details.rejected as Rejected[]) : [];
-  if (rejected.length === 0) return error;
-  const who = rejected
-    .map(
-      (r) =>
-        `${String(r.provider)}: ${r.status === undefined ? '' : `${String(r.status)} `}${String(r.code)} ${String(r.message)}`,
-    )
-    .join('; ');
-  return new GlassboxError(error.code, `${error.shortMessage} [${who}]`, {
-    ...(error.field === undefined ? {} : { field: error.field }),
+  const field =
+    error.field === undefined
+      ? error.code === 'MODEL_NOT_FOUND'
+        ? 'model'
+        : undefined
+      : CALL_FIELDS.test(error.field)
+        ? undefined
+        : error.field;
+  if (field === error.field && error.metaMessages.length === 0) return error;
+  const why = error.metaMessages.length === 0 ? '' : ` [${error.metaMessages.join('; ')}]`;
+  return new GlassboxError(error.code, `${error.shortMessage}${why}`, {
+    ...(field === undefined ? {} : { field }),
     details: error.details,
     cause: error,
   });

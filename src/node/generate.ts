@@ -11,6 +11,7 @@ import {
   llmInputData,
   llmOutputData,
   llmParamsHash,
+  llmTokenCounts,
   parseLlmRequest,
   tokenPrice,
   type LlmRequest,
@@ -86,6 +87,11 @@ export type GenerateRequest = {
   readonly maxTokensField?: string;
   /** Each token's logprob and this many alternatives (0-20); undefined: no logprobs. */
   readonly logprobs?: number;
+  /**
+   * `glassbox.prefix_ids`: output ids an earlier provider produced for this same request, to
+   * continue after (docs/protocol.md, Continuing a generation). Charged as input tokens.
+   */
+  readonly prefixIds?: readonly number[];
   /** Aborted when the client goes away. */
   readonly signal?: AbortSignal;
   /**
@@ -101,6 +107,8 @@ export type GenerateResult = {
   readonly requestId: Hex;
   readonly seed: bigint;
   readonly promptIds: readonly number[];
+  /** A continuation's prefix (empty otherwise): in the request the receipt covers, charged as input. */
+  readonly prefixIds: readonly number[];
   /** What the receipt covers: every output id delivered, the EOS or stop-completing token included. */
   readonly outputIds: readonly number[];
   /** The visible text (without EOS, cut before a stop string). */
@@ -184,8 +192,9 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
         { field: request.maxTokensField ?? 'max_tokens', details: { limitBytes: p.dataCap() } },
       );
     const prices = await perTokenPrices(pkg);
+    const prefixIds = normalized.prefixIds ?? [];
     const worst = tokenPrice(
-      { promptTokens: promptIds.length, completionTokens: normalized.params.maxTokens },
+      llmTokenCounts(normalized, promptIds.length, normalized.params.maxTokens),
       prices,
     );
     const release = await p.payments.reserve(request.client, worst);
@@ -198,6 +207,7 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
           requestId,
           seed: normalized.params.seed,
           promptIds,
+          prefixIds,
           receipt: undefined,
           replayed: false,
         };
@@ -219,10 +229,7 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
           `the prompt and output take ${inputs.byteLength + outputs.byteLength} bytes in canonical encoding; a receipt may carry at most ${cap} (the chain's data cap)`,
           { field: request.maxTokensField ?? 'max_tokens', details: { limitBytes: cap } },
         );
-      const price = tokenPrice(
-        { promptTokens: promptIds.length, completionTokens: run.outputIds.length },
-        prices,
-      );
+      const price = tokenPrice(llmTokenCounts(recorded, promptIds.length, run.outputIds.length), prices);
       const receipt: Receipt = {
         requestId,
         provider: p.provider,
@@ -266,6 +273,7 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
         requestId,
         seed: normalized.params.seed,
         promptIds,
+        prefixIds,
         receipt: signed,
         replayed: false,
       };
@@ -310,7 +318,12 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
     if (!same)
       throw conflict(`request id ${stored.requestId} was already used for another request; use a new one`);
     const outputIds = decodeLlmOutput(stored.outputs);
-    const finished = visible(await engine.decode(pkg, outputIds), before.request.params.stop);
+    const prefixIds = before.request.prefixIds ?? [];
+    const stop = before.request.params.stop;
+    const whole = visible(await engine.decode(pkg, [...prefixIds, ...outputIds]), stop);
+    // a continuation delivered only what came after the prefix's shown text
+    const shown = prefixIds.length === 0 ? 0 : shownLength(await engine.decode(pkg, prefixIds), stop);
+    const finished = { text: whole.text.slice(shown), cut: whole.cut };
     const eos = new Set(pkg.manifest.format === 'llm' ? pkg.manifest.llm.eosTokenIds : []);
     const last = outputIds[outputIds.length - 1];
     const finishReason: FinishReason =
@@ -320,6 +333,7 @@ export function createGenerateService(p: GenerateServiceParameters): GenerateSer
       requestId: stored.requestId,
       seed: before.request.params.seed,
       promptIds: before.promptIds,
+      prefixIds,
       outputIds,
       text: finished.text,
       finishReason,
@@ -348,6 +362,7 @@ async function run_(
   const tokens: GeneratedToken[] = [];
   const options = {
     params: normalized.params,
+    ...(normalized.prefixIds ? { prefixIds: normalized.prefixIds } : {}),
     ...(request.signal ? { signal: request.signal } : {}),
     ...(request.logprobs === undefined ? {} : { logprobs: request.logprobs }),
   };
@@ -397,6 +412,7 @@ function draftOf(pkg: ModelPackage, request: GenerateRequest): LlmRequestDraft {
       ...(s.maxTokens === undefined ? {} : { max_tokens: s.maxTokens }),
       ...(s.stop === undefined ? {} : { stop: [...s.stop] }),
       ...(request.logprobs === undefined ? {} : { logprobs: true, top_logprobs: request.logprobs }),
+      ...(request.prefixIds === undefined ? {} : { glassbox: { prefix_ids: [...request.prefixIds] } }),
     }),
   );
 }
@@ -412,8 +428,10 @@ function normalize(
   promptTokens: number,
 ): LlmRequest {
   if (pkg.manifest.format !== 'llm') throw new Error(`model ${pkg.id} is not an LLM`);
-  const { contextLength } = pkg.manifest.llm;
-  return renamed(request, () => completeLlmRequest(draft, { promptTokens, contextLength }));
+  const { contextLength, vocabSize, eosTokenIds } = pkg.manifest.llm;
+  return renamed(request, () =>
+    completeLlmRequest(draft, { promptTokens, contextLength, vocabulary: { vocabSize, eosTokenIds } }),
+  );
 }
 
 /** Runs `f`, its errors naming `max_completion_tokens` where the client used that name. */
@@ -444,6 +462,24 @@ function visible(decoded: string, stop: readonly string[]): { text: string; cut:
     if (i >= 0 && (at < 0 || i < at)) at = i;
   }
   return at < 0 ? { text: decoded, cut: false } : { text: decoded.slice(0, at), cut: true };
+}
+
+/**
+ * How much of a prefix's decoded text a continuation's stream counts as already shown: all of it
+ * but an incomplete character and a suffix that could begin a stop string, which the text stream
+ * holds back (src/runtime/llm/text.ts) and the continuation then delivers.
+ */
+function shownLength(decoded: string, stop: readonly string[]): number {
+  let end = decoded.length;
+  while (end > 0 && decoded[end - 1] === '\uFFFD') end--;
+  let hold = 0;
+  for (const s of stop)
+    for (let k = Math.min(s.length - 1, end); k > hold; k--)
+      if (decoded.slice(0, end).endsWith(s.slice(0, k))) {
+        hold = k;
+        break;
+      }
+  return end - hold;
 }
 
 function llmNames(models: ReadonlyMap<string, ModelPackage>): string[] {

@@ -1,5 +1,5 @@
 import type { Address, Hex } from 'viem';
-import { routeUrl, type ApiTarget } from '../api/client.js';
+import { call, routeUrl, type ApiTarget } from '../api/client.js';
 import {
   REQUEST_ID_HEADER,
   SSE_TYPE,
@@ -10,6 +10,7 @@ import {
 import { routes } from '../api/routes.js';
 import { PROVIDER_HEADER, parseProviderJson, voucherToJson } from '../protocol/api.js';
 import { ErrorCodes, GlassboxError, isGlassboxError, type ErrorCode } from '../protocol/errors.js';
+import { decodeLlmInput, decodeLlmOutput } from '../protocol/llm.js';
 import type { SignedReceipt } from '../protocol/receipt.js';
 import type { Client } from './client.js';
 import { currentVoucher } from './payments.js';
@@ -59,6 +60,44 @@ export type PostGenerationParameters = {
   /** No bytes for this long (before the first chunk, or between two): the provider has stalled. */
   readonly stallMs: number;
 };
+
+/**
+ * What a provider stored for a request (GET /v1/receipts/:id): its receipt and the output ids it
+ * signed, for a stream that broke off (a provider that recorded the tokens it delivered before the
+ * client went away). Undefined when it has none.
+ */
+export async function getGenerationReceipt(
+  client: Client,
+  provider: ProviderRef,
+  requestId: Hex,
+  timeoutMs: number,
+): Promise<
+  | {
+      readonly receipt: SignedReceipt;
+      readonly promptIds: readonly number[];
+      readonly outputIds: readonly number[];
+    }
+  | undefined
+> {
+  try {
+    const stored = await call(
+      target(client, provider),
+      routes.receipt,
+      { params: { id: requestId } },
+      { timeoutMs },
+    );
+    if (stored.outputs === undefined || stored.inputs === undefined) return undefined;
+    const bytes = (b64: string) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    return {
+      receipt: stored.receipt,
+      promptIds: decodeLlmInput(bytes(stored.inputs)).promptIds,
+      outputIds: decodeLlmOutput(bytes(stored.outputs)),
+    };
+  } catch (error) {
+    if (isGlassboxError(error, 'NOT_FOUND')) return undefined;
+    throw error;
+  }
+}
 
 /** A session key for `provider`, made once and reused until shortly before it expires. */
 export async function sessionKeyFor(client: Client, provider: Address): Promise<string> {

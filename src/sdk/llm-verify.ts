@@ -5,6 +5,7 @@ import {
   llmInputHash,
   llmOutputHash,
   llmParamsHash,
+  llmTokenCounts,
   parseLlmRequest,
   tokenPrice,
   type LlmRequest,
@@ -85,8 +86,11 @@ function prefixOf(body: { readonly glassbox?: unknown }): Record<string, unknown
  */
 export function expectedLlmRequest(sent: SentBody, promptTokens: number, manifest: LlmManifest): LlmRequest {
   const draft = parseLlmRequest(llmDraftBody(sent));
-  const context = { promptTokens, contextLength: manifest.llm.contextLength, vocabulary: manifest.llm };
-  return completeLlmRequest(draft, context);
+  return completeLlmRequest(draft, {
+    promptTokens,
+    contextLength: manifest.llm.contextLength,
+    vocabulary: manifest.llm,
+  });
 }
 
 /** Whether a provider's per-token prices are within a per-million cap. */
@@ -117,10 +121,6 @@ export type VerifyLlmReceiptParameters = {
   readonly sentAtMs?: number;
 };
 
-/** How many prefix ids a request continues after (D2). */
-const prefixLength = (r: LlmRequest) =>
-  (r as { readonly prefixIds?: readonly number[] }).prefixIds?.length ?? 0;
-
 const short = (h: string) => (h.length > 14 ? `${h.slice(0, 10)}…${h.slice(-4)}` : h);
 
 /** Every check of an LLM receipt; never throws for a bad receipt (each failure is a check). */
@@ -149,7 +149,7 @@ export async function verifyLlmReceipt(
       'inputHash',
       r.inputHash,
       llmInputHash(request, params.promptIds),
-      `request sent (its ${prefixLength(request)} prefix ids included) and ${params.promptIds.length} prompt ids`,
+      `request sent (its ${request.prefixIds?.length ?? 0} prefix ids included) and ${params.promptIds.length} prompt ids`,
     );
   }
   hashCheck(
@@ -160,10 +160,7 @@ export async function verifyLlmReceipt(
   );
 
   // A continuation's prefix is charged as input: the provider prefills it like the prompt (D2).
-  const counts = {
-    promptTokens: params.promptIds.length + (request ? prefixLength(request) : 0),
-    completionTokens: params.outputIds.length,
-  };
+  const counts = llmTokenCounts(request ?? {}, params.promptIds.length, params.outputIds.length);
   push(...priceCheck(r.price, counts, quote, params.cap));
   if (params.usage) {
     const u = params.usage;

@@ -1,4 +1,3 @@
-import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { writeDeployment } from '../../src/chain/index.js';
 import { runCli } from '../../src/cli/program.js';
@@ -16,14 +15,11 @@ import {
   llmOutputData,
   llmParamsHash,
   tokenPrice,
-  type LlmRequest,
 } from '../../src/protocol/llm.js';
 import { modelDigest, type ModelPackage } from '../../src/protocol/manifest.js';
 import { recoverReceiptSigner, signedReceiptFromJson } from '../../src/protocol/receipt.js';
-import { defaultEngines, type TokenEngine } from '../../src/runtime/index.js';
-import { createEngines } from '../../src/runtime/registry.js';
+import { defaultEngines } from '../../src/runtime/index.js';
 import { createSessionKey } from '../../src/sdk/index.js';
-import { GlassboxError } from '../../src/protocol/errors.js';
 import {
   CLIENT,
   fundClients,
@@ -40,6 +36,14 @@ import { admitRuntime, getModel, getOffer, getProvider } from '../../src/chain/i
 import { runtimeProfileJson } from '../../src/protocol/runtime-profile.js';
 import { exampleDir, llmExample } from '../support/examples.js';
 import { nodeConfig } from './support.js';
+import {
+  countingEngines,
+  leaveMidStream,
+  MESSAGES,
+  normalizedChat,
+  openAiCalls,
+  openAiClientList,
+} from '../support/openai-list.js';
 
 /*
  * The OpenAI-compatible routes against a real node on anvil, with the official `openai` client
@@ -59,33 +63,11 @@ let dataDir: { dir: string; remove(): Promise<void> };
 let pkg: ModelPackage;
 let openai: OpenAI;
 let apiKey: string;
+/** The seed FAILING_SEED stands for a runtime failure after three tokens (a mid-stream error). */
 const FAILING_SEED = 666n;
+const failing = (seed: bigint, tokens: number) => seed === FAILING_SEED && tokens === 4;
 /** Tokens the engine generated, per generation (the last one last). */
 const generated: number[] = [];
-
-/** The real engines, the token engine's generate counted. */
-function countingEngines() {
-  const engines = defaultEngines();
-  return createEngines(
-    engines.list.map((engine) => (engine.kind === 'tokens' ? countGenerated(engine) : engine)),
-  );
-}
-
-function countGenerated(engine: TokenEngine): TokenEngine {
-  return {
-    ...engine,
-    async *generate(p, promptIds, options) {
-      const at = generated.push(0) - 1;
-      for await (const event of engine.generate(p, promptIds, options)) {
-        if (event.type === 'token') generated[at]! += 1;
-        // The seed FAILING_SEED stands for a runtime failure after three tokens (a mid-stream error).
-        if (options.params.seed === FAILING_SEED && generated[at] === 4)
-          throw new GlassboxError('RUN_FAILED', 'the runtime failed (test)');
-        yield event;
-      }
-    },
-  };
-}
 
 const keyFor = async (i: number, provider = node.address, ttlMs = 3_600_000) =>
   (
@@ -118,7 +100,7 @@ beforeAll(async () => {
   // The LLM's runtime is checked per model: unadmitted, the node serves iris and refuses tiny-chat.
   const other = await tempDir();
   const created = await createNode(parseNodeConfig(nodeConfig(chain, PROVIDER[1], other.dir, { models })), {
-    engines: countingEngines(),
+    engines: countingEngines(generated, failing),
   });
   // Not ready yet: 503 in OpenAI's shape.
   const early = await created.app.inject({
@@ -135,7 +117,7 @@ beforeAll(async () => {
   const llm = defaultEngines().list.find((e) => e.kind === 'tokens')!;
   await admitRuntime(chain.as(0), runtimeProfileJson(llm.profile));
   const config = parseNodeConfig(nodeConfig(chain, PROVIDER[0], dataDir.dir, { models }));
-  node = await (await createNode(config, { engines: countingEngines() })).start();
+  node = await (await createNode(config, { engines: countingEngines(generated, failing) })).start();
   pkg = [...node.models.values()].find((m) => m.manifest.format === 'llm')!;
   apiKey = await keyFor(CLIENT[0]);
   openai = clientFor(apiKey);
@@ -147,62 +129,10 @@ afterAll(async () => {
   await dataDir?.remove();
 });
 
-const MESSAGES = [
-  { role: 'system' as const, content: 'You are terse.' },
-  { role: 'user' as const, content: 'Name three colours.' },
-];
-
 type Extra = ChatCompletion['glassbox'];
 const extraOf = (answer: unknown) => (answer as { glassbox: Extra }).glassbox;
 
-async function chat(over: Partial<OpenAI.ChatCompletionCreateParamsNonStreaming> = {}) {
-  return openai.chat.completions.create({
-    model: pkg.manifest.name,
-    messages: MESSAGES,
-    max_tokens: 24,
-    seed: 7,
-    temperature: 0.8,
-    ...over,
-  });
-}
-
-async function streamChat(over: Partial<OpenAI.ChatCompletionCreateParamsStreaming> = {}) {
-  const stream = await openai.chat.completions.create({
-    model: pkg.manifest.name,
-    messages: MESSAGES,
-    max_tokens: 24,
-    seed: 7,
-    temperature: 0.8,
-    ...over,
-    stream: true,
-  });
-  const chunks: ChatCompletionChunk[] = [];
-  for await (const chunk of stream) chunks.push(chunk as unknown as ChatCompletionChunk);
-  return chunks;
-}
-
-const textOf = (chunks: ChatCompletionChunk[]) =>
-  chunks.flatMap((c) => c.choices.map((choice) => choice.delta.content ?? '')).join('');
-
-/** The normalized request the node hashed, rebuilt from what the client sent and the disclosed seed. */
-function normalizedChat(
-  body: { max_tokens: number; temperature: number; stop?: string[] },
-  seed: string,
-): LlmRequest {
-  return {
-    kind: 'chat',
-    messages: MESSAGES,
-    model: pkg.id,
-    params: {
-      temperature: body.temperature,
-      topP: 1,
-      topK: 0,
-      seed: BigInt(seed),
-      maxTokens: body.max_tokens,
-      stop: body.stop ?? [],
-    },
-  } as LlmRequest;
-}
+const { chat } = openAiCalls(() => ({ openai, name: pkg.manifest.name, id: pkg.id }));
 
 describe('OpenAI routes: the node', () => {
   it("serves an LLM only when its token engine's runtime is admitted on chain (checked per model)", () => {
@@ -223,6 +153,8 @@ describe('OpenAI routes: the node', () => {
 });
 
 describe('OpenAI routes: the official client', () => {
+  openAiClientList(() => ({ openai, name: pkg.manifest.name, id: pkg.id }));
+
   it('chat, non-stream: an OpenAI ChatCompletion with usage and a receipt that verifies', async () => {
     const answer = await chat();
     expect(answer.object).toBe('chat.completion');
@@ -252,7 +184,7 @@ describe('OpenAI routes: the official client', () => {
     expect(r.client).toBe(privateKeyToAccount(chain.key(CLIENT[0])).address);
     expect(r.provider).toBe(node.address);
     expect(r.model).toBe(modelDigest(pkg.id));
-    const request = normalizedChat({ max_tokens: 24, temperature: 0.8 }, extra.seed);
+    const request = normalizedChat(pkg.id, { max_tokens: 24, temperature: 0.8 }, extra.seed);
     expect(r.inputHash).toBe(dataHash(llmInputData(request, extra.promptTokenIds!)));
     expect(r.outputHash).toBe(dataHash(llmOutputData(extra.outputTokenIds!)));
     expect(r.paramsHash).toBe(llmParamsHash(request.params));
@@ -280,40 +212,6 @@ describe('OpenAI routes: the official client', () => {
     expect(dataHash(Buffer.from(stored.outputs!, 'base64'))).toBe(r.outputHash);
   });
 
-  it('stream: role first, finish_reason last, receipt in a final chunk; the text equals the non-stream text for the seed', async () => {
-    const whole = await chat({ seed: 11 });
-    const chunks = await streamChat({ seed: 11 });
-    expect(chunks[0]!.choices[0]!.delta.role).toBe('assistant');
-    const choiceChunks = chunks.filter((c) => c.choices.length > 0);
-    expect(choiceChunks.at(-1)!.choices[0]!.finish_reason).toBe(whole.choices[0]!.finish_reason);
-    expect(choiceChunks.slice(0, -1).every((c) => c.choices[0]!.finish_reason === null)).toBe(true);
-    expect(textOf(chunks)).toBe(whole.choices[0]!.message.content);
-    const last = chunks.at(-1)!;
-    expect(last.choices).toEqual([]);
-    expect(extraOf(last).seed).toBe('11');
-    expect(extraOf(last).outputTokenIds).toEqual(extraOf(whole).outputTokenIds);
-    expect(chunks.every((c) => !('usage' in c))).toBe(true); // no include_usage: no usage anywhere
-  });
-
-  it("chat.completions.stream() (openai-node's strict stream helper): its final completion is the non-stream answer", async () => {
-    const whole = await chat({ seed: 12, logprobs: true, top_logprobs: 2 });
-    const runner = openai.chat.completions.stream({
-      model: pkg.manifest.name,
-      messages: MESSAGES,
-      max_tokens: 24,
-      seed: 12,
-      temperature: 0.8,
-      logprobs: true,
-      top_logprobs: 2,
-    });
-    const final = await runner.finalChatCompletion();
-    expect(final.choices[0]!.message.content).toBe(whole.choices[0]!.message.content);
-    expect(final.choices[0]!.finish_reason).toBe(whole.choices[0]!.finish_reason);
-    expect(final.choices[0]!.logprobs?.content?.map((t) => t.token)).toEqual(
-      whole.choices[0]!.logprobs!.content!.map((t) => t.token),
-    );
-  });
-
   it('the raw stream: text/event-stream, data lines, the receipt chunk just before data: [DONE]', async () => {
     const res = await fetch(`${node.url}/v1/chat/completions`, {
       method: 'POST',
@@ -332,51 +230,6 @@ describe('OpenAI routes: the official client', () => {
     expect(events.some((e) => e.includes('"error"'))).toBe(false);
   });
 
-  it('stream_options.include_usage: a usage chunk with choices [], usage null on every other', async () => {
-    const chunks = await streamChat({ stream_options: { include_usage: true } });
-    const withUsage = chunks.filter((c) => c.usage);
-    expect(withUsage).toHaveLength(1);
-    expect(withUsage[0]!.choices).toEqual([]);
-    expect(chunks.filter((c) => !c.usage).every((c) => c.usage === null)).toBe(true);
-    const receiptChunk = chunks.at(-1)!;
-    expect(withUsage[0]!.usage!.completion_tokens).toBe(extraOf(receiptChunk).outputTokenIds!.length);
-  });
-
-  it('stop: the text ends before the stop string, finish_reason stop', async () => {
-    const free = await chat({ max_tokens: 40, temperature: 0 });
-    const text = free.choices[0]!.message.content!;
-    const stop = text.slice(Math.floor(text.length / 2), Math.floor(text.length / 2) + 2);
-    expect(stop.length).toBe(2);
-    const stopped = await chat({ max_tokens: 40, temperature: 0, stop: [stop] });
-    expect(stopped.choices[0]!.finish_reason).toBe('stop');
-    expect(stopped.choices[0]!.message.content).toBe(text.slice(0, text.indexOf(stop)));
-    expect(extraOf(stopped).outputTokenIds!.length).toBeLessThan(extraOf(free).outputTokenIds!.length);
-  });
-
-  it('max_tokens (and max_completion_tokens): finish_reason length at exactly that many tokens', async () => {
-    const a = await chat({ max_tokens: 5, temperature: 0 });
-    expect(a.choices[0]!.finish_reason).toBe('length');
-    expect(a.usage!.completion_tokens).toBe(5);
-    const b = await chat({ max_tokens: undefined, max_completion_tokens: 6, temperature: 0 });
-    expect(b.choices[0]!.finish_reason).toBe('length');
-    expect(b.usage!.completion_tokens).toBe(6);
-  });
-
-  it('seed: the same seed gives the same text, another seed another; none: the provider discloses the one it picked', async () => {
-    const [a, b, c] = await Promise.all([
-      chat({ seed: 99, temperature: 1 }),
-      chat({ seed: 99, temperature: 1 }),
-      chat({ seed: 100, temperature: 1 }),
-    ]);
-    expect(a.choices[0]!.message.content).toBe(b.choices[0]!.message.content);
-    expect(extraOf(a).outputTokenIds).not.toEqual(extraOf(c).outputTokenIds);
-    const picked = await chat({ seed: undefined, temperature: 1 });
-    const seed = extraOf(picked).seed;
-    expect(seed).toMatch(/^\d+$/);
-    const again = await chat({ seed: seed as unknown as number, temperature: 1 });
-    expect(extraOf(again).outputTokenIds).toEqual(extraOf(picked).outputTokenIds);
-  });
-
   it('models.list and models.retrieve: OpenAI model objects beside the Glassbox fields', async () => {
     const list = await openai.models.list();
     const ids = list.data.map((m) => m.id);
@@ -387,33 +240,6 @@ describe('OpenAI routes: the official client', () => {
     expect((await openai.models.retrieve(pkg.id)).id).toBe(pkg.id);
     expect((await openai.models.retrieve(pkg.manifest.name)).id).toBe(pkg.id);
     await expect(openai.models.retrieve('no-such-model')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
-  });
-
-  it('logprobs in the chat format: token, logprob, bytes, top_logprobs', async () => {
-    const answer = await chat({ logprobs: true, top_logprobs: 3, max_tokens: 6, temperature: 0 });
-    const content = answer.choices[0]!.logprobs!.content!;
-    expect(content.length).toBe(6);
-    for (const t of content) {
-      expect(typeof t.token).toBe('string');
-      expect(t.logprob).toBeLessThanOrEqual(0);
-      expect(Array.isArray(t.bytes)).toBe(true);
-      expect(t.top_logprobs).toHaveLength(3);
-      // greedy: the chosen token is the most likely one
-      expect(t.logprob).toBeCloseTo(t.top_logprobs[0]!.logprob, 5);
-    }
-    const none = await chat({ logprobs: true, max_tokens: 3 });
-    expect(none.choices[0]!.logprobs!.content!.every((t) => t.top_logprobs.length === 0)).toBe(true);
-  });
-
-  it('completions: text_completion, whole and streamed alike', async () => {
-    const body = { model: pkg.id, prompt: 'Once upon a time', max_tokens: 12, seed: 3, temperature: 0.7 };
-    const whole = await openai.completions.create(body);
-    expect(whole.object).toBe('text_completion');
-    expect(whole.choices[0]!.finish_reason).toBe('length');
-    const stream = await openai.completions.create({ ...body, stream: true });
-    let text = '';
-    for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
-    expect(text).toBe(whole.choices[0]!.text);
   });
 });
 
@@ -457,32 +283,6 @@ describe('glassbox key', () => {
 });
 
 describe('OpenAI routes: errors in OpenAI shape', () => {
-  it('an unknown model: 404 NotFoundError, code model_not_found, param model', async () => {
-    const error = await chat({ model: 'no-such-model' }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(OpenAI.NotFoundError);
-    const e = error as InstanceType<typeof OpenAI.NotFoundError>;
-    expect(e.status).toBe(404);
-    expect(e.code).toBe('model_not_found');
-    expect(e.param).toBe('model');
-    expect(e.type).toBe('invalid_request_error');
-  });
-
-  it('bad input: 4xx naming the field', async () => {
-    const cases: [Record<string, unknown>, string][] = [
-      [{ messages: [{ role: 'user', content: { text: 'hi' } }] }, 'messages.0.content'],
-      [{ messages: [{ role: 'user', content: 'word '.repeat(5000) }] }, 'messages'],
-      [{ max_tokens: 1e9 }, 'max_tokens'],
-      [{ tools: [{ type: 'web_search_preview' }] }, 'tools.0.type'],
-      [{ n: 3 }, 'n'],
-    ];
-    for (const [over, param] of cases) {
-      const error = await chat(over as never).catch((e: unknown) => e);
-      expect(error, param).toBeInstanceOf(OpenAI.BadRequestError);
-      expect((error as InstanceType<typeof OpenAI.BadRequestError>).param).toBe(param);
-      expect((error as InstanceType<typeof OpenAI.BadRequestError>).type).toBe('invalid_request_error');
-    }
-  });
-
   it('a 50 MB body: 413 naming the body', async () => {
     const huge = JSON.stringify({
       model: pkg.id,
@@ -581,41 +381,11 @@ describe('OpenAI routes: payment, replay, disconnects', () => {
     const id = requestId();
     const maxTokens = 1500;
     const before = generated.length;
-    const delivered = await new Promise<number>((resolve, reject) => {
-      const req = httpRequest(`${node.url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          authorization: `Bearer ${apiKey}`,
-          'glassbox-request-id': id,
-        },
-      });
-      req.on('error', () => undefined);
-      req.on('response', (res) => {
-        let events = 0;
-        res.on('data', (data: Buffer) => {
-          events += data
-            .toString()
-            .split('\n\n')
-            .filter((e) => e.startsWith('data: {')).length;
-          if (events >= 8) {
-            req.destroy();
-            resolve(events);
-          }
-        });
-        res.on('error', () => undefined);
-        res.on('end', () => reject(new Error('the stream ended before the client left')));
-      });
-      req.end(
-        JSON.stringify({
-          model: pkg.id,
-          messages: MESSAGES,
-          max_tokens: maxTokens,
-          temperature: 0,
-          stream: true,
-        }),
-      );
-    });
+    const delivered = await leaveMidStream(
+      `${node.url}/v1/chat/completions`,
+      { model: pkg.id, messages: MESSAGES, max_tokens: maxTokens, temperature: 0, stream: true },
+      { authorization: `Bearer ${apiKey}`, 'glassbox-request-id': id },
+    );
     expect(delivered).toBeGreaterThanOrEqual(8);
     // The receipt is stored once the generation stopped.
     let stored: StoredReceipt | undefined;

@@ -185,6 +185,45 @@ describe('chat', () => {
     expect(owed).toBe(whole.receipts[0]!.receipt.price + streamed.receipts[0]!.receipt.price);
   });
 
+  it("carries the chunks' logprobs as one answer's, one per token", async () => {
+    const client = await newClient();
+    const result = await chat(client, { body: body({ logprobs: true, top_logprobs: 2 }), maxPrice: CAP });
+    const content = (result.logprobs as { content: { token: string; top_logprobs: unknown[] }[] }).content;
+    expect(content).toHaveLength(result.outputIds.length);
+    expect(content.every((lp) => lp.top_logprobs.length === 2)).toBe(true);
+    expect(result.report.ok).toBe(true);
+  });
+
+  it('hashes the request as the provider does: text parts, max_completion_tokens, top_k -1, one stop string', async () => {
+    const client = await newClient();
+    const result = await chat(client, {
+      body: {
+        model: pkg.manifest.name,
+        messages: [
+          {
+            role: 'system',
+            content: [
+              { type: 'text', text: 'You are ' },
+              { type: 'text', text: 'terse.' },
+            ],
+          },
+          { role: 'user', content: 'Name three colours.' },
+        ],
+        max_completion_tokens: 10,
+        max_tokens: 50,
+        top_k: -1,
+        top_p: 0.9,
+        stop: 'zzz',
+        temperature: 0.7,
+        seed: '18446744073709551615',
+      },
+      maxPrice: CAP,
+    });
+    expect(result.report.ok).toBe(true);
+    expect(result.seed).toBe(2n ** 64n - 1n);
+    expect(result.outputIds.length).toBeLessThanOrEqual(10);
+  });
+
   it('picks a seed when the body has none, reports it, and the same seed samples the same', async () => {
     const client = await newClient();
     const first = await chat(client, { body: body({ seed: undefined }), maxPrice: CAP });
@@ -238,23 +277,39 @@ describe('chat', () => {
     const reference = await chat(client, { body: body(), maxPrice: CAP });
     const [failing] = await ranked(client);
     failing!.faults.failAfterTokens = 4;
-    const stream = chat(client, { body: body(), maxPrice: CAP, stream: true, mode: 'local' });
+    const stream = chat(client, { body: body(), maxPrice: CAP, stream: true });
     const deltas = await collect(stream);
     const result = await stream.result;
     expect(deltas.map((d) => d.text).join('')).toBe(reference.text);
+    expect(deltas.flatMap((d) => d.tokenIds)).toEqual(reference.outputIds);
     expect(result.outputIds).toEqual(reference.outputIds);
     expect(result.segments).toHaveLength(2);
     expect(result.segments[0]).toMatchObject({ provider: failing!.address, fromToken: 0, toToken: 4 });
     expect(result.segments[0]!.cut).toMatch(/RUN_FAILED/);
+    expect(result.segments[0]!.receipt).toBeUndefined();
     expect(result.segments[1]).toMatchObject({ fromToken: 4, toToken: reference.outputIds.length });
     expect(result.segments[1]!.report?.ok).toBe(true);
     expect(result.report.failovers).toBe(1);
-    // The first 4 tokens have no receipt; the local re-check of the whole generation covers them.
-    expect(result.report.recheck?.ok).toBe(true);
-    expect(result.report.ok).toBe(true);
+    // The first 4 tokens have no receipt: delivered, but not verified.
+    expect(result.report.ok).toBe(false);
+
+    // In local mode the re-check of the whole generation covers them (a fresh client, whose first
+    // provider fails: this one now tries the failing provider last).
+    const fresh = await newClient();
+    delete failing!.faults.failAfterTokens;
+    const [first] = await ranked(fresh);
+    first!.faults.failAfterTokens = 4;
+    const local = chat(fresh, { body: body(), maxPrice: CAP, stream: true, mode: 'local' });
+    await collect(local);
+    const checked = await local.result;
+    expect(checked.outputIds).toEqual(reference.outputIds);
+    expect(checked.report.failovers).toBe(1);
+    expect(checked.report.recheck).toMatchObject({ ok: true });
+    expect(checked.report.recheck!.margins.positions).toBe(reference.outputIds.length);
+    expect(checked.report.ok).toBe(true);
   });
 
-  it('reports a stream whose first provider stalled: delivered tokens without a receipt are not ok in receipt mode', async () => {
+  it("continues a stream after a stall, and covers the stalled provider's tokens with the receipt it recorded", async () => {
     const client = await newClient();
     const reference = await chat(client, { body: body(), maxPrice: CAP });
     const [stalling] = await ranked(client);
@@ -263,7 +318,7 @@ describe('chat', () => {
       body: body(),
       maxPrice: CAP,
       stream: true,
-      firstTokenTimeoutMs: 1_500,
+      firstTokenTimeoutMs: 3_000,
     });
     const deltas = await collect(stream);
     const result = await stream.result;
@@ -274,8 +329,35 @@ describe('chat', () => {
       provider: stalling!.address,
       code: 'PROVIDER_TIMEOUT',
     });
-    expect(result.receipts).toHaveLength(1);
-    expect(result.report.ok).toBe(false);
+    // The stalled provider recorded a receipt for the 3 tokens it delivered, fetched and verified.
+    expect(result.segments[0]!.report?.ok).toBe(true);
+    expect(result.receipts.map((r) => r.receipt.provider)).toEqual([
+      stalling!.address,
+      result.segments[1]!.provider,
+    ]);
+    expect(result.report.ok).toBe(true);
+  });
+
+  it('ends a stream whose provider stalled after its last token, with nothing left to continue', async () => {
+    const client = await newClient();
+    const reference = await chat(client, { body: body({ max_tokens: 6 }), maxPrice: CAP });
+    expect(reference.finishReason).toBe('length');
+    const [stalling] = await ranked(client);
+    stalling!.faults.stallAtEnd = true;
+    const stream = chat(client, {
+      body: body({ max_tokens: 6 }),
+      maxPrice: CAP,
+      stream: true,
+      firstTokenTimeoutMs: 3_000,
+    });
+    const deltas = await collect(stream);
+    const result = await stream.result;
+    expect(deltas.flatMap((d) => d.tokenIds)).toEqual(reference.outputIds);
+    expect(result.finishReason).toBe('length');
+    expect(result.segments).toHaveLength(1);
+    expect(result.segments[0]).toMatchObject({ provider: stalling!.address, toToken: 6 });
+    expect(result.segments[0]!.report?.ok).toBe(true); // the receipt it recorded for the 6 tokens
+    expect(result.report.ok).toBe(true);
   });
 
   it('a whole answer keeps only receipted tokens: a provider failing mid-way is replaced from the start', async () => {
@@ -317,6 +399,38 @@ describe('chat', () => {
     expect(result.report.ok).toBe(true);
   });
 
+  it('fails a whole answer whose local re-check finds a token the sampler would not pick', async () => {
+    const client = await newClient();
+    const [liar] = await ranked(client);
+    liar!.faults.substituteAt = 5;
+    const error = await refusal(
+      chat(client, { body: body(), maxPrice: CAP, mode: 'local', hedgeAfterMs: false }),
+    );
+    expect(error.code).toBe('VERIFICATION_FAILED');
+    const report = error.details.report as {
+      ok: boolean;
+      receipts: { ok: boolean }[];
+      recheck: { ok: boolean; firstFailure: { check: string; position: number } };
+    };
+    // The receipt itself is consistent (the liar signed what it sent); the re-check is not.
+    expect(report.receipts.map((r) => r.ok)).toEqual([true]);
+    expect(report.recheck).toMatchObject({ ok: false, firstFailure: { check: 'margins', position: 5 } });
+  });
+
+  it("cancels the generation when the stream's reader stops reading", async () => {
+    const client = await newClient();
+    for (const p of providers) p.faults.stallAfterTokens = 2; // the generation cannot end by itself
+    const stream = chat(client, { body: body(), maxPrice: CAP, stream: true });
+    const seen: GenerationDelta[] = [];
+    for await (const delta of stream) {
+      seen.push(delta);
+      break;
+    }
+    const error = await refusal(stream.result);
+    expect(seen).toHaveLength(1);
+    expect(error.code).toBe('ABORTED');
+  });
+
   it('refuses bad requests naming the field, before any provider is asked', async () => {
     const client = await newClient();
     const noMessages = await refusal(chat(client, { body: { model: pkg.id } as never, maxPrice: CAP }));
@@ -327,6 +441,14 @@ describe('chat', () => {
     expect(unknown).toMatchObject({ code: 'MODEL_NOT_FOUND', field: 'model' });
     const stream = chat(client, { body: body(), maxPrice: CAP, stream: true, mode: { quorum: 2 } });
     expect(await refusal(stream.result)).toMatchObject({ code: 'REQUEST_INVALID', field: 'mode' });
+  });
+
+  it('stops at a refusal two providers give alike (the request is at fault), naming its field', async () => {
+    const client = await newClient();
+    const context = pkg.manifest.format === 'llm' ? pkg.manifest.llm.contextLength : 0;
+    const error = await refusal(chat(client, { body: body({ max_tokens: context + 1 }), maxPrice: CAP }));
+    expect(error).toMatchObject({ code: 'REQUEST_INVALID', field: 'max_tokens' });
+    expect((error.details.rejected as unknown[]).length).toBe(2);
   });
 
   it('lists the LLM models on offer with their cheapest prices', async () => {

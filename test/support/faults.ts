@@ -341,6 +341,8 @@ export type TokenFaults = {
   failAfterTokens?: number;
   /** Replace the output token at this position by the next id of the vocabulary. */
   substituteAt?: number;
+  /** Send every token, then nothing more (no finish, no receipt) until the client goes away. */
+  stallAtEnd?: boolean;
 };
 
 /** `engine`'s generations, with the faults `faults` holds when each starts. */
@@ -353,6 +355,10 @@ export function withTokenFaults(engine: TokenEngine, faults: TokenFaults): Token
       const swap = (id: number) =>
         (id + 1) % (pkg.manifest.format === 'llm' ? pkg.manifest.llm.vocabSize : 1);
       for await (const event of engine.generate(pkg, promptIds, options)) {
+        if (event.type === 'done' && f.stallAtEnd) {
+          await sleep(Infinity, options.signal);
+          return;
+        }
         if (event.type === 'done') {
           const ids = [...event.outputIds];
           if (f.substituteAt !== undefined && f.substituteAt < ids.length)
@@ -374,7 +380,7 @@ export function withTokenFaults(engine: TokenEngine, faults: TokenFaults): Token
   };
 }
 
-/** Engines with the LLM engine first, so a node declares its profile (and with `faults`). */
+/** `engines` with the LLM engine's generations faulty as `faults` says. */
 export function tokenEnginesWithFaults(engines: Engines, faults: TokenFaults): Engines {
   const tokens = engines.list.filter((e) => e.kind === 'tokens');
   const rest = engines.list.filter((e) => e.kind !== 'tokens');

@@ -19,6 +19,7 @@ import {
   REQUEST_ID_HEADER,
   VOUCHER_HEADER,
   type ChatCompletionRequest,
+  type GlassboxChunkIds,
   type GlassboxExtra,
   type OpenAiModel,
 } from '../../api/openai.js';
@@ -168,7 +169,7 @@ async function authenticate(ctx: NodeContext, request: FastifyRequest): Promise<
 
 type Common = Pick<
   ChatCompletionRequest,
-  'model' | 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'seed' | 'stop'
+  'model' | 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'seed' | 'stop' | 'glassbox'
 >;
 
 /** What both routes ask of the generation: the client, the headers, the model and the sampling. */
@@ -188,11 +189,13 @@ function commonRequest(
     ...(body.max_tokens != null ? { maxTokens: body.max_tokens } : {}),
     ...(body.stop != null ? { stop: typeof body.stop === 'string' ? [body.stop] : body.stop } : {}),
   };
+  const prefixIds = body.glassbox?.prefix_ids;
   return {
     client,
     model: body.model,
     prompt,
     sampling,
+    ...(prefixIds == null ? {} : { prefixIds: prefixIds as number[] }),
     ...(requestId === undefined
       ? {}
       : { requestId: parseWire(bytes32, requestId, REQUEST_ID_HEADER) as Hex }),
@@ -250,9 +253,14 @@ function extraOf(r: GenerateResult): GlassboxExtra {
   };
 }
 
-const usage = (r: GenerateResult) => usageOf(r.promptIds.length, r.outputIds.length);
+/** A continuation's prefix is charged as input: prompt_tokens counts it (docs/protocol.md). */
+const usage = (r: GenerateResult) => usageOf(r.promptIds.length + r.prefixIds.length, r.outputIds.length);
 
-type StreamOptions = { stream?: boolean | null; stream_options?: { include_usage?: boolean | null } | null };
+type StreamOptions = {
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean | null } | null;
+  glassbox?: { token_ids?: boolean | null } | null;
+};
 
 /** Runs the generation and answers it, whole or as a stream. */
 async function answer<Whole, Chunk, L>(
@@ -285,8 +293,18 @@ async function answer<Whole, Chunk, L>(
 
   const stream = new AnswerStream(reply, format, body.stream_options?.include_usage === true);
   let sent = '';
+  // glassbox.token_ids: each chunk with choices carries the ids consumed since the previous one, so
+  // a gateway knows the exact prefix to continue from if this provider fails mid-stream
+  const withIds = body.glassbox?.token_ids === true;
+  let pending: number[] = [];
+  const idsField = (): { glassbox?: GlassboxChunkIds } => {
+    if (!withIds) return {};
+    const token_ids = pending;
+    pending = [];
+    return { glassbox: { token_ids } };
+  };
   const open = (requestId: Hex) =>
-    stream.open(openAiId(requestId), { 'x-request-id': requestId.toLowerCase() });
+    stream.open(openAiId(requestId), { 'x-request-id': requestId.toLowerCase() }, idsField);
   try {
     const requestId = generation.requestId ?? randomId();
     const result = await ctx.generator.generate({
@@ -295,15 +313,17 @@ async function answer<Whole, Chunk, L>(
       signal,
       onToken: async (token) => {
         await open(requestId);
+        pending.push(token.id);
         sent += token.text;
-        await stream.token(token.text, piece(token));
+        await stream.token(token.text, piece(token), idsField);
       },
     });
     if (!result.receipt || signal.aborted) return stream.end();
     await open(result.requestId);
     // What the last tokens held back (a possible stop string that did not come) ends the text.
     const rest = result.replayed ? result.text : restOf(result.text, sent);
-    await stream.finish(rest, finishOf(result), usage(result), extraOf(result));
+    if (result.replayed) pending = [...result.outputIds]; // no token went out one by one
+    await stream.finish(rest, finishOf(result), usage(result), extraOf(result), idsField);
     return stream.end();
   } catch (error) {
     if (!stream.opened) throw error;
