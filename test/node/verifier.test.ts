@@ -1,11 +1,14 @@
 import { keccak256, toHex, type Address, type Hex } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TokenClaim } from '../../src/chain/index.js';
 import { isSampled, proveDivergence, recheck } from '../../src/node/roles/check.js';
+import { dataHash } from '../../src/protocol/data.js';
 import { encodeTensors } from '../../src/protocol/encoding.js';
-import { modelDigest } from '../../src/protocol/manifest.js';
+import { llmInputData, llmOutputData, type LlmRequest } from '../../src/protocol/llm.js';
+import { modelDigest, type ModelPackage } from '../../src/protocol/manifest.js';
 import { ZERO_HASH, type Receipt } from '../../src/protocol/receipt.js';
 import { defaultEngines } from '../../src/runtime/index.js';
-import { examplePackage, exampleSamples } from '../support/examples.js';
+import { examplePackage, exampleSamples, llmExample } from '../support/examples.js';
 import { openRoleStore } from '../../src/node/roles/store.js';
 import { traceRoot, verifyTraceProof } from '../../src/protocol/merkle.js';
 import { tempDir } from './support.js';
@@ -184,5 +187,112 @@ describe('recheck: what a provider can serve to stall or mislead a verifier', ()
     // the receipt's own trace matches ours step for step; its lie is the output, so no step differs
     const withOwn = await recheck({ receipt, inputs, trace: honestTrace, engines, pkg });
     expect(withOwn.kind).toBe('mismatch');
+  });
+});
+
+describe('recheck of a generation: what a sample finds, and how a token claim is judged', () => {
+  const engines = defaultEngines({ onnx: { intraOpNumThreads: 1 }, llm: { intraOpNumThreads: 1 } });
+  const tokens = engines.tokens({ manifest: { format: 'llm' } });
+  let pkg: ModelPackage;
+  let request: LlmRequest;
+  let promptIds: readonly number[];
+  let honest: readonly number[];
+  afterAll(async () => {
+    await engines.close();
+  });
+  beforeAll(async () => {
+    pkg = (await llmExample('tiny-chat')).pkg;
+    request = {
+      kind: 'chat',
+      messages: [{ role: 'user', content: 'Tell me about glass.' }],
+      model: pkg.id,
+      params: { temperature: 0, topP: 1, topK: 0, seed: 0n, maxTokens: 16, stop: [] },
+    };
+    promptIds = (await tokens.prompt(pkg, request)).ids;
+    for await (const e of tokens.generate(pkg, promptIds, { params: request.params }))
+      if (e.type === 'done') honest = e.outputIds;
+  }, 120_000);
+
+  /** The receipt of a generation claiming `outputIds`, with its data. */
+  function claimed(
+    outputIds: readonly number[],
+    over: Partial<Receipt> = {},
+    inputs = llmInputData(request, promptIds),
+  ) {
+    const outputs = llmOutputData(outputIds);
+    const receipt: Receipt = {
+      requestId: h('gen'),
+      provider: A,
+      client: B,
+      model: modelDigest(pkg.id),
+      inputHash: dataHash(inputs),
+      outputHash: dataHash(outputs),
+      paramsHash: ZERO_HASH,
+      runtime: tokens.runtimeHash,
+      traceRoot: ZERO_HASH,
+      price: 1n,
+      timestamp: 1n,
+      ...over,
+    };
+    // `served`: the output data the judge is given ('none': not served)
+    return (claim?: TokenClaim, served: Uint8Array | 'none' = outputs) =>
+      recheck({
+        receipt,
+        inputs,
+        ...(served === 'none' ? {} : { outputs: served }),
+        engines,
+        pkg,
+        ...(claim ? { claim } : {}),
+      });
+  }
+
+  it('an honest generation matches, and no claim against it holds', async () => {
+    const judge = claimed(honest);
+    expect(await judge()).toMatchObject({ kind: 'match' });
+    for (const check of ['margin', 'prompt', 'termination', 'count'] as const)
+      expect(await judge({ check, position: 3 })).toMatchObject({ kind: 'match' });
+  });
+
+  it('a swapped token: the sample names margin at its position; a claim through it holds, one before it does not', async () => {
+    const lie = honest.map((id, t) => (t === 5 ? (id === 9707 ? 9708 : 9707) : id));
+    const judge = claimed(lie);
+    const found = await judge();
+    expect(found).toMatchObject({ kind: 'mismatch', token: { check: 'margin', position: 5 } });
+    expect(await judge({ check: 'margin', position: 5 })).toMatchObject({ kind: 'mismatch' });
+    expect(await judge({ check: 'margin', position: 9 })).toMatchObject({ kind: 'mismatch' });
+    expect(await judge({ check: 'margin', position: 4 })).toMatchObject({ kind: 'match' });
+    expect(await judge({ check: 'termination', position: 5 })).toMatchObject({ kind: 'match' });
+  });
+
+  it('a truncated output names termination; only a termination claim holds', async () => {
+    const judge = claimed(honest.slice(0, 10));
+    expect(await judge()).toMatchObject({ kind: 'mismatch', token: { check: 'termination', position: 9 } });
+    expect(await judge({ check: 'termination', position: 9 })).toMatchObject({ kind: 'mismatch' });
+    expect(await judge({ check: 'margin', position: 9 })).toMatchObject({ kind: 'match' });
+  });
+
+  it('input data that is no request for this model is a prompt failure at 0', async () => {
+    const garbage = new Uint8Array([1, 2, 3]);
+    const judge = claimed(honest, {}, garbage);
+    expect(await judge()).toMatchObject({ kind: 'mismatch', token: { check: 'prompt', position: 0 } });
+    expect(await judge({ check: 'prompt', position: 0 })).toMatchObject({ kind: 'mismatch' });
+    expect(await judge({ check: 'margin', position: 0 })).toMatchObject({ kind: 'match' });
+    // a request for another model, signed under this one's digest
+    const otherId = (await llmExample('tiny-chat-other')).pkg.id;
+    const other = claimed(honest, {}, llmInputData({ ...request, model: otherId }, promptIds));
+    expect(await other()).toMatchObject({
+      kind: 'mismatch',
+      detail: expect.stringContaining(otherId),
+      token: { check: 'prompt', position: 0 },
+    });
+  });
+
+  it('without the output ids it is unproven; under another runtime it is skipped', async () => {
+    expect(await claimed(honest)(undefined, 'none')).toMatchObject({ kind: 'unproven' });
+    expect(await claimed(honest)(undefined, new Uint8Array([9]))).toMatchObject({ kind: 'unproven' });
+    expect(await claimed(honest, { runtime: h('another runtime') })()).toMatchObject({
+      kind: 'skipped',
+      detail: expect.stringMatching(/differs from ours/),
+    });
   });
 });

@@ -129,9 +129,15 @@ export const committeeMember =
       if (found.kind === 'skipped') return abstain(found.detail);
       if (found.kind === 'unproven')
         return vote(false, `the challenger did not make its case: ${found.detail}`);
-      return found.kind === 'match'
-        ? vote(false, 'our re-execution agrees with the receipt', found.computeMs)
-        : vote(true, found.detail, found.computeMs);
+      if (found.kind === 'mismatch') return vote(true, found.detail, found.computeMs);
+      const { token } = info;
+      return vote(
+        false,
+        token
+          ? `the claim does not hold: ${token.check} passes through position ${token.position}`
+          : 'our re-execution agrees with the receipt',
+        found.computeMs,
+      );
     }
 
     /** Judges a bisected challenge on the one step it names: whose hash does our run give there? */
