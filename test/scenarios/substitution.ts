@@ -207,6 +207,7 @@ async function chatLoad(
   let clientErrors = 0;
   let streamed = 0;
   let routedFreely = 0;
+  let impostorGone = false;
   for (let i = 0; i < requests; i++) {
     const body = {
       model: 'tiny-chat',
@@ -214,7 +215,9 @@ async function chatLoad(
       max_tokens: maxTokens,
       seed: i + 1,
     };
-    const ai = i % 3 === 2 ? open : pinned;
+    // Once slashing takes the impostor below the minimum stake it leaves discovery and the pinned
+    // gateway has no provider left (503): its clients move to the open one, as a user would.
+    const ai = i % 3 === 2 || impostorGone ? open : pinned;
     if (ai === open) routedFreely++;
     try {
       if (i % 2 === 0) {
@@ -229,6 +232,11 @@ async function chatLoad(
         answers.push({ body, extra: (answer as { glassbox?: GatewayExtra }).glassbox!, at: Date.now() });
       }
     } catch (error) {
+      if (ai === pinned && error instanceof OpenAI.APIError && error.status === 503) {
+        impostorGone = true;
+        i--; // asked again, through the open gateway
+        continue;
+      }
       clientErrors++;
       log(`  chat ${i} failed: ${error instanceof Error ? error.message : String(error)}`);
     }
