@@ -23,7 +23,8 @@ import {
   type GlassboxClient,
 } from '../chain/index.js';
 import { GlassboxError } from '../protocol/errors.js';
-import type { ModelId } from '../protocol/manifest.js';
+import type { TokenPrices } from '../protocol/llm.js';
+import type { ModelId, ModelManifest } from '../protocol/manifest.js';
 import { runtimeProfileJson } from '../protocol/runtime-profile.js';
 import { defaultProfiles } from '../runtime/index.js';
 import { createClient, type Client, type CreateClientParameters } from '../sdk/index.js';
@@ -52,19 +53,32 @@ export const DEVNET_PARAMS: Partial<ChainParams> = {
   paymentHoldMs: 10 * 60_000,
 };
 
+/** A tensor model's price per inference on a devnet provider (0.001 token). */
+export const DEVNET_PRICE = 10n ** 15n;
+
+/**
+ * An LLM's prices per token on a devnet provider: 1 token per million output tokens, 0.25 per
+ * million prompt tokens. Per-token prices are far below a per-inference price: a generation is
+ * hundreds of tokens, and a request reserves credit for its worst case (prompt plus max_tokens).
+ */
+export const DEVNET_TOKEN_PRICES: TokenPrices = { inputPrice: 25n * 10n ** 10n, outputPrice: 10n ** 12n };
+
+/** The models a devnet publishes and its providers serve by default. */
+export const DEVNET_MODELS = ['iris', 'iris-int8', 'cnn', 'tiny-chat'] as const;
+
 /** The built CLI: devnet providers run it as separate processes (also when this file runs from src/). */
 const CLI_MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 /** The example models' folders, built by `npm run models`. */
 const EXAMPLES = fileURLToPath(new URL('../../examples/models/build/', import.meta.url));
 
 export type DevnetProviderOptions = {
-  /**
-   * Per-model price in base units (default 1e15 = 0.001 token): per inference for a tensor model,
-   * per output token for an LLM.
-   */
+  /** A tensor model's price per inference in base units (default 1e15 = 0.001 token). */
   readonly price?: bigint;
-  /** An LLM's price per input token in base units (default 2.5e14, a quarter of the default price). */
-  readonly inputPrice?: bigint;
+  /**
+   * An LLM's prices per token in base units (default DEVNET_TOKEN_PRICES: 1 token per million
+   * output tokens, a quarter of that per prompt token).
+   */
+  readonly tokenPrices?: TokenPrices;
   /**
    * What the provider process runs, as node's arguments, instead of the built CLI's `glassbox node
    * start`; `--config <file> --json` is appended, and it must print the same ready line. Tests run
@@ -147,13 +161,21 @@ export type Devnet = {
   readonly client: { readonly address: Address; readonly privateKey: Hex };
   /** Funded accounts that no node and not the client use (`spareAccounts`). */
   readonly spare: readonly { readonly address: Address; readonly privateKey: Hex }[];
-  readonly models: readonly { readonly name: string; readonly id: ModelId; readonly folder: string }[];
+  readonly models: readonly DevnetModel[];
   readonly providers: readonly DevnetProvider[];
   readonly verifiers: readonly DevnetProvider[];
   readonly committee: readonly DevnetProvider[];
   /** Moves the chain's clock forward and mines a block: a devnet need not wait out holds and periods. */
   advanceTime(ms: number): Promise<void>;
   stop(): Promise<void>;
+};
+
+export type DevnetModel = {
+  readonly name: string;
+  readonly id: ModelId;
+  readonly folder: string;
+  /** An LLM's context in tokens (prompt and output together); absent for a tensor model. */
+  readonly contextLength?: number;
 };
 
 /** Dev account `i` of anvil's mnemonic, as a key. */
@@ -183,7 +205,9 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
   const providers: DevnetProvider[] = [];
   const verifiers: DevnetProvider[] = [];
   const committee: DevnetProvider[] = [];
-  const all = () => [...providers, ...verifiers, ...committee];
+  // filled as they start (in parallel, so possibly with holes): stop() and a failed start stop
+  // every one that did
+  const all = () => [...providers, ...verifiers, ...committee].filter((p) => p !== undefined);
   try {
     const deployer = anvil.accounts[0]!;
     const deployment = await deployGlassbox({
@@ -209,8 +233,8 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
 
     const storeDir = options.store ?? join(dir, 'store');
     const store = createFsStore(storeDir);
-    const models: { name: string; id: ModelId; folder: string }[] = [];
-    for (const folder of options.models ?? ['iris', 'iris-int8', 'cnn'].map((m) => join(EXAMPLES, m))) {
+    const models: DevnetModel[] = [];
+    for (const folder of options.models ?? DEVNET_MODELS.map((m) => join(EXAMPLES, m))) {
       const { id, manifest } = await packModelFolder(store, folder);
       if (!(await getModel(owner, id)))
         await registerModel(owner, {
@@ -218,7 +242,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
           exact: manifest.policy.kind === 'exact',
           metadata: JSON.stringify({ name: manifest.name, version: manifest.version }),
         });
-      models.push({ name: manifest.name, id, folder });
+      models.push({ name: manifest.name, id, folder, ...contextOf(manifest) });
       log(`model    ${manifest.name} ${manifest.version} ${id}`);
     }
 
@@ -241,6 +265,9 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
         store: storeDir,
         peers: [],
         logLevel: 'warn',
+        // A chat that names no max_tokens may generate the rest of tiny-chat's 4,096-token context:
+        // ~35 s of one core here, ~70 s with the cores shared; the default 30 s limit would cut it.
+        runTimeoutMs: 180_000,
         ...config,
         // last, so that a caller's credit limit or batch size wins over the devnet's defaults
         ...options.nodeConfig,
@@ -250,35 +277,46 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       return spawnProvider(index, staking.address, signing.address, dataDir, entry);
     };
 
-    for (let i = 0; i < count; i++) {
+    const providerNode = async (i: number) => {
       const settings = options.provider?.(i) ?? {};
-      const price = settings.price ?? 10n ** 15n;
-      const node = await writeConfig(`provider-${i}`, i, settings.entry, settings.nodeConfig, {
-        models: models.map((m) => ({ model: m.id, price: price.toString() })),
-        // What a model pushed with `glassbox model push --serve` is offered at (an LLM's prompt
-        // tokens at the input price; a tensor model's input price is always 0).
+      const price = settings.price ?? DEVNET_PRICE;
+      const tokens = settings.tokenPrices ?? DEVNET_TOKEN_PRICES;
+      return writeConfig(`provider-${i}`, i, settings.entry, settings.nodeConfig, {
+        models: models.map((m) => offerOf(m, price, tokens)),
+        // What a model pushed with `glassbox model push --serve` is offered at when the push names
+        // no price (an LLM's prompt tokens at the input price; a tensor model's is always 0).
         defaultPrice: price.toString(),
-        defaultInputPrice: (settings.inputPrice ?? 25n * 10n ** 13n).toString(),
-        // Pay-after: a client may owe up to 100 answers before it must send a voucher.
-        creditLimit: (price * 100n).toString(),
+        defaultInputPrice: tokens.inputPrice.toString(),
+        creditLimit: creditLimit(models, price, tokens).toString(),
         stake: (1_000n * E18).toString(),
       });
-      providers.push(node);
-      log(`provider ${i} ${node.url} staking ${node.address} signing ${node.signer}`);
-    }
-    const roleNode = async (role: 'verifier' | 'committee', i: number, index: number) => {
-      const node = await writeConfig(`${role}-${i}`, index, undefined, undefined, {
+    };
+    const roleNode = (role: 'verifier' | 'committee', i: number, index: number) =>
+      writeConfig(`${role}-${i}`, index, undefined, undefined, {
         roles: [role],
-        models: models.map((m) => ({ model: m.id, price: (10n ** 15n).toString() })),
+        // held to re-execute and re-check (an LLM by teacher forcing), not offered
+        models: models.map((m) => offerOf(m, DEVNET_PRICE, DEVNET_TOKEN_PRICES)),
         stake: role === 'committee' ? (1_000n * E18).toString() : '0',
         ...options.roleConfig,
       });
-      log(`${role.padEnd(8)} ${i} ${node.url} account ${node.address}`);
-      return node;
-    };
-    for (let i = 0; i < verifierCount; i++) verifiers.push(await roleNode('verifier', i, count + i));
-    for (let i = 0; i < committeeCount; i++)
-      committee.push(await roleNode('committee', i, count + verifierCount + i));
+    // All nodes start at once: each has its own account (no nonce races), and a node's start is
+    // mostly loading its code and models and waiting for its registration transactions, which
+    // overlap. One after another, ten nodes took ten times one node's start.
+    const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+    await startAll([
+      ...range(count).map((i) => async () => {
+        providers[i] = await providerNode(i);
+      }),
+      ...range(verifierCount).map((i) => async () => {
+        verifiers[i] = await roleNode('verifier', i, count + i);
+      }),
+      ...range(committeeCount).map((i) => async () => {
+        committee[i] = await roleNode('committee', i, count + verifierCount + i);
+      }),
+    ]);
+    for (const p of providers) log(`provider ${p.index} ${p.url} staking ${p.address} signing ${p.signer}`);
+    for (const [i, p] of verifiers.entries()) log(`verifier ${i} ${p.url} account ${p.address}`);
+    for (const [i, p] of committee.entries()) log(`committee ${i} ${p.url} account ${p.address}`);
     const blockIntervalMs = options.blockIntervalMs ?? (verifierCount > 0 ? 1000 : 0);
     const miner =
       blockIntervalMs > 0
@@ -323,6 +361,40 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
     if (temporary) await rm(dir, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** Runs every start at once and waits for all of them; throws the first failure once all have ended. */
+async function startAll(starts: readonly (() => Promise<void>)[]): Promise<void> {
+  const results = await Promise.allSettled(starts.map((start) => start()));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+function contextOf(manifest: ModelManifest): { contextLength?: number } {
+  return manifest.format === 'llm' ? { contextLength: manifest.llm.contextLength } : {};
+}
+
+/** A node config's entry for `model`: an LLM at its per-token pair, a tensor model per inference. */
+function offerOf(model: DevnetModel, price: bigint, tokens: TokenPrices) {
+  return model.contextLength === undefined
+    ? { model: model.id, price: price.toString() }
+    : { model: model.id, price: tokens.outputPrice.toString(), inputPrice: tokens.inputPrice.toString() };
+}
+
+/**
+ * Pay-after credit: what a client may owe before it must send a voucher. It must cover 100 tensor
+ * answers, and 10 of the dearest LLM requests a client can send: a generation reserves its worst
+ * case up front (its prompt and max_tokens, which defaults to the rest of the context), so a credit
+ * sized by the per-inference price alone would answer 402 to a chat that names no max_tokens. The
+ * worst case is bounded by the context: prompt + output <= contextLength, each token at most the
+ * dearer of the two prices.
+ */
+export function creditLimit(models: readonly DevnetModel[], price: bigint, tokens: TokenPrices): bigint {
+  const dearest = tokens.inputPrice > tokens.outputPrice ? tokens.inputPrice : tokens.outputPrice;
+  const worstGeneration = BigInt(Math.max(0, ...models.map((m) => m.contextLength ?? 0))) * dearest;
+  const tensors = price * 100n;
+  const generations = worstGeneration * 10n;
+  return tensors > generations ? tensors : generations;
 }
 
 /**

@@ -7,6 +7,7 @@ import Fastify, {
 import { validatorCompiler } from 'fastify-type-provider-zod';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { Address } from 'viem';
 import {
   abortOnClose,
   AnswerStream,
@@ -57,6 +58,8 @@ export type GatewayOptions = {
   readonly hedgeAfterMs?: number | false;
   readonly timeoutMs?: number;
   readonly firstTokenTimeoutMs?: number;
+  /** Providers this gateway never routes to (the SDK's `exclude` on every call). */
+  readonly exclude?: readonly Address[];
   /** When set, requests must carry `Authorization: Bearer <apiKey>` (a gateway on loopback needs none). */
   readonly apiKey?: string;
   readonly logger: Logger;
@@ -134,6 +137,7 @@ async function gatewayRoutesPlugin(app: FastifyInstance, options: GatewayOptions
     ...(options.firstTokenTimeoutMs === undefined
       ? {}
       : { firstTokenTimeoutMs: options.firstTokenTimeoutMs }),
+    ...(options.exclude === undefined ? {} : { exclude: options.exclude }),
     signal: abortOnClose(reply),
     stream,
   });

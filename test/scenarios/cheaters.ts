@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { DEFAULT_OUT_DIR } from '../../examples/models/build.mjs';
 import { randomBytes } from 'node:crypto';
 import { formatUnits, getAddress, type Address, type Hex } from 'viem';
 import {
@@ -93,6 +94,8 @@ export async function runCheatersScenario(options: ScenarioOptions = {}): Promis
     verifiers: 2,
     committee: 3,
     params: PARAMS,
+    // the tensor examples only: ten nodes loading the devnet's LLM too would only slow the start
+    models: ['iris', 'iris-int8', 'cnn'].map((m) => join(DEFAULT_OUT_DIR, m)),
     provider: (i) =>
       i === 0
         ? faultyProvider({ perturb: options.perturb ?? 0.2 })

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { runCheatersScenario, scenarioHeld, scenarioTable } from './cheaters.js';
+import { runSubstitutionScenario, substitutionHeld, substitutionTable } from './substitution.js';
 
 /*
  * `npm run scenario -- <name> [--requests N] [--runs N]`: an acceptance scenario on a fresh devnet,
@@ -16,6 +17,10 @@ const SCENARIOS: Record<string, Scenario> = {
   cheaters: async (options) => {
     const result = await runCheatersScenario(options);
     return { table: scenarioTable(result), held: scenarioHeld(result) };
+  },
+  substitution: async (options) => {
+    const result = await runSubstitutionScenario(options);
+    return { table: substitutionTable(result), held: substitutionHeld(result) };
   },
 };
 

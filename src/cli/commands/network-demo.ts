@@ -3,6 +3,8 @@ import { devnetClient, startDevnet } from '../../devnet/index.js';
 import { closeClient, charged, infer, settle, type InferReturnType } from '../../sdk/index.js';
 import { writeDevnetProfile } from '../connection.js';
 import { defaultStoreDir, formatAmount, printFields } from '../io.js';
+import type { Gateway } from '../../gateway/index.js';
+import { startDemoGateway, streamedChat } from './demo-chat.js';
 import { devnetProfile, stopDevnet } from './devnet.js';
 import type { Context } from '../program.js';
 
@@ -23,6 +25,7 @@ export async function runNetworkDemo(ctx: Context): Promise<void> {
   });
   await writeDevnetProfile(devnetProfile(devnet));
   const client = await devnetClient(devnet, { pollingIntervalMs: 50 });
+  let gateway: Gateway | undefined;
   try {
     const iris = devnet.models.find((m) => m.name === 'iris')!;
     const record = await getModel(client.chain, iris.id);
@@ -95,13 +98,24 @@ export async function runNetworkDemo(ctx: Context): Promise<void> {
         `   ${provider}: ${receipts} answer(s), charged ${formatAmount(amount)}, redeemed ${formatAmount(amount)} (held by the escrow until no challenge can convict the provider, then paid out)`,
       );
 
+    io.out(
+      `\n6. An LLM (${elapsed()} since start): the providers also serve tiny-chat, priced per token. One streamed chat through the gateway, an OpenAI-compatible endpoint on loopback (what \`glassbox gateway\` runs): it picks a provider under a price cap, checks the receipt before the tokens count, and pays by voucher.`,
+    );
+    gateway = await startDemoGateway(client);
+    await streamedChat(ctx, gateway, 'What makes an answer verifiable?');
+
     io.out(`\nThe network stays up (${elapsed()} in all). Try, in another terminal:`);
     io.out(`  npx glassbox infer ${iris.id} --input '{"features": [[5.9, 3.0, 5.1, 1.8]]}' --quorum 3`);
     io.out(`  npx glassbox providers ${iris.id}`);
     io.out(
       `  npx glassbox infer ${iris.id} --input '{"features": [[5.9, 3.0, 5.1, 1.8]]}' --save r.json && npx glassbox verify r.json`,
     );
+    io.out(
+      `  curl -N ${gateway.url}/v1/chat/completions -H 'content-type: application/json' -d '{"model": "tiny-chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 20, "stream": true}'`,
+    );
+    io.out(`  (or any OpenAI client with base URL ${gateway.url}/v1)`);
     printFields(io, [
+      ['gateway', `${gateway.url}/v1`],
       ['rpc url', devnet.rpcUrl],
       ['addresses', devnet.deploymentFile],
       ['client key', devnet.client.privateKey],
@@ -109,6 +123,7 @@ export async function runNetworkDemo(ctx: Context): Promise<void> {
     io.out('Ctrl-C stops it.');
     await stopped;
   } finally {
+    await gateway?.close();
     await closeClient(client);
     await stopDevnet(ctx, devnet);
   }
