@@ -15,7 +15,7 @@ import type { SignedReceipt } from '../protocol/receipt.js';
 import type { Client } from './client.js';
 import { currentVoucher } from './payments.js';
 import { createSessionKey } from './session.js';
-import type { ProviderRef } from './transport.js';
+import { target, type ProviderRef } from './transport.js';
 
 /*
  * The SDK's side of a provider's OpenAI routes (src/node/routes/openai.ts) for chat.ts: always a
@@ -107,16 +107,6 @@ export async function sessionKeyFor(client: Client, provider: Address): Promise<
   client.state.sessionKeys.set(provider, { key: made.key, expiresAt: made.expiresAt });
   return made.key;
 }
-
-const target = (client: Client, provider: ProviderRef): ApiTarget => ({
-  endpoint: provider.endpoint,
-  name: `provider ${provider.address}`,
-  provider: provider.address,
-  timeoutMs: client.options.timeoutMs,
-  maxResponseBytes: client.options.maxResponseBytes,
-  fetch: client.options.fetch,
-  headers: client.options.headers,
-});
 
 /**
  * POSTs one generation and yields what its stream says. A refusal (any non-2xx) is a GlassboxError

@@ -53,7 +53,7 @@ export const BINARY_TRANSPORT_MIN_BYTES = 64 * 1024;
 export type ProviderRef = { readonly address: Address; readonly endpoint: string };
 
 /** The typed client's view of a provider, read with this client's options. */
-function target(client: Client, provider: ProviderRef): ApiTarget {
+export function target(client: Client, provider: ProviderRef): ApiTarget {
   return {
     endpoint: provider.endpoint,
     name: `provider ${provider.address}`,
